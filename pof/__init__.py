@@ -1,0 +1,8 @@
+"""PoF: Post-Training of Feature Extractor (Sato et al., ICML 2022) and the machinery around it.
+
+The engine is split into small modules, each readable on its own:
+data (datasets and on-device batches), models (registry and feature/classifier split),
+checkpoints (safetensors + JSON metadata), runs (run folders), train (training loops), cli.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,236 @@
+"""`python -m pof`: pre-train, evaluate and inspect runs from the command line.
+
+Exit codes (scripts can rely on them):
+    0  success
+    1  the run failed (diverged, crashed); its status.json says why
+    2  bad input: unknown option, missing dataset, unusable checkpoint, occupied run folder
+    3  the run was cancelled (cancel file or Ctrl-C); it can be resumed with --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
+
+
+def _arch_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    from .data import DATASETS
+    p.add_argument("--dataset", required=required,
+                   help=f"one of {', '.join(DATASETS)}, or imagefolder:PATH (PATH/train/<class>/*, PATH/test/<class>/*)")
+    p.add_argument("--data-root", default=None,
+                   help="folder for torchvision downloads and decoded image-folder caches "
+                        "(default: $POF_DATA or ~/.cache/pof/data)")
+    p.add_argument("--svhn-extra", action="store_true", help="SVHN: add the 531k 'extra' images to training, as the paper does")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models import ARCHS
+    from .train import PretrainConfig
+
+    d = PretrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m pof", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("pretrain", help="train a model from scratch (the baseline PoF post-trains)",
+                       description="Train a model from scratch with Nesterov SGD or SAM into a run folder.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=d.model, choices=list(ARCHS),
+                   help="architecture: " + "; ".join(f"{k}: {a.inputs}" for k, a in ARCHS.items()))
+    p.add_argument("--arch-arg", action="append", type=_arch_arg, default=[], metavar="KEY=VALUE",
+                   help="architecture argument, e.g. width=16 or hidden=[128,128] (repeatable)")
+    _add_data_args(p, required=False)
+    p.set_defaults(dataset=d.dataset)
+    p.add_argument("--out", required=True, help="run folder to create (config, status, metrics, checkpoints)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
+    p.add_argument("--optimizer", choices=["sgd", "sam"], default=d.optimizer,
+                   help="sgd: Nesterov SGD; sam: SAM around the same SGD")
+    p.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    p.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain instead of Nesterov momentum")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
+    p.add_argument("--schedule", choices=["step", "cosine", "constant"], default=d.schedule,
+                   help="step: multiply by --lr-decay at each milestone; cosine: anneal to 0")
+    p.add_argument("--milestones", type=int, nargs="+", default=None,
+                   help="epochs at which the step schedule decays (default: the paper's 60/120/160/200 of 250, "
+                        "scaled to --epochs)")
+    p.add_argument("--lr-decay", type=float, default=d.lr_decay, help="step-schedule factor")
+    p.add_argument("--rho", type=float, default=d.rho, help="SAM neighbourhood radius")
+    p.add_argument("--adaptive", action="store_true", help="SAM: adaptive (ASAM, |w|-scaled) neighbourhood")
+    p.add_argument("--augment", default=d.augment,
+                   help="'default' (per dataset), 'none', or e.g. 'crop=4,flip,cutout=16'")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed for initialization, data order and augmentation")
+    p.add_argument("--device", default=d.device, help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1 ...")
+    p.add_argument("--save-every", type=int, default=d.save_every,
+                   help="also keep a checkpoint every N epochs (0: only initial, last, best, final)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="loss and accuracy of a checkpoint on a dataset",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", help=".safetensors written by this project, or a .pt/.pth state dict (with --arch)")
+    _add_data_args(p, required=False)
+    p.add_argument("--arch", default=None, choices=list(ARCHS), help="architecture of a foreign checkpoint")
+    p.add_argument("--split", choices=["test", "train", "both"], default="test", help="which split to evaluate")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("runs", help="list run folders or show one")
+    rs = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    q = rs.add_parser("list", help="list the runs under a folder")
+    q.add_argument("root", nargs="?", default="runs", help="folder to search")
+    q.add_argument("--json", action="store_true")
+    q = rs.add_parser("show", help="config, status and per-epoch metrics of a run")
+    q.add_argument("run", help="run folder")
+    q.add_argument("--json", action="store_true")
+    q = rs.add_parser("cancel", help="ask a running job to stop at its next step")
+    q.add_argument("run", help="run folder")
+    return parser
+
+
+def _progress_bar(quiet: bool):
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+    bar = None
+
+    def update(info: dict) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=info["total_steps"], initial=info["step"] - 1, unit="step", dynamic_ncols=True)
+        bar.set_postfix_str(f"epoch {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f}", refresh=False)
+        bar.update(info["step"] - bar.n)
+        if "epoch_done" in info:
+            r = info["epoch_done"]
+            bar.write(f"epoch {r['epoch']:>4}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
+                      f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}  lr {r['lr']:.3g}  {r['epoch_time']:.1f}s")
+
+    return update, lambda: bar.close() if bar else None
+
+
+def cmd_pretrain(args) -> int:
+    from .train import PretrainConfig, pretrain
+
+    names = {f.name for f in fields(PretrainConfig)}
+    cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names and k != "arch_args"},
+                         arch_args=dict(args.arch_arg))
+    update, close = _progress_bar(args.quiet)
+    try:
+        run = pretrain(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=update)
+    finally:
+        close()
+    status = run.status()
+    if status["state"] == "cancelled":
+        print(f"cancelled: {status.get('message', '')}", file=sys.stderr)
+        return EXIT_CANCELLED
+    last = run.epochs()[-1]
+    print(f"done: test acc {last['test_acc']:.4f}, test loss {last['test_loss']:.4f}; "
+          f"checkpoint {run.checkpoint('final')}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from .checkpoints import load_checkpoint, read_metadata
+    from .data import Batches, load_dataset
+    from .models import split_model
+    from .train import evaluate, pick_device
+
+    dataset_name = args.dataset
+    if dataset_name is None:
+        if Path(args.checkpoint).suffix in (".pt", ".pth"):
+            raise ValueError("--dataset is needed for a .pt/.pth checkpoint.")
+        dataset_name = read_metadata(args.checkpoint).get("dataset")
+    dataset = load_dataset(dataset_name, args.data_root, svhn_extra=args.svhn_extra)
+    model, meta = load_checkpoint(args.checkpoint, dataset=dataset, arch=args.arch)
+    device = pick_device(args.device)
+    model.to(device)
+    results = {}
+    for split in (["test", "train"] if args.split == "both" else [args.split]):
+        x, y = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
+        batches = Batches(x, y, meta["mean"], meta["std"], 1024, device, shuffle=False)
+        results[split] = evaluate(model, batches, dataset.num_classes)
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint, "dataset": dataset.name, **results}, indent=1))
+        return EXIT_OK
+    print(f"checkpoint  {args.checkpoint}\nmodel       {meta['arch']} {meta['arch_args']}\n"
+          f"split       {split_model(model).describe()}\ndataset     {dataset.describe()}")
+    for split, r in results.items():
+        print(f"{split:<5} loss {r['loss']:.4f}  accuracy {r['acc']:.4f}")
+        per = "  ".join(f"{c}:{a:.3f}" for c, a in zip(dataset.classes, r["per_class_acc"]))
+        print(f"      per class  {per}")
+    return EXIT_OK
+
+
+def cmd_runs(args) -> int:
+    from .runs import Run, list_runs
+
+    if args.runs_command == "list":
+        rows = [r.summary() for r in list_runs(args.root)]
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        elif not rows:
+            print(f"no runs under {args.root}")
+        for row in rows if not args.json else []:
+            acc = f"{row['test_acc']:.4f}" if row["test_acc"] is not None else "-"
+            print(f"{row['run']:<40} {row['command']:<10} {row['state']:<10} {row['epochs']:>9} "
+                  f"test acc {acc}  {row['model']} on {row['dataset']}")
+        return EXIT_OK
+    run = Run(args.run)
+    if not run.config_file.exists():
+        raise FileNotFoundError(f"{args.run} is not a run folder (no config.json).")
+    if args.runs_command == "cancel":
+        run.request_cancel()
+        print(f"cancel requested; the job stops at its next step ({run.path / 'cancel'})")
+        return EXIT_OK
+    status, epochs = run.status(), run.epochs()
+    if args.json:
+        print(json.dumps({"config": run.config(), "status": status, "epochs": epochs}, indent=1))
+        return EXIT_OK
+    print(json.dumps(run.config(), indent=1))
+    print(f"state: {status['state']}  progress: {status.get('progress', 0):.1%}")
+    if status.get("error"):
+        print(f"error: {status['error']}")
+    for r in epochs:
+        train = f"train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  " if "train_loss" in r else " " * 34
+        print(f"epoch {r['epoch']:>4}  {train}test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}")
+    ckpts = sorted(p.name for p in run.checkpoints.glob("*.safetensors"))
+    print("checkpoints: " + ", ".join(ckpts))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoints import CheckpointError
+    from .data import DatasetError
+    from .runs import RunError
+    from .train import Diverged
+
+    args = build_parser().parse_args(argv)
+    handlers = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "runs": cmd_runs}
+    try:
+        return handlers[args.command](args)
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except (CheckpointError, DatasetError, RunError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume", file=sys.stderr)
+        return EXIT_CANCELLED

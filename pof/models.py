@@ -1,0 +1,230 @@
+"""Model registry. Every model is `classifier(features(x))`: PoF trains `features` and perturbs
+`classifier` (a single nn.Linear). Foreign modules are split at their last nn.Linear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Classifier(nn.Module):
+    """A feature extractor followed by one linear layer; the split PoF needs, stated explicitly."""
+
+    def __init__(self, features: nn.Module, classifier: nn.Linear):
+        super().__init__()
+        self.features = features
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+# --- architectures ----------------------------------------------------------------------------
+
+def mlp(input_shape, num_classes, hidden=(64, 64)) -> Classifier:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = int(torch.tensor(input_shape).prod())
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    return Classifier(nn.Sequential(*layers), nn.Linear(width, num_classes))
+
+
+def _conv_bn(cin, cout):
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def cnn_small(input_shape, num_classes, width=32) -> Classifier:
+    """Three conv-BN-ReLU blocks (width, 2w, 4w) and global average pooling; about 0.1M
+    parameters at width 32. Inputs of 16 px or more are pooled once more so 28/32 px stays cheap."""
+    c, h = input_shape[0], input_shape[-1]
+    layers = _conv_bn(c, width)
+    if h >= 16:
+        layers.append(nn.MaxPool2d(2))
+    layers += _conv_bn(width, 2 * width) + [nn.MaxPool2d(2)] + _conv_bn(2 * width, 4 * width)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), nn.Linear(4 * width, num_classes))
+
+
+class _BasicBlock(nn.Module):
+    """CIFAR ResNet block (He et al. 2016) with the parameter-free 'option A' shortcut."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride, self.pad = stride, cout - cin
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        short = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+        if self.pad:
+            short = F.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return F.relu(out + short)
+
+
+def cifar_resnet(input_shape, num_classes, depth=20) -> Classifier:
+    if (depth - 2) % 6:
+        raise ValueError("CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110).")
+    n = (depth - 2) // 6
+    layers = [nn.Conv2d(input_shape[0], 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    cin = 16
+    for i, cout in enumerate((16, 32, 64)):
+        for j in range(n):
+            layers.append(_BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
+            cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), nn.Linear(64, num_classes))
+
+
+class _WideBlock(nn.Module):
+    """Pre-activation wide block (Zagoruyko & Komodakis 2016): BN-ReLU-conv, twice."""
+
+    def __init__(self, cin, cout, stride, dropout=0.0):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.dropout = dropout
+        self.shortcut = None if (cin == cout and stride == 1) else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x):
+        o = F.relu(self.bn1(x))
+        short = x if self.shortcut is None else self.shortcut(o)
+        o = self.conv1(o)
+        o = F.relu(self.bn2(o))
+        if self.dropout:
+            o = F.dropout(o, self.dropout, self.training)
+        return self.conv2(o) + short
+
+
+def wide_resnet(input_shape, num_classes, depth=28, widen=10, dropout=0.0) -> Classifier:
+    if (depth - 4) % 6:
+        raise ValueError("Wide ResNet depth must be 6n+4 (16, 22, 28, 40).")
+    n = (depth - 4) // 6
+    widths = (16, 16 * widen, 32 * widen, 64 * widen)
+    layers = [nn.Conv2d(input_shape[0], widths[0], 3, 1, 1, bias=False)]
+    cin = widths[0]
+    for i, cout in enumerate(widths[1:]):
+        for j in range(n):
+            layers.append(_WideBlock(cin, cout, 2 if (i > 0 and j == 0) else 1, dropout))
+            cin = cout
+    # the final BN-ReLU of a pre-activation network, then global pooling
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), nn.Linear(cin, num_classes))
+
+
+def resnet18_cifar(input_shape, num_classes) -> Classifier:
+    """torchvision's ResNet-18 with a 3x3 stride-1 stem and no max-pool, the usual 32x32 adaptation."""
+    import torchvision
+
+    m = torchvision.models.resnet18(num_classes=num_classes)
+    m.conv1 = nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False)
+    feats = nn.Sequential(m.conv1, m.bn1, m.relu, m.layer1, m.layer2, m.layer3, m.layer4,
+                          m.avgpool, nn.Flatten())
+    return Classifier(feats, m.fc)
+
+
+@dataclass(frozen=True)
+class Arch:
+    build: Callable[..., Classifier]
+    defaults: dict
+    inputs: str  # which inputs it is meant for, shown in help texts
+
+
+ARCHS: dict[str, Arch] = {
+    "mlp": Arch(mlp, {"hidden": [64, 64]}, "2-D points and flattened images"),
+    "cnn-small": Arch(cnn_small, {"width": 32}, "8x8 to 32x32 images"),
+    "resnet20": Arch(cifar_resnet, {"depth": 20}, "32x32 images"),
+    "resnet56": Arch(cifar_resnet, {"depth": 56}, "32x32 images"),
+    "wrn-16-4": Arch(wide_resnet, {"depth": 16, "widen": 4}, "32x32 images"),
+    "wrn-28-10": Arch(wide_resnet, {"depth": 28, "widen": 10}, "32x32 images (the paper's network)"),
+    "resnet18": Arch(resnet18_cifar, {}, "32x32 images"),
+}
+
+
+def build_model(arch: str, input_shape, num_classes: int, **arch_args) -> Classifier:
+    if arch not in ARCHS:
+        raise ValueError(f"Unknown architecture {arch!r}; known: {', '.join(ARCHS)}.")
+    spec = ARCHS[arch]
+    args = {**spec.defaults, **arch_args}
+    if arch != "mlp" and len(input_shape) != 3:
+        raise ValueError(f"{arch} needs image inputs (C, H, W), got shape {tuple(input_shape)}; use mlp for 2-D data.")
+    return spec.build(tuple(input_shape), num_classes, **args)
+
+
+def arch_args(arch: str, **overrides) -> dict:
+    """The full argument set an architecture is built with (stored in checkpoints)."""
+    return {**ARCHS[arch].defaults, **overrides}
+
+
+# --- the split ---------------------------------------------------------------------------------
+
+@dataclass
+class Split:
+    features: nn.Module
+    classifier: nn.Linear
+    classifier_name: str  # qualified name inside the model, e.g. "classifier" or "fc"
+    how: str  # "registry" or "last nn.Linear"
+
+    def describe(self) -> str:
+        c = self.classifier
+        return (f"classifier = {self.classifier_name} (Linear {c.in_features} -> {c.out_features}), "
+                f"chosen by {self.how}; features = everything before it")
+
+
+class _UpTo(nn.Module):
+    """A foreign model's feature extractor: the model with its last Linear replaced by identity."""
+
+    def __init__(self, model: nn.Module, name: str):
+        super().__init__()
+        self.model, self.name = model, name
+
+    def forward(self, x):
+        parent_name, _, attr = self.name.rpartition(".")
+        parent = self.model.get_submodule(parent_name) if parent_name else self.model
+        linear = getattr(parent, attr)
+        setattr(parent, attr, nn.Identity())
+        try:
+            return self.model(x)
+        finally:
+            setattr(parent, attr, linear)
+
+
+def split_model(model: nn.Module, example: torch.Tensor | None = None) -> Split:
+    """Feature extractor and last linear layer of any model.
+
+    Registry models (`Classifier`) say so explicitly. Others are split at their last nn.Linear in
+    registration order; with an `example` batch the split is checked to reproduce the model's
+    output, so a model that does more after that layer is refused rather than silently mis-split.
+    """
+    if isinstance(model, Classifier):
+        return Split(model.features, model.classifier, "classifier", "registry")
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("The model has no nn.Linear layer, so it has no last layer to split off.")
+    name, linear = linears[-1]
+    split = Split(_UpTo(model, name), linear, name, "last nn.Linear")
+    if example is not None:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            ok = torch.allclose(linear(split.features(example)), model(example), atol=1e-5, rtol=1e-4)
+        model.train(was)
+        if not ok:
+            raise ValueError(f"The model's output is not {name}(features): something follows its last "
+                             f"Linear layer, so it cannot be split for PoF.")
+    return split
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

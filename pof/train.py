@@ -1,0 +1,361 @@
+"""Training loops: pre-training (SGD or SAM, the baselines PoF post-trains) and the shared epoch
+loop that writes a run folder, detects divergence, honours cancel requests and resumes exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import __version__
+from .checkpoints import CheckpointError, _atomic_save, _read_safetensors, save_checkpoint
+from .data import Batches, Dataset, load_dataset, parse_augment
+from .models import arch_args, build_model, count_parameters
+from .runs import Run, RunError
+from .sam import SAM
+
+Progress = Callable[[dict], None]
+ShouldStop = Callable[[], bool]
+
+# The paper's step schedule, 0.2x at epochs 60/120/160/200 of 250, as fractions of the run.
+PAPER_MILESTONES = (0.24, 0.48, 0.64, 0.8)
+
+
+class Diverged(Exception):
+    pass
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Batches, num_classes: int) -> dict:
+    """Mean cross-entropy, accuracy and per-class accuracy, in eval mode (BN running statistics)."""
+    was = model.training
+    model.eval()
+    loss_sum, correct = 0.0, torch.zeros(num_classes)
+    counts = torch.zeros(num_classes)
+    for xb, yb in batches:
+        logits = model(xb)
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
+        hit = (logits.argmax(1) == yb).float().cpu()
+        correct.index_add_(0, yb.cpu(), hit)
+        counts.index_add_(0, yb.cpu(), torch.ones_like(hit))
+    model.train(was)
+    n = counts.sum().item()
+    return {"loss": loss_sum / n, "acc": correct.sum().item() / n,
+            "per_class_acc": (correct / counts.clamp_min(1)).tolist()}
+
+
+# --- the shared epoch loop ---------------------------------------------------------------------
+
+@dataclass
+class Loop:
+    """Everything the epoch loop needs. `step(x, y, lr)` trains on one batch and returns at least
+    {"loss": float, "correct": int}; other keys are logged as per-step diagnostics."""
+    run: Run
+    model: nn.Module
+    optimizer: object
+    step: Callable[[torch.Tensor, torch.Tensor], dict]
+    train: Batches
+    test: Batches
+    dataset: Dataset
+    epochs: int
+    lr_at: Callable[[float], float]  # fractional epoch -> learning rate
+    meta: dict  # checkpoint metadata (arch, shapes, provenance ...)
+    save_every: int = 0
+    eval_train: Batches | None = None  # clean (unaugmented) train set, evaluated each epoch if given
+    extra_state: Callable[[], dict] = field(default=lambda: {})
+
+
+def _set_lr(optimizer, lr: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+
+
+def _save_resume(loop: Loop, epoch: int, best_acc: float) -> None:
+    """Model and optimizer state in one file, so a kill can never leave them out of step."""
+    tensors = {f"model.{k}": v for k, v in loop.model.state_dict().items()}
+    sd = loop.optimizer.state_dict()
+    scalars = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{idx}.{k}"] = v
+            else:
+                scalars[f"{idx}.{k}"] = v
+    _atomic_save(tensors, {"epoch": epoch, "best_acc": best_acc, "param_groups": sd["param_groups"],
+                           "scalars": scalars}, loop.run.checkpoint("resume"))
+
+
+def _load_resume(loop: Loop) -> tuple[int, float]:
+    path = loop.run.checkpoint("resume")
+    if not path.exists():
+        raise RunError(f"{loop.run.path} has no resume state (checkpoints/resume.safetensors): it never "
+                       f"finished an epoch. Start it again instead.")
+    tensors, meta = _read_safetensors(path)
+    loop.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            idx, _, name = k[6:].partition(".")
+            state.setdefault(int(idx), {})[name] = v
+    for k, v in meta["scalars"].items():
+        idx, _, name = k.partition(".")
+        state.setdefault(int(idx), {})[name] = v
+    loop.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["epoch"]), float(meta["best_acc"])
+
+
+def _checkpoint_meta(loop: Loop, epoch: int, metrics: dict) -> dict:
+    meta = dict(loop.meta)
+    meta["metrics"] = metrics
+    meta["provenance"] = {**meta.get("provenance", {}), "epoch": epoch, "run": str(loop.run.path)}
+    return meta
+
+
+def fit(loop: Loop, resume: bool = False, progress: Progress | None = None,
+        should_stop: ShouldStop | None = None) -> str:
+    """Train for loop.epochs epochs, writing status, metrics and checkpoints into loop.run.
+
+    Returns the final state: "done" or "cancelled". Raises Diverged on a non-finite loss (the
+    status says so and the checkpoints of the last finished epoch are kept).
+    """
+    run, model = loop.run, loop.model
+    steps_per_epoch = len(loop.train)
+    total = loop.epochs * steps_per_epoch
+    if resume:
+        start, best_acc = _load_resume(loop)
+        run.log("event", event="resume", epoch=start)
+    else:
+        start, best_acc = 0, -1.0
+        init = evaluate(model, loop.test, loop.dataset.num_classes)
+        save_checkpoint(run.checkpoint("initial"), model, _checkpoint_meta(loop, 0, {"test_loss": init["loss"], "test_acc": init["acc"]}))
+        run.log("epoch", epoch=0, test_loss=init["loss"], test_acc=init["acc"], lr=loop.lr_at(0.0))
+    run.set_status("running", progress=start / max(loop.epochs, 1), epoch=start, epochs=loop.epochs,
+                   step=start * steps_per_epoch, total_steps=total, error=None)
+    stop = should_stop or run.cancel_requested
+    for epoch in range(start, loop.epochs):
+        model.train()
+        t0 = time.time()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for i, (xb, yb) in enumerate(loop.train.epoch(epoch)):
+            if stop():
+                run.log("event", event="cancelled", epoch=epoch, step=i)
+                run.set_status("cancelled", error=None, message=f"cancelled during epoch {epoch + 1}; "
+                               f"the last finished epoch ({epoch}) can be resumed with --resume")
+                return "cancelled"
+            lr = loop.lr_at(epoch + i / steps_per_epoch)
+            _set_lr(loop.optimizer, lr)
+            out = loop.step(xb, yb)
+            if not math.isfinite(out["loss"]):
+                msg = (f"training diverged at epoch {epoch + 1}, step {i + 1}: loss is {out['loss']}. "
+                       f"Lower the learning rate (now {lr:g}). The checkpoints of the last finished "
+                       f"epoch ({epoch}) are kept in {run.checkpoints}.")
+                run.log("event", event="diverged", epoch=epoch, step=i, loss=str(out["loss"]))
+                run.set_status("failed", error=msg)
+                raise Diverged(msg)
+            n = len(yb)
+            loss_sum += out["loss"] * n
+            correct += out["correct"]
+            seen += n
+            gstep = epoch * steps_per_epoch + i + 1
+            run.log("step", epoch=epoch, step=i, global_step=gstep, lr=lr, acc=out["correct"] / n,
+                    **{k: v for k, v in out.items() if k != "correct"})
+            info = {"epoch": epoch, "epochs": loop.epochs, "step": gstep, "total_steps": total,
+                    "loss": out["loss"]}
+            run.heartbeat(progress=gstep / total, epoch=epoch, step=gstep, total_steps=total)
+            if progress:
+                progress(info)
+        test = evaluate(model, loop.test, loop.dataset.num_classes)
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                  "test_loss": test["loss"], "test_acc": test["acc"], "lr": lr, "epoch_time": time.time() - t0}
+        if loop.eval_train is not None:
+            tr = evaluate(model, loop.eval_train, loop.dataset.num_classes)
+            record.update(train_eval_loss=tr["loss"], train_eval_acc=tr["acc"])
+        run.log("epoch", **record)
+        metrics = {**record, "per_class_test_acc": test["per_class_acc"]}
+        meta = _checkpoint_meta(loop, epoch + 1, metrics)
+        save_checkpoint(run.checkpoint("last"), model, meta)
+        if test["acc"] > best_acc:
+            best_acc = test["acc"]
+            save_checkpoint(run.checkpoint("best"), model, meta)
+        if loop.save_every and (epoch + 1) % loop.save_every == 0:
+            save_checkpoint(run.checkpoint(f"epoch-{epoch + 1:04d}"), model, meta)
+        _save_resume(loop, epoch + 1, best_acc)
+        run.set_status("running", progress=(epoch + 1) / loop.epochs, epoch=epoch + 1,
+                       step=(epoch + 1) * steps_per_epoch, total_steps=total)
+        if progress:
+            progress({**info, "epoch_done": record})
+    epochs = run.epochs()
+    save_checkpoint(run.checkpoint("final"), model, _checkpoint_meta(loop, loop.epochs, epochs[-1] if epochs else {}))
+    run.set_status("done", progress=1.0, error=None)
+    return "done"
+
+
+# --- pre-training ------------------------------------------------------------------------------
+
+@dataclass
+class PretrainConfig:
+    model: str = "cnn-small"
+    arch_args: dict = field(default_factory=dict)
+    dataset: str = "digits"
+    data_root: str | None = None
+    svhn_extra: bool = False
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "sgd"  # "sgd" (Nesterov) or "sam"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "step"  # "step", "cosine" or "constant"
+    milestones: list[int] | None = None  # epochs; None = the paper's fractions of `epochs`
+    lr_decay: float = 0.2
+    rho: float = 0.05
+    adaptive: bool = False
+    augment: str = "default"
+    seed: int = 0
+    device: str = "auto"
+    save_every: int = 0
+
+    def resolved_milestones(self) -> list[int]:
+        if self.milestones is not None:
+            return sorted(self.milestones)
+        return [max(1, round(f * self.epochs)) for f in PAPER_MILESTONES]
+
+
+def lr_schedule(lr: float, schedule: str, epochs: int, milestones: list[int], decay: float):
+    def at(t: float) -> float:  # t: fractional epoch
+        if schedule == "constant":
+            return lr
+        if schedule == "cosine":
+            return 0.5 * lr * (1 + math.cos(math.pi * min(t, epochs) / epochs))
+        return lr * decay ** sum(int(t) >= m for m in milestones)
+    return at
+
+
+def make_optimizer(params, cfg) -> object:
+    kwargs = dict(lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                  weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sam":
+        return SAM(params, torch.optim.SGD, rho=cfg.rho, adaptive=cfg.adaptive, **kwargs)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, **kwargs)
+    raise ValueError(f"Unknown optimizer {cfg.optimizer!r}; use sgd or sam.")
+
+
+class _FrozenBNStats:
+    """Keep BN running statistics unchanged during SAM's second forward pass (it sees perturbed weights)."""
+
+    def __init__(self, model):
+        self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def __enter__(self):
+        self.saved = [m.momentum for m in self.bns]
+        for m in self.bns:
+            m.momentum = 0.0
+
+    def __exit__(self, *exc):
+        for m, mom in zip(self.bns, self.saved):
+            m.momentum = mom
+
+
+def plain_step(model, optimizer):
+    def step(xb, yb):
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item(), "correct": (logits.argmax(1) == yb).sum().item()}
+    return step
+
+
+def sam_step(model, optimizer: SAM):
+    def step(xb, yb):
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        loss.backward()
+        optimizer.first_step()
+        with _FrozenBNStats(model):
+            F.cross_entropy(model(xb), yb).backward()
+        optimizer.second_step()
+        return {"loss": loss.item(), "correct": (logits.argmax(1) == yb).sum().item()}
+    return step
+
+
+def _model_meta(cfg: PretrainConfig, dataset: Dataset, full_args: dict) -> dict:
+    return {"arch": cfg.model, "arch_args": full_args, "num_classes": dataset.num_classes,
+            "input_shape": list(dataset.input_shape), "mean": list(dataset.mean), "std": list(dataset.std),
+            "dataset": cfg.dataset, "class_names": list(dataset.classes)}
+
+
+def pretrain(cfg: PretrainConfig, run_dir, resume: bool = False, overwrite: bool = False,
+             progress: Progress | None = None, should_stop: ShouldStop | None = None,
+             dataset: Dataset | None = None) -> Run:
+    """Train a model from scratch into the run folder `run_dir`; returns the Run.
+
+    With `resume`, the configuration is read back from the folder and training continues from
+    the last finished epoch with the same optimizer state and data order.
+    """
+    if resume:
+        run = Run(run_dir)
+        if not run.config_file.exists():
+            raise RunError(f"{run.path} is not a run folder (no config.json); nothing to resume.")
+        saved = run.config()
+        if saved.get("command") != "pretrain":
+            raise RunError(f"{run.path} is a {saved.get('command')} run, not a pretrain run.")
+        cfg = PretrainConfig(**saved["config"])
+        if run.status().get("state") == "done":
+            raise RunError(f"{run.path} already finished all {cfg.epochs} epochs; nothing to resume.")
+    dataset = dataset or load_dataset(cfg.dataset, cfg.data_root, svhn_extra=cfg.svhn_extra)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    full_args = arch_args(cfg.model, **cfg.arch_args)
+    model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, **full_args).to(device)
+    milestones = cfg.resolved_milestones()
+    if not resume:
+        run = Run.create(run_dir, {"command": "pretrain", "config": asdict(cfg), "milestones": milestones,
+                                   "model": cfg.model, "dataset": cfg.dataset, "epochs": cfg.epochs,
+                                   "parameters": count_parameters(model), "version": __version__},
+                         overwrite=overwrite)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    lr_at = lr_schedule(cfg.lr, cfg.schedule, cfg.epochs, milestones, cfg.lr_decay)
+    augment = parse_augment(cfg.augment, dataset.augment)
+    train = Batches(dataset.x_train, dataset.y_train, dataset.mean, dataset.std, cfg.batch_size, device,
+                    augment=augment, shuffle=True, seed=cfg.seed)
+    test = Batches(dataset.x_test, dataset.y_test, dataset.mean, dataset.std, 1024, device, shuffle=False)
+    meta = _model_meta(cfg, dataset, full_args)
+    meta["provenance"] = {"kind": "pretrain", "optimizer": cfg.optimizer, "rho": cfg.rho if cfg.optimizer == "sam" else None,
+                          "schedule": {"lr": cfg.lr, "type": cfg.schedule, "milestones": milestones,
+                                       "decay": cfg.lr_decay, "epochs": cfg.epochs},
+                          "final_lr": lr_at(cfg.epochs - 1), "momentum": cfg.momentum, "nesterov": cfg.nesterov,
+                          "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size, "augment": augment,
+                          "seed": cfg.seed}
+    step = sam_step(model, optimizer) if cfg.optimizer == "sam" else plain_step(model, optimizer)
+    loop = Loop(run, model, optimizer, step, train, test, dataset, cfg.epochs, lr_at, meta, cfg.save_every)
+    try:
+        fit(loop, resume=resume, progress=progress, should_stop=should_stop)
+    except Diverged:
+        raise
+    except KeyboardInterrupt:
+        run.set_status("cancelled", message="interrupted; resume with --resume")
+        raise
+    except BaseException as e:  # record why, so the app and `runs show` can tell the user
+        run.set_status("failed", error=f"{type(e).__name__}: {e}")
+        raise
+    return run
