@@ -145,8 +145,8 @@ def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None,
             raise CheckpointError(f"{path} carries no PoF metadata; give its architecture (--arch, one of "
                                   f"{', '.join(ARCHS)}) and the dataset it was trained on.")
         from .models import arch_args as full_args
-        out_keys = [k for k in state if k.endswith("weight") and state[k].ndim == 2]
-        num_classes = state[out_keys[-1]].shape[0] if out_keys else dataset.num_classes
+        head = state.get("classifier.weight")  # registry models name their last layer "classifier"
+        num_classes = head.shape[0] if head is not None else dataset.num_classes
         meta = {"arch": arch, "arch_args": full_args(arch, **(arch_args or {})), "num_classes": int(num_classes),
                 "input_shape": list(dataset.input_shape), "mean": list(dataset.mean), "std": list(dataset.std),
                 "dataset": dataset.name, "class_names": list(dataset.classes), "metrics": {},

@@ -122,8 +122,8 @@ _TV_FILES = {
     "cifar10": "cifar-10-python.tar.gz (or the extracted cifar-10-batches-py/)",
     "cifar100": "cifar-100-python.tar.gz (or the extracted cifar-100-python/)",
     "svhn": "train_32x32.mat and test_32x32.mat (extra_32x32.mat for --svhn-extra)",
-    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte(.gz)",
-    "fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte(.gz)",
+    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the .gz files, unpacked)",
+    "fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the .gz files, unpacked)",
 }
 
 
