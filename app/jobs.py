@@ -1,0 +1,38 @@
+"""Starting and watching background jobs. The app never trains in its own process: it starts the
+CLI as a child in its own process group, writing into a run folder that the page polls."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pof.runs import Run, list_runs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("POF_RUNS", "runs")).resolve()
+
+
+def active_runs(root: Path) -> list[Run]:
+    return [r for r in list_runs(root) if r.status().get("state") in ("queued", "running")]
+
+
+def start_cli_job(run_dir: Path, args: list[str]) -> subprocess.Popen:
+    """`python -m pof ARGS` in its own session (survives the page and the app), output to log.txt."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir / "log.txt", "ab")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "pof", *args], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def log_tail(run: Run, lines: int = 15) -> str:
+    path = run.path / "log.txt"
+    if not path.exists():
+        return ""
+    text = path.read_bytes()[-20_000:].decode(errors="replace").replace("\r", "\n")
+    return "\n".join([l for l in text.splitlines() if l.strip()][-lines:])

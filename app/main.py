@@ -1,0 +1,12 @@
+"""Entry point: `streamlit run app/main.py`."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `pof` and `app` import as packages
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="PoF: flat minima, post-trained", layout="wide")
+pages = [st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:", default=True)]
+st.navigation(pages).run()
