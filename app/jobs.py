@@ -26,8 +26,10 @@ def start_cli_job(run_dir: Path, args: list[str]) -> subprocess.Popen:
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir / "log.txt", "ab")
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pof", *args], cwd=REPO, env=env, stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "pof", *args], cwd=REPO, env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    Run(run_dir).queue(proc.pid)  # listed and watched at once, though the CLI needs seconds to start
+    return proc
 
 
 def log_tail(run: Run, lines: int = 15) -> str:

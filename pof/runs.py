@@ -95,11 +95,16 @@ class Run:
         run.set_status("queued", progress=0.0)
         return run
 
+    def queue(self, pid: int) -> None:
+        """Mark a folder as holding a job that process `pid` is about to start (used by the app)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.set_status("queued", pid=pid, progress=0.0)
+
     def set_status(self, state: str, **fields) -> None:
         assert state in STATES, state
         old = self.status() if self.status_file.exists() else {}
         now = time.time()
-        status = {**old, **fields, "state": state, "heartbeat": now, "host": socket.gethostname()}
+        status = {"created": now, **old, **fields, "state": state, "heartbeat": now, "host": socket.gethostname()}
         if state == "running":
             status.setdefault("pid", os.getpid())
             status.setdefault("started", now)
@@ -138,10 +143,10 @@ class Run:
             status = json.loads(self.status_file.read_text())
         except FileNotFoundError:
             return {"state": "unknown", "error": f"{self.path} has no status.json"}
-        if status.get("state") == "running" and status.get("host") == socket.gethostname():
+        if status.get("state") in ("queued", "running") and status.get("host") == socket.gethostname():
             pid = status.get("pid")
             silent = time.time() - status.get("heartbeat", 0)
-            if (pid and not _pid_alive(pid)) or silent > STALE_SECONDS:
+            if (pid and not _pid_alive(pid)) or (status["state"] == "running" and silent > STALE_SECONDS):
                 status["state"] = "failed"
                 status["error"] = (f"the job (pid {pid}) stopped without reporting "
                                    f"(last heartbeat {silent:.0f} s ago): it was killed or crashed. "
@@ -185,5 +190,6 @@ def list_runs(root: str | Path) -> list[Run]:
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [Run(p.parent) for p in root.rglob("config.json") if (p.parent / "status.json").exists()]
-    return sorted(runs, key=lambda r: r.config_file.stat().st_mtime, reverse=True)
+    # status.json, not config.json: a job the app has queued is listed before its process writes the config
+    runs = [Run(p.parent) for p in root.rglob("status.json")]
+    return sorted(runs, key=lambda r: r.status().get("created", 0), reverse=True)

@@ -50,9 +50,24 @@ def live_status(run: Run) -> None:
     status = run.status()
     state = status.get("state", "unknown")
     epochs = run.epochs()
+    summary = run.summary()
+    st.caption(f"{summary['command']} · {summary['model']} on {summary['dataset']} · epochs {summary['epochs']}")
+    # one fixed container for the state, so the elements below keep their places when it changes
+    with st.container():
+        _state_box(run, state, status)
+    if epochs:
+        last = epochs[-1]
+        cols = st.columns(3)
+        cols[0].metric("epoch", last["epoch"])
+        cols[1].metric("test accuracy", f"{last['test_acc']:.2%}")
+        cols[2].metric("test loss", f"{last['test_loss']:.4f}")
+        st.plotly_chart(training_curves(epochs), width="stretch", key="curves")
+
+
+def _state_box(run: Run, state: str, status: dict) -> None:
     if state in ("queued", "running"):
         st.progress(min(1.0, status.get("progress") or 0.0),
-                    text=f"{state}: epoch {status.get('epoch', 0)}/{status.get('epochs', '?')}, "
+                    text=f"{state}: epoch {status.get('epoch', 0)}/{status.get('epochs', '?')} done, "
                          f"step {status.get('step', 0)}/{status.get('total_steps', '?')}")
         if st.button("Cancel", key=f"cancel-{run.path}"):
             run.request_cancel()
@@ -65,13 +80,11 @@ def live_status(run: Run) -> None:
         tail = log_tail(run)
         if tail:
             st.code(tail, language=None)
-    if epochs:
-        last = epochs[-1]
-        cols = st.columns(3)
-        cols[0].metric("epoch", last["epoch"])
-        cols[1].metric("test accuracy", f"{last['test_acc']:.2%}")
-        cols[2].metric("test loss", f"{last['test_loss']:.4f}")
-        st.plotly_chart(training_curves(epochs), width="stretch", key="curves")
+
+
+@st.fragment(run_every=2.0)
+def runs_table() -> None:
+    st.dataframe([r.summary() for r in list_runs(root)], width="stretch", hide_index=True)
 
 
 runs = list_runs(root)
@@ -84,9 +97,8 @@ else:
     index = labels.index(chosen) if chosen in labels else 0
     choice = st.selectbox("Run", labels, index=index, format_func=lambda p: p.removeprefix(str(root) + "/"))
     run = Run(choice)
-    summary = run.summary()
-    st.caption(f"{summary['command']} · {summary['model']} on {summary['dataset']} · epochs {summary['epochs']}")
     live_status(run)
-    with st.expander("Configuration"):
-        st.json(run.config())
-    st.dataframe([r.summary() for r in runs], width="stretch", hide_index=True)
+    if run.config_file.exists():  # a queued job writes it once its process is up
+        with st.expander("Configuration"):
+            st.json(run.config())
+    runs_table()
