@@ -13,8 +13,6 @@ import pytest
 from conftest import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-                                reason="Chromium not installed (.ci/run installs it)")
 
 
 def _free_port() -> int:
@@ -48,6 +46,8 @@ def server(tmp_path):
 @pytest.fixture
 def page(tmp_path):
     from playwright.sync_api import sync_playwright
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is not installed: run `apt-get install -y chromium` (as .ci/run does).")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
