@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    _add_post_train_parser(sub)
+
     p = sub.add_parser("evaluate", help="loss and accuracy of a checkpoint on a dataset",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint", help=".safetensors written by this project, or a .pt/.pth state dict (with --arch)")
@@ -103,6 +105,56 @@ def build_parser() -> argparse.ArgumentParser:
     q = rs.add_parser("cancel", help="ask a running job to stop at its next step")
     q.add_argument("run", help="run folder")
     return parser
+
+
+def _add_post_train_parser(sub) -> None:
+    from .method import PoFConfig
+    from .models import ARCHS
+    from .posttrain import METHODS, PostTrainConfig
+
+    d, pd = PostTrainConfig(), PoFConfig()
+    p = sub.add_parser("post-train", help="post-train a checkpoint with PoF or one of its controls",
+                       description="Post-train the feature extractor of a trained classifier with PoF (Sato et "
+                                   "al., ICML 2022), or with a control for the same budget. Under torchrun "
+                                   "(torchrun --nproc_per_node=N -m pof post-train ...) it runs data-parallel.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", help="trained model: .safetensors from this project, or a .pt/.pth state dict with --arch")
+    _add_data_args(p, required=False)
+    p.set_defaults(dataset=None)
+    p.add_argument("--arch", default=None, choices=list(ARCHS), help="architecture of a foreign checkpoint")
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--method", choices=METHODS, default=d.method,
+                   help="pof; finetune-frozen (same, no perturbation); finetune (all layers); sam (all layers, SAM); "
+                        "random-direction (PoF's perturbation length, random direction)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="post-training epochs (paper: 10 for CIFAR, 50 for SVHN)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="global training batch (default: the pre-training batch size in the checkpoint, else 256)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: the rate the checkpoint's pre-training schedule ended with, "
+                        "as the paper continues it: 0.1 x 0.2^4 = 1.6e-4 for its schedule)")
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (Nesterov)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
+    p.add_argument("--rho", type=float, default=d.rho, help="SAM radius (--method sam)")
+    g = p.add_argument_group("PoF (POF.md defaults)")
+    g.add_argument("--weak-batch-size", type=int, default=pd.weak_batch_size, help="size of the weak batch B'")
+    g.add_argument("--line-search-init-lr", type=float, default=pd.line_search_init_lr, help="first eta of the doubling bracket")
+    g.add_argument("--line-search-max-lr", type=float, default=pd.line_search_max_lr, help="doubling stops when eta reaches this")
+    g.add_argument("--num-partitions", type=int, default=pd.num_partitions, help="grid points in (0, eta_max]")
+    g.add_argument("--gamma-max", type=float, default=pd.gamma_max, help="gamma ~ U(0, gamma_max)")
+    g.add_argument("--weak-bn-mode", choices=["train", "batch", "eval"], default=pd.weak_bn_mode,
+                   help="batch norm in the weak forward: train = batch statistics and running statistics updated "
+                        "(the authors' code); batch = batch statistics, running statistics untouched; eval = running statistics")
+    g.add_argument("--rejection-cap", type=float, default=pd.rejection_cap,
+                   help="skip the perturbation when eta_max reaches this (counted and reported)")
+    p.add_argument("--augment", default=d.augment, help="'default', 'none', or e.g. 'crop=4,flip,cutout=16'")
+    p.add_argument("--drop-last", action="store_true", help="drop the last incomplete batch (torchrun always does)")
+    p.add_argument("--sync-bn", action="store_true", help="torchrun: SyncBatchNorm across processes (GPU only)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed for data order, weak batches and gamma")
+    p.add_argument("--device", default=d.device, help="auto (CUDA, else MPS, else CPU), cpu, cuda ...")
+    p.add_argument("--save-every", type=int, default=d.save_every, help="also keep a checkpoint every N epochs")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _progress_bar(quiet: bool):
@@ -136,6 +188,10 @@ def cmd_pretrain(args) -> int:
         run = pretrain(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=update)
     finally:
         close()
+    return _finish(run)
+
+
+def _finish(run) -> int:
     status = run.status()
     if status["state"] == "cancelled":
         print(f"cancelled: {status.get('message', '')}", file=sys.stderr)
@@ -144,6 +200,25 @@ def cmd_pretrain(args) -> int:
     print(f"done: test acc {last['test_acc']:.4f}, test loss {last['test_loss']:.4f}; "
           f"checkpoint {run.checkpoint('final')}")
     return EXIT_OK
+
+
+def cmd_post_train(args) -> int:
+    import os
+
+    from .method import PoFConfig
+    from .posttrain import PostTrainConfig, post_train
+
+    pof_names = {f.name for f in fields(PoFConfig)}
+    names = {f.name for f in fields(PostTrainConfig)} - {"pof"}
+    cfg = PostTrainConfig(**{k: v for k, v in vars(args).items() if k in names},
+                          pof=PoFConfig(**{k: v for k, v in vars(args).items() if k in pof_names}))
+    main_rank = os.environ.get("RANK", "0") == "0"
+    update, close = _progress_bar(args.quiet or not main_rank)
+    try:
+        run = post_train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=update)
+    finally:
+        close()
+    return _finish(run) if main_rank else EXIT_OK
 
 
 def cmd_evaluate(args) -> int:
@@ -222,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     from .train import Diverged
 
     args = build_parser().parse_args(argv)
-    handlers = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "runs": cmd_runs}
+    handlers = {"pretrain": cmd_pretrain, "post-train": cmd_post_train, "evaluate": cmd_evaluate, "runs": cmd_runs}
     try:
         return handlers[args.command](args)
     except Diverged as e:

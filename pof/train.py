@@ -78,7 +78,10 @@ class Loop:
     meta: dict  # checkpoint metadata (arch, shapes, provenance ...)
     save_every: int = 0
     eval_train: Batches | None = None  # clean (unaugmented) train set, evaluated each epoch if given
-    extra_state: Callable[[], dict] = field(default=lambda: {})
+    on_epoch_start: Callable[[int], None] | None = None
+    is_main: bool = True  # distributed: only rank 0 writes the run folder
+    # distributed: combine (stop, diverged) flags over all ranks so that every rank stops together
+    sync_flags: Callable[[bool, bool], tuple[bool, bool]] = lambda stop, bad: (stop, bad)
 
 
 def _set_lr(optimizer, lr: float) -> None:
@@ -134,75 +137,96 @@ def fit(loop: Loop, resume: bool = False, progress: Progress | None = None,
     Returns the final state: "done" or "cancelled". Raises Diverged on a non-finite loss (the
     status says so and the checkpoints of the last finished epoch are kept).
     """
-    run, model = loop.run, loop.model
+    run, model, main = loop.run, loop.model, loop.is_main
     steps_per_epoch = len(loop.train)
     total = loop.epochs * steps_per_epoch
     if resume:
         start, best_acc = _load_resume(loop)
-        run.log("event", event="resume", epoch=start)
+        if main:
+            run.log("event", event="resume", epoch=start)
     else:
         start, best_acc = 0, -1.0
         init = evaluate(model, loop.test, loop.dataset.num_classes)
-        save_checkpoint(run.checkpoint("initial"), model, _checkpoint_meta(loop, 0, {"test_loss": init["loss"], "test_acc": init["acc"]}))
-        run.log("epoch", epoch=0, test_loss=init["loss"], test_acc=init["acc"], lr=loop.lr_at(0.0))
-    run.set_status("running", progress=start / max(loop.epochs, 1), epoch=start, epochs=loop.epochs,
-                   step=start * steps_per_epoch, total_steps=total, error=None)
+        record = {"epoch": 0, "test_loss": init["loss"], "test_acc": init["acc"], "lr": loop.lr_at(0.0)}
+        if loop.eval_train is not None:
+            tr = evaluate(model, loop.eval_train, loop.dataset.num_classes)
+            record.update(train_eval_loss=tr["loss"], train_eval_acc=tr["acc"])
+        if main:
+            save_checkpoint(run.checkpoint("initial"), model, _checkpoint_meta(loop, 0, record))
+            run.log("epoch", **record)
+    if main:
+        run.set_status("running", progress=start / max(loop.epochs, 1), epoch=start, epochs=loop.epochs,
+                       step=start * steps_per_epoch, total_steps=total, error=None)
     stop = should_stop or run.cancel_requested
     for epoch in range(start, loop.epochs):
         model.train()
+        if loop.on_epoch_start:
+            loop.on_epoch_start(epoch)
         t0 = time.time()
         loss_sum, correct, seen = 0.0, 0, 0
+        diag_sums: dict[str, float] = {}
         for i, (xb, yb) in enumerate(loop.train.epoch(epoch)):
-            if stop():
-                run.log("event", event="cancelled", epoch=epoch, step=i)
-                run.set_status("cancelled", error=None, message=f"cancelled during epoch {epoch + 1}; "
-                               f"the last finished epoch ({epoch}) can be resumed with --resume")
+            cancel, _ = loop.sync_flags(main and stop(), False)
+            if cancel:
+                if main:
+                    run.log("event", event="cancelled", epoch=epoch, step=i)
+                    run.set_status("cancelled", error=None, message=f"cancelled during epoch {epoch + 1}; "
+                                   f"the last finished epoch ({epoch}) can be resumed with --resume")
                 return "cancelled"
             lr = loop.lr_at(epoch + i / steps_per_epoch)
             _set_lr(loop.optimizer, lr)
             out = loop.step(xb, yb)
-            if not math.isfinite(out["loss"]):
+            _, bad = loop.sync_flags(False, not math.isfinite(out["loss"]))
+            if bad:
                 msg = (f"training diverged at epoch {epoch + 1}, step {i + 1}: loss is {out['loss']}. "
                        f"Lower the learning rate (now {lr:g}). The checkpoints of the last finished "
                        f"epoch ({epoch}) are kept in {run.checkpoints}.")
-                run.log("event", event="diverged", epoch=epoch, step=i, loss=str(out["loss"]))
-                run.set_status("failed", error=msg)
+                if main:
+                    run.log("event", event="diverged", epoch=epoch, step=i, loss=str(out["loss"]))
+                    run.set_status("failed", error=msg)
                 raise Diverged(msg)
             n = len(yb)
             loss_sum += out["loss"] * n
             correct += out["correct"]
             seen += n
+            extras = {k: v for k, v in out.items() if k not in ("loss", "correct")}
+            for k, v in extras.items():
+                diag_sums[k] = diag_sums.get(k, 0.0) + float(v)
             gstep = epoch * steps_per_epoch + i + 1
-            run.log("step", epoch=epoch, step=i, global_step=gstep, lr=lr, acc=out["correct"] / n,
-                    **{k: v for k, v in out.items() if k != "correct"})
             info = {"epoch": epoch, "epochs": loop.epochs, "step": gstep, "total_steps": total,
                     "loss": out["loss"]}
-            run.heartbeat(progress=gstep / total, epoch=epoch, step=gstep, total_steps=total)
-            if progress:
-                progress(info)
+            if main:
+                run.log("step", epoch=epoch, step=i, global_step=gstep, lr=lr, loss=out["loss"],
+                        acc=out["correct"] / n, **extras)
+                run.heartbeat(progress=gstep / total, epoch=epoch, step=gstep, total_steps=total)
+                if progress:
+                    progress(info)
         test = evaluate(model, loop.test, loop.dataset.num_classes)
         record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "test_loss": test["loss"], "test_acc": test["acc"], "lr": lr, "epoch_time": time.time() - t0}
+        record.update({f"{k}_mean": v / steps_per_epoch for k, v in diag_sums.items()})
         if loop.eval_train is not None:
             tr = evaluate(model, loop.eval_train, loop.dataset.num_classes)
             record.update(train_eval_loss=tr["loss"], train_eval_acc=tr["acc"])
-        run.log("epoch", **record)
-        metrics = {**record, "per_class_test_acc": test["per_class_acc"]}
-        meta = _checkpoint_meta(loop, epoch + 1, metrics)
-        save_checkpoint(run.checkpoint("last"), model, meta)
-        if test["acc"] > best_acc:
-            best_acc = test["acc"]
-            save_checkpoint(run.checkpoint("best"), model, meta)
-        if loop.save_every and (epoch + 1) % loop.save_every == 0:
-            save_checkpoint(run.checkpoint(f"epoch-{epoch + 1:04d}"), model, meta)
-        _save_resume(loop, epoch + 1, best_acc)
-        run.set_status("running", progress=(epoch + 1) / loop.epochs, epoch=epoch + 1,
-                       step=(epoch + 1) * steps_per_epoch, total_steps=total)
-        if progress:
-            progress({**info, "epoch_done": record})
-    epochs = run.epochs()
-    save_checkpoint(run.checkpoint("final"), model, _checkpoint_meta(loop, loop.epochs, epochs[-1] if epochs else {}))
-    run.set_status("done", progress=1.0, error=None)
+        if main:
+            run.log("epoch", **record)
+            meta = _checkpoint_meta(loop, epoch + 1, {**record, "per_class_test_acc": test["per_class_acc"]})
+            save_checkpoint(run.checkpoint("last"), model, meta)
+            if test["acc"] > best_acc:
+                save_checkpoint(run.checkpoint("best"), model, meta)
+            if loop.save_every and (epoch + 1) % loop.save_every == 0:
+                save_checkpoint(run.checkpoint(f"epoch-{epoch + 1:04d}"), model, meta)
+        best_acc = max(best_acc, test["acc"])
+        if main:
+            _save_resume(loop, epoch + 1, best_acc)
+            run.set_status("running", progress=(epoch + 1) / loop.epochs, epoch=epoch + 1,
+                           step=(epoch + 1) * steps_per_epoch, total_steps=total)
+            if progress:
+                progress({**info, "epoch_done": record})
+    if main:
+        epochs = run.epochs()
+        save_checkpoint(run.checkpoint("final"), model, _checkpoint_meta(loop, loop.epochs, epochs[-1] if epochs else {}))
+        run.set_status("done", progress=1.0, error=None)
     return "done"
 
 

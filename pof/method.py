@@ -1,0 +1,140 @@
+"""The PoF step (POF.md, "The algorithm, step by step"), as one small unit.
+
+    perturb = PoFPerturbation(PoFConfig())
+    W, b, info = perturb(features_fn, classifier, weak_x, weak_y, gen)   # w~ = w0 - gamma eta* g
+    loss = F.cross_entropy(F.linear(features(x), W, b), y); loss.backward(); opt.step()
+
+The last layer w0 = (W0, b0) is only read, never written. The line search never touches the network
+again: with weak-batch features F and last-layer gradient g, the logits along -g are affine in eta,
+z(eta) = A - eta B with A = F W0^T + b0 and B = F gW^T + gb, so each candidate eta costs one
+element-wise pass over an N x C matrix, and all candidates are evaluated in one batched call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class PoFConfig:
+    weak_batch_size: int = 256  # paper: 256
+    line_search_init_lr: float = 1.0  # first eta of the doubling bracket
+    line_search_max_lr: float = 100.0  # doubling stops once eta reaches this
+    num_partitions: int = 16  # grid points k * eta_max / num_partitions, k = 1..num_partitions
+    gamma_max: float = 2.0  # gamma ~ U(0, gamma_max); 2 = the "opposite bank" of a parabolic valley
+    weak_bn_mode: str = "train"  # "train": batch stats, running stats updated (authors' code);
+    #                              "batch": batch stats, running stats untouched; "eval": running stats
+    rejection_cap: float = 1e4  # eta_max >= cap: skip the perturbation (authors' multi-GPU path)
+
+    def __post_init__(self):
+        if self.weak_bn_mode not in ("train", "batch", "eval"):
+            raise ValueError(f"weak_bn_mode must be train, batch or eval, not {self.weak_bn_mode!r}")
+        if self.num_partitions < 1 or self.line_search_init_lr <= 0 or self.gamma_max < 0:
+            raise ValueError("num_partitions >= 1, line_search_init_lr > 0 and gamma_max >= 0 are required")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def last_layer_grad(feats: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor):
+    """Mean cross-entropy at (W, b) and its exact gradient, in closed form:
+    dL/dz = (softmax(z) - onehot(y)) / N, so gW = (dL/dz)^T F and gb = sum of dL/dz over the batch."""
+    logits = feats @ W.T + b
+    loss = F.cross_entropy(logits, y)
+    dz = torch.softmax(logits, dim=1)
+    dz[torch.arange(len(y), device=y.device), y] -= 1
+    dz /= len(y)
+    return loss, logits, dz.T @ feats, dz.sum(0)
+
+
+def _losses_along(A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, etas: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits A - eta B for every eta, in one batched call: (len(etas),)."""
+    z = A.unsqueeze(0) - etas.view(-1, 1, 1) * B.unsqueeze(0)  # (K, N, C)
+    return (torch.logsumexp(z, dim=2) - z.gather(2, y.view(1, -1, 1).expand(len(etas), -1, 1)).squeeze(2)).mean(1)
+
+
+def line_search(A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, loss0: float, cfg: PoFConfig):
+    """Steps 3 and 4 of POF.md on affine logits. Returns (eta_max, eta_star, loss at eta_star).
+
+    Bracket: eta = init; while L(eta) <= L(0) and eta < max: eta *= 2. The sequence of etas the
+    loop can visit is known in advance (init * 2^k up to the first one >= max), so all of them are
+    evaluated at once and the loop's stopping point is read off; then the grid k * eta_max / P."""
+    n_double = max(0, math.ceil(math.log2(cfg.line_search_max_lr / cfg.line_search_init_lr)))
+    etas = cfg.line_search_init_lr * 2.0 ** torch.arange(n_double + 1, device=A.device, dtype=A.dtype)
+    if etas[-1] < cfg.line_search_max_lr:  # guard against rounding in log2
+        etas = torch.cat([etas, etas[-1:] * 2])
+    losses = _losses_along(A, B, y, etas)
+    stop = (losses > loss0) | (etas >= cfg.line_search_max_lr)
+    eta_max = etas[int(stop.nonzero()[0])] if stop.any() else etas[-1]
+    grid = eta_max * torch.arange(1, cfg.num_partitions + 1, device=A.device, dtype=A.dtype) / cfg.num_partitions
+    grid_losses = _losses_along(A, B, y, grid)
+    k = int(torch.argmin(grid_losses))  # first minimum, as a loop with a strict "<" would keep
+    return float(eta_max), float(grid[k]), float(grid_losses[k])
+
+
+class _WeakBN:
+    """Batch-norm mode for the weak-batch forward (see PoFConfig.weak_bn_mode)."""
+
+    def __init__(self, module: nn.Module, mode: str):
+        self.module, self.mode = module, mode
+        self.bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def __enter__(self):
+        self.was = self.module.training
+        if self.mode == "eval":
+            self.module.eval()
+        elif self.mode == "batch":
+            self.saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+                          for m in self.bns if m.track_running_stats]
+
+    def __exit__(self, *exc):
+        if self.mode == "eval":
+            self.module.train(self.was)
+        elif self.mode == "batch":
+            for m, (mean, var, n) in zip([m for m in self.bns if m.track_running_stats], self.saved):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(n)
+
+
+class PoFPerturbation:
+    """Steps 1-5 of POF.md: from a weak batch, the perturbed last layer w~ = w0 - gamma eta* g."""
+
+    def __init__(self, cfg: PoFConfig):
+        self.cfg = cfg
+
+    @torch.no_grad()
+    def weak_features(self, features: nn.Module, weak_x: torch.Tensor) -> torch.Tensor:
+        with _WeakBN(features, self.cfg.weak_bn_mode):
+            return features(weak_x)
+
+    @torch.no_grad()
+    def __call__(self, features: nn.Module, classifier: nn.Linear, weak_x: torch.Tensor, weak_y: torch.Tensor,
+                 gen: torch.Generator, direction: str = "gradient"):
+        """Returns (W~, b~, info). `direction="random"` keeps PoF's length |gamma eta* g| but points
+        it along a Gaussian direction (the random-direction ablation)."""
+        W0, b0 = classifier.weight, classifier.bias
+        feats = self.weak_features(features, weak_x).to(W0.dtype)
+        loss0, A, gW, gb = last_layer_grad(feats, weak_y, W0, b0)
+        B = feats @ gW.T + gb
+        eta_max, eta_star, loss_star = line_search(A, B, weak_y, float(loss0), self.cfg)
+        gamma = float(torch.rand((), generator=gen)) * self.cfg.gamma_max
+        rejected = eta_max >= self.cfg.rejection_cap
+        scale = 0.0 if rejected else gamma * eta_star
+        dW, db = -scale * gW, -scale * gb
+        if direction == "random":
+            rW = torch.randn(gW.shape, generator=gen).to(W0)
+            rb = torch.randn(gb.shape, generator=gen).to(W0)
+            length = torch.sqrt((dW ** 2).sum() + (db ** 2).sum())
+            norm = torch.sqrt((rW ** 2).sum() + (rb ** 2).sum())
+            dW, db = rW * (length / norm), rb * (length / norm)
+        info = {"eta_max": eta_max, "eta_star": eta_star, "gamma": gamma,
+                "delta_norm": float(torch.sqrt((dW ** 2).sum() + (db ** 2).sum())),
+                "grad_norm": float(torch.sqrt((gW ** 2).sum() + (gb ** 2).sum())),
+                "weak_loss": float(loss0), "weak_loss_star": loss_star, "rejected": bool(rejected)}
+        return W0 + dW, b0 + db, info

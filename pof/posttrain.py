@@ -1,0 +1,278 @@
+"""Post-training of a trained classifier: PoF and its fair controls, single process or torchrun.
+
+Methods (POF.md, "What to compare it against"), all with the same data order, seeds, learning rate
+and optimizer, so that their differences are the methods':
+    pof               features trained under the perturbed last layer w0 + delta (delta from a weak batch)
+    finetune-frozen   identical, delta = 0
+    finetune          all layers trained
+    sam               all layers trained with SAM (rho)
+    random-direction  delta of PoF's length |gamma eta* g| in a Gaussian direction
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from . import __version__
+from .checkpoints import file_sha256, load_checkpoint, read_metadata
+from .data import Batches, epoch_generator, load_dataset, parse_augment
+from .method import PoFConfig, PoFPerturbation
+from .models import split_model
+from .runs import Run, RunError
+from .sam import SAM
+from .train import Diverged, Loop, _FrozenBNStats, fit, pick_device
+
+METHODS = ("pof", "finetune-frozen", "finetune", "sam", "random-direction")
+FROZEN_METHODS = ("pof", "finetune-frozen", "random-direction")
+PAPER_POST_LR = 0.1 * 0.2 ** 4  # 1.6e-4: the paper's schedule continued past its last decay
+
+
+@dataclass
+class PostTrainConfig:
+    checkpoint: str = ""
+    dataset: str | None = None  # None: the dataset named in the checkpoint
+    data_root: str | None = None
+    svhn_extra: bool = False
+    arch: str | None = None  # for foreign checkpoints only
+    method: str = "pof"
+    epochs: int = 10
+    batch_size: int | None = None  # None: the pre-training batch size recorded in the checkpoint, else 256
+    lr: float | None = None  # None: default_post_lr(checkpoint metadata)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    rho: float = 0.05  # sam
+    pof: PoFConfig = field(default_factory=PoFConfig)
+    augment: str = "default"
+    drop_last: bool = False  # torchrun runs always drop the last incomplete batch (equal shards)
+    sync_bn: bool = False
+    seed: int = 0
+    device: str = "auto"
+    save_every: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.pof, dict):
+            self.pof = PoFConfig(**self.pof)
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
+
+
+def default_post_lr(meta: dict) -> tuple[float, str]:
+    """The learning rate the pre-training schedule ends with (the paper continues it: 0.1 x 0.2^4)."""
+    sched = (meta.get("provenance") or {}).get("schedule")
+    if not sched:
+        return PAPER_POST_LR, "no schedule recorded in the checkpoint: the paper's 1.6e-4"
+    if sched["type"] == "step":
+        lr = sched["lr"] * sched["decay"] ** len(sched["milestones"])
+        return lr, f"the pre-training step schedule's last rate ({sched['lr']:g} x {sched['decay']:g}^{len(sched['milestones'])})"
+    if sched["type"] == "constant":
+        return sched["lr"], "the pre-training's constant rate"
+    lr = sched["lr"] * 0.2 ** 4  # a cosine schedule ends at 0; use the paper's ratio to the initial rate
+    return lr, f"cosine pre-training: its initial rate x 0.2^4 as in the paper ({lr:g})"
+
+
+# --- distributed -------------------------------------------------------------------------------
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def sync_flags(self, stop: bool, bad: bool) -> tuple[bool, bool]:
+        if self.world == 1:
+            return stop, bad
+        t = torch.tensor([float(stop), float(bad)])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t[0]), bool(t[1])
+
+
+def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(), pick_device(device_name)
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size()), device
+
+
+class ShardedBatches(Batches):
+    """Each rank takes its equal slice of every global batch: the mean of the ranks' gradients is
+    then the gradient of the whole global batch, as in a single process."""
+
+    def __init__(self, *args, rank: int, world: int, **kw):
+        super().__init__(*args, drop_last=True, **kw)
+        if self.batch_size % world:
+            raise ValueError(f"--batch-size {self.batch_size} must be divisible by the {world} processes.")
+        self.rank, self.world = rank, world
+
+    def _prepare(self, idx, gen):
+        per = len(idx) // self.world
+        # augment the whole global batch (same random draws on every rank), then keep this rank's part
+        x, y = super()._prepare(idx, gen)
+        return x[self.rank * per:(self.rank + 1) * per], y[self.rank * per:(self.rank + 1) * per]
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+def _correct(logits, y) -> int:
+    return int((logits.argmax(1) == y).sum())
+
+
+class FrozenHeadStep:
+    """One step of pof / finetune-frozen / random-direction: train the features under w0 + delta."""
+
+    def __init__(self, method: str, features: nn.Module, features_train: nn.Module, classifier: nn.Linear,
+                 optimizer, cfg: PoFConfig, weak: Batches | None, seed: int, rank: int):
+        self.method, self.features, self.features_train = method, features, features_train
+        self.classifier, self.optimizer, self.weak = classifier, optimizer, weak
+        self.perturb = PoFPerturbation(cfg)
+        self.weak_size, self.seed, self.rank = cfg.weak_batch_size, seed, rank
+        self.gen = torch.Generator()
+
+    def start_epoch(self, epoch: int) -> None:
+        # each rank its own weak batches and gammas (POF.md, multi-GPU); reproducible per epoch
+        self.gen = epoch_generator(self.seed, epoch, stream=1 + self.rank)
+
+    def __call__(self, xb, yb) -> dict:
+        info = {}
+        if self.method == "finetune-frozen":
+            W, b = self.classifier.weight, self.classifier.bias
+        else:
+            wx, wy = self.weak.sample(self.weak_size, self.gen)
+            direction = "random" if self.method == "random-direction" else "gradient"
+            W, b, info = self.perturb(self.features, self.classifier, wx, wy, self.gen, direction)
+        logits = F.linear(self.features_train(xb), W, b)
+        loss = F.cross_entropy(logits, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item(), "correct": _correct(logits, yb), **info}
+
+
+def _whole_model_step(model_train: nn.Module, optimizer, sam: bool):
+    def step(xb, yb):
+        logits = model_train(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if sam:
+            optimizer.first_step()
+            with _FrozenBNStats(model_train):
+                F.cross_entropy(model_train(xb), yb).backward()
+            optimizer.second_step()
+        else:
+            optimizer.step()
+        return {"loss": loss.item(), "correct": _correct(logits, yb)}
+    return step
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: bool = False,
+               progress=None, should_stop=None) -> Run:
+    """Post-train the checkpoint cfg.checkpoint into the run folder `run_dir` (see module docstring).
+    Under torchrun every rank calls this; rank 0 writes the folder."""
+    if resume:
+        run = Run(run_dir)
+        if not run.config_file.exists():
+            raise RunError(f"{run.path} is not a run folder (no config.json); nothing to resume.")
+        saved = run.config()
+        if saved.get("command") != "post-train":
+            raise RunError(f"{run.path} is a {saved.get('command')} run, not a post-train run.")
+        cfg = PostTrainConfig(**saved["config"])
+        if run.status().get("state") == "done":
+            raise RunError(f"{run.path} already finished all {cfg.epochs} epochs; nothing to resume.")
+    ddp, device = init_distributed(cfg.device)
+    ckpt = Path(cfg.checkpoint)
+    dataset_name = cfg.dataset
+    if dataset_name is None:
+        if ckpt.suffix in (".pt", ".pth"):
+            raise ValueError("--dataset is needed for a .pt/.pth checkpoint.")
+        dataset_name = read_metadata(ckpt).get("dataset")
+    dataset = load_dataset(dataset_name, cfg.data_root, svhn_extra=cfg.svhn_extra)
+    model, meta = load_checkpoint(ckpt, dataset=dataset, arch=cfg.arch)
+    lr, lr_reason = (cfg.lr, "given") if cfg.lr is not None else default_post_lr(meta)
+    batch_size = cfg.batch_size or (meta.get("provenance") or {}).get("batch_size") or 256
+    torch.manual_seed(cfg.seed)
+    if cfg.sync_bn and ddp.world > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device).train()
+    split = split_model(model)
+    frozen = cfg.method in FROZEN_METHODS
+    if frozen:
+        split.classifier.requires_grad_(False)  # w0 is read, never written
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    sgd = dict(lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    optimizer = SAM(trainable, torch.optim.SGD, rho=cfg.rho, **sgd) if cfg.method == "sam" else torch.optim.SGD(trainable, **sgd)
+
+    if not resume and ddp.is_main:
+        run = Run.create(run_dir, {"command": "post-train", "config": asdict(cfg), "checkpoint": str(ckpt),
+                                   "checkpoint_sha256": file_sha256(ckpt), "model": meta["arch"],
+                                   "dataset": dataset_name, "epochs": cfg.epochs, "method": cfg.method,
+                                   "lr": lr, "lr_reason": lr_reason, "batch_size": batch_size,
+                                   "world_size": ddp.world, "split": split.describe(), "version": __version__},
+                         overwrite=overwrite)
+    elif not resume:
+        run = Run(run_dir)
+    if ddp.world > 1:
+        dist.barrier()  # the folder exists before anyone reads or writes it
+
+    augment = parse_augment(cfg.augment, dataset.augment)
+    common = dict(mean=dataset.mean, std=dataset.std, batch_size=batch_size, device=device, augment=augment, seed=cfg.seed)
+    if ddp.world > 1:
+        train = ShardedBatches(dataset.x_train, dataset.y_train, rank=ddp.rank, world=ddp.world, **common)
+    else:
+        train = Batches(dataset.x_train, dataset.y_train, drop_last=cfg.drop_last, **common)
+    test = Batches(dataset.x_test, dataset.y_test, dataset.mean, dataset.std, 1024, device, shuffle=False)
+    eval_train = Batches(dataset.x_train, dataset.y_train, dataset.mean, dataset.std, 1024, device, shuffle=False)
+
+    wrap = (lambda m: nn.parallel.DistributedDataParallel(m, device_ids=[device.index] if device.type == "cuda" else None)) \
+        if ddp.world > 1 else (lambda m: m)
+    if frozen:
+        weak = Batches(dataset.x_train, dataset.y_train, dataset.mean, dataset.std, cfg.pof.weak_batch_size,
+                       device, augment=augment, seed=cfg.seed)
+        step = FrozenHeadStep(cfg.method, split.features, wrap(split.features), split.classifier, optimizer,
+                              cfg.pof, weak, cfg.seed, ddp.rank)
+        on_epoch_start = step.start_epoch
+    else:
+        step = _whole_model_step(wrap(model), optimizer, sam=cfg.method == "sam")
+        on_epoch_start = None
+
+    post_meta = {k: v for k, v in meta.items() if k not in ("format", "version", "metrics")}
+    post_meta["provenance"] = {"kind": "post-train", "method": cfg.method, "source": str(ckpt),
+                               "source_sha256": file_sha256(ckpt), "source_provenance": meta.get("provenance"),
+                               "lr": lr, "epochs": cfg.epochs, "batch_size": batch_size, "seed": cfg.seed,
+                               "pof": cfg.pof.to_dict() if frozen else None, "rho": cfg.rho if cfg.method == "sam" else None,
+                               "world_size": ddp.world}
+    loop = Loop(run, model, optimizer, step, train, test, dataset, cfg.epochs, lambda t: lr, post_meta,
+                cfg.save_every, eval_train=eval_train, on_epoch_start=on_epoch_start, is_main=ddp.is_main,
+                sync_flags=ddp.sync_flags)
+    try:
+        fit(loop, resume=resume, progress=progress if ddp.is_main else None, should_stop=should_stop)
+    except Diverged:
+        raise
+    except KeyboardInterrupt:
+        if ddp.is_main:
+            run.set_status("cancelled", message="interrupted; resume with --resume")
+        raise
+    except BaseException as e:
+        if ddp.is_main:
+            run.set_status("failed", error=f"{type(e).__name__}: {e}")
+        raise
+    return run
