@@ -12,7 +12,6 @@ element-wise pass over an N x C matrix, and all candidates are evaluated in one 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -52,10 +51,12 @@ def last_layer_grad(feats: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: to
     return loss, logits, dz.T @ feats, dz.sum(0)
 
 
-def _losses_along(A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, etas: torch.Tensor) -> torch.Tensor:
+def _losses_along(A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, etas: list[float]) -> torch.Tensor:
     """Mean cross-entropy of logits A - eta B for every eta, in one batched call: (len(etas),)."""
-    z = A.unsqueeze(0) - etas.view(-1, 1, 1) * B.unsqueeze(0)  # (K, N, C)
-    return (torch.logsumexp(z, dim=2) - z.gather(2, y.view(1, -1, 1).expand(len(etas), -1, 1)).squeeze(2)).mean(1)
+    k, (n, c) = len(etas), A.shape
+    eta = torch.tensor(etas, dtype=A.dtype, device=A.device).view(-1, 1, 1)
+    z = A.unsqueeze(0) - eta * B.unsqueeze(0)  # (K, N, C)
+    return F.cross_entropy(z.reshape(k * n, c), y.repeat(k), reduction="none").view(k, n).mean(1)
 
 
 def line_search(A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, loss0: float, cfg: PoFConfig):
@@ -64,17 +65,16 @@ def line_search(A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, loss0: float,
     Bracket: eta = init; while L(eta) <= L(0) and eta < max: eta *= 2. The sequence of etas the
     loop can visit is known in advance (init * 2^k up to the first one >= max), so all of them are
     evaluated at once and the loop's stopping point is read off; then the grid k * eta_max / P."""
-    n_double = max(0, math.ceil(math.log2(cfg.line_search_max_lr / cfg.line_search_init_lr)))
-    etas = cfg.line_search_init_lr * 2.0 ** torch.arange(n_double + 1, device=A.device, dtype=A.dtype)
-    if etas[-1] < cfg.line_search_max_lr:  # guard against rounding in log2
-        etas = torch.cat([etas, etas[-1:] * 2])
-    losses = _losses_along(A, B, y, etas)
-    stop = (losses > loss0) | (etas >= cfg.line_search_max_lr)
-    eta_max = etas[int(stop.nonzero()[0])] if stop.any() else etas[-1]
-    grid = eta_max * torch.arange(1, cfg.num_partitions + 1, device=A.device, dtype=A.dtype) / cfg.num_partitions
-    grid_losses = _losses_along(A, B, y, grid)
-    k = int(torch.argmin(grid_losses))  # first minimum, as a loop with a strict "<" would keep
-    return float(eta_max), float(grid[k]), float(grid_losses[k])
+    # the etas are exact Python floats (powers of two times init, then k * eta_max / P), as in a loop
+    etas = [cfg.line_search_init_lr]
+    while etas[-1] < cfg.line_search_max_lr:
+        etas.append(etas[-1] * 2)
+    losses = _losses_along(A, B, y, etas).tolist()
+    eta_max = next(e for e, v in zip(etas, losses) if v > loss0 or e >= cfg.line_search_max_lr)
+    grid = [k * eta_max / cfg.num_partitions for k in range(1, cfg.num_partitions + 1)]
+    grid_losses = _losses_along(A, B, y, grid).tolist()
+    k = grid_losses.index(min(grid_losses))  # the first minimum, as a loop with a strict "<" keeps
+    return eta_max, grid[k], grid_losses[k]
 
 
 class _WeakBN:

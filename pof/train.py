@@ -165,6 +165,7 @@ def fit(loop: Loop, resume: bool = False, progress: Progress | None = None,
         t0 = time.time()
         loss_sum, correct, seen = 0.0, 0, 0
         diag_sums: dict[str, float] = {}
+        bool_keys: set[str] = set()
         for i, (xb, yb) in enumerate(loop.train.epoch(epoch)):
             cancel, _ = loop.sync_flags(main and stop(), False)
             if cancel:
@@ -192,6 +193,8 @@ def fit(loop: Loop, resume: bool = False, progress: Progress | None = None,
             extras = {k: v for k, v in out.items() if k not in ("loss", "correct")}
             for k, v in extras.items():
                 diag_sums[k] = diag_sums.get(k, 0.0) + float(v)
+                if isinstance(v, bool):
+                    bool_keys.add(k)
             gstep = epoch * steps_per_epoch + i + 1
             info = {"epoch": epoch, "epochs": loop.epochs, "step": gstep, "total_steps": total,
                     "loss": out["loss"]}
@@ -205,6 +208,7 @@ def fit(loop: Loop, resume: bool = False, progress: Progress | None = None,
         record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "test_loss": test["loss"], "test_acc": test["acc"], "lr": lr, "epoch_time": time.time() - t0}
         record.update({f"{k}_mean": v / steps_per_epoch for k, v in diag_sums.items()})
+        record.update({f"{k}_count": int(diag_sums[k]) for k in bool_keys})  # e.g. PoF's rejected steps
         if loop.eval_train is not None:
             tr = evaluate(model, loop.eval_train, loop.dataset.num_classes)
             record.update(train_eval_loss=tr["loss"], train_eval_acc=tr["acc"])
