@@ -118,7 +118,9 @@ def _add_post_train_parser(sub) -> None:
                                    "al., ICML 2022), or with a control for the same budget. Under torchrun "
                                    "(torchrun --nproc_per_node=N -m pof post-train ...) it runs data-parallel.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoint", help="trained model: .safetensors from this project, or a .pt/.pth state dict with --arch")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="trained model: .safetensors from this project, or a .pt/.pth state dict with --arch "
+                        "(not needed with --resume)")
     _add_data_args(p, required=False)
     p.set_defaults(dataset=None)
     p.add_argument("--arch", default=None, choices=list(ARCHS), help="architecture of a foreign checkpoint")
@@ -208,6 +210,8 @@ def cmd_post_train(args) -> int:
     from .method import PoFConfig
     from .posttrain import PostTrainConfig, post_train
 
+    if not args.checkpoint and not args.resume:
+        raise ValueError("post-train needs a CHECKPOINT to start from (or --resume to continue a run).")
     pof_names = {f.name for f in fields(PoFConfig)}
     names = {f.name for f in fields(PostTrainConfig)} - {"pof"}
     cfg = PostTrainConfig(**{k: v for k, v in vars(args).items() if k in names},
