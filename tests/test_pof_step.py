@@ -37,6 +37,13 @@ def naive_line_search(feats, y, layer: nn.Linear, cfg: PoFConfig):
     return eta_max, eta_star, best
 
 
+def naive_loss_at(feats, y, layer, eta):
+    loss = F.cross_entropy(layer(feats), y)
+    gW, gb = torch.autograd.grad(loss, [layer.weight, layer.bias])
+    with torch.no_grad():
+        return F.cross_entropy(feats @ (layer.weight - eta * gW).T + (layer.bias - eta * gb), y).item()
+
+
 def _case(seed, dtype):
     g = torch.Generator().manual_seed(seed)
     n = int(torch.randint(4, 300, (1,), generator=g))
@@ -60,19 +67,26 @@ def _case(seed, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_affine_line_search_picks_exactly_the_naive_eta(dtype):
-    outcomes = set()
+    outcomes, saturated = set(), 0
     for seed in range(300):
         feats, y, layer, cfg = _case(seed, dtype)
         ref = naive_line_search(feats, y, layer, cfg)
         with torch.no_grad():
             loss0, A, gW, gb = last_layer_grad(feats, y, layer.weight, layer.bias)
             got = line_search(A, feats @ gW.T + gb, y, float(loss0), cfg)
-        assert got[0] == ref[0] and got[1] == ref[1], (seed, got, ref)
+        assert got[0] == ref[0], (seed, got, ref)
+        tie = 10 * torch.finfo(dtype).eps
+        if ref[2] > tie:
+            assert got[1] == ref[1], (seed, got, ref)
+        else:  # the loss is 0 to within rounding at several grid points: a true tie, either is right
+            assert naive_loss_at(feats, y, layer, got[1]) <= tie, (seed, got, ref)
+            saturated += 1
         tol = 1e-12 if dtype == torch.float64 else 2e-5  # A - eta B and F (W0 - eta gW)^T round differently
         assert abs(got[2] - ref[2]) <= tol * max(1.0, abs(ref[2])), (seed, got, ref)
         outcomes.add("cap" if ref[0] >= cfg.line_search_max_lr else
                      "at once" if ref[0] == cfg.line_search_init_lr else "bracketed")
     assert outcomes == {"cap", "at once", "bracketed"}  # every branch of the search was exercised
+    assert saturated < 30  # ties are the exception: nearly all cases compare exactly
 
 
 def test_closed_form_last_layer_gradient_equals_autograd():
