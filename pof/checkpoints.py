@@ -27,7 +27,8 @@ class CheckpointError(Exception):
     """A checkpoint cannot be used; the message says what is wrong and what to do."""
 
 
-def _atomic_save(tensors: dict, metadata: dict, path: Path) -> None:
+def write_safetensors(tensors: dict, metadata: dict, path: Path) -> None:
+    """Tensors plus JSON metadata, written to a temporary file and renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
@@ -39,7 +40,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict) -> Pat
     """Write the model's state dict and `meta` (arch, arch_args, num_classes, input_shape, mean,
     std, dataset, class_names, metrics, provenance); format and version are added here."""
     path = Path(path)
-    _atomic_save(model.state_dict(), {**meta, "format": FORMAT, "version": __version__}, path)
+    write_safetensors(model.state_dict(), {**meta, "format": FORMAT, "version": __version__}, path)
     return path
 
 
@@ -51,7 +52,7 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | None]:
+def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | None]:
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
@@ -72,7 +73,7 @@ def _read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | No
 
 def read_metadata(path: str | Path) -> dict:
     """The metadata of a project checkpoint, without loading its weights."""
-    _, meta = _read_safetensors(Path(path), tensors=False)
+    _, meta = read_safetensors(Path(path), tensors=False)
     if meta is None:
         raise CheckpointError(f"{path} has no PoF metadata (a foreign safetensors file); "
                               f"load it with an explicit architecture (--arch).")
@@ -139,7 +140,7 @@ def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None,
     if path.suffix in (".pt", ".pth"):
         state, meta = _read_torch(path), None
     else:
-        state, meta = _read_safetensors(path)
+        state, meta = read_safetensors(path)
     if meta is None:
         if arch is None or dataset is None:
             raise CheckpointError(f"{path} carries no PoF metadata; give its architecture (--arch, one of "
@@ -167,31 +168,3 @@ def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None,
     if dataset is not None:
         check_dataset(meta, dataset)
     return model.eval(), meta
-
-
-# --- optimizer state, for exact resume ----------------------------------------------------------
-
-def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer, extra: dict) -> None:
-    """Optimizer state as safetensors (tensors) + JSON (everything else), atomically."""
-    sd = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"{idx}.{k}"] = v
-            else:
-                scalars[f"{idx}.{k}"] = v
-    _atomic_save(tensors, {"param_groups": sd["param_groups"], "scalars": scalars, **extra}, Path(path))
-
-
-def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> dict:
-    """Restore state written by save_optimizer; returns its extra metadata."""
-    state_t, meta = _read_safetensors(Path(path))
-    if meta is None:
-        raise CheckpointError(f"{path} is not an optimizer state written by this project.")
-    state: dict = {}
-    for key, v in list(state_t.items()) + list(meta["scalars"].items()):
-        idx, _, k = key.partition(".")
-        state.setdefault(int(idx), {})[k] = v
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return meta

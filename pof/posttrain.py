@@ -27,7 +27,7 @@ from .method import PoFConfig, PoFPerturbation
 from .models import split_model
 from .runs import Run, RunError
 from .sam import SAM
-from .train import Diverged, Loop, _FrozenBNStats, fit, pick_device
+from .train import Diverged, Loop, fit, pick_device, plain_step, sam_step
 
 METHODS = ("pof", "finetune-frozen", "finetune", "sam", "random-direction")
 FROZEN_METHODS = ("pof", "finetune-frozen", "random-direction")
@@ -165,23 +165,6 @@ class FrozenHeadStep:
         return {"loss": loss.item(), "correct": _correct(logits, yb), **info}
 
 
-def _whole_model_step(model_train: nn.Module, optimizer, sam: bool):
-    def step(xb, yb):
-        logits = model_train(xb)
-        loss = F.cross_entropy(logits, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if sam:
-            optimizer.first_step()
-            with _FrozenBNStats(model_train):
-                F.cross_entropy(model_train(xb), yb).backward()
-            optimizer.second_step()
-        else:
-            optimizer.step()
-        return {"loss": loss.item(), "correct": _correct(logits, yb)}
-    return step
-
-
 # --- the job -----------------------------------------------------------------------------------
 
 def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: bool = False,
@@ -251,7 +234,7 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
                               cfg.pof, weak, cfg.seed, ddp.rank)
         on_epoch_start = step.start_epoch
     else:
-        step = _whole_model_step(wrap(model), optimizer, sam=cfg.method == "sam")
+        step = (sam_step if cfg.method == "sam" else plain_step)(wrap(model), optimizer)
         on_epoch_start = None
 
     post_meta = {k: v for k, v in meta.items() if k not in ("format", "version", "metrics")}

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .checkpoints import CheckpointError, _atomic_save, _read_safetensors, save_checkpoint
+from .checkpoints import read_safetensors, save_checkpoint, write_safetensors
 from .data import Batches, Dataset, load_dataset, parse_augment
 from .models import arch_args, build_model, count_parameters
 from .runs import Run, RunError
@@ -100,7 +100,7 @@ def _save_resume(loop: Loop, epoch: int, best_acc: float) -> None:
                 tensors[f"optim.{idx}.{k}"] = v
             else:
                 scalars[f"{idx}.{k}"] = v
-    _atomic_save(tensors, {"epoch": epoch, "best_acc": best_acc, "param_groups": sd["param_groups"],
+    write_safetensors(tensors, {"epoch": epoch, "best_acc": best_acc, "param_groups": sd["param_groups"],
                            "scalars": scalars}, loop.run.checkpoint("resume"))
 
 
@@ -109,7 +109,7 @@ def _load_resume(loop: Loop) -> tuple[int, float]:
     if not path.exists():
         raise RunError(f"{loop.run.path} has no resume state (checkpoints/resume.safetensors): it never "
                        f"finished an epoch. Start it again instead.")
-    tensors, meta = _read_safetensors(path)
+    tensors, meta = read_safetensors(path)
     loop.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict = {}
     for k, v in tensors.items():
@@ -286,7 +286,7 @@ def make_optimizer(params, cfg) -> object:
     raise ValueError(f"Unknown optimizer {cfg.optimizer!r}; use sgd or sam.")
 
 
-class _FrozenBNStats:
+class FrozenBNStats:
     """Keep BN running statistics unchanged during SAM's second forward pass (it sees perturbed weights)."""
 
     def __init__(self, model):
@@ -319,7 +319,7 @@ def sam_step(model, optimizer: SAM):
         loss = F.cross_entropy(logits, yb)
         loss.backward()
         optimizer.first_step()
-        with _FrozenBNStats(model):
+        with FrozenBNStats(model):
             F.cross_entropy(model(xb), yb).backward()
         optimizer.second_step()
         return {"loss": loss.item(), "correct": (logits.argmax(1) == yb).sum().item()}
