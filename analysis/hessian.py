@@ -1,0 +1,328 @@
+"""Whole-network curvature: top eigenvalues, trace, spectral density and per-layer blocks.
+
+Hessian-vector products come from PyHessian (`pyhessian.hessian`), over a fixed list of batches
+weighted by batch size, with the model in eval mode (PyHessian puts it there: BN uses its running
+statistics, so the Hessian is that of the deterministic eval-mode loss). Around them:
+
+- PyHessian 0.1 accumulates into `.grad`, so gradients are zeroed before it is built (otherwise
+  results double);
+- top eigenvalues use Lanczos with full reorthogonalization instead of PyHessian's power iteration
+  (which stalls at its default tolerance and can return eigenvalues out of order); each comes back
+  sorted, with its residual |H v - lambda v| and whether it converged;
+- the trace uses a fixed number of Rademacher probes and reports the standard error (PyHessian's own
+  stopping rule stops too early), and the same probes give every layer's trace at once;
+- the spectral density is stochastic Lanczos quadrature written here, because PyHessian's
+  `density()` calls `torch.eig`, which PyTorch removed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+Progress = Callable[[int, int, str], None]
+
+
+class Stopped(Exception):
+    """The caller asked the computation to stop."""
+
+
+def _check(should_stop) -> None:
+    if should_stop is not None and should_stop():
+        raise Stopped("stopped on request")
+
+
+# --- the operator ------------------------------------------------------------------------------
+
+class HessianOperator:
+    """v -> H v for the mean cross-entropy over `batches`, through PyHessian."""
+
+    def __init__(self, model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]):
+        from pyhessian import hessian
+
+        model.zero_grad(set_to_none=True)  # PyHessian adds to existing .grad: stale grads double H
+        device = next(model.parameters()).device
+        self.n_samples = sum(len(y) for _, y in batches)
+        criterion = nn.CrossEntropyLoss()
+        if len(batches) == 1:
+            self._h = hessian(model, criterion, data=batches[0], cuda=device.type == "cuda")
+        else:
+            self._h = hessian(model, criterion, dataloader=batches, cuda=device.type == "cuda")
+        self.model = model
+        self.params = self._h.params
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.n_hvp = 0
+
+    @property
+    def dim(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    def hvp(self, v: list[torch.Tensor]) -> list[torch.Tensor]:
+        """H v with v shaped like the parameters (PyHessian's convention)."""
+        from pyhessian.utils import hessian_vector_product
+
+        self.n_hvp += 1
+        if self._h.full_dataset:
+            return list(self._h.dataloader_hv_product(v)[1])
+        return list(hessian_vector_product(self._h.gradsH, self.params, v))
+
+    def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        out, i = [], 0
+        for p in self.params:
+            out.append(flat[i:i + p.numel()].view_as(p).to(p.dtype))
+            i += p.numel()
+        return out
+
+    def __call__(self, flat: torch.Tensor) -> torch.Tensor:
+        """H v on flat vectors (the Krylov methods below work on one vector, not a list of tensors)."""
+        return torch.cat([h.reshape(-1) for h in self.hvp(self.unflatten(flat))]).to(flat.dtype)
+
+    def close(self) -> None:
+        """Free the graph PyHessian keeps for single-batch products and the gradients it left."""
+        self._h.gradsH = None
+        self.model.zero_grad(set_to_none=True)
+
+
+def _rademacher(n: int, gen, like: torch.Tensor) -> torch.Tensor:
+    return (torch.randint(0, 2, (n,), generator=gen) * 2 - 1).to(like.device, torch.float64)
+
+
+def _first_param(op):
+    return op.params[0]
+
+
+# --- Lanczos ------------------------------------------------------------------------------------
+
+def lanczos(op: Callable, start: torch.Tensor, steps: int, should_stop=None, progress: Progress | None = None,
+            label: str = "lanczos"):
+    """`steps` Lanczos iterations from `start` (flat, float64) with full reorthogonalization.
+    Returns (alphas, betas, basis) with len(betas) == len(alphas): T is tridiagonal with alphas and
+    betas[:-1]; betas[-1] is the residual norm of the last step. Stops early if the space is exhausted.
+    The basis is kept (steps x dim) for reorthogonalization and Ritz vectors."""
+    basis = torch.zeros(steps, len(start), dtype=torch.float64, device=start.device)
+    basis[0] = start / start.norm()
+    alphas, betas = [], []
+    for j in range(steps):
+        _check(should_stop)
+        v = basis[j]
+        w = op(v)
+        alpha = float(w @ v)
+        Q = basis[:j + 1]
+        for _ in range(2):  # full reorthogonalization, twice is enough (Parlett)
+            w = w - Q.T @ (Q @ w)
+        alphas.append(alpha)
+        if progress:
+            progress(j + 1, steps, label)
+        beta = float(w.norm())
+        betas.append(beta)  # the last one is not part of T: it measures how far from invariant the space is
+        if j == steps - 1 or beta < 1e-10 * max(1.0, abs(alpha)):
+            break
+        basis[j + 1] = w / beta
+    return np.array(alphas), np.array(betas), basis[:len(alphas)]
+
+
+def _tridiag_eig(alphas, betas):
+    from scipy.linalg import eigh_tridiagonal
+
+    return eigh_tridiagonal(alphas, betas[:len(alphas) - 1])
+
+
+@dataclass
+class TopEigen:
+    eigenvalues: list[float]  # largest first
+    residuals: list[float]  # |H v - lambda v| with |v| = 1, computed with one more product each
+    converged: list[bool]  # residual <= tol * max(|lambda_1|, 1e-12)
+    iterations: int  # Lanczos steps (one Hessian-vector product each)
+    tol: float
+    n_samples: int
+    mode: str = "eval"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def top_eigenvalues(op: HessianOperator, k: int = 1, tol: float = 1e-4, max_steps: int = 200, seed: int = 0,
+                    check_every: int = 5, progress: Progress | None = None, should_stop=None) -> TopEigen:
+    """The k largest (algebraic) eigenvalues by Lanczos, grown until the Ritz residual estimates
+    |beta_m s_m| of all k fall below tol * |lambda_1|, then checked with true residuals."""
+    gen = torch.Generator().manual_seed(seed)
+    start = torch.randn(op.dim, generator=gen, dtype=torch.float64).to(_first_param(op).device)
+    steps = min(max(2 * k + 8, 20), max_steps, op.dim)
+    while True:
+        alphas, betas, basis = lanczos(op, start, steps, should_stop, progress, label="top eigenvalues")
+        theta, S = _tridiag_eig(alphas, betas)
+        m = len(alphas)
+        order = np.argsort(theta)[::-1][:k]
+        est = np.abs(betas[m - 1] * S[m - 1, order])  # Ritz residuals, exact in exact arithmetic
+        if m < steps or steps >= min(max_steps, op.dim) or np.all(est <= tol * max(abs(theta[order[0]]), 1e-12)):
+            break
+        steps = min(steps + check_every * 4, max_steps, op.dim)
+    values, residuals = [], []
+    for i in order:
+        vec = basis.T @ torch.from_numpy(S[:, i]).to(basis)
+        lam = float(theta[i])
+        values.append(lam)
+        residuals.append(float((op(vec) - lam * vec).norm()))
+    scale = max(abs(values[0]), 1e-12)
+    return TopEigen(values, residuals, [r <= tol * scale for r in residuals], m, tol, op.n_samples)
+
+
+# --- trace, per layer ---------------------------------------------------------------------------
+
+@dataclass
+class LayerCurvature:
+    name: str  # module name, e.g. "features.0" (weight and bias together) or "features.1" (BN)
+    kind: str  # "conv", "linear", "batchnorm", "other"
+    n_params: int
+    trace: float
+    trace_stderr: float
+    trace_per_param: float
+    top_eigenvalue: float | None = None
+    top_residual: float | None = None
+
+
+@dataclass
+class TraceResult:
+    trace: float
+    stderr: float
+    n_probes: int
+    n_samples: int
+    layers: list[LayerCurvature] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def layer_groups(model: nn.Module, names: list[str]) -> list[tuple[str, str, list[int]]]:
+    """Parameters grouped by the module that owns them: (module name, kind, indices into names).
+    A layer's bias is folded into its layer; batch-norm scale and shift form their own group."""
+    kinds = {}
+    for mname, mod in model.named_modules():
+        if isinstance(mod, nn.modules.conv._ConvNd):
+            kinds[mname] = "conv"
+        elif isinstance(mod, nn.Linear):
+            kinds[mname] = "linear"
+        elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            kinds[mname] = "batchnorm"
+    groups: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        groups.setdefault(n.rpartition(".")[0], []).append(i)
+    return [(g, kinds.get(g, "other"), idx) for g, idx in groups.items()]
+
+
+def hutchinson_trace(op: HessianOperator, n_probes: int = 100, seed: int = 0, per_layer: bool = True,
+                     progress: Progress | None = None, should_stop=None) -> TraceResult:
+    """tr H ~ mean of v^T H v over Rademacher probes v, with its standard error; with per_layer,
+    the same probes give each layer's block trace as the sum over the block of v * Hv."""
+    gen = torch.Generator().manual_seed(seed)
+    groups = layer_groups(op.model, op.names)
+    totals, per = [], {g: [] for g, _, _ in groups}
+    for i in range(n_probes):
+        _check(should_stop)
+        v = op.unflatten(_rademacher(op.dim, gen, _first_param(op)))
+        hv = op.hvp(v)
+        contrib = [float((a * b).sum()) for a, b in zip(v, hv)]
+        totals.append(sum(contrib))
+        for g, _, idx in groups:
+            per[g].append(sum(contrib[j] for j in idx))
+        if progress:
+            progress(i + 1, n_probes, "trace")
+
+    def mean_se(xs):
+        a = np.array(xs)
+        return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan")
+
+    t, se = mean_se(totals)
+    layers = []
+    if per_layer:
+        for g, kind, idx in groups:
+            n = sum(op.params[j].numel() for j in idx)
+            lt, lse = mean_se(per[g])
+            layers.append(LayerCurvature(g, kind, n, lt, lse, lt / n))
+    return TraceResult(t, se, n_probes, op.n_samples, layers)
+
+
+class _BlockOperator:
+    """The diagonal block of H for a subset of parameters: v_block -> (H [v_block; 0])_block."""
+
+    def __init__(self, op: HessianOperator, idx: list[int]):
+        self.op, self.idx = op, idx
+        self.params = [op.params[j] for j in idx]
+        self.n_samples = op.n_samples
+
+    @property
+    def dim(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    def __call__(self, flat: torch.Tensor) -> torch.Tensor:
+        full, i = [torch.zeros_like(p) for p in self.op.params], 0
+        for j in self.idx:
+            n = self.op.params[j].numel()
+            full[j] = flat[i:i + n].view_as(self.op.params[j]).to(self.op.params[j].dtype)
+            i += n
+        hv = self.op.hvp(full)
+        return torch.cat([hv[j].reshape(-1) for j in self.idx]).to(flat.dtype)
+
+
+def per_layer_top_eigenvalues(op: HessianOperator, layers: list[LayerCurvature], tol: float = 1e-3,
+                              max_steps: int = 60, seed: int = 0, progress: Progress | None = None,
+                              should_stop=None) -> list[LayerCurvature]:
+    """Fill in each layer's top eigenvalue of its diagonal Hessian block (Lanczos on the block)."""
+    groups = {g: idx for g, _, idx in layer_groups(op.model, op.names)}
+    for i, layer in enumerate(layers):
+        block = _BlockOperator(op, groups[layer.name])
+        res = top_eigenvalues(block, 1, tol=tol, max_steps=max_steps, seed=seed, should_stop=should_stop)
+        layer.top_eigenvalue, layer.top_residual = res.eigenvalues[0], res.residuals[0]
+        if progress:
+            progress(i + 1, len(layers), f"layer {layer.name}")
+    return layers
+
+
+# --- spectral density -------------------------------------------------------------------------
+
+@dataclass
+class Density:
+    nodes: list[list[float]]  # per run: Ritz values (eigenvalues of the Lanczos tridiagonal)
+    weights: list[list[float]]  # per run: squared first components; each run sums to 1
+    grid: list[float]
+    density: list[float]  # Gaussian-smoothed, averaged over runs, integrates to 1 over the grid
+    sigma: float
+    steps: int
+    n_samples: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def spectral_density(op: HessianOperator, steps: int = 80, runs: int = 1, seed: int = 0, grid_points: int = 1000,
+                     sigma_ratio: float = 1e-3, progress: Progress | None = None, should_stop=None) -> Density:
+    """Stochastic Lanczos quadrature (Ghorbani et al. 2019): for Rademacher starts v, the eigenvalues
+    of the m-step Lanczos tridiagonal and the squared first components of its eigenvectors are the
+    nodes and weights of a quadrature for v^T f(H) v / |v|^2; averaging over runs estimates the density."""
+    gen = torch.Generator().manual_seed(seed)
+    steps = min(steps, op.dim)
+    all_nodes, all_weights = [], []
+    for r in range(runs):
+        start = _rademacher(op.dim, gen, _first_param(op))
+        prog = (lambda i, n, msg, r=r: progress(r * steps + i, runs * steps, msg)) if progress else None
+        alphas, betas, _ = lanczos(op, start, steps, should_stop, prog, label="density")
+        theta, S = _tridiag_eig(alphas, betas)
+        all_nodes.append(theta.tolist())
+        all_weights.append((S[0, :] ** 2).tolist())
+    lo = min(min(n) for n in all_nodes)
+    hi = max(max(n) for n in all_nodes)
+    pad = 0.01 * (hi - lo + 1e-12)
+    grid = np.linspace(lo - pad, hi + pad, grid_points)
+    sigma = sigma_ratio * (hi - lo + 1e-12)
+    dens = np.zeros_like(grid)
+    for nodes, weights in zip(all_nodes, all_weights):
+        for t, w in zip(nodes, weights):
+            dens += w * np.exp(-((grid - t) ** 2) / (2 * sigma ** 2)) / (sigma * math.sqrt(2 * math.pi))
+    dens /= runs
+    dens /= np.trapezoid(dens, grid)  # the tails cut by the grid, put back so it integrates to 1
+    return Density(all_nodes, all_weights, grid.tolist(), dens.tolist(), float(sigma), steps, op.n_samples)
