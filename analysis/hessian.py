@@ -18,6 +18,7 @@ statistics, so the Hessian is that of the deterministic eval-mode loss). Around 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -46,6 +47,8 @@ class HessianOperator:
         from pyhessian import hessian
 
         model.zero_grad(set_to_none=True)  # PyHessian adds to existing .grad: stale grads double H
+        # PyHessian builds with backward(create_graph=True); close() resets .grad, which breaks the cycle
+        warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
         device = next(model.parameters()).device
         self.n_samples = sum(len(y) for _, y in batches)
         criterion = nn.CrossEntropyLoss()

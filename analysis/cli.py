@@ -1,0 +1,344 @@
+"""`python -m analysis`: curvature, landscapes and sharpness of checkpoints, cached on disk.
+
+Every result is written as JSON into --out, named by a key over (checkpoint hashes, directions,
+options, data subset): asking the same question twice reads the file instead of computing again.
+A landscape stopped half-way (Ctrl-C, killed job) continues where it stopped.
+
+Exit codes: 0 success, 2 bad input (unusable checkpoint or directions, unknown dataset), 3 stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 2, 3
+
+
+# --- shared plumbing ---------------------------------------------------------------------------
+
+def _bar(quiet: bool):
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+    bars = {}
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar = bars.get(label)
+        if bar is None or bar.total != total:
+            if bar is not None:
+                bar.close()
+            bar = bars[label] = tqdm(total=total, desc=label, dynamic_ncols=True, file=sys.stderr)
+        bar.update(done - bar.n)
+
+    return progress, lambda: [b.close() for b in bars.values()]
+
+
+class EvalData:
+    """A checkpoint's model and a fixed, stated evaluation tensor (split, first N of a seeded order)."""
+
+    def __init__(self, checkpoint: str, dataset: str | None, split: str, samples: int | None, data_root=None,
+                 device: str = "auto", seed: int = 0):
+        import torch
+
+        from pof.checkpoints import file_sha256, load_checkpoint, read_metadata
+        from pof.data import Batches, load_dataset
+        from pof.train import pick_device
+
+        name = dataset or read_metadata(checkpoint).get("dataset")
+        self.dataset = load_dataset(name, data_root)
+        self.device = pick_device(device)
+        self.model, self.meta = load_checkpoint(checkpoint, dataset=self.dataset)
+        self.model.to(self.device)
+        self.sha = file_sha256(checkpoint)
+        x, y = (self.dataset.x_train, self.dataset.y_train) if split == "train" else (self.dataset.x_test, self.dataset.y_test)
+        n = len(x) if not samples or samples >= len(x) else samples
+        if n < len(x):
+            idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+            x, y = x[idx], y[idx]
+        b = Batches(x, y, self.meta["mean"], self.meta["std"], len(x), self.device, shuffle=False)
+        self.x, self.y = next(iter(b))
+        self.eval_set = (f"{self.dataset.name} {split} split, {n} of {len(self.dataset.x_train if split == 'train' else self.dataset.x_test)}"
+                         f" images" + (f" (seeded subset, seed {seed})" if n < len(x) or samples else "") + ", eval-mode BN, no augmentation")
+        self.spec = {"dataset": self.dataset.name, "split": split, "samples": n, "seed": seed}
+
+    def batches(self, batch_size: int):
+        return [(self.x[i:i + batch_size], self.y[i:i + batch_size]) for i in range(0, len(self.x), batch_size)]
+
+
+def _key(kind: str, **parts) -> str:
+    return kind + "-" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cached(out: Path, key: str):
+    path = out / f"{key}.json"
+    return (json.loads(path.read_text()) if path.exists() else None), path
+
+
+def _write(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, allow_nan=True))
+    tmp.replace(path)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def cmd_hessian(args) -> int:
+    from pof.data import Batches
+
+    from .hessian import HessianOperator, hutchinson_trace, per_layer_top_eigenvalues, spectral_density, top_eigenvalues
+    from .lastlayer import features_and_probs, last_layer_hessian
+
+    data = EvalData(args.checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
+    opts = {k: getattr(args, k) for k in ("top_k", "trace", "density", "per_layer", "probes", "density_steps",
+                                          "density_runs", "tol", "seed", "batch_size")}
+    key = _key("hessian", sha=data.sha, data=data.spec, **opts)
+    out = Path(args.out)
+    result, path = _cached(out, key)
+    if result is None:
+        progress, close = _bar(args.quiet)
+        try:
+            ds = data.dataset
+            train = Batches(ds.x_train, ds.y_train, data.meta["mean"], data.meta["std"], 2048, data.device, shuffle=False)
+            ll = last_layer_hessian(*features_and_probs(data.model, train), top_k=args.top_k)
+            result = {"checkpoint": args.checkpoint, "sha256": data.sha, "eval_set": data.eval_set, "options": opts,
+                      "mode": "eval (BN running statistics)",
+                      "last_layer": {**ll.to_dict(), "eval_set": f"{ds.name} train split, all {len(ds.x_train)} images (exact)"}}
+            op = HessianOperator(data.model, data.batches(args.batch_size))
+            result["parameters"] = op.dim
+            result["top"] = top_eigenvalues(op, args.top_k, tol=args.tol, seed=args.seed, progress=progress).to_dict()
+            if args.trace or args.per_layer:
+                tr = hutchinson_trace(op, args.probes, seed=args.seed, per_layer=args.per_layer, progress=progress)
+                if args.per_layer:
+                    per_layer_top_eigenvalues(op, tr.layers, seed=args.seed, progress=progress)
+                result["trace"] = tr.to_dict()
+            if args.density:
+                result["density"] = spectral_density(op, args.density_steps, args.density_runs, seed=args.seed,
+                                                     progress=progress).to_dict()
+            op.close()
+            result["hessian_vector_products"] = op.n_hvp
+        finally:
+            close()
+        _write(path, result)
+    else:
+        print(f"(cached: {path})", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return EXIT_OK
+    top = result["top"]
+    print(f"{args.checkpoint}: {result['parameters']} parameters; {result['eval_set']}")
+    print("top eigenvalues: " + ", ".join(f"{v:.6g}{'' if c else ' (not converged)'}"
+                                            for v, c in zip(top["eigenvalues"], top["converged"]))
+          + f"  [{top['iterations']} Lanczos steps, tol {top['tol']:g}]")
+    if "trace" in result:
+        t = result["trace"]
+        print(f"trace: {t['trace']:.6g} ± {t['stderr']:.2g} (Hutchinson, {t['n_probes']} probes)")
+        for layer in t["layers"]:
+            top_l = f"  top {layer['top_eigenvalue']:.4g}" if layer.get("top_eigenvalue") is not None else ""
+            print(f"  {layer['name']:<28} {layer['kind']:<10} {layer['n_params']:>9} params  trace {layer['trace']:.4g}"
+                  f" ± {layer['trace_stderr']:.2g}  per param {layer['trace_per_param']:.3g}{top_l}")
+    ll = result["last_layer"]
+    print(f"last layer (exact, {ll['n_samples']} samples, {ll['method']}): top "
+          + ", ".join(f"{v:.6g}" for v in ll["top_eigenvalues"]) + f"; trace {ll['trace']:.6g}")
+    if "density" in result:
+        d = result["density"]
+        print(f"density: {d['steps']} Lanczos steps x {len(d['nodes'])} runs, support [{min(d['grid']):.4g}, {max(d['grid']):.4g}]")
+    print(f"saved: {path}")
+    return EXIT_OK
+
+
+def _directions(args, model):
+    from .landscape import Directions, random_directions
+
+    if args.directions and Path(args.directions).exists():
+        dirs = Directions.load(args.directions)
+        if len(dirs.vectors) < args.dims:
+            raise ValueError(f"{args.directions} holds {len(dirs.vectors)} direction(s); --dims {args.dims} needs more.")
+        dirs.vectors = dirs.vectors[:args.dims]
+        dirs.check_fits(model)
+        return dirs
+    dirs = random_directions(model, args.dims, args.seed, args.normalization, args.include_bias_bn, args.layers)
+    if args.directions:
+        dirs.save(args.directions)
+        print(f"directions saved to {args.directions} (seed {args.seed}); pass it again to reuse them", file=sys.stderr)
+    return dirs
+
+
+def cmd_landscape(args) -> int:
+    from pof.checkpoints import file_sha256, load_checkpoint
+
+    from .hessian import Stopped
+    from .landscape import Landscape, evaluate_grid, grid
+
+    data = EvalData(args.checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
+    dirs = _directions(args, data.model)
+    axes = [grid(args.range[0], args.range[1], args.steps)] * args.dims
+    dir_key = hashlib.sha256(b"".join(v.numpy().tobytes() for d in dirs.vectors for v in d.values())).hexdigest()
+    out = Path(args.out)
+    models = [(args.checkpoint, data.model, data.sha)]
+    if args.compare:
+        other, _ = load_checkpoint(args.compare, dataset=data.dataset)
+        models.append((args.compare, other.to(data.device), file_sha256(args.compare)))
+    results = {}
+    progress, close = _bar(args.quiet)
+    try:
+        for ckpt, model, sha in models:
+            key = _key("landscape", sha=sha, dirs=dir_key, axes=axes, data=data.spec)
+            cached, path = _cached(out, key)
+            if cached is None:
+                partial_path = out / f"{key}.partial.json"
+                partial = Landscape(**json.loads(partial_path.read_text())) if partial_path.exists() else None
+                if partial:
+                    print(f"continuing {partial.done}/{partial.total} points from {partial_path}", file=sys.stderr)
+                try:
+                    res = evaluate_grid(model, dirs, axes, data.x, data.y, data.eval_set, args.batch_size, partial,
+                                        lambda r: _write(partial_path, r.to_dict()), progress)
+                except (Stopped, KeyboardInterrupt):
+                    print(f"stopped; rerun the same command to continue from {partial_path}", file=sys.stderr)
+                    return EXIT_STOPPED
+                cached = {"checkpoint": ckpt, "sha256": sha, **res.to_dict()}
+                _write(path, cached)
+                partial_path.unlink(missing_ok=True)
+            else:
+                print(f"(cached: {path})", file=sys.stderr)
+            results[ckpt] = (cached, path)
+    finally:
+        close()
+    for ckpt, (res, path) in results.items():
+        import numpy as np
+        loss = np.array(res["loss"])
+        i0 = tuple(len(a) // 2 if 0.0 not in a else a.index(0.0) for a in res["axes"])
+        print(f"{ckpt}: loss at the origin {loss[i0]:.4f}, min {np.nanmin(loss):.4f}, max {np.nanmax(loss):.4f} "
+              f"over {loss.size} points; {res['eval_set']}; saved {path}")
+    return EXIT_OK
+
+
+def cmd_interpolate(args) -> int:
+    from pof.checkpoints import file_sha256, load_checkpoint
+
+    from .landscape import grid, interpolate
+
+    data = EvalData(args.checkpoint_a, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
+    other, _ = load_checkpoint(args.checkpoint_b, dataset=data.dataset)
+    alphas = grid(args.range[0], args.range[1], args.steps)
+    key = _key("interpolate", a=data.sha, b=file_sha256(args.checkpoint_b), alphas=alphas, data=data.spec)
+    result, path = _cached(Path(args.out), key)
+    if result is None:
+        progress, close = _bar(args.quiet)
+        try:
+            res = interpolate(data.model, other.to(data.device), alphas, data.x, data.y, data.eval_set, args.batch_size, progress)
+        finally:
+            close()
+        result = {"checkpoint_a": args.checkpoint_a, "checkpoint_b": args.checkpoint_b, **res.to_dict()}
+        _write(path, result)
+    for a, lo, ac in zip(result["axes"][0], result["loss"], result["accuracy"]):
+        print(f"alpha {a:+.3f}  loss {lo:.4f}  accuracy {ac:.4f}")
+    print(f"{result['eval_set']}; saved {path}")
+    return EXIT_OK
+
+
+def cmd_sharpness(args) -> int:
+    from .sharpness import average_case_sharpness, worst_case_sharpness
+
+    data = EvalData(args.checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
+    opts = {k: getattr(args, k) for k in ("rho", "steps", "sigma", "noise_samples", "seed")}
+    key = _key("sharpness", sha=data.sha, data=data.spec, **opts)
+    result, path = _cached(Path(args.out), key)
+    if result is None:
+        kw = dict(eval_set=data.eval_set, batch_size=args.batch_size)
+        result = {"checkpoint": args.checkpoint, "measures": [
+            worst_case_sharpness(data.model, data.x, data.y, args.rho, args.steps, **kw).to_dict(),
+            worst_case_sharpness(data.model, data.x, data.y, args.rho, args.steps, adaptive=True, **kw).to_dict(),
+            average_case_sharpness(data.model, data.x, data.y, args.sigma, args.noise_samples, args.seed, **kw).to_dict()]}
+        _write(path, result)
+    for m in result["measures"]:
+        se = f" ± {m['increase_stderr']:.2g}, max {m['max_increase']:.4g}" if m["increase_stderr"] is not None else ""
+        print(f"{m['kind']:<22} radius {m['radius']:g}: loss {m['base_loss']:.4f} -> +{m['increase']:.4g}{se}")
+    print(f"{data.eval_set}; saved {path}")
+    return EXIT_OK
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    def common(p, split="train"):
+        p.add_argument("--dataset", default=None, help="dataset (default: the one named in the checkpoint)")
+        p.add_argument("--data-root", default=None, help="folder for torchvision data and image-folder caches")
+        p.add_argument("--split", choices=["train", "test"], default=split, help="which split to evaluate on")
+        p.add_argument("--samples", type=int, default=None, help="use this many images (a seeded subset; default all)")
+        p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
+        p.add_argument("--seed", type=int, default=0, help="seed for subsets, probes and directions")
+        p.add_argument("--device", default="auto")
+        p.add_argument("--out", default="results", help="folder for results (and the cache)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("hessian", help="top eigenvalues, trace, density, per layer; exact last layer", formatter_class=fmt)
+    p.add_argument("checkpoint")
+    common(p)
+    p.set_defaults(samples=1000)
+    p.add_argument("--top-k", type=int, default=1, help="how many of the largest eigenvalues")
+    p.add_argument("--tol", type=float, default=1e-4, help="relative residual for the eigenvalues")
+    p.add_argument("--trace", action="store_true", help="Hutchinson trace with its standard error")
+    p.add_argument("--probes", type=int, default=100, help="Rademacher probes for the trace")
+    p.add_argument("--per-layer", action="store_true", help="each layer's block trace and top eigenvalue")
+    p.add_argument("--density", action="store_true", help="spectral density (stochastic Lanczos quadrature)")
+    p.add_argument("--density-steps", type=int, default=80)
+    p.add_argument("--density-runs", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+
+    p = sub.add_parser("landscape", help="1-D or 2-D loss/accuracy slices along saved directions", formatter_class=fmt)
+    p.add_argument("checkpoint")
+    common(p, split="test")
+    p.set_defaults(samples=2000)
+    p.add_argument("--compare", default=None, help="a second checkpoint, evaluated along the same directions")
+    p.add_argument("--dims", type=int, choices=[1, 2], default=1)
+    p.add_argument("--range", type=float, nargs=2, default=[-1.0, 1.0], metavar=("LO", "HI"))
+    p.add_argument("--steps", type=int, default=41, help="points per axis")
+    p.add_argument("--directions", default=None,
+                   help="directions file (safetensors, whatever its name): read if it exists, else made and saved there")
+    p.add_argument("--normalization", choices=["filter", "layer", "none"], default="filter")
+    p.add_argument("--include-bias-bn", action="store_true", help="move biases and BN parameters too")
+    p.add_argument("--layers", nargs="+", default=None, help="only these parameter-name prefixes move, e.g. classifier")
+
+    p = sub.add_parser("interpolate", help="loss/accuracy on the line between two checkpoints", formatter_class=fmt)
+    p.add_argument("checkpoint_a")
+    p.add_argument("checkpoint_b")
+    common(p, split="test")
+    p.add_argument("--range", type=float, nargs=2, default=[-0.5, 1.5], metavar=("LO", "HI"))
+    p.add_argument("--steps", type=int, default=41)
+
+    p = sub.add_parser("sharpness", help="worst-case (plain, adaptive) and average-case sharpness", formatter_class=fmt)
+    p.add_argument("checkpoint")
+    common(p)
+    p.set_defaults(samples=2000)
+    p.add_argument("--rho", type=float, default=0.05, help="L2 radius of the worst case (adaptive: of |w|-scaled)")
+    p.add_argument("--steps", type=int, default=5, help="projected-gradient ascent steps")
+    p.add_argument("--sigma", type=float, default=0.01, help="standard deviation of the Gaussian weight noise")
+    p.add_argument("--noise-samples", type=int, default=20)
+    return parser
+
+
+def main(argv=None) -> int:
+    from pof.checkpoints import CheckpointError
+    from pof.data import DatasetError
+
+    args = build_parser().parse_args(argv)
+    handlers = {"hessian": cmd_hessian, "landscape": cmd_landscape, "interpolate": cmd_interpolate,
+                "sharpness": cmd_sharpness}
+    try:
+        return handlers[args.command](args)
+    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_STOPPED
