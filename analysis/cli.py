@@ -55,14 +55,15 @@ class EvalData:
         self.model.to(self.device)
         self.sha = file_sha256(checkpoint)
         x, y = (self.dataset.x_train, self.dataset.y_train) if split == "train" else (self.dataset.x_test, self.dataset.y_test)
-        n = len(x) if not samples or samples >= len(x) else samples
-        if n < len(x):
-            idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+        total = len(x)
+        n = total if not samples or samples >= total else samples
+        if n < total:
+            idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
             x, y = x[idx], y[idx]
         b = Batches(x, y, self.meta["mean"], self.meta["std"], len(x), self.device, shuffle=False)
         self.x, self.y = next(iter(b))
-        self.eval_set = (f"{self.dataset.name} {split} split, {n} of {len(self.dataset.x_train if split == 'train' else self.dataset.x_test)}"
-                         f" images" + (f" (seeded subset, seed {seed})" if n < len(x) or samples else "") + ", eval-mode BN, no augmentation")
+        subset = f" (seeded subset, seed {seed})" if n < total else ""
+        self.eval_set = f"{self.dataset.name} {split} split, {n} of {total} images{subset}, eval-mode BN, no augmentation"
         self.spec = {"dataset": self.dataset.name, "split": split, "samples": n, "seed": seed}
 
     def batches(self, batch_size: int):

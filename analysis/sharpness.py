@@ -39,7 +39,7 @@ def _loss_with_grad(model, params, x, y, batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         loss = F.cross_entropy(model(xb), yb, reduction="sum") / len(x)
         loss.backward()
-        total += float(loss)
+        total += loss.item()
     return total, [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
 
 
