@@ -92,7 +92,7 @@ class HessianOperator:
 
 
 def _rademacher(n: int, gen, like: torch.Tensor) -> torch.Tensor:
-    return (torch.randint(0, 2, (n,), generator=gen) * 2 - 1).to(like.device, torch.float64)
+    return (torch.randint(0, 2, (n,), generator=gen) * 2 - 1).to(like)
 
 
 def _first_param(op):
@@ -102,12 +102,14 @@ def _first_param(op):
 # --- Lanczos ------------------------------------------------------------------------------------
 
 def lanczos(op: Callable, start: torch.Tensor, steps: int, should_stop=None, progress: Progress | None = None,
-            label: str = "lanczos"):
-    """`steps` Lanczos iterations from `start` (flat, float64) with full reorthogonalization.
+            label: str = "lanczos", done: Callable | None = None, check_every: int = 4):
+    """`steps` Lanczos iterations from `start` (flat) with full reorthogonalization.
     Returns (alphas, betas, basis) with len(betas) == len(alphas): T is tridiagonal with alphas and
-    betas[:-1]; betas[-1] is the residual norm of the last step. Stops early if the space is exhausted.
-    The basis is kept (steps x dim) for reorthogonalization and Ritz vectors."""
-    basis = torch.zeros(steps, len(start), dtype=torch.float64, device=start.device)
+    betas[:-1]; betas[-1] is the residual norm of the last step. Stops early if the space is exhausted,
+    or when done(alphas, betas) says so (asked every `check_every` steps). The basis is kept
+    (steps x dim) for reorthogonalization and Ritz vectors."""
+    # the basis grows as needed (it costs steps x parameters numbers), in the parameters' precision
+    basis = torch.zeros(min(steps, 16), len(start), dtype=start.dtype, device=start.device)
     basis[0] = start / start.norm()
     alphas, betas = [], []
     for j in range(steps):
@@ -125,6 +127,10 @@ def lanczos(op: Callable, start: torch.Tensor, steps: int, should_stop=None, pro
         betas.append(beta)  # the last one is not part of T: it measures how far from invariant the space is
         if j == steps - 1 or beta < 1e-10 * max(1.0, abs(alpha)):
             break
+        if done is not None and (j + 1) % check_every == 0 and done(np.array(alphas), np.array(betas)):
+            break
+        if j + 1 >= len(basis):
+            basis = torch.cat([basis, torch.zeros_like(basis)])[:steps]
         basis[j + 1] = w / beta
     return np.array(alphas), np.array(betas), basis[:len(alphas)]
 
@@ -150,21 +156,26 @@ class TopEigen:
 
 
 def top_eigenvalues(op: HessianOperator, k: int = 1, tol: float = 1e-4, max_steps: int = 200, seed: int = 0,
-                    check_every: int = 5, progress: Progress | None = None, should_stop=None) -> TopEigen:
-    """The k largest (algebraic) eigenvalues by Lanczos, grown until the Ritz residual estimates
-    |beta_m s_m| of all k fall below tol * |lambda_1|, then checked with true residuals."""
+                    check_every: int = 2, progress: Progress | None = None, should_stop=None) -> TopEigen:
+    """The k largest (algebraic) eigenvalues by Lanczos, run until the Ritz residual estimates
+    |beta_m s_m| of all k fall below tol * |lambda_1|, then checked with true residuals (one more
+    product each). Unlike power iteration, this does not stall on close eigenvalues and returns
+    them in order."""
     gen = torch.Generator().manual_seed(seed)
-    start = torch.randn(op.dim, generator=gen, dtype=torch.float64).to(_first_param(op).device)
-    steps = min(max(2 * k + 8, 20), max_steps, op.dim)
-    while True:
-        alphas, betas, basis = lanczos(op, start, steps, should_stop, progress, label="top eigenvalues")
+    start = torch.randn(op.dim, generator=gen, dtype=torch.float64).to(_first_param(op))
+
+    def converged(alphas, betas) -> bool:  # Ritz residual estimates |beta_m s_m| of the top k
+        if len(alphas) < k:
+            return False
         theta, S = _tridiag_eig(alphas, betas)
-        m = len(alphas)
-        order = np.argsort(theta)[::-1][:k]
-        est = np.abs(betas[m - 1] * S[m - 1, order])  # Ritz residuals, exact in exact arithmetic
-        if m < steps or steps >= min(max_steps, op.dim) or np.all(est <= tol * max(abs(theta[order[0]]), 1e-12)):
-            break
-        steps = min(steps + check_every * 4, max_steps, op.dim)
+        top = np.argsort(theta)[::-1][:k]
+        return bool(np.all(np.abs(betas[-1] * S[-1, top]) <= tol * max(abs(theta[top[0]]), 1e-12)))
+
+    alphas, betas, basis = lanczos(op, start, min(max_steps, op.dim), should_stop, progress,
+                                   label="top eigenvalues", done=converged, check_every=check_every)
+    theta, S = _tridiag_eig(alphas, betas)
+    m = len(alphas)
+    order = np.argsort(theta)[::-1][:k]
     values, residuals = [], []
     for i in order:
         vec = basis.T @ torch.from_numpy(S[:, i]).to(basis)
