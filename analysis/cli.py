@@ -153,8 +153,17 @@ def cmd_hessian(args) -> int:
 
 
 def _directions(args, model):
-    from .landscape import Directions, random_directions
+    from .landscape import Directions, difference_direction, random_directions
 
+    if args.towards:  # axis 1 runs from this checkpoint (0) to the other (1); axis 2 is random
+        from pof.checkpoints import load_checkpoint
+        target, _ = load_checkpoint(args.towards)
+        dirs = difference_direction(model, target.to(next(model.parameters()).device))
+        if args.dims == 2:
+            extra = random_directions(model, 1, args.seed, args.normalization, args.include_bias_bn, args.layers)
+            dirs = Directions(dirs.vectors + extra.vectors, {"kind": "difference + random", "towards": args.towards,
+                                                             "random": extra.meta, "count": 2})
+        return dirs
     if args.directions and Path(args.directions).exists():
         dirs = Directions.load(args.directions)
         if len(dirs.vectors) < args.dims:
@@ -250,11 +259,15 @@ def cmd_sharpness(args) -> int:
     key = _key("sharpness", sha=data.sha, data=data.spec, **opts)
     result, path = _cached(Path(args.out), key)
     if result is None:
-        kw = dict(eval_set=data.eval_set, batch_size=args.batch_size)
-        result = {"checkpoint": args.checkpoint, "measures": [
-            worst_case_sharpness(data.model, data.x, data.y, args.rho, args.steps, **kw).to_dict(),
-            worst_case_sharpness(data.model, data.x, data.y, args.rho, args.steps, adaptive=True, **kw).to_dict(),
-            average_case_sharpness(data.model, data.x, data.y, args.sigma, args.noise_samples, args.seed, **kw).to_dict()]}
+        progress, close = _bar(args.quiet)
+        kw = dict(eval_set=data.eval_set, batch_size=args.batch_size, progress=progress)
+        try:
+            result = {"checkpoint": args.checkpoint, "measures": [
+                worst_case_sharpness(data.model, data.x, data.y, args.rho, args.steps, **kw).to_dict(),
+                worst_case_sharpness(data.model, data.x, data.y, args.rho, args.steps, adaptive=True, **kw).to_dict(),
+                average_case_sharpness(data.model, data.x, data.y, args.sigma, args.noise_samples, args.seed, **kw).to_dict()]}
+        finally:
+            close()
         _write(path, result)
     for m in result["measures"]:
         se = f" ± {m['increase_stderr']:.2g}, max {m['max_increase']:.4g}" if m["increase_stderr"] is not None else ""
@@ -309,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalization", choices=["filter", "layer", "none"], default="filter")
     p.add_argument("--include-bias-bn", action="store_true", help="move biases and BN parameters too")
     p.add_argument("--layers", nargs="+", default=None, help="only these parameter-name prefixes move, e.g. classifier")
+    p.add_argument("--towards", default=None, metavar="CKPT",
+                   help="first axis: the direction from the checkpoint to CKPT over parameters (0 = checkpoint, "
+                        "1 = CKPT's parameters with the checkpoint's BN statistics; `interpolate` moves those too)")
 
     p = sub.add_parser("interpolate", help="loss/accuracy on the line between two checkpoints", formatter_class=fmt)
     p.add_argument("checkpoint_a")

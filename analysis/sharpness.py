@@ -45,7 +45,7 @@ def _loss_with_grad(model, params, x, y, batch_size):
 
 def worst_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho: float = 0.05, steps: int = 5,
                          adaptive: bool = False, eval_set: str = "", batch_size: int = 2048,
-                         should_stop=None) -> Sharpness:
+                         progress=None, should_stop=None) -> Sharpness:
     """max over |e| <= rho of L(w + e) - L(w), by projected gradient ascent: starts at SAM's
     first-order point rho g/|g| and takes `steps` ascent steps of size rho/2, projecting back onto the
     ball. Adaptive (ASAM): the ball is {e = |w| * u : |u| <= rho}, ascent in u."""
@@ -75,6 +75,8 @@ def worst_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho
                     p.copy_(o + s * t)
             loss, g = _loss_with_grad(model, params, x, y, batch_size)
             best = max(best, loss)
+            if progress:
+                progress(k + 1, steps + 1, "worst case")
     finally:
         with torch.no_grad():
             for p, o in zip(params, origin):
@@ -86,7 +88,8 @@ def worst_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho
 
 @torch.no_grad()
 def average_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float = 0.01, samples: int = 20,
-                           seed: int = 0, eval_set: str = "", batch_size: int = 2048, should_stop=None) -> Sharpness:
+                           seed: int = 0, eval_set: str = "", batch_size: int = 2048, progress=None,
+                           should_stop=None) -> Sharpness:
     """E over e ~ N(0, sigma^2 I) of L(w + e) - L(w), with its standard error and the largest sample."""
     params = [p for p in model.parameters() if p.requires_grad]
     origin = [p.detach().clone() for p in params]
@@ -101,6 +104,8 @@ def average_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s
             for p, o in zip(params, origin):
                 p.copy_(o + sigma * torch.randn(o.shape, generator=gen).to(o))
             incs.append(loss_and_accuracy(model, x, y, batch_size)[0] - base)
+            if progress:
+                progress(len(incs), samples, "average case")
     finally:
         for p, o in zip(params, origin):
             p.copy_(o)
