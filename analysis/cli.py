@@ -44,12 +44,11 @@ class EvalData:
                  device: str = "auto", seed: int = 0):
         import torch
 
-        from pof.checkpoints import file_sha256, load_checkpoint, read_metadata
+        from pof.checkpoints import dataset_of, file_sha256, load_checkpoint
         from pof.data import Batches, load_dataset
         from pof.train import pick_device
 
-        name = dataset or read_metadata(checkpoint).get("dataset")
-        self.dataset = load_dataset(name, data_root)
+        self.dataset = load_dataset(dataset_of(checkpoint, dataset), data_root)
         self.device = pick_device(device)
         self.model, self.meta = load_checkpoint(checkpoint, dataset=self.dataset)
         self.model.to(self.device)

@@ -80,6 +80,18 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
+def dataset_of(path: str | Path, given: str | None = None) -> str:
+    """The dataset to use with a checkpoint: the one given, else the one its metadata names."""
+    if given:
+        return given
+    if Path(path).suffix in (".pt", ".pth"):
+        raise CheckpointError(f"{path} is a plain state dict that names no dataset; give --dataset.")
+    name = read_metadata(path).get("dataset")
+    if not name:
+        raise CheckpointError(f"{path} names no dataset; give --dataset.")
+    return name
+
+
 def _read_torch(path: Path) -> dict:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)

@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
 
@@ -226,17 +225,12 @@ def cmd_post_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .checkpoints import load_checkpoint, read_metadata
+    from .checkpoints import dataset_of, load_checkpoint
     from .data import Batches, load_dataset
     from .models import split_model
     from .train import evaluate, pick_device
 
-    dataset_name = args.dataset
-    if dataset_name is None:
-        if Path(args.checkpoint).suffix in (".pt", ".pth"):
-            raise ValueError("--dataset is needed for a .pt/.pth checkpoint.")
-        dataset_name = read_metadata(args.checkpoint).get("dataset")
-    dataset = load_dataset(dataset_name, args.data_root, svhn_extra=args.svhn_extra)
+    dataset = load_dataset(dataset_of(args.checkpoint, args.dataset), args.data_root, svhn_extra=args.svhn_extra)
     model, meta = load_checkpoint(args.checkpoint, dataset=dataset, arch=args.arch)
     device = pick_device(args.device)
     model.to(device)

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .checkpoints import file_sha256, load_checkpoint, read_metadata
+from .checkpoints import dataset_of, file_sha256, load_checkpoint
 from .data import Batches, epoch_generator, load_dataset, parse_augment
 from .method import PoFConfig, PoFPerturbation
 from .models import split_model
-from .runs import Run, RunError
+from .runs import Run
 from .sam import SAM
 from .train import Diverged, Loop, fit, pick_device, plain_step, sam_step
 
@@ -173,21 +173,10 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
     Under torchrun every rank calls this; rank 0 writes the folder."""
     if resume:
         run = Run(run_dir)
-        if not run.config_file.exists():
-            raise RunError(f"{run.path} is not a run folder (no config.json); nothing to resume.")
-        saved = run.config()
-        if saved.get("command") != "post-train":
-            raise RunError(f"{run.path} is a {saved.get('command')} run, not a post-train run.")
-        cfg = PostTrainConfig(**saved["config"])
-        if run.status().get("state") == "done":
-            raise RunError(f"{run.path} already finished all {cfg.epochs} epochs; nothing to resume.")
+        cfg = PostTrainConfig(**run.config_to_resume("post-train"))
     ddp, device = init_distributed(cfg.device)
     ckpt = Path(cfg.checkpoint)
-    dataset_name = cfg.dataset
-    if dataset_name is None:
-        if ckpt.suffix in (".pt", ".pth"):
-            raise ValueError("--dataset is needed for a .pt/.pth checkpoint.")
-        dataset_name = read_metadata(ckpt).get("dataset")
+    dataset_name = dataset_of(ckpt, cfg.dataset)
     dataset = load_dataset(dataset_name, cfg.data_root, svhn_extra=cfg.svhn_extra)
     model, meta = load_checkpoint(ckpt, dataset=dataset, arch=cfg.arch)
     lr, lr_reason = (cfg.lr, "given") if cfg.lr is not None else default_post_lr(meta)

@@ -133,6 +133,17 @@ class Run:
     def request_cancel(self) -> None:
         (self.path / "cancel").touch()
 
+    def config_to_resume(self, command: str) -> dict:
+        """The saved configuration of a `command` run that can be continued; refuses anything else."""
+        if not self.config_file.exists():
+            raise RunError(f"{self.path} is not a run folder (no config.json); nothing to resume.")
+        saved = self.config()
+        if saved.get("command") != command:
+            raise RunError(f"{self.path} is a {saved.get('command')} run, not a {command} run.")
+        if self.status().get("state") == "done":
+            raise RunError(f"{self.path} already finished all {saved.get('epochs')} epochs; nothing to resume.")
+        return saved["config"]
+
     # --- reading (anyone) ---
     def config(self) -> dict:
         return json.loads(self.config_file.read_text())

@@ -342,14 +342,7 @@ def pretrain(cfg: PretrainConfig, run_dir, resume: bool = False, overwrite: bool
     """
     if resume:
         run = Run(run_dir)
-        if not run.config_file.exists():
-            raise RunError(f"{run.path} is not a run folder (no config.json); nothing to resume.")
-        saved = run.config()
-        if saved.get("command") != "pretrain":
-            raise RunError(f"{run.path} is a {saved.get('command')} run, not a pretrain run.")
-        cfg = PretrainConfig(**saved["config"])
-        if run.status().get("state") == "done":
-            raise RunError(f"{run.path} already finished all {cfg.epochs} epochs; nothing to resume.")
+        cfg = PretrainConfig(**run.config_to_resume("pretrain"))
     dataset = dataset or load_dataset(cfg.dataset, cfg.data_root, svhn_extra=cfg.svhn_extra)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)

@@ -68,3 +68,11 @@ def test_training_curves_figure_has_train_and_test_traces():
     names = [t.name for t in fig.data]
     assert names == ["train loss", "train accuracy", "test loss", "test accuracy"]
     assert list(fig.data[2].y) == [2.3, 1.1] and list(fig.data[0].x) == [1]
+
+
+def test_training_curves_prefer_the_clean_train_evaluation_of_post_training():
+    epochs = [{"epoch": 0, "test_loss": 0.5, "test_acc": 0.8, "train_eval_loss": 0.4, "train_eval_acc": 0.85},
+              {"epoch": 1, "train_loss": 0.9, "train_acc": 0.7, "train_eval_loss": 0.3, "train_eval_acc": 0.9,
+               "test_loss": 0.45, "test_acc": 0.82}]
+    fig = training_curves(epochs)
+    assert list(fig.data[0].y) == [0.4, 0.3] and list(fig.data[0].x) == [0, 1]
