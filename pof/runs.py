@@ -22,8 +22,7 @@ from pathlib import Path
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
-HEARTBEAT_SECONDS = 2.0  # a running job refreshes its heartbeat at least this often
-STALE_SECONDS = 60.0  # a "running" job silent for this long, on this host, is reported dead
+HEARTBEAT_SECONDS = 2.0  # a running job refreshes its heartbeat (and progress) at most this often
 
 
 class RunError(Exception):
@@ -154,10 +153,12 @@ class Run:
             status = json.loads(self.status_file.read_text())
         except FileNotFoundError:
             return {"state": "unknown", "error": f"{self.path} has no status.json"}
+        # On this machine the process itself is the truth: a long step (a big model on a CPU) may be
+        # silent for minutes, but a job whose process is gone will never report again.
         if status.get("state") in ("queued", "running") and status.get("host") == socket.gethostname():
             pid = status.get("pid")
-            silent = time.time() - status.get("heartbeat", 0)
-            if (pid and not _pid_alive(pid)) or (status["state"] == "running" and silent > STALE_SECONDS):
+            if pid and not _pid_alive(pid):
+                silent = time.time() - status.get("heartbeat", 0)
                 status["state"] = "failed"
                 status["error"] = (f"the job (pid {pid}) stopped without reporting "
                                    f"(last heartbeat {silent:.0f} s ago): it was killed or crashed. "
