@@ -275,6 +275,22 @@ def cmd_sharpness(args) -> int:
     return EXIT_OK
 
 
+def cmd_report(args) -> int:
+    from dataclasses import fields
+
+    from .report import ReportConfig, report
+
+    cfg = ReportConfig(**{f.name: getattr(args, f.name) for f in fields(ReportConfig)})
+    progress, close = _bar(args.quiet)
+    try:
+        job = report(args.run, cfg, progress)
+    finally:
+        close()
+    state = job.status()["state"]
+    print(f"{state}: results in {job.path / 'results'}")
+    return EXIT_OK if state == "done" else EXIT_STOPPED
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,6 +356,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=5, help="projected-gradient ascent steps")
     p.add_argument("--sigma", type=float, default=0.01, help="standard deviation of the Gaussian weight noise")
     p.add_argument("--noise-samples", type=int, default=20)
+    from .report import ReportConfig
+    r = ReportConfig()
+    p = sub.add_parser("report", help="before vs after for a post-training run: Hessians, landscapes, interpolation",
+                       description="Everything the app's comparison shows, for RUN/checkpoints/initial and final, "
+                                   "written to RUN/analysis (a run folder with its own status).", formatter_class=fmt)
+    p.add_argument("run", help="a finished post-training run folder")
+    p.add_argument("--samples", type=int, default=r.samples, help="training images for the whole-network Hessian")
+    p.add_argument("--top-k", type=int, default=r.top_k)
+    p.add_argument("--probes", type=int, default=r.probes, help="Hutchinson probes")
+    p.add_argument("--density-steps", type=int, default=r.density_steps)
+    p.add_argument("--eval-samples", type=int, default=r.eval_samples, help="test images for the landscapes")
+    p.add_argument("--steps-1d", type=int, default=r.steps_1d)
+    p.add_argument("--steps-2d", type=int, default=r.steps_2d)
+    p.add_argument("--span", type=float, default=r.span, help="landscape coordinates in [-span, span]")
+    p.add_argument("--seed", type=int, default=r.seed)
+    p.add_argument("--quiet", action="store_true")
     return parser
 
 
@@ -349,7 +381,7 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     handlers = {"hessian": cmd_hessian, "landscape": cmd_landscape, "interpolate": cmd_interpolate,
-                "sharpness": cmd_sharpness}
+                "sharpness": cmd_sharpness, "report": cmd_report}
     try:
         return handlers[args.command](args)
     except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as e:

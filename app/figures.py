@@ -22,3 +22,109 @@ def training_curves(epochs: list[dict], title: str = "") -> go.Figure:
     fig.update_layout(title=title, height=380, margin={"t": 80, "b": 40},
                       legend={"orientation": "h", "y": 1.12, "yanchor": "bottom"})
     return fig
+
+
+COLORS = {"before": "#1f77b4", "after": "#d62728"}
+
+
+def _color(label: str, i: int) -> str:
+    return COLORS.get(label, ["#2ca02c", "#9467bd", "#8c564b"][i % 3])
+
+
+def hessian_bars(reports: dict[str, dict]) -> go.Figure:
+    """Top-k eigenvalues (whole network and exact last layer) and traces, side by side per label.
+    Eigenvalues that did not converge are drawn hatched and named in the hover text."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("top eigenvalues, whole network", "top eigenvalues, last layer (exact)",
+                                                        "trace"), column_widths=[0.4, 0.4, 0.2])
+    for i, (label, r) in enumerate(reports.items()):
+        top = r["top"]
+        k = list(range(1, len(top["eigenvalues"]) + 1))
+        fig.add_trace(go.Bar(x=k, y=top["eigenvalues"], name=label, marker_color=_color(label, i), legendgroup=label,
+                             marker_pattern_shape=["" if c else "/" for c in top["converged"]],
+                             hovertext=[f"residual {res:.2g}" + ("" if c else " (not converged)")
+                                        for res, c in zip(top["residuals"], top["converged"])]), row=1, col=1)
+        ll = r["last_layer"]
+        fig.add_trace(go.Bar(x=list(range(1, len(ll["top_eigenvalues"]) + 1)), y=ll["top_eigenvalues"], name=label,
+                             marker_color=_color(label, i), legendgroup=label, showlegend=False), row=1, col=2)
+        fig.add_trace(go.Bar(x=["whole network", "last layer"], y=[r["trace"]["trace"], ll["trace"]], name=label,
+                             marker_color=_color(label, i), legendgroup=label, showlegend=False,
+                             error_y={"type": "data", "array": [r["trace"]["stderr"], 0.0]}), row=1, col=3)
+    fig.update_xaxes(title_text="k", row=1, col=1)
+    fig.update_xaxes(title_text="k", row=1, col=2)
+    fig.update_layout(barmode="group", height=380, margin={"t": 60})
+    return fig
+
+
+def density_figure(reports: dict[str, dict]) -> go.Figure:
+    fig = go.Figure()
+    for i, (label, r) in enumerate(reports.items()):
+        d = r["density"]
+        fig.add_trace(go.Scatter(x=d["grid"], y=[max(v, 1e-12) for v in d["density"]], name=label,
+                                 line={"color": _color(label, i)}))
+    fig.update_layout(title="Hessian eigenvalue density (stochastic Lanczos quadrature)", yaxis_type="log",
+                      xaxis_title="eigenvalue", yaxis_title="density", height=360)
+    return fig
+
+
+def slices_1d(landscapes: dict[str, dict]) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    for i, (label, r) in enumerate(landscapes.items()):
+        fig.add_trace(go.Scatter(x=r["axes"][0], y=r["loss"], name=label, line={"color": _color(label, i)},
+                                 legendgroup=label), row=1, col=1)
+        fig.add_trace(go.Scatter(x=r["axes"][0], y=r["accuracy"], name=label, line={"color": _color(label, i)},
+                                 legendgroup=label, showlegend=False), row=1, col=2)
+    fig.update_xaxes(title_text="distance along the filter-normalized direction")
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_layout(height=360, margin={"t": 60})
+    return fig
+
+
+def _log_range(landscapes: dict[str, dict]) -> tuple[float, float]:
+    import math
+    values = [v for r in landscapes.values() for row in r["loss"] for v in row if v == v and v > 0]
+    return math.log10(min(values)), math.log10(max(values))
+
+
+def surfaces_3d(landscapes: dict[str, dict]) -> go.Figure:
+    """One 3-D surface of log10(loss) per label, side by side, on a shared colour scale."""
+    import numpy as np
+    lo, hi = _log_range(landscapes)
+    fig = make_subplots(rows=1, cols=len(landscapes), specs=[[{"type": "scene"}] * len(landscapes)],
+                        subplot_titles=list(landscapes))
+    for i, r in enumerate(landscapes.values()):
+        z = np.log10(np.clip(np.array(r["loss"], dtype=float), 1e-12, None))
+        fig.add_trace(go.Surface(x=r["axes"][0], y=r["axes"][1], z=z.T, cmin=lo, cmax=hi, colorscale="Viridis",
+                                 showscale=i == 0, colorbar={"title": "log10 loss"}), row=1, col=i + 1)
+    fig.update_scenes(zaxis_title="log10 loss", xaxis_title="d1", yaxis_title="d2")
+    fig.update_layout(height=480, margin={"t": 40})
+    return fig
+
+
+def contours_2d(landscapes: dict[str, dict]) -> go.Figure:
+    """Contour maps of log10(loss) side by side, shared colour scale, the grid minimum marked."""
+    import numpy as np
+    lo, hi = _log_range(landscapes)
+    fig = make_subplots(rows=1, cols=len(landscapes), subplot_titles=list(landscapes), shared_yaxes=True)
+    for i, r in enumerate(landscapes.values()):
+        loss = np.array(r["loss"], dtype=float)
+        z = np.log10(np.clip(loss, 1e-12, None))
+        fig.add_trace(go.Contour(x=r["axes"][0], y=r["axes"][1], z=z.T, zmin=lo, zmax=hi, colorscale="Viridis",
+                                 showscale=i == 0, colorbar={"title": "log10 loss"}, ncontours=25), row=1, col=i + 1)
+        a, b = np.unravel_index(np.nanargmin(loss), loss.shape)
+        fig.add_trace(go.Scatter(x=[r["axes"][0][a]], y=[r["axes"][1][b]], mode="markers", showlegend=False,
+                                 marker={"symbol": "star", "size": 14, "color": "white", "line": {"color": "black", "width": 1}},
+                                 hovertext=f"minimum {loss[a, b]:.4g}"), row=1, col=i + 1)
+    fig.update_layout(height=440, margin={"t": 40})
+    return fig
+
+
+def interpolation_figure(result: dict) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    a = result["axes"][0]
+    fig.add_trace(go.Scatter(x=a, y=result["loss"], name="loss", mode="lines+markers"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=a, y=result["accuracy"], name="accuracy", mode="lines+markers"), row=1, col=2)
+    for x, text in ((0, "before"), (1, "after")):
+        fig.add_vline(x=x, line_dash="dot", annotation_text=text)
+    fig.update_xaxes(title_text="alpha: (1 - alpha) before + alpha after (BN statistics included)")
+    fig.update_layout(height=360, showlegend=False, margin={"t": 60})
+    return fig

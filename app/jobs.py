@@ -21,12 +21,13 @@ def active_runs(root: Path) -> list[Run]:
     return [r for r in list_runs(root) if r.status().get("state") in ("queued", "running")]
 
 
-def start_cli_job(run_dir: Path, args: list[str]) -> subprocess.Popen:
-    """`python -m pof ARGS` in its own session (survives the page and the app), output to log.txt."""
+def start_job(run_dir: Path, args: list[str]) -> subprocess.Popen:
+    """`python ARGS` (e.g. -m pof pretrain ...) in its own session, so it survives the page and the
+    app; its output goes to RUN/log.txt and the folder is marked queued at once."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir / "log.txt", "ab")
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pof", *args], cwd=REPO, env=env, stdout=log,
+    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     Run(run_dir).queue(proc.pid)  # listed and watched at once, though the CLI needs seconds to start
     return proc

@@ -8,5 +8,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `pof` and `ap
 import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="PoF: flat minima, post-trained", layout="wide")
-pages = [st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:", default=True)]
+pages = [st.Page("views/runs.py", title="Runs", icon=":material/monitoring:", default=True),
+         st.Page("views/compare.py", title="Compare", icon=":material/compare:")]
 st.navigation(pages).run()
