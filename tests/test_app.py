@@ -76,3 +76,52 @@ def test_training_curves_prefer_the_clean_train_evaluation_of_post_training():
                "test_loss": 0.45, "test_acc": 0.82}]
     fig = training_curves(epochs)
     assert list(fig.data[0].y) == [0.4, 0.3] and list(fig.data[0].x) == [0, 1]
+
+
+@pytest.fixture(scope="module")
+def finished_pof_run(tmp_path_factory):
+    """A pre-trained model, a short PoF post-training of it, and a small comparison report."""
+    root = tmp_path_factory.mktemp("runs")
+    run_cli("pretrain", "--dataset", "digits", "--epochs", "2", "--arch-arg", "width=8", "--out", root / "base",
+            "--quiet", check=0)
+    run_cli("post-train", root / "base/checkpoints/final.safetensors", "--epochs", "1", "--lr", "0.01",
+            "--out", root / "pof", "--quiet", check=0)
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-m", "analysis", "report", str(root / "pof"), "--samples", "200", "--probes", "5",
+                    "--density-steps", "10", "--steps-1d", "5", "--steps-2d", "3", "--eval-samples", "100", "--quiet"],
+                   cwd=ROOT, check=True, timeout=600)
+    return root
+
+
+def test_post_train_form_starts_a_pof_job_from_a_finished_run(finished_pof_run, monkeypatch, tmp_path):
+    import shutil
+    root = tmp_path / "runs"
+    shutil.copytree(finished_pof_run / "base", root / "base")
+    monkeypatch.setenv("POF_RUNS", str(root))
+    at = _app()
+    labels = [s.label for s in at.selectbox]
+    assert "Checkpoint" in labels and "Method" in labels
+    method = at.selectbox[labels.index("Method")]
+    assert method.value == "pof" and method.options == ["pof", "finetune-frozen", "finetune", "sam", "random-direction"]
+    epochs = [n for n in at.number_input if n.label == "Epochs"][1]
+    epochs.set_value(1)
+    [b for b in at.button if b.label == "Start post-training"][0].click().run()
+    assert not at.exception and any("Started base-pof-0" in s.value for s in at.success)
+    run = Run(root / "base-pof-0")
+    t0 = time.time()
+    while run.status().get("state") != "done":
+        assert time.time() - t0 < 120, run.status()
+        time.sleep(0.5)
+    assert run.config()["method"] == "pof" and run.metrics("step")[0]["eta_star"] > 0
+
+
+def test_compare_page_shows_every_chart_of_a_computed_report(finished_pof_run, monkeypatch):
+    monkeypatch.setenv("POF_RUNS", str(finished_pof_run))
+    at = _app()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception and at.title[0].value == "Compare before and after"
+    charts = at.get("plotly_chart")
+    assert len(charts) == 7  # curves, hessian bars, density, 1-D slices, 3-D surfaces, contours, interpolation
+    assert len(at.get("download_button")) == 14
+    assert [b.label for b in at.button] == ["Compute the comparison"]
