@@ -95,7 +95,8 @@ def cmd_hessian(args) -> int:
 
     data = EvalData(args.checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
     opts = {k: getattr(args, k) for k in ("top_k", "trace", "density", "per_layer", "probes", "density_steps",
-                                          "density_runs", "tol", "seed", "batch_size")}
+                                          "density_runs", "tol", "seed")}
+    opts["batch_size"] = args.batch_size or 1000
     key = _key("hessian", sha=data.sha, data=data.spec, **opts)
     out = Path(args.out)
     result, path = _cached(out, key)
@@ -108,7 +109,7 @@ def cmd_hessian(args) -> int:
             result = {"checkpoint": args.checkpoint, "sha256": data.sha, "eval_set": data.eval_set, "options": opts,
                       "mode": "eval (BN running statistics)",
                       "last_layer": {**ll.to_dict(), "eval_set": f"{ds.name} train split, all {len(ds.x_train)} images (exact)"}}
-            op = HessianOperator(data.model, data.batches(args.batch_size))
+            op = HessianOperator(data.model, data.batches(args.batch_size or 1000))
             result["parameters"] = op.dim
             result["top"] = top_eigenvalues(op, args.top_k, tol=args.tol, seed=args.seed, progress=progress).to_dict()
             if args.trace or args.per_layer:
@@ -304,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-root", default=None, help="folder for torchvision data and image-folder caches")
         p.add_argument("--split", choices=["train", "test"], default=split, help="which split to evaluate on")
         p.add_argument("--samples", type=int, default=None, help="use this many images (a seeded subset; default all)")
-        p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
+        p.add_argument("--batch-size", type=int, default=None,
+                       help="evaluation batch size (default: the largest that fits, found by halving; hessian: 1000)")
         p.add_argument("--seed", type=int, default=0, help="seed for subsets, probes and directions")
         p.add_argument("--device", default="auto")
         p.add_argument("--out", default="results", help="folder for results (and the cache)")

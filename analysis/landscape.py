@@ -108,15 +108,33 @@ def difference_direction(model_a: nn.Module, model_b: nn.Module) -> Directions:
 
 # --- evaluation on fixed tensors ---------------------------------------------------------------
 
+_fitting_batch: dict[int, int] = {}  # per model: the largest batch that fitted in memory so far
+
+
 @torch.no_grad()
-def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of the model as it is now, in eval mode, on tensors on its device."""
-    loss, correct = 0.0, 0
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size])
-        loss += float(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
-        correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
-    return loss / len(x), correct / len(x)
+def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of the model as it is now, on tensors on its device.
+    batch_size None: the largest batch that fits, starting from the whole tensor and halving on
+    out-of-memory errors (remembered per model, so a grid pays for the search once)."""
+    size = batch_size or _fitting_batch.get(id(model), len(x))
+    while True:
+        try:
+            loss, correct = 0.0, 0
+            for i in range(0, len(x), size):
+                logits = model(x[i:i + size])
+                loss += float(F.cross_entropy(logits, y[i:i + size], reduction="sum"))
+                correct += int((logits.argmax(1) == y[i:i + size]).sum())
+            if batch_size is None:
+                _fitting_batch[id(model)] = size
+            return loss / len(x), correct / len(x)
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+            # CPU allocators report a plain RuntimeError ("can't allocate memory")
+            if size == 1 or (isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError)
+                             and "memory" not in str(e)):
+                raise
+            size //= 2
+            if x.is_cuda:
+                torch.cuda.empty_cache()
 
 
 class _Displaced:
@@ -166,7 +184,7 @@ class Landscape:
 
 
 def evaluate_grid(model: nn.Module, dirs: Directions, axes: list[list[float]], x: torch.Tensor, y: torch.Tensor,
-                  eval_set: str, batch_size: int = 2048, partial: Landscape | None = None,
+                  eval_set: str, batch_size: int | None = None, partial: Landscape | None = None,
                   save_partial: Callable[[Landscape], None] | None = None, progress: Progress | None = None,
                   should_stop=None) -> Landscape:
     """Loss and accuracy at every point of the grid spanned by `axes` along `dirs` (1 or 2 of them).
@@ -207,7 +225,7 @@ def evaluate_grid(model: nn.Module, dirs: Directions, axes: list[list[float]], x
 
 
 def interpolate(model_a: nn.Module, model_b: nn.Module, alphas: list[float], x: torch.Tensor, y: torch.Tensor,
-                eval_set: str, batch_size: int = 2048, progress: Progress | None = None, should_stop=None) -> Landscape:
+                eval_set: str, batch_size: int | None = None, progress: Progress | None = None, should_stop=None) -> Landscape:
     """Loss and accuracy of (1 - a) theta_a + a theta_b, batch-norm running statistics included
     (integer buffers such as num_batches_tracked are taken from a). Model a is restored afterwards."""
     sa, sb = model_a.state_dict(), model_b.state_dict()

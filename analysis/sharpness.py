@@ -31,7 +31,9 @@ class Sharpness:
 
 
 def _loss_with_grad(model, params, x, y, batch_size):
-    """Mean loss over (x, y) and its gradient, accumulated over batches."""
+    """Mean loss over (x, y) and its gradient, accumulated over batches (default 1000: a backward
+    pass keeps every activation)."""
+    batch_size = batch_size or 1000
     for p in params:
         p.grad = None
     total = 0.0
@@ -44,7 +46,7 @@ def _loss_with_grad(model, params, x, y, batch_size):
 
 
 def worst_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho: float = 0.05, steps: int = 5,
-                         adaptive: bool = False, eval_set: str = "", batch_size: int = 2048,
+                         adaptive: bool = False, eval_set: str = "", batch_size: int | None = None,
                          progress=None, should_stop=None) -> Sharpness:
     """max over |e| <= rho of L(w + e) - L(w), by projected gradient ascent: starts at SAM's
     first-order point rho g/|g| and takes `steps` ascent steps of size rho/2, projecting back onto the
@@ -88,7 +90,7 @@ def worst_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho
 
 @torch.no_grad()
 def average_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float = 0.01, samples: int = 20,
-                           seed: int = 0, eval_set: str = "", batch_size: int = 2048, progress=None,
+                           seed: int = 0, eval_set: str = "", batch_size: int | None = None, progress=None,
                            should_stop=None) -> Sharpness:
     """E over e ~ N(0, sigma^2 I) of L(w + e) - L(w), with its standard error and the largest sample."""
     params = [p for p in model.parameters() if p.requires_grad]

@@ -106,9 +106,12 @@ def _save_resume(loop: Loop, epoch: int, best_acc: float) -> None:
 
 def _load_resume(loop: Loop) -> tuple[int, float]:
     path = loop.run.checkpoint("resume")
-    if not path.exists():
-        raise RunError(f"{loop.run.path} has no resume state (checkpoints/resume.safetensors): it never "
-                       f"finished an epoch. Start it again instead.")
+    if not path.exists():  # stopped in its first epoch: start again from the saved initial weights
+        initial = loop.run.checkpoint("initial")
+        if not initial.exists():
+            raise RunError(f"{loop.run.path} has neither resume state nor an initial checkpoint; start it again.")
+        loop.model.load_state_dict(read_safetensors(initial)[0])
+        return 0, -1.0
     tensors, meta = read_safetensors(path)
     loop.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict = {}

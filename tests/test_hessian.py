@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, hessian
 
-from analysis.hessian import (HessianOperator, hutchinson_trace, layer_groups, per_layer_top_eigenvalues,
-                              spectral_density, top_eigenvalues)
+from analysis.hessian import (HessianOperator, _BlockOperator, hutchinson_trace, layer_groups,
+                              per_layer_top_eigenvalues, spectral_density, top_eigenvalues)
 
 
 def _mlp():
@@ -100,6 +100,8 @@ def test_trace_within_three_standard_errors_and_per_layer_blocks(setup):
     for layer in layers:
         cols = torch.cat([torch.arange(offsets[j], offsets[j + 1]) for j in groups[layer.name]])
         block = H[cols][:, cols]
+        v = torch.randn(len(cols), dtype=torch.float64)  # the block operator is exactly the diagonal block
+        assert torch.allclose(_BlockOperator(op, groups[layer.name])(v), block @ v, rtol=1e-9, atol=1e-12)
         assert layer.n_params == len(cols)
         assert abs(layer.trace - torch.trace(block).item()) <= 3 * layer.trace_stderr + 1e-12
         assert layer.top_eigenvalue == pytest.approx(torch.linalg.eigvalsh(block)[-1].item(), rel=1e-4, abs=1e-9)

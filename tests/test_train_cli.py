@@ -89,7 +89,7 @@ def _wait_for(cond, timeout=120):
 def test_cancel_stops_cleanly_and_the_run_can_be_resumed(tmp_path):
     out = tmp_path / "c"
     proc = _start(out)
-    _wait_for(lambda: (out / "status.json").exists() and Run(out).status().get("step", 0) > 5)
+    _wait_for(lambda: any(r.get("epoch", 0) >= 1 for r in Run(out).metrics("epoch")))
     run_cli("runs", "cancel", out, check=0)
     assert proc.wait(timeout=120) == 3
     status = Run(out).status()
@@ -120,3 +120,16 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path):
     mb, _ = load_checkpoint(broken / "checkpoints" / "final.safetensors")
     for (k, x), y in zip(ma.state_dict().items(), mb.state_dict().values()):
         assert torch.equal(x, y), k
+
+
+def test_a_run_stopped_in_its_first_epoch_resumes_from_its_initial_weights(tmp_path):
+    from pof.train import PretrainConfig, pretrain
+    cfg = PretrainConfig(dataset="digits", epochs=2, seed=4)
+    whole = pretrain(cfg, tmp_path / "whole")
+    calls = iter(range(10_000))
+    stopped = pretrain(cfg, tmp_path / "stopped", should_stop=lambda: next(calls) >= 3)
+    assert stopped.status()["state"] == "cancelled" and not stopped.checkpoint("resume").exists()
+    resumed = pretrain(cfg, tmp_path / "stopped", resume=True)
+    assert resumed.status()["state"] == "done"
+    a, b = _epochs(whole.path)[-1], _epochs(resumed.path)[-1]
+    assert a["test_loss"] == b["test_loss"] and a["train_loss"] == b["train_loss"]
