@@ -66,7 +66,10 @@ class PostTrainConfig:
 
 def default_post_lr(meta: dict) -> tuple[float, str]:
     """The learning rate the pre-training schedule ends with (the paper continues it: 0.1 x 0.2^4)."""
-    sched = (meta.get("provenance") or {}).get("schedule")
+    prov = meta.get("provenance") or {}
+    if prov.get("kind") == "post-train":  # post-training a post-trained model again: keep its rate
+        return prov["lr"], f"the rate of the post-training that made this checkpoint ({prov['lr']:g})"
+    sched = prov.get("schedule")
     if not sched:
         return PAPER_POST_LR, "no schedule recorded in the checkpoint: the paper's 1.6e-4"
     if sched["type"] == "step":
