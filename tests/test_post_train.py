@@ -142,3 +142,14 @@ def test_a_checkpoint_for_another_dataset_is_refused(ckpts, tmp_path):
     proc = run_cli("post-train", ckpts["cnn"], "--dataset", "moons", "--out", tmp_path / "x", "--quiet")
     assert proc.returncode == 2 and "10 output classes but moons has 2" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_default_learning_rate_continues_the_recorded_schedule():
+    from pof.posttrain import default_post_lr
+    paper = {"provenance": {"schedule": {"type": "step", "lr": 0.1, "decay": 0.2, "milestones": [60, 120, 160, 200]}}}
+    assert default_post_lr(paper)[0] == pytest.approx(1.6e-4)
+    assert default_post_lr({})[0] == pytest.approx(1.6e-4)  # a foreign checkpoint: the paper's value
+    cosine = {"provenance": {"schedule": {"type": "cosine", "lr": 0.05, "decay": 0.2, "milestones": []}}}
+    assert default_post_lr(cosine)[0] == pytest.approx(0.05 * 0.2 ** 4)
+    again = {"provenance": {"kind": "post-train", "lr": 3e-4}}
+    assert default_post_lr(again)[0] == 3e-4
