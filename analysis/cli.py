@@ -42,27 +42,19 @@ class EvalData:
 
     def __init__(self, checkpoint: str, dataset: str | None, split: str, samples: int | None, data_root=None,
                  device: str = "auto", seed: int = 0):
-        import torch
-
         from pof.checkpoints import dataset_of, file_sha256, load_checkpoint
-        from pof.data import Batches, load_dataset
+        from pof.data import load_dataset
         from pof.train import pick_device
+
+        from .landscape import eval_tensors
 
         self.dataset = load_dataset(dataset_of(checkpoint, dataset), data_root)
         self.device = pick_device(device)
         self.model, self.meta = load_checkpoint(checkpoint, dataset=self.dataset)
         self.model.to(self.device)
         self.sha = file_sha256(checkpoint)
-        x, y = (self.dataset.x_train, self.dataset.y_train) if split == "train" else (self.dataset.x_test, self.dataset.y_test)
-        total = len(x)
-        n = total if not samples or samples >= total else samples
-        if n < total:
-            idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
-            x, y = x[idx], y[idx]
-        b = Batches(x, y, self.meta["mean"], self.meta["std"], len(x), self.device, shuffle=False)
-        self.x, self.y = next(iter(b))
-        subset = f" (seeded subset, seed {seed})" if n < total else ""
-        self.eval_set = f"{self.dataset.name} {split} split, {n} of {total} images{subset}, eval-mode BN, no augmentation"
+        self.x, self.y, n, self.eval_set = eval_tensors(self.dataset, self.meta["mean"], self.meta["std"], split,
+                                                        samples, seed, self.device)
         self.spec = {"dataset": self.dataset.name, "split": split, "samples": n, "seed": seed}
 
     def batches(self, batch_size: int):

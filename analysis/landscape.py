@@ -108,6 +108,22 @@ def difference_direction(model_a: nn.Module, model_b: nn.Module) -> Directions:
 
 # --- evaluation on fixed tensors ---------------------------------------------------------------
 
+def eval_tensors(dataset, mean, std, split: str, samples: int | None, seed: int = 0, device="cpu"):
+    """A fixed evaluation set: the split, or a seeded subset of `samples` of it, normalized on the
+    device, in one tensor. Returns (x, y, n, a sentence that states what it is)."""
+    from pof.data import Batches
+
+    x, y = (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
+    total = len(x)
+    n = total if not samples or samples >= total else samples
+    if n < total:
+        idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+        x, y = x[idx], y[idx]
+    xb, yb = next(iter(Batches(x, y, mean, std, len(x), device, shuffle=False)))
+    subset = f" (seeded subset, seed {seed})" if n < total else ""
+    return xb, yb, n, f"{dataset.name} {split} split, {n} of {total} images{subset}, eval-mode BN, no augmentation"
+
+
 _fitting_batch: dict[int, int] = {}  # per model: the largest batch that fitted in memory so far
 
 

@@ -12,14 +12,13 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 
 from pof.checkpoints import dataset_of, load_checkpoint
 from pof.data import Batches, load_dataset
 from pof.runs import Run
 
 from .hessian import HessianOperator, Stopped, hutchinson_trace, spectral_density, top_eigenvalues
-from .landscape import Directions, evaluate_grid, grid, interpolate, random_directions
+from .landscape import Directions, eval_tensors, evaluate_grid, grid, interpolate, random_directions
 from .lastlayer import features_and_probs, last_layer_hessian
 
 
@@ -34,16 +33,6 @@ class ReportConfig:
     steps_2d: int = 21
     span: float = 1.0  # landscape coordinates in [-span, span]
     seed: int = 0
-
-
-def _tensors(dataset, meta, split: str, n: int, seed: int):
-    x, y = (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
-    total = len(x)
-    if n < total:
-        idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
-        x, y = x[idx], y[idx]
-    xb, yb = next(iter(Batches(x, y, meta["mean"], meta["std"], len(x), shuffle=False)))
-    return xb, yb, f"{dataset.name} {split} split, {min(n, total)} of {total} images, eval-mode BN"
 
 
 def report(run_dir: str | Path, cfg: ReportConfig, progress=None, should_stop=None) -> Run:
@@ -70,7 +59,7 @@ def report(run_dir: str | Path, cfg: ReportConfig, progress=None, should_stop=No
 
     stop = should_stop or job.cancel_requested
     try:
-        xtr, ytr, train_set = _tensors(dataset, meta, "train", cfg.samples, cfg.seed)
+        xtr, ytr, _, train_set = eval_tensors(dataset, meta["mean"], meta["std"], "train", cfg.samples, cfg.seed)
         full = Batches(dataset.x_train, dataset.y_train, meta["mean"], meta["std"], 2048, shuffle=False)
         for i, name in enumerate(("before", "after")):
             model = models[name][0]
@@ -83,7 +72,7 @@ def report(run_dir: str | Path, cfg: ReportConfig, progress=None, should_stop=No
                       "last_layer": last_layer_hessian(*features_and_probs(model, full), top_k=cfg.top_k).to_dict()}
             op.close()
             (out / f"hessian-{name}.json").write_text(json.dumps(result))
-        xte, yte, test_set = _tensors(dataset, meta, "test", cfg.eval_samples, cfg.seed)
+        xte, yte, _, test_set = eval_tensors(dataset, meta["mean"], meta["std"], "test", cfg.eval_samples, cfg.seed)
         dirs_path = job.path / "directions.safetensors"
         dirs = random_directions(models["before"][0], 2, cfg.seed)
         dirs.save(dirs_path)
