@@ -27,7 +27,7 @@ from .method import PoFConfig, PoFPerturbation
 from .models import split_model
 from .runs import Run
 from .sam import SAM
-from .train import Diverged, Loop, fit, pick_device, plain_step, sam_step
+from .train import Loop, fit, pick_device, plain_step, sam_step
 
 METHODS = ("pof", "finetune-frozen", "finetune", "sam", "random-direction")
 FROZEN_METHODS = ("pof", "finetune-frozen", "random-direction")
@@ -238,16 +238,5 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
     loop = Loop(run, model, optimizer, step, train, test, dataset, cfg.epochs, lambda t: lr, post_meta,
                 cfg.save_every, eval_train=eval_train, on_epoch_start=on_epoch_start, is_main=ddp.is_main,
                 sync_flags=ddp.sync_flags)
-    try:
-        fit(loop, resume=resume, progress=progress if ddp.is_main else None, should_stop=should_stop)
-    except Diverged:
-        raise
-    except KeyboardInterrupt:
-        if ddp.is_main:
-            run.set_status("cancelled", message="interrupted; resume with --resume")
-        raise
-    except BaseException as e:
-        if ddp.is_main:
-            run.set_status("failed", error=f"{type(e).__name__}: {e}")
-        raise
+    fit(loop, resume=resume, progress=progress if ddp.is_main else None, should_stop=should_stop)
     return run

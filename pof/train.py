@@ -138,8 +138,24 @@ def fit(loop: Loop, resume: bool = False, progress: Progress | None = None,
     """Train for loop.epochs epochs, writing status, metrics and checkpoints into loop.run.
 
     Returns the final state: "done" or "cancelled". Raises Diverged on a non-finite loss (the
-    status says so and the checkpoints of the last finished epoch are kept).
+    status says so and the checkpoints of the last finished epoch are kept). Ctrl-C marks the run
+    cancelled and any other error marks it failed with the reason, so readers never see it running.
     """
+    try:
+        return _fit(loop, resume, progress, should_stop)
+    except Diverged:
+        raise
+    except KeyboardInterrupt:
+        if loop.is_main:
+            loop.run.set_status("cancelled", message="interrupted; resume with --resume")
+        raise
+    except BaseException as e:
+        if loop.is_main:
+            loop.run.set_status("failed", error=f"{type(e).__name__}: {e}")
+        raise
+
+
+def _fit(loop: Loop, resume: bool, progress: Progress | None, should_stop: ShouldStop | None) -> str:
     run, model, main = loop.run, loop.model, loop.is_main
     steps_per_epoch = len(loop.train)
     total = loop.epochs * steps_per_epoch
@@ -372,14 +388,5 @@ def pretrain(cfg: PretrainConfig, run_dir, resume: bool = False, overwrite: bool
                           "seed": cfg.seed}
     step = sam_step(model, optimizer) if cfg.optimizer == "sam" else plain_step(model, optimizer)
     loop = Loop(run, model, optimizer, step, train, test, dataset, cfg.epochs, lr_at, meta, cfg.save_every)
-    try:
-        fit(loop, resume=resume, progress=progress, should_stop=should_stop)
-    except Diverged:
-        raise
-    except KeyboardInterrupt:
-        run.set_status("cancelled", message="interrupted; resume with --resume")
-        raise
-    except BaseException as e:  # record why, so the app and `runs show` can tell the user
-        run.set_status("failed", error=f"{type(e).__name__}: {e}")
-        raise
+    fit(loop, resume=resume, progress=progress, should_stop=should_stop)
     return run
