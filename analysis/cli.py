@@ -274,14 +274,17 @@ def cmd_report(args) -> int:
     from .report import ReportConfig, report
 
     cfg = ReportConfig(**{f.name: getattr(args, f.name) for f in fields(ReportConfig)})
-    progress, close = _bar(args.quiet)
-    try:
-        job = report(args.run, cfg, progress)
-    finally:
-        close()
-    state = job.status()["state"]
-    print(f"{state}: results in {job.path / 'results'}")
-    return EXIT_OK if state == "done" else EXIT_STOPPED
+    for part in args.part:
+        progress, close = _bar(args.quiet)
+        try:
+            job = report(args.run, cfg, part, progress)
+        finally:
+            close()
+        state = job.status()["state"]
+        print(f"{part}: {state}, result in {job.path / 'result.json'}")
+        if state != "done":
+            return EXIT_STOPPED
+    return EXIT_OK
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -350,12 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=5, help="projected-gradient ascent steps")
     p.add_argument("--sigma", type=float, default=0.01, help="standard deviation of the Gaussian weight noise")
     p.add_argument("--noise-samples", type=int, default=20)
-    from .report import ReportConfig
+    from .report import PARTS, ReportConfig
     r = ReportConfig()
     p = sub.add_parser("report", help="before vs after for a post-training run: Hessians, landscapes, interpolation",
-                       description="Everything the app's comparison shows, for RUN/checkpoints/initial and final, "
-                                   "written to RUN/analysis (a run folder with its own status).", formatter_class=fmt)
+                       description="Everything the app's comparison shows, for RUN/checkpoints/initial and final; "
+                                   "each part is written to RUN/analysis/PART/result.json (a run folder with its "
+                                   "own status).", formatter_class=fmt)
     p.add_argument("run", help="a finished post-training run folder")
+    p.add_argument("--part", nargs="+", choices=PARTS, default=list(PARTS), help="which analyses to compute")
     p.add_argument("--samples", type=int, default=r.samples, help="training images for the whole-network Hessian")
     p.add_argument("--top-k", type=int, default=r.top_k)
     p.add_argument("--probes", type=int, default=r.probes, help="Hutchinson probes")

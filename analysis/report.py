@@ -1,9 +1,11 @@
-"""Before vs after for one post-training run: every analysis the comparison needs, as one job.
+"""Before vs after for one post-training run, one background job per analysis.
 
-The job is itself a run folder, RUN/analysis, with its own status and a JSON result per analysis
-(results/…json), so the app can start it in the background, watch it, and show what is finished.
-Before = RUN/checkpoints/initial.safetensors, after = RUN/checkpoints/final.safetensors; the
-landscapes of both are drawn along the same saved directions (RUN/analysis/directions.safetensors).
+Each part is its own run folder, RUN/analysis/PART/, with its own status and progress and its
+result in RUN/analysis/PART/result.json, so the app can start, watch and show each one separately
+and a finished part is read back instantly. Before = RUN/checkpoints/initial.safetensors, after =
+RUN/checkpoints/final.safetensors. The landscapes use directions drawn from the *before* model
+with a fixed seed, so two runs post-trained from the same checkpoint (PoF and its control) are
+drawn along the same directions and can be overlaid.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
 
 from pof.checkpoints import dataset_of, load_checkpoint
 from pof.data import Batches, load_dataset
@@ -21,13 +22,17 @@ from .hessian import HessianOperator, Stopped, hutchinson_trace, spectral_densit
 from .landscape import Directions, eval_tensors, evaluate_grid, grid, interpolate, random_directions
 from .lastlayer import features_and_probs, last_layer_hessian
 
+PARTS = ("hessian", "landscape-1d", "landscape-2d", "interpolation")
+
 
 @dataclass
 class ReportConfig:
-    samples: int = 1000  # training images for the whole-network Hessian
+    # sized so that a small model's whole comparison takes a few minutes on 2 CPU cores; the trace
+    # and the eigenvalues report their own standard error and residuals, so a user sees the cost
+    samples: int = 500  # training images for the whole-network Hessian
     top_k: int = 5
-    probes: int = 50
-    density_steps: int = 60
+    probes: int = 30
+    density_steps: int = 40
     eval_samples: int = 2000  # test images for the landscapes
     steps_1d: int = 41
     steps_2d: int = 21
@@ -35,56 +40,80 @@ class ReportConfig:
     seed: int = 0
 
 
-def report(run_dir: str | Path, cfg: ReportConfig, progress=None, should_stop=None) -> Run:
+def part_dir(run_dir: str | Path, part: str) -> Path:
+    return Path(run_dir) / "analysis" / part
+
+
+def _hessian(models, dataset, meta, cfg, progress, stop) -> dict:
+    xtr, ytr, _, train_set = eval_tensors(dataset, meta["mean"], meta["std"], "train", cfg.samples, cfg.seed)
+    full = Batches(dataset.x_train, dataset.y_train, meta["mean"], meta["std"], 2048, shuffle=False)
+    out = {}
+    for i, (name, (model, path)) in enumerate(models.items()):
+        def cb(done, total, label, i=i):
+            progress((i + done / max(total, 1)) / 2, f"{name}: {label}")
+        op = HessianOperator(model, [(xtr[j:j + 1000], ytr[j:j + 1000]) for j in range(0, len(xtr), 1000)])
+        out[name] = {"checkpoint": str(path), "eval_set": train_set,
+                     "top": top_eigenvalues(op, cfg.top_k, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
+                     "trace": hutchinson_trace(op, cfg.probes, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
+                     "density": spectral_density(op, cfg.density_steps, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
+                     "last_layer": last_layer_hessian(*features_and_probs(model, full), top_k=cfg.top_k).to_dict()}
+        op.close()
+    return out
+
+
+def _landscape(dims, models, dataset, meta, cfg, progress, stop) -> dict:
+    xte, yte, _, test_set = eval_tensors(dataset, meta["mean"], meta["std"], "test", cfg.eval_samples, cfg.seed)
+    dirs = random_directions(models["before"][0], 2, cfg.seed)
+    d = Directions(dirs.vectors[:dims], dirs.meta)
+    axes = [grid(-cfg.span, cfg.span, cfg.steps_1d if dims == 1 else cfg.steps_2d)] * dims
+    out = {}
+    for i, (name, (model, _)) in enumerate(models.items()):
+        def cb(done, total, label, i=i):
+            progress((i + done / max(total, 1)) / 2, f"{name}: {label}")
+        out[name] = evaluate_grid(model, d, axes, xte, yte, test_set, progress=cb, should_stop=stop).to_dict()
+    return out
+
+
+def _interpolation(models, dataset, meta, cfg, progress, stop) -> dict:
+    xte, yte, _, test_set = eval_tensors(dataset, meta["mean"], meta["std"], "test", cfg.eval_samples, cfg.seed)
+    return interpolate(models["before"][0], models["after"][0], grid(-0.5, 1.5, 41), xte, yte, test_set,
+                       progress=lambda done, total, label: progress(done / max(total, 1), label),
+                       should_stop=stop).to_dict()
+
+
+def report(run_dir: str | Path, cfg: ReportConfig, part: str, progress=None, should_stop=None) -> Run:
+    """Compute one part of the comparison into RUN/analysis/PART; returns that job's run folder."""
+    if part not in PARTS:
+        raise ValueError(f"unknown analysis {part!r}; one of {', '.join(PARTS)}")
     src = Run(run_dir)
     before, after = src.checkpoint("initial"), src.checkpoint("final")
     if not after.exists():
         raise FileNotFoundError(f"{src.path} has no final checkpoint yet; wait for the run to finish.")
-    job = Run.create(src.path / "analysis", {"command": "analysis-report", "config": asdict(cfg),
-                                             "before": str(before), "after": str(after)}, overwrite=True)
-    job.set_status("running", progress=0.0)
-    out = job.path / "results"
-    out.mkdir(exist_ok=True)
-    dataset = load_dataset(dataset_of(after))
-    models = {name: load_checkpoint(path, dataset=dataset) for name, path in (("before", before), ("after", after))}
-    meta = models["after"][1]
-    stages = ["hessian-before", "hessian-after", "landscape-1d", "landscape-2d", "interpolation"]
+    job = Run.create(part_dir(src.path, part), {"command": "analysis", "part": part, "config": asdict(cfg),
+                                                "run": str(src.path), "before": str(before), "after": str(after)},
+                     overwrite=True)
+    job.set_status("running", progress=0.0, stage="loading the data and both checkpoints")
 
-    def stage_progress(i):
-        def cb(done, total, label):
-            job.heartbeat(progress=(i + done / max(total, 1)) / len(stages), stage=stages[i], detail=label)
-            if progress:
-                progress(i * 1000 + done, len(stages) * 1000, stages[i])
-        return cb
+    def prog(fraction: float, label: str) -> None:
+        job.heartbeat(progress=fraction, stage=label)
+        if progress:
+            progress(int(fraction * 1000), 1000, label)
 
-    stop = should_stop or job.cancel_requested
     try:
-        xtr, ytr, _, train_set = eval_tensors(dataset, meta["mean"], meta["std"], "train", cfg.samples, cfg.seed)
-        full = Batches(dataset.x_train, dataset.y_train, meta["mean"], meta["std"], 2048, shuffle=False)
-        for i, name in enumerate(("before", "after")):
-            model = models[name][0]
-            op = HessianOperator(model, [(xtr[j:j + 500], ytr[j:j + 500]) for j in range(0, len(xtr), 500)])
-            cb = stage_progress(i)
-            result = {"checkpoint": str(before if name == "before" else after), "eval_set": train_set,
-                      "top": top_eigenvalues(op, cfg.top_k, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
-                      "trace": hutchinson_trace(op, cfg.probes, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
-                      "density": spectral_density(op, cfg.density_steps, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
-                      "last_layer": last_layer_hessian(*features_and_probs(model, full), top_k=cfg.top_k).to_dict()}
-            op.close()
-            (out / f"hessian-{name}.json").write_text(json.dumps(result))
-        xte, yte, _, test_set = eval_tensors(dataset, meta["mean"], meta["std"], "test", cfg.eval_samples, cfg.seed)
-        dirs_path = job.path / "directions.safetensors"
-        dirs = random_directions(models["before"][0], 2, cfg.seed)
-        dirs.save(dirs_path)
-        for i, (dims, steps) in enumerate(((1, cfg.steps_1d), (2, cfg.steps_2d))):
-            d = Directions(dirs.vectors[:dims], dirs.meta)
-            axes = [grid(-cfg.span, cfg.span, steps)] * dims
-            result = {name: evaluate_grid(models[name][0], d, axes, xte, yte, test_set, progress=stage_progress(2 + i),
-                                          should_stop=stop).to_dict() for name in ("before", "after")}
-            (out / f"landscape-{dims}d.json").write_text(json.dumps(result, allow_nan=True))
-        res = interpolate(models["before"][0], models["after"][0], grid(-0.5, 1.5, 41), xte, yte, test_set,
-                          progress=stage_progress(4), should_stop=stop)
-        (out / "interpolation.json").write_text(json.dumps(res.to_dict()))
+        dataset = load_dataset(dataset_of(after))
+        models = {name: (load_checkpoint(path, dataset=dataset)[0], path) for name, path in
+                  (("before", before), ("after", after))}
+        meta = load_checkpoint(after)[1]
+        stop = should_stop or job.cancel_requested
+        if part == "hessian":
+            result = _hessian(models, dataset, meta, cfg, prog, stop)
+        elif part == "interpolation":
+            result = _interpolation(models, dataset, meta, cfg, prog, stop)
+        else:
+            result = _landscape(int(part[-2]), models, dataset, meta, cfg, prog, stop)
+        tmp = job.path / "result.json.tmp"
+        tmp.write_text(json.dumps(result, allow_nan=True))
+        tmp.replace(job.path / "result.json")
     except Stopped:
         job.set_status("cancelled", message="stopped; start it again to recompute")
         return job
@@ -96,6 +125,10 @@ def report(run_dir: str | Path, cfg: ReportConfig, progress=None, should_stop=No
 
 
 def load_report(run_dir: str | Path) -> dict:
-    """Whatever results of the report exist so far, by name."""
-    folder = Path(run_dir) / "analysis" / "results"
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+    """The finished parts of a run's comparison, by part name."""
+    out = {}
+    for part in PARTS:
+        path = part_dir(run_dir, part) / "result.json"
+        if path.exists():
+            out[part] = json.loads(path.read_text())
+    return out

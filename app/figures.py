@@ -118,13 +118,37 @@ def contours_2d(landscapes: dict[str, dict]) -> go.Figure:
     return fig
 
 
-def interpolation_figure(result: dict) -> go.Figure:
+def interpolation_figure(results: dict[str, dict]) -> go.Figure:
+    """Loss and accuracy along (1 - alpha) before + alpha after, one line per run."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-    a = result["axes"][0]
-    fig.add_trace(go.Scatter(x=a, y=result["loss"], name="loss", mode="lines+markers"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=a, y=result["accuracy"], name="accuracy", mode="lines+markers"), row=1, col=2)
+    for i, (label, r) in enumerate(results.items()):
+        a = r["axes"][0]
+        fig.add_trace(go.Scatter(x=a, y=r["loss"], name=label, mode="lines+markers", legendgroup=label,
+                                 line={"color": _color(label, i)}), row=1, col=1)
+        fig.add_trace(go.Scatter(x=a, y=r["accuracy"], name=label, mode="lines+markers", legendgroup=label,
+                                 line={"color": _color(label, i)}, showlegend=False), row=1, col=2)
     for x, text in ((0, "before"), (1, "after")):
         fig.add_vline(x=x, line_dash="dot", annotation_text=text)
     fig.update_xaxes(title_text="alpha: (1 - alpha) before + alpha after (BN statistics included)")
-    fig.update_layout(height=360, showlegend=False, margin={"t": 60})
+    fig.update_layout(height=360, margin={"t": 60})
+    return fig
+
+
+def method_curves(runs: dict[str, list[dict]]) -> go.Figure:
+    """Test (solid) and train (dotted) loss and accuracy per epoch, one colour per post-training run."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    for i, (label, epochs) in enumerate(runs.items()):
+        color = ["#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#17becf"][i % 6]
+        train_key = "train_eval" if any("train_eval_loss" in r for r in epochs) else "train"
+        for key, dash, show in ((train_key, "dot", False), ("test", "solid", True)):
+            rows = [r for r in epochs if f"{key}_loss" in r]
+            xs = [r["epoch"] for r in rows]
+            for col, metric in ((1, "loss"), (2, "acc")):
+                fig.add_trace(go.Scatter(x=xs, y=[r[f"{key}_{metric}"] for r in rows], mode="lines+markers",
+                                         name=label, legendgroup=label, showlegend=show and col == 1,
+                                         line={"dash": dash, "color": color},
+                                         hovertemplate=f"{label} {key}: %{{y:.4f}}<extra></extra>"), row=1, col=col)
+    fig.update_xaxes(title_text="epoch (0 = before post-training)")
+    fig.update_layout(height=380, margin={"t": 80, "b": 40}, title="solid: test, dotted: train",
+                      legend={"orientation": "h", "y": 1.12, "yanchor": "bottom"})
     return fig

@@ -21,13 +21,16 @@ def active_runs(root: Path) -> list[Run]:
     return [r for r in list_runs(root) if r.status().get("state") in ("queued", "running")]
 
 
-def start_job(run_dir: Path, args: list[str]) -> subprocess.Popen:
+def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subprocess.Popen:
     """`python ARGS` (e.g. -m pof pretrain ...) in its own session, so it survives the page and the
-    app; its output goes to RUN/log.txt and the folder is marked queued at once."""
+    app, started through pof.jobqueue so that it waits while another job under `root` runs; its
+    output goes to RUN/log.txt and the folder is marked queued at once."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    root = root or runs_root()
     log = open(run_dir / "log.txt", "ab")
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=log,
+    cmd = [sys.executable, "-m", "pof.jobqueue", str(run_dir), str(root), "--", *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     Run(run_dir).queue(proc.pid)  # listed and watched at once, though the CLI needs seconds to start
     return proc

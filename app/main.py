@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `pof` and `ap
 import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="PoF: flat minima, post-trained", layout="wide")
-pages = [st.Page("views/runs.py", title="Runs", icon=":material/monitoring:", default=True),
+pages = [st.Page("views/posttrain.py", title="Post-train", icon=":material/play_arrow:", default=True),
+         st.Page("views/runs.py", title="Runs", icon=":material/monitoring:"),
          st.Page("views/compare.py", title="Compare", icon=":material/compare:")]
 st.navigation(pages).run()

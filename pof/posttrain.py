@@ -230,6 +230,7 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
         on_epoch_start = None
 
     post_meta = {k: v for k, v in meta.items() if k not in ("format", "version", "metrics")}
+    post_meta["dataset"] = dataset_name  # the data it was post-trained on (may be another copy of the source's)
     post_meta["provenance"] = {"kind": "post-train", "method": cfg.method, "source": str(ckpt),
                                "source_sha256": file_sha256(ckpt), "source_provenance": meta.get("provenance"),
                                "lr": lr, "epochs": cfg.epochs, "batch_size": batch_size, "seed": cfg.seed,

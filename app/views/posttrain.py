@@ -1,0 +1,142 @@
+"""Post-train: choose a trained model and a dataset that fits it, configure PoF or a control, start
+it as a background job and watch it."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from app.jobs import runs_root, start_job
+from app.live import free_name, live_status
+from pof.catalogue import DEFAULT_MODEL, bundled, incompatibility, verify
+from pof.checkpoints import CheckpointError, read_metadata
+from pof.data import DATASETS, OFFLINE, default_data_root
+from pof.method import PoFConfig
+from pof.posttrain import METHODS, default_post_lr
+from pof.runs import Run, list_runs
+
+METHOD_HELP = {
+    "pof": "PoF: train the feature extractor against a last layer perturbed towards the weak batch's worst case",
+    "finetune-frozen": "control: the same training with the last layer frozen and unperturbed",
+    "finetune": "control: plain fine-tuning of every layer",
+    "sam": "control: SAM on every layer",
+    "random-direction": "control: PoF's perturbation length in a random direction",
+}
+
+
+@st.cache_data(max_entries=64)
+def model_card(path: str, mtime: float) -> dict:
+    """What the checkpoint is, from its metadata and an untrained copy of its architecture (cheap)."""
+    from pof.models import build_model, count_parameters, split_model
+    meta = read_metadata(path)
+    model = build_model(meta["arch"], meta["input_shape"], meta["num_classes"], **meta["arch_args"])
+    return {"meta": meta, "parameters": count_parameters(model), "split": split_model(model).describe()}
+
+
+root = runs_root()
+st.title("Post-train a model with PoF")
+st.caption("Choose a trained model and data that fit it, pick PoF or a control, and start: the job runs in "
+           "the background (it keeps going if you close the page); watch it here or on the Runs page, then "
+           "compare before and after on the Compare page.")
+
+# --- 1. choose ------------------------------------------------------------------------------------
+st.subheader("1 · Choose a model")
+catalogue = bundled()
+own = [r for r in list_runs(root) if r.checkpoint("final").exists() and r.config_file.exists()]
+kind = st.radio("From", ["bundled models", "my runs", "a checkpoint file"], horizontal=True,
+                help="bundled: pretrained checkpoints that ship in assets/; my runs: finished runs under the runs folder")
+entry, path = None, None
+if kind == "bundled models":
+    ids = list(catalogue)
+    key = st.selectbox("Pretrained model", ids, index=ids.index(DEFAULT_MODEL) if DEFAULT_MODEL in ids else 0,
+                       format_func=lambda k: f"{k}: {catalogue[k]['description']}")
+    entry = catalogue.get(key)
+    path = entry and entry["path"]
+elif kind == "my runs":
+    if not own:
+        st.info("No finished runs yet: pre-train one on the Runs page, or use a bundled model.")
+    else:
+        path = st.selectbox("Finished run", [str(r.checkpoint("final")) for r in own],
+                            format_func=lambda p: Path(p).parents[1].name)
+else:
+    path = st.text_input("Checkpoint (.safetensors written by this project)", placeholder="/path/to/model.safetensors").strip() or None
+if not path:
+    st.stop()
+try:
+    if entry:
+        verify(entry)
+    card = model_card(path, Path(path).stat().st_mtime)
+except (CheckpointError, OSError) as e:
+    st.error(f"This checkpoint cannot be used: {e}")
+    st.stop()
+meta = card["meta"]
+metrics = meta.get("metrics") or {}
+c = st.columns(5)
+c[0].metric("architecture", meta["arch"], help=", ".join(f"{k}={v}" for k, v in meta["arch_args"].items()) or None)
+c[1].metric("parameters", f"{card['parameters']:,}")
+c[2].metric("trained on", entry["dataset"] if entry else meta.get("dataset", "?"))
+c[3].metric("test accuracy", f"{metrics['test_acc']:.2%}" if "test_acc" in metrics else "n/a")
+c[4].metric("classes", meta["num_classes"])
+st.caption(f"Classifier (the layer PoF perturbs; the rest is the feature extractor it trains): {card['split']}. "
+           + (f"Trained with `{entry['command']}` ({entry['train_minutes_2cpu']} min on 2 CPU cores). "
+              if entry else "") + (entry["note"] if entry and entry["note"] else ""))
+
+# --- dataset: only those that fit ------------------------------------------------------------------
+trained_on = meta.get("dataset") or ""
+candidates = ([trained_on] if trained_on in DATASETS else []) + [d for d in DATASETS if d != trained_on]
+fits = {d: incompatibility(meta, d) for d in candidates}
+offered = [d for d, why in fits.items() if why is None]
+c1, c2 = st.columns([1, 2])
+dataset = c1.selectbox("Dataset", offered + ["image folder ..."],
+                       help="only datasets with the model's input shape and classes are offered")
+if dataset == "image folder ...":
+    folder = c2.text_input("Image folder (train/<class>/*, test/<class>/*)", placeholder="/data/cifar10-jpeg").strip()
+    dataset = f"imagefolder:{Path(folder).expanduser().resolve()}" if folder else None
+    why = incompatibility(meta, dataset) if dataset else "give a folder"
+    if dataset and why:
+        st.error(f"{folder} does not fit this model: {why}.")
+        dataset = None
+else:
+    by_reason: dict[str, list[str]] = {}
+    for d, why in fits.items():
+        if why:
+            by_reason.setdefault(why, []).append(d)
+    if by_reason:
+        c2.caption("Not offered: " + "; ".join(f"{', '.join(ds)} ({why})" for why, ds in by_reason.items()) + ".")
+    if dataset not in OFFLINE:
+        c2.caption(f"{dataset} is read from {default_data_root()} (torchvision downloads it there when the "
+                   f"network allows; offline, put the files there or use an image folder).")
+
+# --- 2. configure ---------------------------------------------------------------------------------
+st.subheader("2 · Configure")
+pd = PoFConfig()
+lr_default, lr_reason = default_post_lr(meta)
+with st.form("post-train"):
+    c1, c2, c3 = st.columns(3)
+    method = c1.selectbox("Method", METHODS, format_func=lambda m: m, help="; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))
+    epochs = c2.number_input("Epochs", 1, 500, 10, help="post-training epochs; the paper uses 10 (CIFAR) and 50 (SVHN)")
+    lr = c3.number_input("Learning rate", 0.0, 1.0, float(lr_default), format="%.6f",
+                         help=f"default: {lr_reason}, as the paper continues its schedule")
+    c1, c2, c3 = st.columns(3)
+    weak = c1.number_input("Weak batch size", 1, 4096, pd.weak_batch_size,
+                           help="the batch B' whose last-layer gradient sets the perturbation's direction (paper: 256)")
+    gamma = c2.number_input("gamma max", 0.0, 10.0, pd.gamma_max,
+                            help="gamma ~ U(0, gamma max) scales the step eta* found by the line search (paper: 2)")
+    seed = c3.number_input("Seed", 0, 10_000, 0, help="data order, weak batches and gamma")
+    st.caption(METHOD_HELP["pof"] + ". Weak batch and gamma apply to pof and random-direction.")
+    start = st.form_submit_button("Start", type="primary", disabled=dataset is None)
+
+if start and dataset:
+    source_name = Path(path).parents[1].name if kind == "my runs" else Path(path).stem
+    target = free_name(root, f"{source_name}-{method}-{seed}")
+    args = ["-m", "pof", "post-train", path, "--dataset", dataset, "--method", method, "--epochs", str(epochs),
+            "--lr", repr(lr), "--weak-batch-size", str(weak), "--gamma-max", str(gamma), "--seed", str(seed),
+            "--out", str(target), "--quiet"]
+    start_job(target, args, root)
+    st.session_state["selected_run"] = str(target)
+
+# --- 3. watch ----------------------------------------------------------------------------------------
+chosen = st.session_state.get("selected_run")
+if chosen and (Path(chosen) / "status.json").exists():
+    st.subheader(f"3 · Watch: {Path(chosen).name}")
+    live_status(Run(chosen))
+    st.page_link("views/compare.py", label="Compare before and after", icon=":material/compare:")

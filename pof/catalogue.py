@@ -1,0 +1,88 @@
+"""The bundled pretrained checkpoints (assets/manifest.json) and which datasets fit a checkpoint.
+
+Compatibility is decided without loading any data: every named dataset has a fixed input shape and
+class list, and an image folder is read only as far as its class folders and one image.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .checkpoints import CheckpointError, file_sha256
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+DEFAULT_MODEL = "digits-cnn-small-sgd"  # offline, and post-trained and analysed in a few minutes on 2 cores
+
+_TEN = [str(i) for i in range(10)]
+_CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+_FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+_MNIST = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
+          "8 - eight", "9 - nine"]
+# (input shape, class names) of each named dataset, as pof.data.load_dataset returns them
+SIGNATURES = {
+    "digits": ((1, 8, 8), _TEN),
+    "moons": ((2,), ["0", "1"]), "circles": ((2,), ["0", "1"]), "spirals": ((2,), ["0", "1"]),
+    "cifar10": ((3, 32, 32), _CIFAR10),
+    "cifar100": ((3, 32, 32), None),  # 100 names; only their number is checked
+    "svhn": ((3, 32, 32), _TEN),
+    "mnist": ((1, 28, 28), _MNIST),
+    "fashion_mnist": ((1, 28, 28), _FASHION),
+}
+NUM_CLASSES = {"cifar100": 100}
+
+
+def bundled() -> dict[str, dict]:
+    """The manifest's entries by id, each with `path` (absolute) added; missing files are skipped."""
+    path = ASSETS / "manifest.json"
+    if not path.exists():
+        return {}
+    models = json.loads(path.read_text())["models"]
+    return {k: {**v, "path": str(ASSETS / v["file"])} for k, v in models.items() if (ASSETS / v["file"]).exists()}
+
+
+def verify(entry: dict) -> None:
+    """Refuse a bundled file whose bytes differ from the manifest (a partial checkout, a local edit)."""
+    actual = file_sha256(entry["path"])
+    if actual != entry["sha256"]:
+        raise CheckpointError(f"{entry['path']} does not match its manifest entry (sha256 {actual[:12]}..., "
+                              f"expected {entry['sha256'][:12]}...). Restore it with git, or rebuild it with "
+                              f"python assets/make_assets.py.")
+
+
+def signature(dataset: str) -> tuple[tuple[int, ...], list[str] | None, int]:
+    """(input shape, class names or None, number of classes) of a dataset name, without loading it."""
+    if dataset.startswith("imagefolder:"):
+        return _peek_imagefolder(Path(dataset.split(":", 1)[1]).expanduser())
+    if dataset not in SIGNATURES:
+        raise ValueError(f"unknown dataset {dataset!r}")
+    shape, classes = SIGNATURES[dataset]
+    return shape, classes, NUM_CLASSES.get(dataset, len(classes or []))
+
+
+def _peek_imagefolder(base: Path) -> tuple[tuple[int, ...], list[str], int]:
+    from PIL import Image
+
+    train = base / "train"
+    classes = sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
+    first = next((f for c in classes for f in sorted((train / c).iterdir()) if f.is_file()), None)
+    if first is None or not (base / "test").is_dir():
+        raise ValueError(f"{base} is not an image folder: it needs train/<class>/ and test/<class>/ with images")
+    with Image.open(first) as im:
+        channels = 1 if im.mode in ("L", "1", "I;16") else 3
+        return (channels, im.height, im.width), classes, len(classes)
+
+
+def incompatibility(meta: dict, dataset: str) -> str | None:
+    """Why `dataset` cannot be used with a checkpoint of metadata `meta`, or None if it can."""
+    try:
+        shape, classes, n = signature(dataset)
+    except (ValueError, OSError) as e:
+        return str(e)
+    if tuple(meta["input_shape"]) != tuple(shape):
+        return f"inputs are {tuple(shape)}, the model expects {tuple(meta['input_shape'])}"
+    if n != meta["num_classes"]:
+        return f"{n} classes, the model has {meta['num_classes']} outputs"
+    if classes is not None and meta.get("class_names") and list(meta["class_names"]) != list(classes):
+        return f"different classes ({', '.join(classes[:3])}, ... vs {', '.join(meta['class_names'][:3])}, ...)"
+    return None

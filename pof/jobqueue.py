@@ -1,0 +1,81 @@
+"""Run jobs one at a time: `python -m pof.jobqueue RUN ROOT -- ARGS...` waits for its turn among
+the jobs queued under ROOT, then replaces itself with `python ARGS...` (same pid).
+
+A turn is a slot: an exclusive flock on ROOT/.slots/N.lock. The job's process holds it for its
+whole life (the descriptor survives exec) and the kernel releases it when the process ends, however
+it ends, so a killed job never blocks the queue. Waiters go first come, first served by the time
+they were queued. $POF_JOBS sets how many jobs may run at once (default 1, for a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+from pathlib import Path
+
+from .runs import Run, list_runs
+
+POLL_SECONDS = 0.5
+
+
+def job_slots() -> int:
+    return max(1, int(os.environ.get("POF_JOBS", "1")))
+
+
+def _try_slot(root: Path, slots: int) -> int | None:
+    folder = root / ".slots"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(slots):
+        fd = os.open(folder / f"{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            os.close(fd)
+    return None
+
+
+def queue_position(run: Run, root: Path) -> int:
+    """How many live queued jobs under `root` were queued before `run` (0: next in line)."""
+    mine = (run.status().get("created", 0), str(run.path))
+    ahead = 0
+    for other in list_runs(root):
+        status = other.status()  # a dead waiter reads as failed, so it never holds up the line
+        if other.path != run.path and status.get("state") == "queued" \
+                and (status.get("created", 0), str(other.path)) < mine:
+            ahead += 1
+    return ahead
+
+
+def wait_for_slot(run: Run, root: Path, slots: int) -> int | None:
+    """Block until `run` may start; returns the slot's descriptor, or None if it was cancelled."""
+    while True:
+        if run.cancel_requested():
+            return None
+        if queue_position(run, root) == 0:
+            fd = _try_slot(root, slots)
+            if fd is not None:
+                return fd
+        time.sleep(POLL_SECONDS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 4 or argv[2] != "--":
+        print("usage: python -m pof.jobqueue RUN ROOT -- ARGS...", file=sys.stderr)
+        return 2
+    run, root, args = Run(Path(argv[0])), Path(argv[1]), argv[3:]
+    run.queue(os.getpid())
+    fd = wait_for_slot(run, root, job_slots())
+    if fd is None:
+        run.set_status("cancelled", error="cancelled while waiting in the queue")
+        return 3
+    os.set_inheritable(fd, True)  # the slot stays held by the job that exec replaces us with
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, *args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
