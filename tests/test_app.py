@@ -21,8 +21,83 @@ def _app():
     return at.run()
 
 
-def test_empty_runs_page_offers_the_pretrain_form_with_defaults(runs_root):
+def _wait(run, states=("done",), timeout=180):
+    t0 = time.time()
+    while run.status().get("state") not in states:
+        assert time.time() - t0 < timeout, run.status()
+        time.sleep(0.5)
+    return run.status()
+
+
+# --- the Post-train page (the default) ---------------------------------------------------------------
+
+def test_default_page_offers_the_bundled_digits_model_with_its_card_and_the_paper_defaults(runs_root):
     at = _app()
+    assert not at.exception and at.title[0].value == "Post-train a model with PoF"
+    model = at.selectbox[0]
+    assert model.label == "Pretrained model" and model.value == "digits-cnn-small-sgd"
+    card = {m.label: m.value for m in at.metric}
+    assert card["architecture"] == "cnn-small" and card["parameters"] == "94,186" and card["trained on"] == "digits"
+    assert float(card["test accuracy"].rstrip("%")) > 95
+    assert any("Linear 128 -> 10" in c.value for c in at.caption)  # which layer is the classifier
+    dataset = at.selectbox[1]
+    assert dataset.label == "Dataset" and dataset.options == ["digits", "image folder ..."]
+    assert any("Not offered: moons, circles, spirals (inputs are (2,)" in c.value for c in at.caption)
+    values = {n.label: n.value for n in at.number_input}
+    assert values == {"Epochs": 10, "Learning rate": 0.05 * 0.2 ** 4, "Weak batch size": 256, "gamma max": 2.0,
+                      "Seed": 0}
+    assert at.selectbox[2].value == "pof"
+
+
+def test_a_two_d_model_is_offered_only_the_two_d_sets_and_a_foreign_image_folder_is_refused(runs_root, tmp_path):
+    from PIL import Image
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (tmp_path / "imgs" / split / c).mkdir(parents=True)
+            Image.new("RGB", (16, 16)).save(tmp_path / "imgs" / split / c / "0.png")
+    at = _app()
+    at.selectbox[0].set_value("moons-mlp").run()
+    assert at.selectbox[1].options == ["moons", "circles", "spirals", "image folder ..."]
+    at.selectbox[1].set_value("image folder ...").run()
+    at.text_input[0].set_value(str(tmp_path / "imgs")).run()
+    assert "does not fit this model: inputs are (3, 16, 16), the model expects (2,)" in at.error[0].value
+    assert at.button[0].disabled  # Start
+
+
+def test_a_checkpoint_file_that_is_not_one_is_refused_with_the_reason(runs_root, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    at = _app()
+    at.radio[0].set_value("a checkpoint file").run()
+    at.text_input[0].set_value(str(bad)).run()
+    assert "cannot be used" in at.error[0].value and "not a readable safetensors file" in at.error[0].value
+
+
+def test_start_post_trains_the_default_model_in_a_background_job(runs_root):
+    at = _app()
+    [n for n in at.number_input if n.label == "Epochs"][0].set_value(1)
+    at.button[0].click().run()
+    assert not at.exception
+    run = Run(runs_root / "digits-cnn-small-sgd-pof-0")
+    assert run.status()["state"] in ("queued", "running", "done")  # the page returned at once
+    assert any(s.value.startswith("3 · Watch") for s in at.subheader)
+    _wait(run)
+    cfg = run.config()
+    assert cfg["method"] == "pof" and cfg["dataset"] == "digits" and cfg["epochs"] == 1
+    assert run.metrics("step")[0]["eta_star"] > 0
+    at.button[0].click().run()  # the same again: a fresh folder, not a clash
+    assert (runs_root / "digits-cnn-small-sgd-pof-0-2" / "status.json").exists()
+    Run(runs_root / "digits-cnn-small-sgd-pof-0-2").request_cancel()
+
+
+# --- the Runs page ------------------------------------------------------------------------------------
+
+def _runs_page():
+    return _app().switch_page("views/runs.py").run()
+
+
+def test_empty_runs_page_offers_the_pretrain_form_with_defaults(runs_root):
+    at = _runs_page()
     assert not at.exception
     assert at.title[0].value == "Runs"
     assert [s.label for s in at.selectbox] == ["Dataset", "Model", "Optimizer"]
@@ -31,26 +106,23 @@ def test_empty_runs_page_offers_the_pretrain_form_with_defaults(runs_root):
     assert "No runs yet" in at.info[0].value
 
 
-def test_start_creates_a_run_folder_and_a_background_job(runs_root):
-    at = _app()
+def test_pretrain_start_creates_a_run_folder_and_a_background_job(runs_root):
+    at = _runs_page()
     at.number_input[0].set_value(2)
     at.text_input[0].set_value("quick")
     at.button[0].click().run()
     assert not at.exception and "Started quick" in at.success[0].value
     run = Run(runs_root / "quick")
-    t0 = time.time()
-    while run.status().get("state") != "done":
-        assert time.time() - t0 < 120, run.status()
-        time.sleep(0.5)
+    _wait(run)
     assert run.epochs()[-1]["epoch"] == 2
-    at = _app()  # a fresh page finds the finished job on disk
+    at = _runs_page()  # a fresh page finds the finished job on disk
     assert any("done in" in s.value for s in at.success)
     assert at.metric[0].value == "2"
 
 
 def test_bad_combinations_and_occupied_names_are_refused(runs_root):
     run_cli("pretrain", "--dataset", "digits", "--epochs", "1", "--out", runs_root / "taken", "--quiet", check=0)
-    at = _app()
+    at = _runs_page()
     at.selectbox[0].set_value("moons")
     at.selectbox[1].set_value("resnet20")
     at.button[0].click().run()
@@ -80,48 +152,69 @@ def test_training_curves_prefer_the_clean_train_evaluation_of_post_training():
 
 @pytest.fixture(scope="module")
 def finished_pof_run(tmp_path_factory):
-    """A pre-trained model, a short PoF post-training of it, and a small comparison report."""
+    """A pre-trained model, PoF and a control post-trained from it, and a small comparison of each."""
+    import subprocess
+    import sys
     root = tmp_path_factory.mktemp("runs")
     run_cli("pretrain", "--dataset", "digits", "--epochs", "2", "--arch-arg", "width=8", "--out", root / "base",
             "--quiet", check=0)
-    run_cli("post-train", root / "base/checkpoints/final.safetensors", "--epochs", "1", "--lr", "0.01",
-            "--out", root / "pof", "--quiet", check=0)
-    import subprocess
-    import sys
-    subprocess.run([sys.executable, "-m", "analysis", "report", str(root / "pof"), "--samples", "200", "--probes", "5",
-                    "--density-steps", "10", "--steps-1d", "5", "--steps-2d", "3", "--eval-samples", "100", "--quiet"],
-                   cwd=ROOT, check=True, timeout=600)
+    for method in ("pof", "finetune-frozen"):
+        run_cli("post-train", root / "base/checkpoints/final.safetensors", "--epochs", "1", "--lr", "0.01",
+                "--method", method, "--out", root / method, "--quiet", check=0)
+        subprocess.run([sys.executable, "-m", "analysis", "report", str(root / method), "--samples", "200",
+                        "--probes", "5", "--density-steps", "10", "--steps-1d", "5", "--steps-2d", "3",
+                        "--eval-samples", "100", "--quiet"], cwd=ROOT, check=True, timeout=600)
     return root
 
 
-def test_post_train_form_starts_a_pof_job_from_a_finished_run(finished_pof_run, monkeypatch, tmp_path):
-    import shutil
-    root = tmp_path / "runs"
-    shutil.copytree(finished_pof_run / "base", root / "base")
-    monkeypatch.setenv("POF_RUNS", str(root))
-    at = _app()
-    labels = [s.label for s in at.selectbox]
-    assert "Checkpoint" in labels and "Method" in labels
-    method = at.selectbox[labels.index("Method")]
-    assert method.value == "pof" and method.options == ["pof", "finetune-frozen", "finetune", "sam", "random-direction"]
-    epochs = [n for n in at.number_input if n.label == "Epochs"][1]
-    epochs.set_value(1)
-    [b for b in at.button if b.label == "Start post-training"][0].click().run()
-    assert not at.exception and any("Started base-pof-0" in s.value for s in at.success)
-    run = Run(root / "base-pof-0")
-    t0 = time.time()
-    while run.status().get("state") != "done":
-        assert time.time() - t0 < 120, run.status()
-        time.sleep(0.5)
-    assert run.config()["method"] == "pof" and run.metrics("step")[0]["eta_star"] > 0
+def _compare_page():
+    return _app().switch_page("views/compare.py").run()
 
 
-def test_compare_page_shows_every_chart_of_a_computed_report(finished_pof_run, monkeypatch):
+def test_compare_page_shows_every_chart_of_a_computed_report_instantly(finished_pof_run, monkeypatch):
     monkeypatch.setenv("POF_RUNS", str(finished_pof_run))
-    at = _app()
-    at.switch_page("views/compare.py").run()
+    at = _compare_page()
     assert not at.exception and at.title[0].value == "Compare before and after"
+    at.selectbox[0].set_value(str(finished_pof_run / "pof")).run()
     charts = at.get("plotly_chart")
     assert len(charts) == 7  # curves, hessian bars, density, 1-D slices, 3-D surfaces, contours, interpolation
     assert len(at.get("download_button")) == 14
-    assert [b.label for b in at.button] == ["Compute the comparison"]
+    assert not any(b.label.startswith("Compute") for b in at.button)  # all cached: nothing to compute
+    import json
+    curves = json.loads(charts[0].proto.spec)
+    assert {t["name"] for t in curves["data"]} == {"pof (pof)", "finetune-frozen (finetune-frozen)"}
+    hessian = json.loads(charts[1].proto.spec)
+    assert {t["name"] for t in hessian["data"]} == {"before", "after"}
+
+
+def test_compare_page_overlays_a_control_run_of_the_same_checkpoint(finished_pof_run, monkeypatch):
+    import json
+    monkeypatch.setenv("POF_RUNS", str(finished_pof_run))
+    at = _compare_page()
+    at.selectbox[0].set_value(str(finished_pof_run / "pof")).run()
+    control = at.selectbox[1]
+    assert control.label.startswith("Control run") and control.options[1].endswith("(finetune-frozen)")
+    control.set_value(str(finished_pof_run / "finetune-frozen")).run()
+    assert not at.exception
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert {t["name"] for t in charts[1]["data"]} == {"before", "after", "after, finetune-frozen"}
+    assert len([t for t in charts[4]["data"] if t["type"] == "surface"]) == 3
+
+
+def test_compare_page_starts_one_background_job_per_missing_analysis(finished_pof_run, monkeypatch, tmp_path):
+    import shutil
+    root = tmp_path / "runs"
+    shutil.copytree(finished_pof_run / "pof", root / "pof", ignore=shutil.ignore_patterns("analysis"))
+    monkeypatch.setenv("POF_RUNS", str(root))
+    at = _compare_page()
+    assert len(at.get("plotly_chart")) == 1  # the curves; no analysis yet
+    [b for b in at.button if b.label == "Compute 4 analyses"][0].click().run()
+    assert not at.exception
+    jobs = [Run(root / "pof" / "analysis" / p) for p in ("hessian", "landscape-1d", "landscape-2d", "interpolation")]
+    assert all(j.status()["state"] in ("queued", "running", "done") for j in jobs)
+    texts = [p.proto.text for p in at.get("progress")]
+    assert len(texts) == 4 and texts[0].startswith("Hessian spectra")
+    for j in jobs:
+        j.request_cancel()
+    for j in jobs:
+        assert _wait(j, ("cancelled", "done"))["state"] in ("cancelled", "done")
