@@ -149,6 +149,6 @@ def method_curves(runs: dict[str, list[dict]]) -> go.Figure:
                                          line={"dash": dash, "color": color},
                                          hovertemplate=f"{label} {key}: %{{y:.4f}}<extra></extra>"), row=1, col=col)
     fig.update_xaxes(title_text="epoch (0 = before post-training)")
-    fig.update_layout(height=380, margin={"t": 80, "b": 40}, title="solid: test, dotted: train",
+    fig.update_layout(height=380, margin={"t": 80, "b": 40},
                       legend={"orientation": "h", "y": 1.12, "yanchor": "bottom"})
     return fig

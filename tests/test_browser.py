@@ -57,26 +57,60 @@ def page(tmp_path):
         browser.close()
 
 
-def test_start_watch_reload_and_see_the_curves(server, page, tmp_path):
+def _plot_traces(page) -> list[int]:
+    """Traces in each Plotly chart on the page, read from the chart elements Plotly itself fills."""
+    return page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map(e => (e.data || []).length)")
+
+
+def _shot(page, tmp_path, name):
+    """A screenshot of the whole page (Streamlit scrolls inside its own container, so grow the viewport)."""
+    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1300, "height": max(1200, min(height + 200, 16000))})
+    page.screenshot(path=str(tmp_path / f"{name}.png"))
+    if os.environ.get("POF_SCREENSHOTS"):
+        shutil.copy(tmp_path / f"{name}.png", os.path.join(os.environ["POF_SCREENSHOTS"], f"{name}.png"))
+    page.set_viewport_size({"width": 1300, "height": 1200})
+
+
+def test_default_model_post_trained_watched_reloaded_and_compared(server, page, tmp_path):
     url, runs = server
     page.goto(url)
-    page.get_by_text("No runs yet").wait_for(timeout=60_000)
-    page.get_by_label("Epochs").fill("40")
-    page.get_by_label("Run name").fill("e2e")
+    page.get_by_text("Post-train a model with PoF").wait_for(timeout=60_000)
+    page.get_by_text("94,186").wait_for()  # the model card of the default, bundled model
+    assert page.get_by_label("Pretrained model").input_value().startswith("digits-cnn-small-sgd:")
+    page.get_by_role("spinbutton", name="Epochs").fill("20")
+    _shot(page, tmp_path, "1-choose")
     page.get_by_role("button", name="Start").click()
-    progress = page.get_by_text(re.compile(r"running: epoch \d+/40"))
-    progress.wait_for(timeout=60_000)
-    page.screenshot(path=str(tmp_path / "running.png"), full_page=True)
-    page.reload()  # the job lives on disk, not in the page
-    page.get_by_text(re.compile(r"running: epoch \d+/40")).wait_for(timeout=30_000)
+    page.get_by_text(re.compile(r"running: epoch \d+/20")).wait_for(timeout=60_000)
+    _shot(page, tmp_path, "2-running")
+    page.reload()  # the job lives on disk, not in the page; the URL names the run being watched
+    page.get_by_text(re.compile(r"running: epoch \d+/20")).wait_for(timeout=30_000)
     first = page.get_by_text(re.compile(r"running: epoch")).inner_text()
-    page.get_by_text(re.compile(r"done in \d+ s")).wait_for(timeout=180_000)
-    assert (runs / "e2e" / "checkpoints" / "final.safetensors").exists()
-    plot = page.locator(".js-plotly-plot").first
-    plot.wait_for(timeout=30_000)
-    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4
     assert "step" in first
+    page.get_by_text("eta*").wait_for()  # PoF's diagnostics
+    page.get_by_text(re.compile(r"done in \d+ s")).wait_for(timeout=300_000)
+    run = runs / "digits-cnn-small-sgd-pof-0"
+    assert (run / "checkpoints" / "final.safetensors").exists()
     page.get_by_text(re.compile(r"running: epoch")).wait_for(state="detached", timeout=30_000)
-    page.screenshot(path=str(tmp_path / "done.png"), full_page=True)
-    shutil.copy(tmp_path / "done.png", os.environ.get("POF_SCREENSHOTS", tmp_path) + "/done.png") \
-        if os.environ.get("POF_SCREENSHOTS") else None
+    assert sum(_plot_traces(page)) >= 4  # loss and accuracy, train and test
+    _shot(page, tmp_path, "3-done")
+
+    page.get_by_role("link", name="Compare before and after").click()
+    page.get_by_role("button", name="Compute 4 analyses").click()
+    page.get_by_text(re.compile(r"Hessian spectra: ")).wait_for(timeout=30_000)
+    _shot(page, tmp_path, "4-analysing")
+    t0 = time.time()
+    while len(_plot_traces(page)) < 7:  # curves, Hessian bars, density, slices, surfaces, contours, interpolation
+        assert time.time() - t0 < 600, f"charts so far: {_plot_traces(page)}"
+        assert not page.get_by_text(re.compile(r"failed:")).count(), page.content()[:2000]
+        time.sleep(2)
+    page.wait_for_timeout(1500)
+    traces = _plot_traces(page)
+    assert len(traces) == 7 and all(n >= 2 for n in traces), traces
+    for part in ("hessian", "landscape-1d", "landscape-2d", "interpolation"):
+        assert (run / "analysis" / part / "result.json").exists()
+    _shot(page, tmp_path, "5-compare")
+    page.reload()  # cached: every chart at once, nothing to compute
+    page.get_by_text("Hessian", exact=True).wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    assert len(_plot_traces(page)) == 7 and not page.get_by_role("button", name=re.compile("Compute")).count()

@@ -24,7 +24,7 @@ if not posts:
             "`python -m pof post-train CKPT --method pof --epochs 10 --out runs/NAME`")
     st.stop()
 labels = [str(r.path) for r in posts]
-chosen = st.session_state.get("selected_run")
+chosen = st.session_state.get("selected_run") or ("run" in st.query_params and str(root / st.query_params["run"]))
 c1, c2 = st.columns(2)
 choice = c1.selectbox("Post-training run", labels, index=labels.index(chosen) if chosen in labels else 0,
                       format_func=lambda p: p.removeprefix(str(root) + "/"))
@@ -102,7 +102,8 @@ def show(fig, name: str, data) -> None:
 
 
 st.subheader("Accuracy and loss over the post-training")
-st.caption(f"Every method run on this checkpoint ({len(family)} run{'s' if len(family) > 1 else ''}).")
+st.caption(f"Every method run on this checkpoint ({len(family)} run{'s' if len(family) > 1 else ''}); "
+           f"solid lines: test, dotted: the training set evaluated with the unperturbed model.")
 curves = {f"{r.path.name} ({r.config()['method']})": r.epochs() for r in family}
 show(method_curves(curves), "curves", curves)
 

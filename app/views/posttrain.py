@@ -129,13 +129,14 @@ if start and dataset:
     source_name = Path(path).parents[1].name if kind == "my runs" else Path(path).stem
     target = free_name(root, f"{source_name}-{method}-{seed}")
     args = ["-m", "pof", "post-train", path, "--dataset", dataset, "--method", method, "--epochs", str(epochs),
-            "--lr", repr(lr), "--weak-batch-size", str(weak), "--gamma-max", str(gamma), "--seed", str(seed),
-            "--out", str(target), "--quiet"]
+            "--weak-batch-size", str(weak), "--gamma-max", str(gamma), "--seed", str(seed), "--out", str(target),
+            "--quiet"] + ([] if lr == float(lr_default) else ["--lr", repr(lr)])  # else the CLI records why
     start_job(target, args, root)
     st.session_state["selected_run"] = str(target)
+    st.query_params["run"] = target.name  # a reload of the page keeps watching it
 
 # --- 3. watch ----------------------------------------------------------------------------------------
-chosen = st.session_state.get("selected_run")
+chosen = st.session_state.get("selected_run") or ("run" in st.query_params and str(root / st.query_params["run"]))
 if chosen and (Path(chosen) / "status.json").exists():
     st.subheader(f"3 · Watch: {Path(chosen).name}")
     live_status(Run(chosen))
