@@ -32,10 +32,10 @@ class ReportConfig:
     samples: int = 500  # training images for the whole-network Hessian
     top_k: int = 5
     probes: int = 30
-    density_steps: int = 40
+    density_steps: int = 30
     eval_samples: int = 2000  # test images for the landscapes
     steps_1d: int = 41
-    steps_2d: int = 21
+    steps_2d: int = 17
     span: float = 1.0  # landscape coordinates in [-span, span]
     seed: int = 0
 
