@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,12 @@ def run_cli(*args, check=None, timeout=300, **kw):
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
+
+
+def wait_for_state(run, states=("done",), timeout=180):
+    """Poll a run folder until its state is one of `states`; returns the status."""
+    t0 = time.time()
+    while run.status().get("state") not in states:
+        assert time.time() - t0 < timeout, run.status()
+        time.sleep(0.2)
+    return run.status()

@@ -1,11 +1,10 @@
 """The app's pages through Streamlit's AppTest (no browser), with real run folders and jobs."""
-import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.figures import training_curves
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, wait_for_state
 from pof.runs import Run
 
 
@@ -19,14 +18,6 @@ def runs_root(tmp_path, monkeypatch):
 def _app():
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60)
     return at.run()
-
-
-def _wait(run, states=("done",), timeout=180):
-    t0 = time.time()
-    while run.status().get("state") not in states:
-        assert time.time() - t0 < timeout, run.status()
-        time.sleep(0.5)
-    return run.status()
 
 
 # --- the Post-train page (the default) ---------------------------------------------------------------
@@ -81,7 +72,7 @@ def test_start_post_trains_the_default_model_in_a_background_job(runs_root):
     run = Run(runs_root / "digits-cnn-small-sgd-pof-0")
     assert run.status()["state"] in ("queued", "running", "done")  # the page returned at once
     assert any(s.value.startswith("3 · Watch") for s in at.subheader)
-    _wait(run)
+    wait_for_state(run)
     cfg = run.config()
     assert cfg["method"] == "pof" and cfg["dataset"] == "digits" and cfg["epochs"] == 1
     assert run.metrics("step")[0]["eta_star"] > 0
@@ -113,7 +104,7 @@ def test_pretrain_start_creates_a_run_folder_and_a_background_job(runs_root):
     at.button[0].click().run()
     assert not at.exception and "Started quick" in at.success[0].value
     run = Run(runs_root / "quick")
-    _wait(run)
+    wait_for_state(run)
     assert run.epochs()[-1]["epoch"] == 2
     at = _runs_page()  # a fresh page finds the finished job on disk
     assert any("done in" in s.value for s in at.success)
@@ -217,4 +208,4 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(finished_po
     for j in jobs:
         j.request_cancel()
     for j in jobs:
-        assert _wait(j, ("cancelled", "done"))["state"] in ("cancelled", "done")
+        assert wait_for_state(j, ("cancelled", "done"))["state"] in ("cancelled", "done")

@@ -4,6 +4,7 @@ import signal
 import time
 
 from app.jobs import start_job
+from conftest import wait_for_state
 from pof.jobqueue import queue_position
 from pof.runs import Run
 
@@ -13,18 +14,10 @@ def _pretrain(root, name, epochs):
                                    str(epochs), "--out", str(root / name), "--quiet"], root)
 
 
-def _wait(run, states, timeout=120):
-    t0 = time.time()
-    while run.status().get("state") not in states:
-        assert time.time() - t0 < timeout, run.status()
-        time.sleep(0.2)
-    return run.status()
-
-
 def test_queued_jobs_wait_for_the_running_one_and_start_in_order(tmp_path):
     root = tmp_path / "runs"
     _pretrain(root, "a", 15)
-    _wait(Run(root / "a"), ("running",))
+    wait_for_state(Run(root / "a"), ("running",))
     for name in ("b", "c"):
         _pretrain(root, name, 2)
         time.sleep(0.3)
@@ -33,9 +26,9 @@ def test_queued_jobs_wait_for_the_running_one_and_start_in_order(tmp_path):
     assert b.status()["state"] == c.status()["state"] == "queued"
     assert [queue_position(b, root), queue_position(c, root)] == [0, 1]
     assert not b.config_file.exists()  # its CLI has not started
-    finished = _wait(Run(root / "a"), ("done",))["finished"]
+    finished = wait_for_state(Run(root / "a"), ("done",))["finished"]
     for run in (b, c):
-        status = _wait(run, ("done",))
+        status = wait_for_state(run, ("done",))
         assert status["started"] >= finished and run.epochs()[-1]["epoch"] == 2
         finished = status["finished"]
 
@@ -43,7 +36,7 @@ def test_queued_jobs_wait_for_the_running_one_and_start_in_order(tmp_path):
 def test_a_queued_job_can_be_cancelled_before_it_starts(tmp_path):
     root = tmp_path / "runs"
     _pretrain(root, "long", 200)
-    _wait(Run(root / "long"), ("running",))
+    wait_for_state(Run(root / "long"), ("running",))
     proc = _pretrain(root, "waiting", 2)
     waiting = Run(root / "waiting")
     waiting.request_cancel()
@@ -51,16 +44,16 @@ def test_a_queued_job_can_be_cancelled_before_it_starts(tmp_path):
     assert waiting.status()["state"] == "cancelled" and "queue" in waiting.status()["error"]
     assert not waiting.config_file.exists()
     Run(root / "long").request_cancel()
-    _wait(Run(root / "long"), ("cancelled",))
+    wait_for_state(Run(root / "long"), ("cancelled",))
 
 
 def test_a_killed_job_frees_its_slot_for_the_next(tmp_path):
     root = tmp_path / "runs"
     _pretrain(root, "killed", 500)
-    status = _wait(Run(root / "killed"), ("running",))
+    status = wait_for_state(Run(root / "killed"), ("running",))
     _pretrain(root, "next", 1)
     time.sleep(1.0)
     assert Run(root / "next").status()["state"] == "queued"
     os.kill(status["pid"], signal.SIGKILL)  # the same pid as the queue wrapper: it exec'd into the CLI
-    assert _wait(Run(root / "killed"), ("failed",))["error"].startswith("the job")
-    _wait(Run(root / "next"), ("done",))
+    assert wait_for_state(Run(root / "killed"), ("failed",))["error"].startswith("the job")
+    wait_for_state(Run(root / "next"), ("done",))
