@@ -102,9 +102,10 @@ else:
             by_reason.setdefault(why, []).append(d)
     if by_reason:
         c2.caption("Not offered: " + "; ".join(f"{', '.join(ds)} ({why})" for why, ds in by_reason.items()) + ".")
-    if dataset not in OFFLINE:
-        c2.caption(f"{dataset} is read from {default_data_root()} (torchvision downloads it there when the "
-                   f"network allows; offline, put the files there or use an image folder).")
+    folder = default_data_root() / dataset
+    if dataset not in OFFLINE and not (folder.is_dir() and any(folder.iterdir())):
+        st.warning(f"{dataset} is not in {folder} yet: the job will download it there, which needs the network. "
+                   f"Offline, copy the files there from another machine or choose an image folder.")
 
 # --- 2. configure ---------------------------------------------------------------------------------
 st.subheader("2 · Configure")
