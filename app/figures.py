@@ -56,13 +56,22 @@ def hessian_bars(reports: dict[str, dict]) -> go.Figure:
 
 
 def density_figure(reports: dict[str, dict]) -> go.Figure:
-    fig = go.Figure()
+    """Eigenvalue density on a log scale: the whole network by stochastic Lanczos quadrature, and
+    the last layer's exact spectrum as a histogram (when it was small enough to form densely)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("whole network (stochastic Lanczos quadrature)",
+                                                        "last layer, exact spectrum"))
     for i, (label, r) in enumerate(reports.items()):
         d = r["density"]
         fig.add_trace(go.Scatter(x=d["grid"], y=[max(v, 1e-12) for v in d["density"]], name=label,
-                                 line={"color": _color(label, i)}))
-    fig.update_layout(title="Hessian eigenvalue density (stochastic Lanczos quadrature)", yaxis_type="log",
-                      xaxis_title="eigenvalue", yaxis_title="density", height=360)
+                                 legendgroup=label, line={"color": _color(label, i)}), row=1, col=1)
+        spectrum = r["last_layer"].get("spectrum")
+        if spectrum:
+            fig.add_trace(go.Histogram(x=spectrum, name=label, legendgroup=label, showlegend=False, nbinsx=60,
+                                       histnorm="probability density", opacity=0.6,
+                                       marker_color=_color(label, i)), row=1, col=2)
+    fig.update_xaxes(title_text="eigenvalue")
+    fig.update_yaxes(type="log", title_text="density")
+    fig.update_layout(barmode="overlay", height=380, margin={"t": 60})
     return fig
 
 

@@ -90,7 +90,11 @@ class Run:
                            f"continue it with --resume, or replace it with --overwrite.")
         run.checkpoints.mkdir(parents=True, exist_ok=True)
         if overwrite:
-            for f in [run.metrics_file, run.path / "cancel", *run.checkpoints.glob("*.safetensors")]:
+            # A cancel file is stale, unless this very process was queued for the folder (pof.jobqueue
+            # execs into the job with the same pid): then it was asked to stop while starting up.
+            queued_here = run.status_file.exists() and run.status().get("pid") == os.getpid()
+            stale = [] if queued_here else [run.path / "cancel"]
+            for f in [run.metrics_file, *stale, *run.checkpoints.glob("*.safetensors")]:
                 f.unlink(missing_ok=True)
         _write_json_atomic(run.config_file, config)
         run.metrics_file.touch()

@@ -71,3 +71,17 @@ def test_epochs_keep_the_latest_record_after_a_resume_and_runs_are_listed(tmp_pa
     assert [r.path.name for r in list_runs(tmp_path)] == ["r2", "r1"]
     assert list_runs(tmp_path / "nothing") == []
     assert list_runs(tmp_path)[1].summary()["epochs"] == "3/3"
+
+
+def test_overwriting_keeps_a_cancel_meant_for_the_queued_job_itself_and_drops_a_stale_one(tmp_path):
+    import os
+    old = Run.create(tmp_path / "r", {"command": "x"})
+    old.request_cancel()
+    old.set_status("cancelled")
+    Run.create(tmp_path / "r", {"command": "x"}, overwrite=True)  # a new run: the old request is stale
+    assert not (tmp_path / "r" / "cancel").exists()
+    queued = Run(tmp_path / "q")
+    queued.queue(os.getpid())  # as pof.jobqueue does before it execs into the job (same pid)
+    queued.request_cancel()  # the user cancels while the job is still starting up
+    Run.create(tmp_path / "q", {"command": "x"}, overwrite=True)
+    assert Run(tmp_path / "q").cancel_requested()

@@ -62,6 +62,7 @@ if missing and st.button(f"Compute {len(missing)} analys{'is' if len(missing) ==
     for (run_path, part), job in missing:
         (job.path / "cancel").unlink(missing_ok=True)
         start_job(job.path, ["-m", "analysis", "report", run_path, "--part", part, "--quiet"], root)
+    st.rerun()  # redraw without the button: the jobs are queued now
 
 
 @st.fragment(run_every=1.0)
@@ -125,7 +126,8 @@ if "hessian" in results:
     st.subheader("Hessian")
     st.caption(h["after"]["eval_set"] + "; the last layer exactly on the whole training set. Hatched bars did not converge.")
     show(hessian_bars(h), "hessian", h)
-    show(density_figure(h), "density", {k: v["density"] for k, v in h.items()})
+    show(density_figure(h), "density", {k: {"whole_network": v["density"], "last_layer_spectrum": v["last_layer"].get("spectrum")}
+                                        for k, v in h.items()})
 if "landscape-1d" in results:
     st.subheader("Loss landscape")
     st.caption("Along the same filter-normalized random directions, drawn once from the before model, for all; "
