@@ -65,7 +65,7 @@ try:
     if entry:
         verify(entry)
     card = model_card(path, Path(path).stat().st_mtime)
-except (CheckpointError, OSError) as e:
+except (CheckpointError, OSError, KeyError, TypeError, ValueError) as e:  # unreadable or unusable metadata
     st.error(f"This checkpoint cannot be used: {e}")
     st.stop()
 meta = card["meta"]
