@@ -54,15 +54,15 @@ def live_status(run: Run) -> None:
     st.caption(f"{summary['command']} · {summary['model']} on {summary['dataset']} · epochs {summary['epochs']}")
     with st.container():  # one fixed slot for the state, so the elements below keep their places
         state_box(run, status)
-    steps = run.metrics("step")
-    if steps and "eta_star" in steps[-1]:  # PoF's own diagnostics, as they come
-        s = steps[-1]
+    s = run.last("step")
+    epochs = run.epochs()
+    if s and "eta_star" in s:  # PoF's own diagnostics, as they come
         cols = st.columns(4)
         cols[0].metric("eta*", f"{s['eta_star']:.3g}", help="the line search's step on the weak batch")
         cols[1].metric("gamma", f"{s['gamma']:.3f}", help="random scale of this step's perturbation")
         cols[2].metric("|delta|", f"{s['delta_norm']:.3g}", help="length of the last-layer perturbation")
-        cols[3].metric("rejected steps", sum(r.get("rejected", False) for r in steps))
-    epochs = run.epochs()
+        cols[3].metric("rejected steps", sum(e.get("rejected_count", 0) for e in epochs),
+                       help="steps whose line search found no bracket below the cap (finished epochs)")
     if epochs:
         last = epochs[-1]
         cols = st.columns(3)

@@ -185,6 +185,22 @@ class Run:
                     records.append(rec)
         return records
 
+    def last(self, kind: str, tail_bytes: int = 1 << 16) -> dict | None:
+        """The newest record of `kind`, reading only the end of the log (a live view polls this)."""
+        try:
+            with open(self.metrics_file, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - tail_bytes))
+                lines = f.read().split(b"\n")[1 if size > tail_bytes else 0:-1]  # skip a cut first line
+        except FileNotFoundError:
+            return None
+        for line in reversed(lines):
+            if line:
+                rec = json.loads(line)
+                if rec.get("kind") == kind:
+                    return rec
+        return None if size <= tail_bytes else next(reversed(self.metrics(kind)), None)
+
     def epochs(self) -> list[dict]:
         """Per-epoch records, one per epoch: after a resume the later record of an epoch wins."""
         by_epoch = {r["epoch"]: r for r in self.metrics("epoch")}

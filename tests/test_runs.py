@@ -85,3 +85,19 @@ def test_overwriting_keeps_a_cancel_meant_for_the_queued_job_itself_and_drops_a_
     queued.request_cancel()  # the user cancels while the job is still starting up
     Run.create(tmp_path / "q", {"command": "x"}, overwrite=True)
     assert Run(tmp_path / "q").cancel_requested()
+
+
+def test_last_record_of_a_kind_reads_the_end_of_a_long_log(tmp_path):
+    run = Run.create(tmp_path / "r", {"command": "x"})
+    for i in range(3000):
+        run.log("step", step=i, pad="x" * 40)
+    run.log("epoch", epoch=1)
+    for i in range(3000, 3010):
+        run.log("step", step=i)
+    assert run.last("step")["step"] == 3009
+    assert run.last("epoch")["epoch"] == 1  # found in the tail
+    assert run.last("event") is None  # not in the tail, not in the whole log either
+    assert Run.create(tmp_path / "r2", {"command": "x"}).last("step") is None
+    with open(run.metrics_file, "ab") as f:
+        f.write(b'{"kind": "step", "step": 99')  # being written: not a record yet
+    assert run.last("step")["step"] == 3009
