@@ -10,8 +10,8 @@ import streamlit as st
 
 from app.figures import training_curves
 from app.jobs import log_tail, runs_root
-from pof.jobqueue import queue_position
-from pof.runs import Run
+from pof.jobqueue import job_slots, queue_position
+from pof.runs import Run, list_runs
 
 
 def _time_left(status: dict) -> str:
@@ -25,9 +25,11 @@ def _time_left(status: dict) -> str:
 def state_box(run: Run, status: dict, root: Path | None = None) -> None:
     state = status.get("state", "unknown")
     if state == "queued":
-        ahead = queue_position(run, root or runs_root())
-        st.progress(0.0, text="queued: starting" if ahead == 0 else
-                    f"queued: waiting for the job{'s' if ahead > 1 else ''} ahead ({ahead}) to finish")
+        root = root or runs_root()
+        ahead = queue_position(run, root)
+        running = sum(r.status().get("state") == "running" for r in list_runs(root))
+        st.progress(0.0, text="queued: starting" if ahead == 0 and running < job_slots() else
+                    f"queued: waiting ({running} running, {ahead} ahead in the queue)")
     elif state == "running":
         st.progress(min(1.0, status.get("progress") or 0.0),
                     text=(f"running: {status['stage']}" if "stage" in status else

@@ -209,3 +209,18 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(finished_po
         j.request_cancel()
     for j in jobs:
         assert wait_for_state(j, ("cancelled", "done"))["state"] in ("cancelled", "done")
+
+
+def test_runs_page_shows_a_queued_job_waiting_for_the_running_one(runs_root):
+    from app.jobs import start_job
+    for name, epochs in (("long", 300), ("next", 1)):
+        start_job(runs_root / name, ["-m", "pof", "pretrain", "--dataset", "moons", "--model", "mlp", "--epochs",
+                                     str(epochs), "--out", str(runs_root / name), "--quiet"], runs_root)
+        wait_for_state(Run(runs_root / name), ("running",) if name == "long" else ("queued",))
+    at = _runs_page()
+    assert at.selectbox[-1].value == str(runs_root / "next")  # the newest job is shown first
+    assert [p.proto.text for p in at.get("progress")] == ["queued: waiting (1 running, 0 ahead in the queue)"]
+    [b for b in at.button if b.label == "Cancel"][0].click().run()
+    assert wait_for_state(Run(runs_root / "next"), ("cancelled",))["error"] == "cancelled while waiting in the queue"
+    Run(runs_root / "long").request_cancel()
+    wait_for_state(Run(runs_root / "long"), ("cancelled",))
