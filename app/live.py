@@ -48,29 +48,40 @@ def state_box(run: Run, status: dict, root: Path | None = None) -> None:
         run.request_cancel()
 
 
-@st.fragment(run_every=1.0)
 def live_status(run: Run) -> None:
-    """Status, PoF diagnostics and the epoch curves of a training run, refreshed every second."""
+    """The state and PoF's diagnostics of a run, refreshed every second, and its epoch curves,
+    refreshed every few seconds (a chart costs far more to send than a status line)."""
+    _live_state(run)
+    _live_curves(run)
+
+
+@st.fragment(run_every=1.0)
+def _live_state(run: Run) -> None:
     status = run.status()
     summary = run.summary()
     st.caption(f"{summary['command']} · {summary['model']} on {summary['dataset']} · epochs {summary['epochs']}")
     with st.container():  # one fixed slot for the state, so the elements below keep their places
         state_box(run, status)
     s = run.last("step")
-    epochs = run.epochs()
+    last = run.last("epoch")
     if s and "eta_star" in s:  # PoF's own diagnostics, as they come
         cols = st.columns(4)
         cols[0].metric("eta*", f"{s['eta_star']:.3g}", help="the line search's step on the weak batch")
         cols[1].metric("gamma", f"{s['gamma']:.3f}", help="random scale of this step's perturbation")
         cols[2].metric("|delta|", f"{s['delta_norm']:.3g}", help="length of the last-layer perturbation")
-        cols[3].metric("rejected steps", sum(e.get("rejected_count", 0) for e in epochs),
-                       help="steps whose line search found no bracket below the cap (finished epochs)")
-    if epochs:
-        last = epochs[-1]
+        cols[3].metric("rejected steps", last.get("rejected_count", 0) if last else 0,
+                       help="steps of the last finished epoch whose line search found no bracket below the cap")
+    if last:
         cols = st.columns(3)
         cols[0].metric("epoch", last["epoch"])
         cols[1].metric("test accuracy", f"{last['test_acc']:.2%}")
         cols[2].metric("test loss", f"{last['test_loss']:.4f}")
+
+
+@st.fragment(run_every=4.0)
+def _live_curves(run: Run) -> None:
+    epochs = run.epochs()
+    if epochs:
         st.plotly_chart(training_curves(epochs), width="stretch", key="curves")
 
 

@@ -68,7 +68,7 @@ def build(entry_id: str, work: Path, cifar_root: str | None) -> dict:
     target = HERE / f"{entry_id}.safetensors"
     write_safetensors(state, meta, target)
     model = build_model(meta["arch"], meta["input_shape"], meta["num_classes"], **meta["arch_args"])
-    shown = [a for a in args if not a.startswith("imagefolder:")]
+    shown = args[:-2] if entry_id.startswith("cifar10") else args  # without the machine-specific path
     return {
         "file": target.name, "description": description, "arch": meta["arch"], "arch_args": meta["arch_args"],
         "parameters": count_parameters(model), "dataset": dataset_name, "num_classes": meta["num_classes"],

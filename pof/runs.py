@@ -186,20 +186,25 @@ class Run:
         return records
 
     def last(self, kind: str, tail_bytes: int = 1 << 16) -> dict | None:
-        """The newest record of `kind`, reading only the end of the log (a live view polls this)."""
+        """The newest record of `kind`, reading the log from its end (a live view polls this)."""
         try:
-            with open(self.metrics_file, "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                f.seek(max(0, size - tail_bytes))
-                lines = f.read().split(b"\n")[1 if size > tail_bytes else 0:-1]  # skip a cut first line
+            f = open(self.metrics_file, "rb")
         except FileNotFoundError:
             return None
-        for line in reversed(lines):
-            if line:
-                rec = json.loads(line)
-                if rec.get("kind") == kind:
-                    return rec
-        return None if size <= tail_bytes else next(reversed(self.metrics(kind)), None)
+        with f:
+            size = f.seek(0, os.SEEK_END)
+            while True:  # a growing window from the end, until the record or the file's start
+                start = max(0, size - tail_bytes)
+                f.seek(start)
+                lines = f.read(size - start).split(b"\n")[:-1]  # after the last newline: still being written
+                for line in reversed(lines[1:] if start else lines):  # a window's first line may be cut
+                    if line:
+                        rec = json.loads(line)
+                        if rec.get("kind") == kind:
+                            return rec
+                if start == 0:
+                    return None
+                tail_bytes *= 4
 
     def epochs(self) -> list[dict]:
         """Per-epoch records, one per epoch: after a resume the later record of an epoch wins."""
@@ -212,11 +217,10 @@ class Run:
             cfg = self.config()
         except (FileNotFoundError, json.JSONDecodeError):
             cfg = {}
-        epochs = self.epochs()
-        last = epochs[-1] if epochs else {}
+        last = self.last("epoch") or {}  # the newest epoch record: after a resume, the later one wins
         return {"run": str(self.path), "command": cfg.get("command", "?"), "state": status.get("state"),
                 "progress": status.get("progress"), "model": cfg.get("model") or cfg.get("checkpoint"),
-                "dataset": cfg.get("dataset"), "epochs": f"{epochs[-1]['epoch'] if epochs else 0}/{cfg.get('epochs', '?')}",
+                "dataset": cfg.get("dataset"), "epochs": f"{last.get('epoch', 0)}/{cfg.get('epochs', '?')}",
                 "test_acc": last.get("test_acc"), "error": status.get("error")}
 
 

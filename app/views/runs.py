@@ -48,7 +48,7 @@ def training_runs() -> list[Run]:
     return [r for r in list_runs(root) if r.path.parent.name != "analysis"]
 
 
-@st.fragment(run_every=2.0)
+@st.fragment(run_every=5.0)
 def runs_table() -> None:
     st.dataframe([r.summary() for r in training_runs()], width="stretch", hide_index=True)
 
