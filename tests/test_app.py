@@ -213,7 +213,7 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(finished_po
 
 def test_runs_page_shows_a_queued_job_waiting_for_the_running_one(runs_root):
     from app.jobs import start_job
-    for name, epochs in (("long", 300), ("next", 1)):
+    for name, epochs in (("long", 5000), ("next", 1)):
         start_job(runs_root / name, ["-m", "pof", "pretrain", "--dataset", "moons", "--model", "mlp", "--epochs",
                                      str(epochs), "--out", str(runs_root / name), "--quiet"], runs_root)
         wait_for_state(Run(runs_root / name), ("running",) if name == "long" else ("queued",))

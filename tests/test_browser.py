@@ -78,13 +78,13 @@ def test_default_model_post_trained_watched_reloaded_and_compared(server, page, 
     page.get_by_text("Post-train a model with PoF").wait_for(timeout=60_000)
     page.get_by_text("94,186").wait_for()  # the model card of the default, bundled model
     assert page.get_by_label("Pretrained model").input_value().startswith("digits-cnn-small-sgd:")
-    page.get_by_role("spinbutton", name="Epochs").fill("12")
+    page.get_by_role("spinbutton", name="Epochs").fill("20")
     _shot(page, tmp_path, "1-choose")
     page.get_by_role("button", name="Start").click()
-    page.get_by_text(re.compile(r"running: epoch \d+/12")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"running: epoch \d+/20")).wait_for(timeout=60_000)
     _shot(page, tmp_path, "2-running")
     page.reload()  # the job lives on disk, not in the page; the URL names the run being watched
-    page.get_by_text(re.compile(r"running: epoch \d+/12")).wait_for(timeout=30_000)
+    page.get_by_text(re.compile(r"running: epoch \d+/20")).wait_for(timeout=30_000)
     first = page.get_by_text(re.compile(r"running: epoch")).inner_text()
     assert "step" in first
     page.get_by_text("eta*").wait_for()  # PoF's diagnostics

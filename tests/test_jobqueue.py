@@ -16,7 +16,7 @@ def _pretrain(root, name, epochs):
 
 def test_queued_jobs_wait_for_the_running_one_and_start_in_order(tmp_path):
     root = tmp_path / "runs"
-    _pretrain(root, "a", 15)
+    _pretrain(root, "a", 5000)  # runs until cancelled below, however fast the machine
     wait_for_state(Run(root / "a"), ("running",))
     for name in ("b", "c"):
         _pretrain(root, name, 2)
@@ -26,7 +26,8 @@ def test_queued_jobs_wait_for_the_running_one_and_start_in_order(tmp_path):
     assert b.status()["state"] == c.status()["state"] == "queued"
     assert [queue_position(b, root), queue_position(c, root)] == [0, 1]
     assert not b.config_file.exists()  # its CLI has not started
-    finished = wait_for_state(Run(root / "a"), ("done",))["finished"]
+    Run(root / "a").request_cancel()
+    finished = wait_for_state(Run(root / "a"), ("cancelled",))["finished"]
     for run in (b, c):
         status = wait_for_state(run, ("done",))
         assert status["started"] >= finished and run.epochs()[-1]["epoch"] == 2
@@ -35,7 +36,7 @@ def test_queued_jobs_wait_for_the_running_one_and_start_in_order(tmp_path):
 
 def test_a_queued_job_can_be_cancelled_before_it_starts(tmp_path):
     root = tmp_path / "runs"
-    _pretrain(root, "long", 200)
+    _pretrain(root, "long", 5000)
     wait_for_state(Run(root / "long"), ("running",))
     proc = _pretrain(root, "waiting", 2)
     waiting = Run(root / "waiting")
@@ -49,7 +50,7 @@ def test_a_queued_job_can_be_cancelled_before_it_starts(tmp_path):
 
 def test_a_killed_job_frees_its_slot_for_the_next(tmp_path):
     root = tmp_path / "runs"
-    _pretrain(root, "killed", 500)
+    _pretrain(root, "killed", 5000)
     status = wait_for_state(Run(root / "killed"), ("running",))
     _pretrain(root, "next", 1)
     time.sleep(1.0)
