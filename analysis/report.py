@@ -90,8 +90,8 @@ def report(run_dir: str | Path, cfg: ReportConfig, part: str, progress=None, sho
     if not after.exists():
         raise FileNotFoundError(f"{src.path} has no final checkpoint yet; wait for the run to finish.")
     job = Run.create(part_dir(src.path, part), {"command": "analysis", "part": part, "config": asdict(cfg),
-                                                "run": str(src.path), "before": str(before), "after": str(after)},
-                     overwrite=True)
+                                                "run": str(src.path), "before": str(before), "after": str(after),
+                                                "checkpoints": _stamp(before, after)}, overwrite=True)
     job.set_status("running", progress=0.0, stage="loading the data and both checkpoints")
 
     def prog(fraction: float, label: str) -> None:
@@ -124,11 +124,21 @@ def report(run_dir: str | Path, cfg: ReportConfig, part: str, progress=None, sho
     return job
 
 
+def _stamp(*paths: Path) -> list:
+    """Size and modification time of each checkpoint: a result is stale once they change."""
+    return [[p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+
+
 def load_report(run_dir: str | Path) -> dict:
-    """The finished parts of a run's comparison, by part name."""
-    out = {}
+    """The finished parts of a run's comparison that were computed on its current checkpoints."""
+    src, out = Run(run_dir), {}
     for part in PARTS:
-        path = part_dir(run_dir, part) / "result.json"
-        if path.exists():
+        job = Run(part_dir(run_dir, part))
+        path = job.path / "result.json"
+        try:
+            fresh = job.config().get("checkpoints") == _stamp(src.checkpoint("initial"), src.checkpoint("final"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            fresh = False
+        if fresh and path.exists():
             out[part] = json.loads(path.read_text())
     return out

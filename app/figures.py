@@ -70,7 +70,7 @@ def density_figure(reports: dict[str, dict]) -> go.Figure:
                                        histnorm="probability density", opacity=0.6,
                                        marker_color=_color(label, i)), row=1, col=2)
     fig.update_xaxes(title_text="eigenvalue")
-    fig.update_yaxes(type="log", title_text="density")
+    fig.update_yaxes(type="log", title_text="density", exponentformat="power")
     fig.update_layout(barmode="overlay", height=380, margin={"t": 60})
     return fig
 

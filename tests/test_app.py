@@ -224,3 +224,16 @@ def test_runs_page_shows_a_queued_job_waiting_for_the_running_one(runs_root):
     assert wait_for_state(Run(runs_root / "next"), ("cancelled",))["error"] == "cancelled while waiting in the queue"
     Run(runs_root / "long").request_cancel()
     wait_for_state(Run(runs_root / "long"), ("cancelled",))
+
+
+def test_results_of_an_overwritten_checkpoint_are_not_shown_as_its_own(finished_pof_run, monkeypatch, tmp_path):
+    import os
+    import shutil
+    root = tmp_path / "runs"
+    shutil.copytree(finished_pof_run / "pof", root / "pof")  # copy2 keeps sizes and times: still fresh
+    monkeypatch.setenv("POF_RUNS", str(root))
+    assert len(_compare_page().get("plotly_chart")) == 7
+    final = root / "pof" / "checkpoints" / "final.safetensors"
+    os.utime(final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9))  # as a re-run would
+    at = _compare_page()
+    assert len(at.get("plotly_chart")) == 1 and any(b.label == "Compute 4 analyses" for b in at.button)

@@ -51,8 +51,9 @@ def job_state(job: Run) -> str:
     return job.status().get("state") if job.status_file.exists() else "absent"
 
 
-missing = [(key, job) for key, job in jobs().items() if Run(key[0]) in finished
-           and job_state(job) not in ("done", "queued", "running")]
+reports = {str(r.path): load_report(r.path) for r in finished}  # only results of the current checkpoints
+missing = [(key, job) for key, job in jobs().items() if key[0] in reports and key[1] not in reports[key[0]]
+           and job_state(job) not in ("queued", "running")]
 if len(finished) < len(compared):
     st.warning("The comparison needs finished runs: " + ", ".join(r.path.name for r in compared if r not in finished)
                + " has not finished yet.")
@@ -108,8 +109,8 @@ st.caption(f"Every method run on this checkpoint ({len(family)} run{'s' if len(f
 curves = {f"{r.path.name} ({r.config()['method']})": r.epochs() for r in family}
 show(method_curves(curves), "curves", curves)
 
-results = load_report(run.path)
-control_results = load_report(control.path) if control else {}
+results = reports.get(str(run.path), {})
+control_results = reports.get(str(control.path), {}) if control else {}
 control_label = f"after, {control.config()['method']}" if control else ""
 
 
