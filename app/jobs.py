@@ -8,17 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pof.runs import Run, list_runs
+from pof.runs import Run
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def runs_root() -> Path:
     return Path(os.environ.get("POF_RUNS", "runs")).resolve()
-
-
-def active_runs(root: Path) -> list[Run]:
-    return [r for r in list_runs(root) if r.status().get("state") in ("queued", "running")]
 
 
 def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subprocess.Popen:
