@@ -168,8 +168,9 @@ def test_compare_page_shows_every_chart_of_a_computed_report_instantly(finished_
     assert not at.exception and at.title[0].value == "Compare before and after"
     at.selectbox[0].set_value(str(finished_pof_run / "pof")).run()
     charts = at.get("plotly_chart")
-    assert len(charts) == 7  # curves, hessian bars, density, 1-D slices, 3-D surfaces, contours, interpolation
-    assert len(at.get("download_button")) == 14
+    assert len(charts) == 6  # curves, hessian bars, density, 1-D slices, contours, interpolation
+    assert len(at.get("download_button")) == 12
+    assert [t.label for t in at.tabs] == ["contour maps", "3-D surfaces"]  # surfaces: drawn when opened
     assert not any(b.label.startswith("Compute") for b in at.button)  # all cached: nothing to compute
     import json
     curves = json.loads(charts[0].proto.spec)
@@ -189,7 +190,7 @@ def test_compare_page_overlays_a_control_run_of_the_same_checkpoint(finished_pof
     assert not at.exception
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert {t["name"] for t in charts[1]["data"]} == {"before", "after", "after, finetune-frozen"}
-    assert len([t for t in charts[4]["data"] if t["type"] == "surface"]) == 3
+    assert len([t for t in charts[4]["data"] if t["type"] == "contour"]) == 3
 
 
 def test_compare_page_starts_one_background_job_per_missing_analysis(finished_pof_run, monkeypatch, tmp_path):
@@ -232,7 +233,7 @@ def test_results_of_an_overwritten_checkpoint_are_not_shown_as_its_own(finished_
     root = tmp_path / "runs"
     shutil.copytree(finished_pof_run / "pof", root / "pof")  # copy2 keeps sizes and times: still fresh
     monkeypatch.setenv("POF_RUNS", str(root))
-    assert len(_compare_page().get("plotly_chart")) == 7
+    assert len(_compare_page().get("plotly_chart")) == 6
     final = root / "pof" / "checkpoints" / "final.safetensors"
     os.utime(final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9))  # as a re-run would
     at = _compare_page()

@@ -135,8 +135,14 @@ if "landscape-1d" in results:
                + results["landscape-1d"]["after"]["eval_set"])
     show(slices_1d(series("landscape-1d")), "slices-1d", series("landscape-1d"))
 if "landscape-2d" in results:
-    show(surfaces_3d(series("landscape-2d")), "surfaces-3d", series("landscape-2d"))
-    show(contours_2d(series("landscape-2d")), "contours-2d", series("landscape-2d"))
+    # The 3-D surfaces are drawn only when their tab is opened: WebGL without a GPU costs about a
+    # second per render, most of this page's time in the browser (benchmarks/RESULTS.md).
+    contours_tab, surfaces_tab = st.tabs(["contour maps", "3-D surfaces"], on_change="rerun", key="view-2d")
+    with contours_tab:
+        show(contours_2d(series("landscape-2d")), "contours-2d", series("landscape-2d"))
+    if surfaces_tab.open:
+        with surfaces_tab:
+            show(surfaces_3d(series("landscape-2d")), "surfaces-3d", series("landscape-2d"))
 if "interpolation" in results:
     st.subheader("From before to after")
     interp = {"after": results["interpolation"]}
