@@ -238,3 +238,21 @@ def test_results_of_an_overwritten_checkpoint_are_not_shown_as_its_own(finished_
     os.utime(final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9))  # as a re-run would
     at = _compare_page()
     assert len(at.get("plotly_chart")) == 1 and any(b.label == "Compute 4 analyses" for b in at.button)
+
+
+def test_a_run_trained_on_an_image_folder_is_offered_that_folder_without_a_download_warning(runs_root, tmp_path):
+    from PIL import Image
+    folder = tmp_path / "imgs"
+    for split in ("train", "test"):
+        for c in range(3):
+            (folder / split / f"c{c}").mkdir(parents=True)
+            for i in range(4):
+                Image.new("L", (8, 8), color=40 * c + i).save(folder / split / f"c{c}" / f"{i}.png")
+    run_cli("pretrain", "--dataset", f"imagefolder:{folder}", "--model", "mlp", "--epochs", "1",
+            "--out", runs_root / "mine", "--quiet", check=0)
+    at = _app()
+    at.radio[0].set_value("my runs").run()
+    assert not at.exception and at.selectbox[0].label == "Finished run"
+    assert at.selectbox[1].options == [f"imagefolder:{folder.resolve()}", "image folder ..."]
+    assert not at.warning
+    assert any("digits (10 classes, the model has 3 outputs)" in c.value for c in at.caption)  # same shape

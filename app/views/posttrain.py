@@ -9,7 +9,7 @@ from app.jobs import runs_root, start_job
 from app.live import free_name, live_status
 from pof.catalogue import DEFAULT_MODEL, bundled, incompatibility, verify
 from pof.checkpoints import CheckpointError, read_metadata
-from pof.data import DATASETS, OFFLINE, default_data_root
+from pof.data import DATASETS, TORCHVISION, default_data_root
 from pof.method import PoFConfig
 from pof.posttrain import METHODS, default_post_lr
 from pof.runs import Run, list_runs
@@ -82,7 +82,7 @@ st.caption(f"Classifier (the layer PoF perturbs; the rest is the feature extract
 
 # --- dataset: only those that fit ------------------------------------------------------------------
 trained_on = meta.get("dataset") or ""
-candidates = ([trained_on] if trained_on in DATASETS else []) + [d for d in DATASETS if d != trained_on]
+candidates = ([trained_on] if trained_on else []) + [d for d in DATASETS if d != trained_on]  # incl. its image folder
 fits = {d: incompatibility(meta, d) for d in candidates}
 offered = [d for d, why in fits.items() if why is None]
 c1, c2 = st.columns([1, 2])
@@ -103,7 +103,7 @@ else:
     if by_reason:
         c2.caption("Not offered: " + "; ".join(f"{', '.join(ds)} ({why})" for why, ds in by_reason.items()) + ".")
     folder = default_data_root() / dataset
-    if dataset not in OFFLINE and not (folder.is_dir() and any(folder.iterdir())):
+    if dataset in TORCHVISION and not (folder.is_dir() and any(folder.iterdir())):
         st.warning(f"{dataset} is not in {folder} yet: the job will download it there, which needs the network. "
                    f"Offline, copy the files there from another machine or choose an image folder.")
 
