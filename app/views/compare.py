@@ -17,8 +17,9 @@ PART_TITLES = {"hessian": "Hessian spectra", "landscape-1d": "1-D loss slices", 
 
 root = runs_root()
 st.title("Compare before and after")
-posts = [r for r in list_runs(root) if r.path.parent.name != "analysis" and r.config_file.exists()
-         and r.config().get("command") == "post-train"]
+configs = {str(r.path): r.config() for r in list_runs(root)  # read once per page run
+           if r.path.parent.name != "analysis" and r.config_file.exists()}
+posts = [Run(p) for p, c in configs.items() if c.get("command") == "post-train"]
 if not posts:
     st.info("No post-training runs yet. Start one on the Post-train page, or: "
             "`python -m pof post-train CKPT --method pof --epochs 10 --out runs/NAME`")
@@ -29,11 +30,11 @@ c1, c2 = st.columns(2)
 choice = c1.selectbox("Post-training run", labels, index=labels.index(chosen) if chosen in labels else 0,
                       format_func=lambda p: p.removeprefix(str(root) + "/"))
 run = Run(choice)
-cfg = run.config()
-family = [r for r in posts if r.config().get("checkpoint_sha256") == cfg.get("checkpoint_sha256")]
+cfg = configs[choice]
+family = [r for r in posts if configs[str(r.path)].get("checkpoint_sha256") == cfg.get("checkpoint_sha256")]
 others = [str(r.path) for r in family if r.path != run.path]
 control_choice = c2.selectbox("Control run (optional overlay)", [""] + others,
-                              format_func=lambda p: "none" if not p else f"{p.removeprefix(str(root) + '/')} ({Run(p).config()['method']})",
+                              format_func=lambda p: "none" if not p else f"{p.removeprefix(str(root) + '/')} ({configs[p]['method']})",
                               help="another post-training of the same checkpoint, e.g. finetune-frozen")
 control = Run(control_choice) if control_choice else None
 st.caption(f"{cfg['method']} on {cfg['model']} / {cfg['dataset']}, {cfg['epochs']} epochs at lr {cfg['lr']:g} "
@@ -106,12 +107,12 @@ def show(fig, name: str, data) -> None:
 st.subheader("Accuracy and loss over the post-training")
 st.caption(f"Every method run on this checkpoint ({len(family)} run{'s' if len(family) > 1 else ''}); "
            f"solid lines: test, dotted: the training set evaluated with the unperturbed model.")
-curves = {f"{r.path.name} ({r.config()['method']})": r.epochs() for r in family}
+curves = {f"{r.path.name} ({configs[str(r.path)]['method']})": r.epochs() for r in family}
 show(method_curves(curves), "curves", curves)
 
 results = reports.get(str(run.path), {})
 control_results = reports.get(str(control.path), {}) if control else {}
-control_label = f"after, {control.config()['method']}" if control else ""
+control_label = f"after, {configs[control_choice]['method']}" if control else ""
 
 
 def series(part: str) -> dict:
