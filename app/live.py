@@ -10,8 +10,8 @@ import streamlit as st
 
 from app.figures import training_curves
 from app.jobs import log_tail, runs_root
-from pof.jobqueue import job_slots, queue_position
-from pof.runs import Run, list_runs
+from pof.jobqueue import job_slots, queue_state
+from pof.runs import Run
 
 
 def _time_left(status: dict) -> str:
@@ -26,8 +26,7 @@ def state_box(run: Run, status: dict, root: Path | None = None) -> None:
     state = status.get("state", "unknown")
     if state == "queued":
         root = root or runs_root()
-        ahead = queue_position(run, root)
-        running = sum(r.status().get("state") == "running" for r in list_runs(root))
+        ahead, running = queue_state(run, root)
         st.progress(0.0, text="queued: starting" if ahead == 0 and running < job_slots() else
                     f"queued: waiting ({running} running, {ahead} ahead in the queue)")
     elif state == "running":

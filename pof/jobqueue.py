@@ -37,16 +37,23 @@ def _try_slot(root: Path, slots: int) -> int | None:
     return None
 
 
-def queue_position(run: Run, root: Path) -> int:
-    """How many live queued jobs under `root` were queued before `run` (0: next in line)."""
+def queue_state(run: Run, root: Path) -> tuple[int, int]:
+    """(live jobs queued under `root` before `run`, jobs running there), from one scan."""
     mine = (run.status().get("created", 0), str(run.path))
-    ahead = 0
+    ahead = running = 0
     for other in list_runs(root):
-        status = other.status()  # a dead waiter reads as failed, so it never holds up the line
-        if other.path != run.path and status.get("state") == "queued" \
+        status = other.status()  # a dead job reads as failed, so it never holds up the line
+        if status.get("state") == "running":
+            running += 1
+        elif other.path != run.path and status.get("state") == "queued" \
                 and (status.get("created", 0), str(other.path)) < mine:
             ahead += 1
-    return ahead
+    return ahead, running
+
+
+def queue_position(run: Run, root: Path) -> int:
+    """How many live queued jobs under `root` were queued before `run` (0: next in line)."""
+    return queue_state(run, root)[0]
 
 
 def wait_for_slot(run: Run, root: Path, slots: int) -> int | None:

@@ -48,13 +48,9 @@ def jobs() -> dict[tuple[str, str], Run]:
     return {(str(r.path), part): Run(part_dir(r.path, part)) for r in compared for part in PARTS}
 
 
-def job_state(job: Run) -> str:
-    return job.status().get("state") if job.status_file.exists() else "absent"
-
-
 reports = {str(r.path): load_report(r.path) for r in finished}  # only results of the current checkpoints
 missing = [(key, job) for key, job in jobs().items() if key[0] in reports and key[1] not in reports[key[0]]
-           and job_state(job) not in ("queued", "running")]
+           and job.status()["state"] not in ("queued", "running")]  # "unknown" when never started
 if len(finished) < len(compared):
     st.warning("The comparison needs finished runs: " + ", ".join(r.path.name for r in compared if r not in finished)
                + " has not finished yet.")
@@ -71,7 +67,7 @@ if missing and st.button(f"Compute {len(missing)} analys{'is' if len(missing) ==
 def analysis_status() -> None:
     states = {}
     for (run_path, part), job in jobs().items():
-        status = job.status() if job.status_file.exists() else {"state": "absent"}
+        status = job.status()
         states[(run_path, part)] = state = status["state"]
         name = f"{PART_TITLES[part]}" + (f" · {Run(run_path).path.name}" if control else "")
         if state == "queued":
