@@ -101,9 +101,9 @@ def report(run_dir: str | Path, cfg: ReportConfig, part: str, progress=None, sho
 
     try:
         dataset = load_dataset(dataset_of(after))
-        models = {name: (load_checkpoint(path, dataset=dataset)[0], path) for name, path in
-                  (("before", before), ("after", after))}
-        meta = load_checkpoint(after)[1]
+        loaded = {name: load_checkpoint(path, dataset=dataset) for name, path in (("before", before), ("after", after))}
+        models = {name: (model, before if name == "before" else after) for name, (model, _) in loaded.items()}
+        meta = loaded["after"][1]
         stop = should_stop or job.cancel_requested
         if part == "hessian":
             result = _hessian(models, dataset, meta, cfg, prog, stop)
