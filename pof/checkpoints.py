@@ -1,8 +1,8 @@
 """Checkpoints: safetensors weights plus JSON metadata that says how to rebuild the model.
 
-Nothing here ever runs a pickle of unknown origin: safetensors holds only tensors, and a
-PyTorch `.pt`/`.pth` state dict is read with `torch.load(weights_only=True)`, which refuses
-arbitrary objects.
+`load_checkpoint` is the one loader behind the CLI, the library and the app: project checkpoints,
+and whatever a user brings (pof.loading reads the file by its content; pof.archs builds the
+architecture it names). Nothing here ever runs a pickle of unknown origin.
 """
 
 from __future__ import annotations
@@ -13,13 +13,17 @@ import os
 from pathlib import Path
 
 import torch
+from torch import nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import __version__
-from .models import ARCHS, build_model
+from . import archs
+from .loading import LoadError, ModelSource, check_keys, clean, fit_keys, read_state, sniff
+from .models import split_model
 
 FORMAT = "pof-checkpoint/1"
+TRANSIENT = ("warnings", "nonfinite")  # what loading found out about this copy, not part of the format
 META_KEY = "pof"
 
 
@@ -40,6 +44,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict) -> Pat
     """Write the model's state dict and `meta` (arch, arch_args, num_classes, input_shape, mean,
     std, dataset, class_names, metrics, provenance); format and version are added here."""
     path = Path(path)
+    meta = {k: v for k, v in meta.items() if k not in TRANSIENT}
     write_safetensors(model.state_dict(), {**meta, "format": FORMAT, "version": __version__}, path)
     return path
 
@@ -61,7 +66,7 @@ def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | Non
         raise CheckpointError(f"No checkpoint at {path}.") from None
     except Exception as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e}). It may be truncated or "
-                              f"not a checkpoint; re-create it, or pass a PyTorch .pt/.pth state dict.") from e
+                              f"not a checkpoint; re-create it.") from e
     if META_KEY not in raw:
         return state, None
     try:
@@ -73,63 +78,43 @@ def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | Non
 
 def read_metadata(path: str | Path) -> dict:
     """The metadata of a project checkpoint, without loading its weights."""
-    _, meta = read_safetensors(Path(path), tensors=False)
+    path = Path(path)
+    kind = sniff_checked(path)
+    meta = read_safetensors(path, tensors=False)[1] if kind == "safetensors" else None
     if meta is None:
-        raise CheckpointError(f"{path} has no PoF metadata (a foreign safetensors file); "
-                              f"load it with an explicit architecture (--arch).")
+        raise CheckpointError(f"{path} is a {FOREIGN[kind]} without this project's metadata: say what it is with "
+                              f"--arch (and --dataset), or write a project checkpoint once with "
+                              f"`python -m pof import {path} --arch ARCH --dataset DATA --out model.safetensors`.")
     return meta
+
+
+FOREIGN = {"safetensors": "safetensors file", "torch": "PyTorch file", "export": "torch.export program"}
+
+
+def sniff_checked(path: Path) -> str:
+    try:
+        return sniff(path)
+    except LoadError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def dataset_of(path: str | Path, given: str | None = None) -> str:
     """The dataset to use with a checkpoint: the one given, else the one its metadata names."""
     if given:
         return given
-    if Path(path).suffix in (".pt", ".pth"):
-        raise CheckpointError(f"{path} is a plain state dict that names no dataset; give --dataset.")
-    name = read_metadata(path).get("dataset")
-    if not name:
+    path = Path(path)
+    kind = sniff_checked(path)
+    meta = read_safetensors(path, tensors=False)[1] if kind == "safetensors" else None
+    if meta is None:
+        raise CheckpointError(f"{path} is a {FOREIGN.get(kind, 'file')} that names no dataset; give --dataset.")
+    if not meta.get("dataset"):
         raise CheckpointError(f"{path} names no dataset; give --dataset.")
-    return name
+    return meta["dataset"]
 
 
-def _read_torch(path: Path) -> dict:
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"No checkpoint at {path}.") from None
-    except Exception as e:
-        raise CheckpointError(
-            f"{path} could not be read as a plain PyTorch state dict ({type(e).__name__}: {str(e)[:300]}). "
-            f"Only tensors are accepted (torch.load weights_only=True); a file holding arbitrary pickled "
-            f"objects is refused for safety. Save it with torch.save(model.state_dict(), ...).") from e
-    for key in ("state_dict", "model", "model_state_dict"):  # common wrappers around a state dict
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} does not hold a state dict of tensors.")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def _check_state(state: dict, model: torch.nn.Module, path: Path, arch: str) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-             for k in expected if k in state and state[k].shape != expected[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)} in all)")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} ({len(unexpected)} in all)")
-    if wrong:
-        problems.append(f"shape mismatch in {wrong[:3]}{' ...' if len(wrong) > 3 else ''}")
-    if problems:
-        raise CheckpointError(f"{path} does not fit architecture {arch}: " + "; ".join(problems)
-                              + ". Check --arch and its arguments, or the number of classes.")
-
-
-def check_dataset(meta: dict, dataset) -> None:
-    """Refuse a dataset whose classes or input shape differ from what the checkpoint was trained for."""
+def check_dataset(meta: dict, dataset) -> list[str]:
+    """Refuse a dataset whose classes or input shape differ from what the checkpoint was trained
+    for; returns warnings about the class order that cannot be checked."""
     if meta["num_classes"] != dataset.num_classes:
         raise CheckpointError(
             f"The checkpoint has {meta['num_classes']} output classes but {dataset.name} has "
@@ -138,45 +123,140 @@ def check_dataset(meta: dict, dataset) -> None:
         raise CheckpointError(
             f"The checkpoint expects inputs of shape {tuple(meta['input_shape'])} but {dataset.name} "
             f"has {tuple(dataset.input_shape)}. Pick the dataset it was trained on ({meta.get('dataset', 'unknown')}).")
+    names, order = meta.get("class_names"), getattr(dataset, "class_order", "")
+    if names and list(names) != list(dataset.classes) and sorted(names) == sorted(dataset.classes):
+        raise CheckpointError(
+            f"{dataset.name} has the checkpoint's classes in another order ({', '.join(dataset.classes[:4])}, ... vs "
+            f"{', '.join(names[:4])}, ...): every label would be read as another class. State the order with "
+            f"--classes {','.join(names)}.")
+    if not names and order == "alphabetical":
+        return [f"The class order of {dataset.name} comes only from sorting its names alphabetically "
+                f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), and the model "
+                f"records none. If the model was trained with another order, every number will be wrong: state it "
+                f"with --classes."]
+    return []
 
 
-def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None,
-                    arch_args: dict | None = None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a model from a checkpoint and validate it; returns (model in eval mode, metadata).
-
-    Project checkpoints carry everything. Foreign files (.pt/.pth state dicts, safetensors without
-    metadata) need `arch` and a `dataset` to know the input shape and normalization; the number of
-    classes is read off the weights.
-    """
-    path = Path(path)
-    if path.suffix in (".pt", ".pth"):
-        state, meta = _read_torch(path), None
-    else:
-        state, meta = read_safetensors(path)
-    if meta is None:
-        if arch is None or dataset is None:
-            raise CheckpointError(f"{path} carries no PoF metadata; give its architecture (--arch, one of "
-                                  f"{', '.join(ARCHS)}) and the dataset it was trained on.")
-        from .models import arch_args as full_args
-        head = state.get("classifier.weight")  # registry models name their last layer "classifier"
-        num_classes = head.shape[0] if head is not None else dataset.num_classes
-        meta = {"arch": arch, "arch_args": full_args(arch, **(arch_args or {})), "num_classes": int(num_classes),
-                "input_shape": list(dataset.input_shape), "mean": list(dataset.mean), "std": list(dataset.std),
-                "dataset": dataset.name, "class_names": list(dataset.classes), "metrics": {},
-                "provenance": {"kind": "foreign", "file": str(path)}}
-    elif meta.get("format") != FORMAT:
+def _require(meta: dict, path: Path) -> None:
+    if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} has metadata format {meta.get('format')!r}; this version reads {FORMAT}.")
-    for key in ("arch", "arch_args", "num_classes", "input_shape", "mean", "std"):
+    if meta.get("arch") in archs.RENAMED:  # written before the registry's CIFAR variants were renamed
+        meta["arch"] = archs.RENAMED[meta["arch"]]
+    types = {"arch": str, "arch_args": dict, "num_classes": int, "input_shape": list, "mean": list, "std": list}
+    for key, typ in types.items():
         if key not in meta:
             raise CheckpointError(f"{path}: metadata lacks {key!r}; the file was not written by this project.")
-    if meta["arch"] not in ARCHS:
-        raise CheckpointError(f"{path} uses unknown architecture {meta['arch']!r}; known: {', '.join(ARCHS)}.")
+        if not isinstance(meta[key], typ):
+            raise CheckpointError(f"{path}: metadata {key!r} is {meta[key]!r}, not a {typ.__name__}.")
+
+
+def _probe(model: nn.Module, meta: dict, dataset, path: Path) -> torch.Tensor:
+    """Two test inputs through the model: the input shape and the number of outputs are checked
+    here, before any work starts, instead of deep inside a job."""
+    from .data import Batches
+
+    x = Batches(dataset.x_test[:2], dataset.y_test[:2], meta["mean"], meta["std"], 2, shuffle=False).normalize(
+        dataset.x_test[:2])
     try:
-        model = build_model(meta["arch"], meta["input_shape"], meta["num_classes"], **meta["arch_args"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: cannot build {meta['arch']} with {meta['arch_args']}: {e}") from e
-    _check_state(state, model, path, meta["arch"])
-    model.load_state_dict(state)
-    if dataset is not None:
-        check_dataset(meta, dataset)
+        with torch.no_grad():
+            out = model.eval()(x)
+    except Exception as e:
+        raise CheckpointError(f"{path} ({meta['arch']}) cannot take the inputs of {dataset.name} "
+                              f"(shape {tuple(x.shape[1:])}): {clean(e)}") from e
+    if not isinstance(out, torch.Tensor) or out.shape != (2, dataset.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CheckpointError(f"{path} ({meta['arch']}) returns {shape} for a batch of 2; a classifier of "
+                              f"{dataset.name} must return (2, {dataset.num_classes}) logits.")
+    return x
+
+
+def _foreign_meta(path: Path, kind: str, arch: str, source: ModelSource, dataset, notes: list[str]) -> dict:
+    return {"arch": arch, "arch_args": dict(source.arch_args), "num_classes": dataset.num_classes,
+            "input_shape": list(dataset.input_shape), "mean": list(dataset.mean), "std": list(dataset.std),
+            "dataset": dataset.name, "class_names": list(dataset.classes),
+            "class_order": getattr(dataset, "class_order", ""), "metrics": {},
+            "provenance": {"kind": "foreign", "file": str(path), "format": kind, "sha256": file_sha256(path),
+                           "key_notes": notes}}
+
+
+def _build(arch: str, meta_or_args: dict, state: dict | None, path: Path, input_shape=None, num_classes=None):
+    try:
+        return archs.build(arch, meta_or_args, input_shape=input_shape, num_classes=num_classes, state=state)
+    except (archs.ArchError, LoadError) as e:
+        raise CheckpointError(f"{path}: {e}") from e
+
+
+def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None, arch_args: dict | None = None,
+                    source: ModelSource | None = None, allow_code: bool = True) -> tuple[nn.Module, dict]:
+    """The one loader: (model in eval mode, metadata) from any model file a user brings.
+
+    Project checkpoints carry everything. Foreign files (state dicts in any common container,
+    safetensors without metadata, torch.export programs) need `dataset` (input shape,
+    normalization, classes) and, except programs, an architecture (`arch` or `source.arch`). With
+    a dataset, two of its inputs go through the model to check it fits. `metadata["classifier"]`
+    names the last layer PoF perturbs (None when the model has none it can use, with the reason in
+    `metadata["split"]`); `metadata["warnings"]` holds what the caller must show. With
+    allow_code=False, an architecture that runs code named inside the file is refused.
+    """
+    path = Path(path)
+    source = source or ModelSource(arch, dict(arch_args or {}))
+    try:
+        kind, state, meta = read_state(path)
+    except LoadError as e:
+        raise CheckpointError(str(e)) from None
+    if meta is not None:
+        _require(meta, path)
+        if archs.runs_user_code(meta["arch"]) and not allow_code:
+            raise CheckpointError(f"{path} is built by code named in its metadata ({meta['arch']}); it is only "
+                                  f"run when you load the file yourself from the command line or allow it.")
+        model = _build(meta["arch"], meta["arch_args"], state, path, meta["input_shape"], meta["num_classes"])
+        if meta.get("program_sha256") and file_sha256(meta["arch"].split(":", 1)[1]) != meta["program_sha256"]:
+            raise CheckpointError(f"{path}: the program {meta['arch']} has changed since the checkpoint was written.")
+        meta = {**meta, "classifier": source.classifier or meta.get("classifier")}
+    else:
+        if dataset is None:
+            raise CheckpointError(f"{path} is a {FOREIGN[kind]} without this project's metadata: give the dataset "
+                                  f"it was trained on (--dataset) for its input shape, normalization and classes.")
+        if kind == "export":
+            arch = f"export:{path.resolve()}"
+        elif not source.arch:
+            raise CheckpointError(f"{path} holds weights only: give its architecture with --arch (a registry name, "
+                                  f"torchvision:NAME, path/to/file.py:function or package.module:function).")
+        else:
+            arch = source.arch
+        model = _build(arch, source.arch_args, state, path, dataset.input_shape, dataset.num_classes)
+        notes = []
+        if kind != "export":
+            try:
+                state, notes = fit_keys(state, model, source.key_map)
+            except LoadError as e:
+                raise CheckpointError(str(e)) from None
+        meta = _foreign_meta(path, kind, arch, source, dataset, notes)
+        meta["classifier"] = source.classifier
+        if kind == "export":
+            meta["program_sha256"] = meta["provenance"]["sha256"]
+    if state:
+        try:
+            state = check_keys(state, model, str(path), meta["arch"])
+        except LoadError as e:
+            raise CheckpointError(str(e)) from None
+        model.load_state_dict(state)
+    meta["warnings"] = check_dataset(meta, dataset) if dataset is not None else []
+    example = _probe(model, meta, dataset, path) if dataset is not None else None
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        meta["warnings"].append(f"{len(bad)} tensors hold NaN or infinite values ({', '.join(bad[:3])}); "
+                                f"losses and curvature of this model are meaningless.")
+    meta["nonfinite"] = bad
+    _describe_split(model, meta, example)
     return model.eval(), meta
+
+
+def _describe_split(model: nn.Module, meta: dict, example) -> None:
+    """Record which layer is the classifier (and how it was found), or why there is none."""
+    try:
+        split = split_model(model, example, classifier=meta.get("classifier"))
+        meta["classifier"], meta["split"] = split.classifier_name, split.describe()
+    except ValueError as e:
+        meta["classifier"], meta["split"] = None, (f"no usable last layer: {e} Every analysis but PoF and the exact "
+                                                   f"last-layer Hessian works; name the layer with --classifier.")

@@ -30,11 +30,54 @@ def _arch_arg(text: str) -> tuple[str, object]:
 def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     from .data import DATASETS
     p.add_argument("--dataset", required=required,
-                   help=f"one of {', '.join(DATASETS)}, or imagefolder:PATH (PATH/train/<class>/*, PATH/test/<class>/*)")
+                   help=f"one of {', '.join(DATASETS)}; imagefolder:PATH (PATH/train/<class>/*, PATH/test/<class>/*); "
+                        f"npz:PATH (your arrays x_train, y_train, x_test, y_test in an .npz or safetensors file); "
+                        f"csv:PATH (a CSV with a header, a label column and a split column of train/test) "
+                        f"or csv:TRAIN.csv,TEST.csv")
     p.add_argument("--data-root", default=None,
                    help="folder for torchvision downloads and decoded image-folder caches "
                         "(default: $POF_DATA or ~/.cache/pof/data)")
     p.add_argument("--svhn-extra", action="store_true", help="SVHN: add the 531k 'extra' images to training, as the paper does")
+    p.add_argument("--classes", default=None, metavar="NAME,NAME,...",
+                   help="class names in label order, comma-separated: replaces an image folder's alphabetical "
+                        "order, orders a CSV's string labels, names integer labels; must match a registry "
+                        "dataset's own list")
+    p.add_argument("--label-column", default=None, metavar="COLUMN",
+                   help="csv: the column holding the labels; 'label' if not given")
+    p.add_argument("--mean", default=None, metavar="auto|X,X,...",
+                   help="input mean: 'auto' (from the training split) or one value per channel ([0, 1] units "
+                        "for images) or feature, or one for all; if not given: from the training split for "
+                        "registry datasets and image folders, 0 for npz/csv (used as they are)")
+    p.add_argument("--std", default=None, metavar="auto|X,X,...",
+                   help="input standard deviation, like --mean (values > 0); if not given: from the training "
+                        "split for registry datasets and image folders, 1 for npz/csv")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """How to read a checkpoint without this project's metadata (every command that takes one)."""
+    g = p.add_argument_group("a model of your own (files without this project's metadata)")
+    g.add_argument("--arch", default=None,
+                   help="its architecture: a registry name (mlp, cnn-small, resnet20, resnet56, wrn-16-4, wrn-28-10, "
+                        "resnet18-cifar), torchvision:NAME (any torchvision classification model), or your own "
+                        "factory path/to/file.py:function or package.module:function (this runs your code). "
+                        "Not needed for a torch.export .pt2, which carries its architecture")
+    g.add_argument("--arch-arg", action="append", type=_arch_arg, default=[], metavar="KEY=VALUE",
+                   help="argument for the architecture, e.g. width=16, num_classes=10 (repeatable; JSON values)")
+    g.add_argument("--classifier", default=None, metavar="LAYER",
+                   help="the last linear layer PoF perturbs, e.g. head.fc (default: the last nn.Linear)")
+    g.add_argument("--key-map", action="append", default=[], metavar="OLD=NEW",
+                   help="rename a key prefix of the file's weights (repeatable); a prefix shared by all keys "
+                        "(module., model., ...) is stripped without it")
+
+
+def model_source(args):
+    from .loading import ModelSource
+    return ModelSource(args.arch, dict(args.arch_arg), args.classifier, list(args.key_map))
+
+
+def print_warnings(meta: dict) -> None:
+    for w in meta.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,12 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="loss and accuracy of a checkpoint on a dataset",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoint", help=".safetensors written by this project, or a .pt/.pth state dict (with --arch)")
+    p.add_argument("checkpoint", help="a checkpoint of this project, or any model file with --arch and --dataset")
     _add_data_args(p, required=False)
-    p.add_argument("--arch", default=None, choices=list(ARCHS), help="architecture of a foreign checkpoint")
+    add_model_args(p)
     p.add_argument("--split", choices=["test", "train", "both"], default="test", help="which split to evaluate")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("import", help="write a project checkpoint (weights + full metadata) from any model file",
+                       description="Load a model file of your own once (with --arch, --dataset and, if needed, "
+                                   "--classifier and --key-map) and write it as a project checkpoint, which every "
+                                   "command and the app then take as it is.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", help="the model file: a state dict (.pt/.pth/.ckpt, any common wrapper), "
+                                      "safetensors, or a torch.export .pt2")
+    _add_data_args(p, required=True)
+    add_model_args(p)
+    p.add_argument("--out", required=True, help="the .safetensors file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
     p = sub.add_parser("runs", help="list run folders or show one")
     rs = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
@@ -108,7 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_post_train_parser(sub) -> None:
     from .method import PoFConfig
-    from .models import ARCHS
     from .posttrain import METHODS, PostTrainConfig
 
     d, pd = PostTrainConfig(), PoFConfig()
@@ -118,11 +172,11 @@ def _add_post_train_parser(sub) -> None:
                                    "(torchrun --nproc_per_node=N -m pof post-train ...) it runs data-parallel.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint", nargs="?", default=None,
-                   help="trained model: .safetensors from this project, or a .pt/.pth state dict with --arch "
+                   help="trained model: a checkpoint of this project, or any model file with --arch and --dataset "
                         "(not needed with --resume)")
     _add_data_args(p, required=False)
     p.set_defaults(dataset=None)
-    p.add_argument("--arch", default=None, choices=list(ARCHS), help="architecture of a foreign checkpoint")
+    add_model_args(p)
     p.add_argument("--out", required=True, help="run folder to create")
     p.add_argument("--method", choices=METHODS, default=d.method,
                    help="pof; finetune-frozen (same, no perturbation); finetune (all layers); sam (all layers, SAM); "
@@ -213,7 +267,8 @@ def cmd_post_train(args) -> int:
         raise ValueError("post-train needs a CHECKPOINT to start from (or --resume to continue a run).")
     pof_names = {f.name for f in fields(PoFConfig)}
     names = {f.name for f in fields(PostTrainConfig)} - {"pof"}
-    cfg = PostTrainConfig(**{k: v for k, v in vars(args).items() if k in names},
+    cfg = PostTrainConfig(**{k: v for k, v in vars(args).items() if k in names and k != "arch_args"},
+                          arch_args=dict(args.arch_arg),
                           pof=PoFConfig(**{k: v for k, v in vars(args).items() if k in pof_names}))
     main_rank = os.environ.get("RANK", "0") == "0"
     update, close = _progress_bar(args.quiet or not main_rank)
@@ -227,11 +282,11 @@ def cmd_post_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .checkpoints import dataset_of, load_checkpoint
     from .data import Batches, load_dataset
-    from .models import split_model
     from .train import evaluate, pick_device
 
     dataset = load_dataset(dataset_of(args.checkpoint, args.dataset), args.data_root, svhn_extra=args.svhn_extra)
-    model, meta = load_checkpoint(args.checkpoint, dataset=dataset, arch=args.arch)
+    model, meta = load_checkpoint(args.checkpoint, dataset=dataset, source=model_source(args))
+    print_warnings(meta)
     device = pick_device(args.device)
     model.to(device)
     results = {}
@@ -243,11 +298,33 @@ def cmd_evaluate(args) -> int:
         print(json.dumps({"checkpoint": args.checkpoint, "dataset": dataset.name, **results}, indent=1))
         return EXIT_OK
     print(f"checkpoint  {args.checkpoint}\nmodel       {meta['arch']} {meta['arch_args']}\n"
-          f"split       {split_model(model).describe()}\ndataset     {dataset.describe()}")
+          f"split       {meta['split']}\ndataset     {dataset.describe()}")
     for split, r in results.items():
         print(f"{split:<5} loss {r['loss']:.4f}  accuracy {r['acc']:.4f}")
         per = "  ".join(f"{c}:{a:.3f}" for c, a in zip(dataset.classes, r["per_class_acc"]))
         print(f"      per class  {per}")
+    return EXIT_OK
+
+
+def cmd_import(args) -> int:
+    from pathlib import Path
+
+    from .checkpoints import load_checkpoint, save_checkpoint
+    from .data import load_dataset
+    from .models import count_parameters
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} exists; give --overwrite to replace it, or another --out.")
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out}: a project checkpoint is a .safetensors file; name it so.")
+    dataset = load_dataset(args.dataset, args.data_root, svhn_extra=args.svhn_extra)
+    model, meta = load_checkpoint(args.checkpoint, dataset=dataset, source=model_source(args))
+    print_warnings(meta)
+    meta["provenance"] = {**meta["provenance"], "kind": "imported"}
+    save_checkpoint(out, model, meta)
+    print(f"{meta['arch']} ({count_parameters(model):,} parameters), {meta['split']}\n"
+          f"wrote {out}: every command and the app now take it without --arch/--dataset")
     return EXIT_OK
 
 
@@ -295,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     from .train import Diverged
 
     args = build_parser().parse_args(argv)
-    handlers = {"pretrain": cmd_pretrain, "post-train": cmd_post_train, "evaluate": cmd_evaluate, "runs": cmd_runs}
+    handlers = {"pretrain": cmd_pretrain, "post-train": cmd_post_train, "evaluate": cmd_evaluate, "import": cmd_import,
+                "runs": cmd_runs}
     try:
         return handlers[args.command](args)
     except Diverged as e:

@@ -148,7 +148,8 @@ ARCHS: dict[str, Arch] = {
     "resnet56": Arch(cifar_resnet, {"depth": 56}, "32x32 images"),
     "wrn-16-4": Arch(wide_resnet, {"depth": 16, "widen": 4}, "32x32 images"),
     "wrn-28-10": Arch(wide_resnet, {"depth": 28, "widen": 10}, "32x32 images (the paper's network)"),
-    "resnet18": Arch(resnet18_cifar, {}, "32x32 images"),
+    "resnet18-cifar": Arch(resnet18_cifar, {}, "32x32 images (torchvision's ResNet-18 with a 3x3 stem and no "
+                                               "max-pool; torchvision's own is torchvision:resnet18)"),
 }
 
 
@@ -200,20 +201,30 @@ class _UpTo(nn.Module):
             setattr(parent, attr, linear)
 
 
-def split_model(model: nn.Module, example: torch.Tensor | None = None) -> Split:
+def split_model(model: nn.Module, example: torch.Tensor | None = None, classifier: str | None = None) -> Split:
     """Feature extractor and last linear layer of any model.
 
-    Registry models (`Classifier`) say so explicitly. Others are split at their last nn.Linear in
-    registration order; with an `example` batch the split is checked to reproduce the model's
-    output, so a model that does more after that layer is refused rather than silently mis-split.
+    Registry models (`Classifier`) say so explicitly. Others are split at the layer named
+    `classifier`, else at their last nn.Linear in registration order; with an `example` batch the
+    split is checked to reproduce the model's output, so a model that does more after that layer
+    is refused rather than silently mis-split.
     """
-    if isinstance(model, Classifier):
+    if isinstance(model, Classifier) and classifier in (None, "classifier"):
         return Split(model.features, model.classifier, "classifier", "registry")
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("The model has no nn.Linear layer, so it has no last layer to split off.")
-    name, linear = linears[-1]
-    split = Split(_UpTo(model, name), linear, name, "last nn.Linear")
+    if classifier:
+        try:
+            linear = model.get_submodule(classifier)
+        except AttributeError:
+            raise ValueError(f"The model has no layer {classifier!r}.") from None
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"{classifier} is a {type(linear).__name__}, not a Linear layer.")
+        name, how = classifier, "its name (--classifier)"
+    else:
+        linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError("The model has no nn.Linear layer, so it has no last layer to split off.")
+        (name, linear), how = linears[-1], "last nn.Linear"
+    split = Split(_UpTo(model, name), linear, name, how)
     if example is not None:
         was = model.training
         model.eval()
@@ -221,8 +232,8 @@ def split_model(model: nn.Module, example: torch.Tensor | None = None) -> Split:
             ok = torch.allclose(linear(split.features(example)), model(example), atol=1e-5, rtol=1e-4)
         model.train(was)
         if not ok:
-            raise ValueError(f"The model's output is not {name}(features): something follows its last "
-                             f"Linear layer, so it cannot be split for PoF.")
+            raise ValueError(f"The model's output is not {name}(features): something follows that layer, "
+                             f"so it cannot be split for PoF.")
     return split
 
 

@@ -12,6 +12,7 @@ and optimizer, so that their differences are the methods':
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .checkpoints import dataset_of, file_sha256, load_checkpoint
+from .checkpoints import CheckpointError, dataset_of, file_sha256, load_checkpoint
+from .loading import ModelSource
 from .data import Batches, epoch_generator, load_dataset, parse_augment
 from .method import PoFConfig, PoFPerturbation
 from .models import split_model
@@ -40,7 +42,10 @@ class PostTrainConfig:
     dataset: str | None = None  # None: the dataset named in the checkpoint
     data_root: str | None = None
     svhn_extra: bool = False
-    arch: str | None = None  # for foreign checkpoints only
+    arch: str | None = None  # for foreign checkpoints only (pof.archs: registry, torchvision:, file.py:fn, ...)
+    arch_args: dict = field(default_factory=dict)
+    classifier: str | None = None  # the last layer PoF perturbs, when not the last nn.Linear
+    key_map: list = field(default_factory=list)  # "old=new" key-prefix renames for foreign weights
     method: str = "pof"
     epochs: int = 10
     batch_size: int | None = None  # None: the pre-training batch size recorded in the checkpoint, else 256
@@ -181,14 +186,19 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
     ckpt = Path(cfg.checkpoint)
     dataset_name = dataset_of(ckpt, cfg.dataset)
     dataset = load_dataset(dataset_name, cfg.data_root, svhn_extra=cfg.svhn_extra)
-    model, meta = load_checkpoint(ckpt, dataset=dataset, arch=cfg.arch)
+    model, meta = load_checkpoint(ckpt, dataset=dataset,
+                                  source=ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map))
+    for warning in meta["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    if meta["classifier"] is None:
+        raise CheckpointError(f"PoF needs the model's last linear layer: {meta['split']}")
     lr, lr_reason = (cfg.lr, "given") if cfg.lr is not None else default_post_lr(meta)
     batch_size = cfg.batch_size or (meta.get("provenance") or {}).get("batch_size") or 256
     torch.manual_seed(cfg.seed)
     if cfg.sync_bn and ddp.world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device).train()
-    split = split_model(model)
+    split = split_model(model, classifier=meta["classifier"])
     frozen = cfg.method in FROZEN_METHODS
     if frozen:
         split.classifier.requires_grad_(False)  # w0 is read, never written

@@ -38,21 +38,23 @@ def test_round_trip_is_exact_and_keeps_metadata(saved, digits):
         assert k == k2 and torch.equal(a, b)
     assert meta["class_names"] == digits.classes and meta["metrics"] == {"test_acc": 0.5}
     assert meta["format"] == "pof-checkpoint/1" and "version" in meta
-    assert read_metadata(path) == meta and not loaded.training
+    # what loading found out (the split, warnings) is added to the file's metadata, nothing changed
+    assert read_metadata(path).items() <= meta.items() and not loaded.training
+    assert meta["classifier"] == "classifier" and meta["warnings"] == [] and meta["nonfinite"] == []
     assert len(file_sha256(path)) == 64
 
 
 def test_corrupt_and_truncated_files_are_refused_clearly(saved, tmp_path):
     _, path = saved
     junk = tmp_path / "junk.safetensors"
-    junk.write_bytes(os.urandom(1000))
-    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+    junk.write_bytes(b"\x00" * 8 + os.urandom(1000))  # recognized by content: no format starts like this
+    with pytest.raises(CheckpointError, match="not a model file this tool reads"):
         load_checkpoint(junk)
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_checkpoint(cut)
-    with pytest.raises(CheckpointError, match="No checkpoint at"):
+    with pytest.raises(CheckpointError, match="No such file"):
         load_checkpoint(tmp_path / "absent.safetensors")
 
 
@@ -65,7 +67,7 @@ def test_unknown_architecture(saved, digits, tmp_path):
     model, _ = saved
     meta = {**_meta(digits), "arch": "vgg99", "format": "pof-checkpoint/1"}
     path = _resave(model.state_dict(), meta, tmp_path / "a.safetensors")
-    with pytest.raises(CheckpointError, match="unknown architecture 'vgg99'"):
+    with pytest.raises(CheckpointError, match="(?i)unknown architecture 'vgg99'"):
         load_checkpoint(path)
 
 
@@ -74,13 +76,13 @@ def test_missing_unexpected_and_misshapen_keys(saved, digits, tmp_path):
     meta = {**_meta(digits), "format": "pof-checkpoint/1"}
     state = dict(model.state_dict())
     missing = {k: v for k, v in state.items() if k != "classifier.bias"}
-    with pytest.raises(CheckpointError, match=r"missing keys \['classifier.bias'\]"):
+    with pytest.raises(CheckpointError, match=r"1 missing, 0 unexpected(.|\n)*classifier\.bias"):
         load_checkpoint(_resave(missing, meta, tmp_path / "m.safetensors"))
     extra = {**state, "head.extra": torch.zeros(3)}
-    with pytest.raises(CheckpointError, match=r"unexpected keys \['head.extra'\]"):
+    with pytest.raises(CheckpointError, match=r"0 missing, 1 unexpected(.|\n)*head\.extra"):
         load_checkpoint(_resave(extra, meta, tmp_path / "u.safetensors"))
     wide = build_model("cnn-small", (1, 8, 8), 10, width=16).state_dict()
-    with pytest.raises(CheckpointError, match="shape mismatch"):
+    with pytest.raises(CheckpointError, match=r"16 of another shape(.|\n)*shapes: features\.0\.weight: file \(16, 1, 3, 3\), model \(32, 1, 3, 3\)"):
         load_checkpoint(_resave(wide, meta, tmp_path / "s.safetensors"))
 
 
@@ -111,7 +113,7 @@ def test_a_malicious_pickle_is_never_executed(tmp_path, digits, monkeypatch):
     monkeypatch.setenv("POF_PWNED", str(marker))
     evil = tmp_path / "evil.pt"
     torch.save({"state_dict": _Payload()}, evil)
-    with pytest.raises(CheckpointError, match="refused for safety"):
+    with pytest.raises(CheckpointError, match="not loaded: unpickling it would run code"):
         load_checkpoint(evil, dataset=digits, arch="cnn-small")
     assert not marker.exists()
 
@@ -120,9 +122,9 @@ def test_foreign_safetensors_needs_an_architecture(tmp_path, digits):
     model = build_model("mlp", (1, 8, 8), 10)
     path = tmp_path / "f.safetensors"
     save_file(model.state_dict(), str(path))
-    with pytest.raises(CheckpointError, match="carries no PoF metadata"):
+    with pytest.raises(CheckpointError, match="without this project's metadata"):
         load_checkpoint(path)
-    with pytest.raises(CheckpointError, match="no PoF metadata"):
+    with pytest.raises(CheckpointError, match="without this project's metadata"):
         read_metadata(path)
     loaded, _ = load_checkpoint(path, dataset=digits, arch="mlp")
     assert torch.equal(loaded.classifier.bias, model.classifier.bias)
