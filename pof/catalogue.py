@@ -1,7 +1,8 @@
 """The bundled pretrained checkpoints (assets/manifest.json) and which datasets fit a checkpoint.
 
 Compatibility is decided without loading any data: every named dataset has a fixed input shape and
-class list, and an image folder is read only as far as its class folders and one image.
+class list, and an image folder is read only as far as its class folders and one image. The user's own
+npz/safetensors arrays and CSV files are small, so they are simply loaded.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from pathlib import Path
 
 from .checkpoints import CheckpointError, file_sha256
+from .data import DatasetError, load_dataset, order_folder_classes, parse_classes
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_MODEL = "digits-cnn-small-sgd"  # offline, and post-trained and analysed in a few minutes on 2 cores
@@ -50,14 +52,30 @@ def verify(entry: dict) -> None:
                               f"python assets/make_assets.py.")
 
 
-def signature(dataset: str) -> tuple[tuple[int, ...], list[str] | None, int]:
-    """(input shape, class names or None, number of classes) of a dataset name, without loading it."""
+def signature(dataset: str, classes: list[str] | str | None = None,
+              label_column: str | None = None) -> tuple[tuple[int, ...], list[str] | None, int]:
+    """(input shape, class names or None, number of classes) of a dataset name, without loading it
+    (npz:/csv: files are small and are loaded). `classes` is the stated class order, as for
+    load_dataset; `label_column` the CSV's label column. Class names are None where they are unknown
+    (cifar100) or mere label numbers (integer labels without stated names): only their count is checked.
+    Raises ValueError or DatasetError."""
+    if dataset.startswith(("npz:", "csv:")):
+        d = load_dataset(dataset, classes=classes, label_column=label_column)
+        return d.input_shape, (None if d.class_order == "numeric" else d.classes), d.num_classes
+    if label_column is not None:
+        raise ValueError(f"label_column applies to csv: datasets only, not {dataset!r}")
+    stated = parse_classes(classes)
     if dataset.startswith("imagefolder:"):
-        return _peek_imagefolder(Path(dataset.split(":", 1)[1]).expanduser())
+        base = Path(dataset.split(":", 1)[1]).expanduser()
+        shape, found, n = _peek_imagefolder(base)
+        return shape, order_folder_classes(found, stated, str(base / "train"))[0], n
     if dataset not in SIGNATURES:
         raise ValueError(f"unknown dataset {dataset!r}")
-    shape, classes = SIGNATURES[dataset]
-    return shape, classes, NUM_CLASSES.get(dataset, len(classes or []))
+    shape, names = SIGNATURES[dataset]
+    n = NUM_CLASSES.get(dataset, len(names or []))
+    if stated is not None and (stated != names if names is not None else len(stated) != n):
+        raise ValueError(f"{dataset}'s classes are fixed by the registry; the stated classes differ")
+    return shape, names, n
 
 
 def _peek_imagefolder(base: Path) -> tuple[tuple[int, ...], list[str], int]:
@@ -73,11 +91,13 @@ def _peek_imagefolder(base: Path) -> tuple[tuple[int, ...], list[str], int]:
         return (channels, im.height, im.width), classes, len(classes)
 
 
-def incompatibility(meta: dict, dataset: str) -> str | None:
-    """Why `dataset` cannot be used with a checkpoint of metadata `meta`, or None if it can."""
+def incompatibility(meta: dict, dataset: str, classes: list[str] | str | None = None,
+                    label_column: str | None = None) -> str | None:
+    """Why `dataset` (with a stated class order, a CSV label column) cannot be used with a checkpoint
+    of metadata `meta`, or None if it can."""
     try:
-        shape, classes, n = signature(dataset)
-    except (ValueError, OSError) as e:
+        shape, classes, n = signature(dataset, classes, label_column)
+    except (ValueError, OSError, DatasetError) as e:
         return str(e)
     if tuple(meta["input_shape"]) != tuple(shape):
         return f"inputs are {tuple(shape)}, the model expects {tuple(meta['input_shape'])}"

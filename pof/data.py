@@ -1,14 +1,19 @@
 """Datasets as in-memory tensors, and whole-batch augmentation on the training device.
 
-Every dataset is loaded once: images as uint8 tensors (N, C, H, W), 2-D point sets as float32
-(N, 2), labels as int64. `Batches` shuffles, augments and normalizes whole batches with tensor
-operations, so there is no per-sample Python and no DataLoader worker in the training loop.
+Every dataset is loaded once: images as uint8 tensors (N, C, H, W), 2-D point sets and the user's
+own numbers (npz/safetensors arrays, CSV files) as float32 (N, ...), labels as int64. `Batches`
+shuffles, augments and normalizes whole batches with tensor operations, so there is no per-sample
+Python and no DataLoader worker in the training loop.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import math
 import os
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,6 +24,12 @@ import torch
 
 class DatasetError(Exception):
     """A dataset cannot be loaded; the message says what is missing and how to get it."""
+
+
+# Where a dataset's normalization came from (Dataset.normalization).
+COMPUTED = "computed from the training split"
+STATED = "stated"
+AS_IS = "none: used as they are"
 
 
 @dataclass
@@ -33,6 +44,11 @@ class Dataset:
     std: tuple[float, ...]
     augment: dict = field(default_factory=dict)  # default training augmentation
     source: str = ""
+    # Where the label order came from: "stated" (classes=...), "registry", "numeric" (integer labels)
+    # or "alphabetical" (folder names, string labels). Only "alphabetical" is a guess that can silently
+    # disagree with a checkpoint trained elsewhere, so callers warn about it.
+    class_order: str = "registry"
+    normalization: str = COMPUTED  # or STATED, AS_IS, or "mean ...; std ..." when they differ
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -62,16 +78,21 @@ def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...
         xf = x.float().div_(255)
         dims = (0, 2, 3)
     else:
-        xf, dims = x.float(), (0,)
-    mean = xf.mean(dim=dims)
-    std = xf.std(dim=dims).clamp_min(1e-6)
+        # per feature for flat (N, F) data; float data with several feature axes gets one value,
+        # since Batches broadcasts non-image statistics over the last axis only
+        xf = x.float()
+        dims = (0,) if x.ndim == 2 else tuple(range(x.ndim))
+    mean = xf.mean(dim=dims).reshape(-1)
+    std = xf.std(dim=dims).clamp_min(1e-6).reshape(-1)
     return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
 
 
-def _make(name, x_train, y_train, x_test, y_test, classes, augment, source) -> Dataset:
+def _make(name, x_train, y_train, x_test, y_test, classes, augment, source,
+          class_order: str = "registry") -> Dataset:
     mean, std = _channel_stats(x_train)
     return Dataset(name, x_train, torch.as_tensor(y_train, dtype=torch.long), x_test,
-                   torch.as_tensor(y_test, dtype=torch.long), list(classes), mean, std, augment, source)
+                   torch.as_tensor(y_test, dtype=torch.long), list(classes), mean, std, augment, source,
+                   class_order, COMPUTED)
 
 
 # --- offline datasets -------------------------------------------------------------------------
@@ -216,7 +237,23 @@ def _decode(files: list[tuple[Path, str]], class_index: dict[str, int], mode: st
     return np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64)
 
 
-def _imagefolder(path: str, root: Path | None = None, progress=None, **_) -> Dataset:
+def order_folder_classes(found: list[str], stated: list[str] | None, where: str) -> tuple[list[str], str]:
+    """The class order of an image folder: the stated one (a permutation of the folder names), else
+    alphabetical, which is only a guess; returns (classes, class_order)."""
+    if stated is None:
+        return list(found), "alphabetical"
+    extra, missing = sorted(set(stated) - set(found)), sorted(set(found) - set(stated))
+    if extra or missing:
+        raise DatasetError(f"classes must name exactly the class folders of {where}, in label order: "
+                           + "; ".join(part for part in (
+                               f"no folder for {extra}" if extra else "",
+                               f"folders not named: {missing}" if missing else "") if part)
+                           + f". The folders are {found}.")
+    return list(stated), "stated"
+
+
+def _imagefolder(path: str, root: Path | None = None, progress=None, stated: list[str] | None = None,
+                 mean=None, std=None, **_) -> Dataset:
     from PIL import Image
 
     base = Path(path).expanduser().resolve()
@@ -230,18 +267,23 @@ def _imagefolder(path: str, root: Path | None = None, progress=None, **_) -> Dat
     unknown = sorted(set(test_classes) - set(classes))
     if unknown:
         raise DatasetError(f"{base / 'test'} has classes {unknown} that train/ lacks; both need the same class folders.")
+    # Decide the class order (and check the statistics' length) before the expensive decoding.
+    order, class_order = order_folder_classes(classes, stated, str(base / "train"))
     # Cache key: the folder's path plus every file's name, size and mtime, so edits invalidate it.
     h = hashlib.sha256(str(base).encode())
     for f, _c in train_files + test_files:
         st = f.stat()
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
     cache = Path(root or default_data_root()) / "imagefolder" / f"{base.name}-{h.hexdigest()[:16]}.npz"
+    with Image.open(train_files[0][0]) as im:
+        mode = "L" if im.mode in ("L", "1", "I;16") else "RGB"
+    for value, what in ((mean, "mean"), (std, "std")):
+        _fit_stat(value, 1 if mode == "L" else 3, what, str(base), "channel")
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z:
             xtr, ytr, xte, yte = z["xtr"], z["ytr"], z["xte"], z["yte"]
     else:
-        with Image.open(train_files[0][0]) as im:
-            mode = "L" if im.mode in ("L", "1", "I;16") else "RGB"
+        # The cache always holds alphabetical labels, so one cache serves every stated order.
         index = {c: i for i, c in enumerate(classes)}
         xtr, ytr = _decode(train_files, index, mode, progress)
         xte, yte = _decode(test_files, index, mode, progress)
@@ -249,10 +291,415 @@ def _imagefolder(path: str, root: Path | None = None, progress=None, **_) -> Dat
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
         os.replace(tmp, cache)
+    if class_order == "stated":
+        to_stated = np.array([order.index(c) for c in classes], dtype=np.int64)  # alphabetical -> stated
+        ytr, yte = to_stated[ytr], to_stated[yte]
     h_img = xtr.shape[-1]
     augment = {"crop": max(1, h_img // 8), "flip": True}
     return _make(f"imagefolder:{base}", torch.from_numpy(xtr), ytr, torch.from_numpy(xte), yte,
-                 classes, augment, f"image folder {base} (decoded cache {cache})")
+                 order, augment, f"image folder {base} (decoded cache {cache})", class_order)
+
+
+# --- stated class order and normalization -------------------------------------------------------
+
+def parse_classes(value) -> list[str] | None:
+    """`classes`: None, a list of names, or one comma-separated string; the names in label order."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        names = [n.strip() for n in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        bad = [n for n in value if not isinstance(n, str)]
+        if bad:
+            raise DatasetError(f"classes must be names (strings) in label order; got {_short(bad[0])} "
+                               f"({type(bad[0]).__name__}).")
+        names = [n.strip() for n in value]
+    else:
+        raise DatasetError(f"classes must be a list of names or a comma-separated string such as "
+                           f"'cat,dog,bird', not {type(value).__name__}.")
+    if not all(names):
+        raise DatasetError(f"classes has an empty name ({_short(value)}); give one name per class, in label "
+                           f"order, e.g. cat,dog,bird.")
+    twice = sorted(n for n, count in Counter(names).items() if count > 1)
+    if twice:
+        raise DatasetError(f"classes names {twice} more than once; each class needs its own name.")
+    return names
+
+
+def parse_stats(value, what: str = "mean") -> str | tuple[float, ...] | None:
+    """A `mean` or `std` option: None, "auto", a number, numbers, or a comma-separated string of them."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return "auto"
+        items: list = value.split(",")
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        items = [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, (np.ndarray, torch.Tensor)):
+        items = value.reshape(-1).tolist()
+    else:
+        raise DatasetError(f"{what} must be 'auto' or numbers (one per channel or feature, or one for all), "
+                           f"not {type(value).__name__}.")
+    numbers = []
+    for item in items:
+        try:
+            if isinstance(item, (bool, np.bool_)):
+                raise TypeError
+            numbers.append(float(item.strip() if isinstance(item, str) else item))
+        except (TypeError, ValueError, OverflowError):
+            raise DatasetError(f"{what}: {_short(item)} is not a number; give 'auto' or numbers separated by "
+                               f"commas, e.g. 0.5,0.5,0.5.") from None
+    if not numbers:
+        raise DatasetError(f"{what} is empty; give 'auto' or at least one number.")
+    if not all(math.isfinite(v) for v in numbers):
+        raise DatasetError(f"{what} must be finite numbers, got {numbers}.")
+    if what == "std" and min(numbers) <= 0:
+        raise DatasetError(f"std must be > 0 (inputs are divided by it), got {numbers}.")
+    return tuple(numbers)
+
+
+def data_options(args) -> dict:
+    """The data keywords of load_dataset (classes, label_column, mean, std) from an argparse namespace
+    (or any object); a missing attribute means None. Malformed values raise DatasetError."""
+    label_column = getattr(args, "label_column", None)
+    if label_column is not None:
+        if not isinstance(label_column, str) or not label_column.strip():
+            raise DatasetError(f"--label-column must name a column of the CSV file, got {_short(label_column)}.")
+        label_column = label_column.strip()
+    return {"classes": parse_classes(getattr(args, "classes", None)), "label_column": label_column,
+            "mean": parse_stats(getattr(args, "mean", None), "mean"),
+            "std": parse_stats(getattr(args, "std", None), "std")}
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _stat_width(x: torch.Tensor) -> tuple[int, str]:
+    """How many values a mean or std has, and what each is for: one per channel (images), per feature
+    (flat data), else a single value for all (float inputs with several axes)."""
+    if x.dtype == torch.uint8:
+        return x.shape[1], "channel"
+    return (x.shape[1], "feature") if x.ndim == 2 else (1, "")
+
+
+def _fit_stat(value, width: int, what: str, where: str, unit: str) -> tuple[float, ...] | None:
+    """A stated mean/std at the data's width (a single value is broadcast); None and "auto" pass through."""
+    if not isinstance(value, tuple) or len(value) == width:
+        return value
+    if len(value) == 1:
+        return value * width
+    if not unit:
+        raise DatasetError(f"{what} has {len(value)} values but {where} takes a single one (its inputs have "
+                           f"several axes, so one value applies to all).")
+    raise DatasetError(f"{what} has {len(value)} values but {where} has {width} {unit}{'s' * (width > 1)}; "
+                       f"give one value per {unit}, or a single value.")
+
+
+def _apply_normalization(d: Dataset, mean, std) -> Dataset:
+    """Replace the dataset's default statistics by stated or computed ones, and say where each came from."""
+    if mean is None and std is None:
+        return d
+    width, unit = _stat_width(d.x_train)
+    computed = _channel_stats(d.x_train) if "auto" in (mean, std) else None
+
+    def resolve(value, default, i, what):
+        if value is None:
+            return tuple(default), d.normalization
+        if value == "auto":
+            return computed[i], COMPUTED
+        return _fit_stat(value, width, what, d.name, unit), STATED
+
+    (d.mean, mean_source), (d.std, std_source) = resolve(mean, d.mean, 0, "mean"), resolve(std, d.std, 1, "std")
+    d.normalization = mean_source if mean_source == std_source else f"mean {mean_source}; std {std_source}"
+    return d
+
+
+def _integer_classes(labels: np.ndarray, stated: list[str] | None, where: str) -> tuple[list[str], str]:
+    """Class names for integer labels, which must be 0..K-1: the stated K names, else "0".."K-1"."""
+    values = np.unique(labels)
+    if values[0] < 0:
+        raise DatasetError(f"{where}: labels must be integers 0..K-1, found {int(values[0])}.")
+    k = int(values[-1]) + 1
+    if stated is not None:
+        if len(stated) != k:
+            raise DatasetError(f"{where}: classes names {len(stated)} classes but the labels run 0..{k - 1} "
+                               f"({k} classes); give exactly one name per label, in label order.")
+        return list(stated), "stated"
+    if len(values) != k:
+        # A gap usually means labels that are not indices (1..K, raw ids): refuse rather than train
+        # outputs that never see an example.
+        gap = int(next(i for i, v in enumerate(values) if v != i))
+        hint = f" (labels start at {int(values[0])}: subtract it?)" if gap == 0 else ""
+        raise DatasetError(f"{where}: labels must be integers 0..K-1, but no example has label {gap} while "
+                           f"labels go up to {k - 1}{hint}. Map them to 0..K-1, or state all {k} class names "
+                           f"with classes / --classes if some classes really have no examples.")
+    return [str(i) for i in range(k)], "numeric"
+
+
+def _own_dataset(name, xtr, ytr, xte, yte, classes, class_order, source) -> Dataset:
+    """The user's own numbers: used as they are (mean 0, std 1; uint8 images only divided by 255)."""
+    width = _stat_width(xtr)[0]
+    augment = {"crop": max(1, xtr.shape[-1] // 8), "flip": True} if xtr.dtype == torch.uint8 else {}
+    return Dataset(name, xtr, torch.as_tensor(ytr, dtype=torch.long), xte, torch.as_tensor(yte, dtype=torch.long),
+                   classes, (0.0,) * width, (1.0,) * width, augment, source, class_order, AS_IS)
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text.strip()).expanduser()
+    try:
+        if not text.strip() or not path.exists():
+            raise DatasetError(f"No such file: {text}")
+        if not path.is_file():
+            raise DatasetError(f"{text} is not a file (a folder?); give the path of the file itself.")
+    except (OSError, ValueError) as e:  # a NUL byte, a name too long ...
+        raise DatasetError(f"No such file: {text} ({e})") from e
+    return path.resolve()
+
+
+# --- the user's own arrays: npz or safetensors -------------------------------------------------
+
+_ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_SAVE_HINT = "numpy.savez(PATH, x_train=..., y_train=..., x_test=..., y_test=...) or safetensors' save_file."
+
+
+def _arrays_format(path: Path) -> str:
+    """'npz' or 'safetensors', recognized by the first bytes whatever the file is called."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head.startswith(b"PK"):  # a zip archive, which is what numpy.savez writes
+        return "npz"
+    # safetensors: an 8-byte little-endian header length, then the JSON header itself
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= path.stat().st_size - 8:
+        return "safetensors"
+    raise DatasetError(f"{path} is neither an .npz file (a zip archive, starting with 'PK') nor a safetensors "
+                       f"file (an 8-byte header length, then '{{'); it starts with {head!r}. Save the arrays "
+                       f"with {_SAVE_HINT}")
+
+
+def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    kind = _arrays_format(path)
+    arrays: dict[str, np.ndarray] = {}
+    key = None
+    try:
+        if kind == "npz":
+            # allow_pickle=False: an object array inside is refused by numpy before anything is unpickled
+            opened = np.load(path, allow_pickle=False)
+            names, get = opened.files, opened.__getitem__
+        else:
+            from safetensors import safe_open
+            opened = safe_open(str(path), framework="np")
+            names, get = list(opened.keys()), opened.get_tensor
+        with opened:
+            missing = [k for k in _ARRAY_KEYS if k not in names]
+            if missing:
+                raise DatasetError(f"{path} ({kind}) lacks {', '.join(missing)}; it holds {sorted(names)}. "
+                                   f"It needs x_train, y_train, x_test and y_test: save them with {_SAVE_HINT}")
+            for key in _ARRAY_KEYS:
+                arrays[key] = np.asarray(get(key))
+    except DatasetError:
+        raise
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise DatasetError(f"{path}: {key} holds Python objects (a pickled object array); those are never "
+                               f"loaded, since unpickling can run code. Save plain numeric arrays.") from None
+        raise DatasetError(f"Cannot read {path} as {kind}: {e}") from e
+    except Exception as e:  # a truncated zip, a corrupt header, an unsupported dtype ...
+        raise DatasetError(f"Cannot read {path} as {kind}: {type(e).__name__}: {e}") from e
+    return arrays, kind
+
+
+def _checked_arrays(a: dict[str, np.ndarray], where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_train and x_test as tensors (uint8 images or float32), after checking shapes, dtypes, values."""
+    found = "; ".join(f"{k}: {a[k].dtype} {tuple(a[k].shape)}" for k in _ARRAY_KEYS)
+    for split in ("train", "test"):
+        x, y = a[f"x_{split}"], a[f"y_{split}"]
+        if x.ndim < 2 or y.ndim != 1:
+            raise DatasetError(f"{where}: x_{split} must be (N, features...) and y_{split} (N,), one label per "
+                               f"row (for a single feature save x[:, None]); found {found}.")
+        if len(x) != len(y) or len(x) == 0:
+            raise DatasetError(f"{where}: x_{split} has {len(x)} rows and y_{split} {len(y)} labels; they need "
+                               f"the same, non-zero number. Found {found}.")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DatasetError(f"{where}: labels must be integers 0..K-1, but y_{split} is {y.dtype}; save "
+                               f"y.astype('int64') (mapping names to indices first). Found {found}.")
+    xtr, xte = a["x_train"], a["x_test"]
+    if xtr.shape[1:] != xte.shape[1:] or (xtr.dtype == np.uint8) != (xte.dtype == np.uint8):
+        raise DatasetError(f"{where}: x_train and x_test must have the same feature shape and both be uint8 "
+                           f"images or both numbers; found {found}.")
+    if xtr.dtype == np.uint8 and xtr.ndim == 4:
+        if xtr.shape[1] > 4 and xtr.shape[-1] in (1, 3, 4):
+            raise DatasetError(f"{where}: uint8 images must be (N, C, H, W); these look channels-last "
+                               f"{tuple(xtr.shape)}: save x.transpose(0, 3, 1, 2).")
+        return torch.from_numpy(np.ascontiguousarray(xtr)), torch.from_numpy(np.ascontiguousarray(xte))
+    if xtr.dtype == np.uint8 and xtr.ndim == 3:
+        raise DatasetError(f"{where}: uint8 x of shape {tuple(xtr.shape)} looks like grayscale images without "
+                           f"a channel axis: save x[:, None] for images (N, 1, H, W), or x.astype('float32') "
+                           f"to use the values as plain numbers.")
+    real = lambda x: (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) and not np.iscomplexobj(x)
+    if not (real(xtr) and real(xte)):
+        raise DatasetError(f"{where}: x must hold real numbers (float) or uint8 images (N, C, H, W); "
+                           f"found {found}.")
+    tensors = []
+    for split, x in (("train", xtr), ("test", xte)):
+        with np.errstate(over="ignore"):  # values beyond float32's range become inf, caught just below
+            xf = x.astype(np.float32)
+        bad = ~np.isfinite(xf)
+        if bad.any():
+            raise DatasetError(f"{where}: x_{split} has {int(bad.sum())} NaN or infinite values (as float32; "
+                               f"the first at index {tuple(int(i) for i in np.argwhere(bad)[0])}); remove or "
+                               f"impute them first.")
+        tensors.append(torch.from_numpy(xf))
+    return tensors[0], tensors[1]
+
+
+def _arrays_dataset(text: str, stated: list[str] | None) -> Dataset:
+    path = _existing_file(text)
+    a, kind = _read_arrays(path)
+    where = f"npz:{path}"
+    xtr, xte = _checked_arrays(a, where)
+    if max(int(a["y_train"].max()), int(a["y_test"].max())) > np.iinfo(np.int64).max:  # uint64 would wrap
+        raise DatasetError(f"{where}: labels must be integers 0..K-1; found values beyond int64.")
+    ytr, yte = a["y_train"].astype(np.int64), a["y_test"].astype(np.int64)
+    classes, order = _integer_classes(np.concatenate([ytr, yte]), stated, where)
+    return _own_dataset(where, xtr, ytr, xte, yte, classes, order, f"arrays in {path} ({kind})")
+
+
+# --- the user's own CSV files ------------------------------------------------------------------
+
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the non-blank rows, each with its line number (for error messages)."""
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheet exports start with a BOM
+            reader = csv.reader(f)
+            try:
+                header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                raise DatasetError(f"{path} is empty; a CSV needs a header row naming its columns.") from None
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(header):
+                    raise DatasetError(f"{path} line {reader.line_num}: {len(row)} cells, but the header names "
+                                       f"{len(header)} columns.")
+                rows.append((reader.line_num, row))
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path} is not a UTF-8 text CSV file ({e}).") from e
+    except csv.Error as e:
+        raise DatasetError(f"{path} is not a readable CSV file: {e}.") from e
+    if not all(header) or len(set(header)) != len(header):
+        raise DatasetError(f"{path}: every column needs its own non-empty name in the header row; found {header}.")
+    return header, rows
+
+
+def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
+    """Features (float32), labels (stripped strings), split (or None) and line numbers of one CSV file."""
+    header, rows = _read_csv(path)
+    if label_column not in header:
+        raise DatasetError(f"{path} has no label column {label_column!r}; its columns are {header}. "
+                           f"Name the label column with label_column / --label-column.")
+    has_split = "split" in header and label_column != "split"
+    if has_split and two_files:
+        raise DatasetError(f"{path} has a split column, but two files were given; give one file with a split "
+                           f"column (csv:FILE), or two files without one (csv:TRAIN.csv,TEST.csv).")
+    features = [h for h in header if h != label_column and not (has_split and h == "split")]
+    if not features:
+        raise DatasetError(f"{path} has no feature columns besides {label_column!r}.")
+    if not rows:
+        raise DatasetError(f"{path} has a header but no rows.")
+    lab = header.index(label_column)
+    labels = [row[lab].strip() for _, row in rows]
+    empty = next((line for (line, _), v in zip(rows, labels) if not v), None)
+    if empty is not None:
+        raise DatasetError(f"{path} line {empty}: the label ({label_column!r}) is empty.")
+    split = None
+    if has_split:
+        split = [row[header.index("split")].strip().lower() for _, row in rows]
+        odd = next(((line, v) for (line, _), v in zip(rows, split) if v not in ("train", "test")), None)
+        if odd:
+            raise DatasetError(f"{path} line {odd[0]}: split is {odd[1]!r}; it must be 'train' or 'test'.")
+    cols = [header.index(h) for h in features]
+    x = np.empty((len(rows), len(cols)), dtype=np.float64)  # float32 (checked for overflow) below
+    for r, (line, row) in enumerate(rows):
+        for j, c in enumerate(cols):
+            try:
+                x[r, j] = float(row[c])
+            except ValueError:
+                raise DatasetError(f"{path} line {line}, column {header[c]!r}: {_short(row[c])} is not a number; "
+                                   f"every column except the label{' and split' if has_split else ''} must be "
+                                   f"numeric.") from None
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32)
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        r, j = bad[0]
+        raise DatasetError(f"{path} line {rows[r][0]}, column {features[j]!r}: {_short(rows[r][1][cols[j]])} is "
+                           f"NaN or infinite (as float32); {len(bad)} such cells. Remove or impute them first.")
+    return {"features": features, "x": x, "labels": labels, "split": split, "lines": [line for line, _ in rows]}
+
+
+def _csv_label_indices(labels: list[str], lines: list[tuple[Path, int]], stated: list[str] | None,
+                       where: str) -> tuple[np.ndarray, list[str], str]:
+    if all(_INT.fullmatch(v) for v in labels):
+        y = np.array([int(v) for v in labels], dtype=np.int64) if labels else np.zeros(0, np.int64)
+        classes, order = _integer_classes(y, stated, where)
+        return y, classes, order
+    classes, order = (list(stated), "stated") if stated is not None else (sorted(set(labels)), "alphabetical")
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = next((i for i, v in enumerate(labels) if v not in index), None)
+    if unknown is not None:
+        path, line = lines[unknown]
+        raise DatasetError(f"{path} line {line}: label {labels[unknown]!r} is not among the stated classes "
+                           f"{_short(classes, 200)}; add it to classes / --classes (in label order).")
+    return np.array([index[v] for v in labels], dtype=np.int64), classes, order
+
+
+def _csv_dataset(text: str, label_column: str | None, stated: list[str] | None) -> Dataset:
+    label_column = label_column or "label"
+    whole = Path(text.strip()).expanduser()
+    parts = [text] if "," not in text or whole.is_file() else text.split(",")  # a comma in a real name wins
+    if len(parts) > 2 or not all(p.strip() for p in parts):
+        raise DatasetError(f"csv:{text}: give one file (with a split column) or two as csv:TRAIN.csv,TEST.csv.")
+    paths = [_existing_file(p) for p in parts]
+    tables = [_csv_table(p, label_column, len(paths) == 2) for p in paths]
+    if len(paths) == 1:
+        t = tables[0]
+        if t["split"] is None:
+            raise DatasetError(f"{paths[0]} says nothing about which rows are for training: add a column named "
+                               f"'split' with values train/test, or give two files as csv:TRAIN.csv,TEST.csv.")
+        is_train = np.array([s == "train" for s in t["split"]])
+        for name, mask in (("train", is_train), ("test", ~is_train)):
+            if not mask.any():
+                raise DatasetError(f"{paths[0]}: no row has split={name}; both splits need rows.")
+        lines = [(paths[0], line) for line in t["lines"]]
+        y, classes, order = _csv_label_indices(t["labels"], lines, stated, f"csv:{paths[0]}")
+        xtr, xte, ytr, yte = t["x"][is_train], t["x"][~is_train], y[is_train], y[~is_train]
+        features, name = t["features"], f"csv:{paths[0]}"
+    else:
+        train, test = tables
+        features = train["features"]
+        if set(test["features"]) != set(features):
+            raise DatasetError(f"{paths[1]} and {paths[0]} need the same columns; only in train: "
+                               f"{sorted(set(features) - set(test['features']))}, only in test: "
+                               f"{sorted(set(test['features']) - set(features))}.")
+        reorder = [test["features"].index(h) for h in features]  # match columns by name, not position
+        lines = [(paths[0], line) for line in train["lines"]] + [(paths[1], line) for line in test["lines"]]
+        name = f"csv:{paths[0]},{paths[1]}"
+        y, classes, order = _csv_label_indices(train["labels"] + test["labels"], lines, stated, name)
+        xtr, xte = train["x"], test["x"][:, reorder]
+        ytr, yte = y[:len(xtr)], y[len(xtr):]
+    source = (f"CSV {', '.join(map(str, paths))}: {len(features)} feature columns, label column "
+              f"{label_column!r}" + (", split column" if len(paths) == 1 else ""))
+    return _own_dataset(name, torch.from_numpy(np.ascontiguousarray(xtr)), ytr,
+                        torch.from_numpy(np.ascontiguousarray(xte)), yte, classes, order, source)
 
 
 # --- registry ----------------------------------------------------------------------------------
@@ -262,20 +709,61 @@ TORCHVISION = ("cifar10", "cifar100", "svhn", "fashion_mnist", "mnist")
 DATASETS = OFFLINE + TORCHVISION
 
 
+def _check_registry_request(name: str, classes: list[str] | None, mean, std) -> None:
+    """Refuse a stated class list or statistics that cannot fit a registry dataset, before loading it."""
+    from .catalogue import NUM_CLASSES, SIGNATURES  # static shapes and names: no download needed
+
+    shape, names = SIGNATURES[name]
+    if classes is not None and (classes != names if names is not None else len(classes) != NUM_CLASSES[name]):
+        raise DatasetError(f"{name}'s classes are fixed by the registry"
+                           + (f" ({', '.join(names)})" if names else f" ({NUM_CLASSES[name]} of them)")
+                           + "; classes / --classes must list exactly these, in this order, or be left out.")
+    for value, what in ((mean, "mean"), (std, "std")):
+        _fit_stat(value, shape[0], what, name, "channel" if len(shape) == 3 else "feature")
+
+
 def load_dataset(name: str, root: str | Path | None = None, download: bool = True,
-                 svhn_extra: bool = False, progress: Callable[[int, int], None] | None = None) -> Dataset:
-    """Load a dataset by name: one of DATASETS, or `imagefolder:PATH`."""
+                 svhn_extra: bool = False, progress: Callable[[int, int], None] | None = None, *,
+                 classes: list[str] | str | None = None, label_column: str | None = None,
+                 mean=None, std=None) -> Dataset:
+    """Load a dataset by name: one of DATASETS, `imagefolder:PATH`, `npz:PATH` (npz or safetensors
+    arrays x_train, y_train, x_test, y_test) or `csv:PATH` / `csv:TRAIN.csv,TEST.csv`.
+
+    classes: the class names in label order; it replaces an image folder's alphabetical order, names
+        integer labels, orders string labels, and must match a registry dataset's own list.
+    label_column: the CSV column holding the labels (default "label"); CSV only.
+    mean, std: None (registry and image folders: computed from the training split; npz/csv: the
+        numbers are used as they are), "auto" (computed from the training split), or numbers (one per
+        channel, in [0, 1] units for images, or per feature; a single value is broadcast).
+    """
+    # Every option is checked before any file is read or anything is downloaded.
+    classes = parse_classes(classes)
+    mean, std = parse_stats(mean, "mean"), parse_stats(std, "std")
+    if label_column is not None and not name.startswith("csv:"):
+        raise DatasetError(f"label_column / --label-column applies to csv:PATH datasets only, not {name!r}.")
     root = Path(root) if root else None
     if name.startswith("imagefolder:"):
-        return _imagefolder(name.split(":", 1)[1], root=root, progress=progress)
-    if name == "digits":
-        return _digits()
-    if name in ("moons", "circles", "spirals"):
-        return _points(name)
-    if name in TORCHVISION:
-        return _torchvision(name, root=root, download=download, svhn_extra=svhn_extra)
-    raise DatasetError(f"Unknown dataset {name!r}. Choose one of {', '.join(DATASETS)}, "
-                       f"or imagefolder:PATH for a folder with train/<class>/ and test/<class>/.")
+        d = _imagefolder(name.split(":", 1)[1], root=root, progress=progress, stated=classes, mean=mean, std=std)
+    elif name.startswith("npz:"):
+        d = _arrays_dataset(name.split(":", 1)[1], classes)
+    elif name.startswith("csv:"):
+        d = _csv_dataset(name.split(":", 1)[1], label_column, classes)
+    elif name in DATASETS:
+        _check_registry_request(name, classes, mean, std)
+        if name == "digits":
+            d = _digits()
+        elif name in ("moons", "circles", "spirals"):
+            d = _points(name)
+        else:
+            d = _torchvision(name, root=root, download=download, svhn_extra=svhn_extra)
+        if classes is not None and classes != d.classes:  # cifar100's 100 names are only known now
+            raise DatasetError(f"{name}'s classes are fixed by the registry ({', '.join(d.classes[:5])}, ...); "
+                               f"classes / --classes must list exactly these, in this order, or be left out.")
+    else:
+        raise DatasetError(f"Unknown dataset {name!r}. Choose one of {', '.join(DATASETS)}, "
+                           f"or imagefolder:PATH for a folder with train/<class>/ and test/<class>/, "
+                           f"npz:PATH for your own arrays (npz or safetensors), csv:PATH for a CSV file.")
+    return _apply_normalization(d, mean, std)
 
 
 # --- batches -----------------------------------------------------------------------------------
