@@ -112,9 +112,31 @@ def dataset_of(path: str | Path, given: str | None = None) -> str:
     return meta["dataset"]
 
 
-def check_dataset(meta: dict, dataset) -> list[str]:
+USER_DATA = ("npz:", "csv:", "imagefolder:")  # data whose class order is the user's, not a registry's
+
+
+def data_for(path: str | Path, name: str | None = None, root=None, options: dict | None = None,
+             svhn_extra: bool = False):
+    """The dataset to measure a checkpoint on: `name`, else the one its metadata names. Its data
+    options (label column, class order ...) are those it was imported or trained with, unless
+    `options` states others; the user's own data keeps the class order the checkpoint recorded."""
+    from .data import load_dataset
+
+    name = dataset_of(path, name)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    meta = read_safetensors(Path(path), tensors=False)[1] if sniff_checked(Path(path)) == "safetensors" else None
+    if meta and meta.get("dataset") == name:
+        recorded = {k: v for k, v in (meta.get("data_options") or {}).items() if v is not None}
+        if name.startswith(USER_DATA) and meta.get("class_names"):
+            recorded.setdefault("classes", list(meta["class_names"]))
+        options = {**recorded, **options}
+    return load_dataset(name, root, svhn_extra=svhn_extra, **options)
+
+
+def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
     """Refuse a dataset whose classes or input shape differ from what the checkpoint was trained
-    for; returns warnings about the class order that cannot be checked."""
+    for; returns warnings about a class order that cannot be checked (a `foreign` model's class
+    names are the dataset's own, so they cannot vouch for its order)."""
     if meta["num_classes"] != dataset.num_classes:
         raise CheckpointError(
             f"The checkpoint has {meta['num_classes']} output classes but {dataset.name} has "
@@ -129,7 +151,7 @@ def check_dataset(meta: dict, dataset) -> list[str]:
             f"{dataset.name} has the checkpoint's classes in another order ({', '.join(dataset.classes[:4])}, ... vs "
             f"{', '.join(names[:4])}, ...): every label would be read as another class. State the order with "
             f"--classes {','.join(names)}.")
-    if not names and order == "alphabetical":
+    if (not names or foreign) and order == "alphabetical":
         return [f"The class order of {dataset.name} comes only from sorting its names alphabetically "
                 f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), and the model "
                 f"records none. If the model was trained with another order, every number will be wrong: state it "
@@ -241,7 +263,8 @@ def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None, arc
         except LoadError as e:
             raise CheckpointError(str(e)) from None
         model.load_state_dict(state)
-    meta["warnings"] = check_dataset(meta, dataset) if dataset is not None else []
+    foreign = meta["provenance"].get("kind") == "foreign" if isinstance(meta.get("provenance"), dict) else False
+    meta["warnings"] = check_dataset(meta, dataset, foreign) if dataset is not None else []
     example = _probe(model, meta, dataset, path) if dataset is not None else None
     bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:

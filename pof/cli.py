@@ -267,8 +267,9 @@ def cmd_post_train(args) -> int:
         raise ValueError("post-train needs a CHECKPOINT to start from (or --resume to continue a run).")
     pof_names = {f.name for f in fields(PoFConfig)}
     names = {f.name for f in fields(PostTrainConfig)} - {"pof"}
-    cfg = PostTrainConfig(**{k: v for k, v in vars(args).items() if k in names and k != "arch_args"},
-                          arch_args=dict(args.arch_arg),
+    from .data import data_options
+    cfg = PostTrainConfig(**{k: v for k, v in vars(args).items() if k in names and k not in ("arch_args", "data_options")},
+                          arch_args=dict(args.arch_arg), data_options=data_options(args),
                           pof=PoFConfig(**{k: v for k, v in vars(args).items() if k in pof_names}))
     main_rank = os.environ.get("RANK", "0") == "0"
     update, close = _progress_bar(args.quiet or not main_rank)
@@ -280,11 +281,11 @@ def cmd_post_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .checkpoints import dataset_of, load_checkpoint
-    from .data import Batches, load_dataset
+    from .checkpoints import data_for, load_checkpoint
+    from .data import Batches, data_options
     from .train import evaluate, pick_device
 
-    dataset = load_dataset(dataset_of(args.checkpoint, args.dataset), args.data_root, svhn_extra=args.svhn_extra)
+    dataset = data_for(args.checkpoint, args.dataset, args.data_root, data_options(args), args.svhn_extra)
     model, meta = load_checkpoint(args.checkpoint, dataset=dataset, source=model_source(args))
     print_warnings(meta)
     device = pick_device(args.device)
@@ -310,7 +311,7 @@ def cmd_import(args) -> int:
     from pathlib import Path
 
     from .checkpoints import load_checkpoint, save_checkpoint
-    from .data import load_dataset
+    from .data import data_options, load_dataset
     from .models import count_parameters
 
     out = Path(args.out)
@@ -318,10 +319,11 @@ def cmd_import(args) -> int:
         raise ValueError(f"{out} exists; give --overwrite to replace it, or another --out.")
     if out.suffix != ".safetensors":
         raise ValueError(f"--out {out}: a project checkpoint is a .safetensors file; name it so.")
-    dataset = load_dataset(args.dataset, args.data_root, svhn_extra=args.svhn_extra)
+    dataset = load_dataset(args.dataset, args.data_root, svhn_extra=args.svhn_extra, **data_options(args))
     model, meta = load_checkpoint(args.checkpoint, dataset=dataset, source=model_source(args))
     print_warnings(meta)
     meta["provenance"] = {**meta["provenance"], "kind": "imported"}
+    meta["data_options"] = {k: v for k, v in data_options(args).items() if v is not None}
     save_checkpoint(out, model, meta)
     print(f"{meta['arch']} ({count_parameters(model):,} parameters), {meta['split']}\n"
           f"wrote {out}: every command and the app now take it without --arch/--dataset")

@@ -197,6 +197,7 @@ def load_export(path: Path) -> nn.Module:
                     f"dynamic_shapes=({{0: torch.export.Dim('batch')}},)).")
     module = program.module()
     module.train = types.MethodType(_fixed_mode, module)
+    module.eval = types.MethodType(lambda self: _fixed_mode(self, False), module)
     return module
 
 

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .checkpoints import CheckpointError, dataset_of, file_sha256, load_checkpoint
+from .checkpoints import CheckpointError, data_for, dataset_of, file_sha256, load_checkpoint
 from .loading import ModelSource
-from .data import Batches, epoch_generator, load_dataset, parse_augment
+from .data import Batches, epoch_generator, parse_augment
 from .method import PoFConfig, PoFPerturbation
 from .models import split_model
 from .runs import Run
@@ -41,6 +41,7 @@ class PostTrainConfig:
     checkpoint: str = ""
     dataset: str | None = None  # None: the dataset named in the checkpoint
     data_root: str | None = None
+    data_options: dict = field(default_factory=dict)  # load_dataset's classes, label_column, mean, std
     svhn_extra: bool = False
     arch: str | None = None  # for foreign checkpoints only (pof.archs: registry, torchvision:, file.py:fn, ...)
     arch_args: dict = field(default_factory=dict)
@@ -185,7 +186,7 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
     ddp, device = init_distributed(cfg.device)
     ckpt = Path(cfg.checkpoint)
     dataset_name = dataset_of(ckpt, cfg.dataset)
-    dataset = load_dataset(dataset_name, cfg.data_root, svhn_extra=cfg.svhn_extra)
+    dataset = data_for(ckpt, cfg.dataset, cfg.data_root, cfg.data_options, cfg.svhn_extra)
     model, meta = load_checkpoint(ckpt, dataset=dataset,
                                   source=ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map))
     for warning in meta["warnings"]:
@@ -219,18 +220,19 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
         dist.barrier()  # the folder exists before anyone reads or writes it
 
     augment = parse_augment(cfg.augment, dataset.augment)
-    common = dict(mean=dataset.mean, std=dataset.std, batch_size=batch_size, device=device, augment=augment, seed=cfg.seed)
+    mean, std = meta["mean"], meta["std"]  # the model's input normalization, recorded with it
+    common = dict(mean=mean, std=std, batch_size=batch_size, device=device, augment=augment, seed=cfg.seed)
     if ddp.world > 1:
         train = ShardedBatches(dataset.x_train, dataset.y_train, rank=ddp.rank, world=ddp.world, **common)
     else:
         train = Batches(dataset.x_train, dataset.y_train, drop_last=cfg.drop_last, **common)
-    test = Batches(dataset.x_test, dataset.y_test, dataset.mean, dataset.std, 1024, device, shuffle=False)
-    eval_train = Batches(dataset.x_train, dataset.y_train, dataset.mean, dataset.std, 1024, device, shuffle=False)
+    test = Batches(dataset.x_test, dataset.y_test, mean, std, 1024, device, shuffle=False)
+    eval_train = Batches(dataset.x_train, dataset.y_train, mean, std, 1024, device, shuffle=False)
 
     wrap = (lambda m: nn.parallel.DistributedDataParallel(m, device_ids=[device.index] if device.type == "cuda" else None)) \
         if ddp.world > 1 else (lambda m: m)
     if frozen:
-        weak = Batches(dataset.x_train, dataset.y_train, dataset.mean, dataset.std, cfg.pof.weak_batch_size,
+        weak = Batches(dataset.x_train, dataset.y_train, mean, std, cfg.pof.weak_batch_size,
                        device, augment=augment, seed=cfg.seed)
         step = FrozenHeadStep(cfg.method, split.features, wrap(split.features), split.classifier, optimizer,
                               cfg.pof, weak, cfg.seed, ddp.rank)
@@ -241,6 +243,7 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
 
     post_meta = {k: v for k, v in meta.items() if k not in ("format", "version", "metrics")}
     post_meta["dataset"] = dataset_name  # the data it was post-trained on (may be another copy of the source's)
+    post_meta["data_options"] = {k: v for k, v in cfg.data_options.items() if v is not None}
     post_meta["provenance"] = {"kind": "post-train", "method": cfg.method, "source": str(ckpt),
                                "source_sha256": file_sha256(ckpt), "source_provenance": meta.get("provenance"),
                                "lr": lr, "epochs": cfg.epochs, "batch_size": batch_size, "seed": cfg.seed,
