@@ -144,6 +144,126 @@ def cmd_hessian(args) -> int:
     return EXIT_OK
 
 
+def _layers_progress(quiet: bool, desc: str):
+    """One bar for the whole report, counted in Hessian-vector products: its total shrinks when a
+    Lanczos run converges early, so the time left tqdm shows is an upper bound that tightens."""
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+    bar = tqdm(total=1, desc=desc, unit="hvp", dynamic_ncols=True, file=sys.stderr)
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar.total = total
+        bar.set_postfix_str(label, refresh=False)
+        bar.update(done - bar.n)
+
+    return progress, bar.close
+
+
+def _layers_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def _print_layers(result: dict) -> None:
+    w = result["whole"]
+    print(f"{result['checkpoint']}: {w['parameters']} parameters; {result['eval_set']}; {result['mode']}")
+    print(f"  {'layer':<28} {'kind':<10} {'params':>9}  {'trace':>10} ± {'se':<8}  {'per param':>10}  {'top eig':>10}  {'share':>7}")
+    for r in result["rows"]:
+        top = f"{r['top_eigenvalue']:.4g}" + ("" if r["top_converged"] else "?")
+        name = r["name"] + (" *" if r["is_classifier"] else "")
+        print(f"  {name:<28} {r['kind']:<10} {r['n_params']:>9}  {r['trace']:>10.4g} ± {r['trace_stderr']:<8.2g}"
+              f"  {r['trace_per_param']:>10.3g}  {top:>10}  {100 * r['share_of_trace']:>6.1f}%")
+    top = f"{w['top_eigenvalue']:.4g}" + ("" if w["converged"] else "?")
+    print(f"  {'whole network':<28} {'':<10} {w['parameters']:>9}  {w['trace']:>10.4g} ± {w['trace_stderr']:<8.2g}"
+          f"  {w['trace_per_param']:>10.3g}  {top:>10}  {100.0:>6.1f}%")
+    h, s = result["hvp"], result["seconds"]
+    print(f"  * classifier; ? not converged to tol {result['tol']:g}")
+    print(f"  Hessian-vector products: {h['trace']} for every trace ({result['n_probes']} probes, one pass), "
+          f"{h['blocks']} for the block eigenvalues, {h['whole_top']} for the whole network's; {h['total']} in "
+          f"{s['total']:.1f} s")
+
+
+def _print_ratios(first: dict, other: dict) -> None:
+    """Per layer, other / first: above 1 the other checkpoint is sharper there."""
+    def ratio(a, b):
+        return f"{b / a:.3g}" if a else "-"
+
+    theirs = {r["name"]: r for r in other["rows"]}
+    print(f"{other['checkpoint']} / {first['checkpoint']}:")
+    print(f"  {'layer':<28} {'top eig':>9}  {'trace':>9}")
+    for r in first["rows"]:
+        o = theirs.get(r["name"])
+        if o is not None:
+            name = r["name"] + (" *" if r["is_classifier"] else "")
+            print(f"  {name:<28} {ratio(r['top_eigenvalue'], o['top_eigenvalue']):>9}  {ratio(r['trace'], o['trace']):>9}")
+    a, b = first["whole"], other["whole"]
+    print(f"  {'whole network':<28} {ratio(a['top_eigenvalue'], b['top_eigenvalue']):>9}  {ratio(a['trace'], b['trace']):>9}")
+    missing = len(other["rows"]) - sum(r["name"] in theirs for r in first["rows"])
+    if missing:
+        print(f"  ({missing} layer(s) of the second checkpoint have no counterpart by name)")
+
+
+def _layer_result(args, checkpoint: str) -> tuple[dict, Path]:
+    """One checkpoint's report, from the cache in --out or computed (and then cached as JSON + CSV)."""
+    from .layers import SCHEMA, layer_report
+
+    data = EvalData(checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
+    opts = {k: getattr(args, k) for k in ("probes", "tol", "max_steps", "seed")}
+    opts.update(batch_size=args.batch_size or 1000, schema=SCHEMA)
+    path = Path(args.out) / f"{_key('layers', sha=data.sha, data=data.spec, **opts)}.json"
+    if path.exists():
+        print(f"(cached: {path})", file=sys.stderr)
+        result = json.loads(path.read_text())
+    else:
+        progress, close = _layers_progress(args.quiet, Path(checkpoint).name)
+        try:
+            report = layer_report(data.model, data.batches(opts["batch_size"]), classifier=data.meta.get("classifier"),
+                                  probes=args.probes, tol=args.tol, max_steps=args.max_steps, seed=args.seed,
+                                  progress=progress)
+        finally:
+            close()
+        result = {"checkpoint": checkpoint, "sha256": data.sha, "eval_set": data.eval_set, "options": opts,
+                  **report.to_dict()}
+        _write(path, result)
+    if not path.with_suffix(".csv").exists():
+        _layers_csv(path.with_suffix(".csv"), result["rows"])
+    return result, path
+
+
+def cmd_layers(args) -> int:
+    from .hessian import Stopped
+
+    # refuse bad input before the first (minutes-long) report, not after it
+    if args.probes < 2 or args.max_steps < 1 or not args.tol > 0:
+        raise ValueError("--probes must be at least 2 (for a standard error), --max-steps at least 1, --tol above 0")
+    for checkpoint in args.checkpoints:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"no such checkpoint file: {checkpoint}")
+    results = []
+    try:
+        for checkpoint in args.checkpoints:
+            results.append(_layer_result(args, checkpoint))
+    except Stopped:
+        print("stopped", file=sys.stderr)
+        return EXIT_STOPPED
+    if args.json:
+        print(json.dumps([r for r, _ in results], indent=1))
+        return EXIT_OK
+    for result, path in results:
+        _print_layers(result)
+        print(f"  saved: {path} and {path.with_suffix('.csv').name}")
+    for other, _ in results[1:]:
+        _print_ratios(results[0][0], other)
+    return EXIT_OK
+
+
 def _directions(args, model):
     from .landscape import Directions, difference_direction, random_directions
 
@@ -321,6 +441,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--density-runs", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
 
+    from .layers import MAX_STEPS, PROBES, TOL
+    p = sub.add_parser("layers", help="per-layer sharpness: each layer's Hessian block trace and top eigenvalue",
+                       description="For every parameterized layer (bias folded in, each normalization layer its own "
+                                   "block): its Hessian block's trace ± standard error, trace per parameter, top "
+                                   "eigenvalue with its residual and share of the whole trace; the whole network for "
+                                   "reference; the classifier marked *. One Hutchinson pass gives every trace; each "
+                                   "block's eigenvalue costs one full-network Hessian-vector product per Lanczos step. "
+                                   "Cached as JSON (and CSV) in --out; with two or more checkpoints, the ratios to the "
+                                   "first are printed per layer.", formatter_class=fmt)
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT")
+    common(p)
+    p.set_defaults(samples=1000)
+    p.add_argument("--probes", type=int, default=PROBES, help="Rademacher probes of the one trace pass")
+    p.add_argument("--tol", type=float, default=TOL, help="relative Ritz residual that stops each Lanczos run")
+    p.add_argument("--max-steps", type=int, default=MAX_STEPS, help="at most this many Lanczos steps per eigenvalue")
+    p.add_argument("--json", action="store_true", help="print the reports as a JSON list (one per checkpoint)")
+
     p = sub.add_parser("landscape", help="1-D or 2-D loss/accuracy slices along saved directions", formatter_class=fmt)
     p.add_argument("checkpoint")
     common(p, split="test")
@@ -379,7 +516,7 @@ def main(argv=None) -> int:
     from pof.data import DatasetError
 
     args = build_parser().parse_args(argv)
-    handlers = {"hessian": cmd_hessian, "landscape": cmd_landscape, "interpolate": cmd_interpolate,
+    handlers = {"hessian": cmd_hessian, "layers": cmd_layers, "landscape": cmd_landscape, "interpolate": cmd_interpolate,
                 "sharpness": cmd_sharpness, "report": cmd_report}
     try:
         return handlers[args.command](args)

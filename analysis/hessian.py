@@ -191,7 +191,7 @@ def top_eigenvalues(op: HessianOperator, k: int = 1, tol: float = 1e-4, max_step
 @dataclass
 class LayerCurvature:
     name: str  # module name, e.g. "features.0" (weight and bias together) or "features.1" (BN)
-    kind: str  # "conv", "linear", "batchnorm", "other"
+    kind: str  # "conv", "linear", "batchnorm", "norm" (other normalizations), "other"
     n_params: int
     trace: float
     trace_stderr: float
@@ -212,21 +212,43 @@ class TraceResult:
         return asdict(self)
 
 
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.LocalResponseNorm)
+
+
+def _kind_of(mod: nn.Module) -> str:
+    """conv, linear, batchnorm, norm (other normalizations) or other, by class; modules that are not
+    torch.nn layers (a torch.export program's submodules are plain `Module`s, a user's own layer)
+    are recognized by their weight: 3-D and more conv, 2-D linear, 1-D a normalization (batchnorm
+    when it keeps running statistics)."""
+    if isinstance(mod, nn.modules.conv._ConvNd):
+        return "conv"
+    if isinstance(mod, nn.Linear):
+        return "linear"
+    if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+        return "batchnorm"
+    if isinstance(mod, _NORMS):
+        return "norm"
+    if type(mod) is not nn.Module and type(mod).__module__.startswith("torch.nn.modules"):
+        return "other"  # a torch.nn layer of another kind (embedding, attention, ...): its shapes would mislead
+    weight = mod._parameters.get("weight")
+    if weight is None:
+        return "other"
+    if weight.ndim >= 3:
+        return "conv"
+    if weight.ndim == 2:
+        return "linear"
+    return "batchnorm" if "running_var" in mod._buffers else "norm"
+
+
 def layer_groups(model: nn.Module, names: list[str]) -> list[tuple[str, str, list[int]]]:
-    """Parameters grouped by the module that owns them: (module name, kind, indices into names).
-    A layer's bias is folded into its layer; batch-norm scale and shift form their own group."""
-    kinds = {}
-    for mname, mod in model.named_modules():
-        if isinstance(mod, nn.modules.conv._ConvNd):
-            kinds[mname] = "conv"
-        elif isinstance(mod, nn.Linear):
-            kinds[mname] = "linear"
-        elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            kinds[mname] = "batchnorm"
+    """Parameters grouped by the module that owns them: (module name, kind, indices into names),
+    in the order the parameters are registered. A layer's bias is folded into its layer;
+    batch-norm scale and shift form their own group."""
+    modules = dict(model.named_modules())
     groups: dict[str, list[int]] = {}
     for i, n in enumerate(names):
         groups.setdefault(n.rpartition(".")[0], []).append(i)
-    return [(g, kinds.get(g, "other"), idx) for g, idx in groups.items()]
+    return [(g, _kind_of(modules[g]) if g in modules else "other", idx) for g, idx in groups.items()]
 
 
 def hutchinson_trace(op: HessianOperator, n_probes: int = 100, seed: int = 0, per_layer: bool = True,

@@ -1,0 +1,203 @@
+"""Per-layer sharpness: each layer's diagonal Hessian block next to the whole network.
+
+For every block (a module's parameters: a conv or linear layer with its bias, each normalization
+layer on its own, as `hessian.layer_groups` groups them) the report gives the block's trace with its
+standard error, the trace per parameter, the block's top eigenvalue with its residual, and the
+block's share of the whole trace; and the whole network's trace and top eigenvalue for reference.
+
+What it costs, in Hessian-vector products (each one a full-network forward and double backward):
+- the traces: ONE Hutchinson pass of `probes` products. Each probe's v * Hv is summed block by block,
+  so the same products give every block's trace and the whole trace; no block has probes of its own.
+- each block's top eigenvalue: Lanczos on the block (at most `max_steps` steps, stopped once the
+  Ritz residual is below `tol` * lambda) plus one product for the true residual. A block product
+  is a full-network product with the other blocks' entries zero, so it costs as much as a
+  whole-network one; small blocks converge in few steps.
+- the whole network's top eigenvalue: the same Lanczos on the full operator.
+
+    from analysis.layers import layer_report
+    report = layer_report(model, [(x, y)], classifier="classifier")
+    for row in report.rows:
+        print(row.name, row.trace, row.top_eigenvalue)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+
+from torch import nn
+
+from .hessian import (HessianOperator, Progress, _BlockOperator, hutchinson_trace, layer_groups,
+                      top_eigenvalues)
+
+SCHEMA = 1  # bump when a field changes meaning; from_dict refuses other versions
+
+# Defaults sized for the bundled digits cnn-small (94k parameters, 1000 images): the whole report
+# in about a minute on 2 CPU cores (measured in benchmarks/RESULTS.md). Blocks converge in ~10
+# steps at this tolerance; max_steps only bounds the worst case (and the planned total).
+PROBES, TOL, MAX_STEPS = 100, 1e-3, 50
+
+
+@dataclass
+class LayerRow:
+    depth: int  # position in the network (parameter registration order)
+    name: str  # module name; its parameters form the block
+    kind: str  # conv, linear, batchnorm, norm, other
+    n_params: int
+    trace: float  # Hutchinson estimate of the block's trace
+    trace_stderr: float
+    trace_per_param: float
+    top_eigenvalue: float  # largest eigenvalue of the diagonal block (Lanczos)
+    top_residual: float  # |H_b v - lambda v|, |v| = 1
+    top_converged: bool
+    top_steps: int  # Lanczos steps on the block
+    hvp: int  # products this block's eigenvalue cost (steps + one residual check)
+    share_of_trace: float  # block trace / whole trace
+    is_classifier: bool
+
+
+@dataclass
+class WholeNetwork:
+    parameters: int
+    trace: float  # from the same Hutchinson pass as the blocks' traces (their sum)
+    trace_stderr: float
+    trace_per_param: float
+    top_eigenvalue: float
+    top_residual: float
+    converged: bool
+    top_steps: int
+    hvp: int  # products the top eigenvalue cost
+
+
+@dataclass
+class HvpCount:
+    trace: int  # the single Hutchinson pass (= probes), shared by every block and the whole trace
+    blocks: int  # sum of the rows' hvp
+    whole_top: int
+    total: int  # counted by the operator: trace + blocks + whole_top, nothing else
+
+
+@dataclass
+class LayerReport:
+    rows: list[LayerRow]
+    whole: WholeNetwork
+    n_probes: int
+    n_samples: int
+    tol: float
+    max_steps: int
+    seed: int
+    classifier: str | None
+    hvp: HvpCount
+    seconds: dict[str, float]  # trace, blocks, whole_top, total
+    mode: str = "eval (BN running statistics)"
+    schema: int = SCHEMA
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LayerReport:
+        if d.get("schema") != SCHEMA:
+            raise ValueError(f"layer report schema {d.get('schema')!r}, this version reads {SCHEMA}")
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}  # callers may add their own keys (checkpoint, ...)
+        kw["rows"] = [LayerRow(**r) for r in d["rows"]]
+        kw["whole"] = WholeNetwork(**d["whole"])
+        kw["hvp"] = HvpCount(**d["hvp"])
+        return cls(**kw)
+
+
+class _Meter:
+    """Reports progress(done, total, label) in Hessian-vector products. `total` starts as the
+    planned worst case; when a Lanczos run converges early the plan drops what it did not use, so
+    done / total (and the time left a progress bar derives from it) stays honest."""
+
+    def __init__(self, op: HessianOperator, planned: int, progress: Progress | None):
+        self.op, self.start, self.total, self.progress = op, op.n_hvp, planned, progress
+
+    @property
+    def done(self) -> int:
+        return self.op.n_hvp - self.start
+
+    def tick(self, label: str) -> None:
+        if self.progress:
+            self.progress(self.done, self.total, label)
+
+    def callback(self, label: str):
+        return lambda *_: self.tick(label)
+
+    def settle(self, planned: int, used: int, label: str) -> None:
+        self.total -= planned - used
+        self.tick(label)
+
+
+def _pick_classifier(classifier: str | None, groups) -> str | None:
+    """The named block, or by default the last linear block (the project's rule for foreign models)."""
+    names = [g for g, _, _ in groups]
+    if classifier is not None:
+        if classifier not in names:
+            raise ValueError(f"classifier {classifier!r} is not a parameterized layer; layers: {', '.join(names)}")
+        return classifier
+    linears = [g for g, kind, _ in groups if kind == "linear"]
+    return linears[-1] if linears else None
+
+
+def layer_report(model: nn.Module, batches, *, classifier: str | None = None, probes: int = PROBES,
+                 tol: float = TOL, max_steps: int = MAX_STEPS, seed: int = 0, progress: Progress | None = None,
+                 should_stop=None) -> LayerReport:
+    """Every layer's block trace (one shared Hutchinson pass) and block top eigenvalue (Lanczos),
+    and the whole network's, on the mean cross-entropy over `batches` in eval mode.
+
+    `classifier`: the qualified module name of the last layer, marked in the rows (default: the last
+    linear block). progress(done, total, label) counts Hessian-vector products against the planned
+    total; should_stop() -> True raises analysis.hessian.Stopped."""
+    t_start = time.perf_counter()
+    op = HessianOperator(model, batches)
+    try:
+        groups = layer_groups(model, op.names)
+        classifier = _pick_classifier(classifier, groups)
+        blocks = [_BlockOperator(op, idx) for _, _, idx in groups]
+        # worst case: every Lanczos run to max_steps (or the block's dimension) plus one residual product
+        plan = [min(max_steps, b.dim) + 1 for b in blocks]
+        whole_plan = min(max_steps, op.dim) + 1
+        meter = _Meter(op, probes + sum(plan) + whole_plan, progress)
+        seconds = {}
+
+        t = time.perf_counter()
+        tr = hutchinson_trace(op, probes, seed=seed, per_layer=True, progress=meter.callback("trace"),
+                              should_stop=should_stop)
+        seconds["trace"] = time.perf_counter() - t
+        n_trace = meter.done
+
+        t = time.perf_counter()
+        rows = []
+        for depth, ((name, kind, _), block, layer, planned) in enumerate(zip(groups, blocks, tr.layers, plan)):
+            before = op.n_hvp
+            top = top_eigenvalues(block, 1, tol=tol, max_steps=max_steps, seed=seed, should_stop=should_stop,
+                                  progress=meter.callback(f"layer {name}"))
+            used = op.n_hvp - before
+            meter.settle(planned, used, f"layer {name}")
+            rows.append(LayerRow(depth, name, kind, layer.n_params, layer.trace, layer.trace_stderr,
+                                 layer.trace_per_param, top.eigenvalues[0], top.residuals[0], top.converged[0],
+                                 top.iterations, used, _ratio(layer.trace, tr.trace), name == classifier))
+        seconds["blocks"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        before = op.n_hvp
+        top = top_eigenvalues(op, 1, tol=tol, max_steps=max_steps, seed=seed, should_stop=should_stop,
+                              progress=meter.callback("whole network"))
+        n_whole = op.n_hvp - before
+        meter.settle(whole_plan, n_whole, "whole network")
+        seconds["whole_top"] = time.perf_counter() - t
+        whole = WholeNetwork(op.dim, tr.trace, tr.stderr, tr.trace / op.dim, top.eigenvalues[0], top.residuals[0],
+                             top.converged[0], top.iterations, n_whole)
+        hvp = HvpCount(n_trace, sum(r.hvp for r in rows), n_whole, meter.done)
+    finally:
+        op.close()
+    seconds["total"] = time.perf_counter() - t_start
+    return LayerReport(rows, whole, probes, op.n_samples, tol, max_steps, seed, classifier, hvp, seconds)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b != 0 else math.nan
