@@ -15,6 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from pof.cli import _add_data_args, add_model_args, model_source
+from pof.data import data_options
+
 EXIT_OK, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 2, 3
 
 
@@ -41,21 +44,32 @@ class EvalData:
     """A checkpoint's model and a fixed, stated evaluation tensor (split, first N of a seeded order)."""
 
     def __init__(self, checkpoint: str, dataset: str | None, split: str, samples: int | None, data_root=None,
-                 device: str = "auto", seed: int = 0):
-        from pof.checkpoints import dataset_of, file_sha256, load_checkpoint
-        from pof.data import load_dataset
+                 device: str = "auto", seed: int = 0, source=None, data_options: dict | None = None):
+        from pof.checkpoints import data_for, file_sha256, load_checkpoint
         from pof.train import pick_device
 
         from .landscape import eval_tensors
 
-        self.dataset = load_dataset(dataset_of(checkpoint, dataset), data_root)
+        self.dataset = data_for(checkpoint, dataset, data_root, data_options)
         self.device = pick_device(device)
-        self.model, self.meta = load_checkpoint(checkpoint, dataset=self.dataset)
+        self.source = source
+        self.model, self.meta = load_checkpoint(checkpoint, dataset=self.dataset, source=source)
+        for warning in self.meta["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
+        if self.meta["nonfinite"]:
+            raise ValueError(f"{checkpoint} holds NaN or infinite weights ({', '.join(self.meta['nonfinite'][:3])}); "
+                             f"its curvature and landscape are meaningless.")
         self.model.to(self.device)
         self.sha = file_sha256(checkpoint)
         self.x, self.y, n, self.eval_set = eval_tensors(self.dataset, self.meta["mean"], self.meta["std"], split,
                                                         samples, seed, self.device)
         self.spec = {"dataset": self.dataset.name, "split": split, "samples": n, "seed": seed}
+
+    def load_other(self, checkpoint: str):
+        """A second checkpoint on the same data and device, read with the same --arch options."""
+        from pof.checkpoints import load_checkpoint
+        model, _ = load_checkpoint(checkpoint, dataset=self.dataset, source=self.source)
+        return model.to(self.device)
 
     def batches(self, batch_size: int):
         return [(self.x[i:i + batch_size], self.y[i:i + batch_size]) for i in range(0, len(self.x), batch_size)]
@@ -85,7 +99,8 @@ def cmd_hessian(args) -> int:
     from .hessian import HessianOperator, hutchinson_trace, per_layer_top_eigenvalues, spectral_density, top_eigenvalues
     from .lastlayer import features_and_probs, last_layer_hessian
 
-    data = EvalData(args.checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
+    data = EvalData(args.checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed,
+                    model_source(args), data_options(args))
     opts = {k: getattr(args, k) for k in ("top_k", "trace", "density", "per_layer", "probes", "density_steps",
                                           "density_runs", "tol", "seed")}
     opts["batch_size"] = args.batch_size or 1000
@@ -97,10 +112,14 @@ def cmd_hessian(args) -> int:
         try:
             ds = data.dataset
             train = Batches(ds.x_train, ds.y_train, data.meta["mean"], data.meta["std"], 2048, data.device, shuffle=False)
-            ll = last_layer_hessian(*features_and_probs(data.model, train), top_k=args.top_k)
             result = {"checkpoint": args.checkpoint, "sha256": data.sha, "eval_set": data.eval_set, "options": opts,
-                      "mode": "eval (BN running statistics)",
-                      "last_layer": {**ll.to_dict(), "eval_set": f"{ds.name} train split, all {len(ds.x_train)} images (exact)"}}
+                      "mode": "eval (BN running statistics)", "split": data.meta["split"]}
+            if data.meta["classifier"]:  # the closed form needs a linear last layer
+                from pof.models import split_model
+                split = split_model(data.model, classifier=data.meta["classifier"])
+                ll = last_layer_hessian(*features_and_probs(data.model, train, split), top_k=args.top_k)
+                result["last_layer"] = {**ll.to_dict(),
+                                        "eval_set": f"{ds.name} train split, all {len(ds.x_train)} images (exact)"}
             op = HessianOperator(data.model, data.batches(args.batch_size or 1000))
             result["parameters"] = op.dim
             result["top"] = top_eigenvalues(op, args.top_k, tol=args.tol, seed=args.seed, progress=progress).to_dict()
@@ -134,9 +153,12 @@ def cmd_hessian(args) -> int:
             top_l = f"  top {layer['top_eigenvalue']:.4g}" if layer.get("top_eigenvalue") is not None else ""
             print(f"  {layer['name']:<28} {layer['kind']:<10} {layer['n_params']:>9} params  trace {layer['trace']:.4g}"
                   f" ± {layer['trace_stderr']:.2g}  per param {layer['trace_per_param']:.3g}{top_l}")
-    ll = result["last_layer"]
-    print(f"last layer (exact, {ll['n_samples']} samples, {ll['method']}): top "
-          + ", ".join(f"{v:.6g}" for v in ll["top_eigenvalues"]) + f"; trace {ll['trace']:.6g}")
+    ll = result.get("last_layer")
+    if ll is None:
+        print(f"last layer: not computed ({result['split']})")
+    else:
+        print(f"last layer (exact, {ll['n_samples']} samples, {ll['method']}): top "
+              + ", ".join(f"{v:.6g}" for v in ll["top_eigenvalues"]) + f"; trace {ll['trace']:.6g}")
     if "density" in result:
         d = result["density"]
         print(f"density: {d['steps']} Lanczos steps x {len(d['nodes'])} runs, support [{min(d['grid']):.4g}, {max(d['grid']):.4g}]")
@@ -176,7 +198,7 @@ def _print_layers(result: dict) -> None:
     print(f"{result['checkpoint']}: {w['parameters']} parameters; {result['eval_set']}; {result['mode']}")
     print(f"  {'layer':<28} {'kind':<10} {'params':>9}  {'trace':>10} ± {'se':<8}  {'per param':>10}  {'top eig':>10}  {'share':>7}")
     for r in result["rows"]:
-        top = f"{r['top_eigenvalue']:.4g}" + ("" if r["top_converged"] else "?")
+        top = "-" if r["top_eigenvalue"] is None else f"{r['top_eigenvalue']:.4g}" + ("" if r["top_converged"] else "?")
         name = r["name"] + (" *" if r["is_classifier"] else "")
         print(f"  {name:<28} {r['kind']:<10} {r['n_params']:>9}  {r['trace']:>10.4g} ± {r['trace_stderr']:<8.2g}"
               f"  {r['trace_per_param']:>10.3g}  {top:>10}  {100 * r['share_of_trace']:>6.1f}%")
@@ -193,7 +215,7 @@ def _print_layers(result: dict) -> None:
 def _print_ratios(first: dict, other: dict) -> None:
     """Per layer, other / first: above 1 the other checkpoint is sharper there."""
     def ratio(a, b):
-        return f"{b / a:.3g}" if a else "-"
+        return f"{b / a:.3g}" if a and b is not None else "-"
 
     theirs = {r["name"]: r for r in other["rows"]}
     print(f"{other['checkpoint']} / {first['checkpoint']}:")
@@ -214,8 +236,9 @@ def _layer_result(args, checkpoint: str) -> tuple[dict, Path]:
     """One checkpoint's report, from the cache in --out or computed (and then cached as JSON + CSV)."""
     from .layers import SCHEMA, layer_report
 
-    data = EvalData(checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
-    opts = {k: getattr(args, k) for k in ("probes", "tol", "max_steps", "seed")}
+    data = EvalData(checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed,
+                    model_source(args), data_options(args))
+    opts = {k: getattr(args, k) for k in ("probes", "tol", "max_steps", "seed", "traces_only")}
     opts.update(batch_size=args.batch_size or 1000, schema=SCHEMA)
     path = Path(args.out) / f"{_key('layers', sha=data.sha, data=data.spec, **opts)}.json"
     if path.exists():
@@ -226,7 +249,7 @@ def _layer_result(args, checkpoint: str) -> tuple[dict, Path]:
         try:
             report = layer_report(data.model, data.batches(opts["batch_size"]), classifier=data.meta.get("classifier"),
                                   probes=args.probes, tol=args.tol, max_steps=args.max_steps, seed=args.seed,
-                                  progress=progress)
+                                  block_eigenvalues=not args.traces_only, progress=progress)
         finally:
             close()
         result = {"checkpoint": checkpoint, "sha256": data.sha, "eval_set": data.eval_set, "options": opts,
@@ -264,13 +287,12 @@ def cmd_layers(args) -> int:
     return EXIT_OK
 
 
-def _directions(args, model):
+def _directions(args, data):
     from .landscape import Directions, difference_direction, random_directions
 
+    model = data.model
     if args.towards:  # axis 1 runs from this checkpoint (0) to the other (1); axis 2 is random
-        from pof.checkpoints import load_checkpoint
-        target, _ = load_checkpoint(args.towards)
-        dirs = difference_direction(model, target.to(next(model.parameters()).device))
+        dirs = difference_direction(model, data.load_other(args.towards))
         if args.dims == 2:
             extra = random_directions(model, 1, args.seed, args.normalization, args.include_bias_bn, args.layers)
             dirs = Directions(dirs.vectors + extra.vectors, {"kind": "difference + random", "towards": args.towards,
@@ -296,15 +318,15 @@ def cmd_landscape(args) -> int:
     from .hessian import Stopped
     from .landscape import Landscape, evaluate_grid, grid
 
-    data = EvalData(args.checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
-    dirs = _directions(args, data.model)
+    data = EvalData(args.checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed,
+                    model_source(args), data_options(args))
+    dirs = _directions(args, data)
     axes = [grid(args.range[0], args.range[1], args.steps)] * args.dims
     dir_key = hashlib.sha256(b"".join(v.numpy().tobytes() for d in dirs.vectors for v in d.values())).hexdigest()
     out = Path(args.out)
     models = [(args.checkpoint, data.model, data.sha)]
     if args.compare:
-        other, _ = load_checkpoint(args.compare, dataset=data.dataset)
-        models.append((args.compare, other.to(data.device), file_sha256(args.compare)))
+        models.append((args.compare, data.load_other(args.compare), file_sha256(args.compare)))
     results = {}
     progress, close = _bar(args.quiet)
     try:
@@ -344,15 +366,16 @@ def cmd_interpolate(args) -> int:
 
     from .landscape import grid, interpolate
 
-    data = EvalData(args.checkpoint_a, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
-    other, _ = load_checkpoint(args.checkpoint_b, dataset=data.dataset)
+    data = EvalData(args.checkpoint_a, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed,
+                    model_source(args), data_options(args))
+    other = data.load_other(args.checkpoint_b)
     alphas = grid(args.range[0], args.range[1], args.steps)
     key = _key("interpolate", a=data.sha, b=file_sha256(args.checkpoint_b), alphas=alphas, data=data.spec)
     result, path = _cached(Path(args.out), key)
     if result is None:
         progress, close = _bar(args.quiet)
         try:
-            res = interpolate(data.model, other.to(data.device), alphas, data.x, data.y, data.eval_set, args.batch_size, progress)
+            res = interpolate(data.model, other, alphas, data.x, data.y, data.eval_set, args.batch_size, progress)
         finally:
             close()
         result = {"checkpoint_a": args.checkpoint_a, "checkpoint_b": args.checkpoint_b, **res.to_dict()}
@@ -366,7 +389,8 @@ def cmd_interpolate(args) -> int:
 def cmd_sharpness(args) -> int:
     from .sharpness import average_case_sharpness, worst_case_sharpness
 
-    data = EvalData(args.checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed)
+    data = EvalData(args.checkpoint, args.dataset, args.split, args.samples, args.data_root, args.device, args.seed,
+                    model_source(args), data_options(args))
     opts = {k: getattr(args, k) for k in ("rho", "steps", "sigma", "noise_samples", "seed")}
     key = _key("sharpness", sha=data.sha, data=data.spec, **opts)
     result, path = _cached(Path(args.out), key)
@@ -388,16 +412,11 @@ def cmd_sharpness(args) -> int:
     return EXIT_OK
 
 
-def cmd_report(args) -> int:
-    from dataclasses import fields
-
-    from .report import ReportConfig, report
-
-    cfg = ReportConfig(**{f.name: getattr(args, f.name) for f in fields(ReportConfig)})
-    for part in args.part:
-        progress, close = _bar(args.quiet)
+def _run_parts(compute_part, parts, quiet: bool) -> int:
+    for part in parts:
+        progress, close = _bar(quiet)
         try:
-            job = report(args.run, cfg, part, progress)
+            job = compute_part(part, progress)
         finally:
             close()
         state = job.status()["state"]
@@ -405,6 +424,36 @@ def cmd_report(args) -> int:
         if state != "done":
             return EXIT_STOPPED
     return EXIT_OK
+
+
+def _report_config(args):
+    from dataclasses import fields
+
+    from .report import ReportConfig
+    return ReportConfig(**{f.name: getattr(args, f.name) for f in fields(ReportConfig)})
+
+
+def cmd_report(args) -> int:
+    from .report import report
+
+    cfg = _report_config(args)
+    return _run_parts(lambda part, progress: report(args.run, cfg, part, progress), args.part, args.quiet)
+
+
+def cmd_compare(args) -> int:
+    from pof.checkpoints import dataset_of
+    from pof.data import data_options
+
+    from .report import PAIR_ONLY, Subject, comparison_dir, compute, labels_for
+
+    if len(args.checkpoints) > 2:
+        raise ValueError("compare takes one or two checkpoints.")
+    cfg = _report_config(args)
+    subject = Subject(labels_for(args.checkpoints), dataset_of(args.checkpoints[0], args.dataset),
+                      data_options(args), model_source(args))
+    out = Path(args.out) if args.out else comparison_dir("results", subject, cfg)
+    parts = [p for p in args.part if p not in PAIR_ONLY or len(args.checkpoints) == 2]
+    return _run_parts(lambda part, progress: compute(out, subject, cfg, part, progress), parts, args.quiet)
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -416,8 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
     def common(p, split="train"):
-        p.add_argument("--dataset", default=None, help="dataset (default: the one named in the checkpoint)")
-        p.add_argument("--data-root", default=None, help="folder for torchvision data and image-folder caches")
+        _add_data_args(p, required=False)  # --dataset (default: the one named in the checkpoint), --data-root ...
         p.add_argument("--split", choices=["train", "test"], default=split, help="which split to evaluate on")
         p.add_argument("--samples", type=int, default=None, help="use this many images (a seeded subset; default all)")
         p.add_argument("--batch-size", type=int, default=None,
@@ -426,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto")
         p.add_argument("--out", default="results", help="folder for results (and the cache)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        add_model_args(p)
 
     p = sub.add_parser("hessian", help="top eigenvalues, trace, density, per layer; exact last layer", formatter_class=fmt)
     p.add_argument("checkpoint")
@@ -455,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(samples=1000)
     p.add_argument("--probes", type=int, default=PROBES, help="Rademacher probes of the one trace pass")
     p.add_argument("--tol", type=float, default=TOL, help="relative Ritz residual that stops each Lanczos run")
+    p.add_argument("--traces-only", action="store_true",
+                   help="leave out the blocks' top eigenvalues: every layer's trace for --probes products in all "
+                        "(for large models, where each block's eigenvalue costs a few full-network products)")
     p.add_argument("--max-steps", type=int, default=MAX_STEPS, help="at most this many Lanczos steps per eigenvalue")
     p.add_argument("--json", action="store_true", help="print the reports as a JSON list (one per checkpoint)")
 
@@ -490,15 +542,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=5, help="projected-gradient ascent steps")
     p.add_argument("--sigma", type=float, default=0.01, help="standard deviation of the Gaussian weight noise")
     p.add_argument("--noise-samples", type=int, default=20)
-    from .report import PARTS, ReportConfig
-    r = ReportConfig()
-    p = sub.add_parser("report", help="before vs after for a post-training run: Hessians, landscapes, interpolation",
-                       description="Everything the app's comparison shows, for RUN/checkpoints/initial and final; "
+    p = sub.add_parser("report", help="before vs after for a post-training run: per layer, Hessians, landscapes, "
+                                      "interpolation",
+                       description="Everything the app's Compare page shows, for RUN/checkpoints/initial and final; "
                                    "each part is written to RUN/analysis/PART/result.json (a run folder with its "
                                    "own status).", formatter_class=fmt)
     p.add_argument("run", help="a finished post-training run folder")
+    _report_options(p)
+
+    p = sub.add_parser("compare", help="the same analyses for any one or two checkpoints (yours included)",
+                       description="Everything the app's Inspect page shows, for one checkpoint or two (the first "
+                                   "draws the landscape directions; the interpolation runs from the first to the "
+                                   "second); each part is written to OUT/PART/result.json.", formatter_class=fmt)
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="one or two checkpoints")
+    _add_data_args(p, required=False)
+    add_model_args(p)
+    p.add_argument("--out", default=None,
+                   help="folder for the parts (default: results/compare/KEY, KEY from the checkpoints' content, the "
+                        "data and the options)")
+    _report_options(p)
+    return parser
+
+
+def _report_options(p) -> None:
+    from .report import PARTS, ReportConfig
+
+    r = ReportConfig()
     p.add_argument("--part", nargs="+", choices=PARTS, default=list(PARTS), help="which analyses to compute")
-    p.add_argument("--samples", type=int, default=r.samples, help="training images for the whole-network Hessian")
+    p.add_argument("--samples", type=int, default=r.samples,
+                   help="training images for the whole-network Hessian and the per-layer table")
     p.add_argument("--top-k", type=int, default=r.top_k)
     p.add_argument("--probes", type=int, default=r.probes, help="Hutchinson probes")
     p.add_argument("--density-steps", type=int, default=r.density_steps)
@@ -508,7 +580,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--span", type=float, default=r.span, help="landscape coordinates in [-span, span]")
     p.add_argument("--seed", type=int, default=r.seed)
     p.add_argument("--quiet", action="store_true")
-    return parser
 
 
 def main(argv=None) -> int:
@@ -517,7 +588,7 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     handlers = {"hessian": cmd_hessian, "layers": cmd_layers, "landscape": cmd_landscape, "interpolate": cmd_interpolate,
-                "sharpness": cmd_sharpness, "report": cmd_report}
+                "sharpness": cmd_sharpness, "report": cmd_report, "compare": cmd_compare}
     try:
         return handlers[args.command](args)
     except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as e:

@@ -48,9 +48,9 @@ class LayerRow:
     trace: float  # Hutchinson estimate of the block's trace
     trace_stderr: float
     trace_per_param: float
-    top_eigenvalue: float  # largest eigenvalue of the diagonal block (Lanczos)
-    top_residual: float  # |H_b v - lambda v|, |v| = 1
-    top_converged: bool
+    top_eigenvalue: float | None  # largest eigenvalue of the diagonal block (Lanczos); None: traces only
+    top_residual: float | None  # |H_b v - lambda v|, |v| = 1
+    top_converged: bool | None
     top_steps: int  # Lanczos steps on the block
     hvp: int  # products this block's eigenvalue cost (steps + one residual check)
     share_of_trace: float  # block trace / whole trace
@@ -144,14 +144,16 @@ def _pick_classifier(classifier: str | None, groups) -> str | None:
 
 
 def layer_report(model: nn.Module, batches, *, classifier: str | None = None, probes: int = PROBES,
-                 tol: float = TOL, max_steps: int = MAX_STEPS, seed: int = 0, progress: Progress | None = None,
-                 should_stop=None) -> LayerReport:
+                 tol: float = TOL, max_steps: int = MAX_STEPS, seed: int = 0, block_eigenvalues: bool = True,
+                 progress: Progress | None = None, should_stop=None) -> LayerReport:
     """Every layer's block trace (one shared Hutchinson pass) and block top eigenvalue (Lanczos),
     and the whole network's, on the mean cross-entropy over `batches` in eval mode.
 
     `classifier`: the qualified module name of the last layer, marked in the rows (default: the last
     linear block). progress(done, total, label) counts Hessian-vector products against the planned
-    total; should_stop() -> True raises analysis.hessian.Stopped."""
+    total; should_stop() -> True raises analysis.hessian.Stopped. block_eigenvalues=False leaves the
+    blocks' top eigenvalues out (None): on a large model, where each block's Lanczos costs a few
+    full-network products, the traces of every layer then cost `probes` products in all."""
     t_start = time.perf_counter()
     op = HessianOperator(model, batches)
     try:
@@ -159,7 +161,7 @@ def layer_report(model: nn.Module, batches, *, classifier: str | None = None, pr
         classifier = _pick_classifier(classifier, groups)
         blocks = [_BlockOperator(op, idx) for _, _, idx in groups]
         # worst case: every Lanczos run to max_steps (or the block's dimension) plus one residual product
-        plan = [min(max_steps, b.dim) + 1 for b in blocks]
+        plan = [min(max_steps, b.dim) + 1 if block_eigenvalues else 0 for b in blocks]
         whole_plan = min(max_steps, op.dim) + 1
         meter = _Meter(op, probes + sum(plan) + whole_plan, progress)
         seconds = {}
@@ -174,13 +176,16 @@ def layer_report(model: nn.Module, batches, *, classifier: str | None = None, pr
         rows = []
         for depth, ((name, kind, _), block, layer, planned) in enumerate(zip(groups, blocks, tr.layers, plan)):
             before = op.n_hvp
-            top = top_eigenvalues(block, 1, tol=tol, max_steps=max_steps, seed=seed, should_stop=should_stop,
-                                  progress=meter.callback(f"layer {name}"))
+            if block_eigenvalues:
+                top = top_eigenvalues(block, 1, tol=tol, max_steps=max_steps, seed=seed, should_stop=should_stop,
+                                      progress=meter.callback(f"layer {name}"))
+                found = (top.eigenvalues[0], top.residuals[0], top.converged[0], top.iterations)
+            else:
+                found = (None, None, None, 0)
             used = op.n_hvp - before
             meter.settle(planned, used, f"layer {name}")
             rows.append(LayerRow(depth, name, kind, layer.n_params, layer.trace, layer.trace_stderr,
-                                 layer.trace_per_param, top.eigenvalues[0], top.residuals[0], top.converged[0],
-                                 top.iterations, used, _ratio(layer.trace, tr.trace), name == classifier))
+                                 layer.trace_per_param, *found, used, _ratio(layer.trace, tr.trace), name == classifier))
         seconds["blocks"] = time.perf_counter() - t
 
         t = time.perf_counter()

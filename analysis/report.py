@@ -1,35 +1,43 @@
-"""Before vs after for one post-training run, one background job per analysis.
+"""Compare checkpoints, one background job per analysis: any one or two checkpoints, or before vs
+after a post-training run.
 
-Each part is its own run folder, RUN/analysis/PART/, with its own status and progress and its
-result in RUN/analysis/PART/result.json, so the app can start, watch and show each one separately
-and a finished part is read back instantly. Before = RUN/checkpoints/initial.safetensors, after =
-RUN/checkpoints/final.safetensors. The landscapes use directions drawn from the *before* model
-with a fixed seed, so two runs post-trained from the same checkpoint (PoF and its control) are
-drawn along the same directions and can be overlaid.
+Each part is its own run folder, OUT/PART/, with its own status and progress and its result in
+OUT/PART/result.json, so the app can start, watch and show each one separately and a finished
+part is read back instantly. A result is keyed by label: {label: data} for every part but the
+interpolation (which has one line from the first checkpoint to the second). The landscapes use
+directions drawn from the *first* model with a fixed seed, so comparisons that start from the same
+checkpoint (PoF and its control) are drawn along the same directions and can be overlaid.
+
+For a post-training run, OUT = RUN/analysis and the labels are "before" (checkpoints/initial) and
+"after" (checkpoints/final). For any checkpoints, `comparison_dir` names OUT after their content.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pof.checkpoints import dataset_of, load_checkpoint
-from pof.data import Batches, load_dataset
+from pof.checkpoints import data_for, dataset_of, file_sha256, load_checkpoint
+from pof.data import Batches
+from pof.loading import ModelSource
 from pof.runs import Run
 
 from .hessian import HessianOperator, Stopped, hutchinson_trace, spectral_density, top_eigenvalues
 from .landscape import Directions, eval_tensors, evaluate_grid, grid, interpolate, random_directions
 from .lastlayer import features_and_probs, last_layer_hessian
+from .layers import layer_report
 
-PARTS = ("hessian", "landscape-1d", "landscape-2d", "interpolation")
+PARTS = ("layers", "hessian", "landscape-1d", "landscape-2d", "interpolation")
+PAIR_ONLY = ("interpolation",)  # needs two checkpoints
 
 
 @dataclass
 class ReportConfig:
     # sized so that a small model's whole comparison takes a few minutes on 2 CPU cores; the trace
     # and the eigenvalues report their own standard error and residuals, so a user sees the cost
-    samples: int = 500  # training images for the whole-network Hessian
+    samples: int = 500  # training images for the whole-network Hessian and the per-layer table
     top_k: int = 5
     probes: int = 30
     density_steps: int = 30
@@ -40,59 +48,138 @@ class ReportConfig:
     seed: int = 0
 
 
-def part_dir(run_dir: str | Path, part: str) -> Path:
-    return Path(run_dir) / "analysis" / part
+@dataclass
+class Subject:
+    """What is compared: labelled checkpoints, the data they are measured on and how to read them."""
+
+    checkpoints: dict[str, str]  # label -> path, in order (the first one draws the directions)
+    dataset: str
+    data_options: dict = field(default_factory=dict)  # load_dataset's classes, label_column, mean, std
+    source: ModelSource = field(default_factory=ModelSource)  # for files without this project's metadata
+
+    def __post_init__(self):
+        if isinstance(self.source, dict):
+            self.source = ModelSource(**self.source)
+        if not 1 <= len(self.checkpoints) <= 2:
+            raise ValueError("Compare one or two checkpoints.")
 
 
-def _hessian(models, dataset, meta, cfg, progress, stop) -> dict:
-    xtr, ytr, _, train_set = eval_tensors(dataset, meta["mean"], meta["std"], "train", cfg.samples, cfg.seed)
-    full = Batches(dataset.x_train, dataset.y_train, meta["mean"], meta["std"], 2048, shuffle=False)
-    out = {}
-    for i, (name, (model, path)) in enumerate(models.items()):
-        def cb(done, total, label, i=i):
-            progress((i + done / max(total, 1)) / 2, f"{name}: {label}")
-        op = HessianOperator(model, [(xtr[j:j + 1000], ytr[j:j + 1000]) for j in range(0, len(xtr), 1000)])
-        out[name] = {"checkpoint": str(path), "eval_set": train_set,
-                     "top": top_eigenvalues(op, cfg.top_k, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
-                     "trace": hutchinson_trace(op, cfg.probes, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
-                     "density": spectral_density(op, cfg.density_steps, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
-                     "last_layer": last_layer_hessian(*features_and_probs(model, full), top_k=cfg.top_k).to_dict()}
-        op.close()
-    return out
+def labels_for(paths: list[str], names: list[str] | None = None) -> dict[str, str]:
+    """Short, distinct labels for checkpoints: their file names (or the `names` given, e.g. an
+    upload's original name), with the folder when those clash."""
+    names = [Path(n).stem for n in (names or paths)]
+    if len(set(names)) < len(names):
+        names = [f"{Path(p).parent.name}/{Path(p).stem}" for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{chr(65 + i)}: {n}" for i, n in enumerate(names)]
+    return dict(zip(names, paths, strict=True))
 
 
-def _landscape(dims, models, dataset, meta, cfg, progress, stop) -> dict:
-    xte, yte, _, test_set = eval_tensors(dataset, meta["mean"], meta["std"], "test", cfg.eval_samples, cfg.seed)
-    dirs = random_directions(models["before"][0], 2, cfg.seed)
-    d = Directions(dirs.vectors[:dims], dirs.meta)
-    axes = [grid(-cfg.span, cfg.span, cfg.steps_1d if dims == 1 else cfg.steps_2d)] * dims
-    out = {}
-    for i, (name, (model, _)) in enumerate(models.items()):
-        def cb(done, total, label, i=i):
-            progress((i + done / max(total, 1)) / 2, f"{name}: {label}")
-        out[name] = evaluate_grid(model, d, axes, xte, yte, test_set, progress=cb, should_stop=stop).to_dict()
-    return out
+def part_dir(out: str | Path, part: str) -> Path:
+    return Path(out) / part
 
 
-def _interpolation(models, dataset, meta, cfg, progress, stop) -> dict:
-    xte, yte, _, test_set = eval_tensors(dataset, meta["mean"], meta["std"], "test", cfg.eval_samples, cfg.seed)
-    return interpolate(models["before"][0], models["after"][0], grid(-0.5, 1.5, 41), xte, yte, test_set,
-                       progress=lambda done, total, label: progress(done / max(total, 1), label),
-                       should_stop=stop).to_dict()
-
-
-def report(run_dir: str | Path, cfg: ReportConfig, part: str, progress=None, should_stop=None) -> Run:
-    """Compute one part of the comparison into RUN/analysis/PART; returns that job's run folder."""
-    if part not in PARTS:
-        raise ValueError(f"unknown analysis {part!r}; one of {', '.join(PARTS)}")
+def run_subject(run_dir: str | Path) -> Subject:
+    """Before vs after of a post-training run."""
     src = Run(run_dir)
     before, after = src.checkpoint("initial"), src.checkpoint("final")
     if not after.exists():
         raise FileNotFoundError(f"{src.path} has no final checkpoint yet; wait for the run to finish.")
-    job = Run.create(part_dir(src.path, part), {"command": "analysis", "part": part, "config": asdict(cfg),
-                                                "run": str(src.path), "before": str(before), "after": str(after),
-                                                "checkpoints": _stamp(before, after)}, overwrite=True)
-    job.set_status("running", progress=0.0, stage="loading the data and both checkpoints")
+    return Subject({"before": str(before), "after": str(after)}, dataset_of(after))
+
+
+def comparison_dir(root: str | Path, subject: Subject, cfg: ReportConfig) -> Path:
+    """ROOT/compare/KEY: KEY depends on the checkpoints' content, the data and every option, so the
+    same question asked again finds its answers, and another question never reads them."""
+    parts = {"sha": [file_sha256(p) for p in subject.checkpoints.values()], "labels": list(subject.checkpoints),
+             "dataset": subject.dataset, "data": subject.data_options, "source": asdict(subject.source),
+             "config": asdict(cfg)}
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(root) / "compare" / key
+
+
+# --- the parts ------------------------------------------------------------------------------------
+
+def _train_batches(dataset, meta, cfg):
+    xtr, ytr, _, train_set = eval_tensors(dataset, meta["mean"], meta["std"], "train", cfg.samples, cfg.seed)
+    return [(xtr[j:j + 1000], ytr[j:j + 1000]) for j in range(0, len(xtr), 1000)], train_set
+
+
+def _layers(models, dataset, cfg, progress, stop) -> dict:
+    out = {}
+    for i, (label, (model, meta)) in enumerate(models.items()):
+        batches, train_set = _train_batches(dataset, meta, cfg)
+        rep = layer_report(model, batches, classifier=meta.get("classifier"), probes=cfg.probes, seed=cfg.seed,
+                           should_stop=stop,
+                           progress=_share(progress, i, len(models), label))
+        out[label] = {**rep.to_dict(), "eval_set": train_set}
+    return out
+
+
+def _hessian(models, dataset, cfg, progress, stop) -> dict:
+    out = {}
+    for i, (label, (model, meta)) in enumerate(models.items()):
+        batches, train_set = _train_batches(dataset, meta, cfg)
+        cb = _share(progress, i, len(models), label)
+        op = HessianOperator(model, batches)
+        out[label] = {"eval_set": train_set,
+                      "top": top_eigenvalues(op, cfg.top_k, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
+                      "trace": hutchinson_trace(op, cfg.probes, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
+                      "density": spectral_density(op, cfg.density_steps, seed=cfg.seed, progress=cb,
+                                                  should_stop=stop).to_dict()}
+        op.close()
+        if meta.get("classifier"):  # the exact last layer needs a linear last layer to split off
+            from pof.models import split_model
+            full = Batches(dataset.x_train, dataset.y_train, meta["mean"], meta["std"], 2048, shuffle=False)
+            split = split_model(model, classifier=meta["classifier"])
+            out[label]["last_layer"] = last_layer_hessian(*features_and_probs(model, full, split),
+                                                          top_k=cfg.top_k).to_dict()
+    return out
+
+
+def _landscape(dims, models, dataset, cfg, progress, stop) -> dict:
+    first_model, first_meta = next(iter(models.values()))
+    xte, yte, _, test_set = eval_tensors(dataset, first_meta["mean"], first_meta["std"], "test", cfg.eval_samples,
+                                         cfg.seed)
+    dirs = random_directions(first_model, 2, cfg.seed)
+    d = Directions(dirs.vectors[:dims], dirs.meta)
+    axes = [grid(-cfg.span, cfg.span, cfg.steps_1d if dims == 1 else cfg.steps_2d)] * dims
+    out = {}
+    for i, (label, (model, _)) in enumerate(models.items()):
+        out[label] = evaluate_grid(model, d, axes, xte, yte, test_set, should_stop=stop,
+                                   progress=_share(progress, i, len(models), label)).to_dict()
+    return out
+
+
+def _interpolation(models, dataset, cfg, progress, stop) -> dict:
+    (_, (a, meta)), (_, (b, _)) = list(models.items())[:2]
+    xte, yte, _, test_set = eval_tensors(dataset, meta["mean"], meta["std"], "test", cfg.eval_samples, cfg.seed)
+    return interpolate(a, b, grid(-0.5, 1.5, 41), xte, yte, test_set,
+                       progress=lambda done, total, label: progress(done / max(total, 1), label),
+                       should_stop=stop).to_dict()
+
+
+def _share(progress, i: int, n: int, label: str):
+    """Progress of model i of n, as a fraction of the whole part."""
+    return lambda done, total, what: progress((i + done / max(total, 1)) / n, f"{label}: {what}")
+
+
+COMPUTE = {"layers": _layers, "hessian": _hessian, "landscape-1d": lambda *a: _landscape(1, *a),
+           "landscape-2d": lambda *a: _landscape(2, *a), "interpolation": _interpolation}
+
+
+# --- the job ------------------------------------------------------------------------------------------
+
+def compute(out: str | Path, subject: Subject, cfg: ReportConfig, part: str, progress=None, should_stop=None) -> Run:
+    """Compute one part of the comparison into OUT/PART; returns that job's run folder."""
+    if part not in PARTS:
+        raise ValueError(f"unknown analysis {part!r}; one of {', '.join(PARTS)}")
+    if part in PAIR_ONLY and len(subject.checkpoints) < 2:
+        raise ValueError(f"{part} needs two checkpoints.")
+    paths = [Path(p) for p in subject.checkpoints.values()]
+    job = Run.create(part_dir(out, part), {"command": "analysis", "part": part, "config": asdict(cfg),
+                                           "subject": asdict(subject), "checkpoints": _stamp(*paths)}, overwrite=True)
+    job.set_status("running", progress=0.0, stage="loading the data and the checkpoints")
 
     def prog(fraction: float, label: str) -> None:
         job.heartbeat(progress=fraction, stage=label)
@@ -100,17 +187,13 @@ def report(run_dir: str | Path, cfg: ReportConfig, part: str, progress=None, sho
             progress(int(fraction * 1000), 1000, label)
 
     try:
-        dataset = load_dataset(dataset_of(after))
-        loaded = {name: load_checkpoint(path, dataset=dataset) for name, path in (("before", before), ("after", after))}
-        models = {name: (model, before if name == "before" else after) for name, (model, _) in loaded.items()}
-        meta = loaded["after"][1]
-        stop = should_stop or job.cancel_requested
-        if part == "hessian":
-            result = _hessian(models, dataset, meta, cfg, prog, stop)
-        elif part == "interpolation":
-            result = _interpolation(models, dataset, meta, cfg, prog, stop)
-        else:
-            result = _landscape(int(part[-2]), models, dataset, meta, cfg, prog, stop)
+        dataset = data_for(paths[0], subject.dataset, options=subject.data_options)
+        models = {label: load_checkpoint(path, dataset=dataset, source=subject.source)
+                  for label, path in subject.checkpoints.items()}
+        for label, (_, meta) in models.items():
+            if meta["nonfinite"]:
+                raise ValueError(f"{label} holds NaN or infinite weights ({', '.join(meta['nonfinite'][:3])}).")
+        result = COMPUTE[part](models, dataset, cfg, prog, should_stop or job.cancel_requested)
         tmp = job.path / "result.json.tmp"
         tmp.write_text(json.dumps(result, allow_nan=True))
         tmp.replace(job.path / "result.json")
@@ -124,21 +207,35 @@ def report(run_dir: str | Path, cfg: ReportConfig, part: str, progress=None, sho
     return job
 
 
+def report(run_dir: str | Path, cfg: ReportConfig, part: str, progress=None, should_stop=None) -> Run:
+    """One part of before vs after for a post-training run, into RUN/analysis/PART."""
+    return compute(Path(run_dir) / "analysis", run_subject(run_dir), cfg, part, progress, should_stop)
+
+
 def _stamp(*paths: Path) -> list:
     """Size and modification time of each checkpoint: a result is stale once they change."""
     return [[p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
 
 
-def load_report(run_dir: str | Path) -> dict:
-    """The finished parts of a run's comparison that were computed on its current checkpoints."""
-    src, out = Run(run_dir), {}
+def load_results(out: str | Path, checkpoints: list[str | Path]) -> dict:
+    """The finished parts under OUT that were computed on these checkpoints as they are now."""
+    results = {}
+    try:
+        stamp = _stamp(*map(Path, checkpoints))
+    except OSError:
+        return results
     for part in PARTS:
-        job = Run(part_dir(run_dir, part))
+        job = Run(part_dir(out, part))
         path = job.path / "result.json"
         try:
-            fresh = job.config().get("checkpoints") == _stamp(src.checkpoint("initial"), src.checkpoint("final"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            fresh = False
-        if fresh and path.exists():
-            out[part] = json.loads(path.read_text())
-    return out
+            if job.config().get("checkpoints") == stamp and path.exists():
+                results[part] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a broken or half-written part is offered again, not shown
+    return results
+
+
+def load_report(run_dir: str | Path) -> dict:
+    """The finished parts of a post-training run's comparison, computed on its current checkpoints."""
+    src = Run(run_dir)
+    return load_results(Path(run_dir) / "analysis", [src.checkpoint("initial"), src.checkpoint("final")])

@@ -43,10 +43,12 @@ def hessian_bars(reports: dict[str, dict]) -> go.Figure:
                              marker_pattern_shape=["" if c else "/" for c in top["converged"]],
                              hovertext=[f"residual {res:.2g}" + ("" if c else " (not converged)")
                                         for res, c in zip(top["residuals"], top["converged"])]), row=1, col=1)
-        ll = r["last_layer"]
-        fig.add_trace(go.Bar(x=list(range(1, len(ll["top_eigenvalues"]) + 1)), y=ll["top_eigenvalues"], name=label,
-                             marker_color=_color(label, i), legendgroup=label, showlegend=False), row=1, col=2)
-        fig.add_trace(go.Bar(x=["whole network", "last layer"], y=[r["trace"]["trace"], ll["trace"]], name=label,
+        ll = r.get("last_layer")  # absent for a model without a linear last layer (e.g. a torch.export program)
+        if ll:
+            fig.add_trace(go.Bar(x=list(range(1, len(ll["top_eigenvalues"]) + 1)), y=ll["top_eigenvalues"], name=label,
+                                 marker_color=_color(label, i), legendgroup=label, showlegend=False), row=1, col=2)
+        fig.add_trace(go.Bar(x=["whole network", "last layer"][:2 if ll else 1],
+                             y=[r["trace"]["trace"]] + ([ll["trace"]] if ll else []), name=label,
                              marker_color=_color(label, i), legendgroup=label, showlegend=False,
                              error_y={"type": "data", "array": [r["trace"]["stderr"], 0.0]}), row=1, col=3)
     fig.update_xaxes(title_text="k", row=1, col=1)
@@ -64,7 +66,7 @@ def density_figure(reports: dict[str, dict]) -> go.Figure:
         d = r["density"]
         fig.add_trace(go.Scatter(x=d["grid"], y=[max(v, 1e-12) for v in d["density"]], name=label,
                                  legendgroup=label, line={"color": _color(label, i)}), row=1, col=1)
-        spectrum = r["last_layer"].get("spectrum")
+        spectrum = (r.get("last_layer") or {}).get("spectrum")
         if spectrum:
             fig.add_trace(go.Histogram(x=spectrum, name=label, legendgroup=label, showlegend=False, nbinsx=60,
                                        histnorm="probability density", opacity=0.6,

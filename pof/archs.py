@@ -55,6 +55,16 @@ def runs_user_code(arch: str | None) -> bool:
     return bool(arch) and arch not in ARCHS and (arch.startswith("export:") or (":" in arch and not arch.startswith("torchvision:")))
 
 
+def short_name(arch: str) -> str:
+    """The spec without its folders (file.py:build, export:model.pt2), for cards and tables."""
+    if kind_of(arch) == "export":
+        return "export:" + Path(arch.split(":", 1)[1]).name
+    if kind_of(arch) == "code" and ".py:" in arch:
+        where, _, fn = arch.rpartition(":")
+        return f"{Path(where).name}:{fn}"
+    return arch
+
+
 def describe(arch: str) -> str:
     return {"registry": "this project's registry", "torchvision": "torchvision", "export": "a torch.export program",
             "code": "your own code"}[kind_of(arch)]

@@ -168,15 +168,17 @@ def test_compare_page_shows_every_chart_of_a_computed_report_instantly(finished_
     assert not at.exception and at.title[0].value == "Compare before and after"
     at.selectbox[0].set_value(str(finished_pof_run / "pof")).run()
     charts = at.get("plotly_chart")
-    assert len(charts) == 6  # curves, hessian bars, density, 1-D slices, contours, interpolation
-    assert len(at.get("download_button")) == 12
+    assert len(charts) == 7  # curves, per layer, hessian bars, density, 1-D slices, contours, interpolation
+    assert len(at.get("download_button")) == 15  # HTML and JSON of each, and the per-layer table as CSV
     assert [t.label for t in at.tabs] == ["contour maps", "3-D surfaces"]  # surfaces: drawn when opened
     assert not any(b.label.startswith("Compute") for b in at.button)  # all cached: nothing to compute
     import json
     curves = json.loads(charts[0].proto.spec)
     assert {t["name"] for t in curves["data"]} == {"pof (pof)", "finetune-frozen (finetune-frozen)"}
-    hessian = json.loads(charts[1].proto.spec)
+    hessian = json.loads(charts[2].proto.spec)
     assert {t["name"] for t in hessian["data"]} == {"before", "after"}
+    layers = json.loads(charts[1].proto.spec)  # the per-layer view of the same before and after
+    assert {t["name"] for t in layers["data"] if t["type"] == "scatter"} == {"before", "after"}
 
 
 def test_compare_page_overlays_a_control_run_of_the_same_checkpoint(finished_pof_run, monkeypatch):
@@ -189,8 +191,8 @@ def test_compare_page_overlays_a_control_run_of_the_same_checkpoint(finished_pof
     control.set_value(str(finished_pof_run / "finetune-frozen")).run()
     assert not at.exception
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert {t["name"] for t in charts[1]["data"]} == {"before", "after", "after, finetune-frozen"}
-    assert len([t for t in charts[4]["data"] if t["type"] == "contour"]) == 3
+    assert {t["name"] for t in charts[2]["data"]} == {"before", "after", "after, finetune-frozen"}
+    assert len([t for t in charts[5]["data"] if t["type"] == "contour"]) == 3
 
 
 def test_compare_page_starts_one_background_job_per_missing_analysis(finished_pof_run, monkeypatch, tmp_path):
@@ -200,12 +202,13 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(finished_po
     monkeypatch.setenv("POF_RUNS", str(root))
     at = _compare_page()
     assert len(at.get("plotly_chart")) == 1  # the curves; no analysis yet
-    [b for b in at.button if b.label == "Compute 4 analyses"][0].click().run()
+    [b for b in at.button if b.label == "Compute 5 analyses"][0].click().run()
     assert not at.exception
-    jobs = [Run(root / "pof" / "analysis" / p) for p in ("hessian", "landscape-1d", "landscape-2d", "interpolation")]
+    jobs = [Run(root / "pof" / "analysis" / p) for p in ("layers", "hessian", "landscape-1d", "landscape-2d",
+                                                           "interpolation")]
     assert all(j.status()["state"] in ("queued", "running", "done") for j in jobs)
     texts = [p.proto.text for p in at.get("progress")]
-    assert len(texts) == 4 and texts[0].startswith("Hessian spectra")
+    assert len(texts) == 5 and texts[0].startswith("Per-layer sharpness")
     for j in jobs:
         j.request_cancel()
     for j in jobs:
@@ -233,11 +236,11 @@ def test_results_of_an_overwritten_checkpoint_are_not_shown_as_its_own(finished_
     root = tmp_path / "runs"
     shutil.copytree(finished_pof_run / "pof", root / "pof")  # copy2 keeps sizes and times: still fresh
     monkeypatch.setenv("POF_RUNS", str(root))
-    assert len(_compare_page().get("plotly_chart")) == 6
+    assert len(_compare_page().get("plotly_chart")) == 7
     final = root / "pof" / "checkpoints" / "final.safetensors"
     os.utime(final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9))  # as a re-run would
     at = _compare_page()
-    assert len(at.get("plotly_chart")) == 1 and any(b.label == "Compute 4 analyses" for b in at.button)
+    assert len(at.get("plotly_chart")) == 1 and any(b.label == "Compute 5 analyses" for b in at.button)
 
 
 def test_a_run_trained_on_an_image_folder_is_offered_that_folder_without_a_download_warning(runs_root, tmp_path):

@@ -96,23 +96,23 @@ def test_default_model_post_trained_watched_reloaded_and_compared(server, page, 
     _shot(page, tmp_path, "3-done")
 
     page.get_by_role("link", name="Compare before and after").click()
-    page.get_by_role("button", name="Compute 4 analyses").click()
+    page.get_by_role("button", name="Compute 5 analyses").click()
     page.get_by_text(re.compile(r"Hessian spectra: ")).wait_for(timeout=30_000)
     _shot(page, tmp_path, "4-analysing")
     t0 = time.time()
-    while len(_plot_traces(page)) < 6:  # curves, Hessian bars, density, slices, contours, interpolation
+    while len(_plot_traces(page)) < 7:  # curves, per layer, Hessian bars, density, slices, contours, interpolation
         assert time.time() - t0 < 600, f"charts so far: {_plot_traces(page)}"
         assert not page.get_by_text(re.compile(r"failed:")).count(), page.content()[:2000]
         time.sleep(2)
     page.get_by_role("tab", name="3-D surfaces").click()  # drawn only when opened
-    page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].length >= 7", timeout=60_000)
+    page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].length >= 8", timeout=60_000)
     page.wait_for_timeout(1500)
     traces = _plot_traces(page)
-    assert len(traces) == 7 and all(n >= 2 for n in traces), traces
-    for part in ("hessian", "landscape-1d", "landscape-2d", "interpolation"):
+    assert len(traces) == 8 and all(n >= 2 for n in traces), traces
+    for part in ("layers", "hessian", "landscape-1d", "landscape-2d", "interpolation"):
         assert (run / "analysis" / part / "result.json").exists()
     _shot(page, tmp_path, "5-compare")
     page.reload()  # cached: every chart at once, nothing to compute
     page.get_by_text("Hessian", exact=True).wait_for(timeout=30_000)
     page.wait_for_timeout(1500)
-    assert len(_plot_traces(page)) == 6 and not page.get_by_role("button", name=re.compile("Compute")).count()
+    assert len(_plot_traces(page)) == 7 and not page.get_by_role("button", name=re.compile("Compute")).count()

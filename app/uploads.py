@@ -1,0 +1,64 @@
+"""Model files uploaded through the app: kept under generated names in the app's data folder
+(RUNS/.uploads), each with a small JSON note of its original name, listed and deletable. The
+bytes are never interpreted here; pof.checkpoints.load_checkpoint reads them (tensors only)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from app.jobs import runs_root
+
+# The largest upload Streamlit accepts, in MB: server.maxUploadSize in .streamlit/config.toml.
+MAX_UPLOAD_MB = 200
+KNOWN_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".pt2", ".bin")
+
+
+def uploads_dir() -> Path:
+    return runs_root() / ".uploads"
+
+
+def save_upload(original_name: str, data: bytes) -> Path:
+    """Store the bytes as <sha256 prefix><suffix>; the same file uploaded twice is stored once.
+    The suffix is kept only when it is a known model suffix: names never come from the user."""
+    folder = uploads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = Path(original_name).suffix.lower()
+    name = hashlib.sha256(data).hexdigest()[:16] + (suffix if suffix in KNOWN_SUFFIXES else ".bin")
+    path = folder / name
+    if not path.exists():
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        note = {"name": Path(original_name).name[:200], "bytes": len(data), "uploaded": time.time()}
+        path.with_name(path.name + ".json").write_text(json.dumps(note))
+    return path
+
+
+def list_uploads() -> list[tuple[Path, dict]]:
+    """(stored file, its note), newest first; a file whose note is unreadable is listed by its name."""
+    folder = uploads_dir()
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in folder.iterdir():
+        if path.suffix in (".json", ".part") or not path.is_file():
+            continue
+        try:
+            note = json.loads(path.with_name(path.name + ".json").read_text())
+        except (OSError, ValueError):
+            note = {"name": path.name, "bytes": path.stat().st_size, "uploaded": path.stat().st_mtime}
+        out.append((path, note))
+    return sorted(out, key=lambda item: item[1].get("uploaded", 0), reverse=True)
+
+
+def delete_upload(path: Path) -> None:
+    """Delete a stored upload (only ever a file directly inside the uploads folder)."""
+    path = Path(path)
+    if path.parent.resolve() != uploads_dir().resolve():
+        raise ValueError(f"{path} is not an upload")
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".json").unlink(missing_ok=True)

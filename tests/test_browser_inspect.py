@@ -1,0 +1,99 @@
+"""Inspect in a real browser: upload a checkpoint of the user's own architecture, see its card,
+compute its per-layer view next to a second checkpoint; a pickle payload uploaded is refused and
+never runs."""
+import os
+import re
+import textwrap
+import time
+
+import torch
+from torch import nn
+
+from test_browser import _plot_traces, _shot, page, server  # noqa: F401  (fixtures)
+
+OWN_NET = textwrap.dedent('''
+    import torch.nn as nn
+
+    def build(num_classes=10):
+        """Not a registry model: the user's own layout, its last layer named `head`."""
+        net = nn.Sequential()
+        net.add_module("stem", nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                                             nn.AdaptiveAvgPool2d(2), nn.Flatten()))
+        net.add_module("head", nn.Linear(24, num_classes))
+        return net
+''')
+
+
+def _build(folder):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("own_browser_net", folder / "ownnet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build()
+
+
+def _fine_tuned(model: nn.Module) -> nn.Module:
+    """A few SGD steps on digits: the user's "after" checkpoint."""
+    from pof.data import Batches, load_dataset
+    data = load_dataset("digits")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for xb, yb in Batches(data.x_train, data.y_train, data.mean, data.std, 64):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    return model.eval()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['POF_TEST_MARKER']}",))
+
+
+def test_upload_a_foreign_model_see_its_card_and_compare_it_per_layer(server, page, tmp_path, monkeypatch):  # noqa: F811
+    url, runs = server
+    (tmp_path / "ownnet.py").write_text(OWN_NET)
+    before = _build(tmp_path)
+    torch.save({"model": before.state_dict(), "epoch": 0}, tmp_path / "before.pt")
+    torch.save({"model": _fine_tuned(before).state_dict(), "epoch": 1}, tmp_path / "after.pt")
+
+    page.goto(url + "/inspect")
+    page.get_by_text("Inspect checkpoints").wait_for(timeout=60_000)
+    page.get_by_text("an upload").first.click()
+    page.locator("input[type=file]").first.set_input_files(str(tmp_path / "before.pt"))
+    page.get_by_text("carries no metadata of this project").wait_for(timeout=30_000)
+    page.get_by_text("holds weights only: give its architecture").wait_for(timeout=30_000)  # says what to do
+    page.get_by_role("textbox", name="Architecture").fill(f"{tmp_path / 'ownnet.py'}:build")
+    page.get_by_role("textbox", name="Architecture").press("Enter")
+    page.get_by_text("runs your own code").wait_for(timeout=30_000)
+    page.get_by_text("chosen by last nn.Linear").wait_for(timeout=30_000)  # the card: its classifier, found
+    page.get_by_text("a torch file of another origin").wait_for()
+    _shot(page, tmp_path, "inspect-1-card")
+
+    radios = page.get_by_text("an upload")
+    radios.nth(1).click()  # checkpoint B: a second upload
+    page.locator("input[type=file]").nth(1).set_input_files(str(tmp_path / "after.pt"))
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stMetricValue\"]').length >= 10",
+                           timeout=30_000)  # two cards of five numbers
+    samples = page.get_by_role("spinbutton", name=re.compile("Training samples"))
+    samples.fill("200")
+    samples.press("Enter")
+    page.get_by_role("button", name="Compute 1 analysis").click()
+    t0 = time.time()
+    while len(_plot_traces(page)) < 1:
+        assert time.time() - t0 < 300, page.content()[:2000]
+        assert not page.get_by_text(re.compile(r"failed:")).count(), page.content()[:3000]
+        time.sleep(1)
+    page.wait_for_timeout(1500)
+    traces = _plot_traces(page)
+    assert traces[0] >= 3  # two checkpoints along the depth and their per-layer ratio
+    page.get_by_text("Per layer: which layers are sharp").wait_for()
+    _shot(page, tmp_path, "inspect-2-layers")
+
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("POF_TEST_MARKER", str(marker))
+    torch.save({"state_dict": _Payload()}, tmp_path / "evil.pt")
+    page.locator("input[type=file]").first.set_input_files(str(tmp_path / "evil.pt"))
+    page.get_by_text(re.compile(r"pickled Python object \(posix.system\)")).wait_for(timeout=30_000)
+    _shot(page, tmp_path, "inspect-3-pickle-refused")
+    assert not marker.exists()
+    assert len(list((runs / ".uploads").glob("*.pt"))) == 3  # stored under generated names
