@@ -62,3 +62,13 @@ def delete_upload(path: Path) -> None:
         raise ValueError(f"{path} is not an upload")
     path.unlink(missing_ok=True)
     path.with_name(path.name + ".json").unlink(missing_ok=True)
+
+
+def free_file(folder: Path, stem: str) -> Path:
+    """folder/STEM.safetensors, or STEM-2, -3 ... when taken; the stem keeps only safe characters."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip(".-")[:80] or "model"
+    path, n = folder / f"{safe}.safetensors", 2
+    while path.exists():
+        path, n = folder / f"{safe}-{n}.safetensors", n + 1
+    return path
+

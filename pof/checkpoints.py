@@ -283,3 +283,20 @@ def _describe_split(model: nn.Module, meta: dict, example) -> None:
     except ValueError as e:
         meta["classifier"], meta["split"] = None, (f"no usable last layer: {e} Every analysis but PoF and the exact "
                                                    f"last-layer Hessian works; name the layer with --classifier.")
+
+
+def import_checkpoint(path: str | Path, out: str | Path, dataset, source: ModelSource | None = None,
+                      data_options: dict | None = None, overwrite: bool = False) -> dict:
+    """Write any model file a user brings as a project checkpoint (weights + full metadata), so that
+    every command and the app take it without --arch or --dataset; returns its metadata."""
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise CheckpointError(f"{out}: a project checkpoint is a .safetensors file; name it so.")
+    if out.exists() and not overwrite:
+        raise CheckpointError(f"{out} exists; give --overwrite to replace it, or another --out.")
+    model, meta = load_checkpoint(path, dataset=dataset, source=source)
+    meta["provenance"] = {**meta["provenance"], "kind": "imported"}
+    meta["data_options"] = {k: v for k, v in (data_options or {}).items() if v is not None}
+    save_checkpoint(out, model, meta)
+    return meta
+

@@ -308,25 +308,15 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from pathlib import Path
-
-    from .checkpoints import load_checkpoint, save_checkpoint
+    from .checkpoints import import_checkpoint
     from .data import data_options, load_dataset
-    from .models import count_parameters
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"{out} exists; give --overwrite to replace it, or another --out.")
-    if out.suffix != ".safetensors":
-        raise ValueError(f"--out {out}: a project checkpoint is a .safetensors file; name it so.")
-    dataset = load_dataset(args.dataset, args.data_root, svhn_extra=args.svhn_extra, **data_options(args))
-    model, meta = load_checkpoint(args.checkpoint, dataset=dataset, source=model_source(args))
+    options = data_options(args)
+    dataset = load_dataset(args.dataset, args.data_root, svhn_extra=args.svhn_extra, **options)
+    meta = import_checkpoint(args.checkpoint, args.out, dataset, model_source(args), options, args.overwrite)
     print_warnings(meta)
-    meta["provenance"] = {**meta["provenance"], "kind": "imported"}
-    meta["data_options"] = {k: v for k, v in data_options(args).items() if v is not None}
-    save_checkpoint(out, model, meta)
-    print(f"{meta['arch']} ({count_parameters(model):,} parameters), {meta['split']}\n"
-          f"wrote {out}: every command and the app now take it without --arch/--dataset")
+    print(f"{meta['arch']}: {meta['split']}\n"
+          f"wrote {args.out}: every command and the app now take it without --arch or --dataset")
     return EXIT_OK
 
 

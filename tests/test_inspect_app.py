@@ -106,6 +106,18 @@ def test_a_foreign_model_on_the_users_own_data_gets_its_card(runs_root, tmp_path
     assert metrics["classifier"] == "head" and metrics["parameters"] == f"{2 * 16 * 12 + 12 + 12 * 3 + 3:,}"
     assert metrics["test accuracy (recorded)"] == "n/a"
     assert any("stripped" not in c.value and "a torch file of another origin" in c.value for c in at.caption)
+    # saved once as a project checkpoint: next time, one click and no fields
+    [b for b in at.button if b.label == "Save as a project checkpoint"][0].click().run()
+    saved = runs_root / "imported" / "own.safetensors"
+    assert saved.exists() and any(str(saved) in s.value for s in at.success)
+    again = _inspect()
+    _radio(again, "Checkpoint A from").set_value("my runs").run()
+    assert next(s for s in again.selectbox if s.label == "Run checkpoint or imported model").value == str(saved)
+    assert not again.error, again.error[0].value
+    assert next(s for s in again.selectbox if s.label == "Data").value == f"npz:{tmp_path / 'mine.npz'}"
+    metrics = {m.label: m.value for m in again.metric}
+    assert metrics["classifier"] == "head" and metrics["architecture"] == "ownnet.py:build"
+    assert any("imported with `pof import`" in c.value for c in again.caption)
 
 
 def test_a_pickle_given_to_the_page_is_refused_and_never_run(runs_root, tmp_path, monkeypatch):

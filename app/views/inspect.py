@@ -12,10 +12,10 @@ from analysis.report import (PAIR_ONLY, PARTS, ReportConfig, Subject, comparison
                              part_dir)
 from app.comparison import PART_TITLES, show_results
 from app.jobs import log_tail, runs_root, start_job
-from app.uploads import MAX_UPLOAD_MB, delete_upload, list_uploads, save_upload
+from app.uploads import MAX_UPLOAD_MB, delete_upload, free_file, list_uploads, save_upload
 from pof.archs import runs_user_code, short_name
 from pof.catalogue import bundled, verify
-from pof.checkpoints import CheckpointError, read_metadata
+from pof.checkpoints import CheckpointError, data_for, import_checkpoint, read_metadata
 from pof.cli import _arch_arg
 from pof.data import DATASETS, DatasetError
 from pof.loading import LoadError, ModelSource
@@ -23,6 +23,13 @@ from pof.runs import Run, list_runs
 
 DEFAULT_PAIR = ("digits-cnn-small-sgd", "digits-cnn-small-sam")
 root = runs_root()
+
+
+def imported_dir() -> Path:
+    """Where the Save button writes project checkpoints of the user's own models."""
+    return root / "imported"
+
+
 st.title("Inspect checkpoints")
 st.caption("Choose one checkpoint, or two to compare (a model before and after your own fine-tuning, SGD vs SAM, "
            "...). Each analysis runs as a background job and is kept, keyed by the files' content, so it shows at "
@@ -49,13 +56,15 @@ def pick(slot: str, optional: bool) -> str | None:
             return None
         return catalogue[key]["path"]
     if kind == "my runs":
-        checkpoints = [str(p) for r in list_runs(root) if r.path.parent.name not in ("analysis",) and r.config_file.exists()
+        checkpoints = [str(p) for r in list_runs(root) if r.path.parent.name != "analysis" and r.config_file.exists()
                        for p in (r.checkpoint("initial"), r.checkpoint("final")) if p.exists()]
+        checkpoints += [str(p) for p in sorted(imported_dir().glob("*.safetensors"))]
         if not checkpoints:
-            st.info("No runs with checkpoints yet.")
+            st.info("No runs with checkpoints yet, and no imported models.")
             return None
-        return st.selectbox("Run checkpoint", checkpoints, key=f"{slot}-run",
-                            format_func=lambda p: f"{Path(p).parents[1].name} / {Path(p).stem}")
+        return st.selectbox("Run checkpoint or imported model", checkpoints, key=f"{slot}-run",
+                            format_func=lambda p: f"imported / {Path(p).stem}" if Path(p).parent == imported_dir()
+                            else f"{Path(p).parents[1].name} / {Path(p).stem}")
     if kind == "a path on this server":
         text = st.text_input("Path of the model file", key=f"{slot}-path", placeholder="/path/to/model.pt").strip()
         if not text:
@@ -153,7 +162,7 @@ except (LoadError, ValueError) as e:
 trained_on = [m["dataset"] for m in metas.values() if m and m.get("dataset")]
 choices = list(dict.fromkeys(trained_on + list(DATASETS))) + ["a file or folder of my own ..."]
 d1, d2, d3 = st.columns([1, 2, 1])
-dataset = d1.selectbox("Data", choices, key="dataset", help="the data the numbers are measured on (default: what "
+dataset = d1.selectbox("Data", choices, key=f"dataset-{'|'.join(paths)}", help="the data the numbers are measured on (default: what "
                                                             "the checkpoint was trained on)")
 if dataset == "a file or folder of my own ...":
     dataset = d2.text_input("npz:PATH, csv:PATH or imagefolder:PATH", key="own-data",
@@ -172,7 +181,7 @@ data_options = {k: v for k, v in (("classes", classes or None), ("label_column",
 def card(path: str, mtime: float, dataset: str, data_options: dict, source: dict, allow_code: bool) -> dict:
     """What the checkpoint is, checked against the data (two inputs through it). In the app's process:
     reading a file and one tiny forward; the analyses are jobs."""
-    from pof.checkpoints import data_for, load_checkpoint
+    from pof.checkpoints import load_checkpoint
     from pof.models import count_parameters
     try:
         data = data_for(path, dataset, options=data_options)
@@ -183,7 +192,10 @@ def card(path: str, mtime: float, dataset: str, data_options: dict, source: dict
             "parameters": count_parameters(model), "data": data.describe()}
 
 
-cards = {p: card(p, Path(p).stat().st_mtime, dataset, data_options, asdict(source), allow_code) for p in paths}
+# code named in a file's metadata runs only when allowed, or when this app wrote the file itself (Save
+# below, after the user typed that code's path): an uploaded file never runs code it names
+cards = {p: card(p, Path(p).stat().st_mtime, dataset, data_options, asdict(source),
+                 allow_code or Path(p).parent == imported_dir()) for p in paths}
 for slot, (p, c) in zip("AB", cards.items()):
     st.markdown(f"**{slot}: {shown[p]}{' (uploaded)' if p in uploaded else ''}**")
     if "error" in c:
@@ -205,6 +217,15 @@ for slot, (p, c) in zip("AB", cards.items()):
                f"{c['data']}.")
     for warning in meta.get("warnings", []):
         st.warning(warning)
+    if prov.get("kind") == "foreign" and st.button("Save as a project checkpoint", key=f"import-{slot}",
+                                                   help="weights and everything said above in one .safetensors "
+                                                        "file, listed under 'my runs': next time, no fields"):
+        target = free_file(imported_dir(), Path(shown[p]).stem)
+        try:
+            import_checkpoint(p, target, data_for(p, dataset, options=data_options), source, data_options)
+            st.success(f"Saved {target}; choose it under 'my runs' from now on.")
+        except (CheckpointError, DatasetError, LoadError, ValueError, OSError) as e:
+            st.error(f"Not saved: {e}")
 if any("error" in c for c in cards.values()):
     st.stop()
 

@@ -26,10 +26,15 @@ METHOD_HELP = {
 @st.cache_data(max_entries=64)
 def model_card(path: str, mtime: float) -> dict:
     """What the checkpoint is, from its metadata and an untrained copy of its architecture (cheap)."""
-    from pof.models import build_model, count_parameters, split_model
+    from pof import archs
+    from pof.models import count_parameters, split_model
     meta = read_metadata(path)
-    model = build_model(meta["arch"], meta["input_shape"], meta["num_classes"], **meta["arch_args"])
-    return {"meta": meta, "parameters": count_parameters(model), "split": split_model(model).describe()}
+    if archs.runs_user_code(meta["arch"]):  # never run code named inside a file just to draw its card
+        raise CheckpointError(f"it is built by code ({meta['arch']}); post-train it from the command line "
+                              f"(python -m pof post-train {path} ...), which runs that code.")
+    model = archs.build(meta["arch"], meta["arch_args"], input_shape=meta["input_shape"], num_classes=meta["num_classes"])
+    return {"meta": meta, "parameters": count_parameters(model),
+            "split": split_model(model, classifier=meta.get("classifier")).describe()}
 
 
 root = runs_root()

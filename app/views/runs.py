@@ -45,7 +45,8 @@ with st.expander("Pre-train a model", expanded=not list_runs(root)):
 
 def training_runs() -> list[Run]:
     """Pre- and post-training runs; the comparison's analysis jobs are shown on the Compare page."""
-    return [r for r in list_runs(root) if r.path.parent.name != "analysis"]
+    # the parts of a comparison (RUN/analysis/PART, ROOT/compare/KEY/PART) are shown where they belong
+    return [r for r in list_runs(root) if r.path.parent.name != "analysis" and r.path.parent.parent.name != "compare"]
 
 
 @st.fragment(run_every=5.0)
