@@ -578,6 +578,10 @@ def _report_options(p) -> None:
     p.add_argument("--steps-1d", type=int, default=r.steps_1d)
     p.add_argument("--steps-2d", type=int, default=r.steps_2d)
     p.add_argument("--span", type=float, default=r.span, help="landscape coordinates in [-span, span]")
+    p.add_argument("--layer-tol", type=float, default=r.layer_tol,
+                   help="per layer: relative residual that stops each block's Lanczos")
+    p.add_argument("--layer-steps", type=int, default=r.layer_steps,
+                   help="per layer: at most this many Lanczos steps per block eigenvalue")
     p.add_argument("--seed", type=int, default=r.seed)
     p.add_argument("--quiet", action="store_true")
 

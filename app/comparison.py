@@ -12,9 +12,40 @@ import streamlit as st
 
 from app.figures import (LAYER_METRICS, contours_2d, density_figure, hessian_bars, interpolation_figure, layer_rows,
                          layers_figure, slices_1d, surfaces_3d)
+from app.jobs import log_tail
+from app.live import time_left
 
 PART_TITLES = {"layers": "per-layer sharpness", "hessian": "Hessian spectra", "landscape-1d": "1-D loss slices",
                "landscape-2d": "2-D loss surfaces", "interpolation": "interpolation"}
+
+
+@st.fragment(run_every=1.0)
+def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
+    """Progress (with time left), failures and Cancel of the analysis jobs `jobs` ({key: Run},
+    `names[key]` its title), polled every second; the page is redrawn when one finishes. A failed
+    part already shown from an earlier result (`done`) is not reported again."""
+    states = {}
+    for key, job in jobs.items():
+        status = job.status()
+        states[key] = state = status["state"]
+        if state == "queued":
+            st.progress(0.0, text=f"{names[key]}: queued")
+        elif state == "running":
+            st.progress(min(1.0, status.get("progress") or 0.0),
+                        text=f"{names[key]}: {status.get('stage', '')}{time_left(status)}")
+        elif state == "failed" and key not in done:
+            st.error(f"{names[key]} failed: {status.get('error', '')}")
+            st.code(log_tail(job), language=None)
+    active = [k for k, s in states.items() if s in ("queued", "running")]
+    if active and st.button("Cancel the analyses", key="cancel-analyses"):
+        for k in active:
+            jobs[k].request_cancel()
+    seen = st.session_state.setdefault("analysis_states", {})
+    ids = {k: str(jobs[k].path) for k in states}
+    changed = any(seen.get(ids[k]) in ("queued", "running") and s not in ("queued", "running") for k, s in states.items())
+    seen.update({ids[k]: s for k, s in states.items()})
+    if changed:
+        st.rerun()  # a result arrived: redraw the figures below
 
 
 def show_figure(fig, name: str, data, prefix: str) -> None:

@@ -14,7 +14,7 @@ from pof.jobqueue import job_slots, queue_state
 from pof.runs import Run
 
 
-def _time_left(status: dict) -> str:
+def time_left(status: dict) -> str:
     p, started = status.get("progress") or 0.0, status.get("started")
     if not started or p <= 0.01:
         return ""
@@ -33,7 +33,7 @@ def state_box(run: Run, status: dict, root: Path | None = None) -> None:
         st.progress(min(1.0, status.get("progress") or 0.0),
                     text=(f"running: {status['stage']}" if "stage" in status else
                           f"running: epoch {status.get('epoch', 0)}/{status.get('epochs', '?')} done, "
-                          f"step {status.get('step', 0)}/{status.get('total_steps', '?')}") + _time_left(status))
+                          f"step {status.get('step', 0)}/{status.get('total_steps', '?')}") + time_left(status))
     elif state == "done":
         st.success(f"done in {status.get('finished', 0) - status.get('started', 0):.0f} s")
     elif state == "cancelled":

@@ -1,6 +1,7 @@
-"""Model files uploaded through the app: kept under generated names in the app's data folder
-(RUNS/.uploads), each with a small JSON note of its original name, listed and deletable. The
-bytes are never interpreted here; pof.checkpoints.load_checkpoint reads them (tensors only)."""
+"""The app's own files beside the runs: uploads, kept under generated names in RUNS/.uploads, each
+with a small JSON note of its original name, listed and deletable (the bytes are never interpreted
+here; pof.checkpoints.load_checkpoint reads them, tensors only), and the project checkpoints the
+Inspect page saves from the user's own models, in RUNS/imported."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ KNOWN_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".pt2", ".bin")
 
 def uploads_dir() -> Path:
     return runs_root() / ".uploads"
+
+
+def imported_dir() -> Path:
+    """Project checkpoints the Inspect page saved from the user's own models (listed under my runs)."""
+    return runs_root() / "imported"
 
 
 def save_upload(original_name: str, data: bytes) -> Path:

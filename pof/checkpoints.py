@@ -80,6 +80,11 @@ def read_metadata(path: str | Path) -> dict:
     """The metadata of a project checkpoint, without loading its weights."""
     path = Path(path)
     kind = sniff_checked(path)
+    if kind not in FOREIGN:  # not a model file at all, or TorchScript: read_state says why
+        try:
+            read_state(path)
+        except LoadError as e:
+            raise CheckpointError(str(e)) from None
     meta = read_safetensors(path, tensors=False)[1] if kind == "safetensors" else None
     if meta is None:
         raise CheckpointError(f"{path} is a {FOREIGN[kind]} without this project's metadata: say what it is with "

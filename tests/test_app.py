@@ -61,7 +61,7 @@ def test_a_checkpoint_file_that_is_not_one_is_refused_with_the_reason(runs_root,
     at = _app()
     at.radio[0].set_value("a checkpoint file").run()
     at.text_input[0].set_value(str(bad)).run()
-    assert "cannot be used" in at.error[0].value and "not a readable safetensors file" in at.error[0].value
+    assert "cannot be used" in at.error[0].value and "not a model file this tool reads" in at.error[0].value
 
 
 def test_start_post_trains_the_default_model_in_a_background_job(runs_root):
@@ -255,7 +255,7 @@ def test_a_run_trained_on_an_image_folder_is_offered_that_folder_without_a_downl
             "--out", runs_root / "mine", "--quiet", check=0)
     at = _app()
     at.radio[0].set_value("my runs").run()
-    assert not at.exception and at.selectbox[0].label == "Finished run"
+    assert not at.exception and at.selectbox[0].label == "Finished run or imported model"
     assert at.selectbox[1].options == [f"imagefolder:{folder.resolve()}", "image folder ..."]
     assert not at.warning
     assert any("digits (10 classes, the model has 3 outputs)" in c.value for c in at.caption)  # same shape

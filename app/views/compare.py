@@ -6,9 +6,9 @@ the same as the Inspect page's."""
 import streamlit as st
 
 from analysis.report import PARTS, load_report, part_dir
-from app.comparison import PART_TITLES, show_figure, show_results
+from app.comparison import PART_TITLES, show_figure, show_results, watch_parts
 from app.figures import method_curves
-from app.jobs import log_tail, runs_root, start_job
+from app.jobs import runs_root, start_job
 from pof.runs import Run, list_runs
 
 root = runs_root()
@@ -59,32 +59,8 @@ if missing and st.button(f"Compute {len(missing)} analys{'is' if len(missing) ==
     st.rerun()  # redraw without the button: the jobs are queued now
 
 
-@st.fragment(run_every=1.0)
-def analysis_status() -> None:
-    states = {}
-    for (run_path, part), job in jobs().items():
-        status = job.status()
-        states[(run_path, part)] = state = status["state"]
-        name = f"{PART_TITLES[part].capitalize()}" + (f" · {Run(run_path).path.name}" if control else "")
-        if state == "queued":
-            st.progress(0.0, text=f"{name}: queued")
-        elif state == "running":
-            st.progress(min(1.0, status.get("progress") or 0.0), text=f"{name}: {status.get('stage', '')}")
-        elif state == "failed":
-            st.error(f"{name} failed: {status.get('error', '')}")
-            st.code(log_tail(job), language=None)
-    active = [k for k, s in states.items() if s in ("queued", "running")]
-    if active and st.button("Cancel the analyses"):
-        for k in active:
-            jobs()[k].request_cancel()
-    seen = st.session_state.setdefault("analysis_states", {})
-    changed = any(seen.get(str(k)) in ("queued", "running") and s not in ("queued", "running") for k, s in states.items())
-    seen.update({str(k): s for k, s in states.items()})
-    if changed:
-        st.rerun()  # a result arrived: redraw the figures below
-
-
-analysis_status()
+watch_parts(jobs(), {key: PART_TITLES[key[1]].capitalize() + (f" · {Run(key[0]).path.name}" if control else "")
+                     for key in jobs()})
 
 
 st.subheader("Accuracy and loss over the post-training")

@@ -3,6 +3,7 @@ own architectures included), their cards, and per-layer sharpness, Hessian spect
 the interpolation between them, each a background job cached by the checkpoints' content."""
 
 import json
+from argparse import ArgumentTypeError
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,11 +11,11 @@ import streamlit as st
 
 from analysis.report import (PAIR_ONLY, PARTS, ReportConfig, Subject, comparison_dir, labels_for, load_results,
                              part_dir)
-from app.comparison import PART_TITLES, show_results
-from app.jobs import log_tail, runs_root, start_job
-from app.uploads import MAX_UPLOAD_MB, delete_upload, free_file, list_uploads, save_upload
+from app.comparison import PART_TITLES, show_results, watch_parts
+from app.jobs import runs_root, start_job
+from app.uploads import MAX_UPLOAD_MB, delete_upload, free_file, imported_dir, list_uploads, save_upload
 from pof.archs import runs_user_code, short_name
-from pof.catalogue import bundled, verify
+from pof.catalogue import bundled, incompatibility, verify
 from pof.checkpoints import CheckpointError, data_for, import_checkpoint, read_metadata
 from pof.cli import _arch_arg
 from pof.data import DATASETS, DatasetError
@@ -23,11 +24,6 @@ from pof.runs import Run, list_runs
 
 DEFAULT_PAIR = ("digits-cnn-small-sgd", "digits-cnn-small-sam")
 root = runs_root()
-
-
-def imported_dir() -> Path:
-    """Where the Save button writes project checkpoints of the user's own models."""
-    return root / "imported"
 
 
 st.title("Inspect checkpoints")
@@ -155,21 +151,31 @@ with st.expander("A model of your own: architecture, classifier, keys", expanded
 try:
     source = ModelSource(arch, dict(_arch_arg(a.strip()) for a in arch_args.split(",") if a.strip()), classifier,
                          [m.strip() for m in key_map.split(",") if m.strip()])
-except (LoadError, ValueError) as e:
+except (LoadError, ValueError, ArgumentTypeError) as e:
     st.error(f"{e}")
     st.stop()
 
 trained_on = [m["dataset"] for m in metas.values() if m and m.get("dataset")]
-choices = list(dict.fromkeys(trained_on + list(DATASETS))) + ["a file or folder of my own ..."]
+candidates = list(dict.fromkeys(trained_on + list(DATASETS)))
+# as on the Post-train page: a project checkpoint is offered only data of its input shape and classes
+# (without loading any); a file of other origin learns its shape from the data, checked on its card
+why_not = {d: next((why for m in metas.values() if m and (why := incompatibility(m, d))), None) for d in candidates}
+choices = [d for d in candidates if why_not[d] is None] + ["a file or folder of my own ..."]
 d1, d2, d3 = st.columns([1, 2, 1])
-dataset = d1.selectbox("Data", choices, key=f"dataset-{'|'.join(paths)}", help="the data the numbers are measured on (default: what "
-                                                            "the checkpoint was trained on)")
+dataset = d1.selectbox("Data", choices, key=f"dataset-{'|'.join(paths)}",  # a new checkpoint: its own data first
+                       help="the data the numbers are measured on (default: what the checkpoint was trained on)")
 if dataset == "a file or folder of my own ...":
     dataset = d2.text_input("npz:PATH, csv:PATH or imagefolder:PATH", key="own-data",
                             placeholder="csv:/data/flowers.csv").strip() or None
 classes = d3.text_input("Class order", key="classes", placeholder="cat,dog",
                         help="class names in label order (default: the data's own; folders: alphabetical)").strip()
 label_column = d2.text_input("Label column (CSV)", key="label-column").strip() if dataset and dataset.startswith("csv:") else ""
+refused = {}
+for d, why in why_not.items():
+    if why:
+        refused.setdefault(why, []).append(d)
+if refused:
+    st.caption("Not offered: " + "; ".join(f"{', '.join(ds)} ({why})" for why, ds in refused.items()) + ".")
 if not dataset:
     st.stop()
 data_options = {k: v for k, v in (("classes", classes or None), ("label_column", label_column or None)) if v}
@@ -284,33 +290,7 @@ if missing and st.button(f"Compute {len(missing)} analys{'is' if len(missing) ==
     st.rerun()
 
 
-@st.fragment(run_every=1.0)
-def job_status() -> None:
-    states = {}
-    for part, job in jobs.items():
-        status = job.status()
-        states[part] = state = status["state"]
-        if state == "queued":
-            st.progress(0.0, text=f"{PART_TITLES[part].capitalize()}: queued")
-        elif state == "running":
-            st.progress(min(1.0, status.get("progress") or 0.0),
-                        text=f"{PART_TITLES[part].capitalize()}: {status.get('stage', '')}")
-        elif state == "failed" and part not in results:
-            st.error(f"{PART_TITLES[part].capitalize()} failed: {status.get('error', '')}")
-            st.code(log_tail(job), language=None)
-    active = [p for p, s in states.items() if s in ("queued", "running")]
-    if active and st.button("Cancel the analyses", key="cancel-analyses"):
-        for p in active:
-            jobs[p].request_cancel()
-    seen = st.session_state.setdefault("inspect_states", {})
-    changed = any(seen.get(f"{out}/{p}") in ("queued", "running") and s not in ("queued", "running")
-                  for p, s in states.items())
-    seen.update({f"{out}/{p}": s for p, s in states.items()})
-    if changed:
-        st.rerun()  # a result arrived: redraw the figures below
-
-
-job_status()
+watch_parts(jobs, {part: PART_TITLES[part].capitalize() for part in jobs}, set(results))
 series = {part: result for part, result in results.items() if part != "interpolation"}
 interp = None
 if "interpolation" in results:

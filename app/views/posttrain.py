@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.jobs import runs_root, start_job
+from app.uploads import imported_dir
 from app.live import free_name, live_status
 from pof.catalogue import DEFAULT_MODEL, bundled, incompatibility, verify
 from pof.checkpoints import CheckpointError, read_metadata
@@ -29,7 +30,8 @@ def model_card(path: str, mtime: float) -> dict:
     from pof import archs
     from pof.models import count_parameters, split_model
     meta = read_metadata(path)
-    if archs.runs_user_code(meta["arch"]):  # never run code named inside a file just to draw its card
+    # never run code named inside a file just to draw its card, unless this app saved the file itself
+    if archs.runs_user_code(meta["arch"]) and Path(path).parent != imported_dir():
         raise CheckpointError(f"it is built by code ({meta['arch']}); post-train it from the command line "
                               f"(python -m pof post-train {path} ...), which runs that code.")
     model = archs.build(meta["arch"], meta["arch_args"], input_shape=meta["input_shape"], num_classes=meta["num_classes"])
@@ -46,7 +48,8 @@ st.caption("Choose a trained model and data that fit it, pick PoF or a control, 
 # --- 1. choose ------------------------------------------------------------------------------------
 st.subheader("1 · Choose a model")
 catalogue = bundled()
-own = [r for r in list_runs(root) if r.checkpoint("final").exists() and r.config_file.exists()]
+own = [str(r.checkpoint("final")) for r in list_runs(root) if r.checkpoint("final").exists() and r.config_file.exists()]
+own += [str(p) for p in sorted(imported_dir().glob("*.safetensors"))]  # saved on the Inspect page
 kind = st.radio("From", ["bundled models", "my runs", "a checkpoint file"], horizontal=True,
                 help="bundled: pretrained checkpoints that ship in assets/; my runs: finished runs under the runs folder")
 entry, path = None, None
@@ -60,8 +63,9 @@ elif kind == "my runs":
     if not own:
         st.info("No finished runs yet: pre-train one on the Runs page, or use a bundled model.")
     else:
-        path = st.selectbox("Finished run", [str(r.checkpoint("final")) for r in own],
-                            format_func=lambda p: Path(p).parents[1].name)
+        path = st.selectbox("Finished run or imported model", own,
+                            format_func=lambda p: f"imported / {Path(p).stem}" if Path(p).parent == imported_dir()
+                            else Path(p).parents[1].name)
 else:
     path = st.text_input("Checkpoint (.safetensors written by this project)", placeholder="/path/to/model.safetensors").strip() or None
 if not path:
@@ -132,7 +136,8 @@ with st.form("post-train"):
     start = st.form_submit_button("Start", type="primary", disabled=dataset is None)
 
 if start and dataset:
-    source_name = Path(path).parents[1].name if kind == "my runs" else Path(path).stem
+    source_name = Path(path).parents[1].name if kind == "my runs" and Path(path).parent != imported_dir() \
+        else Path(path).stem
     target = free_name(root, f"{source_name}-{method}-{seed}")
     args = ["-m", "pof", "post-train", path, "--dataset", dataset, "--method", method, "--epochs", str(epochs),
             "--weak-batch-size", str(weak), "--gamma-max", str(gamma), "--seed", str(seed), "--out", str(target),
