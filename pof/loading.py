@@ -85,10 +85,11 @@ def sniff(path: Path) -> str:
         if any(n.endswith("/data.pkl") for n in names):
             return "torch"
         return "unknown"
+    # safetensors first: its 8-byte header length may itself begin with 0x80, a pickle's first byte
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "safetensors"
     if head[:1] == b"\x80":  # a pickle stream: torch.save's legacy (pre-zip) format
         return "torch"
-    if len(head) >= 9 and head[8:9] == b"{":  # 8-byte header length, then the JSON header
-        return "safetensors"
     return "unknown"
 
 

@@ -259,3 +259,17 @@ def test_alphabetical_class_order_meets_a_foreign_checkpoint_loudly(user, tmp_pa
     stated = run_cli("evaluate", user / "pets.pt", "--arch", f"{user / 'mynets.py'}:build",
                      "--dataset", f"imagefolder:{tmp_path / 'folder'}", "--classes", "dog,cat", check=0)
     assert "warning" not in stated.stderr
+
+
+def test_formats_are_told_apart_by_content_whatever_their_names(tmp_path):
+    from safetensors.torch import save_file
+
+    from pof.loading import sniff
+    # a safetensors header length whose low byte is 0x80, a pickle's first byte: still safetensors
+    name = next(n for n in range(1, 400) if (len(f'{{"w{"a" * n}":{{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}}}')
+                                            + 7) // 8 * 8 % 256 == 0x80)
+    save_file({"w" + "a" * name: torch.zeros(3)}, str(tmp_path / "model.pt"))
+    assert (tmp_path / "model.pt").read_bytes()[0] == 0x80 and sniff(tmp_path / "model.pt") == "safetensors"
+    torch.save({"w": torch.zeros(2)}, tmp_path / "legacy.safetensors", _use_new_zipfile_serialization=False)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "zip.bin")
+    assert sniff(tmp_path / "legacy.safetensors") == "torch" and sniff(tmp_path / "zip.bin") == "torch"
