@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -220,10 +222,11 @@ def layers_figure(reports: dict[str, dict], metric: str = "top_eigenvalue") -> g
     fig = make_subplots(rows=2 if two else 1, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         row_heights=[0.65, 0.35] if two else None,
                         subplot_titles=(metric.replace("_", " "), f"{labels[1]} / {labels[0]}") if two else None)
-    values = []
+    wholes = {label: reports[label]["whole"][metric] for label in labels  # for reference
+              if metric in ("top_eigenvalue", "trace_per_param") and "whole" in reports[label]}
+    log = _spans_decades([r[f"{label} {metric}"] for r in rows for label in labels] + list(wholes.values()))
     for i, label in enumerate(labels):
         ys = [r[f"{label} {metric}"] for r in rows]
-        values += ys
         error = None
         if metric in ("trace", "trace_per_param"):  # per param: the trace's error divided by the block's size
             scale = [1.0 if metric == "trace" else 1.0 / r["params"] for r in rows]
@@ -235,13 +238,13 @@ def layers_figure(reports: dict[str, dict], metric: str = "top_eigenvalue") -> g
                                          "size": [14 if r["classifier"] else 7 for r in rows]},
                                  hovertext=[f"{r['kind']}, {r['params']} params" + (", classifier" if r["classifier"] else "")
                                             for r in rows]), row=1, col=1)
-        if metric in ("top_eigenvalue", "trace_per_param") and "whole" in reports[label]:  # for reference
-            whole = reports[label]["whole"][metric]
-            values.append(whole)
-            fig.add_hline(y=whole, line_dash="dash", line_color=_color(label, i), opacity=0.5, row=1, col=1,
+        if label in wholes and wholes[label] is not None and (wholes[label] > 0 or not log):
+            # shapes on a log axis are placed in log10 units (Plotly), unlike the traces
+            y = math.log10(wholes[label]) if log else wholes[label]
+            fig.add_hline(y=y, line_dash="dash", line_color=_color(label, i), opacity=0.5, row=1, col=1,
                           annotation_text=f"{label}: whole network", annotation_position="top left")
     fig.update_yaxes(title_text=metric.replace("_", " "), row=1, col=1)
-    if _spans_decades(values):
+    if log:
         fig.update_yaxes(type="log", exponentformat="power", row=1, col=1)
     if two:
         ratios = [_ratio(r[f"{labels[0]} {metric}"], r[f"{labels[1]} {metric}"]) for r in rows]

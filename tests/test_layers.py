@@ -238,3 +238,23 @@ def test_layer_rows_and_figure():
     assert wide.layout.yaxis.type == "log" and not [t for t in wide.data if t.type == "bar"]
     with pytest.raises(ValueError):
         layers_figure(reports, "loss")
+
+
+def test_the_whole_network_reference_sits_at_its_value_on_a_log_axis():
+    """Plotly places shapes on a log axis in log10 units: the reference line must be given so."""
+    import math
+
+    from app.figures import layers_figure
+
+    def row(depth, name, top):
+        return {"depth": depth, "name": name, "kind": "conv", "n_params": 10, "trace": 1.0, "trace_stderr": 0.1,
+                "trace_per_param": 0.1, "top_eigenvalue": top, "top_residual": 0.0, "top_converged": True,
+                "top_steps": 3, "hvp": 4, "share_of_trace": 0.5, "is_classifier": name == "fc"}
+
+    report = {"rows": [row(0, "conv", 0.01), row(1, "fc", 50.0)],
+              "whole": {"top_eigenvalue": 80.0, "trace_per_param": 0.1}}
+    fig = layers_figure({"sgd": report})
+    assert fig.layout.yaxis.type == "log"
+    assert [s.y0 for s in fig.layout.shapes] == [math.log10(80.0)]
+    linear = layers_figure({"sgd": {**report, "rows": [row(0, "conv", 40.0), row(1, "fc", 50.0)]}})
+    assert linear.layout.yaxis.type != "log" and [s.y0 for s in linear.layout.shapes] == [80.0]

@@ -76,6 +76,10 @@ try:
     card = model_card(path, Path(path).stat().st_mtime)
 except (CheckpointError, OSError, KeyError, TypeError, ValueError) as e:  # unreadable or unusable metadata
     st.error(f"This checkpoint cannot be used: {e}")
+    if "without this project's metadata" in str(e):  # a model of the user's own: the Inspect page reads it
+        st.page_link("views/inspect.py", label="Open it on the Inspect page: give its architecture there and save it "
+                                               "as a project checkpoint, which this page then offers under my runs",
+                     icon=":material/biotech:")
     st.stop()
 meta = card["meta"]
 metrics = meta.get("metrics") or {}
