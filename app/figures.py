@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -238,11 +236,11 @@ def layers_figure(reports: dict[str, dict], metric: str = "top_eigenvalue") -> g
                                          "size": [14 if r["classifier"] else 7 for r in rows]},
                                  hovertext=[f"{r['kind']}, {r['params']} params" + (", classifier" if r["classifier"] else "")
                                             for r in rows]), row=1, col=1)
-        if label in wholes and wholes[label] is not None and (wholes[label] > 0 or not log):
-            # shapes on a log axis are placed in log10 units (Plotly), unlike the traces
-            y = math.log10(wholes[label]) if log else wholes[label]
-            fig.add_hline(y=y, line_dash="dash", line_color=_color(label, i), opacity=0.5, row=1, col=1,
-                          annotation_text=f"{label}: whole network", annotation_position="top left")
+        if wholes.get(label) is not None:
+            # a trace, not add_hline: on a log axis Plotly places a shape's annotation in log10 units
+            fig.add_trace(go.Scatter(x=names, y=[wholes[label]] * len(names), mode="lines", opacity=0.6,
+                                     name=f"{label}: whole network", legendgroup=label,
+                                     line={"dash": "dash", "color": _color(label, i)}), row=1, col=1)
     fig.update_yaxes(title_text=metric.replace("_", " "), row=1, col=1)
     if log:
         fig.update_yaxes(type="log", exponentformat="power", row=1, col=1)

@@ -178,7 +178,8 @@ def test_compare_page_shows_every_chart_of_a_computed_report_instantly(finished_
     hessian = json.loads(charts[2].proto.spec)
     assert {t["name"] for t in hessian["data"]} == {"before", "after"}
     layers = json.loads(charts[1].proto.spec)  # the per-layer view of the same before and after
-    assert {t["name"] for t in layers["data"] if t["type"] == "scatter"} == {"before", "after"}
+    assert {t["name"] for t in layers["data"] if t["type"] == "scatter"} == {
+        "before", "after", "before: whole network", "after: whole network"}
 
 
 def test_compare_page_overlays_a_control_run_of_the_same_checkpoint(finished_pof_run, monkeypatch):

@@ -63,7 +63,8 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(charts) == 1
     lines = {t["name"] for t in charts[0]["data"] if t["type"] == "scatter"}
-    assert lines == {"digits-cnn-small-sgd", "digits-cnn-small-sam"}
+    assert lines == {"digits-cnn-small-sgd", "digits-cnn-small-sam", "digits-cnn-small-sgd: whole network",
+                     "digits-cnn-small-sam: whole network"}
     ratio = next(t for t in charts[0]["data"] if t["type"] == "bar")  # the per-layer ratio panel
     table = at.dataframe[0].value
     # conv, BN, (ReLU), conv, BN, (ReLU, pool), conv, BN, classifier: every parameterized layer, in order
