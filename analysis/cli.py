@@ -449,7 +449,9 @@ def cmd_compare(args) -> int:
     if len(args.checkpoints) > 2:
         raise ValueError("compare takes one or two checkpoints.")
     cfg = _report_config(args)
-    subject = Subject(labels_for(args.checkpoints), dataset_of(args.checkpoints[0], args.dataset),
+    if args.label and len(args.label) != len(args.checkpoints):
+        raise ValueError(f"give one --label per checkpoint ({len(args.checkpoints)}), or none.")
+    subject = Subject(labels_for(args.checkpoints, args.label), dataset_of(args.checkpoints[0], args.dataset),
                       data_options(args), model_source(args))
     out = Path(args.out) if args.out else comparison_dir("results", subject, cfg)
     parts = [p for p in args.part if p not in PAIR_ONLY or len(args.checkpoints) == 2]
@@ -555,6 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "draws the landscape directions; the interpolation runs from the first to the "
                                    "second); each part is written to OUT/PART/result.json.", formatter_class=fmt)
     p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="one or two checkpoints")
+    p.add_argument("--label", action="append", default=None, metavar="NAME",
+                   help="what to call each checkpoint in the results, in order (default: its file name)")
     _add_data_args(p, required=False)
     add_model_args(p)
     p.add_argument("--out", default=None,

@@ -263,7 +263,8 @@ missing = [part for part, job in jobs.items() if part not in results and job.sta
 
 
 def job_args(part: str) -> list[str]:
-    args = ["-m", "analysis", "compare", *paths, "--dataset", dataset, "--part", part, "--out", str(out),
+    args = ["-m", "analysis", "compare", *paths, *[a for label in labels for a in ("--label", label)],
+            "--dataset", dataset, "--part", part, "--out", str(out),
             "--samples", str(cfg.samples), "--eval-samples", str(cfg.eval_samples), "--quiet"]
     if "classes" in data_options:
         args += ["--classes", ",".join(data_options["classes"]) if isinstance(data_options["classes"], list)
