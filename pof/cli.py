@@ -236,8 +236,9 @@ def cmd_pretrain(args) -> int:
     from .train import PretrainConfig, pretrain
 
     names = {f.name for f in fields(PretrainConfig)}
-    cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names and k != "arch_args"},
-                         arch_args=dict(args.arch_arg))
+    from .data import data_options
+    cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names and k not in ("arch_args", "data_options")},
+                         arch_args=dict(args.arch_arg), data_options=data_options(args))
     update, close = _progress_bar(args.quiet)
     try:
         run = pretrain(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=update)

@@ -261,6 +261,7 @@ class PretrainConfig:
     arch_args: dict = field(default_factory=dict)
     dataset: str = "digits"
     data_root: str | None = None
+    data_options: dict = field(default_factory=dict)  # load_dataset's classes, label_column, mean, std
     svhn_extra: bool = False
     epochs: int = 30
     batch_size: int = 128
@@ -348,7 +349,8 @@ def sam_step(model, optimizer: SAM):
 def _model_meta(cfg: PretrainConfig, dataset: Dataset, full_args: dict) -> dict:
     return {"arch": cfg.model, "arch_args": full_args, "num_classes": dataset.num_classes,
             "input_shape": list(dataset.input_shape), "mean": list(dataset.mean), "std": list(dataset.std),
-            "dataset": cfg.dataset, "class_names": list(dataset.classes)}
+            "dataset": cfg.dataset, "class_names": list(dataset.classes),
+            "data_options": {k: v for k, v in cfg.data_options.items() if v is not None}}
 
 
 def pretrain(cfg: PretrainConfig, run_dir, resume: bool = False, overwrite: bool = False,
@@ -362,7 +364,7 @@ def pretrain(cfg: PretrainConfig, run_dir, resume: bool = False, overwrite: bool
     if resume:
         run = Run(run_dir)
         cfg = PretrainConfig(**run.config_to_resume("pretrain"))
-    dataset = dataset or load_dataset(cfg.dataset, cfg.data_root, svhn_extra=cfg.svhn_extra)
+    dataset = dataset or load_dataset(cfg.dataset, cfg.data_root, svhn_extra=cfg.svhn_extra, **cfg.data_options)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     full_args = arch_args(cfg.model, **cfg.arch_args)

@@ -273,3 +273,21 @@ def test_formats_are_told_apart_by_content_whatever_their_names(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "legacy.safetensors", _use_new_zipfile_serialization=False)
     torch.save({"w": torch.zeros(2)}, tmp_path / "zip.bin")
     assert sniff(tmp_path / "legacy.safetensors") == "torch" and sniff(tmp_path / "zip.bin") == "torch"
+
+
+def test_pretraining_on_a_csv_keeps_its_label_column_and_class_order(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = ["a,b,species,split"]
+    for i in range(120):
+        c = i % 2
+        f = rng.normal(2 * c, 0.5, 2)
+        rows.append(f"{f[0]:.3f},{f[1]:.3f},{['cat', 'dog'][c]},{'train' if i < 90 else 'test'}")
+    (tmp_path / "tab.csv").write_text("\n".join(rows) + "\n")
+    run_cli("pretrain", "--model", "mlp", "--dataset", f"csv:{tmp_path / 'tab.csv'}", "--label-column", "species",
+            "--classes", "dog,cat", "--epochs", "2", "--out", tmp_path / "run", "--quiet", check=0)
+    meta = read_metadata(tmp_path / "run" / "checkpoints" / "final.safetensors")
+    assert meta["class_names"] == ["dog", "cat"] and meta["data_options"]["label_column"] == "species"
+    # no data flags: the checkpoint says how its data is read
+    result = json.loads(run_cli("evaluate", tmp_path / "run" / "checkpoints" / "final.safetensors", "--json",
+                                check=0).stdout)
+    assert len(result["test"]["per_class_acc"]) == 2 and result["dataset"] == f"csv:{tmp_path / 'tab.csv'}"
