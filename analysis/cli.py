@@ -586,6 +586,8 @@ def _report_options(p) -> None:
                    help="per layer: relative residual that stops each block's Lanczos")
     p.add_argument("--layer-steps", type=int, default=r.layer_steps,
                    help="per layer: at most this many Lanczos steps per block eigenvalue")
+    p.add_argument("--layer-traces-only", action="store_true",
+                   help="per layer: traces only, no block eigenvalues (large models: --probes products in all)")
     p.add_argument("--seed", type=int, default=r.seed)
     p.add_argument("--quiet", action="store_true")
 

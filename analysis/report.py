@@ -47,6 +47,7 @@ class ReportConfig:
     span: float = 1.0  # landscape coordinates in [-span, span]
     layer_tol: float = 1e-2  # per layer: Lanczos stops at this relative residual (reported per block)
     layer_steps: int = 30  # per layer: at most this many Lanczos steps per block eigenvalue
+    layer_traces_only: bool = False  # per layer: no block eigenvalues (large models: `probes` products in all)
     seed: int = 0
 
 
@@ -112,7 +113,8 @@ def _layers(models, dataset, cfg, progress, stop) -> dict:
     for i, (label, (model, meta)) in enumerate(models.items()):
         batches, train_set = _train_batches(dataset, meta, cfg)
         rep = layer_report(model, batches, classifier=meta.get("classifier"), probes=cfg.probes, tol=cfg.layer_tol,
-                           max_steps=cfg.layer_steps, seed=cfg.seed, should_stop=stop,
+                           max_steps=cfg.layer_steps, seed=cfg.seed, block_eigenvalues=not cfg.layer_traces_only,
+                           should_stop=stop,
                            progress=_share(progress, i, len(models), label))
         out[label] = {**rep.to_dict(), "eval_set": train_set}
     return out

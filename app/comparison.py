@@ -74,7 +74,9 @@ def show_layers(reports: dict[str, dict], prefix: str) -> None:
                f"whole network's; ★ marks the classifier." + (" With two checkpoints the lower panel is their "
                                                               "per-layer ratio: below 1, the second is flatter there."
                                                               if len(reports) == 2 else ""))
-    metric = st.radio("Along the depth", LAYER_METRICS, horizontal=True, key=f"{prefix}-layer-metric",
+    # a report computed as traces only has no block eigenvalues to draw
+    metrics = [m for m in LAYER_METRICS if any(row[m] is not None for r in reports.values() for row in r["rows"])]
+    metric = st.radio("Along the depth", metrics, horizontal=True, key=f"{prefix}-layer-metric",
                       format_func=lambda m: m.replace("_", " "))
     rows = layer_rows(reports)
     show_figure(layers_figure(reports, metric), f"layers-{metric}", reports, prefix)

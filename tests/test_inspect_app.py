@@ -135,3 +135,18 @@ def test_a_pickle_given_to_the_page_is_refused_and_never_run(runs_root, tmp_path
     _text(at, "Architecture").set_value("cnn-small").run()
     assert "pickled Python object (posix.system)" in at.error[0].value
     assert not marker.exists()
+
+
+def test_traces_only_for_a_large_model(runs_root):
+    at = _inspect()
+    next(n for n in at.number_input if n.label.startswith("Training samples")).set_value(100).run()
+    next(c for c in at.checkbox if c.label == "Per layer: traces only").check().run()
+    [b for b in at.button if b.label == "Compute 1 analysis"][0].click().run()
+    job = Run(next((runs_root / "compare").iterdir()) / "layers")
+    assert wait_for_state(job, ("done", "failed"), timeout=300)["state"] == "done", (job.path / "log.txt").read_text()
+    at.run()
+    assert not at.exception
+    assert _radio(at, "Along the depth").options == ["trace", "trace per param", "share of trace"]
+    rows = json.loads((job.path / "result.json").read_text())["digits-cnn-small-sgd"]["rows"]
+    assert all(r["top_eigenvalue"] is None and r["trace"] is not None for r in rows)
+

@@ -245,7 +245,11 @@ samples = s1.number_input("Training samples (Hessian, per layer)", 50, 50_000, r
 eval_samples = s2.number_input("Test samples (landscapes)", 50, 50_000, r.eval_samples, step=50)
 offered = [p for p in PARTS if p not in PAIR_ONLY or len(paths) == 2]
 wanted = s3.multiselect("Analyses", offered, default=["layers"], format_func=lambda p: PART_TITLES[p], key="parts")
-cfg = ReportConfig(samples=int(samples), eval_samples=int(eval_samples))
+traces_only = "layers" in wanted and st.checkbox(
+    "Per layer: traces only", key="traces-only",
+    help="leave out each layer's top eigenvalue: every layer's trace then costs one pass of 30 Hessian-vector "
+         "products in all, where each block eigenvalue costs a few more (seconds each on a large model on a CPU)")
+cfg = ReportConfig(samples=int(samples), eval_samples=int(eval_samples), layer_traces_only=traces_only)
 labels = labels_for(paths, [shown[p] for p in paths])
 subject = Subject(labels, dataset, data_options, source)
 
@@ -266,6 +270,8 @@ def job_args(part: str) -> list[str]:
     args = ["-m", "analysis", "compare", *paths, *[a for label in labels for a in ("--label", label)],
             "--dataset", dataset, "--part", part, "--out", str(out),
             "--samples", str(cfg.samples), "--eval-samples", str(cfg.eval_samples), "--quiet"]
+    if cfg.layer_traces_only:
+        args.append("--layer-traces-only")
     if "classes" in data_options:
         args += ["--classes", ",".join(data_options["classes"]) if isinstance(data_options["classes"], list)
                  else data_options["classes"]]
