@@ -19,16 +19,12 @@ from safetensors.torch import save_file
 
 from . import __version__
 from . import archs
-from .loading import LoadError, ModelSource, check_keys, clean, fit_keys, read_state, sniff
+from .loading import CheckpointError, LoadError, ModelSource, check_keys, clean, fit_keys, read_state, sniff
 from .models import split_model
 
 FORMAT = "pof-checkpoint/1"
 TRANSIENT = ("warnings", "nonfinite")  # what loading found out about this copy, not part of the format
 META_KEY = "pof"
-
-
-class CheckpointError(Exception):
-    """A checkpoint cannot be used; the message says what is wrong and what to do."""
 
 
 def write_safetensors(tensors: dict, metadata: dict, path: Path) -> None:
@@ -76,16 +72,18 @@ def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | Non
     return state, meta
 
 
+def _project_meta(path: Path) -> tuple[str, dict | None]:
+    """(what the file is, its project metadata or None), without loading its weights."""
+    kind = sniff(path)
+    return kind, read_safetensors(path, tensors=False)[1] if kind == "safetensors" else None
+
+
 def read_metadata(path: str | Path) -> dict:
     """The metadata of a project checkpoint, without loading its weights."""
     path = Path(path)
-    kind = sniff_checked(path)
+    kind, meta = _project_meta(path)
     if kind not in FOREIGN:  # not a model file at all, or TorchScript: read_state says why
-        try:
-            read_state(path)
-        except LoadError as e:
-            raise CheckpointError(str(e)) from None
-    meta = read_safetensors(path, tensors=False)[1] if kind == "safetensors" else None
+        read_state(path)
     if meta is None:
         raise CheckpointError(f"{path} is a {FOREIGN[kind]} without this project's metadata: say what it is with "
                               f"--arch (and --dataset), or write a project checkpoint once with "
@@ -96,20 +94,14 @@ def read_metadata(path: str | Path) -> dict:
 FOREIGN = {"safetensors": "safetensors file", "torch": "PyTorch file", "export": "torch.export program"}
 
 
-def sniff_checked(path: Path) -> str:
-    try:
-        return sniff(path)
-    except LoadError as e:
-        raise CheckpointError(str(e)) from None
-
-
 def dataset_of(path: str | Path, given: str | None = None) -> str:
     """The dataset to use with a checkpoint: the one given, else the one its metadata names."""
     if given:
         return given
-    path = Path(path)
-    kind = sniff_checked(path)
-    meta = read_safetensors(path, tensors=False)[1] if kind == "safetensors" else None
+    return _dataset_named(Path(path), *_project_meta(Path(path)))
+
+
+def _dataset_named(path: Path, kind: str, meta: dict | None) -> str:
     if meta is None:
         raise CheckpointError(f"{path} is a {FOREIGN.get(kind, 'file')} that names no dataset; give --dataset.")
     if not meta.get("dataset"):
@@ -127,9 +119,9 @@ def data_for(path: str | Path, name: str | None = None, root=None, options: dict
     `options` states others; the user's own data keeps the class order the checkpoint recorded."""
     from .data import load_dataset
 
-    name = dataset_of(path, name)
+    kind, meta = _project_meta(Path(path))  # read once, for the name and the recorded options
+    name = name or _dataset_named(Path(path), kind, meta)
     options = {k: v for k, v in (options or {}).items() if v is not None}
-    meta = read_safetensors(Path(path), tensors=False)[1] if sniff_checked(Path(path)) == "safetensors" else None
     if meta and meta.get("dataset") == name:
         recorded = {k: v for k, v in (meta.get("data_options") or {}).items() if v is not None}
         if name.startswith(USER_DATA) and meta.get("class_names"):
@@ -227,11 +219,9 @@ def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None, arc
     """
     path = Path(path)
     source = source or ModelSource(arch, dict(arch_args or {}))
-    try:
-        kind, state, meta = read_state(path)
-    except LoadError as e:
-        raise CheckpointError(str(e)) from None
-    if meta is not None:
+    kind, state, meta = read_state(path)
+    foreign = meta is None
+    if not foreign:
         _require(meta, path)
         if archs.runs_user_code(meta["arch"]) and not allow_code:
             raise CheckpointError(f"{path} is built by code named in its metadata ({meta['arch']}); it is only "
@@ -252,23 +242,13 @@ def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None, arc
         else:
             arch = source.arch
         model = _build(arch, source.arch_args, state, path, dataset.input_shape, dataset.num_classes)
-        notes = []
-        if kind != "export":
-            try:
-                state, notes = fit_keys(state, model, source.key_map)
-            except LoadError as e:
-                raise CheckpointError(str(e)) from None
+        state, notes = fit_keys(state, model, source.key_map) if kind != "export" else (state, [])
         meta = _foreign_meta(path, kind, arch, source, dataset, notes)
         meta["classifier"] = source.classifier
         if kind == "export":
             meta["program_sha256"] = meta["provenance"]["sha256"]
     if state:
-        try:
-            state = check_keys(state, model, str(path), meta["arch"])
-        except LoadError as e:
-            raise CheckpointError(str(e)) from None
-        model.load_state_dict(state)
-    foreign = meta["provenance"].get("kind") == "foreign" if isinstance(meta.get("provenance"), dict) else False
+        model.load_state_dict(check_keys(state, model, str(path), meta["arch"]))
     meta["warnings"] = check_dataset(meta, dataset, foreign) if dataset is not None else []
     example = _probe(model, meta, dataset, path) if dataset is not None else None
     bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]

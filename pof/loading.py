@@ -35,8 +35,13 @@ WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "network", "module
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-class LoadError(ValueError):
-    """A model file cannot be used; the message says what is wrong and what to do."""
+class CheckpointError(Exception):
+    """A checkpoint cannot be used; the message says what is wrong and what to do."""
+
+
+class LoadError(CheckpointError, ValueError):
+    """A model file someone else wrote cannot be read or fitted: a CheckpointError like any other,
+    so every caller that reports those reports these, without re-wrapping them."""
 
 
 def clean(message: str) -> str:

@@ -16,6 +16,14 @@ def _isolated_data_root(tmp_path, monkeypatch):
     monkeypatch.setenv("POF_DATA", str(tmp_path / "data"))
 
 
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch):
+    """The app's runs folder ($POF_RUNS) for this test alone."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("POF_RUNS", str(root))
+    return root
+
+
 def run_cli(*args, check=None, timeout=300, **kw):
     """Run `python -m pof ...` as a real subprocess from the repository root."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

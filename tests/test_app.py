@@ -8,13 +8,6 @@ from conftest import ROOT, run_cli, wait_for_state
 from pof.runs import Run
 
 
-@pytest.fixture
-def runs_root(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    monkeypatch.setenv("POF_RUNS", str(root))
-    return root
-
-
 def _app():
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60)
     return at.run()

@@ -26,13 +26,6 @@ OWN_NET = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture
-def runs_root(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    monkeypatch.setenv("POF_RUNS", str(root))
-    return root
-
-
 def _inspect():
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60).run()
     return at.switch_page("views/inspect.py").run()

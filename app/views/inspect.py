@@ -192,7 +192,7 @@ def card(path: str, mtime: float, dataset: str, data_options: dict, source: dict
     try:
         data = data_for(path, dataset, options=data_options)
         model, meta = load_checkpoint(path, dataset=data, source=ModelSource(**source), allow_code=allow_code)
-    except (CheckpointError, DatasetError, LoadError, ValueError, OSError) as e:
+    except (CheckpointError, DatasetError, ValueError, OSError) as e:
         return {"error": str(e)}
     return {"meta": {k: v for k, v in meta.items() if k != "provenance"}, "provenance": meta.get("provenance") or {},
             "parameters": count_parameters(model), "data": data.describe()}
@@ -230,7 +230,7 @@ for slot, (p, c) in zip("AB", cards.items()):
         try:
             import_checkpoint(p, target, data_for(p, dataset, options=data_options), source, data_options)
             st.success(f"Saved {target}; choose it under 'my runs' from now on.")
-        except (CheckpointError, DatasetError, LoadError, ValueError, OSError) as e:
+        except (CheckpointError, DatasetError, ValueError, OSError) as e:
             st.error(f"Not saved: {e}")
 if any("error" in c for c in cards.values()):
     st.stop()
