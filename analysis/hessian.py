@@ -150,13 +150,15 @@ class TopEigen:
     tol: float
     n_samples: int
     mode: str = "eval"
+    vectors: list[torch.Tensor] | None = field(default=None, repr=False)  # unit eigenvectors (flat), on request
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "vectors"}
 
 
 def top_eigenvalues(op: HessianOperator, k: int = 1, tol: float = 1e-4, max_steps: int = 200, seed: int = 0,
-                    check_every: int = 2, progress: Progress | None = None, should_stop=None) -> TopEigen:
+                    check_every: int = 2, progress: Progress | None = None, should_stop=None,
+                    keep_vectors: bool = False) -> TopEigen:
     """The k largest (algebraic) eigenvalues by Lanczos, run until the Ritz residual estimates
     |beta_m s_m| of all k fall below tol * |lambda_1|, then checked with true residuals (one more
     product each). Unlike power iteration, this does not stall on close eigenvalues and returns
@@ -176,14 +178,16 @@ def top_eigenvalues(op: HessianOperator, k: int = 1, tol: float = 1e-4, max_step
     theta, S = _tridiag_eig(alphas, betas)
     m = len(alphas)
     order = np.argsort(theta)[::-1][:k]
-    values, residuals = [], []
+    values, residuals, vectors = [], [], []
     for i in order:
         vec = basis.T @ torch.from_numpy(S[:, i]).to(basis)
         lam = float(theta[i])
         values.append(lam)
         residuals.append(float((op(vec) - lam * vec).norm()))
+        vectors.append(vec / vec.norm())
     scale = max(abs(values[0]), 1e-12)
-    return TopEigen(values, residuals, [r <= tol * scale for r in residuals], m, tol, op.n_samples)
+    return TopEigen(values, residuals, [r <= tol * scale for r in residuals], m, tol, op.n_samples,
+                    vectors=vectors if keep_vectors else None)
 
 
 # --- trace, per layer ---------------------------------------------------------------------------

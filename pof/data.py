@@ -121,7 +121,8 @@ def _spirals(n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y
 
 
-def _points(name: str, n: int = 2000, noise: float | None = None, seed: int = 0, **_) -> Dataset:
+def point_set(name: str, n: int = 2000, noise: float | None = None, seed: int = 0) -> Dataset:
+    """A synthetic 2-D set (moons, circles, spirals) of n points, half for training, half for testing."""
     from sklearn import datasets as skd
 
     if name == "moons":
@@ -753,7 +754,7 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Tru
         if name == "digits":
             d = _digits()
         elif name in ("moons", "circles", "spirals"):
-            d = _points(name)
+            d = point_set(name)
         else:
             d = _torchvision(name, root=root, download=download, svhn_extra=svhn_extra)
         if classes is not None and classes != d.classes:  # cifar100's 100 names are only known now

@@ -51,7 +51,7 @@ def last_layer_grad(feats: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: to
     return loss, logits, dz.T @ feats, dz.sum(0)
 
 
-def _losses_along(A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, etas: list[float]) -> torch.Tensor:
+def losses_along(A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, etas: list[float]) -> torch.Tensor:
     """Mean cross-entropy of logits A - eta B for every eta, in one batched call: (len(etas),).
     Per sample, logsumexp(z) - z_y: the same arithmetic as log_softmax at the label, never negative,
     and 3x faster on a CPU than cross_entropy on the (K, N, C) tensor."""
@@ -71,10 +71,10 @@ def line_search(A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, loss0: float,
     etas = [cfg.line_search_init_lr]
     while etas[-1] < cfg.line_search_max_lr:
         etas.append(etas[-1] * 2)
-    losses = _losses_along(A, B, y, etas).tolist()
+    losses = losses_along(A, B, y, etas).tolist()
     eta_max = next(e for e, v in zip(etas, losses) if v > loss0 or e >= cfg.line_search_max_lr)
     grid = [k * eta_max / cfg.num_partitions for k in range(1, cfg.num_partitions + 1)]
-    grid_losses = _losses_along(A, B, y, grid).tolist()
+    grid_losses = losses_along(A, B, y, grid).tolist()
     k = grid_losses.index(min(grid_losses))  # the first minimum, as a loop with a strict "<" keeps
     return eta_max, grid[k], grid_losses[k]
 
@@ -117,15 +117,17 @@ class PoFPerturbation:
 
     @torch.no_grad()
     def __call__(self, features: nn.Module, classifier: nn.Linear, weak_x: torch.Tensor, weak_y: torch.Tensor,
-                 gen: torch.Generator, direction: str = "gradient"):
+                 gen: torch.Generator, direction: str = "gradient", gamma: float | None = None):
         """Returns (W~, b~, info). `direction="random"` keeps PoF's length |gamma eta* g| but points
-        it along a Gaussian direction (the random-direction ablation)."""
+        it along a Gaussian direction (the random-direction ablation). `gamma`: a fixed scale instead
+        of PoF's draw from U(0, gamma_max) (for showing one step; training always draws)."""
         W0, b0 = classifier.weight, classifier.bias
         feats = self.weak_features(features, weak_x).to(W0.dtype)
         loss0, A, gW, gb = last_layer_grad(feats, weak_y, W0, b0)
         B = feats @ gW.T + gb
         eta_max, eta_star, loss_star = line_search(A, B, weak_y, float(loss0), self.cfg)
-        gamma = float(torch.rand((), generator=gen)) * self.cfg.gamma_max
+        if gamma is None:
+            gamma = float(torch.rand((), generator=gen)) * self.cfg.gamma_max
         rejected = eta_max >= self.cfg.rejection_cap
         scale = 0.0 if rejected else gamma * eta_star
         dW, db = -scale * gW, -scale * gb

@@ -166,12 +166,16 @@ class FrozenHeadStep:
             wx, wy = self.weak.sample(self.weak_size, self.gen)
             direction = "random" if self.method == "random-direction" else "gradient"
             W, b, info = self.perturb(self.features, self.classifier, wx, wy, self.gen, direction)
+        return {**self.update(xb, yb, W, b), **info}
+
+    def update(self, xb, yb, W, b) -> dict:
+        """The feature step: one optimizer step on the loss of the features under the last layer (W, b)."""
         logits = F.linear(self.features_train(xb), W, b)
         loss = F.cross_entropy(logits, yb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": loss.item(), "correct": _correct(logits, yb), **info}
+        return {"loss": loss.item(), "correct": _correct(logits, yb)}
 
 
 # --- the job -----------------------------------------------------------------------------------

@@ -1,0 +1,362 @@
+"""Small experiments that teach flat minima (the app's Learn page), built only from the project's
+engine: pof's point sets, MLP, optimizers, SAM step and PoF perturbation; this package's Hessian
+operator, Lanczos, Hutchinson trace, landscapes and sharpness measures. On the 2-D point sets each
+runs in well under a second on a 2-core CPU. Results are plain data (dicts of lists and floats) that
+a figure builder can draw; nothing here knows about a user interface.
+
+Trained models are cached by their recipe and shared: every function that moves weights works on
+its own copy, so two callers never see each other's displaced weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from analysis.hessian import HessianOperator, hutchinson_trace, top_eigenvalues
+from analysis.landscape import Directions, eval_tensors, evaluate_grid, grid, random_directions
+from analysis.lastlayer import features_and_probs, last_layer_hessian
+from analysis.sharpness import worst_case_sharpness
+from pof.data import Batches, Dataset, point_set
+from pof.method import PoFConfig, PoFPerturbation, last_layer_grad, losses_along
+from pof.models import Classifier, mlp
+from pof.posttrain import FrozenHeadStep
+from pof.train import PretrainConfig, make_optimizer, plain_step, sam_step
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a tiny MLP is trained on a 2-D point set: until its training loss first falls to
+    `target_loss` (checked after every step) or `max_steps` pass, so that two recipes can be compared
+    at the same training loss rather than after the same number of epochs."""
+    dataset: str = "moons"
+    points: int = 400  # half for training, half for testing
+    noise: float = 0.25
+    hidden: tuple[int, ...] = (32, 32)
+    optimizer: str = "sgd"  # "sgd" (heavy-ball momentum) or "sam"
+    batch_size: int = 8
+    lr: float = 0.1
+    momentum: float = 0.9
+    rho: float = 0.05  # SAM's radius
+    target_loss: float = 0.1
+    max_steps: int = 3000
+    seed: int = 0
+
+    def describe(self) -> str:
+        opt = f"SAM (rho {self.rho:g})" if self.optimizer == "sam" else "SGD"
+        return f"{opt}, batch {self.batch_size}, lr {self.lr:g}"
+
+
+@dataclass
+class Trained:
+    model: Classifier  # shared by every caller of train(): copy it before moving its weights
+    recipe: Recipe
+    steps: int
+    reached_target: bool
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+
+    def summary(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("model", "recipe")}
+
+
+@lru_cache(maxsize=16)
+def toy_data(name: str = "moons", points: int = 400, noise: float = 0.25) -> Dataset:
+    return point_set(name, points, noise, seed=0)
+
+
+@lru_cache(maxsize=16)
+def tensors(name: str, points: int, noise: float, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole split, normalized with the training statistics, as one tensor."""
+    d = toy_data(name, points, noise)
+    x, y, _, _ = eval_tensors(d, d.mean, d.std, split, None)
+    return x, y
+
+
+def _recipe_tensors(r: Recipe, split: str):
+    return tensors(r.dataset, r.points, r.noise, split)
+
+
+@torch.no_grad()
+def _loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    logits = model(x)
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+@lru_cache(maxsize=32)
+def train(r: Recipe) -> Trained:
+    """Train a fresh MLP by the recipe with the project's own optimizers and steps (SGD or SAM)."""
+    d = toy_data(r.dataset, r.points, r.noise)
+    torch.manual_seed(r.seed)
+    model = mlp(d.input_shape, d.num_classes, r.hidden)
+    cfg = PretrainConfig(optimizer=r.optimizer, lr=r.lr, momentum=r.momentum, nesterov=False, weight_decay=0.0,
+                         rho=r.rho)
+    opt = make_optimizer(model.parameters(), cfg)
+    step = sam_step(model, opt) if r.optimizer == "sam" else plain_step(model, opt)
+    batches = Batches(d.x_train, d.y_train, d.mean, d.std, r.batch_size, seed=r.seed)
+    x, y = _recipe_tensors(r, "train")
+    steps, loss, epoch = 0, _loss_acc(model, x, y)[0], 0
+    while loss > r.target_loss and steps < r.max_steps:
+        for xb, yb in batches.epoch(epoch):
+            model.train()
+            step(xb, yb)
+            steps += 1
+            model.eval()
+            loss = _loss_acc(model, x, y)[0]
+            if not math.isfinite(loss) or loss <= r.target_loss or steps >= r.max_steps:
+                break
+        epoch += 1
+    model.eval()
+    tr, te = _loss_acc(model, x, y), _loss_acc(model, *_recipe_tensors(r, "test"))
+    return Trained(model, r, steps, tr[0] <= r.target_loss, tr[0], tr[1], te[0], te[1])
+
+
+# --- curvature --------------------------------------------------------------------------------
+
+def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, probes: int = 100,
+              keep_vector: bool = False) -> dict:
+    """Top Hessian eigenvalue (Lanczos, with its residual), Hutchinson trace (with its standard
+    error) and the exact last-layer Hessian, in the shapes the app's Hessian figure reads. With
+    keep_vector, "vector" holds the top eigenvector as a {parameter name: tensor} direction."""
+    model = copy.deepcopy(model)
+    op = HessianOperator(model, [(x, y)])
+    try:
+        top = top_eigenvalues(op, k=1, tol=1e-4, keep_vectors=keep_vector)
+        trace = hutchinson_trace(op, n_probes=probes, per_layer=False)
+    finally:
+        op.close()
+    Ft, P = features_and_probs(model, [(x, y)])
+    out = {"top": top.to_dict(), "trace": trace.to_dict(), "last_layer": last_layer_hessian(Ft, P, top_k=1).to_dict()}
+    out["last_layer"].pop("spectrum", None)
+    if keep_vector:
+        out["vector"] = dict(zip(op.names, op.unflatten(top.vectors[0].to(torch.float32))))
+    return out
+
+
+@lru_cache(maxsize=32)
+def recipe_curvature(r: Recipe) -> dict:
+    """curvature() of train(r) on its training set, with the top eigenvector."""
+    return curvature(train(r).model, *_recipe_tensors(r, "train"), keep_vector=True)
+
+
+# --- pictures of a model -----------------------------------------------------------------------
+
+@torch.no_grad()
+def decision_map(model: nn.Module, d: Dataset, steps: int = 90, margin: float = 0.4) -> dict:
+    """P(class 1) on a grid over the data's bounding box (in the data's own coordinates)."""
+    x = torch.cat([d.x_train, d.x_test])
+    lo, hi = x.min(0).values - margin, x.max(0).values + margin
+    gx, gy = torch.linspace(lo[0], hi[0], steps), torch.linspace(lo[1], hi[1], steps)
+    xx, yy = torch.meshgrid(gx, gy, indexing="xy")
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    mean, std = torch.tensor(d.mean), torch.tensor(d.std)
+    p = torch.softmax(model((pts - mean) / std), 1)[:, 1].reshape(steps, steps)
+    return {"x": gx.tolist(), "y": gy.tolist(), "p": p.tolist()}
+
+
+def points(d: Dataset, split: str = "train") -> dict:
+    x, y = (d.x_train, d.y_train) if split == "train" else (d.x_test, d.y_test)
+    return {"x": x[:, 0].tolist(), "y": x[:, 1].tolist(), "label": y.tolist()}
+
+
+def along(model: nn.Module, direction: dict[str, torch.Tensor], ts: list[float], x, y, eval_set: str) -> dict:
+    """Loss and accuracy at w + t d for every t (analysis.landscape's exact evaluator), on a copy."""
+    model = copy.deepcopy(model)
+    dirs = Directions([{n: direction.get(n, torch.zeros_like(p)) for n, p in model.named_parameters()}],
+                      {"kind": "given", "count": 1})
+    return evaluate_grid(model, dirs, [ts], x, y, eval_set).to_dict()
+
+
+def eigen_slice(r: Recipe, width: float, steps: int = 41) -> dict:
+    """Section 1: the training loss along the unit top eigenvector, next to its quadratic model
+    L(0) + lambda t^2 / 2, whose curvature is the top eigenvalue by definition."""
+    c = recipe_curvature(r)
+    lam = c["top"]["eigenvalues"][0]
+    ts = grid(-width, width, steps)
+    s = along(train(r).model, c["vector"], ts, *_recipe_tensors(r, "train"), "train")
+    loss0 = s["loss"][steps // 2]
+    return {"t": ts, "loss": s["loss"], "quadratic": [loss0 + 0.5 * lam * t * t for t in ts], "lambda": lam}
+
+
+def train_test_slice(r: Recipe, width: float, seed: int, shift: float = 0.0, steps: int = 41) -> dict:
+    """Section 2: training and test loss along one filter-normalized random direction (Li et al. 2018,
+    so that two models' distances are comparable), how far the test minimum sits from w, and how much
+    the training loss rises at w if its landscape moves by `shift` along the direction."""
+    model = train(r).model
+    d = random_directions(model, 1, seed=seed, normalization="filter").vectors[0]
+    ts = grid(-width, width, steps)
+    x, y = _recipe_tensors(r, "train")
+    tr = along(model, d, ts, x, y, "train")
+    te = along(model, d, ts, *_recipe_tensors(r, "test"), "test")
+    moved, at_w = along(model, d, [-shift, 0.0], x, y, "train")["loss"]
+    k = int(np.nanargmin(te["loss"]))
+    return {"t": ts, "train": tr["loss"], "test": te["loss"], "test_min_t": ts[k],
+            "test_at_w": te["loss"][steps // 2], "test_min": te["loss"][k], "shift_rise": moved - at_w}
+
+
+def surface(r: Recipe, width: float = 1.0, steps: int = 21, seed: int = 0) -> dict:
+    """The training loss on a 2-D filter-normalized plane through the solution (a Landscape dict)."""
+    model = copy.deepcopy(train(r).model)
+    dirs = random_directions(model, 2, seed=seed, normalization="filter")
+    axes = [grid(-width, width, steps)] * 2
+    return evaluate_grid(model, dirs, axes, *_recipe_tensors(r, "train"), "train").to_dict()
+
+
+# --- PoF, one step at a time -------------------------------------------------------------------
+
+def pof_walkthrough(model: Classifier, d: Dataset, weak_size: int, weak_seed: int, gamma: float,
+                    feature_steps: int, lr: float, cfg: PoFConfig | None = None) -> dict:
+    """POF.md's steps on a copy of a trained 2-D classifier, every intermediate kept: the weak batch,
+    the exact last-layer gradient, the line search's bracket and grid, eta*, the perturbation for a
+    chosen gamma, and the decision boundary it implies; then `feature_steps` of PoF's own feature
+    training (the first against this perturbation, the rest each drawing its own weak batch and
+    gamma, as the method does), with the last layer's exact Hessian before and after."""
+    cfg = cfg or PoFConfig()
+    model = copy.deepcopy(model)
+    feats_mod, head = model.features, model.classifier
+    x, y, _, _ = eval_tensors(d, d.mean, d.std, "train", None)
+    # the weak batch as PoF draws it (Batches.sample), and which training points those are
+    pool = Batches(d.x_train, d.y_train, d.mean, d.std, weak_size, seed=weak_seed)
+    wx, wy = pool.sample(weak_size, torch.Generator().manual_seed(weak_seed))
+    weak_idx = torch.randint(len(d.x_train), (weak_size,), generator=torch.Generator().manual_seed(weak_seed))
+    perturb = PoFPerturbation(cfg)
+    with torch.no_grad():
+        phi = perturb.weak_features(feats_mod, wx)
+        loss0, A, gW, gb = last_layer_grad(phi, wy, head.weight, head.bias)
+        B = phi @ gW.T + gb
+    W, b, info = perturb(feats_mod, head, wx, wy, torch.Generator(), gamma=gamma)
+    bracket = [cfg.line_search_init_lr]
+    while bracket[-1] < info["eta_max"]:
+        bracket.append(bracket[-1] * 2)
+    etas = np.linspace(0, 1.25 * info["eta_max"], 121).tolist()
+    with torch.no_grad():
+        curve = losses_along(A, B, wy, etas).tolist()
+        bracket_losses = losses_along(A, B, wy, bracket).tolist()
+        grid_etas = [k * info["eta_max"] / cfg.num_partitions for k in range(1, cfg.num_partitions + 1)]
+        grid_losses = losses_along(A, B, wy, grid_etas).tolist()
+    perturbed = copy.deepcopy(model)
+    with torch.no_grad():
+        perturbed.classifier.weight.copy_(W)
+        perturbed.classifier.bias.copy_(b)
+    before = _last_layer(model, x, y)
+    tx, ty, _, _ = eval_tensors(d, d.mean, d.std, "test", None)
+    before["test_loss"], before["test_acc"] = _loss_acc(model, tx, ty)
+    boundary0, boundary_perturbed = decision_map(model, d), decision_map(perturbed, d)
+    if feature_steps:
+        opt = torch.optim.SGD(feats_mod.parameters(), lr=lr, momentum=0.9)
+        step = FrozenHeadStep("pof", feats_mod, feats_mod, head, opt, cfg, pool, weak_seed, 0)
+        train_batches = Batches(d.x_train, d.y_train, d.mean, d.std, 128, seed=weak_seed)
+        done, epoch = 0, 0
+        model.train()
+        while done < feature_steps:
+            for xb, yb in train_batches.epoch(epoch):
+                if done == 0:
+                    step.update(xb, yb, W, b)  # the perturbation drawn above
+                else:
+                    step(xb, yb)
+                done += 1
+                if done == feature_steps:
+                    break
+            epoch += 1
+        model.eval()
+    after = _last_layer(model, x, y)
+    after["test_loss"], after["test_acc"] = _loss_acc(model, tx, ty)
+    return {"weak": {"x": d.x_train[weak_idx, 0].tolist(), "y": d.x_train[weak_idx, 1].tolist(),
+                     "label": d.y_train[weak_idx].tolist()},
+            "info": info, "loss0": float(loss0), "curve": {"eta": etas, "loss": curve},
+            "bracket": {"eta": bracket, "loss": bracket_losses}, "grid": {"eta": grid_etas, "loss": grid_losses},
+            "boundary": boundary0, "boundary_perturbed": boundary_perturbed,
+            "boundary_after": decision_map(model, d) if feature_steps else None,
+            "before": before, "after": after}
+
+
+def _last_layer(model, x, y) -> dict:
+    Ft, P = features_and_probs(model, [(x, y)])
+    h = last_layer_hessian(Ft, P, top_k=1)
+    loss, acc = _loss_acc(model, x, y)
+    return {"top": h.top_eigenvalues[0], "trace": h.trace, "loss": loss, "acc": acc}
+
+
+# --- the parameterization caveat ---------------------------------------------------------------
+
+def rescaled(model: Classifier, alpha: float) -> Classifier:
+    """Dinh et al. (2017): multiply the first linear layer (weights and bias) by alpha and the next
+    one's weights by 1/alpha. ReLU(alpha z) = alpha ReLU(z) for alpha > 0, so the function is the
+    same, but the parameters, and with them the Hessian, are not."""
+    if alpha <= 0:
+        raise ValueError("alpha must be positive: ReLU commutes only with positive scaling")
+    out = copy.deepcopy(model)
+    linears = [m for m in out.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        linears[0].weight.mul_(alpha)
+        linears[0].bias.mul_(alpha)
+        linears[1].weight.div_(alpha)
+    return out
+
+
+def rescaling_report(r: Recipe, alpha: float, rho: float = 0.05, seed: int = 0, width: float = 1.0) -> dict:
+    """The same function before and after rescaling: its outputs, curvature, a filter-normalized
+    slice and worst-case sharpness, plain and adaptive (Kwon et al. 2021's |w|-scaled ball)."""
+    x, y = _recipe_tensors(r, "train")
+    base = train(r).model
+    out = {}
+    for label, m in (("original", base), (f"rescaled, alpha {alpha:g}", rescaled(base, alpha))):
+        c = curvature(m, x, y, probes=50)
+        d = random_directions(m, 1, seed=seed, normalization="filter").vectors[0]
+        with torch.no_grad():
+            logits = m(x)
+        out[label] = {"logits": logits, "curvature": c,
+                      "slice": along(m, d, grid(-width, width, 31), x, y, "train"),
+                      "sharpness": worst_case_sharpness(copy.deepcopy(m), x, y, rho=rho).to_dict(),
+                      "adaptive": worst_case_sharpness(copy.deepcopy(m), x, y, rho=rho, adaptive=True).to_dict()}
+    (a, ra), (b, rb) = out.items()
+    diff = float((ra.pop("logits") - rb.pop("logits")).abs().max())
+    return {"models": out, "max_logit_change": diff}
+
+
+# --- does flatness predict the test loss? -------------------------------------------------------
+
+def flatness_and_test_loss(recipes: list[Recipe]) -> dict:
+    """Top eigenvalue and test loss of several recipes, and their Spearman rank correlation: how far
+    flatness goes in predicting generalization in this small setting."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for r in recipes:
+        t = train(r)
+        rows.append({"recipe": r.describe(), "top_eigenvalue": recipe_curvature(r)["top"]["eigenvalues"][0],
+                     "train_loss": t.train_loss, "test_loss": t.test_loss, "test_acc": t.test_acc,
+                     "steps": t.steps, "reached_target": t.reached_target})
+    rho = spearmanr([r["top_eigenvalue"] for r in rows], [r["test_loss"] for r in rows]).statistic
+    return {"rows": rows, "spearman": float(rho)}
+
+
+# --- the bundled digits models ------------------------------------------------------------------
+
+def bundled_last_layer(paths: dict[str, str]) -> dict:
+    """For project checkpoints (e.g. the bundled digits SGD and SAM models): the last layer's exact
+    Hessian on the whole training set, and training and test loss and accuracy."""
+    from pof.checkpoints import data_for, load_checkpoint
+
+    out = {}
+    for label, path in paths.items():
+        model, meta = load_checkpoint(path)
+        d = data_for(path, meta["dataset"])
+        row = {}
+        for split in ("train", "test"):
+            x, y, _, _ = eval_tensors(d, meta["mean"], meta["std"], split, None)
+            if split == "train":
+                row.update(_last_layer(model, x, y))
+            else:
+                row["test_loss"], row["test_acc"] = _loss_acc(model, x, y)
+        out[label] = row
+    return out
