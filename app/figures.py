@@ -272,7 +272,8 @@ def decision_maps(panels: dict[str, dict]) -> go.Figure:
     (points drawn as open rings, e.g. a weak batch)."""
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=list(panels), shared_yaxes=True,
                         horizontal_spacing=0.04)
-    extra_colors = ["#d62728", "#2ca02c", "#9467bd"]
+    names = list(dict.fromkeys(n for p in panels.values() for n in p.get("boundaries", {})))
+    extra_colors = dict(zip(names, ["#d62728", "#2ca02c", "#9467bd", "#8c564b"] * 4))  # one colour per name
     for i, (label, p) in enumerate(panels.items()):
         m = p["map"]
         fig.add_trace(go.Heatmap(x=m["x"], y=m["y"], z=m["p"], zmin=0, zmax=1, colorscale="RdBu_r", opacity=0.45,
@@ -285,8 +286,8 @@ def decision_maps(panels: dict[str, dict]) -> go.Figure:
                                      marker={"color": CLASS_COLORS[c], "size": 5, "line": {"width": 0.5, "color": "white"}},
                                      name=f"class {c}", legendgroup=f"class {c}", showlegend=i == 0), row=1, col=i + 1)
         fig.add_trace(_boundary(m, "black", "solid", "boundary", i == 0), row=1, col=i + 1)
-        for j, (name, other) in enumerate(p.get("boundaries", {}).items()):
-            fig.add_trace(_boundary(other, extra_colors[j % 3], "dash", name, True), row=1, col=i + 1)
+        for name, other in p.get("boundaries", {}).items():
+            fig.add_trace(_boundary(other, extra_colors[name], "dash", name, True), row=1, col=i + 1)
         if p.get("highlight"):
             h = p["highlight"]
             fig.add_trace(go.Scatter(x=h["x"], y=h["y"], mode="markers", name=h.get("name", "highlighted"),
@@ -294,7 +295,7 @@ def decision_maps(panels: dict[str, dict]) -> go.Figure:
                           row=1, col=i + 1)
     fig.update_xaxes(title_text="x1")
     fig.update_yaxes(title_text="x2", col=1)
-    fig.update_layout(height=420, margin={"t": 60}, legend={"orientation": "h", "y": -0.15})
+    fig.update_layout(height=440, margin={"t": 60}, legend={"orientation": "h", "y": -0.22})
     return fig
 
 
@@ -348,9 +349,9 @@ def line_search_figure(w: dict) -> go.Figure:
                              marker={"size": 6, "color": "#2ca02c"}))
     fig.add_hline(y=w["loss0"], line_dash="dot", line_color="#7f7f7f", annotation_text="L'(w0)")
     step = info["gamma"] * info["eta_star"]
-    for x, text, color in ((info["eta_max"], "η_max", "#ff7f0e"), (info["eta_star"], "η*", "#2ca02c"),
-                           (step, f"γη* (γ = {info['gamma']:.2f})", "#d62728")):
-        fig.add_vline(x=x, line_dash="dash", line_color=color, annotation_text=text, annotation_position="top")
+    for x, text, color, where in ((info["eta_max"], "η_max", "#ff7f0e", "top"), (info["eta_star"], "η*", "#2ca02c", "top"),
+                                  (step, f"γη* (γ = {info['gamma']:.2f})", "#d62728", "bottom right")):
+        fig.add_vline(x=x, line_dash="dash", line_color=color, annotation_text=text, annotation_position=where)
     fig.update_xaxes(title_text="η: step along −g, the last layer's gradient on the weak batch")
     fig.update_yaxes(title_text="weak-batch loss")
     fig.update_layout(height=380, margin={"t": 50}, legend={"orientation": "h", "y": -0.25})
