@@ -1,0 +1,103 @@
+"""The Learn page through AppTest, section by section: every number shown is the engine's
+(analysis.learn) for the settings on the page, and moving a control changes what it should."""
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analysis import learn
+from conftest import ROOT
+
+SHARP = learn.Recipe(batch_size=100, dataset="moons", points=200, noise=0.25, target_loss=0.15)
+FLAT = learn.Recipe(batch_size=16, optimizer="sam", rho=0.2, dataset="moons", points=200, noise=0.25, target_loss=0.15)
+
+
+@pytest.fixture
+def page(runs_root):
+    at = AppTest.from_file(str(ROOT / "app" / "views" / "learn.py"), default_timeout=120).run()
+    assert not at.exception
+    return at
+
+
+def _chart(at, key: str) -> dict:
+    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+
+
+def _metrics(at) -> list[tuple[str, str]]:
+    return [(m.label, m.value) for m in at.metric]
+
+
+def _fmt(x):
+    return f"{x:.3g}"
+
+
+def test_the_page_has_five_sections_each_with_references_and_computed_numbers(page):
+    assert [h.value for h in page.header] == ["1. What flatness is", "2. Why it might matter",
+                                               "3. What makes minima flat or sharp", "4. What PoF does, step by step",
+                                               "5. The caveats"]
+    assert len(page.get("plotly_chart")) == 9
+    assert sum(c.value.startswith("References:") for c in page.caption) == 5
+    assert sum(c.value.startswith("What to look at") for c in page.caption) == 9  # one under each figure
+
+
+def test_section_1_shows_each_networks_measured_curvature_and_the_slice_follows_the_width(page):
+    values = [v for label, v in _metrics(page) if label == "λ_max"][:2]
+    assert values == [_fmt(learn.recipe_curvature(r)["top"]["eigenvalues"][0]) for r in (SHARP, FLAT)]
+    assert float(values[0]) > 3 * float(values[1])  # the sharp one is sharper, measured
+    before = _chart(page, "s1-fig")
+    page.slider(key="s1-width").set_value(3.0).run()
+    after = _chart(page, "s1-fig")
+    assert max(after["data"][0]["x"]) == 3.0 and max(before["data"][0]["x"]) == 1.5
+    assert after["data"][0]["y"] == learn.eigen_slice(SHARP, 3.0)["loss"]
+
+
+def test_section_2_the_rise_from_a_shift_grows_with_the_shift_and_is_the_engines(page):
+    rises = lambda at: [float(v) for label, v in _metrics(at) if label == "rise from the shift"]  # noqa: E731
+    small = rises(page)
+    page.slider(key="s2-shift").set_value(0.6).run()
+    large = rises(page)
+    assert all(b > a for a, b in zip(small, large, strict=True))
+    assert large[0] == float(_fmt(learn.train_test_slice(SHARP, 1.0, 0, shift=0.6)["shift_rise"]))
+    assert large[0] > large[1]  # the same shift costs the sharp network more
+
+
+def test_section_3_recipes_retrain_and_a_recipe_that_misses_the_target_says_so(page):
+    page.select_slider(key="s3-a-batch").set_value(8).run()
+    titles = [a["text"] for a in _chart(page, "s3-boundary")["layout"]["annotations"]]
+    assert "A: SGD, batch 8, lr 0.1" in titles and "B: SAM (rho 0.2), batch 16, lr 0.1" in titles
+    assert not page.warning
+    page.selectbox(key="s3-data").set_value("spirals").run()
+    page.select_slider(key="s3-target").set_value(0.1).run()
+    page.select_slider(key="s3-a-lr").set_value(0.01).run()
+    missed = [w.value for w in page.warning]
+    assert any("did not reach the target loss in 3000 steps" in w for w in missed), missed
+
+
+def test_section_3_digits_table_is_the_bundled_pairs_exact_last_layer(page):
+    table = page.table[0]
+    exact = learn.bundled_last_layer({"SGD": str(ROOT / "assets/digits-cnn-small-sgd.safetensors")})["SGD"]
+    assert _fmt(exact["top"]) in table.value.to_string()
+
+
+def test_section_4_gamma_zero_means_no_perturbation_and_no_steps_says_nothing_moves(page):
+    assert dict(_metrics(page))["η*"] != "0"
+    page.slider(key="s4-gamma").set_value(0.0).run()
+    assert dict(_metrics(page))["‖δ‖ = γ·η*·‖g‖"] == "0"
+    page.slider(key="s4-steps").set_value(0).run()
+    assert any("nothing visible changes" in i.value for i in page.info)
+    assert len(_chart(page, "s4-boundary")["layout"]["annotations"]) == 1  # no "after" panel
+
+
+def test_section_5_rescaling_moves_the_hessian_but_not_the_adaptive_sharpness(page):
+    page.select_slider(key="s5-alpha").set_value(10.0).run()
+    rows = page.table[-1].value
+    orig, scaled = rows.columns
+    assert rows.loc["λ_max", scaled] != rows.loc["λ_max", orig]
+    assert rows.loc["adaptive worst-case sharpness (ρ = 0.05)", scaled] == rows.loc[
+        "adaptive worst-case sharpness (ρ = 0.05)", orig]
+    page.select_slider(key="s5-alpha").set_value(1.0).run()
+    rows = page.table[-1].value
+    assert (rows.iloc[:, 0] == rows.iloc[:, 1]).all()  # alpha 1 changes nothing
+    page.button(key="s5-table").click().run()
+    assert len(page.dataframe[0].value) == 6
+    assert any("Spearman rank correlation" in m.value for m in page.markdown)
