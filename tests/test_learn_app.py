@@ -70,7 +70,7 @@ def test_section_3_recipes_retrain_and_a_recipe_that_misses_the_target_says_so(p
     page.select_slider(key="s3-target").set_value(0.1).run()
     page.select_slider(key="s3-a-lr").set_value(0.01).run()
     missed = [w.value for w in page.warning]
-    assert any("did not reach the target loss in 3000 steps" in w for w in missed), missed
+    assert any("did not reach the target loss in 2000 steps" in w for w in missed), missed
 
 
 def test_section_3_digits_table_is_the_bundled_pairs_exact_last_layer(page):
