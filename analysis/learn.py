@@ -254,6 +254,7 @@ def pof_walkthrough(model: Classifier, d: Dataset, weak_size: int, weak_seed: in
     if feature_steps:
         opt = torch.optim.SGD(feats_mod.parameters(), lr=lr, momentum=0.9)
         step = FrozenHeadStep("pof", feats_mod, feats_mod, head, opt, cfg, pool, weak_seed, 0)
+        step.start_epoch(0)  # its weak batches and gammas, seeded by weak_seed
         train_batches = Batches(d.x_train, d.y_train, d.mean, d.std, 128, seed=weak_seed)
         done, epoch = 0, 0
         model.train()
@@ -318,7 +319,7 @@ def rescaling_report(r: Recipe, alpha: float, rho: float = 0.05, seed: int = 0, 
                       "slice": along(m, d, grid(-width, width, 31), x, y, "train"),
                       "sharpness": worst_case_sharpness(copy.deepcopy(m), x, y, rho=rho).to_dict(),
                       "adaptive": worst_case_sharpness(copy.deepcopy(m), x, y, rho=rho, adaptive=True).to_dict()}
-    (a, ra), (b, rb) = out.items()
+    ra, rb = out.values()
     diff = float((ra.pop("logits") - rb.pop("logits")).abs().max())
     return {"models": out, "max_logit_change": diff}
 
