@@ -6,7 +6,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis import learn
-from conftest import ROOT
+from conftest import ROOT, wait_for_state
+from pof.runs import Run
 
 SHARP = learn.Recipe(batch_size=100, dataset="moons", points=200, noise=0.25, target_loss=0.15)
 FLAT = learn.Recipe(batch_size=16, optimizer="sam", rho=0.2, dataset="moons", points=200, noise=0.25, target_loss=0.15)
@@ -73,10 +74,18 @@ def test_section_3_recipes_retrain_and_a_recipe_that_misses_the_target_says_so(p
     assert any("did not reach the target loss in 2000 steps" in w for w in missed), missed
 
 
-def test_section_3_digits_table_is_the_bundled_pairs_exact_last_layer(page):
+def test_section_3_digits_table_is_the_exact_last_layer_and_the_whole_network_is_a_background_job(page, runs_root):
     table = page.table[0]
     exact = learn.bundled_last_layer({"SGD": str(ROOT / "assets/digits-cnn-small-sgd.safetensors")})["SGD"]
     assert _fmt(exact["top"]) in table.value.to_string()
+    page.button(key="s3-digits-job").click().run()
+    jobs = [p.parent for p in runs_root.glob("compare/*/hessian/status.json")]
+    assert len(jobs) == 1  # RUNS/compare/KEY/hessian, keyed like the Inspect page's comparisons
+    job = Run(jobs[0])
+    assert job.status()["state"] in ("queued", "running")
+    assert not page.get("button") or all(b.key != "s3-digits-job" for b in page.button)  # watched, not offered
+    job.request_cancel()
+    assert wait_for_state(job, ("cancelled", "done"), timeout=120)["state"] == "cancelled"
 
 
 def test_section_4_gamma_zero_means_no_perturbation_and_no_steps_says_nothing_moves(page):

@@ -6,9 +6,13 @@ back and forth is instant. Every number shown is computed here, never typed in."
 import streamlit as st
 
 from analysis import learn
+from analysis.report import ReportConfig, Subject, comparison_dir, labels_for, load_results, part_dir
 from app.figures import (contours_2d, decision_maps, eigen_slices, hessian_bars, line_search_figure, slices_1d,
                          train_test_slices)
+from app.comparison import watch_parts
+from app.jobs import runs_root, start_job
 from pof.catalogue import ASSETS
+from pof.runs import Run
 
 # The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained
 # until its training loss first reaches 0.15. Full-batch gradient descent settles in a sharp
@@ -233,6 +237,11 @@ def what_makes_them() -> None:
     for col, (label, t) in zip(cols, summaries.items()):
         col.markdown(f"**{label}**: {t['steps']} steps, training loss {fmt(t['train_loss'])}, "
                      f"test loss {fmt(t['test_loss'])}, test accuracy {t['test_acc']:.1%}")
+
+
+def digits_pair_section() -> None:
+    """Section 3 on real digits, outside its fragment: the whole-network part is a background job,
+    watched by app.comparison's poller (a fragment of its own)."""
     with st.expander("The same contrast on real digits: the bundled SGD and SAM models"):
         pair = digits_pair()
         st.table({label: {"last-layer λ_max (exact)": fmt(r["top"]), "last-layer trace (exact)": fmt(r["trace"]),
@@ -240,11 +249,31 @@ def what_makes_them() -> None:
                           "test accuracy": f"{r['test_acc']:.2%}"} for label, r in pair.items()})
         flatter = min(pair, key=lambda k: pair[k]["top"])
         st.markdown(
-            f"Two cnn-small networks on scikit-learn's 8×8 digits (30 epochs, SAM with ρ = 0.05). Measured on all "
-            f"1347 training images, the last layer of the **{flatter}** model is the flatter one here: at this "
-            "small ρ and on a problem this easy, SAM's effect on the last layer is small and need not point the "
-            "expected way. The whole-network Hessian and per-layer sharpness of this pair take about a minute on a "
-            "CPU: the **Inspect** page computes them as a background job (it opens with this pair).")
+            f"Two cnn-small networks on scikit-learn's 8×8 digits (30 epochs; SAM with ρ = 0.05). Measured on all "
+            f"1347 training images, the last layer of the **{flatter}** model is the flatter one: at this small ρ "
+            "and on a problem this easy, SAM's effect on the last layer is small and need not point the expected "
+            "way. The whole network's Hessian takes a minute or two on a CPU, so it is a background job (the same "
+            "as the Inspect page's, which opens with this pair and adds per-layer sharpness).")
+        paths = [str(ASSETS / "digits-cnn-small-sgd.safetensors"), str(ASSETS / "digits-cnn-small-sam.safetensors")]
+        labels = labels_for(paths)
+        root = runs_root()
+        out = comparison_dir(root, Subject(labels, "digits"), ReportConfig())
+        job = Run(part_dir(out, "hessian"))
+        result = load_results(out, paths).get("hessian")
+        state = job.status()["state"]
+        if result:
+            st.plotly_chart(hessian_bars(result), width="stretch", key="s3-digits-bars")
+            st.caption("What to look at: the whole network's top eigenvalues and trace (500 training images), "
+                       "next to the last layer's exact ones, for SGD and SAM.")
+        elif state in ("queued", "running"):
+            watch_parts({"hessian": job}, {"hessian": "Whole-network Hessian of the digits pair"})
+        elif st.button("Compute the whole network's Hessian for this pair (background job)", key="s3-digits-job"):
+            (job.path / "cancel").unlink(missing_ok=True)
+            start_job(job.path, ["-m", "analysis", "compare", *paths, *[a for label in labels for a in ("--label", label)],
+                                 "--dataset", "digits", "--part", "hessian", "--out", str(out), "--quiet"], root)
+            st.rerun()
+        elif state == "failed":
+            st.error(f"The last attempt failed: {job.status().get('error', '')}")
     refs("keskar", "foret", "li")
 
 
@@ -366,5 +395,6 @@ def caveats() -> None:
 what_flatness_is()
 why_it_matters()
 what_makes_them()
+digits_pair_section()
 pof_step_by_step()
 caveats()
