@@ -182,9 +182,13 @@ def eigen_slice(r: Recipe, width: float, steps: int = 41) -> dict:
     c = recipe_curvature(r)
     lam = c["top"]["eigenvalues"][0]
     ts = grid(-width, width, steps)
-    s = along(train(r).model, c["vector"], ts, *_recipe_tensors(r, "train"), "train")
+    x, y = _recipe_tensors(r, "train")
+    s = along(train(r).model, c["vector"], ts, x, y, "train")
     loss0 = s["loss"][steps // 2]
-    return {"t": ts, "loss": s["loss"], "quadratic": [loss0 + 0.5 * lam * t * t for t in ts], "lambda": lam}
+    h = 0.01  # the curve's own second derivative at the bottom, by a central difference
+    left, mid, right = along(train(r).model, c["vector"], [-h, 0.0, h], x, y, "train")["loss"]
+    return {"t": ts, "loss": s["loss"], "quadratic": [loss0 + 0.5 * lam * t * t for t in ts], "lambda": lam,
+            "second_derivative": (left - 2 * mid + right) / h ** 2}
 
 
 def train_test_slice(r: Recipe, width: float, seed: int, shift: float = 0.0, steps: int = 41) -> dict:

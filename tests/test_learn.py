@@ -62,6 +62,7 @@ def test_the_curvature_of_the_slice_at_the_bottom_is_the_top_eigenvalue():
     lam, mid, h = s["lambda"], 20, s["t"][21] - s["t"][20]
     second = (s["loss"][mid + 1] - 2 * s["loss"][mid] + s["loss"][mid - 1]) / h ** 2
     assert second == pytest.approx(lam, rel=0.03)
+    assert s["second_derivative"] == pytest.approx(lam, rel=0.03)
     assert s["quadratic"][mid] == s["loss"][mid] and s["quadratic"][0] == pytest.approx(s["loss"][mid] + lam * 0.02)
 
 
