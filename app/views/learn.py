@@ -128,7 +128,8 @@ def what_flatness_is() -> None:
         "which the loss climbs fastest is H's top eigenvector, and the curvature along it is the **top "
         "eigenvalue λ_max**: large λ_max, sharp minimum; small λ_max, flat minimum. The **trace** of H, the sum of "
         "all its eigenvalues, sums the curvature over all directions. The two networks below were trained on the "
-        "same 100 points until their training loss first fell to 0.15 — the same height, different shapes.")
+        "same 100 points until their training loss first fell to 0.15 — the same height, different shapes. (Training "
+        "stopped there, so each sits near, not exactly at, the bottom of its valley.)")
     width = st.slider("How far to walk along the top eigenvector (t, in parameter-space distance)", 0.1, 4.0, 1.5,
                       0.1, key="s1-width")
     slices = {label: eigen_slice(r, width) for label, r in PAIR.items()}
@@ -208,7 +209,8 @@ def what_makes_them() -> None:
     st.markdown(
         "How a network is trained decides which minimum it ends in. **Small batches** take noisy steps that "
         "cannot settle in a narrow valley (Keskar et al. 2017). **SAM** (Foret et al. 2021) takes each step with the "
-        "gradient from the worst point within a radius ρ, so it favours regions whose whole neighbourhood is low. "
+        "gradient taken at the (approximately) worst point within a radius ρ, so it favours regions whose whole "
+        "neighbourhood is low. "
         "Choose two recipes. Each trains a fresh network until its training loss first reaches the target, so the "
         "two are compared at the same training loss, not after the same number of steps.")
     c0, c1 = st.columns(2)
