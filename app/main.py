@@ -6,6 +6,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `pof` and `app` import as packages
 
 import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+
+# The app's own work is light (metadata, probes, the Learn page's tiny networks). With torch's default
+# of one thread per core it fought a running job for the 2 cores and took 6-25x longer; one thread
+# costs it nothing measurable when idle (benchmarks/RESULTS.md, Learn page). Jobs are separate
+# processes and keep all their threads.
+torch.set_num_threads(1)
 
 st.set_page_config(page_title="PoF: flat minima, post-trained", layout="wide")
 pages = [st.Page("views/posttrain.py", title="Post-train", icon=":material/play_arrow:", default=True),

@@ -2,7 +2,7 @@
 the time from moving a slider to that section's chart showing the new result, idle and while a
 background job runs.
 
-    python benchmarks/learn_interactions.py [--repeats 5] [--job-epochs 100000]
+    python benchmarks/learn_interactions.py [--repeats 5] [--job-epochs 100000] [--server-omp-threads N]
 
 Everything runs against `streamlit run app/main.py` on a free port with a fresh, empty runs folder
 (POF_RUNS), in headless Chromium, in two phases with a FRESH SERVER EACH:
@@ -29,6 +29,10 @@ only. What remains cached by design: the fixed second network of a pair (e.g. se
 trained at the cold load) and the networks trained once that a new slider value only re-measures
 (section 1's width, 2's shift, 4's γ, 5's α).
 Target: every answer under 3 s on this 2-core machine, also while a job runs.
+
+--server-omp-threads N starts both servers with OMP_NUM_THREADS=N (torch's intra-op threads in the
+app process only; the job keeps its default): to see how much of the slowdown while a job runs is
+the app's own torch threads competing with the job's for the two cores.
 """
 
 from __future__ import annotations
@@ -80,11 +84,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(runs: Path) -> tuple[subprocess.Popen, str]:
+def start_server(runs: Path, omp_threads: int | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    env = {**os.environ, "POF_RUNS": str(runs)}
+    if omp_threads:
+        env["OMP_NUM_THREADS"] = str(omp_threads)
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
-                              cwd=ROOT, env={**os.environ, "POF_RUNS": str(runs)}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
     return server, f"http://localhost:{port}"
 
 
@@ -153,8 +160,8 @@ def press(page, slider: str, fig: str, seen: list[int]) -> tuple[float, bool, st
     return elapsed, cached, text
 
 
-def phase(pw, runs: Path, repeats: int, label: str) -> dict:
-    server, url = start_server(runs)
+def phase(pw, runs: Path, repeats: int, label: str, omp_threads: int | None = None) -> dict:
+    server, url = start_server(runs, omp_threads)
     try:
         healthy = wait_healthy(url)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
@@ -189,6 +196,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--job-epochs", type=int, default=100_000,
                    help="epochs of the background pre-training (killed at the end; must outlast the phase)")
+    p.add_argument("--server-omp-threads", type=int, default=None,
+                   help="OMP_NUM_THREADS for the app's server only (default: unset, torch's own choice)")
     a = p.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -199,7 +208,7 @@ def main() -> None:
     try:
         with sync_playwright() as pw:
             print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
-            idle = phase(pw, runs, a.repeats, "idle")
+            idle = phase(pw, runs, a.repeats, "idle", a.server_omp_threads)
             # a long job that keeps both cores busy, as a real pre-training would
             job = subprocess.Popen([sys.executable, "-m", "pof", "pretrain", "--model", "cnn-small", "--dataset",
                                     "digits", "--epochs", str(a.job_epochs), "--out", str(runs / "busy"), "--quiet"],
@@ -207,7 +216,7 @@ def main() -> None:
                                    start_new_session=True)
             time.sleep(5)
             job_cpu0, t0 = cpu_seconds(job.pid), time.perf_counter()
-            busy = phase(pw, runs, a.repeats, "job running")
+            busy = phase(pw, runs, a.repeats, "job running", a.server_omp_threads)
             if job.poll() is not None:
                 raise RuntimeError(f"the background job ended early (exit {job.returncode}): raise --job-epochs")
             job_share = (cpu_seconds(job.pid) - job_cpu0) / (time.perf_counter() - t0)
@@ -215,8 +224,9 @@ def main() -> None:
         stop(job)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\nLearn page, headless Chromium, fresh server per phase; the job used {job_share:.2f} CPU s per "
-          f"wall s during its phase (2 cores)\n")
+    threads = f"OMP_NUM_THREADS={a.server_omp_threads}" if a.server_omp_threads else "torch's default threads"
+    print(f"\nLearn page, headless Chromium, fresh server per phase ({threads} in the app); the job used "
+          f"{job_share:.2f} CPU s per wall s during its phase ({os.cpu_count()} cores)\n")
     print("| | idle | while a job runs | ratio running/idle | target (< 3 s) |")
     print("|---|---|---|---|---|")
     print(f"| cold first load of /learn (server healthy → 5 headers, ≥ 9 charts) | {idle['cold']:.2f} s | "
