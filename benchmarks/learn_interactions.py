@@ -30,9 +30,9 @@ trained at the cold load) and the networks trained once that a new slider value 
 (section 1's width, 2's shift, 4's γ, 5's α).
 Target: every answer under 3 s on this 2-core machine, also while a job runs.
 
---server-omp-threads N starts both servers with OMP_NUM_THREADS=N (torch's intra-op threads in the
-app process only; the job keeps its default): to see how much of the slowdown while a job runs is
-the app's own torch threads competing with the job's for the two cores.
+--server-omp-threads N starts both servers with OMP_NUM_THREADS=N (the app itself now sets torch to
+one thread in app/main.py, which takes precedence; the option is kept to reproduce the finding
+recorded in benchmarks/RESULTS.md on a version without that line).
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def main() -> None:
         stop(job)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    threads = f"OMP_NUM_THREADS={a.server_omp_threads}" if a.server_omp_threads else "torch's default threads"
+    threads = f"OMP_NUM_THREADS={a.server_omp_threads}" if a.server_omp_threads else "the app's own thread setting"
     print(f"\nLearn page, headless Chromium, fresh server per phase ({threads} in the app); the job used "
           f"{job_share:.2f} CPU s per wall s during its phase ({os.cpu_count()} cores)\n")
     print("| | idle | while a job runs | ratio running/idle | target (< 3 s) |")

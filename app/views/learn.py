@@ -114,8 +114,8 @@ st.markdown(
     "and **sharp** when it climbs quickly. The idea that flat minima generalize better is old "
     "(Hochreiter & Schmidhuber 1997) and still debated. This page shows it with experiments small enough "
     "to run while you watch: tiny networks on 2-D point sets, trained and measured by the same engine as the "
-    "rest of the app. Every number is computed, not typed in. The first visit trains a few networks "
-    "(a few seconds, once); after that each change answers in a second or two.")
+    "rest of the app. Every number is computed, not typed in. The first visit trains and measures the "
+    "page's networks (about 8 seconds on a 2-core CPU, once); after that each change answers within a second.")
 st.caption("The figures: drag to zoom, double-click to reset; hover for values.")
 
 
