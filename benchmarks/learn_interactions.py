@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,19 +50,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHARTS_JS = "[...document.querySelectorAll('.js-plotly-plot')].filter(e => (e.data || []).length).length"
-# section -> (the slider moved, the figure that must change): as in tests/test_browser_learn.py
-SECTIONS = {
-    "1. What flatness is": ("s1-width", "s1-fig"),
-    "2. Why it might matter": ("s2-shift", "s2-fig"),
-    "3. What makes minima flat or sharp": ("s3-a-batch", "s3-bars"),
-    "4. What PoF does, step by step": ("s4-gamma", "s4-search"),
-    "5. The caveats": ("s5-alpha", "s5-bars"),
-}
-# what a chart shows (its traces' x, y, z, its shapes and annotations), as the browser test reads it
-SHOWN = ("e && e.data ? JSON.stringify([e.data.map(t => [t.x, t.y, t.z]), "
-         "(e.layout.shapes || []).map(s => [s.x0, s.y0]), (e.layout.annotations || []).map(a => a.text)]) : null")
+from app_render import CHARTS_JS, CHROMIUM, cpu_seconds, free_port  # noqa: E402  (this script's folder)
+sys.path.insert(0, str(ROOT / "tests"))
+# the sliders moved, the charts watched, and what a chart shows: exactly as the browser test reads them
+from test_browser_learn import SECTIONS, SHOWN  # noqa: E402
+
 FIGURE_JS = f"key => {{ const e = document.querySelector(`.st-key-${{key}} .js-plotly-plot`); return {SHOWN}; }}"
 CHANGED_JS = ("([key, old]) => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
               f" const now = {SHOWN}; return now !== null && now !== old; }}")
@@ -71,17 +62,6 @@ IDLE_JS = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 SLIDER_JS = ("key => { const i = document.querySelector(`.st-key-${key} input[type=range]`);"
              " return [+i.value, +i.min, +i.max, +i.step, i.getAttribute('aria-valuetext')]; }")
 TIMEOUT_MS = 600_000
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(runs: Path, omp_threads: int | None = None) -> tuple[subprocess.Popen, str]:
