@@ -12,8 +12,8 @@ import streamlit as st
 
 from app.figures import (LAYER_METRICS, contours_2d, density_figure, hessian_bars, interpolation_figure, layer_rows,
                          layers_figure, slices_1d, surfaces_3d)
-from app.jobs import log_tail
-from app.live import time_left
+from app.jobs import BROKEN, log_tail
+from app.live import fraction, time_left
 
 PART_TITLES = {"layers": "per-layer sharpness", "hessian": "Hessian spectra", "landscape-1d": "1-D loss slices",
                "landscape-2d": "2-D loss surfaces", "interpolation": "interpolation"}
@@ -27,14 +27,14 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
     states = {}
     for key, job in jobs.items():
         status = job.status()
-        states[key] = state = status["state"]
+        states[key] = state = status.get("state")
         if state == "queued":
             st.progress(0.0, text=f"{names[key]}: queued")
         elif state == "running":
-            st.progress(min(1.0, status.get("progress") or 0.0),
+            st.progress(fraction(status.get("progress")),
                         text=f"{names[key]}: {status.get('stage', '')}{time_left(status)}")
-        elif state == "failed" and key not in done:
-            st.error(f"{names[key]} failed: {status.get('error', '')}")
+        elif state in ("failed", BROKEN) and key not in done:  # broken: its status.json is unreadable
+            st.error(f"{names[key]} {state}: {status.get('error', '')}")
             st.code(log_tail(job), language=None)
     active = [k for k, s in states.items() if s in ("queued", "running")]
     if active and st.button("Cancel the analyses", key="cancel-analyses"):

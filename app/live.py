@@ -9,36 +9,47 @@ from pathlib import Path
 import streamlit as st
 
 from app.figures import training_curves
-from app.jobs import log_tail, runs_root
+from app.jobs import log_tail, run_path, runs_root, safe_name
 from pof.jobqueue import job_slots, queue_state
 from pof.runs import Run
 
 
 def time_left(status: dict) -> str:
     p, started = status.get("progress") or 0.0, status.get("started")
-    if not started or p <= 0.01:
+    if not isinstance(p, (int, float)) or not isinstance(started, (int, float)) or p <= 0.01:
         return ""
     left = (time.time() - started) * (1 - p) / p
     return f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
+
+
+def _num(value, fmt: str) -> str:
+    """A number as `fmt`, or "n/a": a hand-edited or foreign metrics line may hold anything."""
+    return format(value, fmt) if isinstance(value, (int, float)) else "n/a"
+
+
+def fraction(value) -> float:
+    return min(1.0, max(0.0, value)) if isinstance(value, (int, float)) and value == value else 0.0
 
 
 def state_box(run: Run, status: dict, root: Path | None = None) -> None:
     state = status.get("state", "unknown")
     if state == "queued":
         root = root or runs_root()
-        ahead, running = queue_state(run, root)
+        ahead, running = queue_state(run, root)  # dead and broken runs are not counted (pof.jobqueue)
         st.progress(0.0, text="queued: starting" if ahead == 0 and running < job_slots() else
                     f"queued: waiting ({running} running, {ahead} ahead in the queue)")
     elif state == "running":
-        st.progress(min(1.0, status.get("progress") or 0.0),
+        st.progress(fraction(status.get("progress")),
                     text=(f"running: {status['stage']}" if "stage" in status else
                           f"running: epoch {status.get('epoch', 0)}/{status.get('epochs', '?')} done, "
                           f"step {status.get('step', 0)}/{status.get('total_steps', '?')}") + time_left(status))
     elif state == "done":
-        st.success(f"done in {status.get('finished', 0) - status.get('started', 0):.0f} s")
+        finished, started = status.get("finished"), status.get("started")
+        ok = all(isinstance(t, (int, float)) for t in (finished, started))
+        st.success(f"done in {finished - started:.0f} s" if ok else "done")
     elif state == "cancelled":
         st.warning(status.get("message") or status.get("error") or "cancelled")
-    else:
+    else:  # failed, dead, broken (an unreadable status.json) or unknown: say so, with the log's end
         st.error(f"{state}: {status.get('error', '')}")
         tail = log_tail(run)
         if tail:
@@ -65,28 +76,46 @@ def _live_state(run: Run) -> None:
     last = run.last("epoch")
     if s and "eta_star" in s:  # PoF's own diagnostics, as they come
         cols = st.columns(4)
-        cols[0].metric("eta*", f"{s['eta_star']:.3g}", help="the line search's step on the weak batch")
-        cols[1].metric("gamma", f"{s['gamma']:.3f}", help="random scale of this step's perturbation")
-        cols[2].metric("|delta|", f"{s['delta_norm']:.3g}", help="length of the last-layer perturbation")
-        cols[3].metric("rejected steps", last.get("rejected_count", 0) if last else 0,
+        cols[0].metric("eta*", _num(s.get("eta_star"), ".3g"), help="the line search's step on the weak batch")
+        cols[1].metric("gamma", _num(s.get("gamma"), ".3f"), help="random scale of this step's perturbation")
+        cols[2].metric("|delta|", _num(s.get("delta_norm"), ".3g"), help="length of the last-layer perturbation")
+        cols[3].metric("rejected steps", _num(last.get("rejected_count", 0) if last else 0, ".0f"),
                        help="steps of the last finished epoch whose line search found no bracket below the cap")
     if last:
         cols = st.columns(3)
-        cols[0].metric("epoch", last["epoch"])
-        cols[1].metric("test accuracy", f"{last['test_acc']:.2%}")
-        cols[2].metric("test loss", f"{last['test_loss']:.4f}")
+        cols[0].metric("epoch", str(last.get("epoch", "?")))
+        cols[1].metric("test accuracy", _num(last.get("test_acc"), ".2%"))
+        cols[2].metric("test loss", _num(last.get("test_loss"), ".4f"))
 
 
 @st.fragment(run_every=4.0)
 def _live_curves(run: Run) -> None:
     epochs = run.epochs()
     if epochs:
-        st.plotly_chart(training_curves(epochs), width="stretch", key="curves")
+        try:
+            fig = training_curves(epochs)
+        except (KeyError, TypeError, ValueError) as e:  # records of the wrong shape: the numbers above still show
+            st.caption(f"No curves: {run.path.name}/metrics.jsonl holds epoch records this page cannot draw ({e}).")
+            return
+        st.plotly_chart(fig, width="stretch", key="curves")
 
 
 def free_name(root: Path, name: str) -> Path:
-    """root/name, or root/name-2, -3 ... if that folder already holds a run."""
-    target, i = root / name, 2
+    """root/NAME (made safe), or NAME-2, -3 ... if that folder already holds a run."""
+    name = safe_name(name)
+    target, i = run_path(root, name), 2
     while (target / "status.json").exists():
-        target, i = root / f"{name}-{i}", i + 1
+        target, i = run_path(root, f"{name}-{i}"), i + 1
     return target
+
+
+def url_run(root: Path) -> Path | None:
+    """The run named in the URL (?run=NAME), confined to the runs folder; a refused name is shown, not used."""
+    name = st.query_params.get("run")
+    if not name:
+        return None
+    try:
+        return run_path(root, name)
+    except ValueError as e:
+        st.error(f"The run in this page's address is refused: {e}")
+        return None

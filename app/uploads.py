@@ -51,11 +51,15 @@ def list_uploads() -> list[tuple[Path, dict]]:
         return []
     out = []
     for path in folder.iterdir():
-        if path.suffix in (".json", ".part") or not path.is_file():
+        if path.suffix in (".json", ".part") or path.is_symlink() or not path.is_file():  # only what save_upload wrote
             continue
         try:
             note = json.loads(path.with_name(path.name + ".json").read_text())
+            ok = isinstance(note, dict) and isinstance(note.get("name"), str) \
+                and all(isinstance(note.get(k), (int, float)) for k in ("bytes", "uploaded"))
         except (OSError, ValueError):
+            ok = False
+        if not ok:
             note = {"name": path.name, "bytes": path.stat().st_size, "uploaded": path.stat().st_mtime}
         out.append((path, note))
     return sorted(out, key=lambda item: item[1].get("uploaded", 0), reverse=True)

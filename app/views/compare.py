@@ -8,20 +8,30 @@ import streamlit as st
 from analysis.report import PARTS, load_report, part_dir
 from app.comparison import PART_TITLES, show_figure, show_results, watch_parts
 from app.figures import method_curves
-from app.jobs import runs_root, start_job
-from pof.runs import Run, list_runs
+from app.jobs import read_config, runs_root, start_job
+from app.live import url_run
+from pof.runs import Run, RunError, list_runs
 
 root = runs_root()
 st.title("Compare before and after")
-configs = {str(r.path): r.config() for r in list_runs(root)  # read once per page run
-           if r.path.parent.name != "analysis" and r.config_file.exists()}  # analysis parts are runs too
+configs, unreadable = {}, []  # read once per page run; a run whose config is unreadable is named, not listed
+for r in list_runs(root):
+    if r.path.parent.name != "analysis" and r.config_file.exists():  # analysis parts are runs too
+        cfg, why = read_config(r)
+        if why:
+            unreadable.append(why)
+        else:
+            configs[str(r.path)] = cfg
+if unreadable:
+    st.warning("Not listed, unreadable: " + "; ".join(unreadable))
 posts = [Run(p) for p, c in configs.items() if c.get("command") == "post-train"]
 if not posts:
     st.info("No post-training runs yet. Start one on the Post-train page, or: "
             "`python -m pof post-train CKPT --method pof --epochs 10 --out runs/NAME`")
     st.stop()
 labels = [str(r.path) for r in posts]
-chosen = st.session_state.get("selected_run") or ("run" in st.query_params and str(root / st.query_params["run"]))
+url = url_run(root)  # a name from the URL is confined to the runs folder
+chosen = st.session_state.get("selected_run") or (url and str(url))
 c1, c2 = st.columns(2)
 choice = c1.selectbox("Post-training run", labels, index=labels.index(chosen) if chosen in labels else 0,
                       format_func=lambda p: p.removeprefix(str(root) + "/"))
@@ -30,11 +40,11 @@ cfg = configs[choice]
 family = [r for r in posts if configs[str(r.path)].get("checkpoint_sha256") == cfg.get("checkpoint_sha256")]
 others = [str(r.path) for r in family if r.path != run.path]
 control_choice = c2.selectbox("Control run (optional overlay)", [""] + others,
-                              format_func=lambda p: "none" if not p else f"{p.removeprefix(str(root) + '/')} ({configs[p]['method']})",
+                              format_func=lambda p: "none" if not p else f"{p.removeprefix(str(root) + '/')} ({configs[p].get('method')})",
                               help="another post-training of the same checkpoint, e.g. finetune-frozen")
 control = Run(control_choice) if control_choice else None
-st.caption(f"{cfg['method']} on {cfg['model']} / {cfg['dataset']}, {cfg['epochs']} epochs at lr {cfg['lr']:g} "
-           f"({cfg['lr_reason']}); before = checkpoints/initial, after = checkpoints/final")
+st.caption(f"{cfg.get('method')} on {cfg.get('model')} / {cfg.get('dataset')}, {cfg.get('epochs')} epochs at lr "
+           f"{cfg.get('lr')} ({cfg.get('lr_reason')}); before = checkpoints/initial, after = checkpoints/final")
 
 compared = [run] + ([control] if control else [])
 finished = [r for r in compared if r.status().get("state") == "done"]
@@ -44,11 +54,20 @@ def jobs() -> dict[tuple[str, str], Run]:
     return {(str(r.path), part): Run(part_dir(r.path / "analysis", part)) for r in compared for part in PARTS}
 
 
-reports = {str(r.path): load_report(r.path) for r in finished}  # only results of the current checkpoints
+def report_of(run: Run) -> dict:
+    """The finished parts of a run's comparison; an unreadable part is offered again, not shown."""
+    try:
+        return load_report(run.path)  # only results of the current checkpoints
+    except (RunError, OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
+reports = {str(r.path): report_of(r) for r in finished}
 missing = [(key, job) for key, job in jobs().items() if key[0] in reports and key[1] not in reports[key[0]]
-           and job.status()["state"] not in ("queued", "running")]  # "unknown" when never started
+           and job.status().get("state") not in ("queued", "running")]  # "unknown" when never started
 if len(finished) < len(compared):
-    st.warning("The comparison needs finished runs: " + ", ".join(r.path.name for r in compared if r not in finished)
+    st.warning("The comparison needs finished runs: " + ", ".join(f"{r.path.name} ({r.status().get('state')})"
+                                                                  for r in compared if r not in finished)
                + " has not finished yet.")
 if missing and st.button(f"Compute {len(missing)} analys{'is' if len(missing) == 1 else 'es'}", type="primary",
                          help="each analysis is a background job (they run one after another); results stay in "
@@ -66,12 +85,12 @@ watch_parts(jobs(), {key: PART_TITLES[key[1]].capitalize() + (f" · {Run(key[0])
 st.subheader("Accuracy and loss over the post-training")
 st.caption(f"Every method run on this checkpoint ({len(family)} run{'s' if len(family) > 1 else ''}); "
            f"solid lines: test, dotted: the training set evaluated with the unperturbed model.")
-curves = {f"{r.path.name} ({configs[str(r.path)]['method']})": r.epochs() for r in family}
+curves = {f"{r.path.name} ({configs[str(r.path)].get('method')})": r.epochs() for r in family}
 show_figure(method_curves(curves), "curves", curves, run.path.name)
 
 results = reports.get(str(run.path), {})
 control_results = reports.get(str(control.path), {}) if control else {}
-control_label = f"after, {configs[control_choice]['method']}" if control else ""
+control_label = f"after, {configs[control_choice].get('method')}" if control else ""
 series = {}  # before / after (/ the control's after) for each part, as the figure builders take them
 for part, result in results.items():
     if part != "interpolation":

@@ -20,7 +20,7 @@ from pof.checkpoints import CheckpointError, data_for, import_checkpoint, read_m
 from pof.cli import _arch_arg
 from pof.data import DATASETS, DatasetError
 from pof.loading import LoadError, ModelSource
-from pof.runs import Run, list_runs
+from pof.runs import Run, RunError, list_runs
 
 DEFAULT_PAIR = ("digits-cnn-small-sgd", "digits-cnn-small-sam")
 root = runs_root()
@@ -214,15 +214,21 @@ for slot, (p, c) in zip("AB", cards.items()):
     cols[1].metric("parameters", f"{c['parameters']:,}")
     cols[2].metric("classifier", meta["classifier"] or "none")
     test_acc = (meta.get("metrics") or {}).get("test_acc")
-    cols[3].metric("test accuracy (recorded)", f"{test_acc:.2%}" if test_acc is not None else "n/a")
+    cols[3].metric("test accuracy (recorded)", "invalid: NaN/inf weights" if meta["nonfinite"] else
+                   f"{test_acc:.2%}" if isinstance(test_acc, (int, float)) else "n/a")
     cols[4].metric("classes", meta["num_classes"])
     origin = {"foreign": f"a {prov.get('format', '')} file of another origin, read as {meta['arch']}",
               "imported": "imported with `pof import`", "post-train": f"post-trained with {prov.get('method')}"}
     st.caption(f"Split: {meta['split']}. Numbers recorded in the file: "
                f"{origin.get(prov.get('kind'), 'trained by this project') if prov else 'none'}. Measured on "
                f"{c['data']}.")
+    if meta["nonfinite"]:  # the recorded accuracy no longer describes these weights, and no measure means anything
+        bad = meta["nonfinite"]
+        st.error(f"This checkpoint holds NaN or infinite weights in {len(bad)} tensor{'s' if len(bad) > 1 else ''} "
+                 f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}): it cannot be analysed.")
     for warning in meta.get("warnings", []):
-        st.warning(warning)
+        if not (meta["nonfinite"] and "NaN or infinite" in warning):  # said above, as an error
+            st.warning(warning)
     if prov.get("kind") == "foreign" and st.button("Save as a project checkpoint", key=f"import-{slot}",
                                                    help="weights and everything said above in one .safetensors "
                                                         "file, listed under 'my runs': next time, no fields"):
@@ -232,8 +238,8 @@ for slot, (p, c) in zip("AB", cards.items()):
             st.success(f"Saved {target}; choose it under 'my runs' from now on.")
         except (CheckpointError, DatasetError, ValueError, OSError) as e:
             st.error(f"Not saved: {e}")
-if any("error" in c for c in cards.values()):
-    st.stop()
+if any("error" in c or c["meta"]["nonfinite"] for c in cards.values()):
+    st.stop()  # nothing to compute on a model that cannot be used
 
 
 # --- what to compute --------------------------------------------------------------------------------------
@@ -261,9 +267,13 @@ def out_dir(subject_dict: dict, cfg_dict: dict, stamps: tuple) -> str:
 
 
 out = Path(out_dir(asdict(subject), asdict(cfg), tuple(Path(p).stat().st_mtime_ns for p in paths)))
-results = load_results(out, paths)
+try:
+    results = load_results(out, paths)
+except (RunError, OSError, ValueError, AttributeError, TypeError):  # an unreadable part: offered again, not shown
+    results = {}
 jobs = {part: Run(part_dir(out, part)) for part in wanted}
-missing = [part for part, job in jobs.items() if part not in results and job.status()["state"] not in ("queued", "running")]
+missing = [part for part, job in jobs.items()
+           if part not in results and job.status().get("state") not in ("queued", "running")]
 
 
 def job_args(part: str) -> list[str]:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.jobs import runs_root, start_job
+from app.jobs import read_config, runs_root, start_job
 from app.uploads import imported_dir
-from app.live import free_name, live_status
+from app.live import free_name, live_status, url_run
 from pof.catalogue import DEFAULT_MODEL, bundled, incompatibility, verify
 from pof.checkpoints import CheckpointError, read_metadata
 from pof.data import DATASETS, TORCHVISION, default_data_root
@@ -28,15 +28,17 @@ METHOD_HELP = {
 def model_card(path: str, mtime: float) -> dict:
     """What the checkpoint is, from its metadata and an untrained copy of its architecture (cheap)."""
     from pof import archs
-    from pof.models import count_parameters, split_model
+    from pof.checkpoints import load_checkpoint
+    from pof.models import count_parameters
     meta = read_metadata(path)
     # never run code named inside a file just to draw its card, unless this app saved the file itself
     if archs.runs_user_code(meta["arch"]) and Path(path).parent != imported_dir():
         raise CheckpointError(f"it is built by code ({meta['arch']}); post-train it from the command line "
                               f"(python -m pof post-train {path} ...), which runs that code.")
-    model = archs.build(meta["arch"], meta["arch_args"], input_shape=meta["input_shape"], num_classes=meta["num_classes"])
-    return {"meta": meta, "parameters": count_parameters(model),
-            "split": split_model(model, classifier=meta.get("classifier")).describe()}
+    model, meta = load_checkpoint(path)  # the weights too: NaN or infinite ones are found here, not in the job
+    if meta["classifier"] is None:
+        raise CheckpointError(meta["split"])
+    return {"meta": meta, "parameters": count_parameters(model), "split": meta["split"]}
 
 
 root = runs_root()
@@ -48,7 +50,14 @@ st.caption("Choose a trained model and data that fit it, pick PoF or a control, 
 # --- 1. choose ------------------------------------------------------------------------------------
 st.subheader("1 · Choose a model")
 catalogue = bundled()
-own = [str(r.checkpoint("final")) for r in list_runs(root) if r.checkpoint("final").exists() and r.config_file.exists()]
+own, unreadable = [], []
+for r in list_runs(root):
+    if r.checkpoint("final").exists():
+        why = read_config(r)[1]  # a run whose config is unreadable is named, not offered
+        if why:
+            unreadable.append(why)
+        else:
+            own.append(str(r.checkpoint("final")))
 own += [str(p) for p in sorted(imported_dir().glob("*.safetensors"))]  # saved on the Inspect page
 kind = st.radio("From", ["bundled models", "my runs", "a checkpoint file"], horizontal=True,
                 help="bundled: pretrained checkpoints that ship in assets/; my runs: finished runs under the runs folder")
@@ -60,6 +69,8 @@ if kind == "bundled models":
     entry = catalogue.get(key)
     path = entry and entry["path"]
 elif kind == "my runs":
+    if unreadable:
+        st.warning("Not offered, unreadable: " + "; ".join(unreadable))
     if not own:
         st.info("No finished runs yet: pre-train one on the Runs page, or use a bundled model.")
     else:
@@ -83,15 +94,22 @@ except (CheckpointError, OSError, KeyError, TypeError, ValueError) as e:  # unre
     st.stop()
 meta = card["meta"]
 metrics = meta.get("metrics") or {}
+nonfinite = meta["nonfinite"]  # tensors holding NaN or inf: the recorded accuracy no longer describes them
+test_acc = metrics.get("test_acc")
 c = st.columns(5)
 c[0].metric("architecture", meta["arch"], help=", ".join(f"{k}={v}" for k, v in meta["arch_args"].items()) or None)
 c[1].metric("parameters", f"{card['parameters']:,}")
 c[2].metric("trained on", entry["dataset"] if entry else meta.get("dataset", "?"))
-c[3].metric("test accuracy", f"{metrics['test_acc']:.2%}" if "test_acc" in metrics else "n/a")
+c[3].metric("test accuracy", "invalid: NaN/inf weights" if nonfinite else
+            f"{test_acc:.2%}" if isinstance(test_acc, (int, float)) else "n/a")
 c[4].metric("classes", meta["num_classes"])
 st.caption(f"Classifier (the layer PoF perturbs; the rest is the feature extractor it trains): {card['split']}. "
            + (f"Trained with `{entry['command']}` ({entry['train_minutes_2cpu']} min on 2 CPU cores). "
               if entry else "") + (entry["note"] if entry and entry["note"] else ""))
+if nonfinite:
+    st.error(f"This checkpoint holds NaN or infinite weights in {len(nonfinite)} tensor"
+             f"{'s' if len(nonfinite) > 1 else ''} ({', '.join(nonfinite[:3])}{' ...' if len(nonfinite) > 3 else ''}): "
+             f"it cannot be post-trained, and the accuracy recorded when it was trained no longer holds.")
 
 # --- dataset: only those that fit ------------------------------------------------------------------
 trained_on = meta.get("dataset") or ""
@@ -137,9 +155,9 @@ with st.form("post-train"):
                             help="gamma ~ U(0, gamma max) scales the step eta* found by the line search (paper: 2)")
     seed = c3.number_input("Seed", 0, 10_000, 0, help="data order, weak batches and gamma")
     st.caption(METHOD_HELP["pof"] + ". Weak batch and gamma apply to pof and random-direction.")
-    start = st.form_submit_button("Start", type="primary", disabled=dataset is None)
+    start = st.form_submit_button("Start", type="primary", disabled=dataset is None or bool(nonfinite))
 
-if start and dataset:
+if start and dataset and not nonfinite:
     source_name = Path(path).parents[1].name if kind == "my runs" and Path(path).parent != imported_dir() \
         else Path(path).stem
     target = free_name(root, f"{source_name}-{method}-{seed}")
@@ -151,7 +169,7 @@ if start and dataset:
     st.query_params["run"] = target.name  # a reload of the page keeps watching it
 
 # --- 3. watch ----------------------------------------------------------------------------------------
-chosen = st.session_state.get("selected_run") or ("run" in st.query_params and str(root / st.query_params["run"]))
+chosen = st.session_state.get("selected_run") or url_run(root)  # a name from the URL is confined to root
 if chosen and (Path(chosen) / "status.json").exists():
     st.subheader(f"3 · Watch: {Path(chosen).name}")
     live_status(Run(chosen))

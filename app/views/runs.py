@@ -3,7 +3,7 @@
 
 import streamlit as st
 
-from app.jobs import runs_root, start_job
+from app.jobs import read_config, run_path, runs_root, start_job
 from app.live import live_status
 from pof.data import OFFLINE
 from pof.models import ARCHS
@@ -30,8 +30,13 @@ with st.expander("Pre-train a model", expanded=not list_runs(root)):
         submitted = st.form_submit_button("Start", type="primary")
     if submitted:
         name = name.strip() or f"{dataset}-{model}-{optimizer}-{seed}"
-        target = root / name
-        if model != "mlp" and dataset != "digits":
+        try:
+            target, refused = run_path(root, name), None  # nothing outside the runs folder, whatever was typed
+        except ValueError as e:
+            target, refused = None, str(e)
+        if refused:
+            st.error(f"Run name refused: {refused}")
+        elif model != "mlp" and dataset != "digits":
             st.error(f"{model} needs images; use mlp for the 2-D set {dataset}.")
         elif (target / "status.json").exists():
             st.error(f"{target} already holds a run; choose another name.")
@@ -51,6 +56,7 @@ def training_runs() -> list[Run]:
 
 @st.fragment(run_every=5.0)
 def runs_table() -> None:
+    # a run whose status or config is unreadable is a row in state "broken", with the reason (Run.summary)
     st.dataframe([r.summary() for r in training_runs()], width="stretch", hide_index=True)
 
 
@@ -66,6 +72,10 @@ else:
     run = Run(choice)
     live_status(run)
     if run.config_file.exists():  # a queued job writes it once its process is up
+        cfg, why = read_config(run)
         with st.expander("Configuration"):
-            st.json(run.config())
+            if why:
+                st.error(why)
+            else:
+                st.json(cfg)
     runs_table()
