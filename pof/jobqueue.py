@@ -4,7 +4,8 @@ the jobs queued under ROOT, then replaces itself with `python ARGS...` (same pid
 A turn is a slot: an exclusive flock on ROOT/.slots/N.lock. The job's process holds it for its
 whole life (the descriptor survives exec) and the kernel releases it when the process ends, however
 it ends, so a killed job never blocks the queue. Waiters go first come, first served by the time
-they were queued. $POF_JOBS sets how many jobs may run at once (default 1, for a 2-core machine).
+they were queued; a run that is not a live job (dead, stale, broken: see Run.status) is never
+ahead. $POF_JOBS sets how many jobs may run at once (default 1, for a 2-core machine).
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import sys
 import time
 from pathlib import Path
 
-from .runs import Run, list_runs
+from .runs import Run, RunError, list_runs
 
 POLL_SECONDS = 0.5
 
 
 def job_slots() -> int:
-    return max(1, int(os.environ.get("POF_JOBS", "1")))
+    try:
+        return max(1, int(os.environ.get("POF_JOBS", "1")))
+    except ValueError:  # a malformed setting must not stop every job
+        return 1
 
 
 def _try_slot(root: Path, slots: int) -> int | None:
@@ -42,7 +46,7 @@ def queue_state(run: Run, root: Path) -> tuple[int, int]:
     mine = (run.status().get("created", 0), str(run.path))
     ahead = running = 0
     for other in list_runs(root):
-        status = other.status()  # a dead job reads as failed, so it never holds up the line
+        status = other.status()  # dead, stale (no pid) and broken runs read as failed or broken: never ahead
         if status.get("state") == "running":
             running += 1
         elif other.path != run.path and status.get("state") == "queued" \
@@ -74,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m pof.jobqueue RUN ROOT -- ARGS...", file=sys.stderr)
         return 2
     run, root, args = Run(Path(argv[0])), Path(argv[1]), argv[3:]
-    run.queue(os.getpid())
-    fd = wait_for_slot(run, root, job_slots())
+    try:
+        run.queue(os.getpid())
+        fd = wait_for_slot(run, root, job_slots())
+    except (OSError, RunError) as e:
+        print(f"error: cannot queue {run.path} under {root}: {e}", file=sys.stderr)
+        return 2
     if fd is None:
         run.set_status("cancelled", error="cancelled while waiting in the queue")
         return 3
