@@ -4,7 +4,10 @@ Every result is written as JSON into --out, named by a key over (checkpoint hash
 options, data subset): asking the same question twice reads the file instead of computing again.
 A landscape stopped half-way (Ctrl-C, killed job) continues where it stopped.
 
-Exit codes: 0 success, 2 bad input (unusable checkpoint or directions, unknown dataset), 3 stopped.
+Exit codes: 0 success; 1 a part failed or an unexpected error (a bug: one line on stderr, the
+traceback with POF_DEBUG=1 or in the part's log); 2 bad input, refused before any work (an option
+out of range, a grid too large to compute, an unusable or non-finite checkpoint, unusable
+directions, an unknown dataset, an unwritable --out); 3 stopped.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import json
 import sys
 from pathlib import Path
 
-from pof.cli import _add_data_args, add_model_args, model_source
+from pof import validate as check
+from pof.cli import _add_data_args, add_model_args, model_source, run_command
 from pof.data import data_options
+from pof.validate import ConfigError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 2, 3
 
@@ -45,7 +50,7 @@ class EvalData:
 
     def __init__(self, checkpoint: str, dataset: str | None, split: str, samples: int | None, data_root=None,
                  device: str = "auto", seed: int = 0, source=None, data_options: dict | None = None):
-        from pof.checkpoints import data_for, file_sha256, load_checkpoint
+        from pof.checkpoints import CheckpointError, data_for, file_sha256, load_checkpoint
         from pof.train import pick_device
 
         from .landscape import eval_tensors
@@ -57,8 +62,9 @@ class EvalData:
         for warning in self.meta["warnings"]:
             print(f"warning: {warning}", file=sys.stderr)
         if self.meta["nonfinite"]:
-            raise ValueError(f"{checkpoint} holds NaN or infinite weights ({', '.join(self.meta['nonfinite'][:3])}); "
-                             f"its curvature and landscape are meaningless.")
+            raise CheckpointError(f"{checkpoint} holds NaN or infinite weights ({', '.join(self.meta['nonfinite'][:3])}); "
+                                  f"its curvature and landscape are meaningless. Analyse a checkpoint of an earlier "
+                                  f"epoch.")
         self.model.to(self.device)
         self.sha = file_sha256(checkpoint)
         self.x, self.y, n, self.eval_set = eval_tensors(self.dataset, self.meta["mean"], self.meta["std"], split,
@@ -79,9 +85,21 @@ def _key(kind: str, **parts) -> str:
     return kind + "-" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _read_json(path: Path):
+    """A cached or partial result, or None when absent or unreadable (a torn or edited file is recomputed)."""
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        print(f"warning: ignoring unreadable {path} ({e}); computing it again", file=sys.stderr)
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def _cached(out: Path, key: str):
     path = out / f"{key}.json"
-    return (json.loads(path.read_text()) if path.exists() else None), path
+    return _read_json(path), path
 
 
 def _write(path: Path, obj: dict) -> None:
@@ -241,9 +259,9 @@ def _layer_result(args, checkpoint: str) -> tuple[dict, Path]:
     opts = {k: getattr(args, k) for k in ("probes", "tol", "max_steps", "seed", "traces_only")}
     opts.update(batch_size=args.batch_size or 1000, schema=SCHEMA)
     path = Path(args.out) / f"{_key('layers', sha=data.sha, data=data.spec, **opts)}.json"
-    if path.exists():
+    result = _read_json(path)
+    if result is not None:
         print(f"(cached: {path})", file=sys.stderr)
-        result = json.loads(path.read_text())
     else:
         progress, close = _layers_progress(args.quiet, Path(checkpoint).name)
         try:
@@ -263,12 +281,12 @@ def _layer_result(args, checkpoint: str) -> tuple[dict, Path]:
 def cmd_layers(args) -> int:
     from .hessian import Stopped
 
+    from pof.checkpoints import CheckpointError
+
     # refuse bad input before the first (minutes-long) report, not after it
-    if args.probes < 2 or args.max_steps < 1 or not args.tol > 0:
-        raise ValueError("--probes must be at least 2 (for a standard error), --max-steps at least 1, --tol above 0")
     for checkpoint in args.checkpoints:
         if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"no such checkpoint file: {checkpoint}")
+            raise CheckpointError(f"no such checkpoint file: {checkpoint}")
     results = []
     try:
         for checkpoint in args.checkpoints:
@@ -301,7 +319,7 @@ def _directions(args, data):
     if args.directions and Path(args.directions).exists():
         dirs = Directions.load(args.directions)
         if len(dirs.vectors) < args.dims:
-            raise ValueError(f"{args.directions} holds {len(dirs.vectors)} direction(s); --dims {args.dims} needs more.")
+            raise ConfigError(f"{args.directions} holds {len(dirs.vectors)} direction(s); --dims {args.dims} needs more.")
         dirs.vectors = dirs.vectors[:args.dims]
         dirs.check_fits(model)
         return dirs
@@ -335,7 +353,11 @@ def cmd_landscape(args) -> int:
             cached, path = _cached(out, key)
             if cached is None:
                 partial_path = out / f"{key}.partial.json"
-                partial = Landscape(**json.loads(partial_path.read_text())) if partial_path.exists() else None
+                saved = _read_json(partial_path)
+                try:
+                    partial = Landscape(**saved) if saved else None
+                except TypeError:
+                    partial = None
                 if partial:
                     print(f"continuing {partial.done}/{partial.total} points from {partial_path}", file=sys.stderr)
                 try:
@@ -447,10 +469,10 @@ def cmd_compare(args) -> int:
     from .report import PAIR_ONLY, Subject, comparison_dir, compute, labels_for
 
     if len(args.checkpoints) > 2:
-        raise ValueError("compare takes one or two checkpoints.")
+        raise ConfigError("compare takes one or two checkpoints.")
     cfg = _report_config(args)
     if args.label and len(args.label) != len(args.checkpoints):
-        raise ValueError(f"give one --label per checkpoint ({len(args.checkpoints)}), or none.")
+        raise ConfigError(f"give one --label per checkpoint ({len(args.checkpoints)}), or none.")
     subject = Subject(labels_for(args.checkpoints, args.label), dataset_of(args.checkpoints[0], args.dataset),
                       data_options(args), model_source(args))
     out = Path(args.out) if args.out else comparison_dir("results", subject, cfg)
@@ -592,18 +614,55 @@ def _report_options(p) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def main(argv=None) -> int:
-    from pof.checkpoints import CheckpointError
-    from pof.data import DatasetError
+def check_options(args) -> None:
+    """Every option of the command, before a checkpoint or dataset is read (ConfigError if one cannot work)."""
+    from pof.train import check_device
 
-    args = build_parser().parse_args(argv)
+    from .report import hessian_options
+
+    cmd = args.command
+    if cmd in ("report", "compare"):
+        _report_config(args)  # ReportConfig checks its own fields
+        if cmd == "compare" and args.out is not None:
+            check.output_dir("--out", args.out)
+        return
+    for name in ("samples", "batch_size"):
+        if getattr(args, name) is not None:
+            check.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
+    check_device(args.device)
+    check.output_dir("--out", args.out)
+    if cmd == "hessian":
+        hessian_options(args.top_k, args.probes, args.density_steps, args.density_runs, args.tol, args.seed)
+    elif cmd == "layers":
+        hessian_options(probes=args.probes, tol=args.tol, seed=args.seed, min_probes=2)
+        check.positive_int("--max-steps", args.max_steps)
+        if args.max_steps > 10_000:
+            raise ConfigError(f"--max-steps {args.max_steps}: each step keeps a copy of every parameter; use at most 10000.")
+    else:
+        hessian_options(seed=args.seed)
+    if cmd in ("landscape", "interpolate"):
+        lo, hi = (check.finite(f"--range {end}", x) for end, x in zip(("LO", "HI"), args.range))
+        if not lo < hi:
+            raise ConfigError(f"--range {lo:g} {hi:g}: LO must be below HI.")
+        check.grid_size("--steps", args.steps, getattr(args, "dims", 1), args.samples)
+    if cmd == "sharpness":
+        check.finite("--rho", args.rho, 0, lo_open=True)
+        check.finite("--sigma", args.sigma, 0, lo_open=True)
+        check.positive_int("--steps", args.steps)
+        check.positive_int("--noise-samples", args.noise_samples)
+        if args.steps > 10_000 or args.noise_samples > 100_000:
+            raise ConfigError("--steps (at most 10000) or --noise-samples (at most 100000) is too large: each is a "
+                              "full evaluation of the model.")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)  # argparse refuses unknown options itself, with exit 2
     handlers = {"hessian": cmd_hessian, "layers": cmd_layers, "landscape": cmd_landscape, "interpolate": cmd_interpolate,
                 "sharpness": cmd_sharpness, "report": cmd_report, "compare": cmd_compare}
-    try:
-        return handlers[args.command](args)
-    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_STOPPED
+
+    def handler(a):
+        check_options(a)
+        return handlers[a.command](a)
+
+    run_dir = args.run if args.command == "report" else None
+    return run_command(handler, args, run_dir)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pof.checkpoints import read_safetensors, write_safetensors
+from pof.validate import ConfigError
 
 from .hessian import Stopped, _check
 
@@ -45,11 +46,15 @@ class Directions:
     def load(cls, path: str | Path) -> "Directions":
         tensors, meta = read_safetensors(Path(path))
         if not meta or "directions" not in meta:
-            raise ValueError(f"{path} is not a directions file written by this project.")
-        vectors = [{} for _ in range(meta["count"])]
-        for key, v in tensors.items():
-            i, _, name = key.partition("/")
-            vectors[int(i)][name] = v
+            raise ConfigError(f"{path} is not a directions file written by this project; give another --directions "
+                              f"path (it is made and saved there when it does not exist).")
+        try:
+            vectors = [{} for _ in range(meta["count"])]
+            for key, v in tensors.items():
+                i, _, name = key.partition("/")
+                vectors[int(i)][name] = v
+        except (TypeError, ValueError, IndexError) as e:
+            raise ConfigError(f"{path}: its directions are malformed ({e}); delete it to draw new ones.") from None
         return cls(vectors, meta["directions"])
 
     def check_fits(self, model: nn.Module) -> None:
@@ -57,7 +62,7 @@ class Directions:
         for d in self.vectors:
             bad = [n for n, v in d.items() if n not in shapes or shapes[n] != v.shape]
             if bad or set(d) != set(shapes):
-                raise ValueError(f"These directions were made for another architecture (mismatch in "
+                raise ConfigError(f"These directions were made for another architecture (mismatch in "
                                  f"{(bad or sorted(set(shapes) ^ set(d)))[:3]}).")
 
 
@@ -74,7 +79,7 @@ def random_directions(model: nn.Module, n: int = 2, seed: int = 0, normalization
     direction too, scaled to their norm, instead of zero. layers: only parameters whose names start
     with one of these prefixes (e.g. ["classifier"]) move."""
     if normalization not in ("filter", "layer", "none"):
-        raise ValueError("normalization must be filter, layer or none")
+        raise ConfigError(f"normalization must be filter, layer or none, got {normalization!r}.")
     gen = torch.Generator().manual_seed(seed)
     vectors = []
     for _ in range(n):
@@ -102,6 +107,9 @@ def random_directions(model: nn.Module, n: int = 2, seed: int = 0, normalization
 def difference_direction(model_a: nn.Module, model_b: nn.Module) -> Directions:
     """The direction theta_b - theta_a over parameters (for a 1-D slice through both checkpoints)."""
     pb = dict(model_b.named_parameters())
+    pa = dict(model_a.named_parameters())
+    if set(pa) != set(pb) or any(pb[n].shape != p.shape for n, p in pa.items()):
+        raise ConfigError("The two checkpoints have different architectures; no direction runs from one to the other.")
     d = {n: (pb[n].detach() - p.detach()).cpu() for n, p in model_a.named_parameters()}
     return Directions([d], {"kind": "difference", "count": 1})
 
@@ -246,7 +254,7 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, alphas: list[float], x: 
     (integer buffers such as num_batches_tracked are taken from a). Model a is restored afterwards."""
     sa, sb = model_a.state_dict(), model_b.state_dict()
     if set(sa) != set(sb) or any(sa[k].shape != sb[k].shape for k in sa):
-        raise ValueError("The two checkpoints have different architectures; they cannot be interpolated.")
+        raise ConfigError("The two checkpoints have different architectures; they cannot be interpolated.")
     origin = {k: v.clone() for k, v in sa.items()}
     target = {k: v.to(origin[k].device) for k, v in sb.items()}
     losses, accs = [], []

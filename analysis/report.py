@@ -19,10 +19,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pof.checkpoints import data_for, dataset_of, file_sha256, load_checkpoint
+from pof.checkpoints import CheckpointError, data_for, dataset_of, file_sha256, load_checkpoint
 from pof.data import Batches
 from pof.loading import ModelSource
-from pof.runs import Run
+from pof import validate as check
+from pof.runs import Run, RunError
 
 from .hessian import HessianOperator, Stopped, hutchinson_trace, spectral_density, top_eigenvalues
 from .landscape import Directions, eval_tensors, evaluate_grid, grid, interpolate, random_directions
@@ -50,6 +51,45 @@ class ReportConfig:
     layer_traces_only: bool = False  # per layer: no block eigenvalues (large models: `probes` products in all)
     seed: int = 0
 
+    def __post_init__(self):
+        check.positive_int("samples", self.samples)
+        check.positive_int("eval_samples", self.eval_samples)
+        hessian_options(top_k=self.top_k, probes=self.probes, density_steps=self.density_steps, seed=self.seed)
+        check.grid_size("steps_1d", self.steps_1d, 1, self.eval_samples)
+        check.grid_size("steps_2d", self.steps_2d, 2, self.eval_samples)
+        check.finite("span", self.span, 0, 1e6, lo_open=True)
+        check.finite("layer_tol", self.layer_tol, 0, 1, lo_open=True)
+        check.positive_int("layer_steps", self.layer_steps)
+        if self.layer_steps > 10_000:
+            raise check.ConfigError(f"layer_steps is {self.layer_steps}: each step keeps a vector of every parameter; "
+                                f"use at most 10000.")
+        if not isinstance(self.layer_traces_only, bool):
+            raise check.ConfigError(f"layer_traces_only must be true or false, got {self.layer_traces_only!r}.")
+
+
+def hessian_options(top_k=1, probes=2, density_steps=2, density_runs=1, tol=1e-4, seed=0, min_probes=1) -> None:
+    """Ranges shared by every Hessian measurement. Lanczos keeps one vector of all parameters per
+    step, so step counts are capped where the basis alone would outgrow memory."""
+    check.positive_int("top_k", top_k)
+    if top_k > 100:
+        raise check.ConfigError(f"top_k is {top_k}: Lanczos finds at most ~100 of the largest eigenvalues reliably "
+                            f"in its 200 steps; use at most 100.")
+    check.positive_int("probes", probes, min_probes, " (Hutchinson probes)" if min_probes < 2 else
+                   " (two for a standard error)")
+    if probes > 100_000:
+        raise check.ConfigError(f"probes is {probes}: each is a Hessian-vector product; use at most 100000.")
+    check.positive_int("density_steps", density_steps, 2)
+    if density_steps > 2000:
+        raise check.ConfigError(f"density_steps is {density_steps}: the Lanczos basis holds that many copies of the "
+                            f"parameters; use at most 2000.")
+    check.positive_int("density_runs", density_runs)
+    if density_runs > 1000:
+        raise check.ConfigError(f"density_runs is {density_runs}; use at most 1000.")
+    check.finite("tol", tol, 0, 1, lo_open=True)
+    check.positive_int("seed", seed, 0)
+    if seed >= 2 ** 32:
+        raise check.ConfigError(f"seed must be below 2^32, got {seed}.")
+
 
 @dataclass
 class Subject:
@@ -64,7 +104,7 @@ class Subject:
         if isinstance(self.source, dict):
             self.source = ModelSource(**self.source)
         if not 1 <= len(self.checkpoints) <= 2:
-            raise ValueError("Compare one or two checkpoints.")
+            raise check.ConfigError(f"Compare one or two checkpoints, not {len(self.checkpoints)}.")
 
 
 def labels_for(paths: list[str], names: list[str] | None = None) -> dict[str, str]:
@@ -86,8 +126,11 @@ def run_subject(run_dir: str | Path) -> Subject:
     """Before vs after of a post-training run."""
     src = Run(run_dir)
     before, after = src.checkpoint("initial"), src.checkpoint("final")
+    if not src.config_file.is_file():
+        raise RunError(f"{src.path} is not a run folder (no config.json); give a post-training run folder.")
     if not after.exists():
-        raise FileNotFoundError(f"{src.path} has no final checkpoint yet; wait for the run to finish.")
+        raise RunError(f"{src.path} has no final checkpoint yet; wait for the run to finish (or give a "
+                       f"post-training run folder).")
     return Subject({"before": str(before), "after": str(after)}, dataset_of(after))
 
 
@@ -177,10 +220,16 @@ COMPUTE = {"layers": _layers, "hessian": _hessian, "landscape-1d": lambda *a: _l
 def compute(out: str | Path, subject: Subject, cfg: ReportConfig, part: str, progress=None, should_stop=None) -> Run:
     """Compute one part of the comparison into OUT/PART; returns that job's run folder."""
     if part not in PARTS:
-        raise ValueError(f"unknown analysis {part!r}; one of {', '.join(PARTS)}")
+        raise check.ConfigError(f"unknown analysis {part!r}; one of {', '.join(PARTS)}")
     if part in PAIR_ONLY and len(subject.checkpoints) < 2:
-        raise ValueError(f"{part} needs two checkpoints.")
+        raise check.ConfigError(f"{part} needs two checkpoints.")
+    if not isinstance(cfg, ReportConfig):
+        raise check.ConfigError(f"compute takes a ReportConfig, got {type(cfg).__name__}.")
     paths = [Path(p) for p in subject.checkpoints.values()]
+    for path in paths:  # a missing file is refused before a part folder is made for it
+        if not path.is_file():
+            raise CheckpointError(f"no such checkpoint file: {path}")
+    check.output_dir("the results folder", out)
     job = Run.create(part_dir(out, part), {"command": "analysis", "part": part, "config": asdict(cfg),
                                            "subject": asdict(subject), "checkpoints": _stamp(*paths)}, overwrite=True)
     job.set_status("running", progress=0.0, stage="loading the data and the checkpoints")
@@ -196,7 +245,9 @@ def compute(out: str | Path, subject: Subject, cfg: ReportConfig, part: str, pro
                   for label, path in subject.checkpoints.items()}
         for label, (_, meta) in models.items():
             if meta["nonfinite"]:
-                raise ValueError(f"{label} holds NaN or infinite weights ({', '.join(meta['nonfinite'][:3])}).")
+                raise CheckpointError(f"{label} ({subject.checkpoints[label]}) holds NaN or infinite weights "
+                                      f"({', '.join(meta['nonfinite'][:3])}): its curvature and landscape are "
+                                      f"meaningless. Analyse a checkpoint of an earlier epoch.")
         result = COMPUTE[part](models, dataset, cfg, prog, should_stop or job.cancel_requested)
         tmp = job.path / "result.json.tmp"
         tmp.write_text(json.dumps(result, allow_nan=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -69,13 +70,19 @@ def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | Non
         meta = json.loads(raw[META_KEY])
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: its metadata is not valid JSON ({e}).") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its metadata is a JSON {type(meta).__name__}, not an object; the file was "
+                              f"not written by this project (or was edited). Re-create or re-import it.")
     return state, meta
 
 
 def _project_meta(path: Path) -> tuple[str, dict | None]:
     """(what the file is, its project metadata or None), without loading its weights."""
     kind = sniff(path)
-    return kind, read_safetensors(path, tensors=False)[1] if kind == "safetensors" else None
+    meta = read_safetensors(path, tensors=False)[1] if kind == "safetensors" else None
+    if meta is not None:
+        _check_optional(meta, path)
+    return kind, meta
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -157,6 +164,8 @@ def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
 
 
 def _require(meta: dict, path: Path) -> None:
+    """Every metadata field a loader reads, checked for its JSON type and range: a hand-edited or
+    crafted header is refused here, with the field named, not deep inside a job."""
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} has metadata format {meta.get('format')!r}; this version reads {FORMAT}.")
     if meta.get("arch") in archs.RENAMED:  # written before the registry's CIFAR variants were renamed
@@ -165,8 +174,52 @@ def _require(meta: dict, path: Path) -> None:
     for key, typ in types.items():
         if key not in meta:
             raise CheckpointError(f"{path}: metadata lacks {key!r}; the file was not written by this project.")
-        if not isinstance(meta[key], typ):
-            raise CheckpointError(f"{path}: metadata {key!r} is {meta[key]!r}, not a {typ.__name__}.")
+        if not isinstance(meta[key], typ) or isinstance(meta[key], bool):
+            raise CheckpointError(f"{path}: metadata {key!r} is {_short(meta[key])}, not a JSON {JSON_TYPE[typ]}.")
+    _check_optional(meta, path)
+
+    def bad(key, what):
+        raise CheckpointError(f"{path}: metadata {key!r} is {_short(meta[key])}; it must be {what}. "
+                              f"The file was edited or not written by this project; re-create or re-import it.")
+
+    if not 1 <= meta["num_classes"] <= 10_000_000:
+        bad("num_classes", "a positive number of classes")
+    if not meta["input_shape"] or not all(_is_count(d) for d in meta["input_shape"]):
+        bad("input_shape", "a list of positive sizes")
+    for key in ("mean", "std"):
+        if not meta[key] or not all(_is_number(x) for x in meta[key]):
+            bad(key, "a non-empty list of finite numbers")
+    if not all(x > 0 for x in meta["std"]):
+        bad("std", "positive (inputs are divided by it)")
+    names = meta.get("class_names")
+    if names is not None and (len(names) != meta["num_classes"] or not all(isinstance(n, str) for n in names)):
+        bad("class_names", f"{meta['num_classes']} names (strings)")
+
+
+JSON_TYPE = {dict: "object", list: "array", int: "integer", str: "string"}
+OPTIONAL = {"dataset": str, "class_names": list, "data_options": dict, "provenance": dict, "metrics": dict,
+            "classifier": str, "program_sha256": str}
+
+
+def _check_optional(meta: dict, path: Path) -> None:
+    """The fields read before a model is built (dataset, data options ...) have their JSON type."""
+    for key, typ in OPTIONAL.items():
+        if meta.get(key) is not None and not isinstance(meta[key], typ):
+            raise CheckpointError(f"{path}: metadata {key!r} is {_short(meta[key])}, not a JSON {JSON_TYPE[typ]}. "
+                                  f"The file was edited or not written by this project; re-create or re-import it.")
+
+
+def _is_count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 1_000_000
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _probe(model: nn.Module, meta: dict, dataset, path: Path) -> torch.Tensor:
@@ -203,6 +256,10 @@ def _build(arch: str, meta_or_args: dict, state: dict | None, path: Path, input_
         return archs.build(arch, meta_or_args, input_shape=input_shape, num_classes=num_classes, state=state)
     except (archs.ArchError, LoadError) as e:
         raise CheckpointError(f"{path}: {e}") from e
+    except (RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as e:
+        # arguments that pass the architecture's signature but not its layers (width=-1, ...)
+        raise CheckpointError(f"{path}: cannot build {arch} with {_short(meta_or_args)}: {clean(e)}. Check the "
+                              f"architecture arguments (--arch-arg).") from e
 
 
 def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None, arch_args: dict | None = None,

@@ -2,8 +2,12 @@
 
 Exit codes (scripts can rely on them):
     0  success
-    1  the run failed (diverged, crashed); its status.json says why
-    2  bad input: unknown option, missing dataset, unusable checkpoint, occupied run folder
+    1  the run failed: it diverged (its status.json says why), a file could not be read or written
+       mid-run, or an unexpected error (a bug: one line here, the traceback in RUN/log.txt, or on
+       the terminal with POF_DEBUG=1)
+    2  bad input, refused before any work and without leaving a folder behind: an option out of
+       range, an unknown dataset, an unusable or non-finite checkpoint, an occupied or unwritable
+       run folder, a corrupt saved configuration on --resume
     3  the run was cancelled (cancel file or Ctrl-C); it can be resumed with --resume
 """
 
@@ -12,14 +16,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import os
+import traceback
 from dataclasses import fields
+from pathlib import Path
+
+from . import validate
+from .validate import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
 
 
 def _arch_arg(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
-    if not sep:
+    if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
         return key, json.loads(value)
@@ -72,6 +82,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def model_source(args):
     from .loading import ModelSource
+    from .models import ARCHS
+    if args.arch in ARCHS:  # the registry's arguments are known: check them like pretrain's
+        validate.arch_args("--arch-arg", dict(args.arch_arg), ARCHS[args.arch].defaults)
     return ModelSource(args.arch, dict(args.arch_arg), args.classifier, list(args.key_map))
 
 
@@ -232,13 +245,37 @@ def _progress_bar(quiet: bool):
     return update, lambda: bar.close() if bar else None
 
 
-def cmd_pretrain(args) -> int:
-    from .train import PretrainConfig, pretrain
+def pretrain_config(args):
+    """The PretrainConfig of parsed `pretrain` options; every value is checked here (ConfigError)."""
+    from .data import data_options
+    from .train import PretrainConfig
 
     names = {f.name for f in fields(PretrainConfig)}
+    return PretrainConfig(**{k: v for k, v in vars(args).items() if k in names and k not in ("arch_args", "data_options")},
+                          arch_args=dict(args.arch_arg), data_options=data_options(args))
+
+
+def post_train_config(args):
+    """The PostTrainConfig of parsed `post-train` options; every value is checked here (ConfigError)."""
     from .data import data_options
-    cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names and k not in ("arch_args", "data_options")},
-                         arch_args=dict(args.arch_arg), data_options=data_options(args))
+    from .method import PoFConfig
+    from .posttrain import PostTrainConfig
+
+    if not args.checkpoint and not args.resume:
+        raise ConfigError("post-train needs a CHECKPOINT to start from (or --resume to continue a run).")
+    model_source(args)  # checks --arch-arg of a registry architecture and --key-map
+    pof_names = {f.name for f in fields(PoFConfig)}
+    names = {f.name for f in fields(PostTrainConfig)} - {"pof"}
+    skip = ("arch_args", "data_options", "checkpoint")
+    return PostTrainConfig(**{k: v for k, v in vars(args).items() if k in names and k not in skip},
+                           checkpoint=args.checkpoint or "", arch_args=dict(args.arch_arg), data_options=data_options(args),
+                           pof=PoFConfig(**{k: v for k, v in vars(args).items() if k in pof_names}))
+
+
+def cmd_pretrain(args) -> int:
+    from .train import pretrain
+
+    cfg = pretrain_config(args)
     update, close = _progress_bar(args.quiet)
     try:
         run = pretrain(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=update)
@@ -259,19 +296,9 @@ def _finish(run) -> int:
 
 
 def cmd_post_train(args) -> int:
-    import os
+    from .posttrain import post_train
 
-    from .method import PoFConfig
-    from .posttrain import PostTrainConfig, post_train
-
-    if not args.checkpoint and not args.resume:
-        raise ValueError("post-train needs a CHECKPOINT to start from (or --resume to continue a run).")
-    pof_names = {f.name for f in fields(PoFConfig)}
-    names = {f.name for f in fields(PostTrainConfig)} - {"pof"}
-    from .data import data_options
-    cfg = PostTrainConfig(**{k: v for k, v in vars(args).items() if k in names and k not in ("arch_args", "data_options")},
-                          arch_args=dict(args.arch_arg), data_options=data_options(args),
-                          pof=PoFConfig(**{k: v for k, v in vars(args).items() if k in pof_names}))
+    cfg = post_train_config(args)
     main_rank = os.environ.get("RANK", "0") == "0"
     update, close = _progress_bar(args.quiet or not main_rank)
     try:
@@ -282,12 +309,18 @@ def cmd_post_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .checkpoints import data_for, load_checkpoint
+    from .checkpoints import CheckpointError, data_for, load_checkpoint
     from .data import Batches, data_options
     from .train import evaluate, pick_device
 
     dataset = data_for(args.checkpoint, args.dataset, args.data_root, data_options(args), args.svhn_extra)
     model, meta = load_checkpoint(args.checkpoint, dataset=dataset, source=model_source(args))
+    if meta["nonfinite"]:
+        # Refused rather than printed with a warning: a NaN loss and a constant-argmax "accuracy" look
+        # like numbers once copied into a table, and scripts read only the exit code.
+        raise CheckpointError(f"{args.checkpoint} holds NaN or infinite weights in {len(meta['nonfinite'])} tensor(s) "
+                              f"({', '.join(meta['nonfinite'][:5])}); its loss and accuracy are meaningless. "
+                              f"Evaluate a checkpoint of an earlier epoch (e.g. RUN/checkpoints/best.safetensors).")
     print_warnings(meta)
     device = pick_device(args.device)
     model.to(device)
@@ -322,7 +355,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .runs import Run, list_runs
+    from .runs import Run, RunError, list_runs
 
     if args.runs_command == "list":
         rows = [r.summary() for r in list_runs(args.root)]
@@ -337,7 +370,7 @@ def cmd_runs(args) -> int:
         return EXIT_OK
     run = Run(args.run)
     if not run.config_file.exists():
-        raise FileNotFoundError(f"{args.run} is not a run folder (no config.json).")
+        raise RunError(f"{args.run} is not a run folder (no config.json).")
     if args.runs_command == "cancel":
         run.request_cancel()
         print(f"cancel requested; the job stops at its next step ({run.path / 'cancel'})")
@@ -358,23 +391,65 @@ def cmd_runs(args) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
+def input_errors() -> tuple:
+    """The exceptions that mean "the input cannot work" (exit 2). Anything else is a failure or a bug."""
+    from .archs import ArchError
     from .checkpoints import CheckpointError
     from .data import DatasetError
     from .runs import RunError
+    return CheckpointError, DatasetError, RunError, ConfigError, ArchError
+
+
+def run_command(handler, args, run_dir=None) -> int:
+    """Call a command and turn its outcome into an exit code and at most a paragraph on stderr:
+    input errors exit 2 with their message; a diverged run 1; Ctrl-C 3; a file-system error 1 with
+    its message; anything else is a bug: 1, one line here and the traceback in RUN/log.txt (the
+    run folder `run_dir`, if it holds a run), or on the terminal with POF_DEBUG=1."""
     from .train import Diverged
 
-    args = build_parser().parse_args(argv)
-    handlers = {"pretrain": cmd_pretrain, "post-train": cmd_post_train, "evaluate": cmd_evaluate, "import": cmd_import,
-                "runs": cmd_runs}
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except Diverged as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
-    except (CheckpointError, DatasetError, RunError, ValueError, FileNotFoundError) as e:
+    except input_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume", file=sys.stderr)
+        print("interrupted; resume with --resume" if run_dir else "interrupted", file=sys.stderr)
         return EXIT_CANCELLED
+    except OSError as e:  # disk full, permissions changed mid-run ...: the machine's, not the input's
+        where = _log_traceback(run_dir)
+        print(f"error: {e} (a file could not be read or written; check free space and permissions){where}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as e:
+        where = _log_traceback(run_dir)
+        summary = " ".join(str(e).split())[:300]
+        print(f"error: unexpected {type(e).__name__}: {summary} — this is a bug{where}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _log_traceback(run_dir) -> str:
+    """Where the traceback went, as the end of the one-line summary."""
+    text = traceback.format_exc()
+    if os.environ.get("POF_DEBUG"):
+        print(text, file=sys.stderr, end="")
+        return ""
+    if run_dir is not None and (Path(run_dir) / "status.json").is_file():
+        log = Path(run_dir) / "log.txt"
+        try:
+            with open(log, "a") as f:
+                f.write(text)
+            return f"; the full traceback is in {log}"
+        except OSError:
+            pass
+    return "; set POF_DEBUG=1 to print the full traceback"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # argparse refuses unknown options itself, with exit 2
+    handlers = {"pretrain": cmd_pretrain, "post-train": cmd_post_train, "evaluate": cmd_evaluate, "import": cmd_import,
+                "runs": cmd_runs}
+    run_dir = args.out if args.command in ("pretrain", "post-train") else None
+    return run_command(handlers[args.command], args, run_dir)

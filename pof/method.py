@@ -31,10 +31,21 @@ class PoFConfig:
     rejection_cap: float = 1e4  # eta_max >= cap: skip the perturbation (authors' multi-GPU path)
 
     def __post_init__(self):
-        if self.weak_bn_mode not in ("train", "batch", "eval"):
-            raise ValueError(f"weak_bn_mode must be train, batch or eval, not {self.weak_bn_mode!r}")
-        if self.num_partitions < 1 or self.line_search_init_lr <= 0 or self.gamma_max < 0:
-            raise ValueError("num_partitions >= 1, line_search_init_lr > 0 and gamma_max >= 0 are required")
+        from . import validate as v
+        v.positive_int("weak_batch_size", self.weak_batch_size)
+        v.finite("line_search_init_lr", self.line_search_init_lr, 0, lo_open=True)
+        v.finite("line_search_max_lr", self.line_search_max_lr, self.line_search_init_lr)
+        # the doubling bracket evaluates init * 2^k up to max: bound k so a step stays one small pass
+        if self.line_search_max_lr / self.line_search_init_lr > 2.0 ** 60:
+            raise v.ConfigError(f"line_search_max_lr / line_search_init_lr is {self.line_search_max_lr / self.line_search_init_lr:.3g}: "
+                                f"more than 60 doublings; bring them closer (POF.md: 1 and 100).")
+        v.positive_int("num_partitions", self.num_partitions)
+        if self.num_partitions > 100_000:
+            raise v.ConfigError(f"num_partitions is {self.num_partitions}: each is a loss evaluation at every "
+                                f"step; use at most 100000 (POF.md: 16).")
+        v.finite("gamma_max", self.gamma_max, 0)
+        v.choice("weak_bn_mode", self.weak_bn_mode, ("train", "batch", "eval"))
+        v.finite("rejection_cap", self.rejection_cap, 0, lo_open=True)
 
     def to_dict(self) -> dict:
         return asdict(self)

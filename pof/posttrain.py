@@ -11,6 +11,7 @@ and optimizer, so that their differences are the methods':
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -27,9 +28,11 @@ from .loading import ModelSource
 from .data import Batches, epoch_generator, parse_augment
 from .method import PoFConfig, PoFPerturbation
 from .models import split_model
-from .runs import Run
+from .runs import Run, RunError
 from .sam import SAM
-from .train import Loop, fit, pick_device, plain_step, sam_step
+from .train import Loop, fit, pick_device, plain_step, sam_step, validate_common
+from . import validate as check
+from .validate import ConfigError
 
 METHODS = ("pof", "finetune-frozen", "finetune", "sam", "random-direction")
 FROZEN_METHODS = ("pof", "finetune-frozen", "random-direction")
@@ -65,13 +68,57 @@ class PostTrainConfig:
 
     def __post_init__(self):
         if isinstance(self.pof, dict):
-            self.pof = PoFConfig(**self.pof)
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
+            try:
+                self.pof = PoFConfig(**self.pof)
+            except TypeError as e:
+                raise ConfigError(f"pof: {e}") from None
+        if not isinstance(self.pof, PoFConfig):
+            raise ConfigError(f"pof must be a PoFConfig, got {self.pof!r}.")
+        check.choice("method", self.method, METHODS)
+        if not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise ConfigError(f"checkpoint must be a path, got {self.checkpoint!r}.")
+        validate_common(self)
+        if self.lr is not None:
+            check.finite("lr", self.lr, 0, lo_open=True)
+        for name in ("arch", "classifier"):
+            check.optional_str(name, getattr(self, name))
+        if not isinstance(self.arch_args, dict) or not isinstance(self.key_map, list):
+            raise ConfigError("arch_args must be a dict and key_map a list of OLD=NEW strings.")
+        for name in ("nesterov", "drop_last", "sync_bn", "svhn_extra"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+
+
+def _refuse_overwriting_source(out: Path, ckpt: Path) -> None:
+    """--overwrite empties --out: refuse when the checkpoint we start from lies inside it."""
+    try:
+        inside = ckpt.resolve().is_relative_to(out.resolve())
+    except OSError:
+        return
+    if inside:
+        raise RunError(f"--overwrite would delete the checkpoint it starts from: {ckpt} lies in {out}. "
+                       f"Give another --out (or copy the checkpoint out of {out} first).")
+
+
+def _recorded_batch_size(meta: dict) -> int | None:
+    size = (meta.get("provenance") or {}).get("batch_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
 
 
 def default_post_lr(meta: dict) -> tuple[float, str]:
     """The learning rate the pre-training schedule ends with (the paper continues it: 0.1 x 0.2^4)."""
+    try:
+        lr, why = _default_post_lr(meta)
+        lr = float(lr)
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
+        raise CheckpointError(f"the checkpoint's recorded training schedule cannot be read ({type(e).__name__}: "
+                              f"{e}); give the learning rate with --lr.") from None
+    if not (math.isfinite(lr) and lr > 0):
+        raise CheckpointError(f"the learning rate derived from the checkpoint's schedule is {lr}; give --lr.")
+    return lr, why
+
+
+def _default_post_lr(meta: dict) -> tuple[float, str]:
     prov = meta.get("provenance") or {}
     if prov.get("kind") == "post-train":  # post-training a post-trained model again: keep its rate
         return prov["lr"], f"the rate of the post-training that made this checkpoint ({prov['lr']:g})"
@@ -127,7 +174,7 @@ class ShardedBatches(Batches):
     def __init__(self, *args, rank: int, world: int, **kw):
         super().__init__(*args, drop_last=True, **kw)
         if self.batch_size % world:
-            raise ValueError(f"--batch-size {self.batch_size} must be divisible by the {world} processes.")
+            raise ConfigError(f"--batch-size {self.batch_size} must be divisible by the {world} processes.")
         self.rank, self.world = rank, world
 
     def _prepare(self, idx, gen):
@@ -186,19 +233,32 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
     Under torchrun every rank calls this; rank 0 writes the folder."""
     if resume:
         run = Run(run_dir)
-        cfg = PostTrainConfig(**run.config_to_resume("post-train"))
-    ddp, device = init_distributed(cfg.device)
+        cfg = check.saved_config(PostTrainConfig, run, "post-train")
+    elif not isinstance(cfg, PostTrainConfig):
+        raise ConfigError(f"post_train takes a PostTrainConfig, got {type(cfg).__name__}.")
+    if not str(cfg.checkpoint).strip():
+        raise ConfigError("post-training needs a checkpoint to start from.")
     ckpt = Path(cfg.checkpoint)
+    if not resume:
+        check.output_dir("--out", run_dir)
+        if overwrite:
+            _refuse_overwriting_source(Path(run_dir), ckpt)
+    # everything that can be refused is checked before the run folder is created
+    ddp, device = init_distributed(cfg.device)
     dataset_name = dataset_of(ckpt, cfg.dataset)
     dataset = data_for(ckpt, cfg.dataset, cfg.data_root, cfg.data_options, cfg.svhn_extra)
     model, meta = load_checkpoint(ckpt, dataset=dataset,
                                   source=ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map))
     for warning in meta["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
+    if meta["nonfinite"]:
+        raise CheckpointError(f"{ckpt} holds NaN or infinite weights ({', '.join(meta['nonfinite'][:3])}): "
+                              f"post-training would only spread them. Start from a checkpoint of an earlier epoch.")
     if meta["classifier"] is None:
         raise CheckpointError(f"PoF needs the model's last linear layer: {meta['split']}")
     lr, lr_reason = (cfg.lr, "given") if cfg.lr is not None else default_post_lr(meta)
-    batch_size = cfg.batch_size or (meta.get("provenance") or {}).get("batch_size") or 256
+    batch_size = cfg.batch_size or _recorded_batch_size(meta) or 256
+    augment = parse_augment(cfg.augment, dataset.augment)
     torch.manual_seed(cfg.seed)
     if cfg.sync_bn and ddp.world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -211,19 +271,21 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
     sgd = dict(lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
     optimizer = SAM(trainable, torch.optim.SGD, rho=cfg.rho, **sgd) if cfg.method == "sam" else torch.optim.SGD(trainable, **sgd)
 
-    if not resume and ddp.is_main:
+    if resume:
+        if ddp.is_main:
+            run.begin_resume()
+    elif ddp.is_main:
         run = Run.create(run_dir, {"command": "post-train", "config": asdict(cfg), "checkpoint": str(ckpt),
                                    "checkpoint_sha256": file_sha256(ckpt), "model": meta["arch"],
                                    "dataset": dataset_name, "epochs": cfg.epochs, "method": cfg.method,
                                    "lr": lr, "lr_reason": lr_reason, "batch_size": batch_size,
                                    "world_size": ddp.world, "split": split.describe(), "version": __version__},
                          overwrite=overwrite)
-    elif not resume:
+    else:
         run = Run(run_dir)
     if ddp.world > 1:
         dist.barrier()  # the folder exists before anyone reads or writes it
 
-    augment = parse_augment(cfg.augment, dataset.augment)
     mean, std = meta["mean"], meta["std"]  # the model's input normalization, recorded with it
     common = dict(mean=mean, std=std, batch_size=batch_size, device=device, augment=augment, seed=cfg.seed)
     if ddp.world > 1:

@@ -5,6 +5,7 @@ loop that writes a run folder, detects divergence, honours cancel requests and r
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -19,6 +20,8 @@ from .data import Batches, Dataset, load_dataset, parse_augment
 from .models import arch_args, build_model, count_parameters
 from .runs import Run, RunError
 from .sam import SAM
+from . import validate as check
+from .validate import ConfigError
 
 Progress = Callable[[dict], None]
 ShouldStop = Callable[[], bool]
@@ -31,8 +34,28 @@ class Diverged(Exception):
     pass
 
 
+def check_device(name) -> None:
+    """Refuse a device name torch cannot parse, or a CUDA/MPS device this machine lacks, up front."""
+    hint = "; use auto, cpu, cuda or cuda:N"
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"device must be a name such as auto, cpu or cuda, got {name!r}{hint}.")
+    if name == "auto":
+        return
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"device {name!r} is not a device name ({e}){hint}.") from None
+    if dev.type == "cuda" and not (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()):
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s){hint}.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r}: MPS is not available on this machine{hint}.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {name!r}: this tool runs on cpu, cuda or mps{hint}.")
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
+        check_device(name)
         return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -280,10 +303,51 @@ class PretrainConfig:
     device: str = "auto"
     save_every: int = 0
 
+    def __post_init__(self):
+        validate_common(self)
+        from .models import ARCHS
+        check.choice("model", self.model, list(ARCHS))
+        check.arch_args("arch_args", self.arch_args, ARCHS[self.model].defaults)
+        check.choice("optimizer", self.optimizer, ("sgd", "sam"))
+        check.choice("schedule", self.schedule, ("step", "cosine", "constant"))
+        check.finite("lr", self.lr, 0, lo_open=True)
+        check.positive_int("batch_size", self.batch_size)
+        check.finite("lr_decay", self.lr_decay, 0, 1, lo_open=True)
+        if self.milestones is not None:
+            if not isinstance(self.milestones, list) or not self.milestones:
+                raise ConfigError(f"milestones must be a list of epochs, got {self.milestones!r}.")
+            for m in self.milestones:
+                check.positive_int("milestones (epochs at which the rate decays)", m)
+        for name in ("nesterov", "adaptive", "svhn_extra"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+
     def resolved_milestones(self) -> list[int]:
         if self.milestones is not None:
             return sorted(self.milestones)
         return [max(1, round(f * self.epochs)) for f in PAPER_MILESTONES]
+
+
+def validate_common(cfg) -> None:
+    """The options pre-training and post-training share (their meaning is the same in both)."""
+    check.positive_int("epochs", cfg.epochs)
+    if cfg.batch_size is not None:
+        check.positive_int("batch_size", cfg.batch_size)
+    check.finite("momentum", cfg.momentum, 0, 1, hi_open=True)
+    check.finite("weight_decay", cfg.weight_decay, 0, 1)
+    check.finite("rho (the SAM radius)", cfg.rho, 0, 1e3)
+    check.positive_int("seed", cfg.seed, 0)
+    if cfg.seed >= 2 ** 32:
+        raise ConfigError(f"seed must be below 2^32, got {cfg.seed}.")
+    check.positive_int("save_every (epochs; 0 = off)", cfg.save_every, 0)
+    check.augment("augment", cfg.augment)
+    check_device(cfg.device)
+    dataset_optional = not isinstance(cfg, PretrainConfig)  # post-training: None = the checkpoint's own
+    if not (isinstance(cfg.dataset, str) and cfg.dataset.strip()) and not (dataset_optional and cfg.dataset is None):
+        raise ConfigError(f"dataset must name a dataset, got {cfg.dataset!r}.")
+    check.optional_str("data_root", cfg.data_root)
+    if not isinstance(cfg.data_options, dict):
+        raise ConfigError(f"data_options must be a dict, got {cfg.data_options!r}.")
 
 
 def lr_schedule(lr: float, schedule: str, epochs: int, milestones: list[int], decay: float):
@@ -353,6 +417,25 @@ def _model_meta(cfg: PretrainConfig, dataset: Dataset, full_args: dict) -> dict:
             "data_options": {k: v for k, v in cfg.data_options.items() if v is not None}}
 
 
+def build(model: str, input_shape, num_classes: int, args: dict) -> nn.Module:
+    """A registry model, sized first on the meta device: arguments that cannot build it, or a model
+    that would not fit in memory, are refused before any weight is allocated."""
+    try:
+        with torch.device("meta"):
+            n = count_parameters(build_model(model, input_shape, num_classes, **args))
+    except Exception:  # some architectures read sizes off real tensors: they are sized by the real build
+        n = 0
+    need = n * 4 * 4  # weights, gradients, momentum and SAM's copy, float32
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if have and need > have:
+        raise ConfigError(f"{model} with {args} has {n:.3g} parameters: training needs about {need / 2**30:.3g} GiB "
+                          f"but this machine has {have / 2**30:.3g} GiB; use a smaller width or depth.")
+    try:
+        return build_model(model, input_shape, num_classes, **args)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"cannot build {model} with {args} for inputs {tuple(input_shape)}: {e}") from None
+
+
 def pretrain(cfg: PretrainConfig, run_dir, resume: bool = False, overwrite: bool = False,
              progress: Progress | None = None, should_stop: ShouldStop | None = None,
              dataset: Dataset | None = None) -> Run:
@@ -363,21 +446,28 @@ def pretrain(cfg: PretrainConfig, run_dir, resume: bool = False, overwrite: bool
     """
     if resume:
         run = Run(run_dir)
-        cfg = PretrainConfig(**run.config_to_resume("pretrain"))
+        cfg = check.saved_config(PretrainConfig, run, "pretrain")
+    elif not isinstance(cfg, PretrainConfig):
+        raise ConfigError(f"pretrain takes a PretrainConfig, got {type(cfg).__name__}.")
+    else:
+        check.output_dir("--out", run_dir)
+    # everything that can be refused is checked before the run folder exists
     dataset = dataset or load_dataset(cfg.dataset, cfg.data_root, svhn_extra=cfg.svhn_extra, **cfg.data_options)
     device = pick_device(cfg.device)
+    augment = parse_augment(cfg.augment, dataset.augment)
     torch.manual_seed(cfg.seed)
     full_args = arch_args(cfg.model, **cfg.arch_args)
-    model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, **full_args).to(device)
+    model = build(cfg.model, dataset.input_shape, dataset.num_classes, full_args).to(device)
     milestones = cfg.resolved_milestones()
-    if not resume:
+    if resume:
+        run.begin_resume()
+    else:
         run = Run.create(run_dir, {"command": "pretrain", "config": asdict(cfg), "milestones": milestones,
                                    "model": cfg.model, "dataset": cfg.dataset, "epochs": cfg.epochs,
                                    "parameters": count_parameters(model), "version": __version__},
                          overwrite=overwrite)
     optimizer = make_optimizer(model.parameters(), cfg)
     lr_at = lr_schedule(cfg.lr, cfg.schedule, cfg.epochs, milestones, cfg.lr_decay)
-    augment = parse_augment(cfg.augment, dataset.augment)
     train = Batches(dataset.x_train, dataset.y_train, dataset.mean, dataset.std, cfg.batch_size, device,
                     augment=augment, shuffle=True, seed=cfg.seed)
     test = Batches(dataset.x_test, dataset.y_test, dataset.mean, dataset.std, 1024, device, shuffle=False)
