@@ -665,4 +665,8 @@ def main(argv=None) -> int:
         return handlers[a.command](a)
 
     run_dir = args.run if args.command == "report" else None
+    parts = getattr(args, "part", None) or []
+    if len(parts) == 1 and (args.command == "report" or getattr(args, "out", None)):
+        # one part: its own folder, the one the app queued (its log gets a traceback, its status a refusal)
+        run_dir = Path(args.run) / "analysis" / parts[0] if args.command == "report" else Path(args.out) / parts[0]
     return run_command(handler, args, run_dir)

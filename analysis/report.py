@@ -285,7 +285,7 @@ def load_results(out: str | Path, checkpoints: list[str | Path]) -> dict:
         try:
             if job.config().get("checkpoints") == stamp and path.exists():
                 results[part] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RunError):  # RunError: a part never started has no config.json
             continue  # a broken or half-written part is offered again, not shown
     return results
 

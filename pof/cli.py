@@ -380,15 +380,19 @@ def cmd_runs(args) -> int:
         print(json.dumps({"config": run.config(), "status": status, "epochs": epochs}, indent=1))
         return EXIT_OK
     print(json.dumps(run.config(), indent=1))
-    print(f"state: {status['state']}  progress: {status.get('progress', 0):.1%}")
+    print(f"state: {status['state']}  progress: {_num(status.get('progress', 0), '.1%')}")
     if status.get("error"):
         print(f"error: {status['error']}")
-    for r in epochs:
-        train = f"train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  " if "train_loss" in r else " " * 34
-        print(f"epoch {r['epoch']:>4}  {train}test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}")
+    for r in epochs:  # a record written by another version may lack a field: n/a, not a crash
+        train = f"train loss {_num(r.get('train_loss'))} acc {_num(r.get('train_acc'))}  " if "train_loss" in r else " " * 34
+        print(f"epoch {r['epoch']:>4}  {train}test loss {_num(r.get('test_loss'))} acc {_num(r.get('test_acc'))}")
     ckpts = sorted(p.name for p in run.checkpoints.glob("*.safetensors"))
     print("checkpoints: " + ", ".join(ckpts))
     return EXIT_OK
+
+
+def _num(value, spec: str = ".4f") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
 
 
 def input_errors() -> tuple:
@@ -414,6 +418,7 @@ def run_command(handler, args, run_dir=None) -> int:
         return EXIT_FAILED
     except input_errors() as e:
         print(f"error: {e}", file=sys.stderr)
+        _fail_queued(run_dir, str(e))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted; resume with --resume" if run_dir else "interrupted", file=sys.stderr)
@@ -427,7 +432,24 @@ def run_command(handler, args, run_dir=None) -> int:
         where = _log_traceback(run_dir)
         summary = " ".join(str(e).split())[:300]
         print(f"error: unexpected {type(e).__name__}: {summary} — this is a bug{where}", file=sys.stderr)
+        _fail_queued(run_dir, f"unexpected {type(e).__name__}: {summary}")
         return EXIT_FAILED
+
+
+def _fail_queued(run_dir, message: str) -> None:
+    """The app's queue (pof.jobqueue) marks a folder queued under this very pid, then execs the
+    command: if the command refuses before it creates the run, say why in the folder, so the app
+    shows the reason instead of "stopped without reporting"."""
+    if run_dir is None:
+        return
+    from .runs import Run
+    run = Run(run_dir)
+    status = run.status()
+    if status.get("state") == "queued" and status.get("pid") == os.getpid():
+        try:
+            run.set_status("failed", error=message)
+        except OSError:
+            pass
 
 
 def _log_traceback(run_dir) -> str:

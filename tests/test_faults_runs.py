@@ -555,3 +555,18 @@ def test_no_file_content_crashes_or_hangs_a_reader(status, config, metrics):
         except RunError as e:
             assert str(run.config_file) in str(e)
         queue_state(Run(Path(tmp) / "other"), Path(tmp))
+
+
+def test_a_job_the_app_queued_that_refuses_its_input_says_why_in_its_folder(tmp_path):
+    """The app starts jobs through pof.jobqueue, which marks the folder queued under its pid and execs
+    the command: a refusal before the run exists must leave the reason, not a mute dead job."""
+    root = tmp_path / "runs"
+    folder = root / "bogus"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "pof.jobqueue", str(folder), str(root), "--", "-m", "pof", "pretrain",
+                           "--augment", "bogus", "--out", str(folder), "--quiet"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2, proc.stderr
+    status = Run(folder).status()
+    assert status["state"] == "failed" and "augment" in status["error"] and "bogus" in status["error"]
+    assert status["error"] in proc.stderr
