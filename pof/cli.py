@@ -365,8 +365,9 @@ def cmd_runs(args) -> int:
             print(f"no runs under {args.root}")
         for row in rows if not args.json else []:
             acc = f"{row['test_acc']:.4f}" if row["test_acc"] is not None else "-"
+            what = f"{row['model']} on {row['dataset']}" if row["state"] not in ("broken", "failed") else row["error"]
             print(f"{row['run']:<40} {row['command']:<10} {row['state']:<10} {row['epochs']:>9} "
-                  f"test acc {acc}  {row['model']} on {row['dataset']}")
+                  f"test acc {acc}  {what}")
         return EXIT_OK
     run = Run(args.run)
     if not run.config_file.exists():
