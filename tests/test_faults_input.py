@@ -342,21 +342,25 @@ def _parse(parser, argv):
         return None
 
 
+def _parse_random(parser, argv: list[str], opts, tmp_path, capsys):
+    """argv with the drawn (option, value) pairs and an --out, parsed; None where argparse refused it."""
+    for opt, value in opts:
+        argv = argv + [opt, value]
+    args = _parse(parser, argv + ["--out", str(tmp_path / "o")])
+    capsys.readouterr()
+    return args
+
+
 @settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(opts=st.lists(st.tuples(st.sampled_from(PRETRAIN_OPTS + POST_OPTS), VALUES), max_size=4),
        post=st.booleans())
 def test_random_pof_options_give_a_config_or_a_documented_input_error(opts, post, tmp_path, capsys):
     from pof.cli import build_parser, post_train_config, pretrain_config
 
-    argv = ["post-train", "ck.safetensors"] if post else ["pretrain"]
-    for opt, value in opts:
-        argv += [opt, value]
-    args = _parse(build_parser(), argv + ["--out", str(tmp_path / "o")])
-    capsys.readouterr()
-    if args is None:
-        return
+    args = _parse_random(build_parser(), ["post-train", "ck.safetensors"] if post else ["pretrain"], opts, tmp_path, capsys)
     try:
-        (post_train_config if post else pretrain_config)(args)
+        if args is not None:
+            (post_train_config if post else pretrain_config)(args)
     except _input_errors():
         pass
 
@@ -367,15 +371,11 @@ def test_random_analysis_options_pass_or_are_refused_as_input(cmd, data, tmp_pat
     from analysis.cli import build_parser, check_options
 
     opts = data.draw(st.lists(st.tuples(st.sampled_from(ANALYSIS[cmd]), VALUES), max_size=4))
-    argv = [cmd, "a.safetensors"] + (["b.safetensors"] if cmd == "interpolate" else [])
-    for opt, value in opts:
-        argv += [opt, value]
-    args = _parse(build_parser(), argv + ["--out", str(tmp_path / "o")])
-    capsys.readouterr()
-    if args is None:
-        return
+    args = _parse_random(build_parser(), [cmd, "a.safetensors"] + (["b.safetensors"] if cmd == "interpolate" else []),
+                         opts, tmp_path, capsys)
     try:
-        check_options(args)
+        if args is not None:
+            check_options(args)
     except _input_errors():
         pass
 
