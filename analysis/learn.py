@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -64,6 +65,7 @@ class Trained:
     train_acc: float
     test_loss: float
     test_acc: float
+    diverged: bool = False  # the training loss became NaN or infinite: nothing about it can be measured
 
     def summary(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("model", "recipe")}
@@ -92,9 +94,18 @@ def _loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float
     return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
+_TRAINING = threading.Lock()  # the initialization draws from torch's global generator: one at a time
+
+
 @lru_cache(maxsize=32)
 def train(r: Recipe) -> Trained:
-    """Train a fresh MLP by the recipe with the project's own optimizers and steps (SGD or SAM)."""
+    """Train a fresh MLP by the recipe with the project's own optimizers and steps (SGD or SAM).
+    Serialized: two app sessions asking for the same recipe at once must get the same network."""
+    with _TRAINING:
+        return _train(r)
+
+
+def _train(r: Recipe) -> Trained:
     d = toy_data(r.dataset, r.points, r.noise)
     torch.manual_seed(r.seed)
     model = mlp(d.input_shape, d.num_classes, r.hidden)
@@ -117,7 +128,8 @@ def train(r: Recipe) -> Trained:
         epoch += 1
     model.eval()
     tr, te = _loss_acc(model, x, y), _loss_acc(model, *_recipe_tensors(r, "test"))
-    return Trained(model, r, steps, tr[0] <= r.target_loss, tr[0], tr[1], te[0], te[1])
+    return Trained(model, r, steps, tr[0] <= r.target_loss, tr[0], tr[1], te[0], te[1],
+                   diverged=not math.isfinite(loss))
 
 
 # --- curvature --------------------------------------------------------------------------------
@@ -142,13 +154,30 @@ def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, probes: int = 
     return out
 
 
+def _trained_finite(r: Recipe) -> Trained:
+    t = train(r)
+    if t.diverged:
+        raise ValueError(f"{r.describe()} diverged (the training loss became NaN or infinite after {t.steps} "
+                         f"steps): there is no minimum to measure; lower the learning rate.")
+    return t
+
+
 @lru_cache(maxsize=32)
 def recipe_curvature(r: Recipe) -> dict:
-    """curvature() of train(r) on its training set, with the top eigenvector."""
-    return curvature(train(r).model, *_recipe_tensors(r, "train"), keep_vector=True)
+    """curvature() of train(r) on its training set, with the top eigenvector, and its worst-case
+    sharpness, plain and adaptive (the latter blind to rescaling layers; see rescaled())."""
+    x, y = _recipe_tensors(r, "train")
+    model = _trained_finite(r).model
+    out = curvature(model, x, y, keep_vector=True)
+    for key, adaptive in (("sharpness", False), ("adaptive", True)):
+        out[key] = worst_case_sharpness(copy.deepcopy(model), x, y, rho=SHARPNESS_RHO, adaptive=adaptive).to_dict()
+    return out
 
 
 # --- pictures of a model -----------------------------------------------------------------------
+
+SHARPNESS_RHO = 0.05  # the radius of the worst-case sharpness shown (SAM's default)
+
 
 @torch.no_grad()
 def decision_map(model: nn.Module, d: Dataset, steps: int = 90, margin: float = 0.4) -> dict:
@@ -178,24 +207,25 @@ def along(model: nn.Module, direction: dict[str, torch.Tensor], ts: list[float],
 
 def eigen_slice(r: Recipe, width: float, steps: int = 41) -> dict:
     """Section 1: the training loss along the unit top eigenvector, next to its quadratic model
-    L(0) + lambda t^2 / 2, whose curvature is the top eigenvalue by definition."""
+    L(0) + L'(0) t + lambda t^2 / 2, whose curvature is the top eigenvalue by definition."""
     c = recipe_curvature(r)
     lam = c["top"]["eigenvalues"][0]
     ts = grid(-width, width, steps)
     x, y = _recipe_tensors(r, "train")
     s = along(train(r).model, c["vector"], ts, x, y, "train")
     loss0 = s["loss"][steps // 2]
-    h = 0.01  # the curve's own second derivative at the bottom, by a central difference
+    h = 0.01  # the curve's own slope and second derivative at t = 0, by central differences
     left, mid, right = along(train(r).model, c["vector"], [-h, 0.0, h], x, y, "train")["loss"]
-    return {"t": ts, "loss": s["loss"], "quadratic": [loss0 + 0.5 * lam * t * t for t in ts], "lambda": lam,
-            "second_derivative": (left - 2 * mid + right) / h ** 2}
+    slope = (right - left) / (2 * h)  # training stopped near, not at, the bottom: a small slope remains
+    return {"t": ts, "loss": s["loss"], "quadratic": [loss0 + slope * t + 0.5 * lam * t * t for t in ts],
+            "lambda": lam, "slope": slope, "second_derivative": (left - 2 * mid + right) / h ** 2}
 
 
 def train_test_slice(r: Recipe, width: float, seed: int, shift: float = 0.0, steps: int = 41) -> dict:
     """Section 2: training and test loss along one filter-normalized random direction (Li et al. 2018,
     so that two models' distances are comparable), how far the test minimum sits from w, and how much
     the training loss rises at w if its landscape moves by `shift` along the direction."""
-    model = train(r).model
+    model = _trained_finite(r).model
     d = random_directions(model, 1, seed=seed, normalization="filter").vectors[0]
     ts = grid(-width, width, steps)
     x, y = _recipe_tensors(r, "train")
@@ -209,7 +239,7 @@ def train_test_slice(r: Recipe, width: float, seed: int, shift: float = 0.0, ste
 
 def surface(r: Recipe, width: float = 1.0, steps: int = 21, seed: int = 0) -> dict:
     """The training loss on a 2-D filter-normalized plane through the solution (a Landscape dict)."""
-    model = copy.deepcopy(train(r).model)
+    model = copy.deepcopy(_trained_finite(r).model)
     dirs = random_directions(model, 2, seed=seed, normalization="filter")
     axes = [grid(-width, width, steps)] * 2
     return evaluate_grid(model, dirs, axes, *_recipe_tensors(r, "train"), "train").to_dict()
@@ -288,7 +318,7 @@ def _last_layer(model, x, y) -> dict:
     Ft, P = features_and_probs(model, [(x, y)])
     h = last_layer_hessian(Ft, P, top_k=1)
     loss, acc = _loss_acc(model, x, y)
-    return {"top": h.top_eigenvalues[0], "trace": h.trace, "loss": loss, "acc": acc}
+    return {"top": h.top_eigenvalues[0], "trace": h.trace, "loss": loss, "acc": acc, "n_samples": h.n_samples}
 
 
 # --- the parameterization caveat ---------------------------------------------------------------
@@ -308,21 +338,24 @@ def rescaled(model: Classifier, alpha: float) -> Classifier:
     return out
 
 
-def rescaling_report(r: Recipe, alpha: float, rho: float = 0.05, seed: int = 0, width: float = 1.0) -> dict:
+def rescaling_report(r: Recipe, alpha: float, seed: int = 0, width: float = 1.0) -> dict:
     """The same function before and after rescaling: its outputs, curvature, a filter-normalized
     slice and worst-case sharpness, plain and adaptive (Kwon et al. 2021's |w|-scaled ball)."""
     x, y = _recipe_tensors(r, "train")
-    base = train(r).model
+    base = _trained_finite(r).model
     out = {}
     for label, m in (("original", base), (f"rescaled, alpha {alpha:g}", rescaled(base, alpha))):
-        c = curvature(m, x, y, probes=50)
+        # the original's numbers are section 1's (same probes, same radius): one network, one value
+        c = recipe_curvature(r) if m is base else curvature(m, x, y)
         d = random_directions(m, 1, seed=seed, normalization="filter").vectors[0]
         with torch.no_grad():
             logits = m(x)
-        out[label] = {"logits": logits, "curvature": c,
+        out[label] = {"logits": logits, "curvature": {k: c[k] for k in ("top", "trace", "last_layer")},
                       "slice": along(m, d, grid(-width, width, 31), x, y, "train"),
-                      "sharpness": worst_case_sharpness(copy.deepcopy(m), x, y, rho=rho).to_dict(),
-                      "adaptive": worst_case_sharpness(copy.deepcopy(m), x, y, rho=rho, adaptive=True).to_dict()}
+                      "sharpness": c["sharpness"] if m is base else
+                      worst_case_sharpness(copy.deepcopy(m), x, y, rho=SHARPNESS_RHO).to_dict(),
+                      "adaptive": c["adaptive"] if m is base else
+                      worst_case_sharpness(copy.deepcopy(m), x, y, rho=SHARPNESS_RHO, adaptive=True).to_dict()}
     ra, rb = out.values()
     diff = float((ra.pop("logits") - rb.pop("logits")).abs().max())
     return {"models": out, "max_logit_change": diff}

@@ -301,12 +301,12 @@ def decision_maps(panels: dict[str, dict]) -> go.Figure:
 
 def eigen_slices(slices: dict[str, dict]) -> go.Figure:
     """The loss along each model's unit top eigenvector (solid) and its quadratic model
-    L(0) + lambda t^2 / 2 (dashed): the curvature at the bottom is the top eigenvalue."""
+    L(0) + L'(0) t + lambda t^2 / 2 (dashed): its curvature is the top eigenvalue."""
     fig = go.Figure()
     for i, (label, s) in enumerate(slices.items()):
         color = _color(label, i)
         fig.add_trace(go.Scatter(x=s["t"], y=s["loss"], name=f"{label}: loss", line={"color": color}, legendgroup=label))
-        fig.add_trace(go.Scatter(x=s["t"], y=s["quadratic"], name=f"{label}: L(0) + λ t²/2, λ = {s['lambda']:.3g}",
+        fig.add_trace(go.Scatter(x=s["t"], y=s["quadratic"], name=f"{label}: L(0) + L'(0)t + λt²/2, λ = {s['lambda']:.3g}",
                                  line={"color": color, "dash": "dash"}, legendgroup=label))
     top = max(max(s["loss"]) for s in slices.values())
     fig.update_yaxes(title_text="training loss", range=[0, top * 1.05])
@@ -338,14 +338,15 @@ def train_test_slices(slices: dict[str, dict], shift: float) -> go.Figure:
 
 def line_search_figure(w: dict) -> go.Figure:
     """PoF's line search on the weak batch: the loss along -g, the doubling bracket, the grid of
-    16 points in (0, eta_max], eta_max and eta*, and the chosen step gamma eta*."""
+    grid in (0, eta_max], eta_max and eta*, and the chosen step gamma eta*."""
     info = w["info"]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=w["curve"]["eta"], y=w["curve"]["loss"], name="weak-batch loss along −g",
                              line={"color": "#1f77b4"}))
     fig.add_trace(go.Scatter(x=w["bracket"]["eta"], y=w["bracket"]["loss"], mode="markers", name="doubling bracket",
                              marker={"symbol": "square", "size": 10, "color": "#ff7f0e"}))
-    fig.add_trace(go.Scatter(x=w["grid"]["eta"], y=w["grid"]["loss"], mode="markers", name="grid k·η_max/16",
+    fig.add_trace(go.Scatter(x=w["grid"]["eta"], y=w["grid"]["loss"], mode="markers",
+                             name=f"grid k·η_max/{len(w['grid']['eta'])}",
                              marker={"size": 6, "color": "#2ca02c"}))
     fig.add_hline(y=w["loss0"], line_dash="dot", line_color="#7f7f7f", annotation_text="L'(w0)")
     step = info["gamma"] * info["eta_star"]

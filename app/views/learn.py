@@ -11,7 +11,8 @@ from app.figures import (contours_2d, decision_maps, eigen_slices, hessian_bars,
                          train_test_slices)
 from app.comparison import watch_parts
 from app.jobs import runs_root, start_job
-from pof.catalogue import ASSETS
+from pof.catalogue import ASSETS, bundled
+from pof.method import PoFConfig
 from pof.runs import Run
 
 # The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained
@@ -22,6 +23,7 @@ SHARP = learn.Recipe(batch_size=100, optimizer="sgd", **TOY)
 FLAT = learn.Recipe(batch_size=16, optimizer="sam", rho=0.2, **TOY)
 PAIR = {"sharp (full batch, SGD)": SHARP, "flat (batch 16, SAM)": FLAT}
 BATCHES = [4, 8, 16, 32, 64, 100]
+POF = PoFConfig()  # the paper's settings, as the post-training uses them
 REFS = {
     "hochreiter": "Hochreiter & Schmidhuber, *Flat Minima*, Neural Computation 1997",
     "keskar": "Keskar et al., *On Large-Batch Training for Deep Learning: Generalization Gap and Sharp Minima*, ICLR 2017",
@@ -40,38 +42,38 @@ def refs(*keys: str) -> None:
 
 # --- cached computations (plain data: cached across reruns and sessions) ------------------------
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def trained(r: learn.Recipe) -> dict:
     return learn.train(r).summary()
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def curvature(r: learn.Recipe) -> dict:
     return {k: v for k, v in learn.recipe_curvature(r).items() if k != "vector"}
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def eigen_slice(r: learn.Recipe, width: float) -> dict:
     return learn.eigen_slice(r, width)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def train_test_slice(r: learn.Recipe, seed: int, shift: float) -> dict:
     return learn.train_test_slice(r, 1.0, seed, shift=shift)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def picture(r: learn.Recipe) -> dict:
     d = learn.toy_data(r.dataset, r.points, r.noise)
     return {"map": learn.decision_map(learn.train(r).model, d), "points": learn.points(d)}
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def surface(r: learn.Recipe) -> dict:
     return learn.surface(r)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def walkthrough(weak_size: int, weak_seed: int, gamma: float, steps: int, lr: float) -> dict:
     model, d = bundled_moons()
     return learn.pof_walkthrough(model, d, weak_size, weak_seed, gamma, steps, lr)
@@ -85,18 +87,18 @@ def bundled_moons():
     return model, data_for(path, meta["dataset"])
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def digits_pair() -> dict:
     return learn.bundled_last_layer({"SGD": str(ASSETS / "digits-cnn-small-sgd.safetensors"),
                                      "SAM": str(ASSETS / "digits-cnn-small-sam.safetensors")})
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def rescaling(alpha: float) -> dict:
     return learn.rescaling_report(FLAT, alpha)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def flatness_table() -> dict:
     recipes = [learn.Recipe(batch_size=b, optimizer=o, rho=0.2, **TOY) for b in (8, 32, 100) for o in ("sgd", "sam")]
     return learn.flatness_and_test_loss(recipes)
@@ -128,8 +130,9 @@ def what_flatness_is() -> None:
         "which the loss climbs fastest is H's top eigenvector, and the curvature along it is the **top "
         "eigenvalue λ_max**: large λ_max, sharp minimum; small λ_max, flat minimum. The **trace** of H, the sum of "
         "all its eigenvalues, sums the curvature over all directions. The two networks below were trained on the "
-        "same 100 points until their training loss first fell to 0.15 — the same height, different shapes. (Training "
-        "stopped there, so each sits near, not exactly at, the bottom of its valley.)")
+        f"same {TOY['points'] // 2} points until their training loss first fell to {TOY['target_loss']:g} — the same "
+        "height, different shapes. (Training stopped there, so each sits near, not exactly at, the bottom of its "
+        "valley: the dashed model keeps the small slope L'(0) it still has.)")
     width = st.slider("How far to walk along the top eigenvector (t, in parameter-space distance)", 0.1, 4.0, 1.5,
                       0.1, key="s1-width")
     slices = {label: eigen_slice(r, width) for label, r in PAIR.items()}
@@ -140,7 +143,7 @@ def what_flatness_is() -> None:
     for col, (label, r) in zip(cols, PAIR.items()):
         c, t = curvature(r), trained(r)
         col.markdown(f"**{label}** — {r.describe()}, {t['steps']} steps")
-        a, b, d, e = col.columns(4)
+        a, b, d, e, f = col.columns(5)
         a.metric("training loss", fmt(t["train_loss"]))
         b.metric("λ_max", fmt(c["top"]["eigenvalues"][0]),
                  help=f"Lanczos on Hessian-vector products, residual {c['top']['residuals'][0]:.1e}")
@@ -150,7 +153,21 @@ def what_flatness_is() -> None:
         e.metric("trace", fmt(c["trace"]["trace"]),
                  help=f"Hutchinson estimate, {c['trace']['n_probes']} probes: ± {c['trace']['stderr']:.2g} "
                       "(one standard error)")
-    refs("hochreiter", "keskar")
+        f.metric("adaptive sharpness", fmt(c["adaptive"]["increase"]),
+                 help=f"the largest rise of the training loss within a ball of radius {learn.SHARPNESS_RHO:g} scaled "
+                      "by |w| per weight (Kwon et al. 2021): unchanged when layers are rescaled (section 5)")
+    sharp, flat = (curvature(r) for r in PAIR.values())
+    ratio = sharp["top"]["eigenvalues"][0] / flat["top"]["eigenvalues"][0]
+    if sharp["adaptive"]["increase"] > flat["adaptive"]["increase"]:
+        st.markdown(f"λ_max differs {ratio:.1f}-fold, and adaptive sharpness, which no rescaling of layers can "
+                    "change, orders the two networks the same way.")
+    else:
+        st.markdown(
+            f"λ_max differs {ratio:.1f}-fold, but **adaptive sharpness orders them the other way** "
+            f"({fmt(sharp['adaptive']['increase'])} vs {fmt(flat['adaptive']['increase'])}): part of the λ_max gap "
+            "is the scale of the weights, not the shape of the valley. Which minimum is \"flat\" depends on how "
+            "flatness is measured — section 5 shows why.")
+    refs("hochreiter", "keskar", "kwon")
 
 
 @st.fragment
@@ -165,7 +182,9 @@ def why_it_matters() -> None:
         "(Li et al. 2018) so that distances mean the same for both; the training curve moved by the shift you "
         "choose (dashed); and the test loss, measured.")
     c1, c2 = st.columns(2)
-    shift = c1.slider("Shift of the landscape (along the direction)", 0.0, 1.0, 0.3, 0.05, key="s2-shift")
+    shift = c1.slider("Shift of the landscape (along the direction)", 0.0, 1.0, 0.3, 0.05, key="s2-shift",
+                      help="in the direction's units: each filter moves by this fraction of its own norm "
+                           "(0.1: by a tenth). Real train/test shifts are small; large values exaggerate them")
     seed = c2.number_input("Direction (random seed)", 0, 999, 0, key="s2-seed")
     slices = {label: train_test_slice(r, int(seed), shift) for label, r in PAIR.items()}
     st.plotly_chart(train_test_slices(slices, shift), width="stretch", key="s2-fig")
@@ -199,6 +218,7 @@ def recipe_inputs(col, key: str, default: learn.Recipe, dataset: str, target: fl
     opt = col.radio("Optimizer", ["sgd", "sam"], index=["sgd", "sam"].index(default.optimizer), horizontal=True,
                     key=f"{key}-opt", format_func=str.upper)
     rho = col.slider("SAM's radius ρ", 0.01, 0.5, default.rho, 0.01, key=f"{key}-rho", disabled=opt != "sam")
+    rho = rho if opt == "sam" else learn.Recipe().rho  # SGD ignores it: one network, not one per slider value
     lr = col.select_slider("Learning rate", [0.01, 0.03, 0.1, 0.3], value=default.lr, key=f"{key}-lr")
     return learn.Recipe(dataset=dataset, points=TOY["points"], noise=TOY["noise"], batch_size=batch, optimizer=opt,
                         rho=rho, lr=lr, target_loss=target)
@@ -224,10 +244,18 @@ def what_makes_them() -> None:
     rb = recipe_inputs(cb, "s3-b", FLAT, dataset, target)
     recipes = {f"A: {ra.describe()}": ra, f"B: {rb.describe()}": rb}
     summaries = {label: trained(r) for label, r in recipes.items()}
+    chance = 1 / learn.toy_data(dataset, TOY["points"], TOY["noise"]).num_classes
     for label, t in summaries.items():
-        if not t["reached_target"]:
+        if t["diverged"] or t["train_acc"] <= chance + 0.05:
+            st.error(f"{label} {'diverged' if t['diverged'] else 'collapsed to chance'} "
+                     f"(training accuracy {t['train_acc']:.0%}): its learning rate is too large for this batch; "
+                     "lower it. Nothing about it can be measured.")
+        elif not t["reached_target"]:
             st.warning(f"{label} did not reach the target loss in {t['steps']} steps (it stopped at "
-                       f"{fmt(t['train_loss'])}); compare at a higher target, or raise its learning rate.")
+                       f"{fmt(t['train_loss'])}); compare at a higher target, or give it a larger learning rate.")
+    if any(t["diverged"] for t in summaries.values()):
+        refs("keskar", "foret", "li")
+        return
     st.plotly_chart(decision_maps({label: picture(r) for label, r in recipes.items()}), width="stretch",
                     key="s3-boundary")
     st.caption("What to look at: where each network draws the line between the classes (black), over the "
@@ -249,14 +277,15 @@ def digits_pair_section() -> None:
     """Section 3 on real digits, outside its fragment: the whole-network part is a background job,
     watched by app.comparison's poller (a fragment of its own)."""
     with st.expander("The same contrast on real digits: the bundled SGD and SAM models"):
-        pair = digits_pair()
+        pair, manifest = digits_pair(), bundled()
         st.table({label: {"last-layer λ_max (exact)": fmt(r["top"]), "last-layer trace (exact)": fmt(r["trace"]),
                           "training loss": fmt(r["loss"]), "test loss": fmt(r["test_loss"]),
                           "test accuracy": f"{r['test_acc']:.2%}"} for label, r in pair.items()})
         flatter = min(pair, key=lambda k: pair[k]["top"])
         st.markdown(
-            f"Two cnn-small networks on scikit-learn's 8×8 digits (30 epochs; SAM with ρ = 0.05). Measured on all "
-            f"1347 training images, the last layer of the **{flatter}** model is the flatter one: at this small ρ "
+            f"{manifest['digits-cnn-small-sgd']['description']}; {manifest['digits-cnn-small-sam']['description']}. "
+            f"Measured on all {pair[flatter]['n_samples']} training images, the last layer of the **{flatter}** model "
+            "is the flatter one: at this small ρ "
             "and on a problem this easy, SAM's effect on the last layer is small and need not point the expected "
             "way. The whole network's Hessian takes a minute or two on a CPU, so it is a background job (the same "
             "as the Inspect page's, which opens with this pair and adds per-layer sharpness).")
@@ -269,7 +298,8 @@ def digits_pair_section() -> None:
         state = job.status()["state"]
         if result:
             st.plotly_chart(hessian_bars(result), width="stretch", key="s3-digits-bars")
-            st.caption("What to look at: the whole network's top eigenvalues and trace (500 training images), "
+            st.caption(f"What to look at: the whole network's top eigenvalues and trace ({ReportConfig().samples} "
+                       "training images), "
                        "next to the last layer's exact ones, for SGD and SAM.")
         elif state in ("queued", "running"):
             watch_parts({"hessian": job}, {"hessian": "Whole-network Hessian of the digits pair"})
@@ -291,14 +321,14 @@ def pof_step_by_step() -> None:
         "trains only the feature extractor — but under a **perturbed** last layer, w̃ = w0 − γ·η\\*·g, pointing where "
         "*another* batch would move it. Here on the bundled two-moons MLP, one step at a time: (1) draw a **weak "
         "batch** (circled); (2) compute the last layer's exact gradient **g** on it; (3) walk along −g, doubling η "
-        "until the weak-batch loss exceeds its starting value (**η_max**); (4) take the best of 16 points in "
-        "(0, η_max] (**η\\***); (5) scale by **γ** (PoF draws it from U(0, 2); here you choose); (6) train the "
+        f"until the weak-batch loss exceeds its starting value (**η_max**); (4) take the best of {POF.num_partitions} "
+        f"points in (0, η_max] (**η\\***); (5) scale by **γ** (PoF draws it from U(0, {POF.gamma_max:g}); here you "
+        "choose); (6) train the "
         "features for a few steps against the perturbed layer — every later step draws its own weak batch and γ.")
     c1, c2, c3 = st.columns(3)
     weak = c1.select_slider("Weak batch size", [16, 32, 64, 128, 256, 512], value=32, key="s4-weak",
-                            help="The paper uses 256 of CIFAR's 50,000 images. Of these 1000 points, 256 already "
-                                 "agree closely with the whole set: the gradient, and with it the perturbation, is "
-                                 "small. 32 makes the dashed boundary visibly move.")
+                            help="The paper uses 256 images of CIFAR's 50,000. ‖δ‖ depends on the draw as much as "
+                                 "on the size (a smaller gradient lets η* grow): try several seeds.")
     seed = c1.number_input("Weak batch (random seed)", 0, 999, 0, key="s4-seed")
     gamma = c2.slider("γ (scale of the perturbation)", 0.0, 2.0, 2.0, 0.05, key="s4-gamma",
                       help="2: the far bank of the weak batch's valley, PoF's largest perturbation")
@@ -320,7 +350,7 @@ def pof_step_by_step() -> None:
                "teaches the features to do well under such shifted boundaries.")
     st.plotly_chart(line_search_figure(w), width="stretch", key="s4-search")
     st.caption("What to look at: the squares double η until the loss rises above L'(w0) (η_max); the dots are the "
-               "16-point grid; η* is the lowest of them; γη* is the step actually taken.")
+               f"{POF.num_partitions}-point grid; η* is the lowest of them; γη* is the step actually taken.")
     m = st.columns(5)
     m[0].metric("‖g‖", fmt(info["grad_norm"]))
     m[1].metric("η_max", fmt(info["eta_max"]))
@@ -369,8 +399,9 @@ def caveats() -> None:
     st.caption("What to look at: along a filter-normalized direction the two curves lie on top of each other.")
     rows = {k: {"λ_max": fmt(v["curvature"]["top"]["eigenvalues"][0]),
                 "trace": fmt(v["curvature"]["trace"]["trace"]),
-                "worst-case sharpness (ρ = 0.05)": fmt(v["sharpness"]["increase"]),
-                "adaptive worst-case sharpness (ρ = 0.05)": fmt(v["adaptive"]["increase"])} for k, v in models.items()}
+                f"worst-case sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(v["sharpness"]["increase"]),
+                f"adaptive worst-case sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(v["adaptive"]["increase"])}
+            for k, v in models.items()}
     st.table(rows)
     st.caption(f"Largest change of any output (logit) on the training points: {rep['max_logit_change']:.1e} "
                "(rounding only).")
