@@ -107,10 +107,24 @@ class Subject:
             raise check.ConfigError(f"Compare one or two checkpoints, not {len(self.checkpoints)}.")
 
 
+MODEL_SUFFIXES = (".safetensors", ".pt2", ".pt", ".pth", ".ckpt", ".bin")
+
+
+def _without_model_suffix(name: str) -> str:
+    """'sgd.safetensors' -> 'sgd', but 'SAM rho=0.05' and 'v1.2' stay as they are (Path.stem would
+    cut them at their last dot)."""
+    name = str(name).strip()
+    for suffix in MODEL_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def labels_for(paths: list[str], names: list[str] | None = None) -> dict[str, str]:
-    """Short, distinct labels for checkpoints: their file names (or the `names` given, e.g. an
-    upload's original name), with the folder when those clash."""
-    names = [Path(n).stem for n in (names or paths)]
+    """Short, distinct labels for checkpoints: their file names without the model-file extension,
+    or the `names` given (e.g. --label "SAM rho=0.05", an upload's original name) as they are, but
+    for such an extension; with the folder when those clash."""
+    names = [_without_model_suffix(n if names else Path(n).name) for n in (names or paths)]
     if len(set(names)) < len(names):
         names = [f"{Path(p).parent.name}/{Path(p).stem}" for p in paths]
     if len(set(names)) < len(names):

@@ -373,6 +373,10 @@ def cmd_runs(args) -> int:
     if not run.config_file.exists():
         raise RunError(f"{args.run} is not a run folder (no config.json).")
     if args.runs_command == "cancel":
+        state = run.status()["state"]
+        if state not in ("queued", "running"):  # a dead job reads as failed: there is nobody to ask
+            print(f"{run.path} is {state}: no job is running there, so there is nothing to cancel.")
+            return EXIT_OK
         run.request_cancel()
         print(f"cancel requested; the job stops at its next step ({run.path / 'cancel'})")
         return EXIT_OK
@@ -459,7 +463,11 @@ def _log_traceback(run_dir) -> str:
     if os.environ.get("POF_DEBUG"):
         print(text, file=sys.stderr, end="")
         return ""
-    if run_dir is not None and (Path(run_dir) / "status.json").is_file():
+    try:
+        has_run = run_dir is not None and (Path(run_dir) / "status.json").is_file()
+    except OSError:  # e.g. a name too long for the file system
+        has_run = False
+    if has_run:
         log = Path(run_dir) / "log.txt"
         try:
             with open(log, "a") as f:

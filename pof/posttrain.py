@@ -79,7 +79,7 @@ class PostTrainConfig:
             raise ConfigError(f"checkpoint must be a path, got {self.checkpoint!r}.")
         validate_common(self)
         if self.lr is not None:
-            check.finite("lr", self.lr, 0, lo_open=True)
+            check.finite("lr", self.lr, 0, check.MAX_LR, lo_open=True)
         for name in ("arch", "classifier"):
             check.optional_str(name, getattr(self, name))
         if not isinstance(self.arch_args, dict) or not isinstance(self.key_map, list):

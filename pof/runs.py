@@ -375,10 +375,22 @@ class Run:
                                    f"be resumed twice. Wait for it, or cancel it (python -m pof runs cancel "
                                    f"{self.path}) and resume once it has stopped.")
                 if not (state == "queued" and _mine(pid)):
-                    (self.path / "cancel").unlink(missing_ok=True)
+                    self._drop_answered_cancel(status)
                 self.set_status("running", pid=os.getpid(), error=None, message=None)
         except OSError as e:
             raise RunError(f"cannot resume {self.path}: {_why(e)}.") from e
+
+    def _drop_answered_cancel(self, status: dict) -> None:
+        """A cancel file the stopped job already answered (older than its last word) is stale; one
+        written since (`runs cancel` racing this resume) is the user's and is kept: the job stops."""
+        cancel = self.path / "cancel"
+        try:
+            written = cancel.stat().st_mtime
+        except FileNotFoundError:
+            return
+        last_word = max((v for k in ("heartbeat", "finished") if _is_number(v := status.get(k))), default=None)
+        if last_word is None or written <= last_word:
+            cancel.unlink(missing_ok=True)
 
     def _raw_status(self) -> dict:
         """The status as written, if it is sound; {} otherwise (a writer then starts afresh)."""

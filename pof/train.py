@@ -310,7 +310,7 @@ class PretrainConfig:
         check.arch_args("arch_args", self.arch_args, ARCHS[self.model].defaults)
         check.choice("optimizer", self.optimizer, ("sgd", "sam"))
         check.choice("schedule", self.schedule, ("step", "cosine", "constant"))
-        check.finite("lr", self.lr, 0, lo_open=True)
+        check.finite("lr", self.lr, 0, check.MAX_LR, lo_open=True)
         check.positive_int("batch_size", self.batch_size)
         check.finite("lr_decay", self.lr_decay, 0, 1, lo_open=True)
         if self.milestones is not None:

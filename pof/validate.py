@@ -11,6 +11,9 @@ import tempfile
 from pathlib import Path
 
 
+MAX_LR = 100.0  # no network this tool trains survives an SGD step this large: a rate above it is a typo
+
+
 class ConfigError(ValueError):
     """An option has a value that cannot work; the message names it and says what to give instead.
     (A ValueError, so callers that caught those before still do.)"""
@@ -98,8 +101,14 @@ def output_dir(name: str, path) -> Path:
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise ConfigError(f"{name} must name a folder, got {path!r}.")
     p = Path(path).expanduser()
-    if p.exists() and not p.is_dir():
-        raise ConfigError(f"{name} {p} is a file, not a folder; give a folder path.")
+    try:
+        exists, is_dir = p.exists(), p.is_dir()
+    except OSError as e:  # a name too long for the file system, a loop of links ...
+        raise ConfigError(f"{name} {str(p)[:80]}...: {e.strerror or e}; give a shorter, plain folder path.") from None
+    if exists and not is_dir:
+        raise ConfigError(f"{name} {p} is a file (or a link to nothing), not a folder; give a folder path.")
+    if any(len(part.encode()) > 255 for part in p.parts):
+        raise ConfigError(f"{name}: a folder name longer than 255 bytes cannot exist; give a shorter one.")
     anc = p
     while not anc.exists():
         anc = anc.parent

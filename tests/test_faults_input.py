@@ -403,3 +403,11 @@ def test_library_configs_take_any_field_value_or_raise_config_error(data):
         cls(**kwargs)
     except ConfigError:
         pass
+
+
+def test_labels_given_by_the_user_are_kept_whole():
+    from analysis.report import labels_for
+    paths = ["/a/x.safetensors", "/b/y.pt"]
+    assert list(labels_for(paths, ["SAM rho=0.05", "SGD lr=0.1"])) == ["SAM rho=0.05", "SGD lr=0.1"]
+    assert list(labels_for(["/a/v1.2.safetensors", "/b/v1.3.safetensors"])) == ["v1.2", "v1.3"]
+    assert list(labels_for(["/a/m.safetensors", "/b/m.safetensors"])) == ["a/m", "b/m"]

@@ -245,9 +245,8 @@ def test_a_command_that_fails_after_creating_its_folder_does_not_stay_queued(tmp
     out = tmp_path / "runs" / "bogus"
     proc = run_cli("pretrain", "--dataset", "moons", "--model", "mlp", "--epochs", "1", "--augment", "bogus",
                    "--out", out, timeout=240)
-    assert proc.returncode != 0
-    if (out / "status.json").exists():  # older behaviour: the folder was made before the input was refused
-        assert Run(out).status()["state"] != "queued"
+    assert proc.returncode == 2 and "augment" in proc.stderr
+    assert not out.exists()  # refused before any folder was made
     assert queue_state(Run(tmp_path / "runs" / "next"), tmp_path / "runs") == (0, 0)
 
 
@@ -570,3 +569,19 @@ def test_a_job_the_app_queued_that_refuses_its_input_says_why_in_its_folder(tmp_
     status = Run(folder).status()
     assert status["state"] == "failed" and "augment" in status["error"] and "bogus" in status["error"]
     assert status["error"] in proc.stderr
+
+
+def test_a_cancel_sent_while_a_resume_starts_is_kept_and_one_on_a_finished_run_is_not_written(tmp_path):
+    old = time.time() - 100
+    run = write_status(tmp_path / "r", state="cancelled", created=old, heartbeat=old, finished=old)
+    (run.path / "config.json").write_text(json.dumps({"command": "pretrain", "config": {}}))
+    run.request_cancel()  # written after the job's last word: a user's request racing the resume
+    run.begin_resume()
+    assert run.cancel_requested()  # kept: the resumed job stops at its first step, as the user asked
+    os.utime(run.path / "cancel", (old - 10, old - 10))  # the same file, answered before the job stopped
+    run.set_status("cancelled")
+    run.begin_resume()
+    assert not run.cancel_requested()
+    run.set_status("done")
+    proc = run_cli("runs", "cancel", run.path, check=0)
+    assert "nothing to cancel" in proc.stdout and not run.cancel_requested()
