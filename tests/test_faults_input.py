@@ -70,6 +70,7 @@ PRETRAIN_BAD = [
     (["--lr", "nan"], "lr must be a finite number > 0"),
     (["--lr", "-1"], "lr must be a finite number > 0"),
     (["--lr", "inf"], "lr must be a finite number > 0"),
+    (["--lr", "1e300"], "lr must be a finite number > 0 and <= 1e+12"),
     (["--augment", "bogus"], "Bad augmentation 'bogus'"),
     (["--augment", "crop=99999"], "crop=99999 is larger than any image"),
     (["--rho", "-1"], "rho (the SAM radius) must be"),
@@ -411,3 +412,9 @@ def test_labels_given_by_the_user_are_kept_whole():
     assert list(labels_for(paths, ["SAM rho=0.05", "SGD lr=0.1"])) == ["SAM rho=0.05", "SGD lr=0.1"]
     assert list(labels_for(["/a/v1.2.safetensors", "/b/v1.3.safetensors"])) == ["v1.2", "v1.3"]
     assert list(labels_for(["/a/m.safetensors", "/b/m.safetensors"])) == ["a/m", "b/m"]
+
+
+def test_an_output_name_too_long_for_the_file_system_is_input_not_a_crash(tmp_path):
+    out = tmp_path / ("a" * 300)
+    refused(run_cli("pretrain", "--model", "mlp", "--dataset", "moons", "--epochs", "1", "--out", out), "give a shorter")
+    assert os.listdir(tmp_path) == []  # (out.exists() itself fails on such a name)
