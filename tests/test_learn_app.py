@@ -42,8 +42,11 @@ def test_the_page_has_five_sections_each_with_references_and_computed_numbers(pa
 
 
 def test_section_1_shows_each_networks_measured_curvature_and_the_slice_follows_the_width(page):
-    values = [v for label, v in _metrics(page) if label == "λ_max"][:2]
+    table = page.table[0].value  # rows: the measures; columns: the two networks
+    values = list(table.loc["λ_max (Lanczos)"])
     assert values == [_fmt(learn.recipe_curvature(r)["top"]["eigenvalues"][0]) for r in (SHARP, FLAT)]
+    assert list(table.loc["adaptive sharpness (ρ = 0.05)"]) == [
+        _fmt(learn.recipe_curvature(r)["adaptive"]["increase"]) for r in (SHARP, FLAT)]
     assert float(values[0]) > 3 * float(values[1])  # the sharp one is sharper, measured
     before = _chart(page, "s1-fig")
     page.slider(key="s1-width").set_value(3.0).run()
@@ -75,7 +78,7 @@ def test_section_3_recipes_retrain_and_a_recipe_that_misses_the_target_says_so(p
 
 
 def test_section_3_digits_table_is_the_exact_last_layer_and_the_whole_network_is_a_background_job(page, runs_root):
-    table = page.table[0]
+    table = page.table[1]  # after section 1's
     exact = learn.bundled_last_layer({"SGD": str(ROOT / "assets/digits-cnn-small-sgd.safetensors")})["SGD"]
     assert _fmt(exact["top"]) in table.value.to_string()
     page.button(key="s3-digits-job").click().run()

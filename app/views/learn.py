@@ -139,23 +139,18 @@ def what_flatness_is() -> None:
     st.plotly_chart(eigen_slices(slices), width="stretch", key="s1-fig")
     st.caption("What to look at: near t = 0 each curve sits on its dashed parabola, whose curvature is that "
                "network's λ_max. Widen the walk: further out the real loss leaves the quadratic picture.")
-    cols = st.columns(len(PAIR))
-    for col, (label, r) in zip(cols, PAIR.items()):
+    rows = {}
+    for label, r in PAIR.items():  # one table: five numbers per network do not fit side by side as metrics
         c, t = curvature(r), trained(r)
-        col.markdown(f"**{label}** — {r.describe()}, {t['steps']} steps")
-        a, b, d, e, f = col.columns(5)
-        a.metric("training loss", fmt(t["train_loss"]))
-        b.metric("λ_max", fmt(c["top"]["eigenvalues"][0]),
-                 help=f"Lanczos on Hessian-vector products, residual {c['top']['residuals'][0]:.1e}")
-        d.metric("L''(0)", fmt(slices[label]["second_derivative"]),
-                 help="the second derivative of the curve above at t = 0, measured by a central difference "
-                      "(step 0.01): the same number as λ_max, found another way")
-        e.metric("trace", fmt(c["trace"]["trace"]),
-                 help=f"Hutchinson estimate, {c['trace']['n_probes']} probes: ± {c['trace']['stderr']:.2g} "
-                      "(one standard error)")
-        f.metric("adaptive sharpness", fmt(c["adaptive"]["increase"]),
-                 help=f"the largest rise of the training loss within a ball of radius {learn.SHARPNESS_RHO:g} scaled "
-                      "by |w| per weight (Kwon et al. 2021): unchanged when layers are rescaled (section 5)")
+        rows[label] = {"recipe": f"{r.describe()}, {t['steps']} steps", "training loss": fmt(t["train_loss"]),
+                       "λ_max (Lanczos)": fmt(c["top"]["eigenvalues"][0]),
+                       "L''(0) of the curve (central difference)": fmt(slices[label]["second_derivative"]),
+                       "trace (Hutchinson, ± one s.e.)": f"{fmt(c['trace']['trace'])} ± {c['trace']['stderr']:.2g}",
+                       f"adaptive sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(c["adaptive"]["increase"])}
+    st.table(rows)
+    st.caption("L''(0) is λ_max found another way: the curve's own second derivative at t = 0. Adaptive "
+               "sharpness is the largest rise of the training loss within a ball scaled by |w| per weight (Kwon et "
+               "al. 2021): unchanged when layers are rescaled (section 5).")
     sharp, flat = (curvature(r) for r in PAIR.values())
     ratio = sharp["top"]["eigenvalues"][0] / flat["top"]["eigenvalues"][0]
     if sharp["adaptive"]["increase"] > flat["adaptive"]["increase"]:
