@@ -12,8 +12,9 @@ import streamlit as st
 
 from app.figures import (LAYER_METRICS, contours_2d, density_figure, hessian_bars, interpolation_figure, layer_rows,
                          layers_figure, slices_1d, surfaces_3d)
-from app.jobs import BROKEN, log_tail
+from app.jobs import log_tail
 from app.live import fraction, time_left
+from pof.runs import BROKEN
 
 PART_TITLES = {"layers": "per-layer sharpness", "hessian": "Hessian spectra", "landscape-1d": "1-D loss slices",
                "landscape-2d": "2-D loss surfaces", "interpolation": "interpolation"}

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pof.runs import BROKEN, Run, RunError
+from pof.runs import Run, RunError
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_NAME = 100
@@ -57,14 +57,14 @@ def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subpr
         raise ValueError(f"{run_dir} is outside the runs folder {root}")
     run = Run(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
-    if run.status().get("state") == BROKEN:
-        run.status_file.unlink()  # an unreadable status would be merged into the new one; the job starts afresh
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "pof.jobqueue", str(run.path), str(root), "--", *args]
     with open(run.path / "log.txt", "ab") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    run.queue(proc.pid)  # listed and watched at once, though the CLI needs seconds to start
+    # listed and watched at once, though the CLI needs seconds to start; queue() drops an earlier job's
+    # cancel request and ignores an unreadable old status, so a folder is simply started again
+    run.queue(proc.pid)
     return proc
 
 

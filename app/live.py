@@ -11,7 +11,7 @@ import streamlit as st
 from app.figures import training_curves
 from app.jobs import log_tail, run_path, runs_root, safe_name
 from pof.jobqueue import job_slots, queue_state
-from pof.runs import Run
+from pof.runs import Run, number_text
 
 
 def time_left(status: dict) -> str:
@@ -20,11 +20,6 @@ def time_left(status: dict) -> str:
         return ""
     left = (time.time() - started) * (1 - p) / p
     return f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
-
-
-def _num(value, fmt: str) -> str:
-    """A number as `fmt`, or "n/a": a hand-edited or foreign metrics line may hold anything."""
-    return format(value, fmt) if isinstance(value, (int, float)) else "n/a"
 
 
 def fraction(value) -> float:
@@ -76,16 +71,16 @@ def _live_state(run: Run) -> None:
     last = run.last("epoch")
     if s and "eta_star" in s:  # PoF's own diagnostics, as they come
         cols = st.columns(4)
-        cols[0].metric("eta*", _num(s.get("eta_star"), ".3g"), help="the line search's step on the weak batch")
-        cols[1].metric("gamma", _num(s.get("gamma"), ".3f"), help="random scale of this step's perturbation")
-        cols[2].metric("|delta|", _num(s.get("delta_norm"), ".3g"), help="length of the last-layer perturbation")
-        cols[3].metric("rejected steps", _num(last.get("rejected_count", 0) if last else 0, ".0f"),
+        cols[0].metric("eta*", number_text(s.get("eta_star"), ".3g"), help="the line search's step on the weak batch")
+        cols[1].metric("gamma", number_text(s.get("gamma"), ".3f"), help="random scale of this step's perturbation")
+        cols[2].metric("|delta|", number_text(s.get("delta_norm"), ".3g"), help="length of the last-layer perturbation")
+        cols[3].metric("rejected steps", number_text(last.get("rejected_count", 0) if last else 0, ".0f"),
                        help="steps of the last finished epoch whose line search found no bracket below the cap")
     if last:
         cols = st.columns(3)
         cols[0].metric("epoch", str(last.get("epoch", "?")))
-        cols[1].metric("test accuracy", _num(last.get("test_acc"), ".2%"))
-        cols[2].metric("test loss", _num(last.get("test_loss"), ".4f"))
+        cols[1].metric("test accuracy", number_text(last.get("test_acc"), ".2%"))
+        cols[2].metric("test loss", number_text(last.get("test_loss"), ".4f"))
 
 
 @st.fragment(run_every=4.0)

@@ -355,7 +355,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .runs import Run, RunError, list_runs
+    from .runs import Run, RunError, list_runs, number_text
 
     if args.runs_command == "list":
         rows = [r.summary() for r in list_runs(args.root)]
@@ -385,19 +385,17 @@ def cmd_runs(args) -> int:
         print(json.dumps({"config": run.config(), "status": status, "epochs": epochs}, indent=1))
         return EXIT_OK
     print(json.dumps(run.config(), indent=1))
-    print(f"state: {status['state']}  progress: {_num(status.get('progress', 0), '.1%')}")
+    print(f"state: {status['state']}  progress: {number_text(status.get('progress', 0), '.1%')}")
     if status.get("error"):
         print(f"error: {status['error']}")
     for r in epochs:  # a record written by another version may lack a field: n/a, not a crash
-        train = f"train loss {_num(r.get('train_loss'))} acc {_num(r.get('train_acc'))}  " if "train_loss" in r else " " * 34
-        print(f"epoch {r['epoch']:>4}  {train}test loss {_num(r.get('test_loss'))} acc {_num(r.get('test_acc'))}")
+        loss, acc = (number_text(r.get(k)) for k in ("train_loss", "train_acc"))
+        train = f"train loss {loss} acc {acc}  " if "train_loss" in r else " " * 34
+        loss, acc = (number_text(r.get(k)) for k in ("test_loss", "test_acc"))
+        print(f"epoch {r['epoch']:>4}  {train}test loss {loss} acc {acc}")
     ckpts = sorted(p.name for p in run.checkpoints.glob("*.safetensors"))
     print("checkpoints: " + ", ".join(ckpts))
     return EXIT_OK
-
-
-def _num(value, spec: str = ".4f") -> str:
-    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
 
 
 def input_errors() -> tuple:

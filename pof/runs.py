@@ -116,6 +116,12 @@ def _json_object(path: Path, limit: int) -> tuple[dict | None, str | None]:
     return obj, None
 
 
+def number_text(value, spec: str = ".4f") -> str:
+    """A value read from a run folder, formatted, or "n/a": a hand-edited or foreign file may hold
+    anything (a bool is not a number here)."""
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+
+
 def _is_number(v) -> bool:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False

@@ -73,7 +73,6 @@ if missing and st.button(f"Compute {len(missing)} analys{'is' if len(missing) ==
                          help="each analysis is a background job (they run one after another); results stay in "
                               "RUN/analysis/ and show at once next time"):
     for (run_path, part), job in missing:
-        (job.path / "cancel").unlink(missing_ok=True)
         start_job(job.path, ["-m", "analysis", "report", run_path, "--part", part, "--quiet"], root)
     st.rerun()  # redraw without the button: the jobs are queued now
 

@@ -302,7 +302,6 @@ if missing and st.button(f"Compute {len(missing)} analys{'is' if len(missing) ==
                          help="each is a background job (they run one after another); the results stay in "
                               f"{out} and show at once next time"):
     for part in missing:
-        (jobs[part].path / "cancel").unlink(missing_ok=True)
         start_job(jobs[part].path, job_args(part), root)
     st.rerun()
 

@@ -299,7 +299,6 @@ def digits_pair_section() -> None:
         elif state in ("queued", "running"):
             watch_parts({"hessian": job}, {"hessian": "Whole-network Hessian of the digits pair"})
         elif st.button("Compute the whole network's Hessian for this pair (background job)", key="s3-digits-job"):
-            (job.path / "cancel").unlink(missing_ok=True)
             start_job(job.path, ["-m", "analysis", "compare", *paths, *[a for label in labels for a in ("--label", label)],
                                  "--dataset", "digits", "--part", "hessian", "--out", str(out), "--quiet"], root)
             st.rerun()
