@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ def _check(should_stop) -> None:
 
 
 # --- the operator ------------------------------------------------------------------------------
+
 
 class HessianOperator:
     """v -> H v for the mean cross-entropy over `batches`, through PyHessian."""
@@ -77,7 +78,7 @@ class HessianOperator:
     def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
         out, i = [], 0
         for p in self.params:
-            out.append(flat[i:i + p.numel()].view_as(p).to(p.dtype))
+            out.append(flat[i : i + p.numel()].view_as(p).to(p.dtype))
             i += p.numel()
         return out
 
@@ -101,8 +102,17 @@ def _first_param(op):
 
 # --- Lanczos ------------------------------------------------------------------------------------
 
-def lanczos(op: Callable, start: torch.Tensor, steps: int, should_stop=None, progress: Progress | None = None,
-            label: str = "lanczos", done: Callable | None = None, check_every: int = 4):
+
+def lanczos(
+    op: Callable,
+    start: torch.Tensor,
+    steps: int,
+    should_stop=None,
+    progress: Progress | None = None,
+    label: str = "lanczos",
+    done: Callable | None = None,
+    check_every: int = 4,
+):
     """`steps` Lanczos iterations from `start` (flat) with full reorthogonalization.
     Returns (alphas, betas, basis) with len(betas) == len(alphas): T is tridiagonal with alphas and
     betas[:-1]; betas[-1] is the residual norm of the last step. Stops early if the space is exhausted,
@@ -117,28 +127,34 @@ def lanczos(op: Callable, start: torch.Tensor, steps: int, should_stop=None, pro
         v = basis[j]
         w = op(v)
         alpha = float(w @ v)
-        Q = basis[:j + 1]
+        Q = basis[: j + 1]
         for _ in range(2):  # full reorthogonalization, twice is enough (Parlett)
             w = w - Q.T @ (Q @ w)
         alphas.append(alpha)
         if progress:
             progress(j + 1, steps, label)
         beta = float(w.norm())
-        betas.append(beta)  # the last one is not part of T: it measures how far from invariant the space is
+        betas.append(
+            beta
+        )  # the last one is not part of T: it measures how far from invariant the space is
         if j == steps - 1 or beta < 1e-10 * max(1.0, abs(alpha)):
             break
-        if done is not None and (j + 1) % check_every == 0 and done(np.array(alphas), np.array(betas)):
+        if (
+            done is not None
+            and (j + 1) % check_every == 0
+            and done(np.array(alphas), np.array(betas))
+        ):
             break
         if j + 1 >= len(basis):
             basis = torch.cat([basis, torch.zeros_like(basis)])[:steps]
         basis[j + 1] = w / beta
-    return np.array(alphas), np.array(betas), basis[:len(alphas)]
+    return np.array(alphas), np.array(betas), basis[: len(alphas)]
 
 
 def _tridiag_eig(alphas, betas):
     from scipy.linalg import eigh_tridiagonal
 
-    return eigh_tridiagonal(alphas, betas[:len(alphas) - 1])
+    return eigh_tridiagonal(alphas, betas[: len(alphas) - 1])
 
 
 @dataclass
@@ -150,15 +166,25 @@ class TopEigen:
     tol: float
     n_samples: int
     mode: str = "eval"
-    vectors: list[torch.Tensor] | None = field(default=None, repr=False)  # unit eigenvectors (flat), on request
+    vectors: list[torch.Tensor] | None = field(
+        default=None, repr=False
+    )  # unit eigenvectors (flat), on request
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "vectors"}
 
 
-def top_eigenvalues(op: HessianOperator, k: int = 1, tol: float = 1e-4, max_steps: int = 200, seed: int = 0,
-                    check_every: int = 2, progress: Progress | None = None, should_stop=None,
-                    keep_vectors: bool = False) -> TopEigen:
+def top_eigenvalues(
+    op: HessianOperator,
+    k: int = 1,
+    tol: float = 1e-4,
+    max_steps: int = 200,
+    seed: int = 0,
+    check_every: int = 2,
+    progress: Progress | None = None,
+    should_stop=None,
+    keep_vectors: bool = False,
+) -> TopEigen:
     """The k largest (algebraic) eigenvalues by Lanczos, run until the Ritz residual estimates
     |beta_m s_m| of all k fall below tol * |lambda_1|, then checked with true residuals (one more
     product each). Unlike power iteration, this does not stall on close eigenvalues and returns
@@ -173,8 +199,16 @@ def top_eigenvalues(op: HessianOperator, k: int = 1, tol: float = 1e-4, max_step
         top = np.argsort(theta)[::-1][:k]
         return bool(np.all(np.abs(betas[-1] * S[-1, top]) <= tol * max(abs(theta[top[0]]), 1e-12)))
 
-    alphas, betas, basis = lanczos(op, start, min(max_steps, op.dim), should_stop, progress,
-                                   label="top eigenvalues", done=converged, check_every=check_every)
+    alphas, betas, basis = lanczos(
+        op,
+        start,
+        min(max_steps, op.dim),
+        should_stop,
+        progress,
+        label="top eigenvalues",
+        done=converged,
+        check_every=check_every,
+    )
     theta, S = _tridiag_eig(alphas, betas)
     m = len(alphas)
     order = np.argsort(theta)[::-1][:k]
@@ -186,11 +220,19 @@ def top_eigenvalues(op: HessianOperator, k: int = 1, tol: float = 1e-4, max_step
         residuals.append(float((op(vec) - lam * vec).norm()))
         vectors.append(vec / vec.norm())
     scale = max(abs(values[0]), 1e-12)
-    return TopEigen(values, residuals, [r <= tol * scale for r in residuals], m, tol, op.n_samples,
-                    vectors=vectors if keep_vectors else None)
+    return TopEigen(
+        values,
+        residuals,
+        [r <= tol * scale for r in residuals],
+        m,
+        tol,
+        op.n_samples,
+        vectors=vectors if keep_vectors else None,
+    )
 
 
 # --- trace, per layer ---------------------------------------------------------------------------
+
 
 @dataclass
 class LayerCurvature:
@@ -252,11 +294,19 @@ def layer_groups(model: nn.Module, names: list[str]) -> list[tuple[str, str, lis
     groups: dict[str, list[int]] = {}
     for i, n in enumerate(names):
         groups.setdefault(n.rpartition(".")[0], []).append(i)
-    return [(g, _kind_of(modules[g]) if g in modules else "other", idx) for g, idx in groups.items()]
+    return [
+        (g, _kind_of(modules[g]) if g in modules else "other", idx) for g, idx in groups.items()
+    ]
 
 
-def hutchinson_trace(op: HessianOperator, n_probes: int = 100, seed: int = 0, per_layer: bool = True,
-                     progress: Progress | None = None, should_stop=None) -> TraceResult:
+def hutchinson_trace(
+    op: HessianOperator,
+    n_probes: int = 100,
+    seed: int = 0,
+    per_layer: bool = True,
+    progress: Progress | None = None,
+    should_stop=None,
+) -> TraceResult:
     """tr H ~ mean of v^T H v over Rademacher probes v, with its standard error; with per_layer,
     the same probes give each layer's block trace as the sum over the block of v * Hv."""
     gen = torch.Generator().manual_seed(seed)
@@ -275,7 +325,9 @@ def hutchinson_trace(op: HessianOperator, n_probes: int = 100, seed: int = 0, pe
 
     def mean_se(xs):
         a = np.array(xs)
-        return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan")
+        return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float(
+            "nan"
+        )
 
     t, se = mean_se(totals)
     layers = []
@@ -303,20 +355,28 @@ class _BlockOperator:
         full, i = [torch.zeros_like(p) for p in self.op.params], 0
         for j in self.idx:
             n = self.op.params[j].numel()
-            full[j] = flat[i:i + n].view_as(self.op.params[j]).to(self.op.params[j].dtype)
+            full[j] = flat[i : i + n].view_as(self.op.params[j]).to(self.op.params[j].dtype)
             i += n
         hv = self.op.hvp(full)
         return torch.cat([hv[j].reshape(-1) for j in self.idx]).to(flat.dtype)
 
 
-def per_layer_top_eigenvalues(op: HessianOperator, layers: list[LayerCurvature], tol: float = 1e-3,
-                              max_steps: int = 60, seed: int = 0, progress: Progress | None = None,
-                              should_stop=None) -> list[LayerCurvature]:
+def per_layer_top_eigenvalues(
+    op: HessianOperator,
+    layers: list[LayerCurvature],
+    tol: float = 1e-3,
+    max_steps: int = 60,
+    seed: int = 0,
+    progress: Progress | None = None,
+    should_stop=None,
+) -> list[LayerCurvature]:
     """Fill in each layer's top eigenvalue of its diagonal Hessian block (Lanczos on the block)."""
     groups = {g: idx for g, _, idx in layer_groups(op.model, op.names)}
     for i, layer in enumerate(layers):
         block = _BlockOperator(op, groups[layer.name])
-        res = top_eigenvalues(block, 1, tol=tol, max_steps=max_steps, seed=seed, should_stop=should_stop)
+        res = top_eigenvalues(
+            block, 1, tol=tol, max_steps=max_steps, seed=seed, should_stop=should_stop
+        )
         layer.top_eigenvalue, layer.top_residual = res.eigenvalues[0], res.residuals[0]
         if progress:
             progress(i + 1, len(layers), f"layer {layer.name}")
@@ -324,6 +384,7 @@ def per_layer_top_eigenvalues(op: HessianOperator, layers: list[LayerCurvature],
 
 
 # --- spectral density -------------------------------------------------------------------------
+
 
 @dataclass
 class Density:
@@ -339,8 +400,16 @@ class Density:
         return asdict(self)
 
 
-def spectral_density(op: HessianOperator, steps: int = 80, runs: int = 1, seed: int = 0, grid_points: int = 1000,
-                     sigma_ratio: float = 1e-3, progress: Progress | None = None, should_stop=None) -> Density:
+def spectral_density(
+    op: HessianOperator,
+    steps: int = 80,
+    runs: int = 1,
+    seed: int = 0,
+    grid_points: int = 1000,
+    sigma_ratio: float = 1e-3,
+    progress: Progress | None = None,
+    should_stop=None,
+) -> Density:
     """Stochastic Lanczos quadrature (Ghorbani et al. 2019): for Rademacher starts v, the eigenvalues
     of the m-step Lanczos tridiagonal and the squared first components of its eigenvectors are the
     nodes and weights of a quadrature for v^T f(H) v / |v|^2; averaging over runs estimates the density."""
@@ -349,7 +418,11 @@ def spectral_density(op: HessianOperator, steps: int = 80, runs: int = 1, seed: 
     all_nodes, all_weights = [], []
     for r in range(runs):
         start = _rademacher(op.dim, gen, _first_param(op))
-        prog = (lambda i, n, msg, r=r: progress(r * steps + i, runs * steps, msg)) if progress else None
+        prog = (
+            (lambda i, n, msg, r=r: progress(r * steps + i, runs * steps, msg))
+            if progress
+            else None
+        )
         alphas, betas, _ = lanczos(op, start, steps, should_stop, prog, label="density")
         theta, S = _tridiag_eig(alphas, betas)
         all_nodes.append(theta.tolist())
@@ -362,7 +435,11 @@ def spectral_density(op: HessianOperator, steps: int = 80, runs: int = 1, seed: 
     dens = np.zeros_like(grid)
     for nodes, weights in zip(all_nodes, all_weights):
         for t, w in zip(nodes, weights):
-            dens += w * np.exp(-((grid - t) ** 2) / (2 * sigma ** 2)) / (sigma * math.sqrt(2 * math.pi))
+            dens += (
+                w * np.exp(-((grid - t) ** 2) / (2 * sigma**2)) / (sigma * math.sqrt(2 * math.pi))
+            )
     dens /= runs
     dens /= np.trapezoid(dens, grid)  # the tails cut by the grid, put back so it integrates to 1
-    return Density(all_nodes, all_weights, grid.tolist(), dens.tolist(), float(sigma), steps, op.n_samples)
+    return Density(
+        all_nodes, all_weights, grid.tolist(), dens.tolist(), float(sigma), steps, op.n_samples
+    )

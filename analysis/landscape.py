@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ Progress = Callable[[int, int, str], None]
 
 # --- directions ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Directions:
     vectors: list[dict[str, torch.Tensor]]  # one {parameter name: tensor} per axis
@@ -39,22 +40,28 @@ class Directions:
 
     def save(self, path: str | Path) -> Path:
         tensors = {f"{i}/{k}": v for i, d in enumerate(self.vectors) for k, v in d.items()}
-        write_safetensors(tensors, {"directions": self.meta, "count": len(self.vectors)}, Path(path))
+        write_safetensors(
+            tensors, {"directions": self.meta, "count": len(self.vectors)}, Path(path)
+        )
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Directions":
+    def load(cls, path: str | Path) -> Directions:
         tensors, meta = read_safetensors(Path(path))
         if not meta or "directions" not in meta:
-            raise ConfigError(f"{path} is not a directions file written by this project; give another --directions "
-                              f"path (it is made and saved there when it does not exist).")
+            raise ConfigError(
+                f"{path} is not a directions file written by this project; give another --directions "
+                f"path (it is made and saved there when it does not exist)."
+            )
         try:
             vectors = [{} for _ in range(meta["count"])]
             for key, v in tensors.items():
                 i, _, name = key.partition("/")
                 vectors[int(i)][name] = v
         except (TypeError, ValueError, IndexError) as e:
-            raise ConfigError(f"{path}: its directions are malformed ({e}); delete it to draw new ones.") from None
+            raise ConfigError(
+                f"{path}: its directions are malformed ({e}); delete it to draw new ones."
+            ) from None
         return cls(vectors, meta["directions"])
 
     def check_fits(self, model: nn.Module) -> None:
@@ -62,16 +69,24 @@ class Directions:
         for d in self.vectors:
             bad = [n for n, v in d.items() if n not in shapes or shapes[n] != v.shape]
             if bad or set(d) != set(shapes):
-                raise ConfigError(f"These directions were made for another architecture (mismatch in "
-                                 f"{(bad or sorted(set(shapes) ^ set(d)))[:3]}).")
+                raise ConfigError(
+                    f"These directions were made for another architecture (mismatch in "
+                    f"{(bad or sorted(set(shapes) ^ set(d)))[:3]})."
+                )
 
 
 def _is_bias_or_bn(name: str, p: torch.Tensor) -> bool:
     return p.dim() <= 1
 
 
-def random_directions(model: nn.Module, n: int = 2, seed: int = 0, normalization: str = "filter",
-                      include_bias_bn: bool = False, layers: list[str] | None = None) -> Directions:
+def random_directions(
+    model: nn.Module,
+    n: int = 2,
+    seed: int = 0,
+    normalization: str = "filter",
+    include_bias_bn: bool = False,
+    layers: list[str] | None = None,
+) -> Directions:
     """n Gaussian directions over the model's parameters.
 
     normalization: "filter" (each filter/row to the norm of the model's), "layer" (each tensor to
@@ -99,8 +114,14 @@ def random_directions(model: nn.Module, n: int = 2, seed: int = 0, normalization
                 v = v * (w.norm() / v.norm().clamp_min(1e-12))
             d[name] = v.to(p.dtype)
         vectors.append(d)
-    meta = {"kind": "random", "seed": seed, "normalization": normalization, "include_bias_bn": include_bias_bn,
-            "layers": layers, "count": n}
+    meta = {
+        "kind": "random",
+        "seed": seed,
+        "normalization": normalization,
+        "include_bias_bn": include_bias_bn,
+        "layers": layers,
+        "count": n,
+    }
     return Directions(vectors, meta)
 
 
@@ -109,19 +130,24 @@ def difference_direction(model_a: nn.Module, model_b: nn.Module) -> Directions:
     pb = dict(model_b.named_parameters())
     pa = dict(model_a.named_parameters())
     if set(pa) != set(pb) or any(pb[n].shape != p.shape for n, p in pa.items()):
-        raise ConfigError("The two checkpoints have different architectures; no direction runs from one to the other.")
+        raise ConfigError(
+            "The two checkpoints have different architectures; no direction runs from one to the other."
+        )
     d = {n: (pb[n].detach() - p.detach()).cpu() for n, p in model_a.named_parameters()}
     return Directions([d], {"kind": "difference", "count": 1})
 
 
 # --- evaluation on fixed tensors ---------------------------------------------------------------
 
+
 def eval_tensors(dataset, mean, std, split: str, samples: int | None, seed: int = 0, device="cpu"):
     """A fixed evaluation set: the split, or a seeded subset of `samples` of it, normalized on the
     device, in one tensor. Returns (x, y, n, a sentence that states what it is)."""
     from pof.data import Batches
 
-    x, y = (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
+    x, y = (
+        (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)
+    )
     total = len(x)
     n = total if not samples or samples >= total else samples
     if n < total:
@@ -129,14 +155,21 @@ def eval_tensors(dataset, mean, std, split: str, samples: int | None, seed: int 
         x, y = x[idx], y[idx]
     xb, yb = next(iter(Batches(x, y, mean, std, len(x), device, shuffle=False)))
     subset = f" (seeded subset, seed {seed})" if n < total else ""
-    return xb, yb, n, f"{dataset.name} {split} split, {n} of {total} images{subset}, eval-mode BN, no augmentation"
+    return (
+        xb,
+        yb,
+        n,
+        f"{dataset.name} {split} split, {n} of {total} images{subset}, eval-mode BN, no augmentation",
+    )
 
 
 _fitting_batch: dict[int, int] = {}  # per model: the largest batch that fitted in memory so far
 
 
 @torch.no_grad()
-def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> tuple[float, float]:
+def loss_and_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of the model as it is now, on tensors on its device.
     batch_size None: the largest batch that fits, starting from the whole tensor and halving on
     out-of-memory errors (remembered per model, so a grid pays for the search once)."""
@@ -145,16 +178,19 @@ def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
         try:
             loss, correct = 0.0, 0
             for i in range(0, len(x), size):
-                logits = model(x[i:i + size])
-                loss += float(F.cross_entropy(logits, y[i:i + size], reduction="sum"))
-                correct += int((logits.argmax(1) == y[i:i + size]).sum())
+                logits = model(x[i : i + size])
+                loss += float(F.cross_entropy(logits, y[i : i + size], reduction="sum"))
+                correct += int((logits.argmax(1) == y[i : i + size]).sum())
             if batch_size is None:
                 _fitting_batch[id(model)] = size
             return loss / len(x), correct / len(x)
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
             # CPU allocators report a plain RuntimeError ("can't allocate memory")
-            if size == 1 or (isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError)
-                             and "memory" not in str(e)):
+            if size == 1 or (
+                isinstance(e, RuntimeError)
+                and not isinstance(e, torch.OutOfMemoryError)
+                and "memory" not in str(e)
+            ):
                 raise
             size //= 2
             if x.is_cuda:
@@ -169,7 +205,9 @@ class _Displaced:
         self.params = dict(model.named_parameters())
         self.origin = {n: p.detach().clone() for n, p in self.params.items()}
         dev = next(model.parameters()).device
-        self.dirs = [{n: v.to(dev, self.origin[n].dtype) for n, v in d.items()} for d in dirs.vectors]
+        self.dirs = [
+            {n: v.to(dev, self.origin[n].dtype) for n, v in d.items()} for d in dirs.vectors
+        ]
         self.was_training = model.training
 
     def __enter__(self):
@@ -207,10 +245,19 @@ class Landscape:
         return json.loads(json.dumps(asdict(self), allow_nan=True))
 
 
-def evaluate_grid(model: nn.Module, dirs: Directions, axes: list[list[float]], x: torch.Tensor, y: torch.Tensor,
-                  eval_set: str, batch_size: int | None = None, partial: Landscape | None = None,
-                  save_partial: Callable[[Landscape], None] | None = None, progress: Progress | None = None,
-                  should_stop=None) -> Landscape:
+def evaluate_grid(
+    model: nn.Module,
+    dirs: Directions,
+    axes: list[list[float]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eval_set: str,
+    batch_size: int | None = None,
+    partial: Landscape | None = None,
+    save_partial: Callable[[Landscape], None] | None = None,
+    progress: Progress | None = None,
+    should_stop=None,
+) -> Landscape:
     """Loss and accuracy at every point of the grid spanned by `axes` along `dirs` (1 or 2 of them).
 
     `partial`, a Landscape stopped half-way for the same grid, is continued where it stopped;
@@ -224,7 +271,15 @@ def evaluate_grid(model: nn.Module, dirs: Directions, axes: list[list[float]], x
     if partial is not None and partial.axes == axes:
         loss, acc = np.array(partial.loss, dtype=float), np.array(partial.accuracy, dtype=float)
     points = list(np.ndindex(*shape))
-    result = Landscape(axes, loss.tolist(), acc.tolist(), eval_set, dirs.meta, int(np.sum(~np.isnan(loss))), len(points))
+    result = Landscape(
+        axes,
+        loss.tolist(),
+        acc.tolist(),
+        eval_set,
+        dirs.meta,
+        int(np.sum(~np.isnan(loss))),
+        len(points),
+    )
     with _Displaced(model, dirs) as moved:
         try:
             for k, idx in enumerate(points):
@@ -248,13 +303,24 @@ def evaluate_grid(model: nn.Module, dirs: Directions, axes: list[list[float]], x
     return result
 
 
-def interpolate(model_a: nn.Module, model_b: nn.Module, alphas: list[float], x: torch.Tensor, y: torch.Tensor,
-                eval_set: str, batch_size: int | None = None, progress: Progress | None = None, should_stop=None) -> Landscape:
+def interpolate(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    alphas: list[float],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eval_set: str,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+    should_stop=None,
+) -> Landscape:
     """Loss and accuracy of (1 - a) theta_a + a theta_b, batch-norm running statistics included
     (integer buffers such as num_batches_tracked are taken from a). Model a is restored afterwards."""
     sa, sb = model_a.state_dict(), model_b.state_dict()
     if set(sa) != set(sb) or any(sa[k].shape != sb[k].shape for k in sa):
-        raise ConfigError("The two checkpoints have different architectures; they cannot be interpolated.")
+        raise ConfigError(
+            "The two checkpoints have different architectures; they cannot be interpolated."
+        )
     origin = {k: v.clone() for k, v in sa.items()}
     target = {k: v.to(origin[k].device) for k, v in sb.items()}
     losses, accs = [], []
@@ -264,8 +330,12 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, alphas: list[float], x: 
         with torch.no_grad():
             for i, a in enumerate(alphas):
                 _check(should_stop)
-                mixed = {k: (origin[k] + float(a) * (target[k] - origin[k])) if origin[k].is_floating_point() else origin[k]
-                         for k in origin}
+                mixed = {
+                    k: (origin[k] + float(a) * (target[k] - origin[k]))
+                    if origin[k].is_floating_point()
+                    else origin[k]
+                    for k in origin
+                }
                 model_a.load_state_dict(mixed)
                 lo, ac = loss_and_accuracy(model_a, x, y, batch_size)
                 losses.append(lo)
@@ -275,7 +345,9 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, alphas: list[float], x: 
     finally:
         model_a.load_state_dict(origin)
         model_a.train(was)
-    return Landscape([list(alphas)], losses, accs, eval_set, {"kind": "interpolation"}, len(alphas), len(alphas))
+    return Landscape(
+        [list(alphas)], losses, accs, eval_set, {"kind": "interpolation"}, len(alphas), len(alphas)
+    )
 
 
 def grid(lo: float, hi: float, steps: int) -> list[float]:

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 DENSE_MAX_DIM = 4096  # above this C (D+1), never form the matrix
-DENSE_MAX_FLOPS = 5e9  # forming it costs N (C (D+1))^2; above this Lanczos on exact products is faster
+DENSE_MAX_FLOPS = (
+    5e9  # forming it costs N (C (D+1))^2; above this Lanczos on exact products is faster
+)
 
 
 @dataclass
@@ -65,17 +67,19 @@ def dense_hessian(Ft: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
     Q = (P[:, :, None] * Ft[:, None, :]).reshape(n, c * d1)
     H = -(Q.T @ Q) / n
     for k in range(c):
-        block = (Ft * P[:, k:k + 1]).T @ Ft / n
-        H[k * d1:(k + 1) * d1, k * d1:(k + 1) * d1] += block
+        block = (Ft * P[:, k : k + 1]).T @ Ft / n
+        H[k * d1 : (k + 1) * d1, k * d1 : (k + 1) * d1] += block
     return H
 
 
 def trace(Ft: torch.Tensor, P: torch.Tensor) -> float:
     """tr H = (1/N) sum_i (1 - |p_i|^2) |f~_i|^2, exactly."""
-    return float(((1 - (P ** 2).sum(1)) * (Ft ** 2).sum(1)).mean())
+    return float(((1 - (P**2).sum(1)) * (Ft**2).sum(1)).mean())
 
 
-def last_layer_hessian(Ft: torch.Tensor, P: torch.Tensor, top_k: int = 5, dense: bool | None = None) -> LastLayerHessian:
+def last_layer_hessian(
+    Ft: torch.Tensor, P: torch.Tensor, top_k: int = 5, dense: bool | None = None
+) -> LastLayerHessian:
     n, d1 = Ft.shape
     c = P.shape[1]
     dim = c * d1
@@ -94,4 +98,6 @@ def last_layer_hessian(Ft: torch.Tensor, P: torch.Tensor, top_k: int = 5, dense:
     op = LinearOperator((dim, dim), matvec=mv, dtype=np.float64)
     k = min(top_k, dim - 1)
     vals = eigsh(op, k=k, which="LA", tol=1e-10, return_eigenvectors=False)
-    return LastLayerHessian(sorted(vals.tolist(), reverse=True), trace(Ft, P), n, dim, "matrix-free")
+    return LastLayerHessian(
+        sorted(vals.tolist(), reverse=True), trace(Ft, P), n, dim, "matrix-free"
+    )

@@ -28,8 +28,14 @@ from dataclasses import asdict, dataclass, fields
 
 from torch import nn
 
-from .hessian import (HessianOperator, Progress, _BlockOperator, hutchinson_trace, layer_groups,
-                      top_eigenvalues)
+from .hessian import (
+    HessianOperator,
+    Progress,
+    _BlockOperator,
+    hutchinson_trace,
+    layer_groups,
+    top_eigenvalues,
+)
 
 SCHEMA = 1  # bump when a field changes meaning; from_dict refuses other versions
 
@@ -48,7 +54,9 @@ class LayerRow:
     trace: float  # Hutchinson estimate of the block's trace
     trace_stderr: float
     trace_per_param: float
-    top_eigenvalue: float | None  # largest eigenvalue of the diagonal block (Lanczos); None: traces only
+    top_eigenvalue: (
+        float | None
+    )  # largest eigenvalue of the diagonal block (Lanczos); None: traces only
     top_residual: float | None  # |H_b v - lambda v|, |v| = 1
     top_converged: bool | None
     top_steps: int  # Lanczos steps on the block
@@ -99,9 +107,13 @@ class LayerReport:
     @classmethod
     def from_dict(cls, d: dict) -> LayerReport:
         if d.get("schema") != SCHEMA:
-            raise ValueError(f"layer report schema {d.get('schema')!r}, this version reads {SCHEMA}")
+            raise ValueError(
+                f"layer report schema {d.get('schema')!r}, this version reads {SCHEMA}"
+            )
         names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}  # callers may add their own keys (checkpoint, ...)
+        kw = {
+            k: v for k, v in d.items() if k in names
+        }  # callers may add their own keys (checkpoint, ...)
         kw["rows"] = [LayerRow(**r) for r in d["rows"]]
         kw["whole"] = WholeNetwork(**d["whole"])
         kw["hvp"] = HvpCount(**d["hvp"])
@@ -137,15 +149,27 @@ def _pick_classifier(classifier: str | None, groups) -> str | None:
     names = [g for g, _, _ in groups]
     if classifier is not None:
         if classifier not in names:
-            raise ValueError(f"classifier {classifier!r} is not a parameterized layer; layers: {', '.join(names)}")
+            raise ValueError(
+                f"classifier {classifier!r} is not a parameterized layer; layers: {', '.join(names)}"
+            )
         return classifier
     linears = [g for g, kind, _ in groups if kind == "linear"]
     return linears[-1] if linears else None
 
 
-def layer_report(model: nn.Module, batches, *, classifier: str | None = None, probes: int = PROBES,
-                 tol: float = TOL, max_steps: int = MAX_STEPS, seed: int = 0, block_eigenvalues: bool = True,
-                 progress: Progress | None = None, should_stop=None) -> LayerReport:
+def layer_report(
+    model: nn.Module,
+    batches,
+    *,
+    classifier: str | None = None,
+    probes: int = PROBES,
+    tol: float = TOL,
+    max_steps: int = MAX_STEPS,
+    seed: int = 0,
+    block_eigenvalues: bool = True,
+    progress: Progress | None = None,
+    should_stop=None,
+) -> LayerReport:
     """Every layer's block trace (one shared Hutchinson pass) and block top eigenvalue (Lanczos),
     and the whole network's, on the mean cross-entropy over `batches` in eval mode.
 
@@ -167,41 +191,87 @@ def layer_report(model: nn.Module, batches, *, classifier: str | None = None, pr
         seconds = {}
 
         t = time.perf_counter()
-        tr = hutchinson_trace(op, probes, seed=seed, per_layer=True, progress=meter.callback("trace"),
-                              should_stop=should_stop)
+        tr = hutchinson_trace(
+            op,
+            probes,
+            seed=seed,
+            per_layer=True,
+            progress=meter.callback("trace"),
+            should_stop=should_stop,
+        )
         seconds["trace"] = time.perf_counter() - t
         n_trace = meter.done
 
         t = time.perf_counter()
         rows = []
-        for depth, ((name, kind, _), block, layer, planned) in enumerate(zip(groups, blocks, tr.layers, plan)):
+        for depth, ((name, kind, _), block, layer, planned) in enumerate(
+            zip(groups, blocks, tr.layers, plan)
+        ):
             before = op.n_hvp
             if block_eigenvalues:
-                top = top_eigenvalues(block, 1, tol=tol, max_steps=max_steps, seed=seed, should_stop=should_stop,
-                                      progress=meter.callback(f"layer {name}"))
+                top = top_eigenvalues(
+                    block,
+                    1,
+                    tol=tol,
+                    max_steps=max_steps,
+                    seed=seed,
+                    should_stop=should_stop,
+                    progress=meter.callback(f"layer {name}"),
+                )
                 found = (top.eigenvalues[0], top.residuals[0], top.converged[0], top.iterations)
             else:
                 found = (None, None, None, 0)
             used = op.n_hvp - before
             meter.settle(planned, used, f"layer {name}")
-            rows.append(LayerRow(depth, name, kind, layer.n_params, layer.trace, layer.trace_stderr,
-                                 layer.trace_per_param, *found, used, _ratio(layer.trace, tr.trace), name == classifier))
+            rows.append(
+                LayerRow(
+                    depth,
+                    name,
+                    kind,
+                    layer.n_params,
+                    layer.trace,
+                    layer.trace_stderr,
+                    layer.trace_per_param,
+                    *found,
+                    used,
+                    _ratio(layer.trace, tr.trace),
+                    name == classifier,
+                )
+            )
         seconds["blocks"] = time.perf_counter() - t
 
         t = time.perf_counter()
         before = op.n_hvp
-        top = top_eigenvalues(op, 1, tol=tol, max_steps=max_steps, seed=seed, should_stop=should_stop,
-                              progress=meter.callback("whole network"))
+        top = top_eigenvalues(
+            op,
+            1,
+            tol=tol,
+            max_steps=max_steps,
+            seed=seed,
+            should_stop=should_stop,
+            progress=meter.callback("whole network"),
+        )
         n_whole = op.n_hvp - before
         meter.settle(whole_plan, n_whole, "whole network")
         seconds["whole_top"] = time.perf_counter() - t
-        whole = WholeNetwork(op.dim, tr.trace, tr.stderr, tr.trace / op.dim, top.eigenvalues[0], top.residuals[0],
-                             top.converged[0], top.iterations, n_whole)
+        whole = WholeNetwork(
+            op.dim,
+            tr.trace,
+            tr.stderr,
+            tr.trace / op.dim,
+            top.eigenvalues[0],
+            top.residuals[0],
+            top.converged[0],
+            top.iterations,
+            n_whole,
+        )
         hvp = HvpCount(n_trace, sum(r.hvp for r in rows), n_whole, meter.done)
     finally:
         op.close()
     seconds["total"] = time.perf_counter() - t_start
-    return LayerReport(rows, whole, probes, op.n_samples, tol, max_steps, seed, classifier, hvp, seconds)
+    return LayerReport(
+        rows, whole, probes, op.n_samples, tol, max_steps, seed, classifier, hvp, seconds
+    )
 
 
 def _ratio(a: float, b: float) -> float:

@@ -37,6 +37,7 @@ class Recipe:
     """How a tiny MLP is trained on a 2-D point set: until its training loss first falls to
     `target_loss` (checked after every step) or `max_steps` pass, so that two recipes can be compared
     at the same training loss rather than after the same number of epochs."""
+
     dataset: str = "moons"
     points: int = 400  # half for training, half for testing
     noise: float = 0.25
@@ -47,7 +48,9 @@ class Recipe:
     momentum: float = 0.9
     rho: float = 0.05  # SAM's radius
     target_loss: float = 0.1
-    max_steps: int = 2000  # the slowest recipe (SAM, batch 4) then trains in about a second on 2 cores
+    max_steps: int = (
+        2000  # the slowest recipe (SAM, batch 4) then trains in about a second on 2 cores
+    )
     seed: int = 0
 
     def describe(self) -> str:
@@ -65,7 +68,9 @@ class Trained:
     train_acc: float
     test_loss: float
     test_acc: float
-    diverged: bool = False  # the training loss became NaN or infinite: nothing about it can be measured
+    diverged: bool = (
+        False  # the training loss became NaN or infinite: nothing about it can be measured
+    )
 
     def summary(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("model", "recipe")}
@@ -94,7 +99,9 @@ def _loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float
     return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
-_TRAINING = threading.Lock()  # the initialization draws from torch's global generator: one at a time
+_TRAINING = (
+    threading.Lock()
+)  # the initialization draws from torch's global generator: one at a time
 
 
 @lru_cache(maxsize=32)
@@ -109,8 +116,14 @@ def _train(r: Recipe) -> Trained:
     d = toy_data(r.dataset, r.points, r.noise)
     torch.manual_seed(r.seed)
     model = mlp(d.input_shape, d.num_classes, r.hidden)
-    cfg = PretrainConfig(optimizer=r.optimizer, lr=r.lr, momentum=r.momentum, nesterov=False, weight_decay=0.0,
-                         rho=r.rho)
+    cfg = PretrainConfig(
+        optimizer=r.optimizer,
+        lr=r.lr,
+        momentum=r.momentum,
+        nesterov=False,
+        weight_decay=0.0,
+        rho=r.rho,
+    )
     opt = make_optimizer(model.parameters(), cfg)
     step = sam_step(model, opt) if r.optimizer == "sam" else plain_step(model, opt)
     batches = Batches(d.x_train, d.y_train, d.mean, d.std, r.batch_size, seed=r.seed)
@@ -128,14 +141,25 @@ def _train(r: Recipe) -> Trained:
         epoch += 1
     model.eval()
     tr, te = _loss_acc(model, x, y), _loss_acc(model, *_recipe_tensors(r, "test"))
-    return Trained(model, r, steps, tr[0] <= r.target_loss, tr[0], tr[1], te[0], te[1],
-                   diverged=not math.isfinite(loss))
+    return Trained(
+        model,
+        r,
+        steps,
+        tr[0] <= r.target_loss,
+        tr[0],
+        tr[1],
+        te[0],
+        te[1],
+        diverged=not math.isfinite(loss),
+    )
 
 
 # --- curvature --------------------------------------------------------------------------------
 
-def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, probes: int = 100,
-              keep_vector: bool = False) -> dict:
+
+def curvature(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, probes: int = 100, keep_vector: bool = False
+) -> dict:
     """Top Hessian eigenvalue (Lanczos, with its residual), Hutchinson trace (with its standard
     error) and the exact last-layer Hessian, in the shapes the app's Hessian figure reads. With
     keep_vector, "vector" holds the top eigenvector as a {parameter name: tensor} direction."""
@@ -147,7 +171,11 @@ def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, probes: int = 
     finally:
         op.close()
     Ft, P = features_and_probs(model, [(x, y)])
-    out = {"top": top.to_dict(), "trace": trace.to_dict(), "last_layer": last_layer_hessian(Ft, P, top_k=1).to_dict()}
+    out = {
+        "top": top.to_dict(),
+        "trace": trace.to_dict(),
+        "last_layer": last_layer_hessian(Ft, P, top_k=1).to_dict(),
+    }
     out["last_layer"].pop("spectrum", None)
     if keep_vector:
         out["vector"] = dict(zip(op.names, op.unflatten(top.vectors[0].to(torch.float32))))
@@ -157,8 +185,10 @@ def curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, probes: int = 
 def _trained_finite(r: Recipe) -> Trained:
     t = train(r)
     if t.diverged:
-        raise ValueError(f"{r.describe()} diverged (the training loss became NaN or infinite after {t.steps} "
-                         f"steps): there is no minimum to measure; lower the learning rate.")
+        raise ValueError(
+            f"{r.describe()} diverged (the training loss became NaN or infinite after {t.steps} "
+            f"steps): there is no minimum to measure; lower the learning rate."
+        )
     return t
 
 
@@ -170,7 +200,9 @@ def recipe_curvature(r: Recipe) -> dict:
     model = _trained_finite(r).model
     out = curvature(model, x, y, keep_vector=True)
     for key, adaptive in (("sharpness", False), ("adaptive", True)):
-        out[key] = worst_case_sharpness(copy.deepcopy(model), x, y, rho=SHARPNESS_RHO, adaptive=adaptive).to_dict()
+        out[key] = worst_case_sharpness(
+            copy.deepcopy(model), x, y, rho=SHARPNESS_RHO, adaptive=adaptive
+        ).to_dict()
     return out
 
 
@@ -197,11 +229,15 @@ def points(d: Dataset, split: str = "train") -> dict:
     return {"x": x[:, 0].tolist(), "y": x[:, 1].tolist(), "label": y.tolist()}
 
 
-def along(model: nn.Module, direction: dict[str, torch.Tensor], ts: list[float], x, y, eval_set: str) -> dict:
+def along(
+    model: nn.Module, direction: dict[str, torch.Tensor], ts: list[float], x, y, eval_set: str
+) -> dict:
     """Loss and accuracy at w + t d for every t (analysis.landscape's exact evaluator), on a copy."""
     model = copy.deepcopy(model)
-    dirs = Directions([{n: direction.get(n, torch.zeros_like(p)) for n, p in model.named_parameters()}],
-                      {"kind": "given", "count": 1})
+    dirs = Directions(
+        [{n: direction.get(n, torch.zeros_like(p)) for n, p in model.named_parameters()}],
+        {"kind": "given", "count": 1},
+    )
     return evaluate_grid(model, dirs, [ts], x, y, eval_set).to_dict()
 
 
@@ -216,12 +252,22 @@ def eigen_slice(r: Recipe, width: float, steps: int = 41) -> dict:
     loss0 = s["loss"][steps // 2]
     h = 0.01  # the curve's own slope and second derivative at t = 0, by central differences
     left, mid, right = along(train(r).model, c["vector"], [-h, 0.0, h], x, y, "train")["loss"]
-    slope = (right - left) / (2 * h)  # training stopped near, not at, the bottom: a small slope remains
-    return {"t": ts, "loss": s["loss"], "quadratic": [loss0 + slope * t + 0.5 * lam * t * t for t in ts],
-            "lambda": lam, "slope": slope, "second_derivative": (left - 2 * mid + right) / h ** 2}
+    slope = (right - left) / (
+        2 * h
+    )  # training stopped near, not at, the bottom: a small slope remains
+    return {
+        "t": ts,
+        "loss": s["loss"],
+        "quadratic": [loss0 + slope * t + 0.5 * lam * t * t for t in ts],
+        "lambda": lam,
+        "slope": slope,
+        "second_derivative": (left - 2 * mid + right) / h**2,
+    }
 
 
-def train_test_slice(r: Recipe, width: float, seed: int, shift: float = 0.0, steps: int = 41) -> dict:
+def train_test_slice(
+    r: Recipe, width: float, seed: int, shift: float = 0.0, steps: int = 41
+) -> dict:
     """Section 2: training and test loss along one filter-normalized random direction (Li et al. 2018,
     so that two models' distances are comparable), how far the test minimum sits from w, and how much
     the training loss rises at w if its landscape moves by `shift` along the direction."""
@@ -233,8 +279,15 @@ def train_test_slice(r: Recipe, width: float, seed: int, shift: float = 0.0, ste
     te = along(model, d, ts, *_recipe_tensors(r, "test"), "test")
     moved, at_w = along(model, d, [-shift, 0.0], x, y, "train")["loss"]
     k = int(np.nanargmin(te["loss"]))
-    return {"t": ts, "train": tr["loss"], "test": te["loss"], "test_min_t": ts[k],
-            "test_at_w": te["loss"][steps // 2], "test_min": te["loss"][k], "shift_rise": moved - at_w}
+    return {
+        "t": ts,
+        "train": tr["loss"],
+        "test": te["loss"],
+        "test_min_t": ts[k],
+        "test_at_w": te["loss"][steps // 2],
+        "test_min": te["loss"][k],
+        "shift_rise": moved - at_w,
+    }
 
 
 def surface(r: Recipe, width: float = 1.0, steps: int = 21, seed: int = 0) -> dict:
@@ -247,8 +300,17 @@ def surface(r: Recipe, width: float = 1.0, steps: int = 21, seed: int = 0) -> di
 
 # --- PoF, one step at a time -------------------------------------------------------------------
 
-def pof_walkthrough(model: Classifier, d: Dataset, weak_size: int, weak_seed: int, gamma: float,
-                    feature_steps: int, lr: float, cfg: PoFConfig | None = None) -> dict:
+
+def pof_walkthrough(
+    model: Classifier,
+    d: Dataset,
+    weak_size: int,
+    weak_seed: int,
+    gamma: float,
+    feature_steps: int,
+    lr: float,
+    cfg: PoFConfig | None = None,
+) -> dict:
     """POF.md's steps on a copy of a trained 2-D classifier, every intermediate kept: the weak batch,
     the exact last-layer gradient, the line search's bracket and grid, eta*, the perturbation for a
     chosen gamma, and the decision boundary it implies; then `feature_steps` of PoF's own feature
@@ -261,7 +323,9 @@ def pof_walkthrough(model: Classifier, d: Dataset, weak_size: int, weak_seed: in
     # the weak batch as PoF draws it (Batches.sample), and which training points those are
     pool = Batches(d.x_train, d.y_train, d.mean, d.std, weak_size, seed=weak_seed)
     wx, wy = pool.sample(weak_size, torch.Generator().manual_seed(weak_seed))
-    weak_idx = torch.randint(len(d.x_train), (weak_size,), generator=torch.Generator().manual_seed(weak_seed))
+    weak_idx = torch.randint(
+        len(d.x_train), (weak_size,), generator=torch.Generator().manual_seed(weak_seed)
+    )
     perturb = PoFPerturbation(cfg)
     with torch.no_grad():
         phi = perturb.weak_features(feats_mod, wx)
@@ -275,7 +339,9 @@ def pof_walkthrough(model: Classifier, d: Dataset, weak_size: int, weak_seed: in
     with torch.no_grad():
         curve = losses_along(A, B, wy, etas).tolist()
         bracket_losses = losses_along(A, B, wy, bracket).tolist()
-        grid_etas = [k * info["eta_max"] / cfg.num_partitions for k in range(1, cfg.num_partitions + 1)]
+        grid_etas = [
+            k * info["eta_max"] / cfg.num_partitions for k in range(1, cfg.num_partitions + 1)
+        ]
         grid_losses = losses_along(A, B, wy, grid_etas).tolist()
     perturbed = copy.deepcopy(model)
     with torch.no_grad():
@@ -305,23 +371,40 @@ def pof_walkthrough(model: Classifier, d: Dataset, weak_size: int, weak_seed: in
         model.eval()
     after = _last_layer(model, x, y)
     after["test_loss"], after["test_acc"] = _loss_acc(model, tx, ty)
-    return {"weak": {"x": d.x_train[weak_idx, 0].tolist(), "y": d.x_train[weak_idx, 1].tolist(),
-                     "label": d.y_train[weak_idx].tolist()},
-            "info": info, "loss0": float(loss0), "curve": {"eta": etas, "loss": curve},
-            "bracket": {"eta": bracket, "loss": bracket_losses}, "grid": {"eta": grid_etas, "loss": grid_losses},
-            "boundary": boundary0, "boundary_perturbed": boundary_perturbed,
-            "boundary_after": decision_map(model, d) if feature_steps else None,
-            "before": before, "after": after}
+    return {
+        "weak": {
+            "x": d.x_train[weak_idx, 0].tolist(),
+            "y": d.x_train[weak_idx, 1].tolist(),
+            "label": d.y_train[weak_idx].tolist(),
+        },
+        "info": info,
+        "loss0": float(loss0),
+        "curve": {"eta": etas, "loss": curve},
+        "bracket": {"eta": bracket, "loss": bracket_losses},
+        "grid": {"eta": grid_etas, "loss": grid_losses},
+        "boundary": boundary0,
+        "boundary_perturbed": boundary_perturbed,
+        "boundary_after": decision_map(model, d) if feature_steps else None,
+        "before": before,
+        "after": after,
+    }
 
 
 def _last_layer(model, x, y) -> dict:
     Ft, P = features_and_probs(model, [(x, y)])
     h = last_layer_hessian(Ft, P, top_k=1)
     loss, acc = _loss_acc(model, x, y)
-    return {"top": h.top_eigenvalues[0], "trace": h.trace, "loss": loss, "acc": acc, "n_samples": h.n_samples}
+    return {
+        "top": h.top_eigenvalues[0],
+        "trace": h.trace,
+        "loss": loss,
+        "acc": acc,
+        "n_samples": h.n_samples,
+    }
 
 
 # --- the parameterization caveat ---------------------------------------------------------------
+
 
 def rescaled(model: Classifier, alpha: float) -> Classifier:
     """Dinh et al. (2017): multiply the first linear layer (weights and bias) by alpha and the next
@@ -350,18 +433,26 @@ def rescaling_report(r: Recipe, alpha: float, seed: int = 0, width: float = 1.0)
         d = random_directions(m, 1, seed=seed, normalization="filter").vectors[0]
         with torch.no_grad():
             logits = m(x)
-        out[label] = {"logits": logits, "curvature": {k: c[k] for k in ("top", "trace", "last_layer")},
-                      "slice": along(m, d, grid(-width, width, 31), x, y, "train"),
-                      "sharpness": c["sharpness"] if m is base else
-                      worst_case_sharpness(copy.deepcopy(m), x, y, rho=SHARPNESS_RHO).to_dict(),
-                      "adaptive": c["adaptive"] if m is base else
-                      worst_case_sharpness(copy.deepcopy(m), x, y, rho=SHARPNESS_RHO, adaptive=True).to_dict()}
+        out[label] = {
+            "logits": logits,
+            "curvature": {k: c[k] for k in ("top", "trace", "last_layer")},
+            "slice": along(m, d, grid(-width, width, 31), x, y, "train"),
+            "sharpness": c["sharpness"]
+            if m is base
+            else worst_case_sharpness(copy.deepcopy(m), x, y, rho=SHARPNESS_RHO).to_dict(),
+            "adaptive": c["adaptive"]
+            if m is base
+            else worst_case_sharpness(
+                copy.deepcopy(m), x, y, rho=SHARPNESS_RHO, adaptive=True
+            ).to_dict(),
+        }
     ra, rb = out.values()
     diff = float((ra.pop("logits") - rb.pop("logits")).abs().max())
     return {"models": out, "max_logit_change": diff}
 
 
 # --- does flatness predict the test loss? -------------------------------------------------------
+
 
 def flatness_and_test_loss(recipes: list[Recipe]) -> dict:
     """Top eigenvalue and test loss of several recipes, and their Spearman rank correlation: how far
@@ -371,14 +462,23 @@ def flatness_and_test_loss(recipes: list[Recipe]) -> dict:
     rows = []
     for r in recipes:
         t = train(r)
-        rows.append({"recipe": r.describe(), "top_eigenvalue": recipe_curvature(r)["top"]["eigenvalues"][0],
-                     "train_loss": t.train_loss, "test_loss": t.test_loss, "test_acc": t.test_acc,
-                     "steps": t.steps, "reached_target": t.reached_target})
+        rows.append(
+            {
+                "recipe": r.describe(),
+                "top_eigenvalue": recipe_curvature(r)["top"]["eigenvalues"][0],
+                "train_loss": t.train_loss,
+                "test_loss": t.test_loss,
+                "test_acc": t.test_acc,
+                "steps": t.steps,
+                "reached_target": t.reached_target,
+            }
+        )
     rho = spearmanr([r["top_eigenvalue"] for r in rows], [r["test_loss"] for r in rows]).statistic
     return {"rows": rows, "spearman": float(rho)}
 
 
 # --- the bundled digits models ------------------------------------------------------------------
+
 
 def bundled_last_layer(paths: dict[str, str]) -> dict:
     """For project checkpoints (e.g. the bundled digits SGD and SAM models): the last layer's exact

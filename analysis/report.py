@@ -19,10 +19,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pof import validate as check
 from pof.checkpoints import CheckpointError, data_for, dataset_of, file_sha256, load_checkpoint
 from pof.data import Batches
 from pof.loading import ModelSource
-from pof import validate as check
 from pof.runs import Run, RunError
 
 from .hessian import HessianOperator, Stopped, hutchinson_trace, spectral_density, top_eigenvalues
@@ -46,48 +46,70 @@ class ReportConfig:
     steps_1d: int = 41
     steps_2d: int = 17
     span: float = 1.0  # landscape coordinates in [-span, span]
-    layer_tol: float = 1e-2  # per layer: Lanczos stops at this relative residual (reported per block)
+    layer_tol: float = (
+        1e-2  # per layer: Lanczos stops at this relative residual (reported per block)
+    )
     layer_steps: int = 30  # per layer: at most this many Lanczos steps per block eigenvalue
-    layer_traces_only: bool = False  # per layer: no block eigenvalues (large models: `probes` products in all)
+    layer_traces_only: bool = (
+        False  # per layer: no block eigenvalues (large models: `probes` products in all)
+    )
     seed: int = 0
 
     def __post_init__(self):
         check.positive_int("samples", self.samples)
         check.positive_int("eval_samples", self.eval_samples)
-        hessian_options(top_k=self.top_k, probes=self.probes, density_steps=self.density_steps, seed=self.seed)
+        hessian_options(
+            top_k=self.top_k, probes=self.probes, density_steps=self.density_steps, seed=self.seed
+        )
         check.grid_size("steps_1d", self.steps_1d, 1, self.eval_samples)
         check.grid_size("steps_2d", self.steps_2d, 2, self.eval_samples)
         check.finite("span", self.span, 0, 1e6, lo_open=True)
         check.finite("layer_tol", self.layer_tol, 0, 1, lo_open=True)
         check.positive_int("layer_steps", self.layer_steps)
         if self.layer_steps > 10_000:
-            raise check.ConfigError(f"layer_steps is {self.layer_steps}: each step keeps a vector of every parameter; "
-                                f"use at most 10000.")
+            raise check.ConfigError(
+                f"layer_steps is {self.layer_steps}: each step keeps a vector of every parameter; "
+                f"use at most 10000."
+            )
         if not isinstance(self.layer_traces_only, bool):
-            raise check.ConfigError(f"layer_traces_only must be true or false, got {self.layer_traces_only!r}.")
+            raise check.ConfigError(
+                f"layer_traces_only must be true or false, got {self.layer_traces_only!r}."
+            )
 
 
-def hessian_options(top_k=1, probes=2, density_steps=2, density_runs=1, tol=1e-4, seed=0, min_probes=1) -> None:
+def hessian_options(
+    top_k=1, probes=2, density_steps=2, density_runs=1, tol=1e-4, seed=0, min_probes=1
+) -> None:
     """Ranges shared by every Hessian measurement. Lanczos keeps one vector of all parameters per
     step, so step counts are capped where the basis alone would outgrow memory."""
     check.positive_int("top_k", top_k)
     if top_k > 100:
-        raise check.ConfigError(f"top_k is {top_k}: Lanczos finds at most ~100 of the largest eigenvalues reliably "
-                            f"in its 200 steps; use at most 100.")
-    check.positive_int("probes", probes, min_probes, " (Hutchinson probes)" if min_probes < 2 else
-                   " (two for a standard error)")
+        raise check.ConfigError(
+            f"top_k is {top_k}: Lanczos finds at most ~100 of the largest eigenvalues reliably "
+            f"in its 200 steps; use at most 100."
+        )
+    check.positive_int(
+        "probes",
+        probes,
+        min_probes,
+        " (Hutchinson probes)" if min_probes < 2 else " (two for a standard error)",
+    )
     if probes > 100_000:
-        raise check.ConfigError(f"probes is {probes}: each is a Hessian-vector product; use at most 100000.")
+        raise check.ConfigError(
+            f"probes is {probes}: each is a Hessian-vector product; use at most 100000."
+        )
     check.positive_int("density_steps", density_steps, 2)
     if density_steps > 2000:
-        raise check.ConfigError(f"density_steps is {density_steps}: the Lanczos basis holds that many copies of the "
-                            f"parameters; use at most 2000.")
+        raise check.ConfigError(
+            f"density_steps is {density_steps}: the Lanczos basis holds that many copies of the "
+            f"parameters; use at most 2000."
+        )
     check.positive_int("density_runs", density_runs)
     if density_runs > 1000:
         raise check.ConfigError(f"density_runs is {density_runs}; use at most 1000.")
     check.finite("tol", tol, 0, 1, lo_open=True)
     check.positive_int("seed", seed, 0)
-    if seed >= 2 ** 32:
+    if seed >= 2**32:
         raise check.ConfigError(f"seed must be below 2^32, got {seed}.")
 
 
@@ -97,8 +119,12 @@ class Subject:
 
     checkpoints: dict[str, str]  # label -> path, in order (the first one draws the directions)
     dataset: str
-    data_options: dict = field(default_factory=dict)  # load_dataset's classes, label_column, mean, std
-    source: ModelSource = field(default_factory=ModelSource)  # for files without this project's metadata
+    data_options: dict = field(
+        default_factory=dict
+    )  # load_dataset's classes, label_column, mean, std
+    source: ModelSource = field(
+        default_factory=ModelSource
+    )  # for files without this project's metadata
 
     def __post_init__(self):
         if isinstance(self.source, dict):
@@ -141,38 +167,58 @@ def run_subject(run_dir: str | Path) -> Subject:
     src = Run(run_dir)
     before, after = src.checkpoint("initial"), src.checkpoint("final")
     if not src.config_file.is_file():
-        raise RunError(f"{src.path} is not a run folder (no config.json); give a post-training run folder.")
+        raise RunError(
+            f"{src.path} is not a run folder (no config.json); give a post-training run folder."
+        )
     if not after.exists():
-        raise RunError(f"{src.path} has no final checkpoint yet; wait for the run to finish (or give a "
-                       f"post-training run folder).")
+        raise RunError(
+            f"{src.path} has no final checkpoint yet; wait for the run to finish (or give a "
+            f"post-training run folder)."
+        )
     return Subject({"before": str(before), "after": str(after)}, dataset_of(after))
 
 
 def comparison_dir(root: str | Path, subject: Subject, cfg: ReportConfig) -> Path:
     """ROOT/compare/KEY: KEY depends on the checkpoints' content, the data and every option, so the
     same question asked again finds its answers, and another question never reads them."""
-    parts = {"sha": [file_sha256(p) for p in subject.checkpoints.values()], "labels": list(subject.checkpoints),
-             "dataset": subject.dataset, "data": subject.data_options, "source": asdict(subject.source),
-             "config": asdict(cfg)}
+    parts = {
+        "sha": [file_sha256(p) for p in subject.checkpoints.values()],
+        "labels": list(subject.checkpoints),
+        "dataset": subject.dataset,
+        "data": subject.data_options,
+        "source": asdict(subject.source),
+        "config": asdict(cfg),
+    }
     key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Path(root) / "compare" / key
 
 
 # --- the parts ------------------------------------------------------------------------------------
 
+
 def _train_batches(dataset, meta, cfg):
-    xtr, ytr, _, train_set = eval_tensors(dataset, meta["mean"], meta["std"], "train", cfg.samples, cfg.seed)
-    return [(xtr[j:j + 1000], ytr[j:j + 1000]) for j in range(0, len(xtr), 1000)], train_set
+    xtr, ytr, _, train_set = eval_tensors(
+        dataset, meta["mean"], meta["std"], "train", cfg.samples, cfg.seed
+    )
+    return [(xtr[j : j + 1000], ytr[j : j + 1000]) for j in range(0, len(xtr), 1000)], train_set
 
 
 def _layers(models, dataset, cfg, progress, stop) -> dict:
     out = {}
     for i, (label, (model, meta)) in enumerate(models.items()):
         batches, train_set = _train_batches(dataset, meta, cfg)
-        rep = layer_report(model, batches, classifier=meta.get("classifier"), probes=cfg.probes, tol=cfg.layer_tol,
-                           max_steps=cfg.layer_steps, seed=cfg.seed, block_eigenvalues=not cfg.layer_traces_only,
-                           should_stop=stop,
-                           progress=_share(progress, i, len(models), label))
+        rep = layer_report(
+            model,
+            batches,
+            classifier=meta.get("classifier"),
+            probes=cfg.probes,
+            tol=cfg.layer_tol,
+            max_steps=cfg.layer_steps,
+            seed=cfg.seed,
+            block_eigenvalues=not cfg.layer_traces_only,
+            should_stop=stop,
+            progress=_share(progress, i, len(models), label),
+        )
         out[label] = {**rep.to_dict(), "eval_set": train_set}
     return out
 
@@ -183,41 +229,70 @@ def _hessian(models, dataset, cfg, progress, stop) -> dict:
         batches, train_set = _train_batches(dataset, meta, cfg)
         cb = _share(progress, i, len(models), label)
         op = HessianOperator(model, batches)
-        out[label] = {"eval_set": train_set,
-                      "top": top_eigenvalues(op, cfg.top_k, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
-                      "trace": hutchinson_trace(op, cfg.probes, seed=cfg.seed, progress=cb, should_stop=stop).to_dict(),
-                      "density": spectral_density(op, cfg.density_steps, seed=cfg.seed, progress=cb,
-                                                  should_stop=stop).to_dict()}
+        out[label] = {
+            "eval_set": train_set,
+            "top": top_eigenvalues(
+                op, cfg.top_k, seed=cfg.seed, progress=cb, should_stop=stop
+            ).to_dict(),
+            "trace": hutchinson_trace(
+                op, cfg.probes, seed=cfg.seed, progress=cb, should_stop=stop
+            ).to_dict(),
+            "density": spectral_density(
+                op, cfg.density_steps, seed=cfg.seed, progress=cb, should_stop=stop
+            ).to_dict(),
+        }
         op.close()
         if meta.get("classifier"):  # the exact last layer needs a linear last layer to split off
             from pof.models import split_model
-            full = Batches(dataset.x_train, dataset.y_train, meta["mean"], meta["std"], 2048, shuffle=False)
+
+            full = Batches(
+                dataset.x_train, dataset.y_train, meta["mean"], meta["std"], 2048, shuffle=False
+            )
             split = split_model(model, classifier=meta["classifier"])
-            out[label]["last_layer"] = last_layer_hessian(*features_and_probs(model, full, split),
-                                                          top_k=cfg.top_k).to_dict()
+            out[label]["last_layer"] = last_layer_hessian(
+                *features_and_probs(model, full, split), top_k=cfg.top_k
+            ).to_dict()
     return out
 
 
 def _landscape(dims, models, dataset, cfg, progress, stop) -> dict:
     first_model, first_meta = next(iter(models.values()))
-    xte, yte, _, test_set = eval_tensors(dataset, first_meta["mean"], first_meta["std"], "test", cfg.eval_samples,
-                                         cfg.seed)
+    xte, yte, _, test_set = eval_tensors(
+        dataset, first_meta["mean"], first_meta["std"], "test", cfg.eval_samples, cfg.seed
+    )
     dirs = random_directions(first_model, 2, cfg.seed)
     d = Directions(dirs.vectors[:dims], dirs.meta)
     axes = [grid(-cfg.span, cfg.span, cfg.steps_1d if dims == 1 else cfg.steps_2d)] * dims
     out = {}
     for i, (label, (model, _)) in enumerate(models.items()):
-        out[label] = evaluate_grid(model, d, axes, xte, yte, test_set, should_stop=stop,
-                                   progress=_share(progress, i, len(models), label)).to_dict()
+        out[label] = evaluate_grid(
+            model,
+            d,
+            axes,
+            xte,
+            yte,
+            test_set,
+            should_stop=stop,
+            progress=_share(progress, i, len(models), label),
+        ).to_dict()
     return out
 
 
 def _interpolation(models, dataset, cfg, progress, stop) -> dict:
     (_, (a, meta)), (_, (b, _)) = list(models.items())[:2]
-    xte, yte, _, test_set = eval_tensors(dataset, meta["mean"], meta["std"], "test", cfg.eval_samples, cfg.seed)
-    return interpolate(a, b, grid(-0.5, 1.5, 41), xte, yte, test_set,
-                       progress=lambda done, total, label: progress(done / max(total, 1), label),
-                       should_stop=stop).to_dict()
+    xte, yte, _, test_set = eval_tensors(
+        dataset, meta["mean"], meta["std"], "test", cfg.eval_samples, cfg.seed
+    )
+    return interpolate(
+        a,
+        b,
+        grid(-0.5, 1.5, 41),
+        xte,
+        yte,
+        test_set,
+        progress=lambda done, total, label: progress(done / max(total, 1), label),
+        should_stop=stop,
+    ).to_dict()
 
 
 def _share(progress, i: int, n: int, label: str):
@@ -225,13 +300,21 @@ def _share(progress, i: int, n: int, label: str):
     return lambda done, total, what: progress((i + done / max(total, 1)) / n, f"{label}: {what}")
 
 
-COMPUTE = {"layers": _layers, "hessian": _hessian, "landscape-1d": lambda *a: _landscape(1, *a),
-           "landscape-2d": lambda *a: _landscape(2, *a), "interpolation": _interpolation}
+COMPUTE = {
+    "layers": _layers,
+    "hessian": _hessian,
+    "landscape-1d": lambda *a: _landscape(1, *a),
+    "landscape-2d": lambda *a: _landscape(2, *a),
+    "interpolation": _interpolation,
+}
 
 
 # --- the job ------------------------------------------------------------------------------------------
 
-def compute(out: str | Path, subject: Subject, cfg: ReportConfig, part: str, progress=None, should_stop=None) -> Run:
+
+def compute(
+    out: str | Path, subject: Subject, cfg: ReportConfig, part: str, progress=None, should_stop=None
+) -> Run:
     """Compute one part of the comparison into OUT/PART; returns that job's run folder."""
     if part not in PARTS:
         raise check.ConfigError(f"unknown analysis {part!r}; one of {', '.join(PARTS)}")
@@ -244,8 +327,17 @@ def compute(out: str | Path, subject: Subject, cfg: ReportConfig, part: str, pro
         if not path.is_file():
             raise CheckpointError(f"no such checkpoint file: {path}")
     check.output_dir("the results folder", out)
-    job = Run.create(part_dir(out, part), {"command": "analysis", "part": part, "config": asdict(cfg),
-                                           "subject": asdict(subject), "checkpoints": _stamp(*paths)}, overwrite=True)
+    job = Run.create(
+        part_dir(out, part),
+        {
+            "command": "analysis",
+            "part": part,
+            "config": asdict(cfg),
+            "subject": asdict(subject),
+            "checkpoints": _stamp(*paths),
+        },
+        overwrite=True,
+    )
     job.set_status("running", progress=0.0, stage="loading the data and the checkpoints")
 
     def prog(fraction: float, label: str) -> None:
@@ -255,13 +347,17 @@ def compute(out: str | Path, subject: Subject, cfg: ReportConfig, part: str, pro
 
     try:
         dataset = data_for(paths[0], subject.dataset, options=subject.data_options)
-        models = {label: load_checkpoint(path, dataset=dataset, source=subject.source)
-                  for label, path in subject.checkpoints.items()}
+        models = {
+            label: load_checkpoint(path, dataset=dataset, source=subject.source)
+            for label, path in subject.checkpoints.items()
+        }
         for label, (_, meta) in models.items():
             if meta["nonfinite"]:
-                raise CheckpointError(f"{label} ({subject.checkpoints[label]}) holds NaN or infinite weights "
-                                      f"({', '.join(meta['nonfinite'][:3])}): its curvature and landscape are "
-                                      f"meaningless. Analyse a checkpoint of an earlier epoch.")
+                raise CheckpointError(
+                    f"{label} ({subject.checkpoints[label]}) holds NaN or infinite weights "
+                    f"({', '.join(meta['nonfinite'][:3])}): its curvature and landscape are "
+                    f"meaningless. Analyse a checkpoint of an earlier epoch."
+                )
         result = COMPUTE[part](models, dataset, cfg, prog, should_stop or job.cancel_requested)
         tmp = job.path / "result.json.tmp"
         tmp.write_text(json.dumps(result, allow_nan=True))
@@ -276,9 +372,13 @@ def compute(out: str | Path, subject: Subject, cfg: ReportConfig, part: str, pro
     return job
 
 
-def report(run_dir: str | Path, cfg: ReportConfig, part: str, progress=None, should_stop=None) -> Run:
+def report(
+    run_dir: str | Path, cfg: ReportConfig, part: str, progress=None, should_stop=None
+) -> Run:
     """One part of before vs after for a post-training run, into RUN/analysis/PART."""
-    return compute(Path(run_dir) / "analysis", run_subject(run_dir), cfg, part, progress, should_stop)
+    return compute(
+        Path(run_dir) / "analysis", run_subject(run_dir), cfg, part, progress, should_stop
+    )
 
 
 def _stamp(*paths: Path) -> list:
@@ -307,4 +407,6 @@ def load_results(out: str | Path, checkpoints: list[str | Path]) -> dict:
 def load_report(run_dir: str | Path) -> dict:
     """The finished parts of a post-training run's comparison, computed on its current checkpoints."""
     src = Run(run_dir)
-    return load_results(Path(run_dir) / "analysis", [src.checkpoint("initial"), src.checkpoint("final")])
+    return load_results(
+        Path(run_dir) / "analysis", [src.checkpoint("initial"), src.checkpoint("final")]
+    )

@@ -38,16 +38,27 @@ def _loss_with_grad(model, params, x, y, batch_size):
         p.grad = None
     total = 0.0
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         loss = F.cross_entropy(model(xb), yb, reduction="sum") / len(x)
         loss.backward()
         total += loss.item()
-    return total, [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+    return total, [
+        p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params
+    ]
 
 
-def worst_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho: float = 0.05, steps: int = 5,
-                         adaptive: bool = False, eval_set: str = "", batch_size: int | None = None,
-                         progress=None, should_stop=None) -> Sharpness:
+def worst_case_sharpness(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rho: float = 0.05,
+    steps: int = 5,
+    adaptive: bool = False,
+    eval_set: str = "",
+    batch_size: int | None = None,
+    progress=None,
+    should_stop=None,
+) -> Sharpness:
     """max over |e| <= rho of L(w + e) - L(w), by projected gradient ascent: starts at SAM's
     first-order point rho g/|g| and takes `steps` ascent steps of size rho/2, projecting back onto the
     ball. Adaptive (ASAM): the ball is {e = |w| * u : |u| <= rho}, ascent in u."""
@@ -56,7 +67,7 @@ def worst_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho
     scale = [o.abs() if adaptive else torch.ones_like(o) for o in origin]
 
     def norm(ts):
-        return math.sqrt(sum(float((t ** 2).sum()) for t in ts)) or 1.0
+        return math.sqrt(sum(float((t**2).sum()) for t in ts)) or 1.0
 
     was = model.training
     model.eval()
@@ -65,7 +76,9 @@ def worst_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho
         best, u = base, [torch.zeros_like(o) for o in origin]
         for k in range(steps + 1):
             _check(should_stop)
-            gu = [s * gi for s, gi in zip(scale, g)]  # the gradient with respect to u (w = w0 + scale * u)
+            gu = [
+                s * gi for s, gi in zip(scale, g)
+            ]  # the gradient with respect to u (w = w0 + scale * u)
             step = rho if k == 0 else rho / 2  # the first step lands on SAM's point rho g / |g|
             gn = norm(gu)
             u = [t + step * q / gn for t, q in zip(u, gu)]
@@ -85,13 +98,31 @@ def worst_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho
                 p.copy_(o)
                 p.grad = None
         model.train(was)
-    return Sharpness("adaptive worst-case" if adaptive else "worst-case", rho, base, best - base, None, None, steps, eval_set)
+    return Sharpness(
+        "adaptive worst-case" if adaptive else "worst-case",
+        rho,
+        base,
+        best - base,
+        None,
+        None,
+        steps,
+        eval_set,
+    )
 
 
 @torch.no_grad()
-def average_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float = 0.01, samples: int = 20,
-                           seed: int = 0, eval_set: str = "", batch_size: int | None = None, progress=None,
-                           should_stop=None) -> Sharpness:
+def average_case_sharpness(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigma: float = 0.01,
+    samples: int = 20,
+    seed: int = 0,
+    eval_set: str = "",
+    batch_size: int | None = None,
+    progress=None,
+    should_stop=None,
+) -> Sharpness:
     """E over e ~ N(0, sigma^2 I) of L(w + e) - L(w), with its standard error and the largest sample."""
     params = [p for p in model.parameters() if p.requires_grad]
     origin = [p.detach().clone() for p in params]
@@ -114,4 +145,6 @@ def average_case_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s
         model.train(was)
     t = torch.tensor(incs, dtype=torch.float64)
     se = float(t.std() / math.sqrt(len(t))) if len(t) > 1 else None
-    return Sharpness("average-case", sigma, base, float(t.mean()), se, float(t.max()), samples, eval_set)
+    return Sharpness(
+        "average-case", sigma, base, float(t.mean()), se, float(t.max()), samples, eval_set
+    )

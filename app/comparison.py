@@ -10,14 +10,28 @@ import json
 
 import streamlit as st
 
-from app.figures import (LAYER_METRICS, contours_2d, density_figure, hessian_bars, interpolation_figure, layer_rows,
-                         layers_figure, slices_1d, surfaces_3d)
+from app.figures import (
+    LAYER_METRICS,
+    contours_2d,
+    density_figure,
+    hessian_bars,
+    interpolation_figure,
+    layer_rows,
+    layers_figure,
+    slices_1d,
+    surfaces_3d,
+)
 from app.jobs import log_tail
 from app.live import fraction, time_left
 from pof.runs import BROKEN
 
-PART_TITLES = {"layers": "per-layer sharpness", "hessian": "Hessian spectra", "landscape-1d": "1-D loss slices",
-               "landscape-2d": "2-D loss surfaces", "interpolation": "interpolation"}
+PART_TITLES = {
+    "layers": "per-layer sharpness",
+    "hessian": "Hessian spectra",
+    "landscape-1d": "1-D loss slices",
+    "landscape-2d": "2-D loss surfaces",
+    "interpolation": "interpolation",
+}
 
 
 @st.fragment(run_every=1.0)
@@ -32,9 +46,13 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
         if state == "queued":
             st.progress(0.0, text=f"{names[key]}: queued")
         elif state == "running":
-            st.progress(fraction(status.get("progress")),
-                        text=f"{names[key]}: {status.get('stage', '')}{time_left(status)}")
-        elif state in ("failed", BROKEN) and key not in done:  # broken: its status.json is unreadable
+            st.progress(
+                fraction(status.get("progress")),
+                text=f"{names[key]}: {status.get('stage', '')}{time_left(status)}",
+            )
+        elif (
+            state in ("failed", BROKEN) and key not in done
+        ):  # broken: its status.json is unreadable
             st.error(f"{names[key]} {state}: {status.get('error', '')}")
             st.code(log_tail(job), language=None)
     active = [k for k, s in states.items() if s in ("queued", "running")]
@@ -43,7 +61,10 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
             jobs[k].request_cancel()
     seen = st.session_state.setdefault("analysis_states", {})
     ids = {k: str(jobs[k].path) for k in states}
-    changed = any(seen.get(ids[k]) in ("queued", "running") and s not in ("queued", "running") for k, s in states.items())
+    changed = any(
+        seen.get(ids[k]) in ("queued", "running") and s not in ("queued", "running")
+        for k, s in states.items()
+    )
     seen.update({ids[k]: s for k, s in states.items()})
     if changed:
         st.rerun()  # a result arrived: redraw the figures below
@@ -52,10 +73,20 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
 def show_figure(fig, name: str, data, prefix: str) -> None:
     st.plotly_chart(fig, width="stretch", key=f"fig-{name}")
     c1, c2 = st.columns(2)
-    c1.download_button("figure (HTML)", fig.to_html(include_plotlyjs="cdn"), f"{prefix}-{name}.html", "text/html",
-                       key=f"html-{name}")
-    c2.download_button("numbers (JSON)", json.dumps(data), f"{prefix}-{name}.json", "application/json",
-                       key=f"json-{name}")
+    c1.download_button(
+        "figure (HTML)",
+        fig.to_html(include_plotlyjs="cdn"),
+        f"{prefix}-{name}.html",
+        "text/html",
+        key=f"html-{name}",
+    )
+    c2.download_button(
+        "numbers (JSON)",
+        json.dumps(data),
+        f"{prefix}-{name}.json",
+        "application/json",
+        key=f"json-{name}",
+    )
 
 
 def _csv(rows: list[dict]) -> str:
@@ -70,27 +101,53 @@ def show_layers(reports: dict[str, dict], prefix: str) -> None:
     """The per-layer table (sortable) and the chart along the depth, with the ratio of two."""
     st.subheader("Per layer: which layers are sharp")
     first = next(iter(reports.values()))
-    st.caption(f"Each layer's diagonal block of the Hessian ({first['eval_set']}): its trace (one Hutchinson pass "
-               f"of {first['n_probes']} probes, ± one standard error) and its top eigenvalue (Lanczos), next to the "
-               f"whole network's; ★ marks the classifier." + (" With two checkpoints the lower panel is their "
-                                                              "per-layer ratio: below 1, the second is flatter there."
-                                                              if len(reports) == 2 else ""))
+    st.caption(
+        f"Each layer's diagonal block of the Hessian ({first['eval_set']}): its trace (one Hutchinson pass "
+        f"of {first['n_probes']} probes, ± one standard error) and its top eigenvalue (Lanczos), next to the "
+        f"whole network's; ★ marks the classifier."
+        + (
+            " With two checkpoints the lower panel is their "
+            "per-layer ratio: below 1, the second is flatter there."
+            if len(reports) == 2
+            else ""
+        )
+    )
     # a report computed as traces only has no block eigenvalues to draw
-    metrics = [m for m in LAYER_METRICS if any(row[m] is not None for r in reports.values() for row in r["rows"])]
-    metric = st.radio("Along the depth", metrics, horizontal=True, key=f"{prefix}-layer-metric",
-                      format_func=lambda m: m.replace("_", " "))
+    metrics = [
+        m
+        for m in LAYER_METRICS
+        if any(row[m] is not None for r in reports.values() for row in r["rows"])
+    ]
+    metric = st.radio(
+        "Along the depth",
+        metrics,
+        horizontal=True,
+        key=f"{prefix}-layer-metric",
+        format_func=lambda m: m.replace("_", " "),
+    )
     rows = layer_rows(reports)
     show_figure(layers_figure(reports, metric), f"layers-{metric}", reports, prefix)
     st.dataframe(rows, width="stretch", hide_index=True, key=f"{prefix}-layer-table")
-    st.download_button("table (CSV)", _csv(rows), f"{prefix}-layers.csv", "text/csv", key="csv-layers")
-    unconverged = [f"{label}: {row['name']}" for label, r in reports.items() for row in r["rows"]
-                   if row["top_converged"] is False]  # None: computed as traces only
+    st.download_button(
+        "table (CSV)", _csv(rows), f"{prefix}-layers.csv", "text/csv", key="csv-layers"
+    )
+    unconverged = [
+        f"{label}: {row['name']}"
+        for label, r in reports.items()
+        for row in r["rows"]
+        if row["top_converged"] is False
+    ]  # None: computed as traces only
     if unconverged:
-        st.caption("Top eigenvalue not converged within its Lanczos budget (its residual is in the JSON): "
-                   + ", ".join(unconverged[:8]) + (" ..." if len(unconverged) > 8 else ""))
+        st.caption(
+            "Top eigenvalue not converged within its Lanczos budget (its residual is in the JSON): "
+            + ", ".join(unconverged[:8])
+            + (" ..." if len(unconverged) > 8 else "")
+        )
 
 
-def show_results(series: dict[str, dict], prefix: str, interpolation: dict[str, dict] | None = None) -> None:
+def show_results(
+    series: dict[str, dict], prefix: str, interpolation: dict[str, dict] | None = None
+) -> None:
     """Every finished part: `series[part]` maps labels to that part's data; `interpolation` maps
     a line's label to its result."""
     if "layers" in series:
@@ -100,28 +157,54 @@ def show_results(series: dict[str, dict], prefix: str, interpolation: dict[str, 
         st.subheader("Hessian")
         first = next(iter(h.values()))
         has_last = all("last_layer" in r for r in h.values())
-        st.caption(first["eval_set"] + ("; the last layer exactly on the whole training set." if has_last else
-                                        "; no exact last layer: a model here has no linear last layer.")
-                   + " Hatched bars did not converge.")
+        st.caption(
+            first["eval_set"]
+            + (
+                "; the last layer exactly on the whole training set."
+                if has_last
+                else "; no exact last layer: a model here has no linear last layer."
+            )
+            + " Hatched bars did not converge."
+        )
         show_figure(hessian_bars(h), "hessian", h, prefix)
-        show_figure(density_figure(h), "density",
-                    {k: {"whole_network": v["density"], "last_layer_spectrum": (v.get("last_layer") or {}).get("spectrum")}
-                     for k, v in h.items()}, prefix)
+        show_figure(
+            density_figure(h),
+            "density",
+            {
+                k: {
+                    "whole_network": v["density"],
+                    "last_layer_spectrum": (v.get("last_layer") or {}).get("spectrum"),
+                }
+                for k, v in h.items()
+            },
+            prefix,
+        )
     if "landscape-1d" in series:
         st.subheader("Loss landscape")
         first = next(iter(series["landscape-1d"].values()))
-        st.caption("Along the same filter-normalized random directions, drawn once from the first model, for all; "
-                   + first["eval_set"])
+        st.caption(
+            "Along the same filter-normalized random directions, drawn once from the first model, for all; "
+            + first["eval_set"]
+        )
         show_figure(slices_1d(series["landscape-1d"]), "slices-1d", series["landscape-1d"], prefix)
     if "landscape-2d" in series:
         # The 3-D surfaces are drawn only when their tab is opened: WebGL without a GPU costs about a
         # second per render, most of this page's time in the browser (benchmarks/RESULTS.md).
-        contours_tab, surfaces_tab = st.tabs(["contour maps", "3-D surfaces"], on_change="rerun", key=f"{prefix}-view-2d")
+        contours_tab, surfaces_tab = st.tabs(
+            ["contour maps", "3-D surfaces"], on_change="rerun", key=f"{prefix}-view-2d"
+        )
         with contours_tab:
-            show_figure(contours_2d(series["landscape-2d"]), "contours-2d", series["landscape-2d"], prefix)
+            show_figure(
+                contours_2d(series["landscape-2d"]), "contours-2d", series["landscape-2d"], prefix
+            )
         if surfaces_tab.open:
             with surfaces_tab:
-                show_figure(surfaces_3d(series["landscape-2d"]), "surfaces-3d", series["landscape-2d"], prefix)
+                show_figure(
+                    surfaces_3d(series["landscape-2d"]),
+                    "surfaces-3d",
+                    series["landscape-2d"],
+                    prefix,
+                )
     if interpolation:
         st.subheader("From one to the other")
         show_figure(interpolation_figure(interpolation), "interpolation", interpolation, prefix)

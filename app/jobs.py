@@ -13,8 +13,10 @@ from pof.runs import Run, RunError
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_NAME = 100
-NAME_RULE = (f"a run name is letters, digits, '-', '_' and '.', with '/' between folders (no part starts with '.', "
-             f"so no '..'; no absolute path), at most {MAX_NAME} characters, and stays inside the runs folder")
+NAME_RULE = (
+    f"a run name is letters, digits, '-', '_' and '.', with '/' between folders (no part starts with '.', "
+    f"so no '..'; no absolute path), at most {MAX_NAME} characters, and stays inside the runs folder"
+)
 
 
 def runs_root() -> Path:
@@ -25,11 +27,17 @@ def run_path(root: Path, name: str) -> Path:
     """root/NAME for a run name that came from a URL or a form; ValueError saying what is allowed for
     anything that could reach outside root (absolute, '..', a link out, odd characters, absurd length)."""
     shown = repr(name[:60] + ("..." if len(name) > 60 else ""))
-    if not name or len(name) > MAX_NAME or not re.fullmatch(r"[A-Za-z0-9._/-]+", name) \
-            or any(not part or part.startswith(".") for part in name.split("/")):  # '', '.', '..', hidden
+    if (
+        not name
+        or len(name) > MAX_NAME
+        or not re.fullmatch(r"[A-Za-z0-9._/-]+", name)
+        or any(not part or part.startswith(".") for part in name.split("/"))
+    ):  # '', '.', '..', hidden
         raise ValueError(f"{shown} is not a run name: {NAME_RULE}.")
     root = Path(root).resolve()
-    path = (root / name).resolve()  # symlinks followed: a link inside root may still point out of it
+    path = (
+        root / name
+    ).resolve()  # symlinks followed: a link inside root may still point out of it
     if not path.is_relative_to(root) or path == root:
         raise ValueError(f"{shown} leads outside the runs folder {root}: {NAME_RULE}.")
     return path
@@ -37,7 +45,7 @@ def run_path(root: Path, name: str) -> Path:
 
 def safe_name(text: str) -> str:
     """A run name made from free text (a file's stem): unsafe characters become '-'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-")[:MAX_NAME - 20] or "run"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-")[: MAX_NAME - 20] or "run"
 
 
 def read_config(run: Run) -> tuple[dict | None, str | None]:
@@ -53,15 +61,24 @@ def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subpr
     app, started through pof.jobqueue so that it waits while another job under `root` runs; its
     output goes to RUN/log.txt and the folder is marked queued at once."""
     root = Path(root or runs_root()).resolve()
-    if not Path(run_dir).resolve().is_relative_to(root):  # the pages confine names; this is the last guard
+    if (
+        not Path(run_dir).resolve().is_relative_to(root)
+    ):  # the pages confine names; this is the last guard
         raise ValueError(f"{run_dir} is outside the runs folder {root}")
     run = Run(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "pof.jobqueue", str(run.path), str(root), "--", *args]
     with open(run.path / "log.txt", "ab") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     # listed and watched at once, though the CLI needs seconds to start; queue() drops an earlier job's
     # cancel request and ignores an unreadable old status, so a folder is simply started again
     run.queue(proc.pid)
@@ -70,7 +87,12 @@ def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subpr
 
 def log_tail(run: Run, lines: int = 15) -> str:
     try:
-        text = (run.path / "log.txt").read_bytes()[-20_000:].decode(errors="replace").replace("\r", "\n")
+        text = (
+            (run.path / "log.txt")
+            .read_bytes()[-20_000:]
+            .decode(errors="replace")
+            .replace("\r", "\n")
+        )
     except OSError:  # none yet, or unreadable: the state says what is wrong
         return ""
     return "\n".join([l for l in text.splitlines() if l.strip()][-lines:])

@@ -30,14 +30,26 @@ def state_box(run: Run, status: dict, root: Path | None = None) -> None:
     state = status.get("state", "unknown")
     if state == "queued":
         root = root or runs_root()
-        ahead, running = queue_state(run, root)  # dead and broken runs are not counted (pof.jobqueue)
-        st.progress(0.0, text="queued: starting" if ahead == 0 and running < job_slots() else
-                    f"queued: waiting ({running} running, {ahead} ahead in the queue)")
+        ahead, running = queue_state(
+            run, root
+        )  # dead and broken runs are not counted (pof.jobqueue)
+        st.progress(
+            0.0,
+            text="queued: starting"
+            if ahead == 0 and running < job_slots()
+            else f"queued: waiting ({running} running, {ahead} ahead in the queue)",
+        )
     elif state == "running":
-        st.progress(fraction(status.get("progress")),
-                    text=(f"running: {status['stage']}" if "stage" in status else
-                          f"running: epoch {status.get('epoch', 0)}/{status.get('epochs', '?')} done, "
-                          f"step {status.get('step', 0)}/{status.get('total_steps', '?')}") + time_left(status))
+        st.progress(
+            fraction(status.get("progress")),
+            text=(
+                f"running: {status['stage']}"
+                if "stage" in status
+                else f"running: epoch {status.get('epoch', 0)}/{status.get('epochs', '?')} done, "
+                f"step {status.get('step', 0)}/{status.get('total_steps', '?')}"
+            )
+            + time_left(status),
+        )
     elif state == "done":
         finished, started = status.get("finished"), status.get("started")
         ok = all(isinstance(t, (int, float)) for t in (finished, started))
@@ -64,18 +76,35 @@ def live_status(run: Run) -> None:
 def _live_state(run: Run) -> None:
     status = run.status()
     summary = run.summary()
-    st.caption(f"{summary['command']} · {summary['model']} on {summary['dataset']} · epochs {summary['epochs']}")
+    st.caption(
+        f"{summary['command']} · {summary['model']} on {summary['dataset']} · epochs {summary['epochs']}"
+    )
     with st.container():  # one fixed slot for the state, so the elements below keep their places
         state_box(run, status)
     s = run.last("step")
     last = run.last("epoch")
     if s and "eta_star" in s:  # PoF's own diagnostics, as they come
         cols = st.columns(4)
-        cols[0].metric("eta*", number_text(s.get("eta_star"), ".3g"), help="the line search's step on the weak batch")
-        cols[1].metric("gamma", number_text(s.get("gamma"), ".3f"), help="random scale of this step's perturbation")
-        cols[2].metric("|delta|", number_text(s.get("delta_norm"), ".3g"), help="length of the last-layer perturbation")
-        cols[3].metric("rejected steps", number_text(last.get("rejected_count", 0) if last else 0, ".0f"),
-                       help="steps of the last finished epoch whose line search found no bracket below the cap")
+        cols[0].metric(
+            "eta*",
+            number_text(s.get("eta_star"), ".3g"),
+            help="the line search's step on the weak batch",
+        )
+        cols[1].metric(
+            "gamma",
+            number_text(s.get("gamma"), ".3f"),
+            help="random scale of this step's perturbation",
+        )
+        cols[2].metric(
+            "|delta|",
+            number_text(s.get("delta_norm"), ".3g"),
+            help="length of the last-layer perturbation",
+        )
+        cols[3].metric(
+            "rejected steps",
+            number_text(last.get("rejected_count", 0) if last else 0, ".0f"),
+            help="steps of the last finished epoch whose line search found no bracket below the cap",
+        )
     if last:
         cols = st.columns(3)
         cols[0].metric("epoch", str(last.get("epoch", "?")))
@@ -89,8 +118,14 @@ def _live_curves(run: Run) -> None:
     if epochs:
         try:
             fig = training_curves(epochs)
-        except (KeyError, TypeError, ValueError) as e:  # records of the wrong shape: the numbers above still show
-            st.caption(f"No curves: {run.path.name}/metrics.jsonl holds epoch records this page cannot draw ({e}).")
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+        ) as e:  # records of the wrong shape: the numbers above still show
+            st.caption(
+                f"No curves: {run.path.name}/metrics.jsonl holds epoch records this page cannot draw ({e})."
+            )
             return
         st.plotly_chart(fig, width="stretch", key="curves")
 

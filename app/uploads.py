@@ -51,16 +51,25 @@ def list_uploads() -> list[tuple[Path, dict]]:
         return []
     out = []
     for path in folder.iterdir():
-        if path.suffix in (".json", ".part") or path.is_symlink() or not path.is_file():  # only what save_upload wrote
+        if (
+            path.suffix in (".json", ".part") or path.is_symlink() or not path.is_file()
+        ):  # only what save_upload wrote
             continue
         try:
             note = json.loads(path.with_name(path.name + ".json").read_text())
-            ok = isinstance(note, dict) and isinstance(note.get("name"), str) \
+            ok = (
+                isinstance(note, dict)
+                and isinstance(note.get("name"), str)
                 and all(isinstance(note.get(k), (int, float)) for k in ("bytes", "uploaded"))
+            )
         except (OSError, ValueError):
             ok = False
         if not ok:
-            note = {"name": path.name, "bytes": path.stat().st_size, "uploaded": path.stat().st_mtime}
+            note = {
+                "name": path.name,
+                "bytes": path.stat().st_size,
+                "uploaded": path.stat().st_mtime,
+            }
         out.append((path, note))
     return sorted(out, key=lambda item: item[1].get("uploaded", 0), reverse=True)
 
@@ -76,9 +85,10 @@ def delete_upload(path: Path) -> None:
 
 def free_file(folder: Path, stem: str) -> Path:
     """folder/STEM.safetensors, or STEM-2, -3 ... when taken; the stem keeps only safe characters."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip(".-")[:80] or "model"
+    safe = (
+        "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip(".-")[:80] or "model"
+    )
     path, n = folder / f"{safe}.safetensors", 2
     while path.exists():
         path, n = folder / f"{safe}-{n}.safetensors", n + 1
     return path
-

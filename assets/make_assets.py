@@ -24,25 +24,50 @@ sys.path.insert(0, str(HERE.parent))
 from pof.checkpoints import file_sha256, read_safetensors, write_safetensors  # noqa: E402
 from pof.models import build_model, count_parameters  # noqa: E402
 
-CIFAR_NOTE = ("Trained on the CIFAR-10 image folder in ../shared/data/cifar10-jpeg.zip (all 60,000 images "
-              "re-encoded as JPEG), not on torchvision's binary release: JPEG changes pixels slightly, so "
-              "accuracy on the original CIFAR-10 test set can differ by a point or so. Use it with the "
-              "torchvision dataset cifar10 (needs the network once) or with imagefolder:PATH on that folder.")
+CIFAR_NOTE = (
+    "Trained on the CIFAR-10 image folder in ../shared/data/cifar10-jpeg.zip (all 60,000 images "
+    "re-encoded as JPEG), not on torchvision's binary release: JPEG changes pixels slightly, so "
+    "accuracy on the original CIFAR-10 test set can differ by a point or so. Use it with the "
+    "torchvision dataset cifar10 (needs the network once) or with imagefolder:PATH on that folder."
+)
 
 # id -> (pretrain arguments, dataset name recorded for users, description, note)
 ENTRIES = {
     "digits-cnn-small-sgd": (
         ["--model", "cnn-small", "--dataset", "digits", "--epochs", "30", "--optimizer", "sgd"],
-        "digits", "cnn-small on scikit-learn digits (8x8), Nesterov SGD, 30 epochs", ""),
+        "digits",
+        "cnn-small on scikit-learn digits (8x8), Nesterov SGD, 30 epochs",
+        "",
+    ),
     "digits-cnn-small-sam": (
-        ["--model", "cnn-small", "--dataset", "digits", "--epochs", "30", "--optimizer", "sam", "--rho", "0.05"],
-        "digits", "cnn-small on scikit-learn digits (8x8), SAM (rho 0.05) around Nesterov SGD, 30 epochs", ""),
+        [
+            "--model",
+            "cnn-small",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "30",
+            "--optimizer",
+            "sam",
+            "--rho",
+            "0.05",
+        ],
+        "digits",
+        "cnn-small on scikit-learn digits (8x8), SAM (rho 0.05) around Nesterov SGD, 30 epochs",
+        "",
+    ),
     "moons-mlp": (
         ["--model", "mlp", "--dataset", "moons", "--epochs", "60", "--optimizer", "sgd"],
-        "moons", "MLP (2-64-64-2) on the two-moons point set, Nesterov SGD, 60 epochs", ""),
+        "moons",
+        "MLP (2-64-64-2) on the two-moons point set, Nesterov SGD, 60 epochs",
+        "",
+    ),
     "cifar10-cnn-small": (
         ["--model", "cnn-small", "--epochs", "40", "--batch-size", "128", "--optimizer", "sgd"],
-        "cifar10", "cnn-small (width 32) on CIFAR-10, Nesterov SGD, 40 epochs, crop+flip", CIFAR_NOTE),
+        "cifar10",
+        "cnn-small (width 32) on CIFAR-10, Nesterov SGD, 40 epochs, crop+flip",
+        CIFAR_NOTE,
+    ),
 }
 OFFLINE_IDS = ["digits-cnn-small-sgd", "digits-cnn-small-sam", "moons-mlp"]
 
@@ -51,10 +76,22 @@ def build(entry_id: str, work: Path, cifar_root: str | None) -> dict:
     args, dataset_name, description, note = ENTRIES[entry_id]
     if entry_id.startswith("cifar10"):
         if not cifar_root:
-            sys.exit("cifar10-cnn-small needs --cifar-root: unzip ../shared/data/cifar10-jpeg.zip and point at it.")
+            sys.exit(
+                "cifar10-cnn-small needs --cifar-root: unzip ../shared/data/cifar10-jpeg.zip and point at it."
+            )
         args = args + ["--dataset", f"imagefolder:{Path(cifar_root).resolve()}"]
     run_dir = work / entry_id
-    cmd = [sys.executable, "-m", "pof", "pretrain", *args, "--out", str(run_dir), "--overwrite", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pof",
+        "pretrain",
+        *args,
+        "--out",
+        str(run_dir),
+        "--overwrite",
+        "--quiet",
+    ]
     print("+", " ".join(cmd), flush=True)
     start = time.time()
     subprocess.run(cmd, check=True, cwd=HERE.parent)
@@ -63,43 +100,72 @@ def build(entry_id: str, work: Path, cifar_root: str | None) -> dict:
     state, meta = read_safetensors(run_dir / "checkpoints" / "final.safetensors")
     trained_on = meta["dataset"]
     meta["dataset"] = dataset_name  # the name users load; an image-folder path is machine-specific
-    meta["provenance"] = {**meta["provenance"], "run": f"assets/make_assets.py {entry_id}",
-                          "trained_on": trained_on if trained_on == dataset_name else "CIFAR-10 JPEG image folder"}
+    meta["provenance"] = {
+        **meta["provenance"],
+        "run": f"assets/make_assets.py {entry_id}",
+        "trained_on": trained_on if trained_on == dataset_name else "CIFAR-10 JPEG image folder",
+    }
     target = HERE / f"{entry_id}.safetensors"
     write_safetensors(state, meta, target)
     model = build_model(meta["arch"], meta["input_shape"], meta["num_classes"], **meta["arch_args"])
-    shown = args[:-2] if entry_id.startswith("cifar10") else args  # without the machine-specific path
+    shown = (
+        args[:-2] if entry_id.startswith("cifar10") else args
+    )  # without the machine-specific path
     return {
-        "file": target.name, "description": description, "arch": meta["arch"], "arch_args": meta["arch_args"],
-        "parameters": count_parameters(model), "dataset": dataset_name, "num_classes": meta["num_classes"],
-        "input_shape": meta["input_shape"], "classifier": "classifier (the last nn.Linear)",
-        "test_acc": meta["metrics"].get("test_acc"), "test_loss": meta["metrics"].get("test_loss"),
+        "file": target.name,
+        "description": description,
+        "arch": meta["arch"],
+        "arch_args": meta["arch_args"],
+        "parameters": count_parameters(model),
+        "dataset": dataset_name,
+        "num_classes": meta["num_classes"],
+        "input_shape": meta["input_shape"],
+        "classifier": "classifier (the last nn.Linear)",
+        "test_acc": meta["metrics"].get("test_acc"),
+        "test_loss": meta["metrics"].get("test_loss"),
         "train_acc": meta["metrics"].get("train_acc"),
-        "command": "python -m pof pretrain " + " ".join(shown)
-                   + (" --dataset imagefolder:CIFAR_JPEG_ROOT" if entry_id.startswith("cifar10") else ""),
-        "train_minutes_2cpu": round(minutes, 1), "note": note,
-        "bytes": target.stat().st_size, "sha256": file_sha256(target),
+        "command": "python -m pof pretrain "
+        + " ".join(shown)
+        + (" --dataset imagefolder:CIFAR_JPEG_ROOT" if entry_id.startswith("cifar10") else ""),
+        "train_minutes_2cpu": round(minutes, 1),
+        "note": note,
+        "bytes": target.stat().st_size,
+        "sha256": file_sha256(target),
     }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", nargs="+", choices=list(ENTRIES), help="entries to rebuild (default: the offline ones)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(ENTRIES),
+        help="entries to rebuild (default: the offline ones)",
+    )
     p.add_argument("--cifar-root", help="the unzipped CIFAR-10 JPEG folder (train/, test/)")
-    p.add_argument("--work", default=os.environ.get("TMPDIR", "/tmp") + "/pof-assets",
-                   help="where the training run folders go")
+    p.add_argument(
+        "--work",
+        default=os.environ.get("TMPDIR", "/tmp") + "/pof-assets",
+        help="where the training run folders go",
+    )
     a = p.parse_args()
     manifest_path = HERE / "manifest.json"
     for entry_id in a.only or OFFLINE_IDS:
         record = build(entry_id, Path(a.work), a.cifar_root)
         # read just before writing: another invocation may have rebuilt other entries meanwhile
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+        manifest = (
+            json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+        )
         manifest["models"][entry_id] = record
         manifest["models"] = dict(sorted(manifest["models"].items()))
         tmp = manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
         os.replace(tmp, manifest_path)
-        print(f"{entry_id}: test accuracy {manifest['models'][entry_id]['test_acc']:.4f}", flush=True)
+        print(
+            f"{entry_id}: test accuracy {manifest['models'][entry_id]['test_acc']:.4f}", flush=True
+        )
 
 
 if __name__ == "__main__":

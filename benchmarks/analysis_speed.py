@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analysis.hessian import HessianOperator, top_eigenvalues  # noqa: E402
-from analysis.lastlayer import features_and_probs, last_layer_hessian  # noqa: E402
-from analysis.landscape import evaluate_grid, grid, loss_and_accuracy, random_directions  # noqa: E402
-from pof.data import Batches, load_dataset  # noqa: E402
-from pof.models import build_model  # noqa: E402
+from analysis.hessian import HessianOperator, top_eigenvalues
+from analysis.landscape import evaluate_grid, grid, loss_and_accuracy, random_directions
+from analysis.lastlayer import features_and_probs, last_layer_hessian
+from pof.data import Batches, load_dataset
+from pof.models import build_model
 
 
 def trained_cnn(d, epochs=3):
@@ -80,8 +80,10 @@ def bench_top_eigenvalue(model, x, y, repeats, tol=1e-4):
     print("|---|---|---|---|---|")
     print(f"| PyHessian power iteration | {tp:.2f} | {np_} | {tp / np_ * 1e3:.1f} | {vp:.6f} |")
     print(f"| this project (Lanczos) | {to:.2f} | {no} | {to / no * 1e3:.1f} | {vo:.6f} |")
-    print(f"\nper-product overhead of the wrapper: {(to / no) / (tp / np_) - 1:+.1%}; "
-          f"total time ratio {to / tp:.2f}; relative difference of the values {abs(vo - vp) / abs(vp):.2e}")
+    print(
+        f"\nper-product overhead of the wrapper: {(to / no) / (tp / np_) - 1:+.1%}; "
+        f"total time ratio {to / tp:.2f}; relative difference of the values {abs(vo - vp) / abs(vp):.2e}"
+    )
 
 
 def bench_last_layer(model, x, y, repeats):
@@ -108,18 +110,26 @@ def bench_last_layer(model, x, y, repeats):
         t0 = time.perf_counter()
         Ft, P = features_and_probs(model, [(x, y)])
         free = last_layer_hessian(Ft, P, top_k=1, dense=False)
-        rows.setdefault("free", []).append((time.perf_counter() - t0, free.top_eigenvalues[0], free.trace))
+        rows.setdefault("free", []).append(
+            (time.perf_counter() - t0, free.top_eigenvalues[0], free.trace)
+        )
     (tp, vp, trp), (te, ve, tre) = min(rows["pyhessian"]), min(rows["exact"])
     tf, vf, trf = min(rows["free"])
-    print("\n## 2. Last layer: exact closed form vs PyHessian restricted to the last layer (1000 digits)\n")
+    print(
+        "\n## 2. Last layer: exact closed form vs PyHessian restricted to the last layer (1000 digits)\n"
+    )
     print("| | time s | top eigenvalue | trace |")
     print("|---|---|---|---|")
-    print(f"| PyHessian (power iteration tol 1e-6, Hutchinson 200 probes) | {tp:.3f} | {vp:.6f} | {trp:.5f} |")
+    print(
+        f"| PyHessian (power iteration tol 1e-6, Hutchinson 200 probes) | {tp:.3f} | {vp:.6f} | {trp:.5f} |"
+    )
     print(f"| exact closed form ({res.method}) | {te:.3f} | {ve:.6f} | {tre:.5f} |")
     print(f"| exact closed form (matrix-free Lanczos) | {tf:.3f} | {vf:.6f} | {trf:.5f} |")
-    print(f"\nspeed-up {tp / te:.1f}x (dense, the whole spectrum), {tp / tf:.1f}x (matrix-free, top eigenvalue); "
-          f"top eigenvalue agrees to {abs(vp - ve) / ve:.1e} relative; "
-          f"PyHessian's trace estimate is {abs(trp - tre) / tre:.1%} off the exact trace")
+    print(
+        f"\nspeed-up {tp / te:.1f}x (dense, the whole spectrum), {tp / tf:.1f}x (matrix-free, top eigenvalue); "
+        f"top eigenvalue agrees to {abs(vp - ve) / ve:.1e} relative; "
+        f"PyHessian's trace estimate is {abs(trp - tre) / tre:.1%} off the exact trace"
+    )
 
 
 def bench_landscape(name, model, x, y, steps, repeats):
@@ -140,18 +150,26 @@ def bench_landscape(name, model, x, y, steps, repeats):
         base = copy.deepcopy(model.state_dict())
         for a in axes[0]:
             for b in axes[1]:
-                sd = {k: (v + a * dirs.vectors[0][k] + b * dirs.vectors[1][k]) if k in dirs.vectors[0] else v
-                      for k, v in base.items()}
+                sd = {
+                    k: (v + a * dirs.vectors[0][k] + b * dirs.vectors[1][k])
+                    if k in dirs.vectors[0]
+                    else v
+                    for k, v in base.items()
+                }
                 m = copy.deepcopy(model)
                 m.load_state_dict(sd)
                 loss_and_accuracy(m.eval(), x, y)
         best["state_dict"] = min(best["state_dict"], time.perf_counter() - t0)
-    print(f"| {name} | {len(x)} | {n_points} | {n_points / best['grid']:.2f} | {n_points / best['forward']:.2f} | "
-          f"{best['forward'] / best['grid']:.3f} | {n_points / best['state_dict']:.2f} | {best['state_dict'] / best['grid']:.2f} |")
+    print(
+        f"| {name} | {len(x)} | {n_points} | {n_points / best['grid']:.2f} | {n_points / best['forward']:.2f} | "
+        f"{best['forward'] / best['grid']:.3f} | {n_points / best['state_dict']:.2f} | {best['state_dict'] / best['grid']:.2f} |"
+    )
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu")
@@ -161,14 +179,23 @@ def main():
     bench_top_eigenvalue(model, x, y, args.repeats)
     bench_last_layer(model, x, y, args.repeats)
     print("\n## 3. Landscape throughput (2-D grid, eval mode)\n")
-    print("| model | eval images | points | points/s | forward passes/s | ratio (target >= 0.8) "
-          "| state-dict reference points/s | speed-up over it |")
+    print(
+        "| model | eval images | points | points/s | forward passes/s | ratio (target >= 0.8) "
+        "| state-dict reference points/s | speed-up over it |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     xt, yt = next(iter(Batches(d.x_test, d.y_test, d.mean, d.std, 450, shuffle=False)))
     bench_landscape("cnn-small / digits", model, xt, yt, 11, args.repeats)
     g = torch.Generator().manual_seed(0)
     xc, yc = torch.randn(500, 3, 32, 32, generator=g), torch.randint(0, 10, (500,), generator=g)
-    bench_landscape("resnet20 / CIFAR-sized", build_model("resnet20", (3, 32, 32), 10).eval(), xc, yc, 5, args.repeats)
+    bench_landscape(
+        "resnet20 / CIFAR-sized",
+        build_model("resnet20", (3, 32, 32), 10).eval(),
+        xc,
+        yc,
+        5,
+        args.repeats,
+    )
 
 
 if __name__ == "__main__":

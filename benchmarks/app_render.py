@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHARTS_JS = "[...document.querySelectorAll('.js-plotly-plot')].filter(e => (e.data || []).length).length"
+CHARTS_JS = (
+    "[...document.querySelectorAll('.js-plotly-plot')].filter(e => (e.data || []).length).length"
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -51,11 +53,29 @@ def run(*args: str) -> None:
 
 def prepare(runs: Path) -> str:
     """A finished PoF run of the default bundled model with its whole comparison cached."""
-    run("-m", "pof", "post-train", "assets/digits-cnn-small-sgd.safetensors", "--epochs", "2",
-        "--out", str(runs / "finished"), "--quiet")
+    run(
+        "-m",
+        "pof",
+        "post-train",
+        "assets/digits-cnn-small-sgd.safetensors",
+        "--epochs",
+        "2",
+        "--out",
+        str(runs / "finished"),
+        "--quiet",
+    )
     run("-m", "analysis", "report", str(runs / "finished"), "--quiet")
-    run("-m", "pof", "post-train", "assets/digits-cnn-small-sgd.safetensors", "--epochs", "2",
-        "--out", str(runs / "curves-only"), "--quiet")  # no analysis: its Compare page has one chart
+    run(
+        "-m",
+        "pof",
+        "post-train",
+        "assets/digits-cnn-small-sgd.safetensors",
+        "--epochs",
+        "2",
+        "--out",
+        str(runs / "curves-only"),
+        "--quiet",
+    )  # no analysis: its Compare page has one chart
     return "finished"
 
 
@@ -67,7 +87,9 @@ def render(page, url: str, ready) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--poll-seconds", type=float, default=30.0)
     a = p.parse_args()
@@ -79,9 +101,14 @@ def main() -> None:
     finished = prepare(runs)
     port = free_port()
     env = {**os.environ, "POF_RUNS": str(runs)}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://localhost:{port}"
     job = None
     try:
@@ -93,9 +120,11 @@ def main() -> None:
                 time.sleep(0.05)
         healthy = time.perf_counter()
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+            )
             page = browser.new_page(viewport={"width": 1300, "height": 1200})
-            post_ready = lambda pg: pg.get_by_text("94,186").wait_for(timeout=60_000)  # noqa: E731
+            post_ready = lambda pg: pg.get_by_text("94,186").wait_for(timeout=60_000)
 
             def compare_ready(pg):
                 pg.get_by_text("From before to after").wait_for(timeout=60_000)
@@ -104,21 +133,46 @@ def main() -> None:
             page.goto(url)
             post_ready(page)
             first = time.perf_counter() - healthy
-            print(f"\nserver healthy -> first page (Post-train, cold) fully rendered: {first:.2f} s")
+            print(
+                f"\nserver healthy -> first page (Post-train, cold) fully rendered: {first:.2f} s"
+            )
 
             def curves_ready(pg):
                 pg.get_by_text("Accuracy and loss over the post-training").wait_for(timeout=60_000)
                 pg.wait_for_function(f"{CHARTS_JS} >= 1", timeout=60_000)
 
-            pages = {"Post-train": (url, post_ready),
-                     "Compare, curves only (Plotly's own start-up)": (f"{url}/compare?run=curves-only", curves_ready),
-                     "Compare, all 6 cached charts it opens with": (f"{url}/compare?run={finished}", compare_ready)}
+            pages = {
+                "Post-train": (url, post_ready),
+                "Compare, curves only (Plotly's own start-up)": (
+                    f"{url}/compare?run=curves-only",
+                    curves_ready,
+                ),
+                "Compare, all 6 cached charts it opens with": (
+                    f"{url}/compare?run={finished}",
+                    compare_ready,
+                ),
+            }
             times = {(name, busy): [] for name in pages for busy in (False, True)}
             for busy in (False, True):
                 if busy:  # a long job that keeps both cores busy, as a real post-training would
-                    job = subprocess.Popen([sys.executable, "-m", "pof", "pretrain", "--dataset", "digits", "--epochs",
-                                            "500", "--out", str(runs / "busy"), "--quiet"], cwd=ROOT,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    job = subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "pof",
+                            "pretrain",
+                            "--dataset",
+                            "digits",
+                            "--epochs",
+                            "500",
+                            "--out",
+                            str(runs / "busy"),
+                            "--quiet",
+                        ],
+                        cwd=ROOT,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
                     time.sleep(5)
                 for _ in range(a.repeats):
                     for name, (u, ready) in pages.items():
@@ -128,21 +182,33 @@ def main() -> None:
             print("| page | idle | while a job runs | running / idle |")
             print("|---|---|---|---|")
             for name in pages:
-                idle, busy = statistics.median(times[(name, False)]), statistics.median(times[(name, True)])
+                idle, busy = (
+                    statistics.median(times[(name, False)]),
+                    statistics.median(times[(name, True)]),
+                )
                 print(f"| {name} | {idle:.2f} s | {busy:.2f} s | {busy / idle:.2f} |")
 
-            print(f"\nCPU share while polling, {a.poll_seconds:.0f} s each (CPU seconds per wall second)\n")
+            print(
+                f"\nCPU share while polling, {a.poll_seconds:.0f} s each (CPU seconds per wall second)\n"
+            )
             print("| page open | app process | the job | app / job |")
             print("|---|---|---|---|")
-            for label, u in (("Runs page watching the running job", f"{url}/runs"),
-                             ("Post-train page, nothing selected", url)):
+            for label, u in (
+                ("Runs page watching the running job", f"{url}/runs"),
+                ("Post-train page, nothing selected", url),
+            ):
                 page.goto(u)
                 page.wait_for_timeout(3000)
                 app0, job0, t0 = cpu_seconds(server.pid), cpu_seconds(job.pid), time.perf_counter()
                 page.wait_for_timeout(a.poll_seconds * 1000)
                 wall = time.perf_counter() - t0
-                app_share, job_share = (cpu_seconds(server.pid) - app0) / wall, (cpu_seconds(job.pid) - job0) / wall
-                print(f"| {label} | {app_share:.3f} | {job_share:.3f} | {app_share / job_share:.3f} |")
+                app_share, job_share = (
+                    (cpu_seconds(server.pid) - app0) / wall,
+                    (cpu_seconds(job.pid) - job0) / wall,
+                )
+                print(
+                    f"| {label} | {app_share:.3f} | {job_share:.3f} | {app_share / job_share:.3f} |"
+                )
             browser.close()
     finally:
         if job:

@@ -23,20 +23,27 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analysis.lastlayer import features_and_probs, last_layer_hessian  # noqa: E402
-from pof.checkpoints import load_checkpoint  # noqa: E402
-from pof.data import Batches, load_dataset  # noqa: E402
-from pof.posttrain import METHODS, PostTrainConfig, post_train  # noqa: E402
-from pof.train import PretrainConfig, evaluate, pretrain  # noqa: E402
+from analysis.lastlayer import features_and_probs, last_layer_hessian
+from pof.checkpoints import load_checkpoint
+from pof.data import Batches, load_dataset
+from pof.posttrain import METHODS, PostTrainConfig, post_train
+from pof.train import PretrainConfig, evaluate, pretrain
 
 
 def measure(path, dataset) -> dict:
     model, _ = load_checkpoint(path, dataset=dataset)
     test = Batches(dataset.x_test, dataset.y_test, dataset.mean, dataset.std, 1000, shuffle=False)
-    train = Batches(dataset.x_train, dataset.y_train, dataset.mean, dataset.std, 1000, shuffle=False)
+    train = Batches(
+        dataset.x_train, dataset.y_train, dataset.mean, dataset.std, 1000, shuffle=False
+    )
     ev = evaluate(model, test, dataset.num_classes)
     h = last_layer_hessian(*features_and_probs(model, train), top_k=1)
-    return {"test_error": 1 - ev["acc"], "test_loss": ev["loss"], "lambda_max": h.top_eigenvalues[0], "trace": h.trace}
+    return {
+        "test_error": 1 - ev["acc"],
+        "test_loss": ev["loss"],
+        "lambda_max": h.top_eigenvalues[0],
+        "trace": h.trace,
+    }
 
 
 def fmt(values, scale=1.0, digits=4) -> str:
@@ -47,7 +54,9 @@ def fmt(values, scale=1.0, digits=4) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--model", default="cnn-small")
@@ -55,7 +64,12 @@ def main():
     ap.add_argument("--pretrain-epochs", type=int, default=30)
     ap.add_argument("--pretrain-lr", type=float, default=0.05)
     ap.add_argument("--epochs", type=int, default=10, help="post-training epochs")
-    ap.add_argument("--lr", type=float, default=None, help="post-training rate (default: the schedule, continued)")
+    ap.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="post-training rate (default: the schedule, continued)",
+    )
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -64,37 +78,67 @@ def main():
     out = Path(args.out)
     dataset = load_dataset(args.dataset, args.data_root)
     print(f"{dataset.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    ckpt = Path(args.checkpoint) if args.checkpoint else out / "pretrain" / "checkpoints" / "final.safetensors"
+    ckpt = (
+        Path(args.checkpoint)
+        if args.checkpoint
+        else out / "pretrain" / "checkpoints" / "final.safetensors"
+    )
     if not ckpt.exists():
         t0 = time.time()
-        pretrain(PretrainConfig(model=args.model, dataset=args.dataset, data_root=args.data_root,
-                                epochs=args.pretrain_epochs, lr=args.pretrain_lr), out / "pretrain", dataset=dataset)
-        print(f"pre-trained {args.model} for {args.pretrain_epochs} epochs in {time.time() - t0:.0f} s")
+        pretrain(
+            PretrainConfig(
+                model=args.model,
+                dataset=args.dataset,
+                data_root=args.data_root,
+                epochs=args.pretrain_epochs,
+                lr=args.pretrain_lr,
+            ),
+            out / "pretrain",
+            dataset=dataset,
+        )
+        print(
+            f"pre-trained {args.model} for {args.pretrain_epochs} epochs in {time.time() - t0:.0f} s"
+        )
     results = {"pretrained": [measure(ckpt, dataset)]}
     for method in args.methods:
         for seed in args.seeds:
             run_dir = out / f"{method}-seed{seed}"
-            cfg = PostTrainConfig(checkpoint=str(ckpt), dataset=args.dataset, data_root=args.data_root, method=method,
-                                  epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=seed)
+            cfg = PostTrainConfig(
+                checkpoint=str(ckpt),
+                dataset=args.dataset,
+                data_root=args.data_root,
+                method=method,
+                epochs=args.epochs,
+                lr=args.lr,
+                batch_size=args.batch_size,
+                seed=seed,
+            )
             t0 = time.time()
             run = post_train(cfg, run_dir, overwrite=True)
             row = measure(run.checkpoint("final"), dataset)
             row["time_s"] = time.time() - t0
             row["lr"] = run.config()["lr"]
             results.setdefault(method, []).append(row)
-            print(f"{method:<17} seed {seed}: test error {row['test_error']:.4f}, loss {row['test_loss']:.4f}, "
-                  f"lambda_max {row['lambda_max']:.4f}, trace {row['trace']:.4f}, {row['time_s']:.0f} s", flush=True)
+            print(
+                f"{method:<17} seed {seed}: test error {row['test_error']:.4f}, loss {row['test_loss']:.4f}, "
+                f"lambda_max {row['lambda_max']:.4f}, trace {row['trace']:.4f}, {row['time_s']:.0f} s",
+                flush=True,
+            )
     (out / "results.json").write_text(json.dumps(results, indent=1))
     lr = results[args.methods[0]][0]["lr"]
-    print(f"\n{args.model} on {dataset.name}; post-training {args.epochs} epochs at lr {lr:g}, seeds {args.seeds}; "
-          f"last-layer Hessian exact on all {len(dataset.x_train)} training images\n")
+    print(
+        f"\n{args.model} on {dataset.name}; post-training {args.epochs} epochs at lr {lr:g}, seeds {args.seeds}; "
+        f"last-layer Hessian exact on all {len(dataset.x_train)} training images\n"
+    )
     print("| method | test error % | test loss | last-layer λ_max | last-layer trace | time s |")
     print("|---|---|---|---|---|---|")
     for method, rows in results.items():
-        col = lambda k, **kw: fmt([r[k] for r in rows], **kw)  # noqa: E731
+        col = lambda k, **kw: fmt([r[k] for r in rows], **kw)
         t = fmt([r["time_s"] for r in rows], digits=0) if "time_s" in rows[0] else "-"
-        print(f"| {method} | {col('test_error', scale=100, digits=2)} | {col('test_loss')} | "
-              f"{col('lambda_max')} | {col('trace')} | {t} |")
+        print(
+            f"| {method} | {col('test_error', scale=100, digits=2)} | {col('test_loss')} | "
+            f"{col('lambda_max')} | {col('trace')} | {t} |"
+        )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pof.data import Batches, load_dataset  # noqa: E402
-from pof.models import build_model  # noqa: E402
+from pof.data import Batches, load_dataset
+from pof.models import build_model
 
 
 def timed_epoch(batches: Batches, model, optimizer, epoch: int, max_batches: int | None) -> float:
@@ -50,20 +50,38 @@ def case(name, x, y, mean, std, arch, augment, batch_size, repeats, max_batches)
         data_t.append(timed_epoch(batches, None, None, r, max_batches))
         full_t.append(timed_epoch(batches, model, opt, r, max_batches))
     data, full = min(data_t), min(full_t)
-    print(f"{name:<42} data {data * 1e3:9.1f} ms   full {full * 1e3:9.1f} ms   data share {data / full:6.2%}")
+    print(
+        f"{name:<42} data {data * 1e3:9.1f} ms   full {full * 1e3:9.1f} ms   data share {data / full:6.2%}"
+    )
     return data / full
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cifar-root", help="image folder with CIFAR-10 (train/<class>/*.jpg, test/...)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--cifar-root", help="image folder with CIFAR-10 (train/<class>/*.jpg, test/...)"
+    )
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--resnet-batches", type=int, default=20, help="batches timed per resnet20 repeat")
+    ap.add_argument(
+        "--resnet-batches", type=int, default=20, help="batches timed per resnet20 repeat"
+    )
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
     d = load_dataset("digits")
-    case("cnn-small / digits, batch 128, crop+flip", d.x_train, d.y_train, d.mean, d.std, "cnn-small",
-         {"crop": 1, "flip": True}, 128, args.repeats, None)
+    case(
+        "cnn-small / digits, batch 128, crop+flip",
+        d.x_train,
+        d.y_train,
+        d.mean,
+        d.std,
+        "cnn-small",
+        {"crop": 1, "flip": True},
+        128,
+        args.repeats,
+        None,
+    )
     if args.cifar_root:
         c = load_dataset(f"imagefolder:{args.cifar_root}")
         x, y, mean, std, src = c.x_train, c.y_train, c.mean, c.std, "CIFAR-10 jpeg folder"
@@ -73,10 +91,30 @@ def main():
         y = torch.randint(0, 10, (50_000,), generator=g)
         mean, std, src = (0.5,) * 3, (0.25,) * 3, "random uint8 CIFAR-shaped"
     aug = {"crop": 4, "flip": True, "cutout": 16}
-    case(f"cnn-small / {src}, batch 256, crop+flip+cutout", x, y, mean, std, "cnn-small", aug, 256,
-         args.repeats, 40)
-    case(f"resnet20 / {src}, batch 128, crop+flip+cutout", x, y, mean, std, "resnet20", aug, 128,
-         args.repeats, args.resnet_batches)
+    case(
+        f"cnn-small / {src}, batch 256, crop+flip+cutout",
+        x,
+        y,
+        mean,
+        std,
+        "cnn-small",
+        aug,
+        256,
+        args.repeats,
+        40,
+    )
+    case(
+        f"resnet20 / {src}, batch 128, crop+flip+cutout",
+        x,
+        y,
+        mean,
+        std,
+        "resnet20",
+        aug,
+        128,
+        args.repeats,
+        args.resnet_batches,
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analysis.hessian import HessianOperator, _BlockOperator, _rademacher, hutchinson_trace, layer_groups, top_eigenvalues  # noqa: E402
-from analysis.layers import MAX_STEPS, PROBES, TOL, layer_report  # noqa: E402
+from analysis.hessian import (
+    HessianOperator,
+    _BlockOperator,
+    _rademacher,
+    hutchinson_trace,
+    layer_groups,
+    top_eigenvalues,
+)
+from analysis.layers import MAX_STEPS, PROBES, TOL, layer_report
 
 CALLS = {"n": 0}
 _hvp = HessianOperator.hvp
@@ -55,8 +62,12 @@ def measure(fn):
 def digits_cnn(samples: int):
     from analysis.cli import EvalData
 
-    data = EvalData(str(Path(__file__).resolve().parents[1] / "assets" / "digits-cnn-small-sgd.safetensors"),
-                    "digits", "train", samples)
+    data = EvalData(
+        str(Path(__file__).resolve().parents[1] / "assets" / "digits-cnn-small-sgd.safetensors"),
+        "digits",
+        "train",
+        samples,
+    )
     return data.model, data.batches(1000), "classifier", f"digits train, {len(data.y)} images"
 
 
@@ -68,7 +79,12 @@ def random_resnet20(samples: int):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(samples, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (samples,), generator=g)
-    return model, [(x, y)], "classifier", f"{samples} random 32x32 inputs, random labels, at initialization"
+    return (
+        model,
+        [(x, y)],
+        "classifier",
+        f"{samples} random 32x32 inputs, random labels, at initialization",
+    )
 
 
 def whole_top(model, batches):
@@ -90,7 +106,10 @@ def separate_block_traces(model, batches, probes: int):
             for _ in range(probes):
                 v = _rademacher(block.dim, gen, block.params[0])
                 samples.append(float(v @ block(v)))
-            out[name] = (float(np.mean(samples)), float(np.std(samples, ddof=1) / math.sqrt(probes)))
+            out[name] = (
+                float(np.mean(samples)),
+                float(np.std(samples, ddof=1) / math.sqrt(probes)),
+            )
         return out
     finally:
         op.close()
@@ -112,58 +131,103 @@ def warm_up(model, batches):
 
 
 def bench(title, model, batches, classifier, data, separate_probes):
-    print(f"\n(load average before {title.split(',')[0]}: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(
+        f"\n(load average before {title.split(',')[0]}: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
     warm_up(model, batches)
     top, top_n, top_s = measure(lambda: whole_top(model, batches))
     report, rep_n, rep_s = measure(lambda: layer_report(model, batches, classifier=classifier))
     h, s = report.hvp, report.seconds
     blocks = len(report.rows)
     print(f"\n### {title}: {report.whole.parameters} parameters, {blocks} blocks; {data}\n")
-    print(f"Defaults: {PROBES} probes, tol {TOL:g}, at most {MAX_STEPS} Lanczos steps per eigenvalue; "
-          f"{rep_s / rep_n * 1000:.0f} ms per product in the report.\n")
-    print("| | Hessian-vector products | seconds | ms / product | products / one top eigenvalue | seconds / one top eigenvalue |")
+    print(
+        f"Defaults: {PROBES} probes, tol {TOL:g}, at most {MAX_STEPS} Lanczos steps per eigenvalue; "
+        f"{rep_s / rep_n * 1000:.0f} ms per product in the report.\n"
+    )
+    print(
+        "| | Hessian-vector products | seconds | ms / product | products / one top eigenvalue | seconds / one top eigenvalue |"
+    )
     print("|---|---|---|---|---|---|")
 
     def line(what, n, sec):
-        print(f"| {what} | {n} | {sec:.1f} | {1000 * sec / n:.0f} | {n / top_n:.1f} | {sec / top_s:.1f} |")
+        print(
+            f"| {what} | {n} | {sec:.1f} | {1000 * sec / n:.0f} | {n / top_n:.1f} | {sec / top_s:.1f} |"
+        )
 
-    line(f"whole-network top eigenvalue alone ({top.iterations} Lanczos steps + 1 residual, λ = {top.eigenvalues[0]:.4g})",
-         top_n, top_s)
-    line(f"report: one trace pass, every block and the whole ({report.n_probes} probes)", h.trace, s["trace"])
+    line(
+        f"whole-network top eigenvalue alone ({top.iterations} Lanczos steps + 1 residual, λ = {top.eigenvalues[0]:.4g})",
+        top_n,
+        top_s,
+    )
+    line(
+        f"report: one trace pass, every block and the whole ({report.n_probes} probes)",
+        h.trace,
+        s["trace"],
+    )
     steps = [r.top_steps for r in report.rows]
-    line(f"report: {blocks} block top eigenvalues ({min(steps)}-{max(steps)} steps each + 1 residual)", h.blocks, s["blocks"])
-    line(f"report: whole-network top eigenvalue (λ = {report.whole.top_eigenvalue:.4g})", h.whole_top, s["whole_top"])
+    line(
+        f"report: {blocks} block top eigenvalues ({min(steps)}-{max(steps)} steps each + 1 residual)",
+        h.blocks,
+        s["blocks"],
+    )
+    line(
+        f"report: whole-network top eigenvalue (λ = {report.whole.top_eigenvalue:.4g})",
+        h.whole_top,
+        s["whole_top"],
+    )
     line("**report, total**", rep_n, rep_s)
     assert rep_n == h.total == h.trace + h.blocks + h.whole_top, (rep_n, h)
     unconverged = [r.name for r in report.rows if not r.top_converged]
-    print(f"\nCounted at the operator: {rep_n} products = {h.trace} + {h.blocks} + {h.whole_top} (the report's own "
-          f"count: {h.total}); blocks not converged: {', '.join(unconverged) or 'none'}.")
+    print(
+        f"\nCounted at the operator: {rep_n} products = {h.trace} + {h.blocks} + {h.whole_top} (the report's own "
+        f"count: {h.total}); blocks not converged: {', '.join(unconverged) or 'none'}."
+    )
 
     shared, sh_n, sh_s = measure(lambda: shared_pass(model, batches, separate_probes))
     sep, sep_n, sep_s = measure(lambda: separate_block_traces(model, batches, separate_probes))
-    agree = sum(abs(layer.trace - sep[layer.name][0]) <= 3 * math.hypot(layer.trace_stderr, sep[layer.name][1])
-                for layer in shared.layers)
+    agree = sum(
+        abs(layer.trace - sep[layer.name][0])
+        <= 3 * math.hypot(layer.trace_stderr, sep[layer.name][1])
+        for layer in shared.layers
+    )
     print(f"\nEvery block's trace, {separate_probes} probes per estimate:\n")
     print("| | Hessian-vector products | seconds | traces it gives |")
     print("|---|---|---|---|")
-    print(f"| one shared pass (what the report does) | {sh_n} | {sh_s:.1f} | {blocks} blocks + the whole network |")
+    print(
+        f"| one shared pass (what the report does) | {sh_n} | {sh_s:.1f} | {blocks} blocks + the whole network |"
+    )
     print(f"| a pass per block, probes of its own | {sep_n} | {sep_s:.1f} | {blocks} blocks |")
     print(f"| separate / shared | {sep_n / sh_n:.1f} | {sep_s / sh_s:.1f} | |")
-    print(f"\nThe two estimates agree within 3 combined standard errors for {agree} of {blocks} blocks.")
+    print(
+        f"\nThe two estimates agree within 3 combined standard errors for {agree} of {blocks} blocks."
+    )
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--samples", type=int, default=1000, help="digits training images (the CLI's default)")
+    ap.add_argument(
+        "--samples", type=int, default=1000, help="digits training images (the CLI's default)"
+    )
     ap.add_argument("--resnet-samples", type=int, default=128)
-    ap.add_argument("--separate-probes", type=int, nargs=2, default=[20, 5], metavar=("CNN", "RESNET"),
-                    help="probes per estimate in the shared-vs-separate trace comparison")
-    ap.add_argument("--models", nargs="+", choices=["cnn-small", "resnet20"], default=["cnn-small", "resnet20"])
+    ap.add_argument(
+        "--separate-probes",
+        type=int,
+        nargs=2,
+        default=[20, 5],
+        metavar=("CNN", "RESNET"),
+        help="probes per estimate in the shared-vs-separate trace comparison",
+    )
+    ap.add_argument(
+        "--models", nargs="+", choices=["cnn-small", "resnet20"], default=["cnn-small", "resnet20"]
+    )
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if "cnn-small" in args.models:
-        bench("cnn-small, digits (assets/digits-cnn-small-sgd.safetensors)", *digits_cnn(args.samples),
-              args.separate_probes[0])
+        bench(
+            "cnn-small, digits (assets/digits-cnn-small-sgd.safetensors)",
+            *digits_cnn(args.samples),
+            args.separate_probes[0],
+        )
     if "resnet20" in args.models:
         bench("resnet20, fresh", *random_resnet20(args.resnet_samples), args.separate_probes[1])
 

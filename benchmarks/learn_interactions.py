@@ -51,16 +51,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 from app_render import CHARTS_JS, CHROMIUM, cpu_seconds, free_port  # noqa: E402  (this script's folder)
+
 sys.path.insert(0, str(ROOT / "tests"))
 # the sliders moved, the charts watched, and what a chart shows: exactly as the browser test reads them
 from test_browser_learn import SECTIONS, SHOWN  # noqa: E402
 
 FIGURE_JS = f"key => {{ const e = document.querySelector(`.st-key-${{key}} .js-plotly-plot`); return {SHOWN}; }}"
-CHANGED_JS = ("([key, old]) => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
-              f" const now = {SHOWN}; return now !== null && now !== old; }}")
+CHANGED_JS = (
+    "([key, old]) => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
+    f" const now = {SHOWN}; return now !== null && now !== old; }}"
+)
 IDLE_JS = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
-SLIDER_JS = ("key => { const i = document.querySelector(`.st-key-${key} input[type=range]`);"
-             " return [+i.value, +i.min, +i.max, +i.step, i.getAttribute('aria-valuetext')]; }")
+SLIDER_JS = (
+    "key => { const i = document.querySelector(`.st-key-${key} input[type=range]`);"
+    " return [+i.value, +i.min, +i.max, +i.step, i.getAttribute('aria-valuetext')]; }"
+)
 TIMEOUT_MS = 600_000
 
 
@@ -69,9 +74,14 @@ def start_server(runs: Path, omp_threads: int | None = None) -> tuple[subprocess
     env = {**os.environ, "POF_RUNS": str(runs)}
     if omp_threads:
         env["OMP_NUM_THREADS"] = str(omp_threads)
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return server, f"http://localhost:{port}"
 
 
@@ -103,7 +113,9 @@ def cold_load(page, url: str, healthy: float) -> tuple[float, dict]:
         headers[header] = time.perf_counter() - healthy
     page.wait_for_function(f"{CHARTS_JS} >= 9", timeout=TIMEOUT_MS)
     elapsed = time.perf_counter() - healthy
-    page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)  # the whole script has run before any slider moves
+    page.wait_for_function(
+        IDLE_JS, timeout=TIMEOUT_MS
+    )  # the whole script has run before any slider moves
     return elapsed, headers
 
 
@@ -144,11 +156,17 @@ def phase(pw, runs: Path, repeats: int, label: str, omp_threads: int | None = No
     server, url = start_server(runs, omp_threads)
     try:
         healthy = wait_healthy(url)
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
         page = browser.new_page(viewport={"width": 1300, "height": 1200})
         cold, headers = cold_load(page, url, healthy)
-        print(f"[{label}] server healthy -> /learn fully drawn: {cold:.2f} s (headers at "
-              + ", ".join(f"{h.split('.')[0]}: {t:.1f} s" for h, t in headers.items()) + ")", flush=True)
+        print(
+            f"[{label}] server healthy -> /learn fully drawn: {cold:.2f} s (headers at "
+            + ", ".join(f"{h.split('.')[0]}: {t:.1f} s" for h, t in headers.items())
+            + ")",
+            flush=True,
+        )
         seen = {}
         for slider, _ in SECTIONS.values():
             value, lo, _, step, _ = page.evaluate(SLIDER_JS, slider)
@@ -158,8 +176,11 @@ def phase(pw, runs: Path, repeats: int, label: str, omp_threads: int | None = No
             for header, (slider, fig) in SECTIONS.items():
                 elapsed, cached, text = press(page, slider, fig, seen[slider])
                 times[header]["cached" if cached else "new"].append(elapsed)
-                print(f"[{label}] repeat {rep + 1}, {header}: {slider} -> {text}"
-                      f"{' (cached)' if cached else ''}: {elapsed:.2f} s", flush=True)
+                print(
+                    f"[{label}] repeat {rep + 1}, {header}: {slider} -> {text}"
+                    f"{' (cached)' if cached else ''}: {elapsed:.2f} s",
+                    flush=True,
+                )
         assert not page.locator("[data-testid=stException]").count(), "the page shows an exception"
         browser.close()
         return {"cold": cold, "headers": headers, "times": times}
@@ -172,12 +193,22 @@ def fmt_med(xs: list[float]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--job-epochs", type=int, default=100_000,
-                   help="epochs of the background pre-training (killed at the end; must outlast the phase)")
-    p.add_argument("--server-omp-threads", type=int, default=None,
-                   help="OMP_NUM_THREADS for the app's server only (default: unset, torch's own choice)")
+    p.add_argument(
+        "--job-epochs",
+        type=int,
+        default=100_000,
+        help="epochs of the background pre-training (killed at the end; must outlast the phase)",
+    )
+    p.add_argument(
+        "--server-omp-threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS for the app's server only (default: unset, torch's own choice)",
+    )
     a = p.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -190,49 +221,88 @@ def main() -> None:
             print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
             idle = phase(pw, runs, a.repeats, "idle", a.server_omp_threads)
             # a long job that keeps both cores busy, as a real pre-training would
-            job = subprocess.Popen([sys.executable, "-m", "pof", "pretrain", "--model", "cnn-small", "--dataset",
-                                    "digits", "--epochs", str(a.job_epochs), "--out", str(runs / "busy"), "--quiet"],
-                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True)
+            job = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pof",
+                    "pretrain",
+                    "--model",
+                    "cnn-small",
+                    "--dataset",
+                    "digits",
+                    "--epochs",
+                    str(a.job_epochs),
+                    "--out",
+                    str(runs / "busy"),
+                    "--quiet",
+                ],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             time.sleep(5)
             job_cpu0, t0 = cpu_seconds(job.pid), time.perf_counter()
             busy = phase(pw, runs, a.repeats, "job running", a.server_omp_threads)
             if job.poll() is not None:
-                raise RuntimeError(f"the background job ended early (exit {job.returncode}): raise --job-epochs")
+                raise RuntimeError(
+                    f"the background job ended early (exit {job.returncode}): raise --job-epochs"
+                )
             job_share = (cpu_seconds(job.pid) - job_cpu0) / (time.perf_counter() - t0)
     finally:
         stop(job)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    threads = f"OMP_NUM_THREADS={a.server_omp_threads}" if a.server_omp_threads else "the app's own thread setting"
-    print(f"\nLearn page, headless Chromium, fresh server per phase ({threads} in the app); the job used "
-          f"{job_share:.2f} CPU s per wall s during its phase ({os.cpu_count()} cores)\n")
+    threads = (
+        f"OMP_NUM_THREADS={a.server_omp_threads}"
+        if a.server_omp_threads
+        else "the app's own thread setting"
+    )
+    print(
+        f"\nLearn page, headless Chromium, fresh server per phase ({threads} in the app); the job used "
+        f"{job_share:.2f} CPU s per wall s during its phase ({os.cpu_count()} cores)\n"
+    )
     print("| | idle | while a job runs | ratio running/idle | target (< 3 s) |")
     print("|---|---|---|---|---|")
-    print(f"| cold first load of /learn (server healthy → 5 headers, ≥ 9 charts) | {idle['cold']:.2f} s | "
-          f"{busy['cold']:.2f} s | {busy['cold'] / idle['cold']:.2f} | "
-          f"{'met' if max(idle['cold'], busy['cold']) < 3 else 'missed'} |")
-    print(f"\nslider key press → the section's chart shows the new value's data, median of {a.repeats} "
-          "values never computed before by that server\n")
-    print("| section | idle median s | while a job runs median s | ratio running/idle | target (< 3 s) |")
+    print(
+        f"| cold first load of /learn (server healthy → 5 headers, ≥ 9 charts) | {idle['cold']:.2f} s | "
+        f"{busy['cold']:.2f} s | {busy['cold'] / idle['cold']:.2f} | "
+        f"{'met' if max(idle['cold'], busy['cold']) < 3 else 'missed'} |"
+    )
+    print(
+        f"\nslider key press → the section's chart shows the new value's data, median of {a.repeats} "
+        "values never computed before by that server\n"
+    )
+    print(
+        "| section | idle median s | while a job runs median s | ratio running/idle | target (< 3 s) |"
+    )
     print("|---|---|---|---|---|")
     for header, (slider, fig) in SECTIONS.items():
         i, b = idle["times"][header]["new"], busy["times"][header]["new"]
         ratio = f"{statistics.median(b) / statistics.median(i):.2f}" if i and b else "-"
         worst = max(statistics.median(x) for x in (i, b) if x) if i or b else float("nan")
-        print(f"| {header} (`{slider}` → `{fig}`) | {fmt_med(i)} | {fmt_med(b)} | {ratio} | "
-              f"{'met' if worst < 3 else 'missed'} |")
+        print(
+            f"| {header} (`{slider}` → `{fig}`) | {fmt_med(i)} | {fmt_med(b)} | {ratio} | "
+            f"{'met' if worst < 3 else 'missed'} |"
+        )
     if any(r["times"][h]["cached"] for r in (idle, busy) for h in SECTIONS):
         print("\nvalues already computed by that server (cached), median\n")
         print("| section | idle | while a job runs |")
         print("|---|---|---|")
         for header in SECTIONS:
-            print(f"| {header} | {fmt_med(idle['times'][header]['cached'])} | "
-                  f"{fmt_med(busy['times'][header]['cached'])} |")
+            print(
+                f"| {header} | {fmt_med(idle['times'][header]['cached'])} | "
+                f"{fmt_med(busy['times'][header]['cached'])} |"
+            )
     print("\nevery new-value time, in order (idle / while a job runs)\n")
     for header in SECTIONS:
-        print(f"- {header}: " + " ".join(f"{t:.2f}" for t in idle["times"][header]["new"]) + " / "
-              + " ".join(f"{t:.2f}" for t in busy["times"][header]["new"]))
+        print(
+            f"- {header}: "
+            + " ".join(f"{t:.2f}" for t in idle["times"][header]["new"])
+            + " / "
+            + " ".join(f"{t:.2f}" for t in busy["times"][header]["new"])
+        )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pof.data import Batches, load_dataset  # noqa: E402
-from pof.method import PoFConfig, last_layer_grad, line_search  # noqa: E402
-from pof.models import build_model, split_model  # noqa: E402
-from pof.posttrain import FrozenHeadStep  # noqa: E402
+from pof.data import Batches, load_dataset
+from pof.method import PoFConfig, last_layer_grad, line_search
+from pof.models import build_model, split_model
+from pof.posttrain import FrozenHeadStep
 
 
 def timed_steps(step, batches: Batches, n_steps: int) -> float:
@@ -68,8 +68,9 @@ def case(name, x, y, mean, std, n_classes, batch, weak_size, n_steps, repeats):
     steps = {}
     for method in ("pof", "finetune-frozen"):
         opt = torch.optim.SGD(split.features.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
-        steps[method] = FrozenHeadStep(method, split.features, split.features, split.classifier, opt, cfg,
-                                       weak, 0, 0)
+        steps[method] = FrozenHeadStep(
+            method, split.features, split.features, split.classifier, opt, cfg, weak, 0, 0
+        )
     for s in steps.values():
         timed_steps(s, train, 2)  # warm-up
     times = {m: [] for m in steps}
@@ -80,26 +81,54 @@ def case(name, x, y, mean, std, n_classes, batch, weak_size, n_steps, repeats):
     pof_t, ctl_t, weak_t = min(times["pof"]), min(times["finetune-frozen"]), min(times["weak"])
     ratio, bound, measured = pof_t / ctl_t, 1 + weak_size / (3 * batch), 1 + weak_t / ctl_t
     ls = line_search_time(split.features, split.classifier, weak, cfg, n_steps)
-    print(f"| {name} | {batch} | {weak_size} | {ctl_t / n_steps * 1e3:.1f} | {pof_t / n_steps * 1e3:.1f} | "
-          f"{ratio:.3f} | {bound:.3f} | {measured:.3f} | {ratio / measured:.3f} | {ls / pof_t:.2%} |")
+    print(
+        f"| {name} | {batch} | {weak_size} | {ctl_t / n_steps * 1e3:.1f} | {pof_t / n_steps * 1e3:.1f} | "
+        f"{ratio:.3f} | {bound:.3f} | {measured:.3f} | {ratio / measured:.3f} | {ls / pof_t:.2%} |"
+    )
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu")
-    print("| case | batch | weak | control ms/step | PoF ms/step | ratio | 1+w/3b | 1+weak fwd/control (measured) "
-          "| ratio / measured | line search share |")
+    print(
+        "| case | batch | weak | control ms/step | PoF ms/step | ratio | 1+w/3b | 1+weak fwd/control (measured) "
+        "| ratio / measured | line search share |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     d = load_dataset("digits")
     g = torch.Generator().manual_seed(0)
     cx = torch.randint(0, 256, (10_000, 3, 32, 32), dtype=torch.uint8, generator=g)
     cy = torch.randint(0, 10, (10_000,), generator=g)
     for batch in (128, 256):
-        case("cnn-small / digits 8x8", d.x_train, d.y_train, d.mean, d.std, 10, batch, 256, 40, args.repeats)
+        case(
+            "cnn-small / digits 8x8",
+            d.x_train,
+            d.y_train,
+            d.mean,
+            d.std,
+            10,
+            batch,
+            256,
+            40,
+            args.repeats,
+        )
     for batch in (128, 256):
-        case("cnn-small / CIFAR-sized 3x32x32", cx, cy, (0.5,) * 3, (0.25,) * 3, 10, batch, 256, 10, args.repeats)
+        case(
+            "cnn-small / CIFAR-sized 3x32x32",
+            cx,
+            cy,
+            (0.5,) * 3,
+            (0.25,) * 3,
+            10,
+            batch,
+            256,
+            10,
+            args.repeats,
+        )
 
 
 if __name__ == "__main__":

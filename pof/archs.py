@@ -25,8 +25,9 @@ from torch import nn
 
 from .models import ARCHS, build_model
 
-
-RENAMED = {"resnet18": "resnet18-cifar"}  # older checkpoints name the CIFAR variant by torchvision's name
+RENAMED = {
+    "resnet18": "resnet18-cifar"
+}  # older checkpoints name the CIFAR variant by torchvision's name
 
 
 class ArchError(ValueError):
@@ -38,21 +39,29 @@ def kind_of(arch: str) -> str:
     if arch in ARCHS:
         return "registry"
     if arch in RENAMED:
-        raise ArchError(f"{arch!r} is ambiguous: {RENAMED[arch]} is this project's CIFAR variant, torchvision:{arch} "
-                        f"is torchvision's own; give one of them.")
+        raise ArchError(
+            f"{arch!r} is ambiguous: {RENAMED[arch]} is this project's CIFAR variant, torchvision:{arch} "
+            f"is torchvision's own; give one of them."
+        )
     if arch.startswith("torchvision:"):
         return "torchvision"
     if arch.startswith("export:"):
         return "export"
     if ":" in arch:
         return "code"
-    raise ArchError(f"Unknown architecture {arch!r}. Give a registry name ({', '.join(ARCHS)}), "
-                    f"torchvision:NAME (e.g. torchvision:resnet18), your own factory as path/to/file.py:function "
-                    f"or package.module:function, or export:model.pt2.")
+    raise ArchError(
+        f"Unknown architecture {arch!r}. Give a registry name ({', '.join(ARCHS)}), "
+        f"torchvision:NAME (e.g. torchvision:resnet18), your own factory as path/to/file.py:function "
+        f"or package.module:function, or export:model.pt2."
+    )
 
 
 def runs_user_code(arch: str | None) -> bool:
-    return bool(arch) and arch not in ARCHS and (arch.startswith("export:") or (":" in arch and not arch.startswith("torchvision:")))
+    return (
+        bool(arch)
+        and arch not in ARCHS
+        and (arch.startswith("export:") or (":" in arch and not arch.startswith("torchvision:")))
+    )
 
 
 def short_name(arch: str) -> str:
@@ -66,11 +75,16 @@ def short_name(arch: str) -> str:
 
 
 def describe(arch: str) -> str:
-    return {"registry": "this project's registry", "torchvision": "torchvision", "export": "a torch.export program",
-            "code": "your own code"}[kind_of(arch)]
+    return {
+        "registry": "this project's registry",
+        "torchvision": "torchvision",
+        "export": "a torch.export program",
+        "code": "your own code",
+    }[kind_of(arch)]
 
 
 # --- torchvision ------------------------------------------------------------------------------------
+
 
 def torchvision_names() -> list[str]:
     """Classification models only (torchvision.models' top-level module, not detection or video)."""
@@ -85,11 +99,17 @@ def _torchvision(name: str, args: dict, state: dict | None, num_classes: int | N
     names = torchvision_names()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3)
-        raise ArchError(f"torchvision has no classification model {name!r}"
-                        + (f"; did you mean {', '.join(close)}?" if close else "") + " (torchvision.models.list_models())")
+        raise ArchError(
+            f"torchvision has no classification model {name!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+            + " (torchvision.models.list_models())"
+        )
     args = dict(args)
     if "num_classes" not in args:
-        n = _classes_off_weights(lambda: torchvision.models.get_model(name, **args), state) or num_classes
+        n = (
+            _classes_off_weights(lambda: torchvision.models.get_model(name, **args), state)
+            or num_classes
+        )
         if n:
             args["num_classes"] = n
     try:
@@ -115,6 +135,7 @@ def _classes_off_weights(make, state: dict | None) -> int | None:
 
 # --- the user's own code -------------------------------------------------------------------------------
 
+
 def _factory(target: str):
     where, _, fn = target.rpartition(":")
     if not where or not fn.isidentifier():
@@ -135,12 +156,16 @@ def _factory(target: str):
         try:
             module = importlib.import_module(where)
         except ImportError as e:
-            raise ArchError(f"Cannot import {where!r} (from --arch {target}): {e}. Run from the folder that "
-                            f"holds it, or give path/to/file.py:{fn}.") from e
+            raise ArchError(
+                f"Cannot import {where!r} (from --arch {target}): {e}. Run from the folder that "
+                f"holds it, or give path/to/file.py:{fn}."
+            ) from e
     factory = getattr(module, fn, None)
     if not callable(factory):
         found = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
-        raise ArchError(f"{where} has no function {fn!r}; it defines {', '.join(found[:10]) or 'nothing callable'}.")
+        raise ArchError(
+            f"{where} has no function {fn!r}; it defines {', '.join(found[:10]) or 'nothing callable'}."
+        )
     return factory
 
 
@@ -158,8 +183,10 @@ def _user_code(target: str, args: dict, state: dict | None, num_classes: int | N
     try:
         model = factory(**args)
     except Exception as e:
-        raise ArchError(f"{target}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed: "
-                        f"{type(e).__name__}: {e}") from e
+        raise ArchError(
+            f"{target}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed: "
+            f"{type(e).__name__}: {e}"
+        ) from e
     if not isinstance(model, nn.Module):
         raise ArchError(f"{target} returned {type(model).__name__}, not an nn.Module.")
     return model
@@ -167,17 +194,28 @@ def _user_code(target: str, args: dict, state: dict | None, num_classes: int | N
 
 # --- the one entry -------------------------------------------------------------------------------------
 
-def build(arch: str, arch_args: dict | None = None, *, input_shape=None, num_classes: int | None = None,
-          state: dict | None = None) -> nn.Module:
+
+def build(
+    arch: str,
+    arch_args: dict | None = None,
+    *,
+    input_shape=None,
+    num_classes: int | None = None,
+    state: dict | None = None,
+) -> nn.Module:
     """An untrained model of architecture `arch`; `state` (when given) is only used to read the
     number of classes off the weights. Registry models need the input shape."""
     args = dict(arch_args or {})
     kind = kind_of(arch)
     if kind == "registry":
-        head = (state or {}).get("classifier.weight")  # registry models name their last layer "classifier"
+        head = (state or {}).get(
+            "classifier.weight"
+        )  # registry models name their last layer "classifier"
         n = int(head.shape[0]) if head is not None else num_classes
         if input_shape is None or n is None:
-            raise ArchError(f"{arch} needs the input shape and the number of classes: give --dataset.")
+            raise ArchError(
+                f"{arch} needs the input shape and the number of classes: give --dataset."
+            )
         try:
             return build_model(arch, input_shape, n, **args)
         except (TypeError, ValueError) as e:
@@ -186,6 +224,7 @@ def build(arch: str, arch_args: dict | None = None, *, input_shape=None, num_cla
         return _torchvision(arch.split(":", 1)[1], args, state, num_classes)
     if kind == "export":
         from .loading import load_export
+
         if args:
             raise ArchError("A torch.export program takes no architecture arguments.")
         return load_export(Path(arch.split(":", 1)[1]))

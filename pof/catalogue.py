@@ -14,17 +14,53 @@ from .checkpoints import CheckpointError, file_sha256
 from .data import DatasetError, load_dataset, order_folder_classes, parse_classes
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-DEFAULT_MODEL = "digits-cnn-small-sgd"  # offline, and post-trained and analysed in a few minutes on 2 cores
+DEFAULT_MODEL = (
+    "digits-cnn-small-sgd"  # offline, and post-trained and analysed in a few minutes on 2 cores
+)
 
 _TEN = [str(i) for i in range(10)]
-_CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-_FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-_MNIST = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
-          "8 - eight", "9 - nine"]
+_CIFAR10 = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+_FASHION = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+_MNIST = [
+    "0 - zero",
+    "1 - one",
+    "2 - two",
+    "3 - three",
+    "4 - four",
+    "5 - five",
+    "6 - six",
+    "7 - seven",
+    "8 - eight",
+    "9 - nine",
+]
 # (input shape, class names) of each named dataset, as pof.data.load_dataset returns them
 SIGNATURES = {
     "digits": ((1, 8, 8), _TEN),
-    "moons": ((2,), ["0", "1"]), "circles": ((2,), ["0", "1"]), "spirals": ((2,), ["0", "1"]),
+    "moons": ((2,), ["0", "1"]),
+    "circles": ((2,), ["0", "1"]),
+    "spirals": ((2,), ["0", "1"]),
     "cifar10": ((3, 32, 32), _CIFAR10),
     "cifar100": ((3, 32, 32), None),  # 100 names; only their number is checked
     "svhn": ((3, 32, 32), _TEN),
@@ -40,20 +76,27 @@ def bundled() -> dict[str, dict]:
     if not path.exists():
         return {}
     models = json.loads(path.read_text())["models"]
-    return {k: {**v, "path": str(ASSETS / v["file"])} for k, v in models.items() if (ASSETS / v["file"]).exists()}
+    return {
+        k: {**v, "path": str(ASSETS / v["file"])}
+        for k, v in models.items()
+        if (ASSETS / v["file"]).exists()
+    }
 
 
 def verify(entry: dict) -> None:
     """Refuse a bundled file whose bytes differ from the manifest (a partial checkout, a local edit)."""
     actual = file_sha256(entry["path"])
     if actual != entry["sha256"]:
-        raise CheckpointError(f"{entry['path']} does not match its manifest entry (sha256 {actual[:12]}..., "
-                              f"expected {entry['sha256'][:12]}...). Restore it with git, or rebuild it with "
-                              f"python assets/make_assets.py.")
+        raise CheckpointError(
+            f"{entry['path']} does not match its manifest entry (sha256 {actual[:12]}..., "
+            f"expected {entry['sha256'][:12]}...). Restore it with git, or rebuild it with "
+            f"python assets/make_assets.py."
+        )
 
 
-def signature(dataset: str, classes: list[str] | str | None = None,
-              label_column: str | None = None) -> tuple[tuple[int, ...], list[str] | None, int]:
+def signature(
+    dataset: str, classes: list[str] | str | None = None, label_column: str | None = None
+) -> tuple[tuple[int, ...], list[str] | None, int]:
     """(input shape, class names or None, number of classes) of a dataset name, without loading it
     (npz:/csv: files are small and are loaded). `classes` is the stated class order, as for
     load_dataset; `label_column` the CSV's label column. Class names are None where they are unknown
@@ -74,7 +117,9 @@ def signature(dataset: str, classes: list[str] | str | None = None,
     shape, names = SIGNATURES[dataset]
     n = NUM_CLASSES.get(dataset, len(names or []))
     if stated is not None and (stated != names if names is not None else len(stated) != n):
-        raise ValueError(f"{dataset}'s classes are fixed by the registry; the stated classes differ")
+        raise ValueError(
+            f"{dataset}'s classes are fixed by the registry; the stated classes differ"
+        )
     return shape, names, n
 
 
@@ -85,14 +130,20 @@ def _peek_imagefolder(base: Path) -> tuple[tuple[int, ...], list[str], int]:
     classes = sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
     first = next((f for c in classes for f in sorted((train / c).iterdir()) if f.is_file()), None)
     if first is None or not (base / "test").is_dir():
-        raise ValueError(f"{base} is not an image folder: it needs train/<class>/ and test/<class>/ with images")
+        raise ValueError(
+            f"{base} is not an image folder: it needs train/<class>/ and test/<class>/ with images"
+        )
     with Image.open(first) as im:
         channels = 1 if im.mode in ("L", "1", "I;16") else 3
         return (channels, im.height, im.width), classes, len(classes)
 
 
-def incompatibility(meta: dict, dataset: str, classes: list[str] | str | None = None,
-                    label_column: str | None = None) -> str | None:
+def incompatibility(
+    meta: dict,
+    dataset: str,
+    classes: list[str] | str | None = None,
+    label_column: str | None = None,
+) -> str | None:
     """Why `dataset` (with a stated class order, a CSV label column) cannot be used with a checkpoint
     of metadata `meta`, or None if it can."""
     try:
@@ -103,6 +154,10 @@ def incompatibility(meta: dict, dataset: str, classes: list[str] | str | None = 
         return f"inputs are {tuple(shape)}, the model expects {tuple(meta['input_shape'])}"
     if n != meta["num_classes"]:
         return f"{n} classes, the model has {meta['num_classes']} outputs"
-    if classes is not None and meta.get("class_names") and list(meta["class_names"]) != list(classes):
+    if (
+        classes is not None
+        and meta.get("class_names")
+        and list(meta["class_names"]) != list(classes)
+    ):
         return f"different classes ({', '.join(classes[:3])}, ... vs {', '.join(meta['class_names'][:3])}, ...)"
     return None

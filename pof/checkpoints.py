@@ -14,17 +14,28 @@ import os
 from pathlib import Path
 
 import torch
-from torch import nn
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch import nn
 
-from . import __version__
-from . import archs
-from .loading import CheckpointError, LoadError, ModelSource, check_keys, clean, fit_keys, read_state, sniff
+from . import __version__, archs
+from .loading import (
+    CheckpointError,
+    LoadError,
+    ModelSource,
+    check_keys,
+    clean,
+    fit_keys,
+    read_state,
+    sniff,
+)
 from .models import split_model
 
 FORMAT = "pof-checkpoint/1"
-TRANSIENT = ("warnings", "nonfinite")  # what loading found out about this copy, not part of the format
+TRANSIENT = (
+    "warnings",
+    "nonfinite",
+)  # what loading found out about this copy, not part of the format
 META_KEY = "pof"
 
 
@@ -32,8 +43,11 @@ def write_safetensors(tensors: dict, metadata: dict, path: Path) -> None:
     """Tensors plus JSON metadata, written to a temporary file and renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={META_KEY: json.dumps(metadata)})
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+        str(tmp),
+        metadata={META_KEY: json.dumps(metadata)},
+    )
     os.replace(tmp, path)  # readers see the old file or the new one, never half of one
 
 
@@ -62,8 +76,10 @@ def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | Non
     except FileNotFoundError:
         raise CheckpointError(f"No checkpoint at {path}.") from None
     except Exception as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e}). It may be truncated or "
-                              f"not a checkpoint; re-create it.") from e
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({e}). It may be truncated or "
+            f"not a checkpoint; re-create it."
+        ) from e
     if META_KEY not in raw:
         return state, None
     try:
@@ -71,8 +87,10 @@ def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | Non
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: its metadata is not valid JSON ({e}).") from e
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: its metadata is a JSON {type(meta).__name__}, not an object; the file was "
-                              f"not written by this project (or was edited). Re-create or re-import it.")
+        raise CheckpointError(
+            f"{path}: its metadata is a JSON {type(meta).__name__}, not an object; the file was "
+            f"not written by this project (or was edited). Re-create or re-import it."
+        )
     return state, meta
 
 
@@ -92,13 +110,19 @@ def read_metadata(path: str | Path) -> dict:
     if kind not in FOREIGN:  # not a model file at all, or TorchScript: read_state says why
         read_state(path)
     if meta is None:
-        raise CheckpointError(f"{path} is a {FOREIGN[kind]} without this project's metadata: say what it is with "
-                              f"--arch (and --dataset), or write a project checkpoint once with "
-                              f"`python -m pof import {path} --arch ARCH --dataset DATA --out model.safetensors`.")
+        raise CheckpointError(
+            f"{path} is a {FOREIGN[kind]} without this project's metadata: say what it is with "
+            f"--arch (and --dataset), or write a project checkpoint once with "
+            f"`python -m pof import {path} --arch ARCH --dataset DATA --out model.safetensors`."
+        )
     return meta
 
 
-FOREIGN = {"safetensors": "safetensors file", "torch": "PyTorch file", "export": "torch.export program"}
+FOREIGN = {
+    "safetensors": "safetensors file",
+    "torch": "PyTorch file",
+    "export": "torch.export program",
+}
 
 
 def dataset_of(path: str | Path, given: str | None = None) -> str:
@@ -110,17 +134,28 @@ def dataset_of(path: str | Path, given: str | None = None) -> str:
 
 def _dataset_named(path: Path, kind: str, meta: dict | None) -> str:
     if meta is None:
-        raise CheckpointError(f"{path} is a {FOREIGN.get(kind, 'file')} that names no dataset; give --dataset.")
+        raise CheckpointError(
+            f"{path} is a {FOREIGN.get(kind, 'file')} that names no dataset; give --dataset."
+        )
     if not meta.get("dataset"):
         raise CheckpointError(f"{path} names no dataset; give --dataset.")
     return meta["dataset"]
 
 
-USER_DATA = ("npz:", "csv:", "imagefolder:")  # data whose class order is the user's, not a registry's
+USER_DATA = (
+    "npz:",
+    "csv:",
+    "imagefolder:",
+)  # data whose class order is the user's, not a registry's
 
 
-def data_for(path: str | Path, name: str | None = None, root=None, options: dict | None = None,
-             svhn_extra: bool = False):
+def data_for(
+    path: str | Path,
+    name: str | None = None,
+    root=None,
+    options: dict | None = None,
+    svhn_extra: bool = False,
+):
     """The dataset to measure a checkpoint on: `name`, else the one its metadata names. Its data
     options (label column, class order ...) are those it was imported or trained with, unless
     `options` states others; the user's own data keeps the class order the checkpoint recorded."""
@@ -144,22 +179,27 @@ def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
     if meta["num_classes"] != dataset.num_classes:
         raise CheckpointError(
             f"The checkpoint has {meta['num_classes']} output classes but {dataset.name} has "
-            f"{dataset.num_classes}. Pick the dataset it was trained on ({meta.get('dataset', 'unknown')}).")
+            f"{dataset.num_classes}. Pick the dataset it was trained on ({meta.get('dataset', 'unknown')})."
+        )
     if tuple(meta["input_shape"]) != tuple(dataset.input_shape):
         raise CheckpointError(
             f"The checkpoint expects inputs of shape {tuple(meta['input_shape'])} but {dataset.name} "
-            f"has {tuple(dataset.input_shape)}. Pick the dataset it was trained on ({meta.get('dataset', 'unknown')}).")
+            f"has {tuple(dataset.input_shape)}. Pick the dataset it was trained on ({meta.get('dataset', 'unknown')})."
+        )
     names, order = meta.get("class_names"), getattr(dataset, "class_order", "")
     if names and list(names) != list(dataset.classes) and sorted(names) == sorted(dataset.classes):
         raise CheckpointError(
             f"{dataset.name} has the checkpoint's classes in another order ({', '.join(dataset.classes[:4])}, ... vs "
             f"{', '.join(names[:4])}, ...): every label would be read as another class. State the order with "
-            f"--classes {','.join(names)}.")
+            f"--classes {','.join(names)}."
+        )
     if (not names or foreign) and order == "alphabetical":
-        return [f"The class order of {dataset.name} comes only from sorting its names alphabetically "
-                f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), and the model "
-                f"records none. If the model was trained with another order, every number will be wrong: state it "
-                f"with --classes."]
+        return [
+            f"The class order of {dataset.name} comes only from sorting its names alphabetically "
+            f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), and the model "
+            f"records none. If the model was trained with another order, every number will be wrong: state it "
+            f"with --classes."
+        ]
     return []
 
 
@@ -167,20 +207,37 @@ def _require(meta: dict, path: Path) -> None:
     """Every metadata field a loader reads, checked for its JSON type and range: a hand-edited or
     crafted header is refused here, with the field named, not deep inside a job."""
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has metadata format {meta.get('format')!r}; this version reads {FORMAT}.")
-    if meta.get("arch") in archs.RENAMED:  # written before the registry's CIFAR variants were renamed
+        raise CheckpointError(
+            f"{path} has metadata format {meta.get('format')!r}; this version reads {FORMAT}."
+        )
+    if (
+        meta.get("arch") in archs.RENAMED
+    ):  # written before the registry's CIFAR variants were renamed
         meta["arch"] = archs.RENAMED[meta["arch"]]
-    types = {"arch": str, "arch_args": dict, "num_classes": int, "input_shape": list, "mean": list, "std": list}
+    types = {
+        "arch": str,
+        "arch_args": dict,
+        "num_classes": int,
+        "input_shape": list,
+        "mean": list,
+        "std": list,
+    }
     for key, typ in types.items():
         if key not in meta:
-            raise CheckpointError(f"{path}: metadata lacks {key!r}; the file was not written by this project.")
+            raise CheckpointError(
+                f"{path}: metadata lacks {key!r}; the file was not written by this project."
+            )
         if not isinstance(meta[key], typ) or isinstance(meta[key], bool):
-            raise CheckpointError(f"{path}: metadata {key!r} is {_short(meta[key])}, not a JSON {JSON_TYPE[typ]}.")
+            raise CheckpointError(
+                f"{path}: metadata {key!r} is {_short(meta[key])}, not a JSON {JSON_TYPE[typ]}."
+            )
     _check_optional(meta, path)
 
     def bad(key, what):
-        raise CheckpointError(f"{path}: metadata {key!r} is {_short(meta[key])}; it must be {what}. "
-                              f"The file was edited or not written by this project; re-create or re-import it.")
+        raise CheckpointError(
+            f"{path}: metadata {key!r} is {_short(meta[key])}; it must be {what}. "
+            f"The file was edited or not written by this project; re-create or re-import it."
+        )
 
     if not 1 <= meta["num_classes"] <= 10_000_000:
         bad("num_classes", "a positive number of classes")
@@ -192,21 +249,32 @@ def _require(meta: dict, path: Path) -> None:
     if not all(x > 0 for x in meta["std"]):
         bad("std", "positive (inputs are divided by it)")
     names = meta.get("class_names")
-    if names is not None and (len(names) != meta["num_classes"] or not all(isinstance(n, str) for n in names)):
+    if names is not None and (
+        len(names) != meta["num_classes"] or not all(isinstance(n, str) for n in names)
+    ):
         bad("class_names", f"{meta['num_classes']} names (strings)")
 
 
 JSON_TYPE = {dict: "object", list: "array", int: "integer", str: "string"}
-OPTIONAL = {"dataset": str, "class_names": list, "data_options": dict, "provenance": dict, "metrics": dict,
-            "classifier": str, "program_sha256": str}
+OPTIONAL = {
+    "dataset": str,
+    "class_names": list,
+    "data_options": dict,
+    "provenance": dict,
+    "metrics": dict,
+    "classifier": str,
+    "program_sha256": str,
+}
 
 
 def _check_optional(meta: dict, path: Path) -> None:
     """The fields read before a model is built (dataset, data options ...) have their JSON type."""
     for key, typ in OPTIONAL.items():
         if meta.get(key) is not None and not isinstance(meta[key], typ):
-            raise CheckpointError(f"{path}: metadata {key!r} is {_short(meta[key])}, not a JSON {JSON_TYPE[typ]}. "
-                                  f"The file was edited or not written by this project; re-create or re-import it.")
+            raise CheckpointError(
+                f"{path}: metadata {key!r} is {_short(meta[key])}, not a JSON {JSON_TYPE[typ]}. "
+                f"The file was edited or not written by this project; re-create or re-import it."
+            )
 
 
 def _is_count(x) -> bool:
@@ -227,43 +295,80 @@ def _probe(model: nn.Module, meta: dict, dataset, path: Path) -> torch.Tensor:
     here, before any work starts, instead of deep inside a job."""
     from .data import Batches
 
-    x = Batches(dataset.x_test[:2], dataset.y_test[:2], meta["mean"], meta["std"], 2, shuffle=False).normalize(
-        dataset.x_test[:2])
+    x = Batches(
+        dataset.x_test[:2], dataset.y_test[:2], meta["mean"], meta["std"], 2, shuffle=False
+    ).normalize(dataset.x_test[:2])
     try:
         with torch.no_grad():
             out = model.eval()(x)
     except Exception as e:
-        raise CheckpointError(f"{path} ({meta['arch']}) cannot take the inputs of {dataset.name} "
-                              f"(shape {tuple(x.shape[1:])}): {clean(e)}") from e
+        raise CheckpointError(
+            f"{path} ({meta['arch']}) cannot take the inputs of {dataset.name} "
+            f"(shape {tuple(x.shape[1:])}): {clean(e)}"
+        ) from e
     if not isinstance(out, torch.Tensor) or out.shape != (2, dataset.num_classes):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise CheckpointError(f"{path} ({meta['arch']}) returns {shape} for a batch of 2; a classifier of "
-                              f"{dataset.name} must return (2, {dataset.num_classes}) logits.")
+        raise CheckpointError(
+            f"{path} ({meta['arch']}) returns {shape} for a batch of 2; a classifier of "
+            f"{dataset.name} must return (2, {dataset.num_classes}) logits."
+        )
     return x
 
 
-def _foreign_meta(path: Path, kind: str, arch: str, source: ModelSource, dataset, notes: list[str]) -> dict:
-    return {"arch": arch, "arch_args": dict(source.arch_args), "num_classes": dataset.num_classes,
-            "input_shape": list(dataset.input_shape), "mean": list(dataset.mean), "std": list(dataset.std),
-            "dataset": dataset.name, "class_names": list(dataset.classes),
-            "class_order": getattr(dataset, "class_order", ""), "metrics": {},
-            "provenance": {"kind": "foreign", "file": str(path), "format": kind, "sha256": file_sha256(path),
-                           "key_notes": notes}}
+def _foreign_meta(
+    path: Path, kind: str, arch: str, source: ModelSource, dataset, notes: list[str]
+) -> dict:
+    return {
+        "arch": arch,
+        "arch_args": dict(source.arch_args),
+        "num_classes": dataset.num_classes,
+        "input_shape": list(dataset.input_shape),
+        "mean": list(dataset.mean),
+        "std": list(dataset.std),
+        "dataset": dataset.name,
+        "class_names": list(dataset.classes),
+        "class_order": getattr(dataset, "class_order", ""),
+        "metrics": {},
+        "provenance": {
+            "kind": "foreign",
+            "file": str(path),
+            "format": kind,
+            "sha256": file_sha256(path),
+            "key_notes": notes,
+        },
+    }
 
 
-def _build(arch: str, meta_or_args: dict, state: dict | None, path: Path, input_shape=None, num_classes=None):
+def _build(
+    arch: str,
+    meta_or_args: dict,
+    state: dict | None,
+    path: Path,
+    input_shape=None,
+    num_classes=None,
+):
     try:
-        return archs.build(arch, meta_or_args, input_shape=input_shape, num_classes=num_classes, state=state)
+        return archs.build(
+            arch, meta_or_args, input_shape=input_shape, num_classes=num_classes, state=state
+        )
     except (archs.ArchError, LoadError) as e:
         raise CheckpointError(f"{path}: {e}") from e
     except (RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as e:
         # arguments that pass the architecture's signature but not its layers (width=-1, ...)
-        raise CheckpointError(f"{path}: cannot build {arch} with {_short(meta_or_args)}: {clean(e)}. Check the "
-                              f"architecture arguments (--arch-arg).") from e
+        raise CheckpointError(
+            f"{path}: cannot build {arch} with {_short(meta_or_args)}: {clean(e)}. Check the "
+            f"architecture arguments (--arch-arg)."
+        ) from e
 
 
-def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None, arch_args: dict | None = None,
-                    source: ModelSource | None = None, allow_code: bool = True) -> tuple[nn.Module, dict]:
+def load_checkpoint(
+    path: str | Path,
+    dataset=None,
+    arch: str | None = None,
+    arch_args: dict | None = None,
+    source: ModelSource | None = None,
+    allow_code: bool = True,
+) -> tuple[nn.Module, dict]:
     """The one loader: (model in eval mode, metadata) from any model file a user brings.
 
     Project checkpoints carry everything. Foreign files (state dicts in any common container,
@@ -281,24 +386,39 @@ def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None, arc
     if not foreign:
         _require(meta, path)
         if archs.runs_user_code(meta["arch"]) and not allow_code:
-            raise CheckpointError(f"{path} is built by code named in its metadata ({meta['arch']}); it is only "
-                                  f"run when you load the file yourself from the command line or allow it.")
-        model = _build(meta["arch"], meta["arch_args"], state, path, meta["input_shape"], meta["num_classes"])
-        if meta.get("program_sha256") and file_sha256(meta["arch"].split(":", 1)[1]) != meta["program_sha256"]:
-            raise CheckpointError(f"{path}: the program {meta['arch']} has changed since the checkpoint was written.")
+            raise CheckpointError(
+                f"{path} is built by code named in its metadata ({meta['arch']}); it is only "
+                f"run when you load the file yourself from the command line or allow it."
+            )
+        model = _build(
+            meta["arch"], meta["arch_args"], state, path, meta["input_shape"], meta["num_classes"]
+        )
+        if (
+            meta.get("program_sha256")
+            and file_sha256(meta["arch"].split(":", 1)[1]) != meta["program_sha256"]
+        ):
+            raise CheckpointError(
+                f"{path}: the program {meta['arch']} has changed since the checkpoint was written."
+            )
         meta = {**meta, "classifier": source.classifier or meta.get("classifier")}
     else:
         if dataset is None:
-            raise CheckpointError(f"{path} is a {FOREIGN[kind]} without this project's metadata: give the dataset "
-                                  f"it was trained on (--dataset) for its input shape, normalization and classes.")
+            raise CheckpointError(
+                f"{path} is a {FOREIGN[kind]} without this project's metadata: give the dataset "
+                f"it was trained on (--dataset) for its input shape, normalization and classes."
+            )
         if kind == "export":
             arch = f"export:{path.resolve()}"
         elif not source.arch:
-            raise CheckpointError(f"{path} holds weights only: give its architecture with --arch (a registry name, "
-                                  f"torchvision:NAME, path/to/file.py:function or package.module:function).")
+            raise CheckpointError(
+                f"{path} holds weights only: give its architecture with --arch (a registry name, "
+                f"torchvision:NAME, path/to/file.py:function or package.module:function)."
+            )
         else:
             arch = source.arch
-        model = _build(arch, source.arch_args, state, path, dataset.input_shape, dataset.num_classes)
+        model = _build(
+            arch, source.arch_args, state, path, dataset.input_shape, dataset.num_classes
+        )
         state, notes = fit_keys(state, model, source.key_map) if kind != "export" else (state, [])
         meta = _foreign_meta(path, kind, arch, source, dataset, notes)
         meta["classifier"] = source.classifier
@@ -308,10 +428,16 @@ def load_checkpoint(path: str | Path, dataset=None, arch: str | None = None, arc
         model.load_state_dict(check_keys(state, model, str(path), meta["arch"]))
     meta["warnings"] = check_dataset(meta, dataset, foreign) if dataset is not None else []
     example = _probe(model, meta, dataset, path) if dataset is not None else None
-    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    bad = [
+        n
+        for n, t in model.state_dict().items()
+        if t.is_floating_point() and not torch.isfinite(t).all()
+    ]
     if bad:
-        meta["warnings"].append(f"{len(bad)} tensors hold NaN or infinite values ({', '.join(bad[:3])}); "
-                                f"losses and curvature of this model are meaningless.")
+        meta["warnings"].append(
+            f"{len(bad)} tensors hold NaN or infinite values ({', '.join(bad[:3])}); "
+            f"losses and curvature of this model are meaningless."
+        )
     meta["nonfinite"] = bad
     _describe_split(model, meta, example)
     return model.eval(), meta
@@ -323,12 +449,23 @@ def _describe_split(model: nn.Module, meta: dict, example) -> None:
         split = split_model(model, example, classifier=meta.get("classifier"))
         meta["classifier"], meta["split"] = split.classifier_name, split.describe()
     except ValueError as e:
-        meta["classifier"], meta["split"] = None, (f"no usable last layer: {e} Every analysis but PoF and the exact "
-                                                   f"last-layer Hessian works; name the layer with --classifier.")
+        meta["classifier"], meta["split"] = (
+            None,
+            (
+                f"no usable last layer: {e} Every analysis but PoF and the exact "
+                f"last-layer Hessian works; name the layer with --classifier."
+            ),
+        )
 
 
-def import_checkpoint(path: str | Path, out: str | Path, dataset, source: ModelSource | None = None,
-                      data_options: dict | None = None, overwrite: bool = False) -> dict:
+def import_checkpoint(
+    path: str | Path,
+    out: str | Path,
+    dataset,
+    source: ModelSource | None = None,
+    data_options: dict | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Write any model file a user brings as a project checkpoint (weights + full metadata), so that
     every command and the app take it without --arch or --dataset; returns its metadata."""
     out = Path(out)
@@ -341,4 +478,3 @@ def import_checkpoint(path: str | Path, out: str | Path, dataset, source: ModelS
     meta["data_options"] = {k: v for k, v in (data_options or {}).items() if v is not None}
     save_checkpoint(out, model, meta)
     return meta
-

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import os
+import sys
 import traceback
 from dataclasses import fields
 from pathlib import Path
@@ -39,50 +39,96 @@ def _arch_arg(text: str) -> tuple[str, object]:
 
 def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     from .data import DATASETS
-    p.add_argument("--dataset", required=required,
-                   help=f"one of {', '.join(DATASETS)}; imagefolder:PATH (PATH/train/<class>/*, PATH/test/<class>/*); "
-                        f"npz:PATH (your arrays x_train, y_train, x_test, y_test in an .npz or safetensors file); "
-                        f"csv:PATH (a CSV with a header, a label column and a split column of train/test) "
-                        f"or csv:TRAIN.csv,TEST.csv")
-    p.add_argument("--data-root", default=None,
-                   help="folder for torchvision downloads and decoded image-folder caches "
-                        "(default: $POF_DATA or ~/.cache/pof/data)")
-    p.add_argument("--svhn-extra", action="store_true", help="SVHN: add the 531k 'extra' images to training, as the paper does")
-    p.add_argument("--classes", default=None, metavar="NAME,NAME,...",
-                   help="class names in label order, comma-separated: replaces an image folder's alphabetical "
-                        "order, orders a CSV's string labels, names integer labels; must match a registry "
-                        "dataset's own list")
-    p.add_argument("--label-column", default=None, metavar="COLUMN",
-                   help="csv: the column holding the labels; 'label' if not given")
-    p.add_argument("--mean", default=None, metavar="auto|X,X,...",
-                   help="input mean: 'auto' (from the training split) or one value per channel ([0, 1] units "
-                        "for images) or feature, or one for all; if not given: from the training split for "
-                        "registry datasets and image folders, 0 for npz/csv (used as they are)")
-    p.add_argument("--std", default=None, metavar="auto|X,X,...",
-                   help="input standard deviation, like --mean (values > 0); if not given: from the training "
-                        "split for registry datasets and image folders, 1 for npz/csv")
+
+    p.add_argument(
+        "--dataset",
+        required=required,
+        help=f"one of {', '.join(DATASETS)}; imagefolder:PATH (PATH/train/<class>/*, PATH/test/<class>/*); "
+        f"npz:PATH (your arrays x_train, y_train, x_test, y_test in an .npz or safetensors file); "
+        f"csv:PATH (a CSV with a header, a label column and a split column of train/test) "
+        f"or csv:TRAIN.csv,TEST.csv",
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder for torchvision downloads and decoded image-folder caches "
+        "(default: $POF_DATA or ~/.cache/pof/data)",
+    )
+    p.add_argument(
+        "--svhn-extra",
+        action="store_true",
+        help="SVHN: add the 531k 'extra' images to training, as the paper does",
+    )
+    p.add_argument(
+        "--classes",
+        default=None,
+        metavar="NAME,NAME,...",
+        help="class names in label order, comma-separated: replaces an image folder's alphabetical "
+        "order, orders a CSV's string labels, names integer labels; must match a registry "
+        "dataset's own list",
+    )
+    p.add_argument(
+        "--label-column",
+        default=None,
+        metavar="COLUMN",
+        help="csv: the column holding the labels; 'label' if not given",
+    )
+    p.add_argument(
+        "--mean",
+        default=None,
+        metavar="auto|X,X,...",
+        help="input mean: 'auto' (from the training split) or one value per channel ([0, 1] units "
+        "for images) or feature, or one for all; if not given: from the training split for "
+        "registry datasets and image folders, 0 for npz/csv (used as they are)",
+    )
+    p.add_argument(
+        "--std",
+        default=None,
+        metavar="auto|X,X,...",
+        help="input standard deviation, like --mean (values > 0); if not given: from the training "
+        "split for registry datasets and image folders, 1 for npz/csv",
+    )
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """How to read a checkpoint without this project's metadata (every command that takes one)."""
     g = p.add_argument_group("a model of your own (files without this project's metadata)")
-    g.add_argument("--arch", default=None,
-                   help="its architecture: a registry name (mlp, cnn-small, resnet20, resnet56, wrn-16-4, wrn-28-10, "
-                        "resnet18-cifar), torchvision:NAME (any torchvision classification model), or your own "
-                        "factory path/to/file.py:function or package.module:function (this runs your code). "
-                        "Not needed for a torch.export .pt2, which carries its architecture")
-    g.add_argument("--arch-arg", action="append", type=_arch_arg, default=[], metavar="KEY=VALUE",
-                   help="argument for the architecture, e.g. width=16, num_classes=10 (repeatable; JSON values)")
-    g.add_argument("--classifier", default=None, metavar="LAYER",
-                   help="the last linear layer PoF perturbs, e.g. head.fc (default: the last nn.Linear)")
-    g.add_argument("--key-map", action="append", default=[], metavar="OLD=NEW",
-                   help="rename a key prefix of the file's weights (repeatable); a prefix shared by all keys "
-                        "(module., model., ...) is stripped without it")
+    g.add_argument(
+        "--arch",
+        default=None,
+        help="its architecture: a registry name (mlp, cnn-small, resnet20, resnet56, wrn-16-4, wrn-28-10, "
+        "resnet18-cifar), torchvision:NAME (any torchvision classification model), or your own "
+        "factory path/to/file.py:function or package.module:function (this runs your code). "
+        "Not needed for a torch.export .pt2, which carries its architecture",
+    )
+    g.add_argument(
+        "--arch-arg",
+        action="append",
+        type=_arch_arg,
+        default=[],
+        metavar="KEY=VALUE",
+        help="argument for the architecture, e.g. width=16, num_classes=10 (repeatable; JSON values)",
+    )
+    g.add_argument(
+        "--classifier",
+        default=None,
+        metavar="LAYER",
+        help="the last linear layer PoF perturbs, e.g. head.fc (default: the last nn.Linear)",
+    )
+    g.add_argument(
+        "--key-map",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="rename a key prefix of the file's weights (repeatable); a prefix shared by all keys "
+        "(module., model., ...) is stripped without it",
+    )
 
 
 def model_source(args):
     from .loading import ModelSource
     from .models import ARCHS
+
     if args.arch in ARCHS:  # the registry's arguments are known: check them like pretrain's
         validate.arch_args("--arch-arg", dict(args.arch_arg), ARCHS[args.arch].defaults)
     return ModelSource(args.arch, dict(args.arch_arg), args.classifier, list(args.key_map))
@@ -98,64 +144,134 @@ def build_parser() -> argparse.ArgumentParser:
     from .train import PretrainConfig
 
     d = PretrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m pof", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pof",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("pretrain", help="train a model from scratch (the baseline PoF post-trains)",
-                       description="Train a model from scratch with Nesterov SGD or SAM into a run folder.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=d.model, choices=list(ARCHS),
-                   help="architecture: " + "; ".join(f"{k}: {a.inputs}" for k, a in ARCHS.items()))
-    p.add_argument("--arch-arg", action="append", type=_arch_arg, default=[], metavar="KEY=VALUE",
-                   help="architecture argument, e.g. width=16 or hidden=[128,128] (repeatable)")
+    p = sub.add_parser(
+        "pretrain",
+        help="train a model from scratch (the baseline PoF post-trains)",
+        description="Train a model from scratch with Nesterov SGD or SAM into a run folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        default=d.model,
+        choices=list(ARCHS),
+        help="architecture: " + "; ".join(f"{k}: {a.inputs}" for k, a in ARCHS.items()),
+    )
+    p.add_argument(
+        "--arch-arg",
+        action="append",
+        type=_arch_arg,
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture argument, e.g. width=16 or hidden=[128,128] (repeatable)",
+    )
     _add_data_args(p, required=False)
     p.set_defaults(dataset=d.dataset)
-    p.add_argument("--out", required=True, help="run folder to create (config, status, metrics, checkpoints)")
+    p.add_argument(
+        "--out", required=True, help="run folder to create (config, status, metrics, checkpoints)"
+    )
     p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
-    p.add_argument("--optimizer", choices=["sgd", "sam"], default=d.optimizer,
-                   help="sgd: Nesterov SGD; sam: SAM around the same SGD")
+    p.add_argument(
+        "--optimizer",
+        choices=["sgd", "sam"],
+        default=d.optimizer,
+        help="sgd: Nesterov SGD; sam: SAM around the same SGD",
+    )
     p.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
-    p.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain instead of Nesterov momentum")
+    p.add_argument(
+        "--no-nesterov",
+        dest="nesterov",
+        action="store_false",
+        help="plain instead of Nesterov momentum",
+    )
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
-    p.add_argument("--schedule", choices=["step", "cosine", "constant"], default=d.schedule,
-                   help="step: multiply by --lr-decay at each milestone; cosine: anneal to 0")
-    p.add_argument("--milestones", type=int, nargs="+", default=None,
-                   help="epochs at which the step schedule decays (default: the paper's 60/120/160/200 of 250, "
-                        "scaled to --epochs)")
+    p.add_argument(
+        "--schedule",
+        choices=["step", "cosine", "constant"],
+        default=d.schedule,
+        help="step: multiply by --lr-decay at each milestone; cosine: anneal to 0",
+    )
+    p.add_argument(
+        "--milestones",
+        type=int,
+        nargs="+",
+        default=None,
+        help="epochs at which the step schedule decays (default: the paper's 60/120/160/200 of 250, "
+        "scaled to --epochs)",
+    )
     p.add_argument("--lr-decay", type=float, default=d.lr_decay, help="step-schedule factor")
     p.add_argument("--rho", type=float, default=d.rho, help="SAM neighbourhood radius")
-    p.add_argument("--adaptive", action="store_true", help="SAM: adaptive (ASAM, |w|-scaled) neighbourhood")
-    p.add_argument("--augment", default=d.augment,
-                   help="'default' (per dataset), 'none', or e.g. 'crop=4,flip,cutout=16'")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed for initialization, data order and augmentation")
-    p.add_argument("--device", default=d.device, help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1 ...")
-    p.add_argument("--save-every", type=int, default=d.save_every,
-                   help="also keep a checkpoint every N epochs (0: only initial, last, best, final)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    p.add_argument(
+        "--adaptive", action="store_true", help="SAM: adaptive (ASAM, |w|-scaled) neighbourhood"
+    )
+    p.add_argument(
+        "--augment",
+        default=d.augment,
+        help="'default' (per dataset), 'none', or e.g. 'crop=4,flip,cutout=16'",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed for initialization, data order and augmentation",
+    )
+    p.add_argument(
+        "--device", default=d.device, help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1 ..."
+    )
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=d.save_every,
+        help="also keep a checkpoint every N epochs (0: only initial, last, best, final)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last finished epoch",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _add_post_train_parser(sub)
 
-    p = sub.add_parser("evaluate", help="loss and accuracy of a checkpoint on a dataset",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoint", help="a checkpoint of this project, or any model file with --arch and --dataset")
+    p = sub.add_parser(
+        "evaluate",
+        help="loss and accuracy of a checkpoint on a dataset",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "checkpoint",
+        help="a checkpoint of this project, or any model file with --arch and --dataset",
+    )
     _add_data_args(p, required=False)
     add_model_args(p)
-    p.add_argument("--split", choices=["test", "train", "both"], default="test", help="which split to evaluate")
+    p.add_argument(
+        "--split", choices=["test", "train", "both"], default="test", help="which split to evaluate"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = sub.add_parser("import", help="write a project checkpoint (weights + full metadata) from any model file",
-                       description="Load a model file of your own once (with --arch, --dataset and, if needed, "
-                                   "--classifier and --key-map) and write it as a project checkpoint, which every "
-                                   "command and the app then take as it is.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoint", help="the model file: a state dict (.pt/.pth/.ckpt, any common wrapper), "
-                                      "safetensors, or a torch.export .pt2")
+    p = sub.add_parser(
+        "import",
+        help="write a project checkpoint (weights + full metadata) from any model file",
+        description="Load a model file of your own once (with --arch, --dataset and, if needed, "
+        "--classifier and --key-map) and write it as a project checkpoint, which every "
+        "command and the app then take as it is.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "checkpoint",
+        help="the model file: a state dict (.pt/.pth/.ckpt, any common wrapper), "
+        "safetensors, or a torch.export .pt2",
+    )
     _add_data_args(p, required=True)
     add_model_args(p)
     p.add_argument("--out", required=True, help="the .safetensors file to write")
@@ -179,48 +295,112 @@ def _add_post_train_parser(sub) -> None:
     from .posttrain import METHODS, PostTrainConfig
 
     d, pd = PostTrainConfig(), PoFConfig()
-    p = sub.add_parser("post-train", help="post-train a checkpoint with PoF or one of its controls",
-                       description="Post-train the feature extractor of a trained classifier with PoF (Sato et "
-                                   "al., ICML 2022), or with a control for the same budget. Under torchrun "
-                                   "(torchrun --nproc_per_node=N -m pof post-train ...) it runs data-parallel.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoint", nargs="?", default=None,
-                   help="trained model: a checkpoint of this project, or any model file with --arch and --dataset "
-                        "(not needed with --resume)")
+    p = sub.add_parser(
+        "post-train",
+        help="post-train a checkpoint with PoF or one of its controls",
+        description="Post-train the feature extractor of a trained classifier with PoF (Sato et "
+        "al., ICML 2022), or with a control for the same budget. Under torchrun "
+        "(torchrun --nproc_per_node=N -m pof post-train ...) it runs data-parallel.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        default=None,
+        help="trained model: a checkpoint of this project, or any model file with --arch and --dataset "
+        "(not needed with --resume)",
+    )
     _add_data_args(p, required=False)
     p.set_defaults(dataset=None)
     add_model_args(p)
     p.add_argument("--out", required=True, help="run folder to create")
-    p.add_argument("--method", choices=METHODS, default=d.method,
-                   help="pof; finetune-frozen (same, no perturbation); finetune (all layers); sam (all layers, SAM); "
-                        "random-direction (PoF's perturbation length, random direction)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="post-training epochs (paper: 10 for CIFAR, 50 for SVHN)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="global training batch (default: the pre-training batch size in the checkpoint, else 256)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: the rate the checkpoint's pre-training schedule ended with, "
-                        "as the paper continues it: 0.1 x 0.2^4 = 1.6e-4 for its schedule)")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default=d.method,
+        help="pof; finetune-frozen (same, no perturbation); finetune (all layers); sam (all layers, SAM); "
+        "random-direction (PoF's perturbation length, random direction)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=d.epochs,
+        help="post-training epochs (paper: 10 for CIFAR, 50 for SVHN)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="global training batch (default: the pre-training batch size in the checkpoint, else 256)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate (default: the rate the checkpoint's pre-training schedule ended with, "
+        "as the paper continues it: 0.1 x 0.2^4 = 1.6e-4 for its schedule)",
+    )
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (Nesterov)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
     p.add_argument("--rho", type=float, default=d.rho, help="SAM radius (--method sam)")
     g = p.add_argument_group("PoF (POF.md defaults)")
-    g.add_argument("--weak-batch-size", type=int, default=pd.weak_batch_size, help="size of the weak batch B'")
-    g.add_argument("--line-search-init-lr", type=float, default=pd.line_search_init_lr, help="first eta of the doubling bracket")
-    g.add_argument("--line-search-max-lr", type=float, default=pd.line_search_max_lr, help="doubling stops when eta reaches this")
-    g.add_argument("--num-partitions", type=int, default=pd.num_partitions, help="grid points in (0, eta_max]")
+    g.add_argument(
+        "--weak-batch-size", type=int, default=pd.weak_batch_size, help="size of the weak batch B'"
+    )
+    g.add_argument(
+        "--line-search-init-lr",
+        type=float,
+        default=pd.line_search_init_lr,
+        help="first eta of the doubling bracket",
+    )
+    g.add_argument(
+        "--line-search-max-lr",
+        type=float,
+        default=pd.line_search_max_lr,
+        help="doubling stops when eta reaches this",
+    )
+    g.add_argument(
+        "--num-partitions", type=int, default=pd.num_partitions, help="grid points in (0, eta_max]"
+    )
     g.add_argument("--gamma-max", type=float, default=pd.gamma_max, help="gamma ~ U(0, gamma_max)")
-    g.add_argument("--weak-bn-mode", choices=["train", "batch", "eval"], default=pd.weak_bn_mode,
-                   help="batch norm in the weak forward: train = batch statistics and running statistics updated "
-                        "(the authors' code); batch = batch statistics, running statistics untouched; eval = running statistics")
-    g.add_argument("--rejection-cap", type=float, default=pd.rejection_cap,
-                   help="skip the perturbation when eta_max reaches this (counted and reported)")
-    p.add_argument("--augment", default=d.augment, help="'default', 'none', or e.g. 'crop=4,flip,cutout=16'")
-    p.add_argument("--drop-last", action="store_true", help="drop the last incomplete batch (torchrun always does)")
-    p.add_argument("--sync-bn", action="store_true", help="torchrun: SyncBatchNorm across processes (GPU only)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed for data order, weak batches and gamma")
-    p.add_argument("--device", default=d.device, help="auto (CUDA, else MPS, else CPU), cpu, cuda ...")
-    p.add_argument("--save-every", type=int, default=d.save_every, help="also keep a checkpoint every N epochs")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    g.add_argument(
+        "--weak-bn-mode",
+        choices=["train", "batch", "eval"],
+        default=pd.weak_bn_mode,
+        help="batch norm in the weak forward: train = batch statistics and running statistics updated "
+        "(the authors' code); batch = batch statistics, running statistics untouched; eval = running statistics",
+    )
+    g.add_argument(
+        "--rejection-cap",
+        type=float,
+        default=pd.rejection_cap,
+        help="skip the perturbation when eta_max reaches this (counted and reported)",
+    )
+    p.add_argument(
+        "--augment", default=d.augment, help="'default', 'none', or e.g. 'crop=4,flip,cutout=16'"
+    )
+    p.add_argument(
+        "--drop-last",
+        action="store_true",
+        help="drop the last incomplete batch (torchrun always does)",
+    )
+    p.add_argument(
+        "--sync-bn", action="store_true", help="torchrun: SyncBatchNorm across processes (GPU only)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=d.seed, help="seed for data order, weak batches and gamma"
+    )
+    p.add_argument(
+        "--device", default=d.device, help="auto (CUDA, else MPS, else CPU), cpu, cuda ..."
+    )
+    p.add_argument(
+        "--save-every", type=int, default=d.save_every, help="also keep a checkpoint every N epochs"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last finished epoch",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -229,18 +409,25 @@ def _progress_bar(quiet: bool):
     if quiet:
         return None, lambda: None
     from tqdm import tqdm
+
     bar = None
 
     def update(info: dict) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=info["total_steps"], initial=info["step"] - 1, unit="step", dynamic_ncols=True)
-        bar.set_postfix_str(f"epoch {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f}", refresh=False)
+            bar = tqdm(
+                total=info["total_steps"], initial=info["step"] - 1, unit="step", dynamic_ncols=True
+            )
+        bar.set_postfix_str(
+            f"epoch {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f}", refresh=False
+        )
         bar.update(info["step"] - bar.n)
         if "epoch_done" in info:
             r = info["epoch_done"]
-            bar.write(f"epoch {r['epoch']:>4}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
-                      f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}  lr {r['lr']:.3g}  {r['epoch_time']:.1f}s")
+            bar.write(
+                f"epoch {r['epoch']:>4}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
+                f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}  lr {r['lr']:.3g}  {r['epoch_time']:.1f}s"
+            )
 
     return update, lambda: bar.close() if bar else None
 
@@ -251,8 +438,15 @@ def pretrain_config(args):
     from .train import PretrainConfig
 
     names = {f.name for f in fields(PretrainConfig)}
-    return PretrainConfig(**{k: v for k, v in vars(args).items() if k in names and k not in ("arch_args", "data_options")},
-                          arch_args=dict(args.arch_arg), data_options=data_options(args))
+    return PretrainConfig(
+        **{
+            k: v
+            for k, v in vars(args).items()
+            if k in names and k not in ("arch_args", "data_options")
+        },
+        arch_args=dict(args.arch_arg),
+        data_options=data_options(args),
+    )
 
 
 def post_train_config(args):
@@ -262,14 +456,20 @@ def post_train_config(args):
     from .posttrain import PostTrainConfig
 
     if not args.checkpoint and not args.resume:
-        raise ConfigError("post-train needs a CHECKPOINT to start from (or --resume to continue a run).")
+        raise ConfigError(
+            "post-train needs a CHECKPOINT to start from (or --resume to continue a run)."
+        )
     model_source(args)  # checks --arch-arg of a registry architecture and --key-map
     pof_names = {f.name for f in fields(PoFConfig)}
     names = {f.name for f in fields(PostTrainConfig)} - {"pof"}
     skip = ("arch_args", "data_options", "checkpoint")
-    return PostTrainConfig(**{k: v for k, v in vars(args).items() if k in names and k not in skip},
-                           checkpoint=args.checkpoint or "", arch_args=dict(args.arch_arg), data_options=data_options(args),
-                           pof=PoFConfig(**{k: v for k, v in vars(args).items() if k in pof_names}))
+    return PostTrainConfig(
+        **{k: v for k, v in vars(args).items() if k in names and k not in skip},
+        checkpoint=args.checkpoint or "",
+        arch_args=dict(args.arch_arg),
+        data_options=data_options(args),
+        pof=PoFConfig(**{k: v for k, v in vars(args).items() if k in pof_names}),
+    )
 
 
 def cmd_pretrain(args) -> int:
@@ -290,8 +490,10 @@ def _finish(run) -> int:
         print(f"cancelled: {status.get('message', '')}", file=sys.stderr)
         return EXIT_CANCELLED
     last = run.epochs()[-1]
-    print(f"done: test acc {last['test_acc']:.4f}, test loss {last['test_loss']:.4f}; "
-          f"checkpoint {run.checkpoint('final')}")
+    print(
+        f"done: test acc {last['test_acc']:.4f}, test loss {last['test_loss']:.4f}; "
+        f"checkpoint {run.checkpoint('final')}"
+    )
     return EXIT_OK
 
 
@@ -302,7 +504,9 @@ def cmd_post_train(args) -> int:
     main_rank = os.environ.get("RANK", "0") == "0"
     update, close = _progress_bar(args.quiet or not main_rank)
     try:
-        run = post_train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=update)
+        run = post_train(
+            cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=update
+        )
     finally:
         close()
     return _finish(run) if main_rank else EXIT_OK
@@ -313,27 +517,41 @@ def cmd_evaluate(args) -> int:
     from .data import Batches, data_options
     from .train import evaluate, pick_device
 
-    dataset = data_for(args.checkpoint, args.dataset, args.data_root, data_options(args), args.svhn_extra)
+    dataset = data_for(
+        args.checkpoint, args.dataset, args.data_root, data_options(args), args.svhn_extra
+    )
     model, meta = load_checkpoint(args.checkpoint, dataset=dataset, source=model_source(args))
     if meta["nonfinite"]:
         # Refused rather than printed with a warning: a NaN loss and a constant-argmax "accuracy" look
         # like numbers once copied into a table, and scripts read only the exit code.
-        raise CheckpointError(f"{args.checkpoint} holds NaN or infinite weights in {len(meta['nonfinite'])} tensor(s) "
-                              f"({', '.join(meta['nonfinite'][:5])}); its loss and accuracy are meaningless. "
-                              f"Evaluate a checkpoint of an earlier epoch (e.g. RUN/checkpoints/best.safetensors).")
+        raise CheckpointError(
+            f"{args.checkpoint} holds NaN or infinite weights in {len(meta['nonfinite'])} tensor(s) "
+            f"({', '.join(meta['nonfinite'][:5])}); its loss and accuracy are meaningless. "
+            f"Evaluate a checkpoint of an earlier epoch (e.g. RUN/checkpoints/best.safetensors)."
+        )
     print_warnings(meta)
     device = pick_device(args.device)
     model.to(device)
     results = {}
-    for split in (["test", "train"] if args.split == "both" else [args.split]):
-        x, y = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
+    for split in ["test", "train"] if args.split == "both" else [args.split]:
+        x, y = (
+            (dataset.x_test, dataset.y_test)
+            if split == "test"
+            else (dataset.x_train, dataset.y_train)
+        )
         batches = Batches(x, y, meta["mean"], meta["std"], 1024, device, shuffle=False)
         results[split] = evaluate(model, batches, dataset.num_classes)
     if args.json:
-        print(json.dumps({"checkpoint": args.checkpoint, "dataset": dataset.name, **results}, indent=1))
+        print(
+            json.dumps(
+                {"checkpoint": args.checkpoint, "dataset": dataset.name, **results}, indent=1
+            )
+        )
         return EXIT_OK
-    print(f"checkpoint  {args.checkpoint}\nmodel       {meta['arch']} {meta['arch_args']}\n"
-          f"split       {meta['split']}\ndataset     {dataset.describe()}")
+    print(
+        f"checkpoint  {args.checkpoint}\nmodel       {meta['arch']} {meta['arch_args']}\n"
+        f"split       {meta['split']}\ndataset     {dataset.describe()}"
+    )
     for split, r in results.items():
         print(f"{split:<5} loss {r['loss']:.4f}  accuracy {r['acc']:.4f}")
         per = "  ".join(f"{c}:{a:.3f}" for c, a in zip(dataset.classes, r["per_class_acc"]))
@@ -347,10 +565,14 @@ def cmd_import(args) -> int:
 
     options = data_options(args)
     dataset = load_dataset(args.dataset, args.data_root, svhn_extra=args.svhn_extra, **options)
-    meta = import_checkpoint(args.checkpoint, args.out, dataset, model_source(args), options, args.overwrite)
+    meta = import_checkpoint(
+        args.checkpoint, args.out, dataset, model_source(args), options, args.overwrite
+    )
     print_warnings(meta)
-    print(f"{meta['arch']}: {meta['split']}\n"
-          f"wrote {args.out}: every command and the app now take it without --arch or --dataset")
+    print(
+        f"{meta['arch']}: {meta['split']}\n"
+        f"wrote {args.out}: every command and the app now take it without --arch or --dataset"
+    )
     return EXIT_OK
 
 
@@ -365,9 +587,15 @@ def cmd_runs(args) -> int:
             print(f"no runs under {args.root}")
         for row in rows if not args.json else []:
             acc = f"{row['test_acc']:.4f}" if row["test_acc"] is not None else "-"
-            what = f"{row['model']} on {row['dataset']}" if row["state"] not in ("broken", "failed") else row["error"]
-            print(f"{row['run']:<40} {row['command']:<10} {row['state']:<10} {row['epochs']:>9} "
-                  f"test acc {acc}  {what}")
+            what = (
+                f"{row['model']} on {row['dataset']}"
+                if row["state"] not in ("broken", "failed")
+                else row["error"]
+            )
+            print(
+                f"{row['run']:<40} {row['command']:<10} {row['state']:<10} {row['epochs']:>9} "
+                f"test acc {acc}  {what}"
+            )
         return EXIT_OK
     run = Run(args.run)
     if not run.config_file.exists():
@@ -404,6 +632,7 @@ def input_errors() -> tuple:
     from .checkpoints import CheckpointError
     from .data import DatasetError
     from .runs import RunError
+
     return CheckpointError, DatasetError, RunError, ConfigError, ArchError
 
 
@@ -426,15 +655,22 @@ def run_command(handler, args, run_dir=None) -> int:
     except KeyboardInterrupt:
         print("interrupted; resume with --resume" if run_dir else "interrupted", file=sys.stderr)
         return EXIT_CANCELLED
-    except OSError as e:  # disk full, permissions changed mid-run ...: the machine's, not the input's
+    except (
+        OSError
+    ) as e:  # disk full, permissions changed mid-run ...: the machine's, not the input's
         where = _log_traceback(run_dir)
-        print(f"error: {e} (a file could not be read or written; check free space and permissions){where}",
-              file=sys.stderr)
+        print(
+            f"error: {e} (a file could not be read or written; check free space and permissions){where}",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     except Exception as e:
         where = _log_traceback(run_dir)
         summary = " ".join(str(e).split())[:300]
-        print(f"error: unexpected {type(e).__name__}: {summary} — this is a bug{where}", file=sys.stderr)
+        print(
+            f"error: unexpected {type(e).__name__}: {summary} — this is a bug{where}",
+            file=sys.stderr,
+        )
         _fail_queued(run_dir, f"unexpected {type(e).__name__}: {summary}")
         return EXIT_FAILED
 
@@ -446,6 +682,7 @@ def _fail_queued(run_dir, message: str) -> None:
     if run_dir is None:
         return
     from .runs import Run
+
     run = Run(run_dir)
     status = run.status()
     if status.get("state") == "queued" and status.get("pid") == os.getpid():
@@ -478,7 +715,12 @@ def _log_traceback(run_dir) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # argparse refuses unknown options itself, with exit 2
-    handlers = {"pretrain": cmd_pretrain, "post-train": cmd_post_train, "evaluate": cmd_evaluate, "import": cmd_import,
-                "runs": cmd_runs}
+    handlers = {
+        "pretrain": cmd_pretrain,
+        "post-train": cmd_post_train,
+        "evaluate": cmd_evaluate,
+        "import": cmd_import,
+        "runs": cmd_runs,
+    }
     run_dir = args.out if args.command in ("pretrain", "post-train") else None
     return run_command(handlers[args.command], args, run_dir)

@@ -14,9 +14,9 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -63,8 +63,10 @@ class Dataset:
         return self.x_train.dtype == torch.uint8
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test, "
-                f"input {self.input_shape}, {self.num_classes} classes")
+        return (
+            f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test, "
+            f"input {self.input_shape}, {self.num_classes} classes"
+        )
 
 
 def default_data_root() -> Path:
@@ -87,15 +89,28 @@ def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
 
 
-def _make(name, x_train, y_train, x_test, y_test, classes, augment, source,
-          class_order: str = "registry") -> Dataset:
+def _make(
+    name, x_train, y_train, x_test, y_test, classes, augment, source, class_order: str = "registry"
+) -> Dataset:
     mean, std = _channel_stats(x_train)
-    return Dataset(name, x_train, torch.as_tensor(y_train, dtype=torch.long), x_test,
-                   torch.as_tensor(y_test, dtype=torch.long), list(classes), mean, std, augment, source,
-                   class_order, COMPUTED)
+    return Dataset(
+        name,
+        x_train,
+        torch.as_tensor(y_train, dtype=torch.long),
+        x_test,
+        torch.as_tensor(y_test, dtype=torch.long),
+        list(classes),
+        mean,
+        std,
+        augment,
+        source,
+        class_order,
+        COMPUTED,
+    )
 
 
 # --- offline datasets -------------------------------------------------------------------------
+
 
 def _digits(**_) -> Dataset:
     from sklearn.datasets import load_digits
@@ -104,10 +119,19 @@ def _digits(**_) -> Dataset:
     d = load_digits()
     # Pixel values are 0..16; scale to the full uint8 range so every image dataset shares one format.
     images = np.rint(d.images * (255 / 16)).astype(np.uint8)[:, None]
-    xtr, xte, ytr, yte = train_test_split(images, d.target, test_size=0.25, stratify=d.target,
-                                          random_state=0)
-    return _make("digits", torch.from_numpy(xtr), ytr, torch.from_numpy(xte), yte,
-                 [str(i) for i in range(10)], {"crop": 1}, "scikit-learn load_digits, 75/25 stratified split (seed 0)")
+    xtr, xte, ytr, yte = train_test_split(
+        images, d.target, test_size=0.25, stratify=d.target, random_state=0
+    )
+    return _make(
+        "digits",
+        torch.from_numpy(xtr),
+        ytr,
+        torch.from_numpy(xte),
+        yte,
+        [str(i) for i in range(10)],
+        {"crop": 1},
+        "scikit-learn load_digits, 75/25 stratified split (seed 0)",
+    )
 
 
 def _spirals(n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,14 +152,24 @@ def point_set(name: str, n: int = 2000, noise: float | None = None, seed: int = 
     if name == "moons":
         x, y = skd.make_moons(n, noise=0.2 if noise is None else noise, random_state=seed)
     elif name == "circles":
-        x, y = skd.make_circles(n, noise=0.1 if noise is None else noise, factor=0.5, random_state=seed)
+        x, y = skd.make_circles(
+            n, noise=0.1 if noise is None else noise, factor=0.5, random_state=seed
+        )
     else:
         x, y = _spirals(n, 0.05 if noise is None else noise, seed)
     x = torch.as_tensor(x, dtype=torch.float32)
     y = torch.as_tensor(y)
     half = n // 2  # the generators shuffle, so the first half is a fair training set
-    return _make(name, x[:half], y[:half], x[half:], y[half:], ["0", "1"], {},
-                 f"synthetic {name}, {n} points, seed {seed}")
+    return _make(
+        name,
+        x[:half],
+        y[:half],
+        x[half:],
+        y[half:],
+        ["0", "1"],
+        {},
+        f"synthetic {name}, {n} points, seed {seed}",
+    )
 
 
 # --- torchvision datasets -----------------------------------------------------------------------
@@ -149,8 +183,9 @@ _TV_FILES = {
 }
 
 
-def _torchvision(name: str, root: Path | None = None, download: bool = True,
-                 svhn_extra: bool = False, **_) -> Dataset:
+def _torchvision(
+    name: str, root: Path | None = None, download: bool = True, svhn_extra: bool = False, **_
+) -> Dataset:
     import torchvision.datasets as tvd
 
     folder = Path(root or default_data_root()) / name
@@ -171,7 +206,8 @@ def _torchvision(name: str, root: Path | None = None, download: bool = True,
                 f"Cannot load {name} from {folder}: {type(e).__name__}: {e}\n"
                 f"Put {_TV_FILES[name]} into {folder} (from a machine with network access, "
                 f"torchvision downloads them there), or pick another --data-root / $POF_DATA. "
-                f"Offline alternatives: digits, moons, circles, spirals, imagefolder:PATH.") from e
+                f"Offline alternatives: digits, moons, circles, spirals, imagefolder:PATH."
+            ) from e
 
     def arrays(ds):
         data = ds.data
@@ -195,26 +231,58 @@ def _torchvision(name: str, root: Path | None = None, download: bool = True,
         xtr, ytr = arrays(train)
         xte, yte = arrays(get({"train": False}))
         classes = list(train.classes)
-    augment = {"cifar10": {"crop": 4, "flip": True}, "cifar100": {"crop": 4, "flip": True},
-               "svhn": {"crop": 4}, "mnist": {"crop": 2}, "fashion_mnist": {"crop": 2, "flip": True}}[name]
-    return _make(name + ("+extra" if svhn_extra else ""), xtr, ytr, xte, yte, classes, augment,
-                 f"torchvision {name} in {folder}")
+    augment = {
+        "cifar10": {"crop": 4, "flip": True},
+        "cifar100": {"crop": 4, "flip": True},
+        "svhn": {"crop": 4},
+        "mnist": {"crop": 2},
+        "fashion_mnist": {"crop": 2, "flip": True},
+    }[name]
+    return _make(
+        name + ("+extra" if svhn_extra else ""),
+        xtr,
+        ytr,
+        xte,
+        yte,
+        classes,
+        augment,
+        f"torchvision {name} in {folder}",
+    )
 
 
 # --- image folders -----------------------------------------------------------------------------
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+_IMAGE_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+}
 
 
 def _list_split(split_dir: Path) -> tuple[list[str], list[tuple[Path, str]]]:
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    files = [(f, c) for c in classes for f in sorted((split_dir / c).iterdir())
-             if f.suffix.lower() in _IMAGE_SUFFIXES]
+    files = [
+        (f, c)
+        for c in classes
+        for f in sorted((split_dir / c).iterdir())
+        if f.suffix.lower() in _IMAGE_SUFFIXES
+    ]
     return classes, files
 
 
-def _decode(files: list[tuple[Path, str]], class_index: dict[str, int], mode: str,
-            progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+def _decode(
+    files: list[tuple[Path, str]],
+    class_index: dict[str, int],
+    mode: str,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
     images, labels, size = [], [], None
@@ -227,8 +295,10 @@ def _decode(files: list[tuple[Path, str]], class_index: dict[str, int], mode: st
         if size is None:
             size = a.shape
         elif a.shape != size:
-            raise DatasetError(f"{f} is {a.shape[1]}x{a.shape[0]} but earlier images are "
-                               f"{size[1]}x{size[0]}; resize all images to one size first.")
+            raise DatasetError(
+                f"{f} is {a.shape[1]}x{a.shape[0]} but earlier images are "
+                f"{size[1]}x{size[0]}; resize all images to one size first."
+            )
         images.append(a)
         labels.append(class_index[c])
         if progress and (i % 1000 == 0 or i == len(files) - 1):
@@ -238,36 +308,56 @@ def _decode(files: list[tuple[Path, str]], class_index: dict[str, int], mode: st
     return np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64)
 
 
-def order_folder_classes(found: list[str], stated: list[str] | None, where: str) -> tuple[list[str], str]:
+def order_folder_classes(
+    found: list[str], stated: list[str] | None, where: str
+) -> tuple[list[str], str]:
     """The class order of an image folder: the stated one (a permutation of the folder names), else
     alphabetical, which is only a guess; returns (classes, class_order)."""
     if stated is None:
         return list(found), "alphabetical"
     extra, missing = sorted(set(stated) - set(found)), sorted(set(found) - set(stated))
     if extra or missing:
-        raise DatasetError(f"classes must name exactly the class folders of {where}, in label order: "
-                           + "; ".join(part for part in (
-                               f"no folder for {extra}" if extra else "",
-                               f"folders not named: {missing}" if missing else "") if part)
-                           + f". The folders are {found}.")
+        raise DatasetError(
+            f"classes must name exactly the class folders of {where}, in label order: "
+            + "; ".join(
+                part
+                for part in (
+                    f"no folder for {extra}" if extra else "",
+                    f"folders not named: {missing}" if missing else "",
+                )
+                if part
+            )
+            + f". The folders are {found}."
+        )
     return list(stated), "stated"
 
 
-def _imagefolder(path: str, root: Path | None = None, progress=None, stated: list[str] | None = None,
-                 mean=None, std=None, **_) -> Dataset:
+def _imagefolder(
+    path: str,
+    root: Path | None = None,
+    progress=None,
+    stated: list[str] | None = None,
+    mean=None,
+    std=None,
+    **_,
+) -> Dataset:
     from PIL import Image
 
     base = Path(path).expanduser().resolve()
     if not (base / "train").is_dir() or not (base / "test").is_dir():
-        raise DatasetError(f"Image folder {base} needs train/<class>/ and test/<class>/ "
-                           f"sub-folders with image files (found: {sorted(p.name for p in base.iterdir()) if base.is_dir() else 'no such folder'}).")
+        raise DatasetError(
+            f"Image folder {base} needs train/<class>/ and test/<class>/ "
+            f"sub-folders with image files (found: {sorted(p.name for p in base.iterdir()) if base.is_dir() else 'no such folder'})."
+        )
     classes, train_files = _list_split(base / "train")
     test_classes, test_files = _list_split(base / "test")
     if not classes or not train_files:
         raise DatasetError(f"{base / 'train'} holds no class folders with images.")
     unknown = sorted(set(test_classes) - set(classes))
     if unknown:
-        raise DatasetError(f"{base / 'test'} has classes {unknown} that train/ lacks; both need the same class folders.")
+        raise DatasetError(
+            f"{base / 'test'} has classes {unknown} that train/ lacks; both need the same class folders."
+        )
     # Decide the class order (and check the statistics' length) before the expensive decoding.
     order, class_order = order_folder_classes(classes, stated, str(base / "train"))
     # Cache key: the folder's path plus every file's name, size and mtime, so edits invalidate it.
@@ -275,7 +365,9 @@ def _imagefolder(path: str, root: Path | None = None, progress=None, stated: lis
     for f, _c in train_files + test_files:
         st = f.stat()
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
-    cache = Path(root or default_data_root()) / "imagefolder" / f"{base.name}-{h.hexdigest()[:16]}.npz"
+    cache = (
+        Path(root or default_data_root()) / "imagefolder" / f"{base.name}-{h.hexdigest()[:16]}.npz"
+    )
     with Image.open(train_files[0][0]) as im:
         mode = "L" if im.mode in ("L", "1", "I;16") else "RGB"
     for value, what in ((mean, "mean"), (std, "std")):
@@ -293,15 +385,27 @@ def _imagefolder(path: str, root: Path | None = None, progress=None, stated: lis
         np.savez(tmp, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
         os.replace(tmp, cache)
     if class_order == "stated":
-        to_stated = np.array([order.index(c) for c in classes], dtype=np.int64)  # alphabetical -> stated
+        to_stated = np.array(
+            [order.index(c) for c in classes], dtype=np.int64
+        )  # alphabetical -> stated
         ytr, yte = to_stated[ytr], to_stated[yte]
     h_img = xtr.shape[-1]
     augment = {"crop": max(1, h_img // 8), "flip": True}
-    return _make(f"imagefolder:{base}", torch.from_numpy(xtr), ytr, torch.from_numpy(xte), yte,
-                 order, augment, f"image folder {base} (decoded cache {cache})", class_order)
+    return _make(
+        f"imagefolder:{base}",
+        torch.from_numpy(xtr),
+        ytr,
+        torch.from_numpy(xte),
+        yte,
+        order,
+        augment,
+        f"image folder {base} (decoded cache {cache})",
+        class_order,
+    )
 
 
 # --- stated class order and normalization -------------------------------------------------------
+
 
 def parse_classes(value) -> list[str] | None:
     """`classes`: None, a list of names, or one comma-separated string; the names in label order."""
@@ -312,15 +416,21 @@ def parse_classes(value) -> list[str] | None:
     elif isinstance(value, (list, tuple)):
         bad = [n for n in value if not isinstance(n, str)]
         if bad:
-            raise DatasetError(f"classes must be names (strings) in label order; got {_short(bad[0])} "
-                               f"({type(bad[0]).__name__}).")
+            raise DatasetError(
+                f"classes must be names (strings) in label order; got {_short(bad[0])} "
+                f"({type(bad[0]).__name__})."
+            )
         names = [n.strip() for n in value]
     else:
-        raise DatasetError(f"classes must be a list of names or a comma-separated string such as "
-                           f"'cat,dog,bird', not {type(value).__name__}.")
+        raise DatasetError(
+            f"classes must be a list of names or a comma-separated string such as "
+            f"'cat,dog,bird', not {type(value).__name__}."
+        )
     if not all(names):
-        raise DatasetError(f"classes has an empty name ({_short(value)}); give one name per class, in label "
-                           f"order, e.g. cat,dog,bird.")
+        raise DatasetError(
+            f"classes has an empty name ({_short(value)}); give one name per class, in label "
+            f"order, e.g. cat,dog,bird."
+        )
     twice = sorted(n for n, count in Counter(names).items() if count > 1)
     if twice:
         raise DatasetError(f"classes names {twice} more than once; each class needs its own name.")
@@ -335,15 +445,19 @@ def parse_stats(value, what: str = "mean") -> str | tuple[float, ...] | None:
         if value.strip().lower() == "auto":
             return "auto"
         items: list = value.split(",")
-    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    ):
         items = [value]
     elif isinstance(value, (list, tuple)):
         items = list(value)
     elif isinstance(value, (np.ndarray, torch.Tensor)):
         items = value.reshape(-1).tolist()
     else:
-        raise DatasetError(f"{what} must be 'auto' or numbers (one per channel or feature, or one for all), "
-                           f"not {type(value).__name__}.")
+        raise DatasetError(
+            f"{what} must be 'auto' or numbers (one per channel or feature, or one for all), "
+            f"not {type(value).__name__}."
+        )
     numbers = []
     for item in items:
         try:
@@ -351,8 +465,10 @@ def parse_stats(value, what: str = "mean") -> str | tuple[float, ...] | None:
                 raise TypeError
             numbers.append(float(item.strip() if isinstance(item, str) else item))
         except (TypeError, ValueError, OverflowError):
-            raise DatasetError(f"{what}: {_short(item)} is not a number; give 'auto' or numbers separated by "
-                               f"commas, e.g. 0.5,0.5,0.5.") from None
+            raise DatasetError(
+                f"{what}: {_short(item)} is not a number; give 'auto' or numbers separated by "
+                f"commas, e.g. 0.5,0.5,0.5."
+            ) from None
     if not numbers:
         raise DatasetError(f"{what} is empty; give 'auto' or at least one number.")
     if not all(math.isfinite(v) for v in numbers):
@@ -368,11 +484,16 @@ def data_options(args) -> dict:
     label_column = getattr(args, "label_column", None)
     if label_column is not None:
         if not isinstance(label_column, str) or not label_column.strip():
-            raise DatasetError(f"--label-column must name a column of the CSV file, got {_short(label_column)}.")
+            raise DatasetError(
+                f"--label-column must name a column of the CSV file, got {_short(label_column)}."
+            )
         label_column = label_column.strip()
-    return {"classes": parse_classes(getattr(args, "classes", None)), "label_column": label_column,
-            "mean": parse_stats(getattr(args, "mean", None), "mean"),
-            "std": parse_stats(getattr(args, "std", None), "std")}
+    return {
+        "classes": parse_classes(getattr(args, "classes", None)),
+        "label_column": label_column,
+        "mean": parse_stats(getattr(args, "mean", None), "mean"),
+        "std": parse_stats(getattr(args, "std", None), "std"),
+    }
 
 
 def _short(value, limit: int = 60) -> str:
@@ -395,10 +516,14 @@ def _fit_stat(value, width: int, what: str, where: str, unit: str) -> tuple[floa
     if len(value) == 1:
         return value * width
     if not unit:
-        raise DatasetError(f"{what} has {len(value)} values but {where} takes a single one (its inputs have "
-                           f"several axes, so one value applies to all).")
-    raise DatasetError(f"{what} has {len(value)} values but {where} has {width} {unit}{'s' * (width > 1)}; "
-                       f"give one value per {unit}, or a single value.")
+        raise DatasetError(
+            f"{what} has {len(value)} values but {where} takes a single one (its inputs have "
+            f"several axes, so one value applies to all)."
+        )
+    raise DatasetError(
+        f"{what} has {len(value)} values but {where} has {width} {unit}{'s' * (width > 1)}; "
+        f"give one value per {unit}, or a single value."
+    )
 
 
 def _apply_normalization(d: Dataset, mean, std) -> Dataset:
@@ -415,12 +540,19 @@ def _apply_normalization(d: Dataset, mean, std) -> Dataset:
             return computed[i], COMPUTED
         return _fit_stat(value, width, what, d.name, unit), STATED
 
-    (d.mean, mean_source), (d.std, std_source) = resolve(mean, d.mean, 0, "mean"), resolve(std, d.std, 1, "std")
-    d.normalization = mean_source if mean_source == std_source else f"mean {mean_source}; std {std_source}"
+    (d.mean, mean_source), (d.std, std_source) = (
+        resolve(mean, d.mean, 0, "mean"),
+        resolve(std, d.std, 1, "std"),
+    )
+    d.normalization = (
+        mean_source if mean_source == std_source else f"mean {mean_source}; std {std_source}"
+    )
     return d
 
 
-def _integer_classes(labels: np.ndarray, stated: list[str] | None, where: str) -> tuple[list[str], str]:
+def _integer_classes(
+    labels: np.ndarray, stated: list[str] | None, where: str
+) -> tuple[list[str], str]:
     """Class names for integer labels, which must be 0..K-1: the stated K names, else "0".."K-1"."""
     values = np.unique(labels)
     if values[0] < 0:
@@ -428,17 +560,21 @@ def _integer_classes(labels: np.ndarray, stated: list[str] | None, where: str) -
     k = int(values[-1]) + 1
     if stated is not None:
         if len(stated) != k:
-            raise DatasetError(f"{where}: classes names {len(stated)} classes but the labels run 0..{k - 1} "
-                               f"({k} classes); give exactly one name per label, in label order.")
+            raise DatasetError(
+                f"{where}: classes names {len(stated)} classes but the labels run 0..{k - 1} "
+                f"({k} classes); give exactly one name per label, in label order."
+            )
         return list(stated), "stated"
     if len(values) != k:
         # A gap usually means labels that are not indices (1..K, raw ids): refuse rather than train
         # outputs that never see an example.
         gap = int(next(i for i, v in enumerate(values) if v != i))
         hint = f" (labels start at {int(values[0])}: subtract it?)" if gap == 0 else ""
-        raise DatasetError(f"{where}: labels must be integers 0..K-1, but no example has label {gap} while "
-                           f"labels go up to {k - 1}{hint}. Map them to 0..K-1, or state all {k} class names "
-                           f"with classes / --classes if some classes really have no examples.")
+        raise DatasetError(
+            f"{where}: labels must be integers 0..K-1, but no example has label {gap} while "
+            f"labels go up to {k - 1}{hint}. Map them to 0..K-1, or state all {k} class names "
+            f"with classes / --classes if some classes really have no examples."
+        )
     return [str(i) for i in range(k)], "numeric"
 
 
@@ -446,8 +582,20 @@ def _own_dataset(name, xtr, ytr, xte, yte, classes, class_order, source) -> Data
     """The user's own numbers: used as they are (mean 0, std 1; uint8 images only divided by 255)."""
     width = _stat_width(xtr)[0]
     augment = {"crop": max(1, xtr.shape[-1] // 8), "flip": True} if xtr.dtype == torch.uint8 else {}
-    return Dataset(name, xtr, torch.as_tensor(ytr, dtype=torch.long), xte, torch.as_tensor(yte, dtype=torch.long),
-                   classes, (0.0,) * width, (1.0,) * width, augment, source, class_order, AS_IS)
+    return Dataset(
+        name,
+        xtr,
+        torch.as_tensor(ytr, dtype=torch.long),
+        xte,
+        torch.as_tensor(yte, dtype=torch.long),
+        classes,
+        (0.0,) * width,
+        (1.0,) * width,
+        augment,
+        source,
+        class_order,
+        AS_IS,
+    )
 
 
 def _existing_file(text: str) -> Path:
@@ -456,7 +604,9 @@ def _existing_file(text: str) -> Path:
         if not text.strip() or not path.exists():
             raise DatasetError(f"No such file: {text}")
         if not path.is_file():
-            raise DatasetError(f"{text} is not a file (a folder?); give the path of the file itself.")
+            raise DatasetError(
+                f"{text} is not a file (a folder?); give the path of the file itself."
+            )
     except (OSError, ValueError) as e:  # a NUL byte, a name too long ...
         raise DatasetError(f"No such file: {text} ({e})") from e
     return path.resolve()
@@ -465,7 +615,9 @@ def _existing_file(text: str) -> Path:
 # --- the user's own arrays: npz or safetensors -------------------------------------------------
 
 _ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
-_SAVE_HINT = "numpy.savez(PATH, x_train=..., y_train=..., x_test=..., y_test=...) or safetensors' save_file."
+_SAVE_HINT = (
+    "numpy.savez(PATH, x_train=..., y_train=..., x_test=..., y_test=...) or safetensors' save_file."
+)
 
 
 def _arrays_format(path: Path) -> str:
@@ -475,11 +627,17 @@ def _arrays_format(path: Path) -> str:
     if head.startswith(b"PK"):  # a zip archive, which is what numpy.savez writes
         return "npz"
     # safetensors: an 8-byte little-endian header length, then the JSON header itself
-    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= path.stat().st_size - 8:
+    if (
+        len(head) == 9
+        and head[8:9] == b"{"
+        and int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+    ):
         return "safetensors"
-    raise DatasetError(f"{path} is neither an .npz file (a zip archive, starting with 'PK') nor a safetensors "
-                       f"file (an 8-byte header length, then '{{'); it starts with {head!r}. Save the arrays "
-                       f"with {_SAVE_HINT}")
+    raise DatasetError(
+        f"{path} is neither an .npz file (a zip archive, starting with 'PK') nor a safetensors "
+        f"file (an 8-byte header length, then '{{'); it starts with {head!r}. Save the arrays "
+        f"with {_SAVE_HINT}"
+    )
 
 
 def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], str]:
@@ -493,21 +651,26 @@ def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], str]:
             names, get = opened.files, opened.__getitem__
         else:
             from safetensors import safe_open
+
             opened = safe_open(str(path), framework="np")
             names, get = list(opened.keys()), opened.get_tensor
         with opened:
             missing = [k for k in _ARRAY_KEYS if k not in names]
             if missing:
-                raise DatasetError(f"{path} ({kind}) lacks {', '.join(missing)}; it holds {sorted(names)}. "
-                                   f"It needs x_train, y_train, x_test and y_test: save them with {_SAVE_HINT}")
+                raise DatasetError(
+                    f"{path} ({kind}) lacks {', '.join(missing)}; it holds {sorted(names)}. "
+                    f"It needs x_train, y_train, x_test and y_test: save them with {_SAVE_HINT}"
+                )
             for key in _ARRAY_KEYS:
                 arrays[key] = np.asarray(get(key))
     except DatasetError:
         raise
     except ValueError as e:
         if "allow_pickle" in str(e):
-            raise DatasetError(f"{path}: {key} holds Python objects (a pickled object array); those are never "
-                               f"loaded, since unpickling can run code. Save plain numeric arrays.") from None
+            raise DatasetError(
+                f"{path}: {key} holds Python objects (a pickled object array); those are never "
+                f"loaded, since unpickling can run code. Save plain numeric arrays."
+            ) from None
         raise DatasetError(f"Cannot read {path} as {kind}: {e}") from e
     except Exception as e:  # a truncated zip, a corrupt header, an unsupported dtype ...
         raise DatasetError(f"Cannot read {path} as {kind}: {type(e).__name__}: {e}") from e
@@ -520,40 +683,62 @@ def _checked_arrays(a: dict[str, np.ndarray], where: str) -> tuple[torch.Tensor,
     for split in ("train", "test"):
         x, y = a[f"x_{split}"], a[f"y_{split}"]
         if x.ndim < 2 or y.ndim != 1:
-            raise DatasetError(f"{where}: x_{split} must be (N, features...) and y_{split} (N,), one label per "
-                               f"row (for a single feature save x[:, None]); found {found}.")
+            raise DatasetError(
+                f"{where}: x_{split} must be (N, features...) and y_{split} (N,), one label per "
+                f"row (for a single feature save x[:, None]); found {found}."
+            )
         if len(x) != len(y) or len(x) == 0:
-            raise DatasetError(f"{where}: x_{split} has {len(x)} rows and y_{split} {len(y)} labels; they need "
-                               f"the same, non-zero number. Found {found}.")
+            raise DatasetError(
+                f"{where}: x_{split} has {len(x)} rows and y_{split} {len(y)} labels; they need "
+                f"the same, non-zero number. Found {found}."
+            )
         if not np.issubdtype(y.dtype, np.integer):
-            raise DatasetError(f"{where}: labels must be integers 0..K-1, but y_{split} is {y.dtype}; save "
-                               f"y.astype('int64') (mapping names to indices first). Found {found}.")
+            raise DatasetError(
+                f"{where}: labels must be integers 0..K-1, but y_{split} is {y.dtype}; save "
+                f"y.astype('int64') (mapping names to indices first). Found {found}."
+            )
     xtr, xte = a["x_train"], a["x_test"]
     if xtr.shape[1:] != xte.shape[1:] or (xtr.dtype == np.uint8) != (xte.dtype == np.uint8):
-        raise DatasetError(f"{where}: x_train and x_test must have the same feature shape and both be uint8 "
-                           f"images or both numbers; found {found}.")
+        raise DatasetError(
+            f"{where}: x_train and x_test must have the same feature shape and both be uint8 "
+            f"images or both numbers; found {found}."
+        )
     if xtr.dtype == np.uint8 and xtr.ndim == 4:
         if xtr.shape[1] > 4 and xtr.shape[-1] in (1, 3, 4):
-            raise DatasetError(f"{where}: uint8 images must be (N, C, H, W); these look channels-last "
-                               f"{tuple(xtr.shape)}: save x.transpose(0, 3, 1, 2).")
-        return torch.from_numpy(np.ascontiguousarray(xtr)), torch.from_numpy(np.ascontiguousarray(xte))
+            raise DatasetError(
+                f"{where}: uint8 images must be (N, C, H, W); these look channels-last "
+                f"{tuple(xtr.shape)}: save x.transpose(0, 3, 1, 2)."
+            )
+        return torch.from_numpy(np.ascontiguousarray(xtr)), torch.from_numpy(
+            np.ascontiguousarray(xte)
+        )
     if xtr.dtype == np.uint8 and xtr.ndim == 3:
-        raise DatasetError(f"{where}: uint8 x of shape {tuple(xtr.shape)} looks like grayscale images without "
-                           f"a channel axis: save x[:, None] for images (N, 1, H, W), or x.astype('float32') "
-                           f"to use the values as plain numbers.")
-    real = lambda x: (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) and not np.iscomplexobj(x)
+        raise DatasetError(
+            f"{where}: uint8 x of shape {tuple(xtr.shape)} looks like grayscale images without "
+            f"a channel axis: save x[:, None] for images (N, 1, H, W), or x.astype('float32') "
+            f"to use the values as plain numbers."
+        )
+    real = lambda x: (
+        (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) and not np.iscomplexobj(x)
+    )
     if not (real(xtr) and real(xte)):
-        raise DatasetError(f"{where}: x must hold real numbers (float) or uint8 images (N, C, H, W); "
-                           f"found {found}.")
+        raise DatasetError(
+            f"{where}: x must hold real numbers (float) or uint8 images (N, C, H, W); "
+            f"found {found}."
+        )
     tensors = []
     for split, x in (("train", xtr), ("test", xte)):
-        with np.errstate(over="ignore"):  # values beyond float32's range become inf, caught just below
+        with np.errstate(
+            over="ignore"
+        ):  # values beyond float32's range become inf, caught just below
             xf = x.astype(np.float32)
         bad = ~np.isfinite(xf)
         if bad.any():
-            raise DatasetError(f"{where}: x_{split} has {int(bad.sum())} NaN or infinite values (as float32; "
-                               f"the first at index {tuple(int(i) for i in np.argwhere(bad)[0])}); remove or "
-                               f"impute them first.")
+            raise DatasetError(
+                f"{where}: x_{split} has {int(bad.sum())} NaN or infinite values (as float32; "
+                f"the first at index {tuple(int(i) for i in np.argwhere(bad)[0])}); remove or "
+                f"impute them first."
+            )
         tensors.append(torch.from_numpy(xf))
     return tensors[0], tensors[1]
 
@@ -563,7 +748,9 @@ def _arrays_dataset(text: str, stated: list[str] | None) -> Dataset:
     a, kind = _read_arrays(path)
     where = f"npz:{path}"
     xtr, xte = _checked_arrays(a, where)
-    if max(int(a["y_train"].max()), int(a["y_test"].max())) > np.iinfo(np.int64).max:  # uint64 would wrap
+    if (
+        max(int(a["y_train"].max()), int(a["y_test"].max())) > np.iinfo(np.int64).max
+    ):  # uint64 would wrap
         raise DatasetError(f"{where}: labels must be integers 0..K-1; found values beyond int64.")
     ytr, yte = a["y_train"].astype(np.int64), a["y_test"].astype(np.int64)
     classes, order = _integer_classes(np.concatenate([ytr, yte]), stated, where)
@@ -579,25 +766,33 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header and the non-blank rows, each with its line number (for error messages)."""
     rows: list[tuple[int, list[str]]] = []
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheet exports start with a BOM
+        with open(
+            path, newline="", encoding="utf-8-sig"
+        ) as f:  # -sig: spreadsheet exports start with a BOM
             reader = csv.reader(f)
             try:
                 header = [h.strip() for h in next(reader)]
             except StopIteration:
-                raise DatasetError(f"{path} is empty; a CSV needs a header row naming its columns.") from None
+                raise DatasetError(
+                    f"{path} is empty; a CSV needs a header row naming its columns."
+                ) from None
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue
                 if len(row) != len(header):
-                    raise DatasetError(f"{path} line {reader.line_num}: {len(row)} cells, but the header names "
-                                       f"{len(header)} columns.")
+                    raise DatasetError(
+                        f"{path} line {reader.line_num}: {len(row)} cells, but the header names "
+                        f"{len(header)} columns."
+                    )
                 rows.append((reader.line_num, row))
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path} is not a UTF-8 text CSV file ({e}).") from e
     except csv.Error as e:
         raise DatasetError(f"{path} is not a readable CSV file: {e}.") from e
     if not all(header) or len(set(header)) != len(header):
-        raise DatasetError(f"{path}: every column needs its own non-empty name in the header row; found {header}.")
+        raise DatasetError(
+            f"{path}: every column needs its own non-empty name in the header row; found {header}."
+        )
     return header, rows
 
 
@@ -605,12 +800,16 @@ def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
     """Features (float32), labels (stripped strings), split (or None) and line numbers of one CSV file."""
     header, rows = _read_csv(path)
     if label_column not in header:
-        raise DatasetError(f"{path} has no label column {label_column!r}; its columns are {header}. "
-                           f"Name the label column with label_column / --label-column.")
+        raise DatasetError(
+            f"{path} has no label column {label_column!r}; its columns are {header}. "
+            f"Name the label column with label_column / --label-column."
+        )
     has_split = "split" in header and label_column != "split"
     if has_split and two_files:
-        raise DatasetError(f"{path} has a split column, but two files were given; give one file with a split "
-                           f"column (csv:FILE), or two files without one (csv:TRAIN.csv,TEST.csv).")
+        raise DatasetError(
+            f"{path} has a split column, but two files were given; give one file with a split "
+            f"column (csv:FILE), or two files without one (csv:TRAIN.csv,TEST.csv)."
+        )
     features = [h for h in header if h != label_column and not (has_split and h == "split")]
     if not features:
         raise DatasetError(f"{path} has no feature columns besides {label_column!r}.")
@@ -624,9 +823,13 @@ def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
     split = None
     if has_split:
         split = [row[header.index("split")].strip().lower() for _, row in rows]
-        odd = next(((line, v) for (line, _), v in zip(rows, split) if v not in ("train", "test")), None)
+        odd = next(
+            ((line, v) for (line, _), v in zip(rows, split) if v not in ("train", "test")), None
+        )
         if odd:
-            raise DatasetError(f"{path} line {odd[0]}: split is {odd[1]!r}; it must be 'train' or 'test'.")
+            raise DatasetError(
+                f"{path} line {odd[0]}: split is {odd[1]!r}; it must be 'train' or 'test'."
+            )
     cols = [header.index(h) for h in features]
     x = np.empty((len(rows), len(cols)), dtype=np.float64)  # float32 (checked for overflow) below
     for r, (line, row) in enumerate(rows):
@@ -634,48 +837,69 @@ def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
             try:
                 x[r, j] = float(row[c])
             except ValueError:
-                raise DatasetError(f"{path} line {line}, column {header[c]!r}: {_short(row[c])} is not a number; "
-                                   f"every column except the label{' and split' if has_split else ''} must be "
-                                   f"numeric.") from None
+                raise DatasetError(
+                    f"{path} line {line}, column {header[c]!r}: {_short(row[c])} is not a number; "
+                    f"every column except the label{' and split' if has_split else ''} must be "
+                    f"numeric."
+                ) from None
     with np.errstate(over="ignore"):
         x = x.astype(np.float32)
     bad = np.argwhere(~np.isfinite(x))
     if len(bad):
         r, j = bad[0]
-        raise DatasetError(f"{path} line {rows[r][0]}, column {features[j]!r}: {_short(rows[r][1][cols[j]])} is "
-                           f"NaN or infinite (as float32); {len(bad)} such cells. Remove or impute them first.")
-    return {"features": features, "x": x, "labels": labels, "split": split, "lines": [line for line, _ in rows]}
+        raise DatasetError(
+            f"{path} line {rows[r][0]}, column {features[j]!r}: {_short(rows[r][1][cols[j]])} is "
+            f"NaN or infinite (as float32); {len(bad)} such cells. Remove or impute them first."
+        )
+    return {
+        "features": features,
+        "x": x,
+        "labels": labels,
+        "split": split,
+        "lines": [line for line, _ in rows],
+    }
 
 
-def _csv_label_indices(labels: list[str], lines: list[tuple[Path, int]], stated: list[str] | None,
-                       where: str) -> tuple[np.ndarray, list[str], str]:
+def _csv_label_indices(
+    labels: list[str], lines: list[tuple[Path, int]], stated: list[str] | None, where: str
+) -> tuple[np.ndarray, list[str], str]:
     if all(_INT.fullmatch(v) for v in labels):
         y = np.array([int(v) for v in labels], dtype=np.int64) if labels else np.zeros(0, np.int64)
         classes, order = _integer_classes(y, stated, where)
         return y, classes, order
-    classes, order = (list(stated), "stated") if stated is not None else (sorted(set(labels)), "alphabetical")
+    classes, order = (
+        (list(stated), "stated") if stated is not None else (sorted(set(labels)), "alphabetical")
+    )
     index = {c: i for i, c in enumerate(classes)}
     unknown = next((i for i, v in enumerate(labels) if v not in index), None)
     if unknown is not None:
         path, line = lines[unknown]
-        raise DatasetError(f"{path} line {line}: label {labels[unknown]!r} is not among the stated classes "
-                           f"{_short(classes, 200)}; add it to classes / --classes (in label order).")
+        raise DatasetError(
+            f"{path} line {line}: label {labels[unknown]!r} is not among the stated classes "
+            f"{_short(classes, 200)}; add it to classes / --classes (in label order)."
+        )
     return np.array([index[v] for v in labels], dtype=np.int64), classes, order
 
 
 def _csv_dataset(text: str, label_column: str | None, stated: list[str] | None) -> Dataset:
     label_column = label_column or "label"
     whole = Path(text.strip()).expanduser()
-    parts = [text] if "," not in text or whole.is_file() else text.split(",")  # a comma in a real name wins
+    parts = (
+        [text] if "," not in text or whole.is_file() else text.split(",")
+    )  # a comma in a real name wins
     if len(parts) > 2 or not all(p.strip() for p in parts):
-        raise DatasetError(f"csv:{text}: give one file (with a split column) or two as csv:TRAIN.csv,TEST.csv.")
+        raise DatasetError(
+            f"csv:{text}: give one file (with a split column) or two as csv:TRAIN.csv,TEST.csv."
+        )
     paths = [_existing_file(p) for p in parts]
     tables = [_csv_table(p, label_column, len(paths) == 2) for p in paths]
     if len(paths) == 1:
         t = tables[0]
         if t["split"] is None:
-            raise DatasetError(f"{paths[0]} says nothing about which rows are for training: add a column named "
-                               f"'split' with values train/test, or give two files as csv:TRAIN.csv,TEST.csv.")
+            raise DatasetError(
+                f"{paths[0]} says nothing about which rows are for training: add a column named "
+                f"'split' with values train/test, or give two files as csv:TRAIN.csv,TEST.csv."
+            )
         is_train = np.array([s == "train" for s in t["split"]])
         for name, mask in (("train", is_train), ("test", ~is_train)):
             if not mask.any():
@@ -688,19 +912,37 @@ def _csv_dataset(text: str, label_column: str | None, stated: list[str] | None) 
         train, test = tables
         features = train["features"]
         if set(test["features"]) != set(features):
-            raise DatasetError(f"{paths[1]} and {paths[0]} need the same columns; only in train: "
-                               f"{sorted(set(features) - set(test['features']))}, only in test: "
-                               f"{sorted(set(test['features']) - set(features))}.")
-        reorder = [test["features"].index(h) for h in features]  # match columns by name, not position
-        lines = [(paths[0], line) for line in train["lines"]] + [(paths[1], line) for line in test["lines"]]
+            raise DatasetError(
+                f"{paths[1]} and {paths[0]} need the same columns; only in train: "
+                f"{sorted(set(features) - set(test['features']))}, only in test: "
+                f"{sorted(set(test['features']) - set(features))}."
+            )
+        reorder = [
+            test["features"].index(h) for h in features
+        ]  # match columns by name, not position
+        lines = [(paths[0], line) for line in train["lines"]] + [
+            (paths[1], line) for line in test["lines"]
+        ]
         name = f"csv:{paths[0]},{paths[1]}"
-        y, classes, order = _csv_label_indices(train["labels"] + test["labels"], lines, stated, name)
+        y, classes, order = _csv_label_indices(
+            train["labels"] + test["labels"], lines, stated, name
+        )
         xtr, xte = train["x"], test["x"][:, reorder]
-        ytr, yte = y[:len(xtr)], y[len(xtr):]
-    source = (f"CSV {', '.join(map(str, paths))}: {len(features)} feature columns, label column "
-              f"{label_column!r}" + (", split column" if len(paths) == 1 else ""))
-    return _own_dataset(name, torch.from_numpy(np.ascontiguousarray(xtr)), ytr,
-                        torch.from_numpy(np.ascontiguousarray(xte)), yte, classes, order, source)
+        ytr, yte = y[: len(xtr)], y[len(xtr) :]
+    source = (
+        f"CSV {', '.join(map(str, paths))}: {len(features)} feature columns, label column "
+        f"{label_column!r}" + (", split column" if len(paths) == 1 else "")
+    )
+    return _own_dataset(
+        name,
+        torch.from_numpy(np.ascontiguousarray(xtr)),
+        ytr,
+        torch.from_numpy(np.ascontiguousarray(xte)),
+        yte,
+        classes,
+        order,
+        source,
+    )
 
 
 # --- registry ----------------------------------------------------------------------------------
@@ -715,18 +957,30 @@ def _check_registry_request(name: str, classes: list[str] | None, mean, std) -> 
     from .catalogue import NUM_CLASSES, SIGNATURES  # static shapes and names: no download needed
 
     shape, names = SIGNATURES[name]
-    if classes is not None and (classes != names if names is not None else len(classes) != NUM_CLASSES[name]):
-        raise DatasetError(f"{name}'s classes are fixed by the registry"
-                           + (f" ({', '.join(names)})" if names else f" ({NUM_CLASSES[name]} of them)")
-                           + "; classes / --classes must list exactly these, in this order, or be left out.")
+    if classes is not None and (
+        classes != names if names is not None else len(classes) != NUM_CLASSES[name]
+    ):
+        raise DatasetError(
+            f"{name}'s classes are fixed by the registry"
+            + (f" ({', '.join(names)})" if names else f" ({NUM_CLASSES[name]} of them)")
+            + "; classes / --classes must list exactly these, in this order, or be left out."
+        )
     for value, what in ((mean, "mean"), (std, "std")):
         _fit_stat(value, shape[0], what, name, "channel" if len(shape) == 3 else "feature")
 
 
-def load_dataset(name: str, root: str | Path | None = None, download: bool = True,
-                 svhn_extra: bool = False, progress: Callable[[int, int], None] | None = None, *,
-                 classes: list[str] | str | None = None, label_column: str | None = None,
-                 mean=None, std=None) -> Dataset:
+def load_dataset(
+    name: str,
+    root: str | Path | None = None,
+    download: bool = True,
+    svhn_extra: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    classes: list[str] | str | None = None,
+    label_column: str | None = None,
+    mean=None,
+    std=None,
+) -> Dataset:
     """Load a dataset by name: one of DATASETS, `imagefolder:PATH`, `npz:PATH` (npz or safetensors
     arrays x_train, y_train, x_test, y_test) or `csv:PATH` / `csv:TRAIN.csv,TEST.csv`.
 
@@ -741,10 +995,14 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Tru
     classes = parse_classes(classes)
     mean, std = parse_stats(mean, "mean"), parse_stats(std, "std")
     if label_column is not None and not name.startswith("csv:"):
-        raise DatasetError(f"label_column / --label-column applies to csv:PATH datasets only, not {name!r}.")
+        raise DatasetError(
+            f"label_column / --label-column applies to csv:PATH datasets only, not {name!r}."
+        )
     root = Path(root) if root else None
     if name.startswith("imagefolder:"):
-        d = _imagefolder(name.split(":", 1)[1], root=root, progress=progress, stated=classes, mean=mean, std=std)
+        d = _imagefolder(
+            name.split(":", 1)[1], root=root, progress=progress, stated=classes, mean=mean, std=std
+        )
     elif name.startswith("npz:"):
         d = _arrays_dataset(name.split(":", 1)[1], classes)
     elif name.startswith("csv:"):
@@ -758,16 +1016,21 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Tru
         else:
             d = _torchvision(name, root=root, download=download, svhn_extra=svhn_extra)
         if classes is not None and classes != d.classes:  # cifar100's 100 names are only known now
-            raise DatasetError(f"{name}'s classes are fixed by the registry ({', '.join(d.classes[:5])}, ...); "
-                               f"classes / --classes must list exactly these, in this order, or be left out.")
+            raise DatasetError(
+                f"{name}'s classes are fixed by the registry ({', '.join(d.classes[:5])}, ...); "
+                f"classes / --classes must list exactly these, in this order, or be left out."
+            )
     else:
-        raise DatasetError(f"Unknown dataset {name!r}. Choose one of {', '.join(DATASETS)}, "
-                           f"or imagefolder:PATH for a folder with train/<class>/ and test/<class>/, "
-                           f"npz:PATH for your own arrays (npz or safetensors), csv:PATH for a CSV file.")
+        raise DatasetError(
+            f"Unknown dataset {name!r}. Choose one of {', '.join(DATASETS)}, "
+            f"or imagefolder:PATH for a folder with train/<class>/ and test/<class>/, "
+            f"npz:PATH for your own arrays (npz or safetensors), csv:PATH for a CSV file."
+        )
     return _apply_normalization(d, mean, std)
 
 
 # --- batches -----------------------------------------------------------------------------------
+
 
 def parse_augment(spec: str | None, default: dict) -> dict:
     """'default', 'none', or comma-separated 'crop=4,flip,cutout=16'."""
@@ -783,7 +1046,9 @@ def parse_augment(spec: str | None, default: dict) -> dict:
         elif key in ("crop", "cutout") and val.isdigit():
             out[key] = int(val)
         else:
-            raise ValueError(f"Bad augmentation {part!r}: use crop=PAD, flip, cutout=SIZE, 'none' or 'default'.")
+            raise ValueError(
+                f"Bad augmentation {part!r}: use crop=PAD, flip, cutout=SIZE, 'none' or 'default'."
+            )
     return out
 
 
@@ -799,9 +1064,19 @@ class Batches:
     augmentation of any epoch are reproducible on their own (needed for exact resume).
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, mean, std, batch_size: int,
-                 device: torch.device | str = "cpu", augment: dict | None = None,
-                 shuffle: bool = True, drop_last: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        mean,
+        std,
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        augment: dict | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+    ):
         self.device = torch.device(device)
         self.x = x.to(self.device)
         self.y = y.to(self.device)
@@ -832,12 +1107,14 @@ class Batches:
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
         order = order.to(self.device)
         for i in range(len(self)):
-            yield self._prepare(order[i * self.batch_size:(i + 1) * self.batch_size], gen)
+            yield self._prepare(order[i * self.batch_size : (i + 1) * self.batch_size], gen)
 
     def __iter__(self):
         return self.epoch(0)
 
-    def _prepare(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prepare(
+        self, idx: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         xb = self.x[idx]
         if not self.augment:
             return self.normalize(xb), self.y[idx]
@@ -851,8 +1128,12 @@ class Batches:
             dx = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(self.device)
             rows = (dy[:, None] + torch.arange(h, device=self.device))[:, None, :, None]
             cols = (dx[:, None] + torch.arange(w, device=self.device))[:, None, None, :]
-            xb = padded[torch.arange(b, device=self.device)[:, None, None, None],
-                        torch.arange(xb.shape[1], device=self.device)[None, :, None, None], rows, cols]
+            xb = padded[
+                torch.arange(b, device=self.device)[:, None, None, None],
+                torch.arange(xb.shape[1], device=self.device)[None, :, None, None],
+                rows,
+                cols,
+            ]
         if aug.get("flip"):
             flip = (torch.rand(b, generator=gen) < 0.5).to(self.device)
             xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)

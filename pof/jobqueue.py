@@ -46,11 +46,16 @@ def queue_state(run: Run, root: Path) -> tuple[int, int]:
     mine = (run.status().get("created", 0), str(run.path))
     ahead = running = 0
     for other in list_runs(root):
-        status = other.status()  # dead, stale (no pid) and broken runs read as failed or broken: never ahead
+        status = (
+            other.status()
+        )  # dead, stale (no pid) and broken runs read as failed or broken: never ahead
         if status.get("state") == "running":
             running += 1
-        elif other.path != run.path and status.get("state") == "queued" \
-                and (status.get("created", 0), str(other.path)) < mine:
+        elif (
+            other.path != run.path
+            and status.get("state") == "queued"
+            and (status.get("created", 0), str(other.path)) < mine
+        ):
             ahead += 1
     return ahead, running
 

@@ -63,10 +63,13 @@ class ModelSource:
         for m in self.key_map:
             old, sep, _ = m.partition("=")
             if not sep or not old:
-                raise LoadError(f"--key-map {m!r}: give OLD=NEW (a key prefix in the file and what it should become).")
+                raise LoadError(
+                    f"--key-map {m!r}: give OLD=NEW (a key prefix in the file and what it should become)."
+                )
 
 
 # --- what a file is ---------------------------------------------------------------------------------------
+
 
 def sniff(path: Path) -> str:
     """'safetensors', 'export', 'torchscript', 'torch' (zip or legacy torch.save) or 'unknown'."""
@@ -91,7 +94,11 @@ def sniff(path: Path) -> str:
             return "torch"
         return "unknown"
     # safetensors first: its 8-byte header length may itself begin with 0x80, a pickle's first byte
-    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+    if (
+        len(head) >= 9
+        and head[8:9] == b"{"
+        and int.from_bytes(head[:8], "little") < path.stat().st_size
+    ):
         return "safetensors"
     if head[:1] == b"\x80":  # a pickle stream: torch.save's legacy (pre-zip) format
         return "torch"
@@ -108,7 +115,8 @@ def _torch_load(data, what: str):
             raise LoadError(
                 f"{what} holds a pickled Python object ({found.group(1)}), not only tensors. It was not loaded: "
                 f"unpickling it would run code. Save the weights instead: torch.save(model.state_dict(), PATH) "
-                f"(and give the architecture with --arch), or export the model with torch.export.save.") from e
+                f"(and give the architecture with --arch), or export the model with torch.export.save."
+            ) from e
         raise LoadError(f"{what} could not be read as a PyTorch file: {msg}") from e
 
 
@@ -127,10 +135,14 @@ def unwrap(obj, what: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict):
         tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
         if tensors and all(isinstance(k, str) for k in tensors):
-            return tensors  # a state dict with a few non-tensor extras (e.g. `_metadata`-like entries)
+            return (
+                tensors  # a state dict with a few non-tensor extras (e.g. `_metadata`-like entries)
+            )
         keys = ", ".join(map(str, list(obj)[:12]))
-        raise LoadError(f"{what} holds a dict without a state dict in it (top-level keys: {keys}). Expected tensors, "
-                        f"or one of {', '.join(repr(w) for w in WRAPPERS)} holding them.")
+        raise LoadError(
+            f"{what} holds a dict without a state dict in it (top-level keys: {keys}). Expected tensors, "
+            f"or one of {', '.join(repr(w) for w in WRAPPERS)} holding them."
+        )
     raise LoadError(f"{what} holds a {type(obj).__name__}, not a state dict of tensors.")
 
 
@@ -148,15 +160,20 @@ def read_state(path: Path) -> tuple[str, dict[str, torch.Tensor], dict | None]:
     if kind == "export":
         return kind, {}, None
     if kind == "torchscript":
-        raise LoadError(f"{path} is a TorchScript archive. TorchScript is deprecated in this PyTorch and its archives "
-                        f"carry compiled code, so they are not read. Save the weights "
-                        f"(torch.save(model.state_dict(), PATH)) with --arch, or export the model: "
-                        f"torch.export.save(torch.export.export(model, (x,), dynamic_shapes=...), 'model.pt2').")
-    raise LoadError(f"{path} is not a model file this tool reads (safetensors, a torch.save state dict, a Lightning "
-                    f".ckpt, or a torch.export .pt2); its first bytes are {open(path, 'rb').read(8)!r}.")
+        raise LoadError(
+            f"{path} is a TorchScript archive. TorchScript is deprecated in this PyTorch and its archives "
+            f"carry compiled code, so they are not read. Save the weights "
+            f"(torch.save(model.state_dict(), PATH)) with --arch, or export the model: "
+            f"torch.export.save(torch.export.export(model, (x,), dynamic_shapes=...), 'model.pt2')."
+        )
+    raise LoadError(
+        f"{path} is not a model file this tool reads (safetensors, a torch.save state dict, a Lightning "
+        f".ckpt, or a torch.export .pt2); its first bytes are {open(path, 'rb').read(8)!r}."
+    )
 
 
 # --- torch.export programs ---------------------------------------------------------------------------
+
 
 def _vet_pt2(path: Path) -> None:
     """torch.export.load unpickles some pieces with weights_only=False (pickled weights, custom
@@ -168,8 +185,10 @@ def _vet_pt2(path: Path) -> None:
                 for fqn, entry in config.items():
                     p = entry.get("path_name", "")
                     if p.startswith(("custom_obj", "opaque_obj")):
-                        raise LoadError(f"{path} holds a Python object ({fqn}) besides tensors; it is not loaded, "
-                                        f"for safety. Export a model whose constants are tensors.")
+                        raise LoadError(
+                            f"{path} holds a Python object ({fqn}) besides tensors; it is not loaded, "
+                            f"for safety. Export a model whose constants are tensors."
+                        )
                     if entry.get("use_pickle"):
                         piece = name.rsplit("/", 1)[0] + "/" + p
                         _torch_load(io.BytesIO(z.read(piece)), f"{path} ({piece})")
@@ -200,7 +219,8 @@ def load_export(path: Path) -> nn.Module:
                 raise LoadError(
                     f"{path} was exported for batches of exactly {val.shape[0]}; the analyses need other batch "
                     f"sizes. Export it again with a dynamic batch dimension: torch.export.export(model, (x,), "
-                    f"dynamic_shapes=({{0: torch.export.Dim('batch')}},)).")
+                    f"dynamic_shapes=({{0: torch.export.Dim('batch')}},))."
+                )
     module = program.module()
     module.train = types.MethodType(_fixed_mode, module)
     module.eval = types.MethodType(lambda self: _fixed_mode(self, False), module)
@@ -208,6 +228,7 @@ def load_export(path: Path) -> nn.Module:
 
 
 # --- fitting keys to an architecture ---------------------------------------------------------------------
+
 
 def _matches(state: dict, expected: set) -> int:
     return len(expected.intersection(state))
@@ -221,15 +242,17 @@ def fit_keys(state: dict, model: nn.Module, key_map: list[str]) -> tuple[dict, l
         old, _, new = m.partition("=")
         hit = [k for k in state if k.startswith(old)]
         if not hit:
-            raise LoadError(f"--key-map {m}: no key starts with {old!r} (keys look like {', '.join(list(state)[:3])}).")
-        state = {(new + k[len(old):] if k.startswith(old) else k): v for k, v in state.items()}
+            raise LoadError(
+                f"--key-map {m}: no key starts with {old!r} (keys look like {', '.join(list(state)[:3])})."
+            )
+        state = {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in state.items()}
         notes.append(f"renamed {len(hit)} keys {old!r} -> {new!r}")
     expected = set(model.state_dict())
     while _matches(state, expected) < len(expected):
         firsts = Counter(k.split(".", 1)[0] + "." for k in state if "." in k)
         best = None
         for prefix, _ in firsts.most_common(3):
-            stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            stripped = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if _matches(stripped, expected) > _matches(state, expected):
                 best = (prefix, stripped)
                 break
@@ -237,13 +260,21 @@ def fit_keys(state: dict, model: nn.Module, key_map: list[str]) -> tuple[dict, l
             break
         prefix, stripped = best
         dropped = [k for k in state if not k.startswith(prefix)]
-        notes.append(f"stripped the prefix {prefix!r}" + (f" and left out {len(dropped)} keys outside it "
-                                                            f"({', '.join(dropped[:3])})" if dropped else ""))
+        notes.append(
+            f"stripped the prefix {prefix!r}"
+            + (
+                f" and left out {len(dropped)} keys outside it ({', '.join(dropped[:3])})"
+                if dropped
+                else ""
+            )
+        )
         state = stripped
     return state, notes
 
 
-def _key_suggestion(missing: list[str], unexpected: list[str]) -> tuple[list[tuple[str, str]], str | None]:
+def _key_suggestion(
+    missing: list[str], unexpected: list[str]
+) -> tuple[list[tuple[str, str]], str | None]:
     """Closest (missing, unexpected) pairs and the prefix rename most of them share."""
     pairs, renames = [], Counter()
     for m in missing:
@@ -257,12 +288,14 @@ def _key_suggestion(missing: list[str], unexpected: list[str]) -> tuple[list[tup
         while k < min(len(ms), len(us)) and ms[-1 - k] == us[-1 - k]:
             k += 1
         if k:
-            old, new = ".".join(us[:len(us) - k]), ".".join(ms[:len(ms) - k])
+            old, new = ".".join(us[: len(us) - k]), ".".join(ms[: len(ms) - k])
             renames[(old + "." if old else "", new + "." if new else "")] += 1
     if not renames:
         return pairs, None
     (old, new), count = renames.most_common(1)[0]
-    if not old or count < max(2, len(pairs) // 2):  # a rename that explains only a few pairs is a guess
+    if not old or count < max(
+        2, len(pairs) // 2
+    ):  # a rename that explains only a few pairs is a guess
         return pairs, None
     return pairs, f"--key-map {old}={new}"
 
@@ -276,12 +309,17 @@ def check_keys(state: dict, model: nn.Module, what: str, arch: str) -> dict:
         state = {**state, **{k: expected[k] for k in missing}}
         missing = []
     unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
-             for k in expected if k in state and state[k].shape != expected[k].shape]
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
     if not (missing or unexpected or wrong):
         return state
-    lines = [f"{what} does not fit {arch}: {len(missing)} missing, {len(unexpected)} unexpected keys, "
-             f"{len(wrong)} of another shape."]
+    lines = [
+        f"{what} does not fit {arch}: {len(missing)} missing, {len(unexpected)} unexpected keys, "
+        f"{len(wrong)} of another shape."
+    ]
     if missing or unexpected:
         pairs, suggestion = _key_suggestion(missing, unexpected)
         width = max([len(m) for m, _ in pairs[:6]] + [len("model expects")])
@@ -292,10 +330,14 @@ def check_keys(state: dict, model: nn.Module, what: str, arch: str) -> dict:
         if len(missing) > 6:
             lines.append(f"  ... and {len(missing) - 6} more missing")
         if unexpected and not pairs:
-            lines.append(f"  keys in the file: {', '.join(unexpected[:6])}{' ...' if len(unexpected) > 6 else ''}")
+            lines.append(
+                f"  keys in the file: {', '.join(unexpected[:6])}{' ...' if len(unexpected) > 6 else ''}"
+            )
         if suggestion:
             lines.append(f"  Most differ by a prefix; try:  {suggestion}")
     if wrong:
         lines.append("  shapes: " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else ""))
-    lines.append("Check --arch and --arch-arg (e.g. num_classes=...), or rename keys with --key-map OLD=NEW.")
+    lines.append(
+        "Check --arch and --arch-arg (e.g. num_classes=...), or rename keys with --key-map OLD=NEW."
+    )
     raise LoadError("\n".join(lines))

@@ -32,17 +32,22 @@ class PoFConfig:
 
     def __post_init__(self):
         from . import validate as v
+
         v.positive_int("weak_batch_size", self.weak_batch_size)
         v.finite("line_search_init_lr", self.line_search_init_lr, 0, lo_open=True)
         v.finite("line_search_max_lr", self.line_search_max_lr, self.line_search_init_lr)
         # the doubling bracket evaluates init * 2^k up to max: bound k so a step stays one small pass
-        if self.line_search_max_lr / self.line_search_init_lr > 2.0 ** 60:
-            raise v.ConfigError(f"line_search_max_lr / line_search_init_lr is {self.line_search_max_lr / self.line_search_init_lr:.3g}: "
-                                f"more than 60 doublings; bring them closer (POF.md: 1 and 100).")
+        if self.line_search_max_lr / self.line_search_init_lr > 2.0**60:
+            raise v.ConfigError(
+                f"line_search_max_lr / line_search_init_lr is {self.line_search_max_lr / self.line_search_init_lr:.3g}: "
+                f"more than 60 doublings; bring them closer (POF.md: 1 and 100)."
+            )
         v.positive_int("num_partitions", self.num_partitions)
         if self.num_partitions > 100_000:
-            raise v.ConfigError(f"num_partitions is {self.num_partitions}: each is a loss evaluation at every "
-                                f"step; use at most 100000 (POF.md: 16).")
+            raise v.ConfigError(
+                f"num_partitions is {self.num_partitions}: each is a loss evaluation at every "
+                f"step; use at most 100000 (POF.md: 16)."
+            )
         v.finite("gamma_max", self.gamma_max, 0)
         v.choice("weak_bn_mode", self.weak_bn_mode, ("train", "batch", "eval"))
         v.finite("rejection_cap", self.rejection_cap, 0, lo_open=True)
@@ -62,7 +67,9 @@ def last_layer_grad(feats: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: to
     return loss, logits, dz.T @ feats, dz.sum(0)
 
 
-def losses_along(A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, etas: list[float]) -> torch.Tensor:
+def losses_along(
+    A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, etas: list[float]
+) -> torch.Tensor:
     """Mean cross-entropy of logits A - eta B for every eta, in one batched call: (len(etas),).
     Per sample, logsumexp(z) - z_y: the same arithmetic as log_softmax at the label, never negative,
     and 3x faster on a CPU than cross_entropy on the (K, N, C) tensor."""
@@ -102,14 +109,19 @@ class _WeakBN:
         if self.mode == "eval":
             self.module.eval()
         elif self.mode == "batch":
-            self.saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-                          for m in self.bns if m.track_running_stats]
+            self.saved = [
+                (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+                for m in self.bns
+                if m.track_running_stats
+            ]
 
     def __exit__(self, *exc):
         if self.mode == "eval":
             self.module.train(self.was)
         elif self.mode == "batch":
-            for m, (mean, var, n) in zip([m for m in self.bns if m.track_running_stats], self.saved):
+            for m, (mean, var, n) in zip(
+                [m for m in self.bns if m.track_running_stats], self.saved
+            ):
                 m.running_mean.copy_(mean)
                 m.running_var.copy_(var)
                 m.num_batches_tracked.copy_(n)
@@ -127,8 +139,16 @@ class PoFPerturbation:
             return features(weak_x)
 
     @torch.no_grad()
-    def __call__(self, features: nn.Module, classifier: nn.Linear, weak_x: torch.Tensor, weak_y: torch.Tensor,
-                 gen: torch.Generator, direction: str = "gradient", gamma: float | None = None):
+    def __call__(
+        self,
+        features: nn.Module,
+        classifier: nn.Linear,
+        weak_x: torch.Tensor,
+        weak_y: torch.Tensor,
+        gen: torch.Generator,
+        direction: str = "gradient",
+        gamma: float | None = None,
+    ):
         """Returns (W~, b~, info). `direction="random"` keeps PoF's length |gamma eta* g| but points
         it along a Gaussian direction (the random-direction ablation). `gamma`: a fixed scale instead
         of PoF's draw from U(0, gamma_max) (for showing one step; training always draws)."""
@@ -145,11 +165,17 @@ class PoFPerturbation:
         if direction == "random":
             rW = torch.randn(gW.shape, generator=gen).to(W0)
             rb = torch.randn(gb.shape, generator=gen).to(W0)
-            length = torch.sqrt((dW ** 2).sum() + (db ** 2).sum())
-            norm = torch.sqrt((rW ** 2).sum() + (rb ** 2).sum())
+            length = torch.sqrt((dW**2).sum() + (db**2).sum())
+            norm = torch.sqrt((rW**2).sum() + (rb**2).sum())
             dW, db = rW * (length / norm), rb * (length / norm)
-        info = {"eta_max": eta_max, "eta_star": eta_star, "gamma": gamma,
-                "delta_norm": float(torch.sqrt((dW ** 2).sum() + (db ** 2).sum())),
-                "grad_norm": float(torch.sqrt((gW ** 2).sum() + (gb ** 2).sum())),
-                "weak_loss": float(loss0), "weak_loss_star": loss_star, "rejected": bool(rejected)}
+        info = {
+            "eta_max": eta_max,
+            "eta_star": eta_star,
+            "gamma": gamma,
+            "delta_norm": float(torch.sqrt((dW**2).sum() + (db**2).sum())),
+            "grad_norm": float(torch.sqrt((gW**2).sum() + (gb**2).sum())),
+            "weak_loss": float(loss0),
+            "weak_loss_star": loss_star,
+            "rejected": bool(rejected),
+        }
         return W0 + dW, b0 + db, info

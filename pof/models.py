@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ class Classifier(nn.Module):
 
 
 # --- architectures ----------------------------------------------------------------------------
+
 
 def mlp(input_shape, num_classes, hidden=(64, 64)) -> Classifier:
     layers: list[nn.Module] = [nn.Flatten()]
@@ -65,7 +66,7 @@ class _BasicBlock(nn.Module):
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        short = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+        short = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
         if self.pad:
             short = F.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
         return F.relu(out + short)
@@ -95,7 +96,9 @@ class _WideBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.dropout = dropout
-        self.shortcut = None if (cin == cout and stride == 1) else nn.Conv2d(cin, cout, 1, stride, bias=False)
+        self.shortcut = (
+            None if (cin == cout and stride == 1) else nn.Conv2d(cin, cout, 1, stride, bias=False)
+        )
 
     def forward(self, x):
         o = F.relu(self.bn1(x))
@@ -129,8 +132,9 @@ def resnet18_cifar(input_shape, num_classes) -> Classifier:
 
     m = torchvision.models.resnet18(num_classes=num_classes)
     m.conv1 = nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False)
-    feats = nn.Sequential(m.conv1, m.bn1, m.relu, m.layer1, m.layer2, m.layer3, m.layer4,
-                          m.avgpool, nn.Flatten())
+    feats = nn.Sequential(
+        m.conv1, m.bn1, m.relu, m.layer1, m.layer2, m.layer3, m.layer4, m.avgpool, nn.Flatten()
+    )
     return Classifier(feats, m.fc)
 
 
@@ -147,9 +151,15 @@ ARCHS: dict[str, Arch] = {
     "resnet20": Arch(cifar_resnet, {"depth": 20}, "32x32 images"),
     "resnet56": Arch(cifar_resnet, {"depth": 56}, "32x32 images"),
     "wrn-16-4": Arch(wide_resnet, {"depth": 16, "widen": 4}, "32x32 images"),
-    "wrn-28-10": Arch(wide_resnet, {"depth": 28, "widen": 10}, "32x32 images (the paper's network)"),
-    "resnet18-cifar": Arch(resnet18_cifar, {}, "32x32 images (torchvision's ResNet-18 with a 3x3 stem and no "
-                                               "max-pool; torchvision's own is torchvision:resnet18)"),
+    "wrn-28-10": Arch(
+        wide_resnet, {"depth": 28, "widen": 10}, "32x32 images (the paper's network)"
+    ),
+    "resnet18-cifar": Arch(
+        resnet18_cifar,
+        {},
+        "32x32 images (torchvision's ResNet-18 with a 3x3 stem and no "
+        "max-pool; torchvision's own is torchvision:resnet18)",
+    ),
 }
 
 
@@ -159,7 +169,9 @@ def build_model(arch: str, input_shape, num_classes: int, **arch_args) -> Classi
     spec = ARCHS[arch]
     args = {**spec.defaults, **arch_args}
     if arch != "mlp" and len(input_shape) != 3:
-        raise ValueError(f"{arch} needs image inputs (C, H, W), got shape {tuple(input_shape)}; use mlp for 2-D data.")
+        raise ValueError(
+            f"{arch} needs image inputs (C, H, W), got shape {tuple(input_shape)}; use mlp for 2-D data."
+        )
     return spec.build(tuple(input_shape), num_classes, **args)
 
 
@@ -170,6 +182,7 @@ def arch_args(arch: str, **overrides) -> dict:
 
 # --- the split ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Split:
     features: nn.Module
@@ -179,8 +192,10 @@ class Split:
 
     def describe(self) -> str:
         c = self.classifier
-        return (f"classifier = {self.classifier_name} (Linear {c.in_features} -> {c.out_features}), "
-                f"chosen by {self.how}; features = everything before it")
+        return (
+            f"classifier = {self.classifier_name} (Linear {c.in_features} -> {c.out_features}), "
+            f"chosen by {self.how}; features = everything before it"
+        )
 
 
 class _UpTo(nn.Module):
@@ -201,7 +216,9 @@ class _UpTo(nn.Module):
             setattr(parent, attr, linear)
 
 
-def split_model(model: nn.Module, example: torch.Tensor | None = None, classifier: str | None = None) -> Split:
+def split_model(
+    model: nn.Module, example: torch.Tensor | None = None, classifier: str | None = None
+) -> Split:
     """Feature extractor and last linear layer of any model.
 
     Registry models (`Classifier`) say so explicitly. Others are split at the layer named
@@ -222,18 +239,24 @@ def split_model(model: nn.Module, example: torch.Tensor | None = None, classifie
     else:
         linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         if not linears:
-            raise ValueError("The model has no nn.Linear layer, so it has no last layer to split off.")
+            raise ValueError(
+                "The model has no nn.Linear layer, so it has no last layer to split off."
+            )
         (name, linear), how = linears[-1], "last nn.Linear"
     split = Split(_UpTo(model, name), linear, name, how)
     if example is not None:
         was = model.training
         model.eval()
         with torch.no_grad():
-            ok = torch.allclose(linear(split.features(example)), model(example), atol=1e-5, rtol=1e-4)
+            ok = torch.allclose(
+                linear(split.features(example)), model(example), atol=1e-5, rtol=1e-4
+            )
         model.train(was)
         if not ok:
-            raise ValueError(f"The model's output is not {name}(features): something follows that layer, "
-                             f"so it cannot be split for PoF.")
+            raise ValueError(
+                f"The model's output is not {name}(features): something follows that layer, "
+                f"so it cannot be split for PoF."
+            )
     return split
 
 

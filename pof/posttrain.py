@@ -23,20 +23,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
+from . import validate as check
 from .checkpoints import CheckpointError, data_for, dataset_of, file_sha256, load_checkpoint
-from .loading import ModelSource
 from .data import Batches, epoch_generator, parse_augment
+from .loading import ModelSource
 from .method import PoFConfig, PoFPerturbation
 from .models import split_model
 from .runs import Run, RunError
 from .sam import SAM
 from .train import Loop, fit, pick_device, plain_step, sam_step, validate_common
-from . import validate as check
 from .validate import ConfigError
 
 METHODS = ("pof", "finetune-frozen", "finetune", "sam", "random-direction")
 FROZEN_METHODS = ("pof", "finetune-frozen", "random-direction")
-PAPER_POST_LR = 0.1 * 0.2 ** 4  # 1.6e-4: the paper's schedule continued past its last decay
+PAPER_POST_LR = 0.1 * 0.2**4  # 1.6e-4: the paper's schedule continued past its last decay
 
 
 @dataclass
@@ -44,15 +44,21 @@ class PostTrainConfig:
     checkpoint: str = ""
     dataset: str | None = None  # None: the dataset named in the checkpoint
     data_root: str | None = None
-    data_options: dict = field(default_factory=dict)  # load_dataset's classes, label_column, mean, std
+    data_options: dict = field(
+        default_factory=dict
+    )  # load_dataset's classes, label_column, mean, std
     svhn_extra: bool = False
-    arch: str | None = None  # for foreign checkpoints only (pof.archs: registry, torchvision:, file.py:fn, ...)
+    arch: str | None = (
+        None  # for foreign checkpoints only (pof.archs: registry, torchvision:, file.py:fn, ...)
+    )
     arch_args: dict = field(default_factory=dict)
     classifier: str | None = None  # the last layer PoF perturbs, when not the last nn.Linear
     key_map: list = field(default_factory=list)  # "old=new" key-prefix renames for foreign weights
     method: str = "pof"
     epochs: int = 10
-    batch_size: int | None = None  # None: the pre-training batch size recorded in the checkpoint, else 256
+    batch_size: int | None = (
+        None  # None: the pre-training batch size recorded in the checkpoint, else 256
+    )
     lr: float | None = None  # None: default_post_lr(checkpoint metadata)
     momentum: float = 0.9
     nesterov: bool = True
@@ -96,8 +102,10 @@ def _refuse_overwriting_source(out: Path, ckpt: Path) -> None:
     except OSError:
         return
     if inside:
-        raise RunError(f"--overwrite would delete the checkpoint it starts from: {ckpt} lies in {out}. "
-                       f"Give another --out (or copy the checkpoint out of {out} first).")
+        raise RunError(
+            f"--overwrite would delete the checkpoint it starts from: {ckpt} lies in {out}. "
+            f"Give another --out (or copy the checkpoint out of {out} first)."
+        )
 
 
 def _recorded_batch_size(meta: dict) -> int | None:
@@ -111,30 +119,42 @@ def default_post_lr(meta: dict) -> tuple[float, str]:
         lr, why = _default_post_lr(meta)
         lr = float(lr)
     except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
-        raise CheckpointError(f"the checkpoint's recorded training schedule cannot be read ({type(e).__name__}: "
-                              f"{e}); give the learning rate with --lr.") from None
+        raise CheckpointError(
+            f"the checkpoint's recorded training schedule cannot be read ({type(e).__name__}: "
+            f"{e}); give the learning rate with --lr."
+        ) from None
     if not (math.isfinite(lr) and lr > 0):
-        raise CheckpointError(f"the learning rate derived from the checkpoint's schedule is {lr}; give --lr.")
+        raise CheckpointError(
+            f"the learning rate derived from the checkpoint's schedule is {lr}; give --lr."
+        )
     return lr, why
 
 
 def _default_post_lr(meta: dict) -> tuple[float, str]:
     prov = meta.get("provenance") or {}
     if prov.get("kind") == "post-train":  # post-training a post-trained model again: keep its rate
-        return prov["lr"], f"the rate of the post-training that made this checkpoint ({prov['lr']:g})"
+        return prov[
+            "lr"
+        ], f"the rate of the post-training that made this checkpoint ({prov['lr']:g})"
     sched = prov.get("schedule")
     if not sched:
         return PAPER_POST_LR, "no schedule recorded in the checkpoint: the paper's 1.6e-4"
     if sched["type"] == "step":
         lr = sched["lr"] * sched["decay"] ** len(sched["milestones"])
-        return lr, f"the pre-training step schedule's last rate ({sched['lr']:g} x {sched['decay']:g}^{len(sched['milestones'])})"
+        return (
+            lr,
+            f"the pre-training step schedule's last rate ({sched['lr']:g} x {sched['decay']:g}^{len(sched['milestones'])})",
+        )
     if sched["type"] == "constant":
         return sched["lr"], "the pre-training's constant rate"
-    lr = sched["lr"] * 0.2 ** 4  # a cosine schedule ends at 0; use the paper's ratio to the initial rate
+    lr = (
+        sched["lr"] * 0.2**4
+    )  # a cosine schedule ends at 0; use the paper's ratio to the initial rate
     return lr, f"cosine pre-training: its initial rate x 0.2^4 as in the paper ({lr:g})"
 
 
 # --- distributed -------------------------------------------------------------------------------
+
 
 @dataclass
 class Dist:
@@ -174,17 +194,22 @@ class ShardedBatches(Batches):
     def __init__(self, *args, rank: int, world: int, **kw):
         super().__init__(*args, drop_last=True, **kw)
         if self.batch_size % world:
-            raise ConfigError(f"--batch-size {self.batch_size} must be divisible by the {world} processes.")
+            raise ConfigError(
+                f"--batch-size {self.batch_size} must be divisible by the {world} processes."
+            )
         self.rank, self.world = rank, world
 
     def _prepare(self, idx, gen):
         per = len(idx) // self.world
         # augment the whole global batch (same random draws on every rank), then keep this rank's part
         x, y = super()._prepare(idx, gen)
-        return x[self.rank * per:(self.rank + 1) * per], y[self.rank * per:(self.rank + 1) * per]
+        return x[self.rank * per : (self.rank + 1) * per], y[
+            self.rank * per : (self.rank + 1) * per
+        ]
 
 
 # --- the steps ---------------------------------------------------------------------------------
+
 
 def _correct(logits, y) -> int:
     return int((logits.argmax(1) == y).sum())
@@ -193,8 +218,18 @@ def _correct(logits, y) -> int:
 class FrozenHeadStep:
     """One step of pof / finetune-frozen / random-direction: train the features under w0 + delta."""
 
-    def __init__(self, method: str, features: nn.Module, features_train: nn.Module, classifier: nn.Linear,
-                 optimizer, cfg: PoFConfig, weak: Batches | None, seed: int, rank: int):
+    def __init__(
+        self,
+        method: str,
+        features: nn.Module,
+        features_train: nn.Module,
+        classifier: nn.Linear,
+        optimizer,
+        cfg: PoFConfig,
+        weak: Batches | None,
+        seed: int,
+        rank: int,
+    ):
         self.method, self.features, self.features_train = method, features, features_train
         self.classifier, self.optimizer, self.weak = classifier, optimizer, weak
         self.perturb = PoFPerturbation(cfg)
@@ -227,8 +262,15 @@ class FrozenHeadStep:
 
 # --- the job -----------------------------------------------------------------------------------
 
-def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: bool = False,
-               progress=None, should_stop=None) -> Run:
+
+def post_train(
+    cfg: PostTrainConfig,
+    run_dir,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress=None,
+    should_stop=None,
+) -> Run:
     """Post-train the checkpoint cfg.checkpoint into the run folder `run_dir` (see module docstring).
     Under torchrun every rank calls this; rank 0 writes the folder."""
     if resume:
@@ -247,13 +289,18 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
     ddp, device = init_distributed(cfg.device)
     dataset_name = dataset_of(ckpt, cfg.dataset)
     dataset = data_for(ckpt, cfg.dataset, cfg.data_root, cfg.data_options, cfg.svhn_extra)
-    model, meta = load_checkpoint(ckpt, dataset=dataset,
-                                  source=ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map))
+    model, meta = load_checkpoint(
+        ckpt,
+        dataset=dataset,
+        source=ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map),
+    )
     for warning in meta["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if meta["nonfinite"]:
-        raise CheckpointError(f"{ckpt} holds NaN or infinite weights ({', '.join(meta['nonfinite'][:3])}): "
-                              f"post-training would only spread them. Start from a checkpoint of an earlier epoch.")
+        raise CheckpointError(
+            f"{ckpt} holds NaN or infinite weights ({', '.join(meta['nonfinite'][:3])}): "
+            f"post-training would only spread them. Start from a checkpoint of an earlier epoch."
+        )
     if meta["classifier"] is None:
         raise CheckpointError(f"PoF needs the model's last linear layer: {meta['split']}")
     lr, lr_reason = (cfg.lr, "given") if cfg.lr is not None else default_post_lr(meta)
@@ -268,55 +315,131 @@ def post_train(cfg: PostTrainConfig, run_dir, resume: bool = False, overwrite: b
     if frozen:
         split.classifier.requires_grad_(False)  # w0 is read, never written
     trainable = [p for p in model.parameters() if p.requires_grad]
-    sgd = dict(lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
-    optimizer = SAM(trainable, torch.optim.SGD, rho=cfg.rho, **sgd) if cfg.method == "sam" else torch.optim.SGD(trainable, **sgd)
+    sgd = dict(
+        lr=lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+        weight_decay=cfg.weight_decay,
+    )
+    optimizer = (
+        SAM(trainable, torch.optim.SGD, rho=cfg.rho, **sgd)
+        if cfg.method == "sam"
+        else torch.optim.SGD(trainable, **sgd)
+    )
 
     if resume:
         if ddp.is_main:
             run.begin_resume()
     elif ddp.is_main:
-        run = Run.create(run_dir, {"command": "post-train", "config": asdict(cfg), "checkpoint": str(ckpt),
-                                   "checkpoint_sha256": file_sha256(ckpt), "model": meta["arch"],
-                                   "dataset": dataset_name, "epochs": cfg.epochs, "method": cfg.method,
-                                   "lr": lr, "lr_reason": lr_reason, "batch_size": batch_size,
-                                   "world_size": ddp.world, "split": split.describe(), "version": __version__},
-                         overwrite=overwrite)
+        run = Run.create(
+            run_dir,
+            {
+                "command": "post-train",
+                "config": asdict(cfg),
+                "checkpoint": str(ckpt),
+                "checkpoint_sha256": file_sha256(ckpt),
+                "model": meta["arch"],
+                "dataset": dataset_name,
+                "epochs": cfg.epochs,
+                "method": cfg.method,
+                "lr": lr,
+                "lr_reason": lr_reason,
+                "batch_size": batch_size,
+                "world_size": ddp.world,
+                "split": split.describe(),
+                "version": __version__,
+            },
+            overwrite=overwrite,
+        )
     else:
         run = Run(run_dir)
     if ddp.world > 1:
         dist.barrier()  # the folder exists before anyone reads or writes it
 
     mean, std = meta["mean"], meta["std"]  # the model's input normalization, recorded with it
-    common = dict(mean=mean, std=std, batch_size=batch_size, device=device, augment=augment, seed=cfg.seed)
+    common = dict(
+        mean=mean, std=std, batch_size=batch_size, device=device, augment=augment, seed=cfg.seed
+    )
     if ddp.world > 1:
-        train = ShardedBatches(dataset.x_train, dataset.y_train, rank=ddp.rank, world=ddp.world, **common)
+        train = ShardedBatches(
+            dataset.x_train, dataset.y_train, rank=ddp.rank, world=ddp.world, **common
+        )
     else:
         train = Batches(dataset.x_train, dataset.y_train, drop_last=cfg.drop_last, **common)
     test = Batches(dataset.x_test, dataset.y_test, mean, std, 1024, device, shuffle=False)
     eval_train = Batches(dataset.x_train, dataset.y_train, mean, std, 1024, device, shuffle=False)
 
-    wrap = (lambda m: nn.parallel.DistributedDataParallel(m, device_ids=[device.index] if device.type == "cuda" else None)) \
-        if ddp.world > 1 else (lambda m: m)
+    wrap = (
+        (
+            lambda m: nn.parallel.DistributedDataParallel(
+                m, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        )
+        if ddp.world > 1
+        else (lambda m: m)
+    )
     if frozen:
-        weak = Batches(dataset.x_train, dataset.y_train, mean, std, cfg.pof.weak_batch_size,
-                       device, augment=augment, seed=cfg.seed)
-        step = FrozenHeadStep(cfg.method, split.features, wrap(split.features), split.classifier, optimizer,
-                              cfg.pof, weak, cfg.seed, ddp.rank)
+        weak = Batches(
+            dataset.x_train,
+            dataset.y_train,
+            mean,
+            std,
+            cfg.pof.weak_batch_size,
+            device,
+            augment=augment,
+            seed=cfg.seed,
+        )
+        step = FrozenHeadStep(
+            cfg.method,
+            split.features,
+            wrap(split.features),
+            split.classifier,
+            optimizer,
+            cfg.pof,
+            weak,
+            cfg.seed,
+            ddp.rank,
+        )
         on_epoch_start = step.start_epoch
     else:
         step = (sam_step if cfg.method == "sam" else plain_step)(wrap(model), optimizer)
         on_epoch_start = None
 
     post_meta = {k: v for k, v in meta.items() if k not in ("format", "version", "metrics")}
-    post_meta["dataset"] = dataset_name  # the data it was post-trained on (may be another copy of the source's)
+    post_meta["dataset"] = (
+        dataset_name  # the data it was post-trained on (may be another copy of the source's)
+    )
     post_meta["data_options"] = {k: v for k, v in cfg.data_options.items() if v is not None}
-    post_meta["provenance"] = {"kind": "post-train", "method": cfg.method, "source": str(ckpt),
-                               "source_sha256": file_sha256(ckpt), "source_provenance": meta.get("provenance"),
-                               "lr": lr, "epochs": cfg.epochs, "batch_size": batch_size, "seed": cfg.seed,
-                               "pof": cfg.pof.to_dict() if frozen else None, "rho": cfg.rho if cfg.method == "sam" else None,
-                               "world_size": ddp.world}
-    loop = Loop(run, model, optimizer, step, train, test, dataset, cfg.epochs, lambda t: lr, post_meta,
-                cfg.save_every, eval_train=eval_train, on_epoch_start=on_epoch_start, is_main=ddp.is_main,
-                sync_flags=ddp.sync_flags)
+    post_meta["provenance"] = {
+        "kind": "post-train",
+        "method": cfg.method,
+        "source": str(ckpt),
+        "source_sha256": file_sha256(ckpt),
+        "source_provenance": meta.get("provenance"),
+        "lr": lr,
+        "epochs": cfg.epochs,
+        "batch_size": batch_size,
+        "seed": cfg.seed,
+        "pof": cfg.pof.to_dict() if frozen else None,
+        "rho": cfg.rho if cfg.method == "sam" else None,
+        "world_size": ddp.world,
+    }
+    loop = Loop(
+        run,
+        model,
+        optimizer,
+        step,
+        train,
+        test,
+        dataset,
+        cfg.epochs,
+        lambda t: lr,
+        post_meta,
+        cfg.save_every,
+        eval_train=eval_train,
+        on_epoch_start=on_epoch_start,
+        is_main=ddp.is_main,
+        sync_flags=ddp.sync_flags,
+    )
     fit(loop, resume=resume, progress=progress if ddp.is_main else None, should_stop=should_stop)
     return run

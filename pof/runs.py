@@ -37,7 +37,9 @@ STALE_SECONDS = 60.0  # a queued/running status with no pid, silent this long, b
 STATUS_LIMIT, CONFIG_LIMIT = 1 << 20, 16 << 20  # bytes; a bigger file is not ours
 LOCK_SECONDS = 30.0  # how long Run.create waits for another process creating the same folder
 _NUMBERS = ("created", "heartbeat", "started", "finished", "progress")
-_TEMP = re.compile(r"\.(config|status)\.json\.\d+\.[0-9a-f]{8}\.tmp")  # what _write_json_atomic and create leave
+_TEMP = re.compile(
+    r"\.(config|status)\.json\.\d+\.[0-9a-f]{8}\.tmp"
+)  # what _write_json_atomic and create leave
 
 
 class RunError(Exception):
@@ -54,7 +56,7 @@ def _write_new(path: Path, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -63,7 +65,9 @@ def _write_new(path: Path, data: bytes) -> None:
 def _write_json_atomic(path: Path, obj: dict) -> None:
     """Write then rename: readers see the old file or the new one. On failure (a full disk, a
     read-only folder) the old file is untouched, the temporary file removed, and the OSError raised."""
-    data = json.dumps(obj, indent=1).encode()  # an object that cannot be saved fails before any write
+    data = json.dumps(
+        obj, indent=1
+    ).encode()  # an object that cannot be saved fails before any write
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         _write_new(tmp, data)
@@ -110,7 +114,10 @@ def _json_object(path: Path, limit: int) -> tuple[dict | None, str | None]:
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError) as e:  # bad UTF-8 is a ValueError too
-        return None, f"not valid JSON ({str(e)[:100] or type(e).__name__})" if data.strip() else "empty"
+        return (
+            None,
+            f"not valid JSON ({str(e)[:100] or type(e).__name__})" if data.strip() else "empty",
+        )
     if not isinstance(obj, dict):
         return None, f"holds a JSON {type(obj).__name__}, not an object"
     return obj, None
@@ -119,7 +126,11 @@ def _json_object(path: Path, limit: int) -> tuple[dict | None, str | None]:
 def number_text(value, spec: str = ".4f") -> str:
     """A value read from a run folder, formatted, or "n/a": a hand-edited or foreign file may hold
     anything (a bool is not a number here)."""
-    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+    return (
+        format(value, spec)
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else "n/a"
+    )
 
 
 def _is_number(v) -> bool:
@@ -139,7 +150,9 @@ def _status_problem(s: dict) -> str | None:
         if k in s and not _is_number(s[k]):
             return f"{k} is {s[k]!r:.40}, not a number"
     pid = s.get("pid")
-    if pid is not None and not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 1 << 31):
+    if pid is not None and not (
+        isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 1 << 31
+    ):
         return f"pid is {pid!r:.40}, not a process id"
     for k in ("host", "error", "message"):
         if s.get(k) is not None and not isinstance(s[k], str):
@@ -200,8 +213,10 @@ def _folder_lock(folder: Path):
                 break
             except BlockingIOError:
                 if time.time() > deadline:
-                    raise RunError(f"{folder}: another process has been creating or resuming a run there "
-                                   f"for {LOCK_SECONDS:.0f} s; try again, or choose another --out.") from None
+                    raise RunError(
+                        f"{folder}: another process has been creating or resuming a run there "
+                        f"for {LOCK_SECONDS:.0f} s; try again, or choose another --out."
+                    ) from None
                 time.sleep(0.05)
             except OSError:
                 break
@@ -253,23 +268,29 @@ class Run:
 
     # --- writing (the job) ---
     @classmethod
-    def create(cls, path: str | Path, config: dict, overwrite: bool = False) -> "Run":
+    def create(cls, path: str | Path, config: dict, overwrite: bool = False) -> Run:
         """A new run folder, created atomically and exclusively: of two processes creating the same
         folder at once, one wins and the other gets RunError. Refuses (RunError, nothing written) a
         path that is a file, a non-empty folder that holds no run of this project, a run (unless
         `overwrite`) and a live job's folder; an existing empty folder is used."""
         run = cls(path)
-        text = json.dumps(config, indent=1)  # a config that cannot be saved fails before any folder is made
+        text = json.dumps(
+            config, indent=1
+        )  # a config that cannot be saved fails before any folder is made
         try:
             run.path.mkdir(parents=True)
             made = True
         except FileExistsError:
             made = False
             if not run.path.is_dir():
-                raise RunError(f"{run.path} exists and is not a folder; choose another --out.") from None
+                raise RunError(
+                    f"{run.path} exists and is not a folder; choose another --out."
+                ) from None
         except OSError as e:
-            raise RunError(f"cannot create the run folder {run.path}: {_why(e)}. "
-                           f"Choose a writable place for --out.") from None
+            raise RunError(
+                f"cannot create the run folder {run.path}: {_why(e)}. "
+                f"Choose a writable place for --out."
+            ) from None
         written: list[Path] = []
         try:
             with _folder_lock(run.path):
@@ -279,14 +300,27 @@ class Run:
                 if overwrite:
                     for f in [run.metrics_file, *run.checkpoints.glob("*.safetensors")]:
                         f.unlink(missing_ok=True)
-                if not queued_here:  # a cancel file is stale unless this very job was asked to stop while starting
+                if (
+                    not queued_here
+                ):  # a cancel file is stale unless this very job was asked to stop while starting
                     (run.path / "cancel").unlink(missing_ok=True)
                 run.checkpoints.mkdir(exist_ok=True)
                 written += [run.checkpoints, run.metrics_file, run.status_file]
                 run.metrics_file.touch()
-                now = time.time()  # a fresh status: nothing (an old error, a finish time) leaks into the new run
-                _write_json_atomic(run.status_file, {"created": now, "state": "queued", "pid": os.getpid(),
-                                                     "progress": 0.0, "heartbeat": now, "host": socket.gethostname()})
+                now = (
+                    time.time()
+                )  # a fresh status: nothing (an old error, a finish time) leaks into the new run
+                _write_json_atomic(
+                    run.status_file,
+                    {
+                        "created": now,
+                        "state": "queued",
+                        "pid": os.getpid(),
+                        "progress": 0.0,
+                        "heartbeat": now,
+                        "host": socket.gethostname(),
+                    },
+                )
         except BaseException as e:
             if made:  # leave nothing half-made behind
                 for f in reversed(written):
@@ -309,25 +343,35 @@ class Run:
         if not entries:
             return False
         if not self._is_ours():
-            raise RunError(f"{self.path} is not empty and holds no run of this project (no status.json, no "
-                           f"config.json of pof): nothing is written there, --overwrite or not. Choose a new "
-                           f"or empty folder for --out.")
+            raise RunError(
+                f"{self.path} is not empty and holds no run of this project (no status.json, no "
+                f"config.json of pof): nothing is written there, --overwrite or not. Choose a new "
+                f"or empty folder for --out."
+            )
         status = self.status()
         state, pid = status["state"], status.get("pid")
         if os.path.lexists(self.config_file) and not overwrite:
-            raise RunError(f"{self.path} already holds a run (state: {state}). Choose another --out, "
-                           f"continue it with --resume, or replace it with --overwrite.")
+            raise RunError(
+                f"{self.path} already holds a run (state: {state}). Choose another --out, "
+                f"continue it with --resume, or replace it with --overwrite."
+            )
         if state in ("queued", "running") and pid is not None and not _mine(pid):
-            raise RunError(f"{self.path} holds a {state} job (pid {pid} on {status.get('host', '?')}): two jobs "
-                           f"would write one folder. Cancel it (python -m pof runs cancel {self.path}) and wait "
-                           f"until it stops, or choose another --out.")
+            raise RunError(
+                f"{self.path} holds a {state} job (pid {pid} on {status.get('host', '?')}): two jobs "
+                f"would write one folder. Cancel it (python -m pof runs cancel {self.path}) and wait "
+                f"until it stops, or choose another --out."
+            )
         if overwrite:  # the files overwriting deletes must not be an input of the new run
-            doomed = {f.resolve() for f in [self.metrics_file, *self.checkpoints.glob("*.safetensors")]}
+            doomed = {
+                f.resolve() for f in [self.metrics_file, *self.checkpoints.glob("*.safetensors")]
+            }
             for s in _strings(config):
                 with suppress(OSError, ValueError):
                     if Path(s).resolve() in doomed:
-                        raise RunError(f"--overwrite of {self.path} would delete {s}, which this run reads. "
-                                       f"Choose another --out, or copy that file out of the folder first.")
+                        raise RunError(
+                            f"--overwrite of {self.path} would delete {s}, which this run reads. "
+                            f"Choose another --out, or copy that file out of the folder first."
+                        )
         return state == "queued" and _mine(pid)
 
     def _is_ours(self) -> bool:
@@ -350,12 +394,20 @@ class Run:
             try:
                 os.link(tmp, self.config_file)
             except OSError as e:  # FileExistsError (EEXIST) goes on: another creator won
-                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV):
+                if e.errno not in (
+                    errno.EPERM,
+                    errno.ENOTSUP,
+                    errno.EOPNOTSUPP,
+                    errno.ENOSYS,
+                    errno.EXDEV,
+                ):
                     raise
                 _write_new(self.config_file, text.encode())
         except FileExistsError:
-            raise RunError(f"another process created a run in {self.path} at the same moment; "
-                           f"choose another --out.") from None
+            raise RunError(
+                f"another process created a run in {self.path} at the same moment; "
+                f"choose another --out."
+            ) from None
         finally:
             with suppress(OSError):
                 tmp.unlink()
@@ -364,7 +416,9 @@ class Run:
         """Mark a folder as holding a job that process `pid` is about to start (used by the app)."""
         self.path.mkdir(parents=True, exist_ok=True)
         old = self._raw_status()
-        if not (old.get("state") == "queued" and old.get("pid") == pid):  # a new job: an old request is stale
+        if not (
+            old.get("state") == "queued" and old.get("pid") == pid
+        ):  # a new job: an old request is stale
             (self.path / "cancel").unlink(missing_ok=True)
         self.set_status("queued", pid=pid, progress=0.0)
 
@@ -377,9 +431,11 @@ class Run:
                 status = self.status()
                 state, pid = status["state"], status.get("pid")
                 if state in ("queued", "running") and pid is not None and not _mine(pid):
-                    raise RunError(f"{self.path} is {state} (pid {pid} on {status.get('host', '?')}): it cannot "
-                                   f"be resumed twice. Wait for it, or cancel it (python -m pof runs cancel "
-                                   f"{self.path}) and resume once it has stopped.")
+                    raise RunError(
+                        f"{self.path} is {state} (pid {pid} on {status.get('host', '?')}): it cannot "
+                        f"be resumed twice. Wait for it, or cancel it (python -m pof runs cancel "
+                        f"{self.path}) and resume once it has stopped."
+                    )
                 if not (state == "queued" and _mine(pid)):
                     self._drop_answered_cancel(status)
                 self.set_status("running", pid=os.getpid(), error=None, message=None)
@@ -394,7 +450,9 @@ class Run:
             written = cancel.stat().st_mtime
         except FileNotFoundError:
             return
-        last_word = max((v for k in ("heartbeat", "finished") if _is_number(v := status.get(k))), default=None)
+        last_word = max(
+            (v for k in ("heartbeat", "finished") if _is_number(v := status.get(k))), default=None
+        )
         if last_word is None or written <= last_word:
             cancel.unlink(missing_ok=True)
 
@@ -409,10 +467,18 @@ class Run:
     def set_status(self, state: str, **fields) -> None:
         assert state in STATES, state
         now = time.time()
-        status = {"created": now, **self._raw_status(), **fields, "state": state, "heartbeat": now,
-                  "host": socket.gethostname()}
+        status = {
+            "created": now,
+            **self._raw_status(),
+            **fields,
+            "state": state,
+            "heartbeat": now,
+            "host": socket.gethostname(),
+        }
         if state == "running":
-            status["pid"] = fields.get("pid", os.getpid())  # after a resume: this process, not the dead one
+            status["pid"] = fields.get(
+                "pid", os.getpid()
+            )  # after a resume: this process, not the dead one
             status.setdefault("started", now)
         if state in FINAL_STATES:
             status["finished"] = now
@@ -427,11 +493,15 @@ class Run:
             self.set_status("running", **fields)
 
     def log(self, kind: str, **record) -> None:
-        line = (json.dumps({"kind": kind, "time": time.time(), **record}, allow_nan=True) + "\n").encode()
+        line = (
+            json.dumps({"kind": kind, "time": time.time(), **record}, allow_nan=True) + "\n"
+        ).encode()
         # One os.write on an O_APPEND descriptor: the line lands whole, after any earlier line.
         fd = os.open(self.metrics_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            if not self._tail_checked:  # a writer killed mid-line left a torn line: end it, or ours is lost too
+            if (
+                not self._tail_checked
+            ):  # a writer killed mid-line left a torn line: end it, or ours is lost too
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     line = b"\n" + line
@@ -454,10 +524,14 @@ class Run:
         if saved.get("command") != command:
             raise RunError(f"{self.path} is a {saved.get('command')} run, not a {command} run.")
         if not isinstance(saved.get("config"), dict):
-            raise RunError(f"{self.config_file}: has no \"config\" object; this run cannot be resumed. "
-                           f"Start it again with --overwrite.")
+            raise RunError(
+                f'{self.config_file}: has no "config" object; this run cannot be resumed. '
+                f"Start it again with --overwrite."
+            )
         if self.status().get("state") == "done":
-            raise RunError(f"{self.path} already finished all {saved.get('epochs')} epochs; nothing to resume.")
+            raise RunError(
+                f"{self.path} already finished all {saved.get('epochs')} epochs; nothing to resume."
+            )
         return saved["config"]
 
     # --- reading (anyone) ---
@@ -466,11 +540,15 @@ class Run:
         try:
             cfg, problem = _json_object(self.config_file, CONFIG_LIMIT)
         except FileNotFoundError:
-            raise ConfigMissing(f"{self.config_file}: missing. {self.path} is not a run folder, or its job "
-                                f"has not started yet.") from None
+            raise ConfigMissing(
+                f"{self.config_file}: missing. {self.path} is not a run folder, or its job "
+                f"has not started yet."
+            ) from None
         if problem:
-            raise RunError(f"{self.config_file}: {problem}. The run's configuration is lost: start it "
-                           f"again with --overwrite, or delete the folder.")
+            raise RunError(
+                f"{self.config_file}: {problem}. The run's configuration is lost: start it "
+                f"again with --overwrite, or delete the folder."
+            )
         return cfg
 
     def status(self) -> dict:
@@ -484,26 +562,42 @@ class Run:
             status, problem = None, f"unreadable ({_why(e)})"
         problem = problem or _status_problem(status)
         if problem:
-            return {"state": BROKEN, "error": f"{self.status_file}: {problem}. If no job writes this folder, "
-                                              f"resume it with --resume, replace it with --overwrite, or delete it."}
+            return {
+                "state": BROKEN,
+                "error": f"{self.status_file}: {problem}. If no job writes this folder, "
+                f"resume it with --resume, replace it with --overwrite, or delete it.",
+            }
         if status["state"] not in ("queued", "running"):
             return status
         pid, beat = status.get("pid"), status.get("heartbeat", status.get("created", 0))
         silent = time.time() - beat
         if pid is None and silent > STALE_SECONDS:
-            status["error"] = (f"no process runs this job: it is {status['state']} with no pid and silent for "
-                               f"{silent:.0f} s (a command that stopped before it started). Start it again "
-                               f"with --overwrite, or delete the folder.")
+            status["error"] = (
+                f"no process runs this job: it is {status['state']} with no pid and silent for "
+                f"{silent:.0f} s (a command that stopped before it started). Start it again "
+                f"with --overwrite, or delete the folder."
+            )
             status["state"] = "failed"
         # On this machine the process itself is the truth: a long step (a big model on a CPU) may be
         # silent for minutes, but a job whose process is gone will never report again.
-        elif pid is not None and status.get("host") == socket.gethostname() and not _pid_alive(pid, beat):
-            log = f" {self.path / 'log.txt'} may say why." if os.path.lexists(self.path / "log.txt") else ""
-            status["error"] = (f"the job (pid {pid}) stopped without reporting (last heartbeat {silent:.0f} s "
-                               f"ago): it was killed or crashed.{log} Resume it with --resume, or start it "
-                               f"again with --overwrite." if status["state"] == "running" else
-                               f"the job (pid {pid}) ended before it started: its command failed or was "
-                               f"killed.{log} Start it again.")
+        elif (
+            pid is not None
+            and status.get("host") == socket.gethostname()
+            and not _pid_alive(pid, beat)
+        ):
+            log = (
+                f" {self.path / 'log.txt'} may say why."
+                if os.path.lexists(self.path / "log.txt")
+                else ""
+            )
+            status["error"] = (
+                f"the job (pid {pid}) stopped without reporting (last heartbeat {silent:.0f} s "
+                f"ago): it was killed or crashed.{log} Resume it with --resume, or start it "
+                f"again with --overwrite."
+                if status["state"] == "running"
+                else f"the job (pid {pid}) ended before it started: its command failed or was "
+                f"killed.{log} Start it again."
+            )
             status["state"] = "failed"
         return status
 
@@ -531,7 +625,9 @@ class Run:
                 data = f.read()
         except OSError:
             return []
-        return self._records(data[:data.rfind(b"\n") + 1], kind)  # after the last newline: still being written
+        return self._records(
+            data[: data.rfind(b"\n") + 1], kind
+        )  # after the last newline: still being written
 
     def last(self, kind: str, tail_bytes: int = 1 << 16) -> dict | None:
         """The newest record of `kind`, reading the log from its end (a live view polls this)."""
@@ -544,8 +640,12 @@ class Run:
             while True:  # a growing window from the end, until the record or the file's start
                 start = max(0, size - tail_bytes)
                 f.seek(start)
-                lines = f.read(size - start).split(b"\n")[:-1]  # after the last newline: still being written
-                for line in reversed(lines[1:] if start else lines):  # a window's first line may be cut
+                lines = f.read(size - start).split(b"\n")[
+                    :-1
+                ]  # after the last newline: still being written
+                for line in reversed(
+                    lines[1:] if start else lines
+                ):  # a window's first line may be cut
                     recs = self._records(line, kind)
                     if recs:
                         return recs[0]
@@ -555,8 +655,11 @@ class Run:
 
     def epochs(self) -> list[dict]:
         """Per-epoch records, one per epoch: after a resume the later record of an epoch wins."""
-        by_epoch = {r["epoch"]: r for r in self.metrics("epoch")
-                    if isinstance(r.get("epoch"), int) and not isinstance(r["epoch"], bool)}
+        by_epoch = {
+            r["epoch"]: r
+            for r in self.metrics("epoch")
+            if isinstance(r.get("epoch"), int) and not isinstance(r["epoch"], bool)
+        }
         return [by_epoch[e] for e in sorted(by_epoch)]
 
     def summary(self) -> dict:
@@ -564,18 +667,32 @@ class Run:
         "broken", with the reason in "error". Values have fixed types (str, or a number, or None)."""
         status = self.status()
         state, error, cfg = status["state"], status.get("error"), {}
-        if os.path.lexists(self.config_file):  # missing while a queued job has not started: not broken
+        if os.path.lexists(
+            self.config_file
+        ):  # missing while a queued job has not started: not broken
             try:
                 cfg = self.config()
             except RunError as e:
                 if state != BROKEN:
                     state, error = BROKEN, str(e)
-        last = self.last("epoch") or {}  # the newest epoch record: after a resume, the later one wins
-        text, number = (lambda v: None if v is None else str(v)), (lambda v: v if _is_number(v) else None)
-        return {"run": str(self.path), "command": str(cfg.get("command", "?")), "state": state,
-                "progress": number(status.get("progress")), "model": text(cfg.get("model") or cfg.get("checkpoint")),
-                "dataset": text(cfg.get("dataset")), "epochs": f"{last.get('epoch', 0)}/{cfg.get('epochs', '?')}",
-                "test_acc": number(last.get("test_acc")), "error": text(error)}
+        last = (
+            self.last("epoch") or {}
+        )  # the newest epoch record: after a resume, the later one wins
+        text, number = (
+            (lambda v: None if v is None else str(v)),
+            (lambda v: v if _is_number(v) else None),
+        )
+        return {
+            "run": str(self.path),
+            "command": str(cfg.get("command", "?")),
+            "state": state,
+            "progress": number(status.get("progress")),
+            "model": text(cfg.get("model") or cfg.get("checkpoint")),
+            "dataset": text(cfg.get("dataset")),
+            "epochs": f"{last.get('epoch', 0)}/{cfg.get('epochs', '?')}",
+            "test_acc": number(last.get("test_acc")),
+            "error": text(error),
+        }
 
 
 def list_runs(root: str | Path) -> list[Run]:
@@ -586,7 +703,10 @@ def list_runs(root: str | Path) -> list[Run]:
     if not os.path.isdir(root):
         return []
     # status.json, not config.json: a job the app has queued is listed before its process writes the config
-    runs = [Run(Path(d)) for d, dirs, files in os.walk(root, followlinks=False)  # a status.json folder: broken
-            if "status.json" in (*files, *dirs) and not os.path.islink(os.path.join(d, "status.json"))]
+    runs = [
+        Run(Path(d))
+        for d, dirs, files in os.walk(root, followlinks=False)  # a status.json folder: broken
+        if "status.json" in (*files, *dirs) and not os.path.islink(os.path.join(d, "status.json"))
+    ]
     created = {r.path: r.status().get("created", 0) for r in runs}  # a number: status() checked it
     return sorted(runs, key=lambda r: created[r.path], reverse=True)

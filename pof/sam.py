@@ -13,7 +13,9 @@ import torch
 
 
 class SAM:
-    def __init__(self, params, base_optimizer_cls, rho: float = 0.05, adaptive: bool = False, **kwargs):
+    def __init__(
+        self, params, base_optimizer_cls, rho: float = 0.05, adaptive: bool = False, **kwargs
+    ):
         if rho < 0:
             raise ValueError(f"rho must be non-negative, got {rho}")
         self.base = base_optimizer_cls(params, **kwargs)

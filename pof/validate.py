@@ -10,7 +10,6 @@ import os
 import tempfile
 from pathlib import Path
 
-
 MAX_LR = 1e12  # far beyond any rate that trains (the divergence test uses 1e12); above it the arithmetic itself overflows
 
 
@@ -30,11 +29,21 @@ def positive_int(name: str, v, minimum: int = 1, why: str = "") -> int:
     return v
 
 
-def finite(name: str, v, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-           hi_open: bool = False) -> float:
+def finite(
+    name: str,
+    v,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
     """A finite real number within [lo, hi] (an end excluded where *_open)."""
     ok = (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
-    ok = ok and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
+    ok = (
+        ok
+        and (lo is None or (v > lo if lo_open else v >= lo))
+        and (hi is None or (v < hi if hi_open else v <= hi))
+    )
     if not ok:
         where = []
         if lo is not None:
@@ -62,14 +71,18 @@ def augment(name: str, spec) -> dict:
     from .data import parse_augment
 
     if not isinstance(spec, str):
-        raise ConfigError(f"{name} must be a string such as 'default', 'none' or 'crop=4,flip,cutout=16', got {spec!r}.")
+        raise ConfigError(
+            f"{name} must be a string such as 'default', 'none' or 'crop=4,flip,cutout=16', got {spec!r}."
+        )
     try:
         out = parse_augment(spec, {})
     except ValueError as e:
         raise ConfigError(f"{name}: {e}") from None
     for key in ("crop", "cutout"):
         if out.get(key, 0) > 1024:  # a pad/patch beyond any image this tool trains on: a typo
-            raise ConfigError(f"{name}: {key}={out[key]} is larger than any image; use at most 1024 pixels.")
+            raise ConfigError(
+                f"{name}: {key}={out[key]} is larger than any image; use at most 1024 pixels."
+            )
     return out
 
 
@@ -82,16 +95,22 @@ def arch_args(name: str, args, known=None) -> dict:
         unknown = sorted(set(args) - set(known))
         if unknown:
             have = ", ".join(sorted(known)) or "none"
-            raise ConfigError(f"{name}: unknown argument(s) {', '.join(unknown)}; this architecture takes: {have}.")
+            raise ConfigError(
+                f"{name}: unknown argument(s) {', '.join(unknown)}; this architecture takes: {have}."
+            )
     for key, value in args.items():
         values = value if isinstance(value, (list, tuple)) else [value]
         for v in values:
             if key == "dropout":
                 finite(f"{name} {key}", v, 0, 1, hi_open=True)
             elif not _is_int(v) or v < 1:
-                raise ConfigError(f"{name} {key}={value!r}: give positive integers (a size or a depth).")
+                raise ConfigError(
+                    f"{name} {key}={value!r}: give positive integers (a size or a depth)."
+                )
             elif v > 1_000_000:
-                raise ConfigError(f"{name} {key}={value!r} is far beyond what fits in memory; use a smaller value.")
+                raise ConfigError(
+                    f"{name} {key}={value!r} is far beyond what fits in memory; use a smaller value."
+                )
     return args
 
 
@@ -104,22 +123,32 @@ def output_dir(name: str, path) -> Path:
     try:
         exists, is_dir = p.exists(), p.is_dir()
     except OSError as e:  # a name too long for the file system, a loop of links ...
-        raise ConfigError(f"{name} {str(p)[:80]}...: {e.strerror or e}; give a shorter, plain folder path.") from None
+        raise ConfigError(
+            f"{name} {str(p)[:80]}...: {e.strerror or e}; give a shorter, plain folder path."
+        ) from None
     if exists and not is_dir:
-        raise ConfigError(f"{name} {p} is a file (or a link to nothing), not a folder; give a folder path.")
+        raise ConfigError(
+            f"{name} {p} is a file (or a link to nothing), not a folder; give a folder path."
+        )
     if any(len(part.encode()) > 255 for part in p.parts):
-        raise ConfigError(f"{name}: a folder name longer than 255 bytes cannot exist; give a shorter one.")
+        raise ConfigError(
+            f"{name}: a folder name longer than 255 bytes cannot exist; give a shorter one."
+        )
     anc = p
     while not anc.exists():
         anc = anc.parent
     if not anc.is_dir():
-        raise ConfigError(f"{name} {p}: {anc} is a file, so no folder can be made below it; give another path.")
+        raise ConfigError(
+            f"{name} {p}: {anc} is a file, so no folder can be made below it; give another path."
+        )
     try:  # os.access lies for root and for read-only mounts; trying is the only sure test
         fd, probe = tempfile.mkstemp(dir=anc, prefix=".pof-write-test-")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise ConfigError(f"{name} {p}: cannot write in {anc} ({e.strerror or e}); give a folder you can write to.") from None
+        raise ConfigError(
+            f"{name} {p}: cannot write in {anc} ({e.strerror or e}); give a folder you can write to."
+        ) from None
     return p
 
 
@@ -131,13 +160,15 @@ MAX_GRID_POINTS = 1_000_000
 
 def grid_size(name: str, steps, dims: int, samples: int | None = None) -> int:
     positive_int(name, steps, 2, " (points per axis; a slice needs two ends)")
-    points = steps ** dims
+    points = steps**dims
     if points > MAX_GRID_POINTS:
         evals = f" x {samples} images = {points * samples:.3g} image evaluations" if samples else ""
         mem = points * 2 * 8 * 2  # loss + accuracy as float64, and their JSON copy
-        raise ConfigError(f"{name} {steps} in {dims} dimension(s) is {points:.3g} grid points{evals} "
-                          f"(about {mem / 2**30:.3g} GiB of results alone, days of evaluation); use at most "
-                          f"{int(MAX_GRID_POINTS ** (1 / dims))} steps per axis.")
+        raise ConfigError(
+            f"{name} {steps} in {dims} dimension(s) is {points:.3g} grid points{evals} "
+            f"(about {mem / 2**30:.3g} GiB of results alone, days of evaluation); use at most "
+            f"{int(MAX_GRID_POINTS ** (1 / dims))} steps per axis."
+        )
     return points
 
 
@@ -154,8 +185,12 @@ def saved_config(cls, run, command: str):
     except RunError:
         raise
     except ConfigError as e:
-        raise ConfigError(f"{run.config_file}: {e} It cannot be resumed as saved; start the run again with "
-                          f"--overwrite.") from None
+        raise ConfigError(
+            f"{run.config_file}: {e} It cannot be resumed as saved; start the run again with "
+            f"--overwrite."
+        ) from None
     except (TypeError, KeyError, AttributeError, ValueError) as e:
-        raise RunError(f"{run.config_file} is not a valid {command} configuration ({type(e).__name__}: {e}); "
-                       f"it cannot be resumed. Start the run again with --overwrite.") from None
+        raise RunError(
+            f"{run.config_file} is not a valid {command} configuration ({type(e).__name__}: {e}); "
+            f"it cannot be resumed. Start the run again with --overwrite."
+        ) from None

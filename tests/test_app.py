@@ -1,10 +1,10 @@
 """The app's pages through Streamlit's AppTest (no browser), with real run folders and jobs."""
 
 import pytest
+from conftest import ROOT, run_cli, wait_for_state
 from streamlit.testing.v1 import AppTest
 
 from app.figures import training_curves
-from conftest import ROOT, run_cli, wait_for_state
 from pof.runs import Run
 
 
@@ -15,26 +15,43 @@ def _app():
 
 # --- the Post-train page (the default) ---------------------------------------------------------------
 
-def test_default_page_offers_the_bundled_digits_model_with_its_card_and_the_paper_defaults(runs_root):
+
+def test_default_page_offers_the_bundled_digits_model_with_its_card_and_the_paper_defaults(
+    runs_root,
+):
     at = _app()
     assert not at.exception and at.title[0].value == "Post-train a model with PoF"
     model = at.selectbox[0]
     assert model.label == "Pretrained model" and model.value == "digits-cnn-small-sgd"
     card = {m.label: m.value for m in at.metric}
-    assert card["architecture"] == "cnn-small" and card["parameters"] == "94,186" and card["trained on"] == "digits"
+    assert (
+        card["architecture"] == "cnn-small"
+        and card["parameters"] == "94,186"
+        and card["trained on"] == "digits"
+    )
     assert float(card["test accuracy"].rstrip("%")) > 95
     assert any("Linear 128 -> 10" in c.value for c in at.caption)  # which layer is the classifier
     dataset = at.selectbox[1]
     assert dataset.label == "Dataset" and dataset.options == ["digits", "image folder ..."]
-    assert any("Not offered: moons, circles, spirals (inputs are (2,)" in c.value for c in at.caption)
+    assert any(
+        "Not offered: moons, circles, spirals (inputs are (2,)" in c.value for c in at.caption
+    )
     values = {n.label: n.value for n in at.number_input}
-    assert values == {"Epochs": 10, "Learning rate": 0.05 * 0.2 ** 4, "Weak batch size": 256, "gamma max": 2.0,
-                      "Seed": 0}
+    assert values == {
+        "Epochs": 10,
+        "Learning rate": 0.05 * 0.2**4,
+        "Weak batch size": 256,
+        "gamma max": 2.0,
+        "Seed": 0,
+    }
     assert at.selectbox[2].value == "pof"
 
 
-def test_a_two_d_model_is_offered_only_the_two_d_sets_and_a_foreign_image_folder_is_refused(runs_root, tmp_path):
+def test_a_two_d_model_is_offered_only_the_two_d_sets_and_a_foreign_image_folder_is_refused(
+    runs_root, tmp_path
+):
     from PIL import Image
+
     for split in ("train", "test"):
         for c in ("a", "b"):
             (tmp_path / "imgs" / split / c).mkdir(parents=True)
@@ -44,7 +61,10 @@ def test_a_two_d_model_is_offered_only_the_two_d_sets_and_a_foreign_image_folder
     assert at.selectbox[1].options == ["moons", "circles", "spirals", "image folder ..."]
     at.selectbox[1].set_value("image folder ...").run()
     at.text_input[0].set_value(str(tmp_path / "imgs")).run()
-    assert "does not fit this model: inputs are (3, 16, 16), the model expects (2,)" in at.error[0].value
+    assert (
+        "does not fit this model: inputs are (3, 16, 16), the model expects (2,)"
+        in at.error[0].value
+    )
     assert at.button[0].disabled  # Start
 
 
@@ -54,7 +74,10 @@ def test_a_checkpoint_file_that_is_not_one_is_refused_with_the_reason(runs_root,
     at = _app()
     at.radio[0].set_value("a checkpoint file").run()
     at.text_input[0].set_value(str(bad)).run()
-    assert "cannot be used" in at.error[0].value and "not a model file this tool reads" in at.error[0].value
+    assert (
+        "cannot be used" in at.error[0].value
+        and "not a model file this tool reads" in at.error[0].value
+    )
 
 
 def test_start_post_trains_the_default_model_in_a_background_job(runs_root):
@@ -75,6 +98,7 @@ def test_start_post_trains_the_default_model_in_a_background_job(runs_root):
 
 
 # --- the Runs page ------------------------------------------------------------------------------------
+
 
 def _runs_page():
     return _app().switch_page("views/runs.py").run()
@@ -105,7 +129,17 @@ def test_pretrain_start_creates_a_run_folder_and_a_background_job(runs_root):
 
 
 def test_bad_combinations_and_occupied_names_are_refused(runs_root):
-    run_cli("pretrain", "--dataset", "digits", "--epochs", "1", "--out", runs_root / "taken", "--quiet", check=0)
+    run_cli(
+        "pretrain",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--out",
+        runs_root / "taken",
+        "--quiet",
+        check=0,
+    )
     at = _runs_page()
     at.selectbox[0].set_value("moons")
     at.selectbox[1].set_value("resnet20")
@@ -118,8 +152,10 @@ def test_bad_combinations_and_occupied_names_are_refused(runs_root):
 
 
 def test_training_curves_figure_has_train_and_test_traces():
-    epochs = [{"epoch": 0, "test_loss": 2.3, "test_acc": 0.1},
-              {"epoch": 1, "train_loss": 1.0, "train_acc": 0.6, "test_loss": 1.1, "test_acc": 0.55}]
+    epochs = [
+        {"epoch": 0, "test_loss": 2.3, "test_acc": 0.1},
+        {"epoch": 1, "train_loss": 1.0, "train_acc": 0.6, "test_loss": 1.1, "test_acc": 0.55},
+    ]
     fig = training_curves(epochs)
     names = [t.name for t in fig.data]
     assert names == ["train loss", "train accuracy", "test loss", "test accuracy"]
@@ -127,9 +163,24 @@ def test_training_curves_figure_has_train_and_test_traces():
 
 
 def test_training_curves_prefer_the_clean_train_evaluation_of_post_training():
-    epochs = [{"epoch": 0, "test_loss": 0.5, "test_acc": 0.8, "train_eval_loss": 0.4, "train_eval_acc": 0.85},
-              {"epoch": 1, "train_loss": 0.9, "train_acc": 0.7, "train_eval_loss": 0.3, "train_eval_acc": 0.9,
-               "test_loss": 0.45, "test_acc": 0.82}]
+    epochs = [
+        {
+            "epoch": 0,
+            "test_loss": 0.5,
+            "test_acc": 0.8,
+            "train_eval_loss": 0.4,
+            "train_eval_acc": 0.85,
+        },
+        {
+            "epoch": 1,
+            "train_loss": 0.9,
+            "train_acc": 0.7,
+            "train_eval_loss": 0.3,
+            "train_eval_acc": 0.9,
+            "test_loss": 0.45,
+            "test_acc": 0.82,
+        },
+    ]
     fig = training_curves(epochs)
     assert list(fig.data[0].y) == [0.4, 0.3] and list(fig.data[0].x) == [0, 1]
 
@@ -139,15 +190,61 @@ def finished_pof_run(tmp_path_factory):
     """A pre-trained model, PoF and a control post-trained from it, and a small comparison of each."""
     import subprocess
     import sys
+
     root = tmp_path_factory.mktemp("runs")
-    run_cli("pretrain", "--dataset", "digits", "--epochs", "2", "--arch-arg", "width=8", "--out", root / "base",
-            "--quiet", check=0)
+    run_cli(
+        "pretrain",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--arch-arg",
+        "width=8",
+        "--out",
+        root / "base",
+        "--quiet",
+        check=0,
+    )
     for method in ("pof", "finetune-frozen"):
-        run_cli("post-train", root / "base/checkpoints/final.safetensors", "--epochs", "1", "--lr", "0.01",
-                "--method", method, "--out", root / method, "--quiet", check=0)
-        subprocess.run([sys.executable, "-m", "analysis", "report", str(root / method), "--samples", "200",
-                        "--probes", "5", "--density-steps", "10", "--steps-1d", "5", "--steps-2d", "3",
-                        "--eval-samples", "100", "--quiet"], cwd=ROOT, check=True, timeout=600)
+        run_cli(
+            "post-train",
+            root / "base/checkpoints/final.safetensors",
+            "--epochs",
+            "1",
+            "--lr",
+            "0.01",
+            "--method",
+            method,
+            "--out",
+            root / method,
+            "--quiet",
+            check=0,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "analysis",
+                "report",
+                str(root / method),
+                "--samples",
+                "200",
+                "--probes",
+                "5",
+                "--density-steps",
+                "10",
+                "--steps-1d",
+                "5",
+                "--steps-2d",
+                "3",
+                "--eval-samples",
+                "100",
+                "--quiet",
+            ],
+            cwd=ROOT,
+            check=True,
+            timeout=600,
+        )
     return root
 
 
@@ -155,33 +252,52 @@ def _compare_page():
     return _app().switch_page("views/compare.py").run()
 
 
-def test_compare_page_shows_every_chart_of_a_computed_report_instantly(finished_pof_run, monkeypatch):
+def test_compare_page_shows_every_chart_of_a_computed_report_instantly(
+    finished_pof_run, monkeypatch
+):
     monkeypatch.setenv("POF_RUNS", str(finished_pof_run))
     at = _compare_page()
     assert not at.exception and at.title[0].value == "Compare before and after"
     at.selectbox[0].set_value(str(finished_pof_run / "pof")).run()
     charts = at.get("plotly_chart")
-    assert len(charts) == 7  # curves, per layer, hessian bars, density, 1-D slices, contours, interpolation
-    assert len(at.get("download_button")) == 15  # HTML and JSON of each, and the per-layer table as CSV
-    assert [t.label for t in at.tabs] == ["contour maps", "3-D surfaces"]  # surfaces: drawn when opened
-    assert not any(b.label.startswith("Compute") for b in at.button)  # all cached: nothing to compute
+    assert (
+        len(charts) == 7
+    )  # curves, per layer, hessian bars, density, 1-D slices, contours, interpolation
+    assert (
+        len(at.get("download_button")) == 15
+    )  # HTML and JSON of each, and the per-layer table as CSV
+    assert [t.label for t in at.tabs] == [
+        "contour maps",
+        "3-D surfaces",
+    ]  # surfaces: drawn when opened
+    assert not any(
+        b.label.startswith("Compute") for b in at.button
+    )  # all cached: nothing to compute
     import json
+
     curves = json.loads(charts[0].proto.spec)
     assert {t["name"] for t in curves["data"]} == {"pof (pof)", "finetune-frozen (finetune-frozen)"}
     hessian = json.loads(charts[2].proto.spec)
     assert {t["name"] for t in hessian["data"]} == {"before", "after"}
     layers = json.loads(charts[1].proto.spec)  # the per-layer view of the same before and after
     assert {t["name"] for t in layers["data"] if t["type"] == "scatter"} == {
-        "before", "after", "before: whole network", "after: whole network"}
+        "before",
+        "after",
+        "before: whole network",
+        "after: whole network",
+    }
 
 
 def test_compare_page_overlays_a_control_run_of_the_same_checkpoint(finished_pof_run, monkeypatch):
     import json
+
     monkeypatch.setenv("POF_RUNS", str(finished_pof_run))
     at = _compare_page()
     at.selectbox[0].set_value(str(finished_pof_run / "pof")).run()
     control = at.selectbox[1]
-    assert control.label.startswith("Control run") and control.options[1].endswith("(finetune-frozen)")
+    assert control.label.startswith("Control run") and control.options[1].endswith(
+        "(finetune-frozen)"
+    )
     control.set_value(str(finished_pof_run / "finetune-frozen")).run()
     assert not at.exception
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
@@ -189,17 +305,24 @@ def test_compare_page_overlays_a_control_run_of_the_same_checkpoint(finished_pof
     assert len([t for t in charts[5]["data"] if t["type"] == "contour"]) == 3
 
 
-def test_compare_page_starts_one_background_job_per_missing_analysis(finished_pof_run, monkeypatch, tmp_path):
+def test_compare_page_starts_one_background_job_per_missing_analysis(
+    finished_pof_run, monkeypatch, tmp_path
+):
     import shutil
+
     root = tmp_path / "runs"
-    shutil.copytree(finished_pof_run / "pof", root / "pof", ignore=shutil.ignore_patterns("analysis"))
+    shutil.copytree(
+        finished_pof_run / "pof", root / "pof", ignore=shutil.ignore_patterns("analysis")
+    )
     monkeypatch.setenv("POF_RUNS", str(root))
     at = _compare_page()
     assert len(at.get("plotly_chart")) == 1  # the curves; no analysis yet
     [b for b in at.button if b.label == "Compute 5 analyses"][0].click().run()
     assert not at.exception
-    jobs = [Run(root / "pof" / "analysis" / p) for p in ("layers", "hessian", "landscape-1d", "landscape-2d",
-                                                           "interpolation")]
+    jobs = [
+        Run(root / "pof" / "analysis" / p)
+        for p in ("layers", "hessian", "landscape-1d", "landscape-2d", "interpolation")
+    ]
     assert all(j.status()["state"] in ("queued", "running", "done") for j in jobs)
     texts = [p.proto.text for p in at.get("progress")]
     assert len(texts) == 5 and texts[0].startswith("Per-layer sharpness")
@@ -211,45 +334,92 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(finished_po
 
 def test_runs_page_shows_a_queued_job_waiting_for_the_running_one(runs_root):
     from app.jobs import start_job
+
     for name, epochs in (("long", 5000), ("next", 1)):
-        start_job(runs_root / name, ["-m", "pof", "pretrain", "--dataset", "moons", "--model", "mlp", "--epochs",
-                                     str(epochs), "--out", str(runs_root / name), "--quiet"], runs_root)
+        start_job(
+            runs_root / name,
+            [
+                "-m",
+                "pof",
+                "pretrain",
+                "--dataset",
+                "moons",
+                "--model",
+                "mlp",
+                "--epochs",
+                str(epochs),
+                "--out",
+                str(runs_root / name),
+                "--quiet",
+            ],
+            runs_root,
+        )
         wait_for_state(Run(runs_root / name), ("running",) if name == "long" else ("queued",))
     at = _runs_page()
     assert at.selectbox[-1].value == str(runs_root / "next")  # the newest job is shown first
-    assert [p.proto.text for p in at.get("progress")] == ["queued: waiting (1 running, 0 ahead in the queue)"]
+    assert [p.proto.text for p in at.get("progress")] == [
+        "queued: waiting (1 running, 0 ahead in the queue)"
+    ]
     [b for b in at.button if b.label == "Cancel"][0].click().run()
-    assert wait_for_state(Run(runs_root / "next"), ("cancelled",))["error"] == "cancelled while waiting in the queue"
+    assert (
+        wait_for_state(Run(runs_root / "next"), ("cancelled",))["error"]
+        == "cancelled while waiting in the queue"
+    )
     Run(runs_root / "long").request_cancel()
     wait_for_state(Run(runs_root / "long"), ("cancelled",))
 
 
-def test_results_of_an_overwritten_checkpoint_are_not_shown_as_its_own(finished_pof_run, monkeypatch, tmp_path):
+def test_results_of_an_overwritten_checkpoint_are_not_shown_as_its_own(
+    finished_pof_run, monkeypatch, tmp_path
+):
     import os
     import shutil
+
     root = tmp_path / "runs"
-    shutil.copytree(finished_pof_run / "pof", root / "pof")  # copy2 keeps sizes and times: still fresh
+    shutil.copytree(
+        finished_pof_run / "pof", root / "pof"
+    )  # copy2 keeps sizes and times: still fresh
     monkeypatch.setenv("POF_RUNS", str(root))
     assert len(_compare_page().get("plotly_chart")) == 7
     final = root / "pof" / "checkpoints" / "final.safetensors"
-    os.utime(final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9))  # as a re-run would
+    os.utime(
+        final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9)
+    )  # as a re-run would
     at = _compare_page()
-    assert len(at.get("plotly_chart")) == 1 and any(b.label == "Compute 5 analyses" for b in at.button)
+    assert len(at.get("plotly_chart")) == 1 and any(
+        b.label == "Compute 5 analyses" for b in at.button
+    )
 
 
-def test_a_run_trained_on_an_image_folder_is_offered_that_folder_without_a_download_warning(runs_root, tmp_path):
+def test_a_run_trained_on_an_image_folder_is_offered_that_folder_without_a_download_warning(
+    runs_root, tmp_path
+):
     from PIL import Image
+
     folder = tmp_path / "imgs"
     for split in ("train", "test"):
         for c in range(3):
             (folder / split / f"c{c}").mkdir(parents=True)
             for i in range(4):
                 Image.new("L", (8, 8), color=40 * c + i).save(folder / split / f"c{c}" / f"{i}.png")
-    run_cli("pretrain", "--dataset", f"imagefolder:{folder}", "--model", "mlp", "--epochs", "1",
-            "--out", runs_root / "mine", "--quiet", check=0)
+    run_cli(
+        "pretrain",
+        "--dataset",
+        f"imagefolder:{folder}",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--out",
+        runs_root / "mine",
+        "--quiet",
+        check=0,
+    )
     at = _app()
     at.radio[0].set_value("my runs").run()
     assert not at.exception and at.selectbox[0].label == "Finished run or imported model"
     assert at.selectbox[1].options == [f"imagefolder:{folder.resolve()}", "image folder ..."]
     assert not at.warning
-    assert any("digits (10 classes, the model has 3 outputs)" in c.value for c in at.caption)  # same shape
+    assert any(
+        "digits (10 classes, the model has 3 outputs)" in c.value for c in at.caption
+    )  # same shape

@@ -10,10 +10,10 @@ import time
 
 import pytest
 import torch
+from conftest import ROOT, run_cli, wait_for_state
 from streamlit.testing.v1 import AppTest
 
 from app.jobs import run_path
-from conftest import ROOT, run_cli, wait_for_state
 from pof.runs import Run
 
 
@@ -27,7 +27,11 @@ def _app(page: str | None = None, run: str | None = None) -> AppTest:
 
 def _texts(at) -> str:
     """Everything the page said in boxes and captions, as one string."""
-    return "\n".join(e.value for kind in ("error", "warning", "info", "success", "caption") for e in getattr(at, kind))
+    return "\n".join(
+        e.value
+        for kind in ("error", "warning", "info", "success", "caption")
+        for e in getattr(at, kind)
+    )
 
 
 def _files(folder):
@@ -36,14 +40,36 @@ def _files(folder):
 
 # --- one bad file is one broken run -------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def good_runs(tmp_path_factory):
     """A tiny pre-training and a post-training of it, finished for real."""
     root = tmp_path_factory.mktemp("good")
-    run_cli("pretrain", "--dataset", "digits", "--arch-arg", "width=4", "--epochs", "1", "--out", root / "base",
-            "--quiet", check=0)
-    run_cli("post-train", root / "base/checkpoints/final.safetensors", "--epochs", "2", "--lr", "0.01",
-            "--out", root / "post", "--quiet", check=0)
+    run_cli(
+        "pretrain",
+        "--dataset",
+        "digits",
+        "--arch-arg",
+        "width=4",
+        "--epochs",
+        "1",
+        "--out",
+        root / "base",
+        "--quiet",
+        check=0,
+    )
+    run_cli(
+        "post-train",
+        root / "base/checkpoints/final.safetensors",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+        "--out",
+        root / "post",
+        "--quiet",
+        check=0,
+    )
     return root
 
 
@@ -68,13 +94,19 @@ def test_runs_page_lists_broken_runs_with_the_reason_next_to_the_good_ones(damag
     at = _app("views/runs.py")
     assert not at.exception
     table = at.dataframe[0].value
-    rows = {os.path.basename(r): (s, e) for r, s, e in zip(table["run"], table["state"], table["error"])}
+    rows = {
+        os.path.basename(r): (s, e) for r, s, e in zip(table["run"], table["state"], table["error"])
+    }
     assert set(rows) == {"base", "post", "trunc", "garbage", "badline"}
     assert rows["base"][0] == rows["post"][0] == rows["badline"][0] == "done"
     assert rows["trunc"][0] == "broken" and "status.json" in rows["trunc"][1]
     assert rows["garbage"][0] == "broken" and "config.json" in rows["garbage"][1]
-    at.selectbox[-1].set_value(str(damaged / "trunc")).run()  # watching the broken run: its state, no traceback
-    assert not at.exception and any("broken" in e.value and "status.json" in e.value for e in at.error)
+    at.selectbox[-1].set_value(
+        str(damaged / "trunc")
+    ).run()  # watching the broken run: its state, no traceback
+    assert not at.exception and any(
+        "broken" in e.value and "status.json" in e.value for e in at.error
+    )
     at.selectbox[-1].set_value(str(damaged / "garbage")).run()
     assert not at.exception and any("config.json" in e.value for e in at.error)
 
@@ -84,10 +116,17 @@ def test_post_train_page_names_the_broken_run_and_offers_the_good_ones(damaged):
     assert not at.exception and at.metric  # the default model's card
     at.radio[0].set_value("my runs").run()
     assert not at.exception
-    assert set(at.selectbox[0].options) == {"base", "post", "trunc", "badline"}  # trunc's config and checkpoint are fine
+    assert set(at.selectbox[0].options) == {
+        "base",
+        "post",
+        "trunc",
+        "badline",
+    }  # trunc's config and checkpoint are fine
     assert any("garbage" in w.value and "config.json" in w.value for w in at.warning)
     at = _app(run="trunc")  # watching it from the URL
-    assert not at.exception and any("trunc" in e.value and "status.json" in e.value for e in at.error)
+    assert not at.exception and any(
+        "trunc" in e.value and "status.json" in e.value for e in at.error
+    )
     at = _app(run="badline")
     assert not at.exception and any(m.label == "test accuracy" for m in at.metric)
 
@@ -105,24 +144,59 @@ def test_compare_page_names_the_broken_run_and_still_compares_the_good_ones(dama
 
 # --- names from the URL and forms stay inside the runs folder ----------------------------------------
 
+
 @pytest.fixture
 def elsewhere(tmp_path, runs_root):
     """A folder outside the runs folder that looks like a live run, and a link to it inside."""
     folder = tmp_path / "elsewhere"
     folder.mkdir()
-    (folder / "status.json").write_text(json.dumps({"state": "running", "pid": os.getpid(), "created": time.time(),
-                                                    "heartbeat": time.time(), "host": socket.gethostname()}))
+    (folder / "status.json").write_text(
+        json.dumps(
+            {
+                "state": "running",
+                "pid": os.getpid(),
+                "created": time.time(),
+                "heartbeat": time.time(),
+                "host": socket.gethostname(),
+            }
+        )
+    )
     (folder / "log.txt").write_text("SECRET LOG LINE\n")
     runs_root.mkdir()
     (runs_root / "link").symlink_to(folder)
     return folder
 
 
-BAD_NAMES = ["../elsewhere", "/etc", "link", "a" * 5000, "x\x00y", "", "..", ".slots", "a//b", "x\ny"]
+BAD_NAMES = [
+    "../elsewhere",
+    "/etc",
+    "link",
+    "a" * 5000,
+    "x\x00y",
+    "",
+    "..",
+    ".slots",
+    "a//b",
+    "x\ny",
+]
 
 
-@pytest.mark.parametrize("name", BAD_NAMES, ids=["dotdot", "absolute", "symlink-out", "5000-chars", "nul",
-                                                 "empty", "dotdot-alone", "hidden", "empty-part", "newline"])
+@pytest.mark.parametrize(
+    "name",
+    BAD_NAMES,
+    ids=[
+        "dotdot",
+        "absolute",
+        "symlink-out",
+        "5000-chars",
+        "nul",
+        "empty",
+        "dotdot-alone",
+        "hidden",
+        "empty-part",
+        "newline",
+    ],
+)
 def test_run_path_refuses_every_name_that_could_leave_the_runs_folder(runs_root, elsewhere, name):
     with pytest.raises(ValueError, match="run name"):
         run_path(runs_root, name)
@@ -133,18 +207,41 @@ def test_run_path_accepts_plain_and_nested_names(runs_root):
     assert run_path(runs_root, "group/run") == runs_root.resolve() / "group" / "run"
 
 
-def test_a_crafted_run_in_the_url_is_refused_and_nothing_outside_is_read_or_written(runs_root, elsewhere, tmp_path):
+def test_a_crafted_run_in_the_url_is_refused_and_nothing_outside_is_read_or_written(
+    runs_root, elsewhere, tmp_path
+):
     before = _files(tmp_path)
     for name in ["../elsewhere", str(elsewhere), "link", "a" * 5000, "x\x00y"]:
         at = _app(run=name)
         assert not at.exception, name
         assert any("refused" in e.value for e in at.error), name
-        assert "SECRET" not in "".join(c.value for c in at.code) and not any(b.label == "Cancel" for b in at.button)
+        assert "SECRET" not in "".join(c.value for c in at.code) and not any(
+            b.label == "Cancel" for b in at.button
+        )
     assert _files(tmp_path) == before  # no cancel file, no folder, nothing
-    run_cli("pretrain", "--dataset", "digits", "--arch-arg", "width=4", "--epochs", "1", "--out", runs_root / "p",
-            "--quiet", check=0)
-    run_cli("post-train", runs_root / "p/checkpoints/final.safetensors", "--epochs", "1", "--out", runs_root / "q",
-            "--quiet", check=0)
+    run_cli(
+        "pretrain",
+        "--dataset",
+        "digits",
+        "--arch-arg",
+        "width=4",
+        "--epochs",
+        "1",
+        "--out",
+        runs_root / "p",
+        "--quiet",
+        check=0,
+    )
+    run_cli(
+        "post-train",
+        runs_root / "p/checkpoints/final.safetensors",
+        "--epochs",
+        "1",
+        "--out",
+        runs_root / "q",
+        "--quiet",
+        check=0,
+    )
     at = _app("views/compare.py", run="../elsewhere")  # the Compare page reads ?run= too
     assert not at.exception and any("refused" in e.value for e in at.error)
     assert at.selectbox[0].value == str(runs_root / "q")
@@ -165,10 +262,12 @@ def test_runs_page_refuses_a_run_name_outside_the_runs_folder(runs_root, tmp_pat
 
 # --- a checkpoint with NaN weights --------------------------------------------------------------------
 
+
 @pytest.fixture
 def nan_checkpoint(tmp_path):
     from pof.catalogue import bundled
     from pof.checkpoints import load_checkpoint, save_checkpoint
+
     model, meta = load_checkpoint(bundled()["digits-cnn-small-sgd"]["path"])
     with torch.no_grad():
         model.classifier.weight[0, 0] = float("nan")
@@ -176,42 +275,69 @@ def nan_checkpoint(tmp_path):
     return save_checkpoint(tmp_path / "nan.safetensors", model, meta)
 
 
-def test_post_train_card_says_a_checkpoint_holds_nan_weights_and_start_is_disabled(runs_root, nan_checkpoint):
+def test_post_train_card_says_a_checkpoint_holds_nan_weights_and_start_is_disabled(
+    runs_root, nan_checkpoint
+):
     at = _app()
     at.radio[0].set_value("a checkpoint file").run()
     at.text_input[0].set_value(str(nan_checkpoint)).run()
     assert not at.exception
-    assert any("NaN or infinite weights" in e.value and "classifier.weight" in e.value for e in at.error)
+    assert any(
+        "NaN or infinite weights" in e.value and "classifier.weight" in e.value for e in at.error
+    )
     assert {m.label: m.value for m in at.metric}["test accuracy"] == "invalid: NaN/inf weights"
     start = next(b for b in at.button if b.label == "Start")
     assert start.disabled
 
 
-def test_inspect_card_says_a_checkpoint_holds_nan_weights_and_offers_nothing_to_compute(runs_root, nan_checkpoint):
+def test_inspect_card_says_a_checkpoint_holds_nan_weights_and_offers_nothing_to_compute(
+    runs_root, nan_checkpoint
+):
     at = _app("views/inspect.py")
-    next(r for r in at.radio if r.label == "Checkpoint A from").set_value("a path on this server").run()
-    next(t for t in at.text_input if t.label == "Path of the model file").set_value(str(nan_checkpoint)).run()
+    next(r for r in at.radio if r.label == "Checkpoint A from").set_value(
+        "a path on this server"
+    ).run()
+    next(t for t in at.text_input if t.label == "Path of the model file").set_value(
+        str(nan_checkpoint)
+    ).run()
     assert not at.exception
     assert any("NaN or infinite weights" in e.value for e in at.error)
-    assert {m.label: m.value for m in at.metric}["test accuracy (recorded)"] == "invalid: NaN/inf weights"
+    assert {m.label: m.value for m in at.metric}[
+        "test accuracy (recorded)"
+    ] == "invalid: NaN/inf weights"
     assert not any(b.label.startswith("Compute") for b in at.button)
 
 
 # --- jobs: a dead run never holds up the queue, and a restart keeps watching -------------------------
 
+
 def test_a_dead_and_a_broken_run_do_not_hold_up_a_job_started_from_the_app(runs_root):
     old = time.time() - 3600
-    for name in ("stuck", "broken"):  # stuck: what a command that failed after creating its folder leaves
+    for name in (
+        "stuck",
+        "broken",
+    ):  # stuck: what a command that failed after creating its folder leaves
         (runs_root / name).mkdir(parents=True)
-        (runs_root / name / "status.json").write_text(json.dumps(
-            {"state": "queued", "progress": 0.0, "created": old, "heartbeat": old, "host": socket.gethostname()}))
+        (runs_root / name / "status.json").write_text(
+            json.dumps(
+                {
+                    "state": "queued",
+                    "progress": 0.0,
+                    "created": old,
+                    "heartbeat": old,
+                    "host": socket.gethostname(),
+                }
+            )
+        )
     (runs_root / "broken" / "status.json").write_text('{"state": "queu')
     at = _app("views/runs.py")
     at.number_input[0].set_value(1)
     at.text_input[0].set_value("fresh")
     at.button[0].click().run()
     assert not at.exception and "Started fresh" in at.success[0].value
-    assert wait_for_state(Run(runs_root / "fresh"), ("done", "failed"), timeout=120)["state"] == "done"
+    assert (
+        wait_for_state(Run(runs_root / "fresh"), ("done", "failed"), timeout=120)["state"] == "done"
+    )
     at = _app("views/runs.py")
     for name in ("stuck", "broken"):  # each shown as what it is, never as waiting
         at.selectbox[-1].set_value(str(runs_root / name)).run()

@@ -1,4 +1,5 @@
 """End to end in a real browser: Debian's Chromium driven by Playwright against `streamlit run`."""
+
 import os
 import re
 import shutil
@@ -9,7 +10,6 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,9 +25,14 @@ def _free_port() -> int:
 def server(tmp_path):
     port = _free_port()
     env = {**os.environ, "POF_RUNS": str(tmp_path / "runs")}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://localhost:{port}"
     for _ in range(120):
         try:
@@ -46,12 +51,23 @@ def server(tmp_path):
 @pytest.fixture
 def page(tmp_path):
     from playwright.sync_api import sync_playwright
+
     if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is not installed: run `apt-get install -y chromium` (as .ci/run does).")
+        pytest.fail(
+            "Chromium is not installed: run `apt-get install -y chromium` (as .ci/run does)."
+        )
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         pg = browser.new_page(viewport={"width": 1300, "height": 1200})
         yield pg
         browser.close()
@@ -59,7 +75,9 @@ def page(tmp_path):
 
 def _plot_traces(page) -> list[int]:
     """Traces in each Plotly chart on the page, read from the chart elements Plotly itself fills."""
-    return page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map(e => (e.data || []).length)")
+    return page.evaluate(
+        "[...document.querySelectorAll('.js-plotly-plot')].map(e => (e.data || []).length)"
+    )
 
 
 def _shot(page, tmp_path, name):
@@ -68,7 +86,9 @@ def _shot(page, tmp_path, name):
     page.set_viewport_size({"width": 1300, "height": max(1200, min(height + 200, 16000))})
     page.screenshot(path=str(tmp_path / f"{name}.png"))
     if os.environ.get("POF_SCREENSHOTS"):
-        shutil.copy(tmp_path / f"{name}.png", os.path.join(os.environ["POF_SCREENSHOTS"], f"{name}.png"))
+        shutil.copy(
+            tmp_path / f"{name}.png", os.path.join(os.environ["POF_SCREENSHOTS"], f"{name}.png")
+        )
     page.set_viewport_size({"width": 1300, "height": 1200})
 
 
@@ -100,12 +120,16 @@ def test_default_model_post_trained_watched_reloaded_and_compared(server, page, 
     page.get_by_text(re.compile(r"Hessian spectra: ")).wait_for(timeout=30_000)
     _shot(page, tmp_path, "4-analysing")
     t0 = time.time()
-    while len(_plot_traces(page)) < 7:  # curves, per layer, Hessian bars, density, slices, contours, interpolation
+    while (
+        len(_plot_traces(page)) < 7
+    ):  # curves, per layer, Hessian bars, density, slices, contours, interpolation
         assert time.time() - t0 < 600, f"charts so far: {_plot_traces(page)}"
         assert not page.get_by_text(re.compile(r"failed:")).count(), page.content()[:2000]
         time.sleep(2)
     page.get_by_role("tab", name="3-D surfaces").click()  # drawn only when opened
-    page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].length >= 8", timeout=60_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('.js-plotly-plot')].length >= 8", timeout=60_000
+    )
     page.wait_for_timeout(1500)
     traces = _plot_traces(page)
     assert len(traces) == 8 and all(n >= 2 for n in traces), traces
@@ -115,4 +139,7 @@ def test_default_model_post_trained_watched_reloaded_and_compared(server, page, 
     page.reload()  # cached: every chart at once, nothing to compute
     page.get_by_text("Hessian", exact=True).wait_for(timeout=30_000)
     page.wait_for_timeout(1500)
-    assert len(_plot_traces(page)) == 7 and not page.get_by_role("button", name=re.compile("Compute")).count()
+    assert (
+        len(_plot_traces(page)) == 7
+        and not page.get_by_role("button", name=re.compile("Compute")).count()
+    )

@@ -1,15 +1,15 @@
 """Inspect in a real browser: upload a checkpoint of the user's own architecture, see its card,
 compute its per-layer view next to a second checkpoint; a pickle payload uploaded is refused and
 never runs."""
+
 import os
 import re
 import textwrap
 import time
 
 import torch
-from torch import nn
-
 from test_browser import _plot_traces, _shot, page, server  # noqa: F401  (fixtures)
+from torch import nn
 
 OWN_NET = textwrap.dedent('''
     import torch.nn as nn
@@ -26,6 +26,7 @@ OWN_NET = textwrap.dedent('''
 
 def _build(folder):
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("own_browser_net", folder / "ownnet.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -35,6 +36,7 @@ def _build(folder):
 def _fine_tuned(model: nn.Module) -> nn.Module:
     """A few SGD steps on digits: the user's "after" checkpoint."""
     from pof.data import Batches, load_dataset
+
     data = load_dataset("digits")
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for xb, yb in Batches(data.x_train, data.y_train, data.mean, data.std, 64):
@@ -49,7 +51,9 @@ class _Payload:
         return (os.system, (f"touch {os.environ['POF_TEST_MARKER']}",))
 
 
-def test_upload_a_foreign_model_see_its_card_and_compare_it_per_layer(server, page, tmp_path, monkeypatch):  # noqa: F811
+def test_upload_a_foreign_model_see_its_card_and_compare_it_per_layer(
+    server, page, tmp_path, monkeypatch
+):
     url, runs = server
     (tmp_path / "ownnet.py").write_text(OWN_NET)
     before = _build(tmp_path)
@@ -61,19 +65,24 @@ def test_upload_a_foreign_model_see_its_card_and_compare_it_per_layer(server, pa
     page.get_by_text("an upload").first.click()
     page.locator("input[type=file]").first.set_input_files(str(tmp_path / "before.pt"))
     page.get_by_text("carries no metadata of this project").wait_for(timeout=30_000)
-    page.get_by_text("holds weights only: give its architecture").wait_for(timeout=30_000)  # says what to do
+    page.get_by_text("holds weights only: give its architecture").wait_for(
+        timeout=30_000
+    )  # says what to do
     page.get_by_role("textbox", name="Architecture").fill(f"{tmp_path / 'ownnet.py'}:build")
     page.get_by_role("textbox", name="Architecture").press("Enter")
     page.get_by_text("runs your own code").wait_for(timeout=30_000)
-    page.get_by_text("chosen by last nn.Linear").wait_for(timeout=30_000)  # the card: its classifier, found
+    page.get_by_text("chosen by last nn.Linear").wait_for(
+        timeout=30_000
+    )  # the card: its classifier, found
     page.get_by_text("a torch file of another origin").wait_for()
     _shot(page, tmp_path, "inspect-1-card")
 
     radios = page.get_by_text("an upload")
     radios.nth(1).click()  # checkpoint B: a second upload
     page.locator("input[type=file]").nth(1).set_input_files(str(tmp_path / "after.pt"))
-    page.wait_for_function("document.querySelectorAll('[data-testid=\"stMetricValue\"]').length >= 10",
-                           timeout=30_000)  # two cards of five numbers
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=\"stMetricValue\"]').length >= 10", timeout=30_000
+    )  # two cards of five numbers
     samples = page.get_by_role("spinbutton", name=re.compile("Training samples"))
     samples.fill("200")
     samples.press("Enter")

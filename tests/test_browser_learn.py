@@ -1,5 +1,6 @@
 """The Learn page in a real browser, top to bottom: each section's figure is drawn, and moving one
 slider in each section redraws that section's figure with new numbers while the others stay put."""
+
 import time
 
 from test_browser import _shot, page, server  # noqa: F401  (fixtures)
@@ -17,11 +18,16 @@ SECTIONS = {
 def _figure_data(page, key: str) -> str:
     """What a Plotly chart currently shows (its traces' x, y, z and its lines and labels), read from
     the chart element Plotly itself fills."""
-    return page.evaluate(f"key => {{ const e = document.querySelector(`.st-key-${{key}} .js-plotly-plot`); return {SHOWN}; }}", key)
+    return page.evaluate(
+        f"key => {{ const e = document.querySelector(`.st-key-${{key}} .js-plotly-plot`); return {SHOWN}; }}",
+        key,
+    )
 
 
-SHOWN = ("e && e.data ? JSON.stringify([e.data.map(t => [t.x, t.y, t.z]), "
-         "(e.layout.shapes || []).map(s => [s.x0, s.y0]), (e.layout.annotations || []).map(a => a.text)]) : null")
+SHOWN = (
+    "e && e.data ? JSON.stringify([e.data.map(t => [t.x, t.y, t.z]), "
+    "(e.layout.shapes || []).map(s => [s.x0, s.y0]), (e.layout.annotations || []).map(a => a.text)]) : null"
+)
 
 
 def _all_figures(page) -> dict:
@@ -33,9 +39,13 @@ def test_each_section_redraws_its_own_figure_when_its_slider_moves(server, page,
     page.goto(url + "/learn")
     page.get_by_text("Learn: what a flat minimum is").wait_for(timeout=60_000)
     for header in SECTIONS:
-        page.get_by_role("heading", name=header).wait_for(timeout=120_000)  # the first visit trains the networks
-    page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].filter(e => (e.data || []).length).length >= 9",
-                           timeout=120_000)
+        page.get_by_role("heading", name=header).wait_for(
+            timeout=120_000
+        )  # the first visit trains the networks
+    page.wait_for_function(
+        "[...document.querySelectorAll('.js-plotly-plot')].filter(e => (e.data || []).length).length >= 9",
+        timeout=120_000,
+    )
     _shot(page, tmp_path, "learn-page")
     for header, (slider, fig) in SECTIONS.items():
         before = _all_figures(page)
@@ -45,14 +55,21 @@ def test_each_section_redraws_its_own_figure_when_its_slider_moves(server, page,
         thumb.focus()
         page.keyboard.press("ArrowLeft")
         t0 = time.perf_counter()
-        page.wait_for_function("([key, old]) => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
-                               f" const now = {SHOWN}; return now !== null && now !== old; }}",
-                               arg=[fig, before[fig]], timeout=30_000)
+        page.wait_for_function(
+            "([key, old]) => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
+            f" const now = {SHOWN}; return now !== null && now !== old; }}",
+            arg=[fig, before[fig]],
+            timeout=30_000,
+        )
         elapsed = time.perf_counter() - t0
-        page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
+        page.wait_for_function(
+            "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000
+        )
         after = _all_figures(page)
         # only this section reran: the other sections' figures are exactly as they were
-        assert {k: v for k, v in after.items() if k != fig} == {k: v for k, v in before.items() if k != fig}, header
+        assert {k: v for k, v in after.items() if k != fig} == {
+            k: v for k, v in before.items() if k != fig
+        }, header
         print(f"{header}: redrawn {elapsed:.2f} s after the slider moved")
         _shot(page, tmp_path, f"learn-{slider}")
     assert not page.locator("[data-testid=stException]").count()

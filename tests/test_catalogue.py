@@ -1,10 +1,11 @@
 """The bundled checkpoints: each is what its manifest says, and only fitting datasets are offered."""
+
 import json
 import shutil
 
 import pytest
-
 from conftest import run_cli
+
 from pof.catalogue import DEFAULT_MODEL, SIGNATURES, bundled, incompatibility, verify
 from pof.checkpoints import CheckpointError, load_checkpoint
 from pof.data import DATASETS, load_dataset
@@ -30,7 +31,9 @@ def test_each_bundled_file_matches_its_manifest(entry_id):
     assert incompatibility(meta, entry["dataset"]) is None
 
 
-@pytest.mark.parametrize("entry_id", [k for k in sorted(ENTRIES) if ENTRIES[k]["dataset"] in ("digits", "moons")])
+@pytest.mark.parametrize(
+    "entry_id", [k for k in sorted(ENTRIES) if ENTRIES[k]["dataset"] in ("digits", "moons")]
+)
 def test_offline_bundled_models_reach_their_recorded_test_accuracy(entry_id):
     entry = ENTRIES[entry_id]
     out = run_cli("evaluate", entry["path"], "--json", check=0)
@@ -61,5 +64,10 @@ def test_incompatible_datasets_get_a_reason():
     assert incompatibility(meta, "moons") == "inputs are (2,), the model expects (1, 8, 8)"
     assert incompatibility(meta, "cifar10").startswith("inputs are (3, 32, 32)")
     assert incompatibility({**meta, "input_shape": [3, 32, 32]}, "svhn") is None  # digits 0-9 too
-    assert incompatibility({**meta, "input_shape": [3, 32, 32]}, "cifar10").startswith("different classes")
-    assert incompatibility({**meta, "input_shape": [3, 32, 32]}, "cifar100") == "100 classes, the model has 10 outputs"
+    assert incompatibility({**meta, "input_shape": [3, 32, 32]}, "cifar10").startswith(
+        "different classes"
+    )
+    assert (
+        incompatibility({**meta, "input_shape": [3, 32, 32]}, "cifar100")
+        == "100 classes, the model has 10 outputs"
+    )

@@ -5,7 +5,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pof.checkpoints import CheckpointError, file_sha256, load_checkpoint, read_metadata, save_checkpoint
+from pof.checkpoints import (
+    CheckpointError,
+    file_sha256,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from pof.data import load_dataset
 from pof.models import arch_args, build_model
 
@@ -16,9 +22,18 @@ def digits():
 
 
 def _meta(d, arch="cnn-small"):
-    return {"arch": arch, "arch_args": arch_args(arch), "num_classes": d.num_classes,
-            "input_shape": list(d.input_shape), "mean": list(d.mean), "std": list(d.std), "dataset": "digits",
-            "class_names": d.classes, "metrics": {"test_acc": 0.5}, "provenance": {"kind": "test"}}
+    return {
+        "arch": arch,
+        "arch_args": arch_args(arch),
+        "num_classes": d.num_classes,
+        "input_shape": list(d.input_shape),
+        "mean": list(d.mean),
+        "std": list(d.std),
+        "dataset": "digits",
+        "class_names": d.classes,
+        "metrics": {"test_acc": 0.5},
+        "provenance": {"kind": "test"},
+    }
 
 
 @pytest.fixture
@@ -47,7 +62,9 @@ def test_round_trip_is_exact_and_keeps_metadata(saved, digits):
 def test_corrupt_and_truncated_files_are_refused_clearly(saved, tmp_path):
     _, path = saved
     junk = tmp_path / "junk.safetensors"
-    junk.write_bytes(b"\x00" * 8 + os.urandom(1000))  # recognized by content: no format starts like this
+    junk.write_bytes(
+        b"\x00" * 8 + os.urandom(1000)
+    )  # recognized by content: no format starts like this
     with pytest.raises(CheckpointError, match="not a model file this tool reads"):
         load_checkpoint(junk)
     cut = tmp_path / "cut.safetensors"
@@ -82,7 +99,10 @@ def test_missing_unexpected_and_misshapen_keys(saved, digits, tmp_path):
     with pytest.raises(CheckpointError, match=r"0 missing, 1 unexpected(.|\n)*head\.extra"):
         load_checkpoint(_resave(extra, meta, tmp_path / "u.safetensors"))
     wide = build_model("cnn-small", (1, 8, 8), 10, width=16).state_dict()
-    with pytest.raises(CheckpointError, match=r"16 of another shape(.|\n)*shapes: features\.0\.weight: file \(16, 1, 3, 3\), model \(32, 1, 3, 3\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"16 of another shape(.|\n)*shapes: features\.0\.weight: file \(16, 1, 3, 3\), model \(32, 1, 3, 3\)",
+    ):
         load_checkpoint(_resave(wide, meta, tmp_path / "s.safetensors"))
 
 

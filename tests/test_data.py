@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pof.data import Batches, DatasetError, OFFLINE, load_dataset, parse_augment
+from pof.data import OFFLINE, Batches, DatasetError, load_dataset, parse_augment
 
 
 @pytest.mark.parametrize("name", OFFLINE)
@@ -124,8 +124,12 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image():
     shifts_seen = set()
     for i in range(100):
         img = x[i, 0] * std + mean
-        matches = [(dy, dx) for dy in range(5) for dx in range(5)
-                   if torch.allclose(raw[i, 0, dy:dy + 8, dx:dx + 8], img, atol=1e-5)]
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.allclose(raw[i, 0, dy : dy + 8, dx : dx + 8], img, atol=1e-5)
+        ]
         assert matches, f"sample {i} is not a window of its padded image"
         shifts_seen.update(matches)
     assert len(shifts_seen) > 10  # the offsets really vary
@@ -135,7 +139,9 @@ def test_flip_and_cutout():
     d, b = _digits_batches(shuffle=False, augment={"flip": True})
     x, _ = next(iter(b.epoch(0)))
     plain = b.normalize(d.x_train[:100])
-    flipped = [torch.equal(x[i], plain[i].flip(2)) and not torch.equal(x[i], plain[i]) for i in range(100)]
+    flipped = [
+        torch.equal(x[i], plain[i].flip(2)) and not torch.equal(x[i], plain[i]) for i in range(100)
+    ]
     same = [torch.equal(x[i], plain[i]) for i in range(100)]
     assert all(f or s for f, s in zip(flipped, same)) and 20 < sum(flipped) < 80
     ones = torch.full((50, 1, 16, 16), 255, dtype=torch.uint8)

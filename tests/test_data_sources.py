@@ -1,4 +1,5 @@
 """The user's own data (npz/safetensors arrays, CSV files), stated class order and normalization."""
+
 import argparse
 import math
 
@@ -11,16 +12,32 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 from pof.catalogue import incompatibility, signature
-from pof.data import AS_IS, COMPUTED, STATED, Batches, DatasetError, data_options, load_dataset, parse_stats
+from pof.data import (
+    AS_IS,
+    COMPUTED,
+    STATED,
+    Batches,
+    DatasetError,
+    data_options,
+    load_dataset,
+    parse_stats,
+)
 
 RNG = np.random.default_rng(0)
 
 
 def _arrays(n_train=12, n_test=6, features=(3,), k=3, dtype=np.float32):
-    x = lambda n: (RNG.integers(0, 256, (n, *features), dtype=np.uint8) if dtype == np.uint8
-                   else RNG.normal(2.0, 3.0, (n, *features)).astype(dtype))
-    return {"x_train": x(n_train), "y_train": np.arange(n_train) % k,
-            "x_test": x(n_test), "y_test": np.arange(n_test) % k}
+    x = lambda n: (
+        RNG.integers(0, 256, (n, *features), dtype=np.uint8)
+        if dtype == np.uint8
+        else RNG.normal(2.0, 3.0, (n, *features)).astype(dtype)
+    )
+    return {
+        "x_train": x(n_train),
+        "y_train": np.arange(n_train) % k,
+        "x_test": x(n_test),
+        "y_test": np.arange(n_test) % k,
+    }
 
 
 def _npz(path, **arrays):
@@ -30,11 +47,19 @@ def _npz(path, **arrays):
 
 # --- npz and safetensors -------------------------------------------------------------------------
 
+
 def test_npz_float_arrays_are_used_as_they_are(tmp_path):
     a = _arrays()
     d = load_dataset(_npz(tmp_path / "mine.npz", **a))
     assert d.x_train.dtype == torch.float32 and d.input_shape == (3,) and not d.is_image
-    assert torch.equal(d.x_train, torch.from_numpy(a["x_train"])) and d.y_test.tolist() == [0, 1, 2, 0, 1, 2]
+    assert torch.equal(d.x_train, torch.from_numpy(a["x_train"])) and d.y_test.tolist() == [
+        0,
+        1,
+        2,
+        0,
+        1,
+        2,
+    ]
     assert d.classes == ["0", "1", "2"] and d.class_order == "numeric"
     assert d.mean == (0.0, 0.0, 0.0) and d.std == (1.0, 1.0, 1.0) and d.normalization == AS_IS
     assert d.augment == {} and d.name == f"npz:{tmp_path / 'mine.npz'}"
@@ -76,24 +101,40 @@ def test_npz_stated_classes_name_the_integer_labels(tmp_path):
 
 def test_npz_with_gaps_in_labels_is_refused_unless_all_classes_are_named(tmp_path):
     a = _arrays()
-    name = _npz(tmp_path / "one_based.npz", **{**a, "y_train": a["y_train"] + 1, "y_test": a["y_test"] + 1})
+    name = _npz(
+        tmp_path / "one_based.npz", **{**a, "y_train": a["y_train"] + 1, "y_test": a["y_test"] + 1}
+    )
     with pytest.raises(DatasetError, match="no example has label 0.*subtract it"):
         load_dataset(name)
     d = load_dataset(name, classes="unused,a,b,c")
     assert d.num_classes == 4 and d.y_train.min() == 1
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"x_test": None}, r"lacks x_test; it holds \['x_train', 'y_test', 'y_train'\]"),
-    ({"y_train": np.zeros(5, np.int64)}, r"x_train has 12 rows and y_train 5 labels.*x_train: float32 \(12, 3\)"),
-    ({"x_test": np.zeros((6, 4), np.float32)}, r"same feature shape.*x_test: float32 \(6, 4\)"),
-    ({"y_test": np.arange(6) / 2}, r"labels must be integers 0..K-1, but y_test is float64"),
-    ({"y_train": -(np.arange(12) % 3)}, r"labels must be integers 0..K-1, found -2"),
-    ({"x_train": np.zeros(12, np.float32)}, r"must be \(N, features...\).*x\[:, None\]"),
-    ({"x_train": np.zeros((12, 8, 8), np.uint8), "x_test": np.zeros((6, 8, 8), np.uint8)}, r"x\[:, None\]"),
-    ({"x_train": np.zeros((12, 8, 8, 3), np.uint8), "x_test": np.zeros((6, 8, 8, 3), np.uint8)},
-     r"channels-last.*transpose\(0, 3, 1, 2\)"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"x_test": None}, r"lacks x_test; it holds \['x_train', 'y_test', 'y_train'\]"),
+        (
+            {"y_train": np.zeros(5, np.int64)},
+            r"x_train has 12 rows and y_train 5 labels.*x_train: float32 \(12, 3\)",
+        ),
+        ({"x_test": np.zeros((6, 4), np.float32)}, r"same feature shape.*x_test: float32 \(6, 4\)"),
+        ({"y_test": np.arange(6) / 2}, r"labels must be integers 0..K-1, but y_test is float64"),
+        ({"y_train": -(np.arange(12) % 3)}, r"labels must be integers 0..K-1, found -2"),
+        ({"x_train": np.zeros(12, np.float32)}, r"must be \(N, features...\).*x\[:, None\]"),
+        (
+            {"x_train": np.zeros((12, 8, 8), np.uint8), "x_test": np.zeros((6, 8, 8), np.uint8)},
+            r"x\[:, None\]",
+        ),
+        (
+            {
+                "x_train": np.zeros((12, 8, 8, 3), np.uint8),
+                "x_test": np.zeros((6, 8, 8, 3), np.uint8),
+            },
+            r"channels-last.*transpose\(0, 3, 1, 2\)",
+        ),
+    ],
+)
 def test_bad_arrays_say_what_was_found(tmp_path, change, message):
     a = {k: v for k, v in {**_arrays(), **change}.items() if v is not None}
     with pytest.raises(DatasetError, match=message):
@@ -103,7 +144,9 @@ def test_bad_arrays_say_what_was_found(tmp_path, change, message):
 def test_nan_and_overflowing_values_are_refused(tmp_path):
     a = _arrays()
     a["x_train"][4, 1] = np.nan
-    with pytest.raises(DatasetError, match=r"x_train has 1 NaN or infinite values .*index \(4, 1\)"):
+    with pytest.raises(
+        DatasetError, match=r"x_train has 1 NaN or infinite values .*index \(4, 1\)"
+    ):
         load_dataset(_npz(tmp_path / "nan.npz", **a))
     a = _arrays()
     a["x_test"] = a["x_test"].astype(np.float64)
@@ -114,6 +157,7 @@ def test_nan_and_overflowing_values_are_refused(tmp_path):
 
 class Boom:
     """Unpickling this would raise: proof that nothing was unpickled."""
+
     def __reduce__(self):
         return (_explode, ())
 
@@ -132,7 +176,9 @@ def test_a_pickled_object_array_is_refused_without_unpickling(tmp_path):
 def test_files_that_are_neither_format_or_missing(tmp_path):
     fake = tmp_path / "weights.safetensors"
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    with pytest.raises(DatasetError, match=r"neither an .npz file .* nor a safetensors file.*\\x89PNG"):
+    with pytest.raises(
+        DatasetError, match=r"neither an .npz file .* nor a safetensors file.*\\x89PNG"
+    ):
         load_dataset(f"npz:{fake}")
     # a header length beyond the end of the file is not safetensors either
     liar = tmp_path / "liar.npz"
@@ -164,14 +210,22 @@ CSV = """height,weight,species,split
 def test_csv_with_split_column_and_string_labels(tmp_path):
     (tmp_path / "pets.csv").write_text(CSV)
     d = load_dataset(f"csv:{tmp_path / 'pets.csv'}", label_column="species")
-    assert torch.allclose(d.x_train, torch.tensor([[1.5, 20], [0.3, 4], [0.2, 0.1]])) and d.input_shape == (2,)
+    assert torch.allclose(
+        d.x_train, torch.tensor([[1.5, 20], [0.3, 4], [0.2, 0.1]])
+    ) and d.input_shape == (2,)
     assert d.x_train.dtype == torch.float32
     assert d.classes == ["cat", "dog", "mouse"] and d.class_order == "alphabetical"
     assert d.y_train.tolist() == [1, 0, 2] and d.y_test.tolist() == [1, 0]
     assert d.mean == (0.0, 0.0) and d.normalization == AS_IS
     # a stated order is followed exactly
-    s = load_dataset(f"csv:{tmp_path / 'pets.csv'}", label_column="species", classes="mouse,dog,cat")
-    assert s.class_order == "stated" and s.y_train.tolist() == [1, 2, 0] and s.y_test.tolist() == [1, 2]
+    s = load_dataset(
+        f"csv:{tmp_path / 'pets.csv'}", label_column="species", classes="mouse,dog,cat"
+    )
+    assert (
+        s.class_order == "stated"
+        and s.y_train.tolist() == [1, 2, 0]
+        and s.y_test.tolist() == [1, 2]
+    )
 
 
 def test_csv_pair_with_integer_labels_matches_columns_by_name(tmp_path):
@@ -180,22 +234,50 @@ def test_csv_pair_with_integer_labels_matches_columns_by_name(tmp_path):
     d = load_dataset(f"csv:{tmp_path / 'train.csv'},{tmp_path / 'test.csv'}")
     assert d.x_test.tolist() == [[50, 60], [10, 20]] and d.y_test.tolist() == [2, 0]
     assert d.classes == ["0", "1", "2"] and d.class_order == "numeric" and len(d.x_train) == 3
-    assert load_dataset(f"csv:{tmp_path / 'train.csv'},{tmp_path / 'test.csv'}",
-                        classes=["r", "g", "b"]).classes == ["r", "g", "b"]
+    assert load_dataset(
+        f"csv:{tmp_path / 'train.csv'},{tmp_path / 'test.csv'}", classes=["r", "g", "b"]
+    ).classes == ["r", "g", "b"]
 
 
-@pytest.mark.parametrize("text, kw, message", [
-    (CSV, {}, r"no label column 'label'; its columns are \['height', 'weight', 'species', 'split'\]"),
-    (CSV.replace("0.3,4", "0.3,four"), {"label_column": "species"}, r"line 3, column 'weight': 'four' is not a number"),
-    (CSV.replace("0.3,4", "0.3,"), {"label_column": "species"}, r"line 3, column 'weight': '' is not a number"),
-    (CSV.replace("0.3,4", "0.3,nan"), {"label_column": "species"}, r"line 3, column 'weight': 'nan' is NaN or infinite"),
-    (CSV, {"label_column": "species", "classes": "dog,cat"}, r"line 4: label 'mouse' is not among the stated classes"),
-    (CSV.replace("mouse,train", "mouse,validate"), {"label_column": "species"}, r"line 4: split is 'validate'"),
-    (CSV.replace(",test", ",train"), {"label_column": "species"}, r"no row has split=test"),
-    ("a,label\n1,0\n2,1\n", {}, r"add a column named 'split'.*csv:TRAIN.csv,TEST.csv"),
-    ("a,label\n1,0,7\n", {}, r"line 2: 3 cells, but the header names 2 columns"),
-    ("", {}, r"is empty; a CSV needs a header row"),
-])
+@pytest.mark.parametrize(
+    "text, kw, message",
+    [
+        (
+            CSV,
+            {},
+            r"no label column 'label'; its columns are \['height', 'weight', 'species', 'split'\]",
+        ),
+        (
+            CSV.replace("0.3,4", "0.3,four"),
+            {"label_column": "species"},
+            r"line 3, column 'weight': 'four' is not a number",
+        ),
+        (
+            CSV.replace("0.3,4", "0.3,"),
+            {"label_column": "species"},
+            r"line 3, column 'weight': '' is not a number",
+        ),
+        (
+            CSV.replace("0.3,4", "0.3,nan"),
+            {"label_column": "species"},
+            r"line 3, column 'weight': 'nan' is NaN or infinite",
+        ),
+        (
+            CSV,
+            {"label_column": "species", "classes": "dog,cat"},
+            r"line 4: label 'mouse' is not among the stated classes",
+        ),
+        (
+            CSV.replace("mouse,train", "mouse,validate"),
+            {"label_column": "species"},
+            r"line 4: split is 'validate'",
+        ),
+        (CSV.replace(",test", ",train"), {"label_column": "species"}, r"no row has split=test"),
+        ("a,label\n1,0\n2,1\n", {}, r"add a column named 'split'.*csv:TRAIN.csv,TEST.csv"),
+        ("a,label\n1,0,7\n", {}, r"line 2: 3 cells, but the header names 2 columns"),
+        ("", {}, r"is empty; a CSV needs a header row"),
+    ],
+)
 def test_csv_errors_name_the_row_and_column(tmp_path, text, kw, message):
     (tmp_path / "data.csv").write_text(text)
     with pytest.raises(DatasetError, match=message):
@@ -214,12 +296,15 @@ def test_csv_that_is_not_text_and_label_column_elsewhere(tmp_path):
 
 # --- image folders and the registry -----------------------------------------------------------------
 
+
 def _folder(root, classes=("cat", "dog", "fox")):
     # each class's images are filled with its own grey value, so a label can be checked against pixels
     for split in ("train", "test"):
         for i, c in enumerate(classes):
             (root / split / c).mkdir(parents=True)
-            Image.fromarray(np.full((4, 4), 10 * (i + 1), np.uint8)).save(root / split / c / "0.png")
+            Image.fromarray(np.full((4, 4), 10 * (i + 1), np.uint8)).save(
+                root / split / c / "0.png"
+            )
     return f"imagefolder:{root}"
 
 
@@ -227,13 +312,17 @@ def test_image_folder_follows_the_stated_class_order(tmp_path):
     name = _folder(tmp_path / "pets")
     plain = load_dataset(name, root=tmp_path / "cache")
     assert plain.classes == ["cat", "dog", "fox"] and plain.class_order == "alphabetical"
-    stated = load_dataset(name, root=tmp_path / "cache", classes=["fox", "cat", "dog"])  # from the cache
+    stated = load_dataset(
+        name, root=tmp_path / "cache", classes=["fox", "cat", "dog"]
+    )  # from the cache
     assert stated.classes == ["fox", "cat", "dog"] and stated.class_order == "stated"
     grey_of = {"cat": 10, "dog": 20, "fox": 30}
     for x, y in zip(stated.x_train, stated.y_train):
         assert x.max().item() == grey_of[stated.classes[y]]
     assert stated.y_train.tolist() == [1, 2, 0]  # the files are still listed cat, dog, fox
-    with pytest.raises(DatasetError, match=r"no folder for \['cow'\]; folders not named: \['fox'\]"):
+    with pytest.raises(
+        DatasetError, match=r"no folder for \['cow'\]; folders not named: \['fox'\]"
+    ):
         load_dataset(name, root=tmp_path / "cache", classes="cat,dog,cow")
     assert signature(name, classes="fox,cat,dog") == ((1, 4, 4), ["fox", "cat", "dog"], 3)
     meta = {"input_shape": [1, 4, 4], "num_classes": 3, "class_names": ["fox", "cat", "dog"]}
@@ -248,7 +337,9 @@ def test_image_folder_normalization_default_auto_and_stated(tmp_path):
     assert load_dataset(name, root=tmp_path / "cache", mean="auto").mean == d.mean
     s = load_dataset(name, root=tmp_path / "cache", mean=0.5, std=[0.25])
     assert s.mean == (0.5,) and s.std == (0.25,) and s.normalization == STATED
-    with pytest.raises(DatasetError, match="std has 3 values but .*pets has 1 channel; give one value per channel"):
+    with pytest.raises(
+        DatasetError, match="std has 3 values but .*pets has 1 channel; give one value per channel"
+    ):
         load_dataset(name, root=tmp_path / "cache", std="0.2,0.2,0.2")
 
 
@@ -261,7 +352,11 @@ def test_registry_datasets_keep_their_order_and_check_a_stated_one():
     with pytest.raises(DatasetError, match="classes are fixed"):  # refused before any download
         load_dataset("cifar10", root="/nonexistent", download=False, classes="cat,dog")
     s = load_dataset("moons", mean=[1, 2], std="auto")
-    assert s.mean == (1.0, 2.0) and s.std == d.std and s.normalization == "mean stated; std " + COMPUTED
+    assert (
+        s.mean == (1.0, 2.0)
+        and s.std == d.std
+        and s.normalization == "mean stated; std " + COMPUTED
+    )
     with pytest.raises(DatasetError, match="mean has 3 values but moons has 2 features"):
         load_dataset("moons", mean="1,2,3")
 
@@ -289,13 +384,21 @@ def test_normalization_none_auto_and_stated_on_own_numbers(tmp_path):
         load_dataset(_npz(tmp_path / "cube.npz", **_arrays(features=(2, 5))), std="1,2")
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"std": "0"}, "std must be > 0"), ({"std": [1, -1]}, "std must be > 0"),
-    ({"mean": "nan"}, "finite"), ({"mean": "1e999"}, "finite"), ({"mean": "a,1"}, "'a' is not a number"),
-    ({"mean": True}, "must be 'auto' or numbers"), ({"mean": ""}, "'' is not a number"),
-    ({"classes": [1, 2]}, r"names \(strings\)"), ({"classes": "a,,b"}, "empty name"),
-    ({"classes": ["a", "b", "a"]}, r"names \['a'\] more than once"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"std": "0"}, "std must be > 0"),
+        ({"std": [1, -1]}, "std must be > 0"),
+        ({"mean": "nan"}, "finite"),
+        ({"mean": "1e999"}, "finite"),
+        ({"mean": "a,1"}, "'a' is not a number"),
+        ({"mean": True}, "must be 'auto' or numbers"),
+        ({"mean": ""}, "'' is not a number"),
+        ({"classes": [1, 2]}, r"names \(strings\)"),
+        ({"classes": "a,,b"}, "empty name"),
+        ({"classes": ["a", "b", "a"]}, r"names \['a'\] more than once"),
+    ],
+)
 def test_bad_options_are_refused_before_loading(kw, message):
     with pytest.raises(DatasetError, match=message):
         load_dataset("npz:/does/not/exist.npz", **kw)  # the option is checked before the file
@@ -303,12 +406,19 @@ def test_bad_options_are_refused_before_loading(kw, message):
 
 # --- the catalogue and the CLI's options --------------------------------------------------------------
 
+
 def test_catalogue_signature_of_own_files(tmp_path):
     name = _npz(tmp_path / "img.npz", **_arrays(features=(1, 8, 8), dtype=np.uint8, k=10))
-    assert signature(name) == ((1, 8, 8), None, 10)  # label numbers only: the count is what is checked
+    assert signature(name) == (
+        (1, 8, 8),
+        None,
+        10,
+    )  # label numbers only: the count is what is checked
     meta = {"input_shape": [1, 8, 8], "num_classes": 10, "class_names": [str(i) for i in range(10)]}
     assert incompatibility(meta, name) is None
-    assert incompatibility({**meta, "num_classes": 3}, name) == "10 classes, the model has 3 outputs"
+    assert (
+        incompatibility({**meta, "num_classes": 3}, name) == "10 classes, the model has 3 outputs"
+    )
     (tmp_path / "pets.csv").write_text(CSV)
     csv_name = f"csv:{tmp_path / 'pets.csv'}"
     assert signature(csv_name, label_column="species") == ((2,), ["cat", "dog", "mouse"], 3)
@@ -319,32 +429,69 @@ def test_catalogue_signature_of_own_files(tmp_path):
 def test_data_options_parse_the_cli_flags():
     from pof.cli import build_parser
 
-    args = build_parser().parse_args(["evaluate", "m.safetensors", "--dataset", "csv:a.csv", "--classes",
-                                      "cat, dog", "--label-column", "kind", "--mean", "auto", "--std", "0.5,0.25"])
-    assert data_options(args) == {"classes": ["cat", "dog"], "label_column": "kind", "mean": "auto",
-                                  "std": (0.5, 0.25)}
-    assert data_options(argparse.Namespace()) == {"classes": None, "label_column": None, "mean": None, "std": None}
+    args = build_parser().parse_args(
+        [
+            "evaluate",
+            "m.safetensors",
+            "--dataset",
+            "csv:a.csv",
+            "--classes",
+            "cat, dog",
+            "--label-column",
+            "kind",
+            "--mean",
+            "auto",
+            "--std",
+            "0.5,0.25",
+        ]
+    )
+    assert data_options(args) == {
+        "classes": ["cat", "dog"],
+        "label_column": "kind",
+        "mean": "auto",
+        "std": (0.5, 0.25),
+    }
+    assert data_options(argparse.Namespace()) == {
+        "classes": None,
+        "label_column": None,
+        "mean": None,
+        "std": None,
+    }
     with pytest.raises(DatasetError, match="--label-column"):
         data_options(argparse.Namespace(label_column="  "))
 
 
-_values = st.one_of(st.none(), st.text(max_size=30), st.booleans(), st.integers(), st.floats(),
-                    st.lists(st.one_of(st.text(max_size=8), st.floats(), st.integers(), st.none()), max_size=5),
-                    st.text(alphabet="0123456789.,-+eEinfa ", max_size=30))
+_values = st.one_of(
+    st.none(),
+    st.text(max_size=30),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.lists(st.one_of(st.text(max_size=8), st.floats(), st.integers(), st.none()), max_size=5),
+    st.text(alphabet="0123456789.,-+eEinfa ", max_size=30),
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(classes=_values, label_column=_values, mean=_values, std=_values)
 def test_data_options_raise_only_dataset_errors(classes, label_column, mean, std):
     try:
-        out = data_options(argparse.Namespace(classes=classes, label_column=label_column, mean=mean, std=std))
+        out = data_options(
+            argparse.Namespace(classes=classes, label_column=label_column, mean=mean, std=std)
+        )
     except DatasetError:
         return
     for key in ("mean", "std"):
         v = out[key]
-        assert v is None or v == "auto" or (isinstance(v, tuple) and v and all(math.isfinite(f) for f in v))
+        assert (
+            v is None
+            or v == "auto"
+            or (isinstance(v, tuple) and v and all(math.isfinite(f) for f in v))
+        )
     assert out["std"] in (None, "auto") or min(out["std"]) > 0
-    assert out["classes"] is None or (len(set(out["classes"])) == len(out["classes"]) and all(out["classes"]))
+    assert out["classes"] is None or (
+        len(set(out["classes"])) == len(out["classes"]) and all(out["classes"])
+    )
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,6 +1,7 @@
 """Hostile input to every command, for real: each bad option, file or folder is built by the test,
 the command runs as a subprocess, and the outcome is asserted: exit code, a message that names the
 problem (never a traceback), and no folder left behind / no file changed."""
+
 import hashlib
 import json
 import os
@@ -10,20 +11,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from conftest import ROOT, run_cli
 from pof.runs import Run
 from pof.train import PretrainConfig, pretrain
 
 
 def run_analysis(*args, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT), **kw.pop("env", {})}
-    return subprocess.run([sys.executable, "-m", "analysis", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "analysis", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def refused(proc, *words, code=2):
@@ -82,7 +89,10 @@ PRETRAIN_BAD = [
     (["--save-every", "-2"], "save_every"),
     (["--model", "cnn-small", "--arch-arg", "width=-1"], "width=-1: give positive integers"),
     (["--model", "cnn-small", "--arch-arg", "width=100000"], "GiB but this machine has"),
-    (["--model", "mlp", "--arch-arg", "width=3"], "unknown argument(s) width; this architecture takes: hidden"),
+    (
+        ["--model", "mlp", "--arch-arg", "width=3"],
+        "unknown argument(s) width; this architecture takes: hidden",
+    ),
     (["--model", "mlp", "--arch-arg", "hidden=[64,0]"], "give positive integers"),
     (["--device", "cuda:99"], "device 'cuda:99'"),
     (["--device", "banana"], "is not a device name"),
@@ -93,8 +103,22 @@ PRETRAIN_BAD = [
 @pytest.mark.parametrize("extra,message", PRETRAIN_BAD, ids=[" ".join(a) for a, _ in PRETRAIN_BAD])
 def test_pretrain_refuses_bad_options_before_making_a_folder(tmp_path, extra, message):
     out = tmp_path / "run"
-    refused(run_cli("pretrain", "--model", "mlp", "--dataset", "digits", "--epochs", "1", "--out", out, "--quiet",
-                    *extra), message)
+    refused(
+        run_cli(
+            "pretrain",
+            "--model",
+            "mlp",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--out",
+            out,
+            "--quiet",
+            *extra,
+        ),
+        message,
+    )
     assert not out.exists()
 
 
@@ -107,7 +131,10 @@ POST_BAD = [
     (["--num-partitions", "0"], "num_partitions must be"),
     (["--gamma-max", "-1"], "gamma_max must be"),
     (["--line-search-init-lr", "0"], "line_search_init_lr must be"),
-    (["--line-search-max-lr", "1e300", "--line-search-init-lr", "1e-300"], "more than 60 doublings"),
+    (
+        ["--line-search-max-lr", "1e300", "--line-search-init-lr", "1e-300"],
+        "more than 60 doublings",
+    ),
     (["--augment", "flip,crop=x"], "Bad augmentation"),
     (["--arch", "cnn-small", "--arch-arg", "width=-1"], "width=-1"),
     (["--key-map", "nokey"], "--key-map 'nokey'"),
@@ -123,11 +150,15 @@ def test_post_train_refuses_bad_options_before_making_a_folder(ckpt, tmp_path, e
 
 def test_post_train_without_a_checkpoint_is_input_error(tmp_path):
     refused(run_cli("post-train", "--out", tmp_path / "p"), "needs a CHECKPOINT")
-    refused(run_cli("post-train", tmp_path / "missing.safetensors", "--out", tmp_path / "p"), "missing.safetensors")
+    refused(
+        run_cli("post-train", tmp_path / "missing.safetensors", "--out", tmp_path / "p"),
+        "missing.safetensors",
+    )
     assert not (tmp_path / "p").exists()
 
 
 # --- output paths that cannot be written ------------------------------------------------------------
+
 
 def test_output_paths_that_are_files_or_unwritable_are_refused(ckpt, tmp_path):
     a_file = tmp_path / "file.txt"
@@ -151,14 +182,24 @@ def test_output_paths_that_are_files_or_unwritable_are_refused(ckpt, tmp_path):
 
 # --- models that are not usable -----------------------------------------------------------------------
 
+
 def test_a_nan_checkpoint_is_refused_by_evaluate_analysis_and_post_train(nan_ckpt, tmp_path):
     refused(run_cli("evaluate", nan_ckpt), "NaN or infinite weights", "classifier.bias")
     for cmd in ("hessian", "landscape", "sharpness", "layers"):
-        refused(run_analysis(cmd, nan_ckpt, "--out", tmp_path / cmd, "--quiet"), "NaN or infinite", "classifier.bias")
+        refused(
+            run_analysis(cmd, nan_ckpt, "--out", tmp_path / cmd, "--quiet"),
+            "NaN or infinite",
+            "classifier.bias",
+        )
         assert not list((tmp_path / cmd).glob("*.json")) if (tmp_path / cmd).exists() else True
-    refused(run_cli("post-train", nan_ckpt, "--out", tmp_path / "post", "--epochs", "1"), "NaN or infinite")
+    refused(
+        run_cli("post-train", nan_ckpt, "--out", tmp_path / "post", "--epochs", "1"),
+        "NaN or infinite",
+    )
     assert not (tmp_path / "post").exists()
-    proc = run_analysis("compare", nan_ckpt, "--part", "hessian", "--out", tmp_path / "cmp", "--quiet")
+    proc = run_analysis(
+        "compare", nan_ckpt, "--part", "hessian", "--out", tmp_path / "cmp", "--quiet"
+    )
     refused(proc, "NaN or infinite weights")
     assert Run(tmp_path / "cmp" / "hessian").status()["state"] == "failed"  # the app shows why
 
@@ -195,7 +236,10 @@ def test_unreadable_training_schedule_asks_for_lr_before_making_a_folder(ckpt, t
     meta["provenance"] = {"schedule": {"type": "step", "lr": "fast"}}
     path = tmp_path / "sched.safetensors"
     save_file(state, str(path), metadata={"pof": json.dumps(meta)})
-    refused(run_cli("post-train", path, "--out", tmp_path / "p", "--epochs", "1"), "give the learning rate with --lr")
+    refused(
+        run_cli("post-train", path, "--out", tmp_path / "p", "--epochs", "1"),
+        "give the learning rate with --lr",
+    )
     assert not (tmp_path / "p").exists()
 
 
@@ -221,7 +265,9 @@ GRID_BAD = [
 
 
 @pytest.mark.parametrize("args,message", GRID_BAD, ids=[" ".join(a) for a, _ in GRID_BAD])
-def test_analysis_refuses_degenerate_and_absurd_sizes_before_any_work(ckpt, tmp_path, args, message):
+def test_analysis_refuses_degenerate_and_absurd_sizes_before_any_work(
+    ckpt, tmp_path, args, message
+):
     cmd, rest = args[0], [str(ckpt) if a == "CKPT" else a for a in args[1:]]
     out = tmp_path / "results"
     refused(run_analysis(cmd, ckpt, *rest, "--out", out, "--quiet"), message)
@@ -235,19 +281,31 @@ def test_report_of_a_folder_that_is_not_a_run(tmp_path):
 
 # --- run folders ----------------------------------------------------------------------------------------
 
+
 def test_overwrite_onto_the_run_holding_the_source_checkpoint_deletes_nothing(tmp_path):
     src = pretrain(PretrainConfig(model="mlp", dataset="digits", epochs=1), tmp_path / "src")
     before = {p.name: sha(p) for p in src.checkpoints.glob("*")}
     for out in (src.path, tmp_path):  # the run itself, and a folder that contains it
-        refused(run_cli("post-train", src.checkpoint("final"), "--out", out, "--overwrite", "--epochs", "1"),
-                "would delete the checkpoint it starts from")
+        refused(
+            run_cli(
+                "post-train", src.checkpoint("final"), "--out", out, "--overwrite", "--epochs", "1"
+            ),
+            "would delete the checkpoint it starts from",
+        )
     assert {p.name: sha(p) for p in src.checkpoints.glob("*")} == before
     assert Run(src.path).status()["state"] == "done"
 
 
-@pytest.mark.parametrize("config", ["{truncated", "[1, 2]", '{"command": "pretrain", "config": {"epochs": "ten"}}',
-                                    '{"command": "pretrain", "config": {"epochs": 2, "bogus": 1}}',
-                                    '{"command": "pretrain", "config": [1]}'])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "{truncated",
+        "[1, 2]",
+        '{"command": "pretrain", "config": {"epochs": "ten"}}',
+        '{"command": "pretrain", "config": {"epochs": 2, "bogus": 1}}',
+        '{"command": "pretrain", "config": [1]}',
+    ],
+)
 def test_resume_of_a_corrupt_or_wrong_typed_config_is_refused(tmp_path, config):
     out = tmp_path / "r"
     pretrain(PretrainConfig(model="mlp", dataset="digits", epochs=1), out)
@@ -256,7 +314,9 @@ def test_resume_of_a_corrupt_or_wrong_typed_config_is_refused(tmp_path, config):
     files = {p: sha(p) for p in out.rglob("*") if p.is_file() and p.name != "status.json"}
     err = refused(run_cli("pretrain", "--out", out, "--resume"), "config.json")
     assert len(err.strip().splitlines()) == 1
-    err = refused(run_cli("post-train", "--out", out, "--resume"))  # the file named, or "a pretrain run"
+    err = refused(
+        run_cli("post-train", "--out", out, "--resume")
+    )  # the file named, or "a pretrain run"
     assert "config.json" in err or "not a post-train run" in err
     assert {p: sha(p) for p in out.rglob("*") if p.is_file() and p.name != "status.json"} == files
 
@@ -266,6 +326,7 @@ def test_runs_show_of_a_folder_that_is_not_a_run_is_input_error(tmp_path):
 
 
 # --- unexpected errors: one line, exit 1, the traceback kept --------------------------------------------
+
 
 def test_an_unexpected_error_prints_one_line_and_keeps_the_traceback(tmp_path, capsys, monkeypatch):
     from pof.cli import run_command
@@ -281,7 +342,9 @@ def test_an_unexpected_error_prints_one_line_and_keeps_the_traceback(tmp_path, c
     run = Run.create(tmp_path / "r", {"command": "pretrain"})
     assert run_command(bug, True, run.path) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unexpected KeyError" in err and str(run.path / "log.txt") in err
+    assert (
+        err.count("\n") == 1 and "unexpected KeyError" in err and str(run.path / "log.txt") in err
+    )
     assert "Traceback" in (run.path / "log.txt").read_text() and "def bug" not in err
     monkeypatch.setenv("POF_DEBUG", "1")
     assert run_command(bug, None) == 1
@@ -291,8 +354,19 @@ def test_an_unexpected_error_prints_one_line_and_keeps_the_traceback(tmp_path, c
     assert run_command(lambda a: int("x"), None) == 1
     assert "unexpected ValueError" in capsys.readouterr().err
     from analysis.cli import main as analysis_main  # the analysis CLI goes through the same handler
-    assert analysis_main(["landscape", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "o"),
-                          "--quiet"]) == 2
+
+    assert (
+        analysis_main(
+            [
+                "landscape",
+                str(tmp_path / "none.safetensors"),
+                "--out",
+                str(tmp_path / "o"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
 
 
 def test_a_file_system_error_mid_run_is_exit_1_not_blamed_on_the_input(capsys):
@@ -308,30 +382,115 @@ def test_a_file_system_error_mid_run_is_exit_1_not_blamed_on_the_input(capsys):
 
 # --- property-based: option parsing never crashes --------------------------------------------------------
 
+
 def _input_errors():
     from pof.cli import input_errors
+
     return input_errors()
 
 
-VALUES = st.one_of(st.integers(-10**20, 10**20).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                   st.sampled_from(["nan", "inf", "-inf", "-0", "1e309", "0x10", "", " ", "1_000", "true", "[1]",
-                                    "{}", "null", "-", "--", "crop=4,flip", "none", "cpu", "auto"]),
-                   st.text(max_size=12))
-PRETRAIN_OPTS = ["--epochs", "--batch-size", "--lr", "--momentum", "--weight-decay", "--lr-decay", "--rho", "--seed",
-                 "--save-every", "--augment", "--device", "--schedule", "--optimizer", "--milestones", "--model",
-                 "--arch-arg", "--mean", "--std", "--classes"]
-POST_OPTS = ["--epochs", "--batch-size", "--lr", "--momentum", "--weight-decay", "--rho", "--weak-batch-size",
-             "--line-search-init-lr", "--line-search-max-lr", "--num-partitions", "--gamma-max", "--weak-bn-mode",
-             "--rejection-cap", "--augment", "--seed", "--device", "--save-every", "--method", "--arch", "--arch-arg",
-             "--key-map"]
-ANALYSIS = {"hessian": ["--top-k", "--tol", "--probes", "--density-steps", "--density-runs", "--samples", "--seed",
-                        "--batch-size", "--device"],
-            "landscape": ["--steps", "--dims", "--samples", "--normalization", "--seed", "--batch-size"],
-            "interpolate": ["--steps", "--samples"],
-            "sharpness": ["--rho", "--steps", "--sigma", "--noise-samples"],
-            "layers": ["--probes", "--tol", "--max-steps"],
-            "compare": ["--samples", "--top-k", "--probes", "--density-steps", "--eval-samples", "--steps-1d",
-                        "--steps-2d", "--span", "--layer-tol", "--layer-steps", "--seed"]}
+VALUES = st.one_of(
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(
+        [
+            "nan",
+            "inf",
+            "-inf",
+            "-0",
+            "1e309",
+            "0x10",
+            "",
+            " ",
+            "1_000",
+            "true",
+            "[1]",
+            "{}",
+            "null",
+            "-",
+            "--",
+            "crop=4,flip",
+            "none",
+            "cpu",
+            "auto",
+        ]
+    ),
+    st.text(max_size=12),
+)
+PRETRAIN_OPTS = [
+    "--epochs",
+    "--batch-size",
+    "--lr",
+    "--momentum",
+    "--weight-decay",
+    "--lr-decay",
+    "--rho",
+    "--seed",
+    "--save-every",
+    "--augment",
+    "--device",
+    "--schedule",
+    "--optimizer",
+    "--milestones",
+    "--model",
+    "--arch-arg",
+    "--mean",
+    "--std",
+    "--classes",
+]
+POST_OPTS = [
+    "--epochs",
+    "--batch-size",
+    "--lr",
+    "--momentum",
+    "--weight-decay",
+    "--rho",
+    "--weak-batch-size",
+    "--line-search-init-lr",
+    "--line-search-max-lr",
+    "--num-partitions",
+    "--gamma-max",
+    "--weak-bn-mode",
+    "--rejection-cap",
+    "--augment",
+    "--seed",
+    "--device",
+    "--save-every",
+    "--method",
+    "--arch",
+    "--arch-arg",
+    "--key-map",
+]
+ANALYSIS = {
+    "hessian": [
+        "--top-k",
+        "--tol",
+        "--probes",
+        "--density-steps",
+        "--density-runs",
+        "--samples",
+        "--seed",
+        "--batch-size",
+        "--device",
+    ],
+    "landscape": ["--steps", "--dims", "--samples", "--normalization", "--seed", "--batch-size"],
+    "interpolate": ["--steps", "--samples"],
+    "sharpness": ["--rho", "--steps", "--sigma", "--noise-samples"],
+    "layers": ["--probes", "--tol", "--max-steps"],
+    "compare": [
+        "--samples",
+        "--top-k",
+        "--probes",
+        "--density-steps",
+        "--eval-samples",
+        "--steps-1d",
+        "--steps-2d",
+        "--span",
+        "--layer-tol",
+        "--layer-steps",
+        "--seed",
+    ],
+}
 
 
 def _parse(parser, argv):
@@ -352,13 +511,23 @@ def _parse_random(parser, argv: list[str], opts, tmp_path, capsys):
     return args
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(opts=st.lists(st.tuples(st.sampled_from(PRETRAIN_OPTS + POST_OPTS), VALUES), max_size=4),
-       post=st.booleans())
+@settings(
+    max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    opts=st.lists(st.tuples(st.sampled_from(PRETRAIN_OPTS + POST_OPTS), VALUES), max_size=4),
+    post=st.booleans(),
+)
 def test_random_pof_options_give_a_config_or_a_documented_input_error(opts, post, tmp_path, capsys):
     from pof.cli import build_parser, post_train_config, pretrain_config
 
-    args = _parse_random(build_parser(), ["post-train", "ck.safetensors"] if post else ["pretrain"], opts, tmp_path, capsys)
+    args = _parse_random(
+        build_parser(),
+        ["post-train", "ck.safetensors"] if post else ["pretrain"],
+        opts,
+        tmp_path,
+        capsys,
+    )
     try:
         if args is not None:
             (post_train_config if post else pretrain_config)(args)
@@ -366,14 +535,21 @@ def test_random_pof_options_give_a_config_or_a_documented_input_error(opts, post
         pass
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(cmd=st.sampled_from(list(ANALYSIS)), data=st.data())
 def test_random_analysis_options_pass_or_are_refused_as_input(cmd, data, tmp_path, capsys):
     from analysis.cli import build_parser, check_options
 
     opts = data.draw(st.lists(st.tuples(st.sampled_from(ANALYSIS[cmd]), VALUES), max_size=4))
-    args = _parse_random(build_parser(), [cmd, "a.safetensors"] + (["b.safetensors"] if cmd == "interpolate" else []),
-                         opts, tmp_path, capsys)
+    args = _parse_random(
+        build_parser(),
+        [cmd, "a.safetensors"] + (["b.safetensors"] if cmd == "interpolate" else []),
+        opts,
+        tmp_path,
+        capsys,
+    )
     try:
         if args is not None:
             check_options(args)
@@ -381,9 +557,15 @@ def test_random_analysis_options_pass_or_are_refused_as_input(cmd, data, tmp_pat
         pass
 
 
-FIELD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(), st.text(max_size=8),
-                         st.lists(st.integers(-5, 5), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(-3, 3),
-                                                                                   max_size=2))
+FIELD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.floats(),
+    st.text(max_size=8),
+    st.lists(st.integers(-5, 5), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(-3, 3), max_size=2),
+)
 
 
 @settings(max_examples=300, deadline=2000)
@@ -398,7 +580,9 @@ def test_library_configs_take_any_field_value_or_raise_config_error(data):
     from pof.validate import ConfigError
 
     cls = data.draw(st.sampled_from([PretrainConfig, PostTrainConfig, PoFConfig, ReportConfig]))
-    names = data.draw(st.lists(st.sampled_from([f.name for f in fields(cls)]), max_size=3, unique=True))
+    names = data.draw(
+        st.lists(st.sampled_from([f.name for f in fields(cls)]), max_size=3, unique=True)
+    )
     kwargs = {n: data.draw(FIELD_VALUES) for n in names}
     try:
         cls(**kwargs)
@@ -408,6 +592,7 @@ def test_library_configs_take_any_field_value_or_raise_config_error(data):
 
 def test_labels_given_by_the_user_are_kept_whole():
     from analysis.report import labels_for
+
     paths = ["/a/x.safetensors", "/b/y.pt"]
     assert list(labels_for(paths, ["SAM rho=0.05", "SGD lr=0.1"])) == ["SAM rho=0.05", "SGD lr=0.1"]
     assert list(labels_for(["/a/v1.2.safetensors", "/b/v1.3.safetensors"])) == ["v1.2", "v1.3"]
@@ -416,5 +601,8 @@ def test_labels_given_by_the_user_are_kept_whole():
 
 def test_an_output_name_too_long_for_the_file_system_is_input_not_a_crash(tmp_path):
     out = tmp_path / ("a" * 300)
-    refused(run_cli("pretrain", "--model", "mlp", "--dataset", "moons", "--epochs", "1", "--out", out), "give a shorter")
+    refused(
+        run_cli("pretrain", "--model", "mlp", "--dataset", "moons", "--epochs", "1", "--out", out),
+        "give a shorter",
+    )
     assert os.listdir(tmp_path) == []  # (out.exists() itself fails on such a name)

@@ -1,5 +1,6 @@
 """Fault suite for run folders and the job queue: corrupt files, dead and stale jobs, racing
 creators, foreign folders, killed writers and a full disk, built for real (files, processes, signals)."""
+
 import json
 import os
 import shutil
@@ -13,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, run_cli
 from pof.jobqueue import queue_state
 from pof.runs import BROKEN, STALE_SECONDS, STATES, Run, RunError, list_runs
 
@@ -28,8 +29,14 @@ def child(code: str, *args, unprivileged: bool = False, **kw) -> subprocess.Comp
     since root ignores file permissions (the modules are imported before the switch)."""
     drop = "if os.geteuid() == 0:\n    os.setgid(65534); os.setuid(65534)\n" if unprivileged else ""
     code = "import json, os, sys\nfrom pof.runs import *\n" + drop + textwrap.dedent(code)
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=ENV, capture_output=True,
-                          text=True, timeout=60, **kw)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -38,7 +45,10 @@ def open_tmp():
     path = Path(tempfile.mkdtemp(prefix="pof-faults-"))
     path.chmod(0o755)
     yield path
-    for p in [path, *path.rglob("*")]:  # give back the permissions a test took away, so it can be removed
+    for p in [
+        path,
+        *path.rglob("*"),
+    ]:  # give back the permissions a test took away, so it can be removed
         if p.is_dir() and not p.is_symlink():
             p.chmod(0o755)
     shutil.rmtree(path)
@@ -86,7 +96,11 @@ CORRUPT_STATUS = {
 
 
 def build_corrupt_root(root: Path) -> dict[str, Run]:
-    runs = {"good": Run.create(root / "good", {"command": "pretrain", "model": "mlp", "dataset": "moons", "epochs": 2})}
+    runs = {
+        "good": Run.create(
+            root / "good", {"command": "pretrain", "model": "mlp", "dataset": "moons", "epochs": 2}
+        )
+    }
     runs["good"].set_status("done", progress=1.0)
     runs["good"].log("epoch", epoch=2, test_acc=0.9)
     for name, data in CORRUPT_STATUS.items():
@@ -96,20 +110,32 @@ def build_corrupt_root(root: Path) -> dict[str, Run]:
     folder = Run.create(root / "status-is-a-folder", {"command": "pretrain"})
     folder.status_file.unlink()
     folder.status_file.mkdir()
-    fifo = Run.create(root / "status-is-a-fifo", {"command": "pretrain"})  # reading a FIFO would block forever
+    fifo = Run.create(
+        root / "status-is-a-fifo", {"command": "pretrain"}
+    )  # reading a FIFO would block forever
     fifo.status_file.unlink()
     os.mkfifo(fifo.status_file)
-    for name, data in {"truncated": b'{"command": "pre', "list": b"[]", "binary": b"\xff\xfe\x00"}.items():
+    for name, data in {
+        "truncated": b'{"command": "pre',
+        "list": b"[]",
+        "binary": b"\xff\xfe\x00",
+    }.items():
         run = Run.create(root / f"config-{name}", {"command": "pretrain"})
         run.config_file.write_bytes(data)
         runs[f"config-{name}"] = run
-    typed = Run.create(root / "config-wrong-types", {"command": ["x"], "model": {"a": 1}, "epochs": None})
-    typed.log("epoch", epoch=1, test_acc="high")  # a record of the wrong type: not a number in the summary
+    typed = Run.create(
+        root / "config-wrong-types", {"command": ["x"], "model": {"a": 1}, "epochs": None}
+    )
+    typed.log(
+        "epoch", epoch=1, test_acc="high"
+    )  # a record of the wrong type: not a number in the summary
     metrics = Run.create(root / "metrics-garbage", {"command": "pretrain", "epochs": 3})
     with open(metrics.metrics_file, "ab") as f:
-        f.write(b'{"kind": "epoch", "epoch": 1, "test_acc": 0.5}\n\xff\xfe garbage\n[1,2]\n"str"\n'
-                b'{"kind": "epoch", "epoch": "2"}\n{"kind": "epoch", "epoch": true}\n{"kind": "epoch", "epo\n'
-                b'{"kind": "epoch", "epoch": 3, "test_acc": 0.7}\n')
+        f.write(
+            b'{"kind": "epoch", "epoch": 1, "test_acc": 0.5}\n\xff\xfe garbage\n[1,2]\n"str"\n'
+            b'{"kind": "epoch", "epoch": "2"}\n{"kind": "epoch", "epoch": true}\n{"kind": "epoch", "epo\n'
+            b'{"kind": "epoch", "epoch": 3, "test_acc": 0.7}\n'
+        )
     return runs
 
 
@@ -128,11 +154,24 @@ def test_corrupt_status_config_and_metrics_make_one_broken_run_not_a_broken_list
     why = {r.path.name: r.status()["error"] for r in listed if r.path.name.startswith("status-")}
     assert "not valid JSON" in why["status-truncated"] and "not valid JSON" in why["status-garbage"]
     assert "empty" in why["status-empty"] and "JSON list, not an object" in why["status-list"]
-    assert "state is 'exploded'" in why["status-bad-state"] and "created is 'yesterday'" in why["status-created-text"]
-    assert "pid is '1234'" in why["status-pid-text"] and "not a process id" in why["status-pid-huge"]
-    assert "progress is None" in why["status-progress-null"] and "heartbeat is nan" in why["status-heartbeat-nan"]
-    assert "error is {'why': 1}" in why["status-error-object"] and "larger than" in why["status-huge"]
-    assert "not a regular file" in why["status-is-a-fifo"] and "unreadable" in why["status-is-a-folder"]
+    assert (
+        "state is 'exploded'" in why["status-bad-state"]
+        and "created is 'yesterday'" in why["status-created-text"]
+    )
+    assert (
+        "pid is '1234'" in why["status-pid-text"] and "not a process id" in why["status-pid-huge"]
+    )
+    assert (
+        "progress is None" in why["status-progress-null"]
+        and "heartbeat is nan" in why["status-heartbeat-nan"]
+    )
+    assert (
+        "error is {'why': 1}" in why["status-error-object"] and "larger than" in why["status-huge"]
+    )
+    assert (
+        "not a regular file" in why["status-is-a-fifo"]
+        and "unreadable" in why["status-is-a-folder"]
+    )
     for name in ("truncated", "list", "binary"):
         run = runs[f"config-{name}"]
         summary = run.summary()
@@ -147,7 +186,9 @@ def test_corrupt_status_config_and_metrics_make_one_broken_run_not_a_broken_list
     assert typed["command"] == "['x']" and typed["test_acc"] is None and typed["state"] == "queued"
     metrics = Run(root / "metrics-garbage")
     assert [r["epoch"] for r in metrics.epochs()] == [1, 3]
-    assert len(metrics.metrics()) == 4 and metrics.bad_lines == 4  # garbage, list, string, torn line
+    assert (
+        len(metrics.metrics()) == 4 and metrics.bad_lines == 4
+    )  # garbage, list, string, torn line
     assert metrics.last("epoch")["epoch"] == 3 and metrics.summary()["epochs"] == "3/3"
 
 
@@ -158,11 +199,19 @@ def test_runs_list_on_the_command_line_lists_every_run_however_broken(tmp_path):
     lines = proc.stdout.splitlines()
     for run in list_runs(root):
         assert any(line.startswith(str(run.path)) for line in lines), (run.path, proc.stdout)
-    assert sum(BROKEN in line for line in lines) == len(CORRUPT_STATUS) + 2 + 3  # status ones, folder, fifo, configs
+    assert (
+        sum(BROKEN in line for line in lines) == len(CORRUPT_STATUS) + 2 + 3
+    )  # status ones, folder, fifo, configs
     rows = json.loads(run_cli("runs", "list", root, "--json", check=0, timeout=120).stdout)
-    assert {r["run"] for r in rows} == {str(r.path) for r in list_runs(root)} and len(rows) == len(runs) + 4
+    assert {r["run"] for r in rows} == {str(r.path) for r in list_runs(root)} and len(rows) == len(
+        runs
+    ) + 4
     show = run_cli("runs", "show", runs["config-truncated"].path, timeout=120)
-    assert show.returncode == 2 and "config.json: not valid JSON" in show.stderr and "Traceback" not in show.stderr
+    assert (
+        show.returncode == 2
+        and "config.json: not valid JSON" in show.stderr
+        and "Traceback" not in show.stderr
+    )
 
 
 def test_list_runs_does_not_follow_links_out_of_the_root(tmp_path):
@@ -185,32 +234,62 @@ def test_unreadable_folders_are_skipped_and_unreadable_status_is_broken(open_tmp
     secret = Run.create(root / "secret", {"command": "x"})
     secret.status_file.chmod(0)
     secret.config_file.chmod(0)
-    out = child("""
+    out = child(
+        """
         assert list_runs(os.path.join(sys.argv[1], "locked")) == []  # an unreadable root: no runs, no error
         runs = list_runs(sys.argv[1])
         print(json.dumps({r.path.name: [r.status()["state"], r.status().get("error"), r.summary()["state"]] for r in runs}))
-    """, root, unprivileged=True)
+    """,
+        root,
+        unprivileged=True,
+    )
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout)
     assert set(seen) == {"ok", "secret"}  # locked/inner cannot be read, so it is not listed
-    assert seen["secret"][0] == BROKEN and "Permission denied" in seen["secret"][1] and seen["secret"][2] == BROKEN
+    assert (
+        seen["secret"][0] == BROKEN
+        and "Permission denied" in seen["secret"][1]
+        and seen["secret"][2] == BROKEN
+    )
 
 
 # --- the queue never waits for a job that is not there ---------------------------------------------
 
+
 def test_the_queue_counts_no_dead_stale_or_broken_run_and_the_next_job_starts(tmp_path):
     root = tmp_path / "runs"
     old = time.time() - 3600
-    write_status(root / "legacy-queued", state="queued", created=old, heartbeat=old, progress=0.0)  # no pid
-    write_status(root / "dead", state="running", created=old, heartbeat=old, pid=dead_pid(), host=socket.gethostname())
+    write_status(
+        root / "legacy-queued", state="queued", created=old, heartbeat=old, progress=0.0
+    )  # no pid
+    write_status(
+        root / "dead",
+        state="running",
+        created=old,
+        heartbeat=old,
+        pid=dead_pid(),
+        host=socket.gethostname(),
+    )
     write_status(root / "broken", state="queued", created="soon")
     (root / "truncated").mkdir()
     (root / "truncated" / "status.json").write_text('{"state": "queued", "crea')
-    reused = sleeper()  # a live process that started after the status was written: the pid was reused
-    write_status(root / "reused", state="queued", created=old, heartbeat=old, pid=reused.pid, host=socket.gethostname())
+    reused = (
+        sleeper()
+    )  # a live process that started after the status was written: the pid was reused
+    write_status(
+        root / "reused",
+        state="queued",
+        created=old,
+        heartbeat=old,
+        pid=reused.pid,
+        host=socket.gethostname(),
+    )
     try:
         states = {r.path.name: r.status() for r in list_runs(root)}
-        assert states["legacy-queued"]["state"] == "failed" and "no pid" in states["legacy-queued"]["error"]
+        assert (
+            states["legacy-queued"]["state"] == "failed"
+            and "no pid" in states["legacy-queued"]["error"]
+        )
         assert states["dead"]["state"] == states["reused"]["state"] == "failed"
         assert states["broken"]["state"] == states["truncated"]["state"] == BROKEN
         new = Run(root / "new")
@@ -218,9 +297,20 @@ def test_the_queue_counts_no_dead_stale_or_broken_run_and_the_next_job_starts(tm
         assert queue_state(new, root) == (0, 0)
         new.set_status("cancelled")  # this test's own stand-in job leaves the line
         done = tmp_path / "ran"
-        job = subprocess.Popen([sys.executable, "-m", "pof.jobqueue", str(root / "job"), str(root), "--", "-c",
-                                f"open({str(done)!r}, 'w').write('ok')"], cwd=ROOT,
-                               env={**ENV, "POF_JOBS": "many"})  # a malformed setting means one slot
+        job = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pof.jobqueue",
+                str(root / "job"),
+                str(root),
+                "--",
+                "-c",
+                f"open({str(done)!r}, 'w').write('ok')",
+            ],
+            cwd=ROOT,
+            env={**ENV, "POF_JOBS": "many"},
+        )  # a malformed setting means one slot
         assert job.wait(timeout=30) == 0 and done.read_text() == "ok"
     finally:
         reused.kill()
@@ -243,8 +333,20 @@ def test_a_live_queued_job_is_still_counted_ahead(tmp_path):
 
 def test_a_command_that_fails_after_creating_its_folder_does_not_stay_queued(tmp_path):
     out = tmp_path / "runs" / "bogus"
-    proc = run_cli("pretrain", "--dataset", "moons", "--model", "mlp", "--epochs", "1", "--augment", "bogus",
-                   "--out", out, timeout=240)
+    proc = run_cli(
+        "pretrain",
+        "--dataset",
+        "moons",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--augment",
+        "bogus",
+        "--out",
+        out,
+        timeout=240,
+    )
     assert proc.returncode == 2 and "augment" in proc.stderr
     assert not out.exists()  # refused before any folder was made
     assert queue_state(Run(tmp_path / "runs" / "next"), tmp_path / "runs") == (0, 0)
@@ -255,7 +357,12 @@ def test_a_status_with_no_pid_is_stale_only_after_the_grace_period(tmp_path):
     fresh = write_status(tmp_path / "fresh", state="queued", created=now, heartbeat=now)
     assert fresh.status()["state"] == "queued"
     old = now - STALE_SECONDS - 5
-    assert write_status(tmp_path / "old", state="running", created=old, heartbeat=old).status()["state"] == "failed"
+    assert (
+        write_status(tmp_path / "old", state="running", created=old, heartbeat=old).status()[
+            "state"
+        ]
+        == "failed"
+    )
     assert write_status(tmp_path / "nobeat", state="queued").status()["state"] == "failed"
 
 
@@ -280,15 +387,34 @@ RACER = """
 
 
 @pytest.mark.parametrize("overwrite,flock", [("0", "on"), ("1", "on"), ("0", "off")])
-def test_two_processes_creating_one_run_at_the_same_instant_exactly_one_wins(tmp_path, overwrite, flock):
+def test_two_processes_creating_one_run_at_the_same_instant_exactly_one_wins(
+    tmp_path, overwrite, flock
+):
     for attempt in range(5):
         target, go = tmp_path / f"race{attempt}" / "run", tmp_path / f"go{attempt}"
         if overwrite == "1":  # both replace a finished run
             Run.create(target, {"command": "race", "me": "old"}).set_status("done")
         ready = [tmp_path / f"ready{attempt}-{i}" for i in range(2)]
-        procs = [subprocess.Popen([sys.executable, "-c", "import os, sys\nfrom pof.runs import *\n" + textwrap.dedent(RACER),
-                                   str(target), str(ready[i]), str(go), str(i), overwrite, flock],
-                                  env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import os, sys\nfrom pof.runs import *\n" + textwrap.dedent(RACER),
+                    str(target),
+                    str(ready[i]),
+                    str(go),
+                    str(i),
+                    overwrite,
+                    flock,
+                ],
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
         deadline = time.time() + 60
         while not all(r.exists() for r in ready):
             assert time.time() < deadline
@@ -299,17 +425,26 @@ def test_two_processes_creating_one_run_at_the_same_instant_exactly_one_wins(tmp
         assert sorted(r.split(":")[0] for r in results) == ["lost", "won"], outs
         winner = results.index("won")
         loser = results[1 - winner]
-        assert "--out" in loser and str(target) in loser and "holds no run" not in loser  # never mistaken for foreign
+        assert (
+            "--out" in loser and str(target) in loser and "holds no run" not in loser
+        )  # never mistaken for foreign
         assert Run(target).config()["me"] == str(winner)
-        assert Run(target).status()["state"] in ("queued", "failed")  # failed: the winner has exited since
+        assert Run(target).status()["state"] in (
+            "queued",
+            "failed",
+        )  # failed: the winner has exited since
         assert no_temp_files(target.parent)
 
 
 def test_publishing_the_config_twice_fails_the_second_even_past_all_checks(tmp_path):
     run = Run.create(tmp_path / "r", {"command": "x", "n": 1})
-    (run.path / ".config.json.123.0123abcd.tmp").write_text("{")  # a killed creator's leftover is not foreign
+    (run.path / ".config.json.123.0123abcd.tmp").write_text(
+        "{"
+    )  # a killed creator's leftover is not foreign
     with pytest.raises(RunError, match="at the same moment"):
-        run._publish_config('{"command": "x", "n": 2}', overwrite=False)  # as a creator without flock would
+        run._publish_config(
+            '{"command": "x", "n": 2}', overwrite=False
+        )  # as a creator without flock would
     assert run.config()["n"] == 1
     assert Run.create(tmp_path / "r", {"command": "x", "n": 3}, overwrite=True).config()["n"] == 3
 
@@ -319,13 +454,19 @@ def test_create_refuses_a_folder_that_is_not_a_run_and_writes_nothing_there(tmp_
     (folder / "checkpoints").mkdir(parents=True)
     weights = os.urandom(4096)
     (folder / "checkpoints" / "final.safetensors").write_bytes(weights)
-    (folder / "config.json").write_text('{"model_type": "bert"}')  # a model folder's config: not a run's
+    (folder / "config.json").write_text(
+        '{"model_type": "bert"}'
+    )  # a model folder's config: not a run's
     for overwrite in (False, True):
         with pytest.raises(RunError, match="not empty and holds no run of this project"):
             Run.create(folder, {"command": "pretrain"}, overwrite=overwrite)
     assert (folder / "checkpoints" / "final.safetensors").read_bytes() == weights
     assert (folder / "config.json").read_text() == '{"model_type": "bert"}'
-    assert sorted(p.name for p in folder.rglob("*")) == ["checkpoints", "config.json", "final.safetensors"]
+    assert sorted(p.name for p in folder.rglob("*")) == [
+        "checkpoints",
+        "config.json",
+        "final.safetensors",
+    ]
     a_file = tmp_path / "file"
     a_file.write_text("keep")
     with pytest.raises(RunError, match="is not a folder"):
@@ -334,7 +475,9 @@ def test_create_refuses_a_folder_that_is_not_a_run_and_writes_nothing_there(tmp_
         Run.create(a_file / "below", {"command": "x"})
     assert a_file.read_text() == "keep"
     (tmp_path / "empty").mkdir()
-    assert Run.create(tmp_path / "empty", {"command": "x"}).status()["state"] == "queued"  # an empty folder is fine
+    assert (
+        Run.create(tmp_path / "empty", {"command": "x"}).status()["state"] == "queued"
+    )  # an empty folder is fine
     with pytest.raises(TypeError):  # a config that cannot be saved: no folder is left behind
         Run.create(tmp_path / "unsaveable", {"command": object()})
     assert not (tmp_path / "unsaveable").exists()
@@ -344,13 +487,20 @@ def test_create_in_an_unwritable_place_is_refused_and_leaves_nothing(open_tmp):
     parent = open_tmp / "readonly"
     parent.mkdir()
     parent.chmod(0o555)
-    out = child("""
+    out = child(
+        """
         try:
             Run.create(os.path.join(sys.argv[1], "new", "run"), {"command": "x"})
         except RunError as e:
             print("refused:", e)
-    """, parent, unprivileged=True)
-    assert "refused: cannot create the run folder" in out.stdout and str(parent / "new" / "run") in out.stdout, out
+    """,
+        parent,
+        unprivileged=True,
+    )
+    assert (
+        "refused: cannot create the run folder" in out.stdout
+        and str(parent / "new" / "run") in out.stdout
+    ), out
     assert list(parent.iterdir()) == []
 
 
@@ -374,15 +524,21 @@ def test_overwrite_refuses_a_live_job_and_a_run_reading_its_own_checkpoint(tmp_p
         job.wait()
     assert run.status()["state"] == "failed"  # now the job is gone: the folder can be replaced
     with pytest.raises(RunError, match="would delete .*final.safetensors, which this run reads"):
-        Run.create(run.path, {"command": "post-train", "config": {"checkpoint": str(run.checkpoint("final"))}},
-                   overwrite=True)
+        Run.create(
+            run.path,
+            {"command": "post-train", "config": {"checkpoint": str(run.checkpoint("final"))}},
+            overwrite=True,
+        )
     assert run.checkpoint("final").read_bytes() == b"weights"
     Run.create(run.path, {"command": "pretrain", "n": 2}, overwrite=True)
     assert run.config()["n"] == 2 and not run.checkpoint("final").exists() and run.epochs() == []
-    assert run.status()["state"] == "queued" and "error" not in run.status()  # nothing of the old run leaks in
+    assert (
+        run.status()["state"] == "queued" and "error" not in run.status()
+    )  # nothing of the old run leaks in
 
 
 # --- resume ----------------------------------------------------------------------------------------
+
 
 def test_begin_resume_clears_a_stale_cancel_records_its_pid_and_refuses_a_live_job(tmp_path):
     run = Run.create(tmp_path / "r", {"command": "pretrain", "config": {}})
@@ -391,15 +547,23 @@ def test_begin_resume_clears_a_stale_cancel_records_its_pid_and_refuses_a_live_j
     run.set_status("cancelled", message="cancelled during epoch 2")
     run.begin_resume()
     status = run.status()
-    assert not run.cancel_requested() and status["state"] == "running" and status["pid"] == os.getpid()
-    assert status.get("error") is None and status.get("message") is None and "finished" not in status
+    assert (
+        not run.cancel_requested() and status["state"] == "running" and status["pid"] == os.getpid()
+    )
+    assert (
+        status.get("error") is None and status.get("message") is None and "finished" not in status
+    )
 
-    run.set_status("running", pid=dead_pid())  # killed: the resumed job's own heartbeats record its pid
+    run.set_status(
+        "running", pid=dead_pid()
+    )  # killed: the resumed job's own heartbeats record its pid
     run.set_status("running", progress=0.7)
     assert run.status()["state"] == "running" and run.status()["pid"] == os.getpid()
 
     queued = Run(tmp_path / "q")
-    queued.queue(os.getpid())  # pof.jobqueue queued this very process, and the user cancelled it while starting
+    queued.queue(
+        os.getpid()
+    )  # pof.jobqueue queued this very process, and the user cancelled it while starting
     queued.request_cancel()
     queued.begin_resume()
     assert queued.cancel_requested()
@@ -469,7 +633,10 @@ def test_a_writer_killed_at_any_point_leaves_a_readable_run(tmp_path, point):
     resumed = Run(run.path)  # a resumed job goes on writing the same log
     resumed.begin_resume()
     resumed.log("epoch", epoch=2, test_acc=0.65)
-    assert [r["epoch"] for r in resumed.epochs()] == [1, 2]  # a torn line does not swallow the next one
+    assert [r["epoch"] for r in resumed.epochs()] == [
+        1,
+        2,
+    ]  # a torn line does not swallow the next one
     assert resumed.bad_lines == (1 if point == "mid-metrics-line" else 0)
 
 
@@ -477,7 +644,8 @@ def test_a_full_disk_never_corrupts_the_status_or_leaves_a_half_made_run(open_tm
     run = Run.create(open_tmp / "r", {"command": "pretrain"})
     run.set_status("running", progress=0.25)
     before = run.status_file.read_bytes()
-    out = child("""
+    out = child(
+        """
         import resource, signal
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that a write past the limit fails with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # no file may grow past 2 KiB: a full disk
@@ -490,8 +658,13 @@ def test_a_full_disk_never_corrupts_the_status_or_leaves_a_half_made_run(open_tm
             Run.create(sys.argv[2], {"command": "pretrain", "pad": "y" * 10000})
         except RunError as e:
             print("create:", e)
-    """, run.path, open_tmp / "new")
-    assert "status: 27" in out.stdout and "create: cannot write the run folder" in out.stdout, out  # 27: EFBIG
+    """,
+        run.path,
+        open_tmp / "new",
+    )
+    assert "status: 27" in out.stdout and "create: cannot write the run folder" in out.stdout, (
+        out
+    )  # 27: EFBIG
     assert run.status_file.read_bytes() == before and no_temp_files(open_tmp)
     assert not (open_tmp / "new").exists()
 
@@ -501,7 +674,8 @@ def test_a_read_only_run_folder_keeps_its_status(open_tmp):
     run.set_status("cancelled", progress=0.25)
     before = run.status_file.read_bytes()
     run.path.chmod(0o555)
-    out = child("""
+    out = child(
+        """
         try:
             Run(sys.argv[1]).set_status("running", progress=0.5)
         except PermissionError as e:
@@ -510,25 +684,50 @@ def test_a_read_only_run_folder_keeps_its_status(open_tmp):
             Run(sys.argv[1]).begin_resume()
         except RunError as e:
             print("resume:", e)
-    """, run.path, unprivileged=True)
+    """,
+        run.path,
+        unprivileged=True,
+    )
     assert "refused 13" in out.stdout and "resume: cannot resume" in out.stdout, out
     assert run.status_file.read_bytes() == before and no_temp_files(open_tmp)
 
 
 # --- property: no file content crashes or hangs a reader ---------------------------------------------
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-                    max_leaves=12)
-STATUS_LIKE = st.fixed_dictionaries({}, optional={"state": st.sampled_from(STATES) | JSON, "pid": st.integers() | JSON,
-                                                  "created": st.floats() | JSON, "heartbeat": st.floats() | JSON,
-                                                  "progress": st.floats() | JSON, "host": JSON, "error": JSON})
-CONTENT = st.one_of(st.binary(max_size=600), JSON.map(lambda v: json.dumps(v).encode()),
-                    STATUS_LIKE.map(lambda v: json.dumps(v).encode()))
-LINES = st.lists(st.one_of(st.binary(max_size=80), JSON.map(lambda v: json.dumps(v).encode()),
-                           st.fixed_dictionaries({"kind": st.just("epoch"), "epoch": JSON | st.integers()},
-                                                 optional={"test_acc": JSON}).map(lambda v: json.dumps(v).encode())),
-                 max_size=8).map(b"\n".join)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+STATUS_LIKE = st.fixed_dictionaries(
+    {},
+    optional={
+        "state": st.sampled_from(STATES) | JSON,
+        "pid": st.integers() | JSON,
+        "created": st.floats() | JSON,
+        "heartbeat": st.floats() | JSON,
+        "progress": st.floats() | JSON,
+        "host": JSON,
+        "error": JSON,
+    },
+)
+CONTENT = st.one_of(
+    st.binary(max_size=600),
+    JSON.map(lambda v: json.dumps(v).encode()),
+    STATUS_LIKE.map(lambda v: json.dumps(v).encode()),
+)
+LINES = st.lists(
+    st.one_of(
+        st.binary(max_size=80),
+        JSON.map(lambda v: json.dumps(v).encode()),
+        st.fixed_dictionaries(
+            {"kind": st.just("epoch"), "epoch": JSON | st.integers()}, optional={"test_acc": JSON}
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+    max_size=8,
+).map(b"\n".join)
 
 
 @settings(max_examples=200, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
@@ -543,8 +742,13 @@ def test_no_file_content_crashes_or_hangs_a_reader(status, config, metrics):
         assert run.status()["state"] in (*STATES, BROKEN)
         summary = run.summary()
         assert summary["state"] in (*STATES, BROKEN) and isinstance(summary["command"], str)
-        assert all(summary[k] is None or isinstance(summary[k], str) for k in ("model", "dataset", "error"))
-        assert all(summary[k] is None or isinstance(summary[k], (int, float)) for k in ("progress", "test_acc"))
+        assert all(
+            summary[k] is None or isinstance(summary[k], str) for k in ("model", "dataset", "error")
+        )
+        assert all(
+            summary[k] is None or isinstance(summary[k], (int, float))
+            for k in ("progress", "test_acc")
+        )
         assert all(isinstance(r, dict) for r in run.metrics())
         assert all(isinstance(r["epoch"], int) for r in run.epochs())
         run.last("epoch")
@@ -562,23 +766,51 @@ def test_a_job_the_app_queued_that_refuses_its_input_says_why_in_its_folder(tmp_
     root = tmp_path / "runs"
     folder = root / "bogus"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "pof.jobqueue", str(folder), str(root), "--", "-m", "pof", "pretrain",
-                           "--augment", "bogus", "--out", str(folder), "--quiet"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pof.jobqueue",
+            str(folder),
+            str(root),
+            "--",
+            "-m",
+            "pof",
+            "pretrain",
+            "--augment",
+            "bogus",
+            "--out",
+            str(folder),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 2, proc.stderr
     status = Run(folder).status()
-    assert status["state"] == "failed" and "augment" in status["error"] and "bogus" in status["error"]
+    assert (
+        status["state"] == "failed" and "augment" in status["error"] and "bogus" in status["error"]
+    )
     assert status["error"] in proc.stderr
 
 
-def test_a_cancel_sent_while_a_resume_starts_is_kept_and_one_on_a_finished_run_is_not_written(tmp_path):
+def test_a_cancel_sent_while_a_resume_starts_is_kept_and_one_on_a_finished_run_is_not_written(
+    tmp_path,
+):
     old = time.time() - 100
     run = write_status(tmp_path / "r", state="cancelled", created=old, heartbeat=old, finished=old)
     (run.path / "config.json").write_text(json.dumps({"command": "pretrain", "config": {}}))
     run.request_cancel()  # written after the job's last word: a user's request racing the resume
     run.begin_resume()
-    assert run.cancel_requested()  # kept: the resumed job stops at its first step, as the user asked
-    os.utime(run.path / "cancel", (old - 10, old - 10))  # the same file, answered before the job stopped
+    assert (
+        run.cancel_requested()
+    )  # kept: the resumed job stops at its first step, as the user asked
+    os.utime(
+        run.path / "cancel", (old - 10, old - 10)
+    )  # the same file, answered before the job stopped
     run.set_status("cancelled")
     run.begin_resume()
     assert not run.cancel_requested()

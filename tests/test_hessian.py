@@ -1,4 +1,5 @@
 """Whole-network curvature estimators against the exact Hessian of small models (torch.func.hessian)."""
+
 import math
 
 import numpy as np
@@ -8,19 +9,37 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, hessian
 
-from analysis.hessian import (HessianOperator, _BlockOperator, hutchinson_trace, layer_groups,
-                              per_layer_top_eigenvalues, spectral_density, top_eigenvalues)
+from analysis.hessian import (
+    HessianOperator,
+    _BlockOperator,
+    hutchinson_trace,
+    layer_groups,
+    per_layer_top_eigenvalues,
+    spectral_density,
+    top_eigenvalues,
+)
 
 
 def _mlp():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(4, 10), nn.Tanh(), nn.Linear(10, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    return nn.Sequential(
+        nn.Linear(4, 10), nn.Tanh(), nn.Linear(10, 8), nn.Tanh(), nn.Linear(8, 3)
+    ).double()
 
 
 def _cnn_bn():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 4, 3, padding=1),
-                         nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).double()
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).double()
 
 
 def _data(model):
@@ -48,7 +67,7 @@ def exact_hessian(model, x, y):
         params, i = {}, 0
         for n, s in zip(names, shapes):
             k = math.prod(s)
-            params[n] = flat[i:i + k].view(s)
+            params[n] = flat[i : i + k].view(s)
             i += k
         return F.cross_entropy(functional_call(model, {**params, **buffers}, (x,)), y)
 
@@ -83,7 +102,9 @@ def test_single_batch_and_stale_gradients_do_not_double_the_hessian(setup):
     F.cross_entropy(model(x), y).backward()  # stale gradients a careless caller leaves behind
     op = HessianOperator(model, [(x, y)])
     res = top_eigenvalues(op, k=1, tol=1e-8)
-    assert abs(res.eigenvalues[0] - torch.linalg.eigvalsh(H)[-1].item()) < 1e-6 * abs(res.eigenvalues[0])
+    assert abs(res.eigenvalues[0] - torch.linalg.eigvalsh(H)[-1].item()) < 1e-6 * abs(
+        res.eigenvalues[0]
+    )
 
 
 def test_trace_within_three_standard_errors_and_per_layer_blocks(setup):
@@ -100,11 +121,17 @@ def test_trace_within_three_standard_errors_and_per_layer_blocks(setup):
     for layer in layers:
         cols = torch.cat([torch.arange(offsets[j], offsets[j + 1]) for j in groups[layer.name]])
         block = H[cols][:, cols]
-        v = torch.randn(len(cols), dtype=torch.float64)  # the block operator is exactly the diagonal block
-        assert torch.allclose(_BlockOperator(op, groups[layer.name])(v), block @ v, rtol=1e-9, atol=1e-12)
+        v = torch.randn(
+            len(cols), dtype=torch.float64
+        )  # the block operator is exactly the diagonal block
+        assert torch.allclose(
+            _BlockOperator(op, groups[layer.name])(v), block @ v, rtol=1e-9, atol=1e-12
+        )
         assert layer.n_params == len(cols)
         assert abs(layer.trace - torch.trace(block).item()) <= 3 * layer.trace_stderr + 1e-12
-        assert layer.top_eigenvalue == pytest.approx(torch.linalg.eigvalsh(block)[-1].item(), rel=1e-4, abs=1e-9)
+        assert layer.top_eigenvalue == pytest.approx(
+            torch.linalg.eigvalsh(block)[-1].item(), rel=1e-4, abs=1e-9
+        )
     kinds = {layer.kind for layer in layers}
     assert "linear" in kinds and (isinstance(model[0], nn.Linear) or {"conv", "batchnorm"} <= kinds)
 
@@ -113,7 +140,9 @@ def test_slq_density_support_matches_extreme_eigenvalues_and_weights_sum_to_one(
     model, batches, H, _, _ = setup
     exact = torch.linalg.eigvalsh(H)
     op = HessianOperator(model, batches)
-    d = spectral_density(op, steps=60, runs=2, seed=0)  # 60 of ~170 dimensions: the extremes converge first
+    d = spectral_density(
+        op, steps=60, runs=2, seed=0
+    )  # 60 of ~170 dimensions: the extremes converge first
     for nodes, weights in zip(d.nodes, d.weights):
         assert sum(weights) == pytest.approx(1.0, abs=1e-9)
         assert max(nodes) == pytest.approx(exact[-1].item(), rel=1e-3)

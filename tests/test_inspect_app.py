@@ -8,10 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, wait_for_state
 from streamlit.testing.v1 import AppTest
 
 from analysis.report import load_results
-from conftest import ROOT, wait_for_state
 from pof.runs import Run
 
 OWN_NET = textwrap.dedent('''
@@ -51,28 +51,58 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
     [b for b in at.button if b.label == "Compute 1 analysis"][0].click().run()
     assert not at.exception
     job = Run(next((runs_root / "compare").iterdir()) / "layers")
-    assert wait_for_state(job, ("done", "failed"), timeout=300)["state"] == "done", (job.path / "log.txt").read_text()
+    assert wait_for_state(job, ("done", "failed"), timeout=300)["state"] == "done", (
+        job.path / "log.txt"
+    ).read_text()
     at.run()
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(charts) == 1
     lines = {t["name"] for t in charts[0]["data"] if t["type"] == "scatter"}
-    assert lines == {"digits-cnn-small-sgd", "digits-cnn-small-sam", "digits-cnn-small-sgd: whole network",
-                     "digits-cnn-small-sam: whole network"}
+    assert lines == {
+        "digits-cnn-small-sgd",
+        "digits-cnn-small-sam",
+        "digits-cnn-small-sgd: whole network",
+        "digits-cnn-small-sam: whole network",
+    }
     ratio = next(t for t in charts[0]["data"] if t["type"] == "bar")  # the per-layer ratio panel
     table = at.dataframe[0].value
     # conv, BN, (ReLU), conv, BN, (ReLU, pool), conv, BN, classifier: every parameterized layer, in order
-    assert list(table["layer"]) == ["features.0", "features.1", "features.3", "features.4", "features.7",
-                                    "features.8", "classifier"]
-    result = load_results(job.path.parent, [p for p in json.loads((job.path / "config.json").read_text())
-                                            ["subject"]["checkpoints"].values()])["layers"]
+    assert list(table["layer"]) == [
+        "features.0",
+        "features.1",
+        "features.3",
+        "features.4",
+        "features.7",
+        "features.8",
+        "classifier",
+    ]
+    result = load_results(
+        job.path.parent,
+        [
+            p
+            for p in json.loads((job.path / "config.json").read_text())["subject"][
+                "checkpoints"
+            ].values()
+        ],
+    )["layers"]
     sgd, sam = (result[k]["rows"] for k in ("digits-cnn-small-sgd", "digits-cnn-small-sam"))
-    assert ratio["y"] == pytest.approx([b["top_eigenvalue"] / a["top_eigenvalue"] for a, b in zip(sgd, sam)])
-    assert [d.label for d in at.get("download_button")] == ["figure (HTML)", "numbers (JSON)", "table (CSV)"]
+    assert ratio["y"] == pytest.approx(
+        [b["top_eigenvalue"] / a["top_eigenvalue"] for a, b in zip(sgd, sam)]
+    )
+    assert [d.label for d in at.get("download_button")] == [
+        "figure (HTML)",
+        "numbers (JSON)",
+        "table (CSV)",
+    ]
     # the same question again: shown at once, nothing to compute
     again = _inspect()
     _radio(again, "Checkpoint B from").set_value("bundled models").run()
-    next(n for n in again.number_input if n.label.startswith("Training samples")).set_value(100).run()
-    assert len(again.get("plotly_chart")) == 1 and not any(b.label.startswith("Compute") for b in again.button)
+    next(n for n in again.number_input if n.label.startswith("Training samples")).set_value(
+        100
+    ).run()
+    assert len(again.get("plotly_chart")) == 1 and not any(
+        b.label.startswith("Compute") for b in again.button
+    )
 
 
 def test_a_foreign_model_on_the_users_own_data_gets_its_card(runs_root, tmp_path):
@@ -82,33 +112,54 @@ def test_a_foreign_model_on_the_users_own_data_gets_its_card(runs_root, tmp_path
     y = np.arange(30) % 3
     np.savez(tmp_path / "mine.npz", x_train=x[:20], y_train=y[:20], x_test=x[20:], y_test=y[20:])
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("ownnet", tmp_path / "ownnet.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    torch.save({"state_dict": {f"net.{k}": v for k, v in mod.build().state_dict().items()}}, tmp_path / "own.ckpt")
+    torch.save(
+        {"state_dict": {f"net.{k}": v for k, v in mod.build().state_dict().items()}},
+        tmp_path / "own.ckpt",
+    )
     at = _inspect()
     _radio(at, "Checkpoint A from").set_value("a path on this server").run()
     _text(at, "Path of the model file").set_value(str(tmp_path / "own.ckpt")).run()
     assert any("carries no metadata of this project" in c.value for c in at.caption)
-    next(s for s in at.selectbox if s.label == "Data").set_value("a file or folder of my own ...").run()
-    _text(at, "npz:PATH, csv:PATH or imagefolder:PATH").set_value(f"npz:{tmp_path / 'mine.npz'}").run()
-    assert "holds weights only: give its architecture" in at.error[0].value  # refused, with what to do
+    next(s for s in at.selectbox if s.label == "Data").set_value(
+        "a file or folder of my own ..."
+    ).run()
+    _text(at, "npz:PATH, csv:PATH or imagefolder:PATH").set_value(
+        f"npz:{tmp_path / 'mine.npz'}"
+    ).run()
+    assert (
+        "holds weights only: give its architecture" in at.error[0].value
+    )  # refused, with what to do
     _text(at, "Architecture").set_value(f"{tmp_path / 'ownnet.py'}:build").run()
     assert not at.exception and not at.error
     assert any("runs your own code" in w.value for w in at.warning)  # said plainly
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["classifier"] == "head" and metrics["parameters"] == f"{2 * 16 * 12 + 12 + 12 * 3 + 3:,}"
+    assert (
+        metrics["classifier"] == "head"
+        and metrics["parameters"] == f"{2 * 16 * 12 + 12 + 12 * 3 + 3:,}"
+    )
     assert metrics["test accuracy (recorded)"] == "n/a"
-    assert any("stripped" not in c.value and "a torch file of another origin" in c.value for c in at.caption)
+    assert any(
+        "stripped" not in c.value and "a torch file of another origin" in c.value
+        for c in at.caption
+    )
     # saved once as a project checkpoint: next time, one click and no fields
     [b for b in at.button if b.label == "Save as a project checkpoint"][0].click().run()
     saved = runs_root / "imported" / "own.safetensors"
     assert saved.exists() and any(str(saved) in s.value for s in at.success)
     again = _inspect()
     _radio(again, "Checkpoint A from").set_value("my runs").run()
-    assert next(s for s in again.selectbox if s.label == "Run checkpoint or imported model").value == str(saved)
+    assert next(
+        s for s in again.selectbox if s.label == "Run checkpoint or imported model"
+    ).value == str(saved)
     assert not again.error, again.error[0].value
-    assert next(s for s in again.selectbox if s.label == "Data").value == f"npz:{tmp_path / 'mine.npz'}"
+    assert (
+        next(s for s in again.selectbox if s.label == "Data").value
+        == f"npz:{tmp_path / 'mine.npz'}"
+    )
     metrics = {m.label: m.value for m in again.metric}
     assert metrics["classifier"] == "head" and metrics["architecture"] == "ownnet.py:build"
     assert any("imported with `pof import`" in c.value for c in again.caption)
@@ -136,10 +187,11 @@ def test_traces_only_for_a_large_model(runs_root):
     next(c for c in at.checkbox if c.label == "Per layer: traces only").check().run()
     [b for b in at.button if b.label == "Compute 1 analysis"][0].click().run()
     job = Run(next((runs_root / "compare").iterdir()) / "layers")
-    assert wait_for_state(job, ("done", "failed"), timeout=300)["state"] == "done", (job.path / "log.txt").read_text()
+    assert wait_for_state(job, ("done", "failed"), timeout=300)["state"] == "done", (
+        job.path / "log.txt"
+    ).read_text()
     at.run()
     assert not at.exception
     assert _radio(at, "Along the depth").options == ["trace", "trace per param", "share of trace"]
     rows = json.loads((job.path / "result.json").read_text())["digits-cnn-small-sgd"]["rows"]
     assert all(r["top_eigenvalue"] is None and r["trace"] is not None for r in rows)
-

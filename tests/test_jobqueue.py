@@ -1,17 +1,35 @@
 """The job queue: real background jobs started the way the app starts them, one at a time."""
+
 import os
 import signal
 import time
 
-from app.jobs import start_job
 from conftest import wait_for_state
+
+from app.jobs import start_job
 from pof.jobqueue import queue_position
 from pof.runs import Run
 
 
 def _pretrain(root, name, epochs):
-    return start_job(root / name, ["-m", "pof", "pretrain", "--dataset", "moons", "--model", "mlp", "--epochs",
-                                   str(epochs), "--out", str(root / name), "--quiet"], root)
+    return start_job(
+        root / name,
+        [
+            "-m",
+            "pof",
+            "pretrain",
+            "--dataset",
+            "moons",
+            "--model",
+            "mlp",
+            "--epochs",
+            str(epochs),
+            "--out",
+            str(root / name),
+            "--quiet",
+        ],
+        root,
+    )
 
 
 def test_queued_jobs_wait_for_the_running_one_and_start_in_order(tmp_path):
@@ -55,6 +73,8 @@ def test_a_killed_job_frees_its_slot_for_the_next(tmp_path):
     _pretrain(root, "next", 1)
     time.sleep(1.0)
     assert Run(root / "next").status()["state"] == "queued"
-    os.kill(status["pid"], signal.SIGKILL)  # the same pid as the queue wrapper: it exec'd into the CLI
+    os.kill(
+        status["pid"], signal.SIGKILL
+    )  # the same pid as the queue wrapper: it exec'd into the CLI
     assert wait_for_state(Run(root / "killed"), ("failed",))["error"].startswith("the job")
     wait_for_state(Run(root / "next"), ("done",))

@@ -1,9 +1,15 @@
 """The closed-form last-layer Hessian against autograd."""
+
 import torch
 import torch.nn.functional as F
 
-from analysis.lastlayer import (dense_hessian, features_and_probs, hessian_vector_product, last_layer_hessian,
-                                trace)
+from analysis.lastlayer import (
+    dense_hessian,
+    features_and_probs,
+    hessian_vector_product,
+    last_layer_hessian,
+    trace,
+)
 from pof.data import Batches, load_dataset
 from pof.models import build_model
 
@@ -29,7 +35,9 @@ def test_closed_form_equals_autograd_hessian():
     assert torch.allclose(H, H_ref, rtol=1e-5, atol=1e-12)
     assert abs(trace(Ft, P) - torch.trace(H_ref).item()) < 1e-10
     V = torch.randn(4, 7, dtype=torch.float64)
-    assert torch.allclose(hessian_vector_product(Ft, P, V).reshape(-1), H_ref @ V.reshape(-1), atol=1e-12)
+    assert torch.allclose(
+        hessian_vector_product(Ft, P, V).reshape(-1), H_ref @ V.reshape(-1), atol=1e-12
+    )
     exact = torch.linalg.eigvalsh(H_ref).flip(0)
     dense = last_layer_hessian(Ft, P, top_k=3)
     free = last_layer_hessian(Ft, P, top_k=3, dense=False)

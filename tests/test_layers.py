@@ -1,4 +1,5 @@
 """Per-layer sharpness (analysis.layers) against the exact Hessian's diagonal blocks; its CLI and figures."""
+
 import csv
 import json
 import math
@@ -10,19 +11,28 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
 from torch import nn
 from torch.func import functional_call, hessian
 
 from analysis.hessian import HessianOperator, Stopped, layer_groups
 from analysis.layers import LayerReport, layer_report
-from conftest import ROOT
 
 
 def _tiny_cnn():
     """conv + BN, conv + BN, linear: 303 parameters in float64, BN with non-trivial running statistics."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 6, 3),
-                          nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)).double()
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 3),
+    ).double()
     g = torch.Generator().manual_seed(1)
     x = torch.randn(60, 1, 6, 6, generator=g, dtype=torch.float64)
     y = torch.randint(0, 3, (60,), generator=g)
@@ -42,7 +52,7 @@ def _exact_hessian(model, x, y) -> torch.Tensor:
     def loss(flat):
         params, i = {}, 0
         for n, s in zip(names, shapes):
-            params[n] = flat[i:i + math.prod(s)].view(s)
+            params[n] = flat[i : i + math.prod(s)].view(s)
             i += math.prod(s)
         return F.cross_entropy(functional_call(model, {**params, **buffers}, (x,)), y)
 
@@ -59,7 +69,11 @@ def tiny():
     for g, _, idx in layer_groups(model, names):
         cols = torch.cat([torch.arange(offsets[j], offsets[j + 1]) for j in idx])
         blocks[g] = H[cols][:, cols]
-    batches = [(x[:25], y[:25]), (x[25:40], y[25:40]), (x[40:], y[40:])]  # unequal batches: weighted by size
+    batches = [
+        (x[:25], y[:25]),
+        (x[25:40], y[25:40]),
+        (x[40:], y[40:]),
+    ]  # unequal batches: weighted by size
     return model, batches, H, blocks
 
 
@@ -77,7 +91,9 @@ def counted(tiny):
 
     HessianOperator.hvp = hvp
     try:
-        report = layer_report(model, batches, probes=150, seed=2, progress=lambda *a: seen.append(a))
+        report = layer_report(
+            model, batches, probes=150, seed=2, progress=lambda *a: seen.append(a)
+        )
     finally:
         HessianOperator.hvp = original
     return report, len(calls), seen
@@ -86,24 +102,42 @@ def counted(tiny):
 def test_every_block_agrees_with_the_exact_diagonal_block(tiny, counted):
     _, _, H, blocks = tiny
     report, _, _ = counted
-    assert [r.name for r in report.rows] == list(blocks) and [r.depth for r in report.rows] == list(range(5))
+    assert [r.name for r in report.rows] == list(blocks) and [r.depth for r in report.rows] == list(
+        range(5)
+    )
     assert [r.kind for r in report.rows] == ["conv", "batchnorm", "conv", "batchnorm", "linear"]
     for row in report.rows:
         block = blocks[row.name]
         exact_trace = torch.trace(block).item()
         assert row.n_params == len(block)
-        assert math.isfinite(row.trace_stderr) and row.trace_stderr > 0  # not vacuous: every block has off-diagonals
-        assert abs(row.trace - exact_trace) <= 3 * row.trace_stderr, (row.name, row.trace, row.trace_stderr, exact_trace)
+        assert (
+            math.isfinite(row.trace_stderr) and row.trace_stderr > 0
+        )  # not vacuous: every block has off-diagonals
+        assert abs(row.trace - exact_trace) <= 3 * row.trace_stderr, (
+            row.name,
+            row.trace,
+            row.trace_stderr,
+            exact_trace,
+        )
         assert row.trace_per_param == pytest.approx(row.trace / row.n_params)
         assert row.top_converged and row.top_residual <= 1e-3 * abs(row.top_eigenvalue)
-        assert row.top_eigenvalue == pytest.approx(torch.linalg.eigvalsh(block)[-1].item(), rel=1e-3)
+        assert row.top_eigenvalue == pytest.approx(
+            torch.linalg.eigvalsh(block)[-1].item(), rel=1e-3
+        )
     whole = report.whole
     assert whole.parameters == len(H) and whole.converged
-    assert abs(whole.trace - torch.trace(H).item()) <= 3 * whole.trace_stderr and whole.trace_stderr > 0
+    assert (
+        abs(whole.trace - torch.trace(H).item()) <= 3 * whole.trace_stderr
+        and whole.trace_stderr > 0
+    )
     assert whole.top_eigenvalue == pytest.approx(torch.linalg.eigvalsh(H)[-1].item(), rel=1e-3)
     assert sum(r.share_of_trace for r in report.rows) == pytest.approx(1.0, abs=1e-9)
-    assert sum(r.trace for r in report.rows) == pytest.approx(whole.trace, rel=1e-9)  # the same probes
-    assert [r.is_classifier for r in report.rows] == [False] * 4 + [True]  # default: the last linear block
+    assert sum(r.trace for r in report.rows) == pytest.approx(
+        whole.trace, rel=1e-9
+    )  # the same probes
+    assert [r.is_classifier for r in report.rows] == [False] * 4 + [
+        True
+    ]  # default: the last linear block
     assert report.n_samples == 60 and report.n_probes == 150
 
 
@@ -113,12 +147,19 @@ def test_no_number_is_computed_twice_and_progress_counts_products(tiny, counted)
     h = report.hvp
     # one trace pass for every block and the whole network; each eigenvalue = its Lanczos steps + one residual
     assert h.trace == report.n_probes
-    assert all(r.hvp == r.top_steps + 1 for r in report.rows) and report.whole.hvp == report.whole.top_steps + 1
+    assert (
+        all(r.hvp == r.top_steps + 1 for r in report.rows)
+        and report.whole.hvp == report.whole.top_steps + 1
+    )
     assert h.blocks == sum(r.hvp for r in report.rows) and h.whole_top == report.whole.hvp
     assert n_calls == h.total == h.trace + h.blocks + h.whole_top
     # progress: done counts products, total starts at the planned worst case and ends at what was used
-    planned = report.n_probes + sum(min(report.max_steps, len(b)) + 1 for b in blocks.values()) \
-        + min(report.max_steps, report.whole.parameters) + 1
+    planned = (
+        report.n_probes
+        + sum(min(report.max_steps, len(b)) + 1 for b in blocks.values())
+        + min(report.max_steps, report.whole.parameters)
+        + 1
+    )
     assert seen[0][1] == planned and seen[-1][:2] == (h.total, h.total)
     dones = [s[0] for s in seen]
     assert dones == sorted(dones) and all(d <= t for d, t, _ in seen)
@@ -130,7 +171,9 @@ def test_round_trip_classifier_and_stop(tiny, counted):
     model, batches, _, _ = tiny
     report, _, _ = counted
     d = json.loads(json.dumps(report.to_dict()))
-    assert LayerReport.from_dict({**d, "checkpoint": "x"}) == report  # extra keys of a caller are ignored
+    assert (
+        LayerReport.from_dict({**d, "checkpoint": "x"}) == report
+    )  # extra keys of a caller are ignored
     with pytest.raises(ValueError, match="schema"):
         LayerReport.from_dict({**d, "schema": 0})
     with pytest.raises(ValueError, match="not a parameterized layer"):
@@ -144,19 +187,33 @@ def test_round_trip_classifier_and_stop(tiny, counted):
 
 def test_kinds_of_a_torch_export_program_come_from_the_weights(tiny):
     model, batches, _, _ = tiny
-    program = torch.export.export(model, (batches[0][0],)).module()  # its submodules are plain nn.Module
+    program = torch.export.export(
+        model, (batches[0][0],)
+    ).module()  # its submodules are plain nn.Module
     names = [n for n, _ in program.named_parameters()]
-    assert [k for _, k, _ in layer_groups(program, names)] == [k for _, k, _ in layer_groups(model, names)]
+    assert [k for _, k, _ in layer_groups(program, names)] == [
+        k for _, k, _ in layer_groups(model, names)
+    ]
     ln = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
-    assert [k for _, k, _ in layer_groups(ln, [n for n, _ in ln.named_parameters()])] == ["linear", "norm"]
+    assert [k for _, k, _ in layer_groups(ln, [n for n, _ in ln.named_parameters()])] == [
+        "linear",
+        "norm",
+    ]
 
 
 # --- the command line --------------------------------------------------------------------------
 
+
 def _run(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "analysis", "layers", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis", "layers", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -165,12 +222,16 @@ def _run(*args):
 def two_checkpoints(tmp_path_factory):
     from pof.train import PretrainConfig, pretrain
 
-    other = pretrain(PretrainConfig(model="mlp", dataset="moons", epochs=1, seed=1),
-                     tmp_path_factory.mktemp("ck") / "run").checkpoint("final")
+    other = pretrain(
+        PretrainConfig(model="mlp", dataset="moons", epochs=1, seed=1),
+        tmp_path_factory.mktemp("ck") / "run",
+    ).checkpoint("final")
     return ROOT / "assets" / "moons-mlp.safetensors", other
 
 
-def test_layers_command_writes_json_and_csv_agrees_with_the_library_and_reads_its_cache(two_checkpoints, tmp_path):
+def test_layers_command_writes_json_and_csv_agrees_with_the_library_and_reads_its_cache(
+    two_checkpoints, tmp_path
+):
     from analysis.cli import EvalData
 
     a, b = two_checkpoints
@@ -182,38 +243,66 @@ def test_layers_command_writes_json_and_csv_agrees_with_the_library_and_reads_it
     files = {json.loads(p.read_text())["checkpoint"]: p for p in jsons}
     for result in first:
         data = EvalData(result["checkpoint"], None, "train", 200)
-        lib = layer_report(data.model, data.batches(1000), classifier="classifier", probes=12).to_dict()
+        lib = layer_report(
+            data.model, data.batches(1000), classifier="classifier", probes=12
+        ).to_dict()
         for got, want in zip(result["rows"], lib["rows"], strict=True):
             for k in ("trace", "trace_stderr", "top_eigenvalue", "share_of_trace"):
                 assert got[k] == pytest.approx(want[k], rel=1e-6), (k, got, want)
-        assert result["whole"]["top_eigenvalue"] == pytest.approx(lib["whole"]["top_eigenvalue"], rel=1e-6)
+        assert result["whole"]["top_eigenvalue"] == pytest.approx(
+            lib["whole"]["top_eigenvalue"], rel=1e-6
+        )
         assert result["rows"][-1]["is_classifier"] and result["rows"][-1]["name"] == "classifier"
         assert result["eval_set"].startswith("moons train split, 200 of")
         assert json.loads(files[result["checkpoint"]].read_text()) == result
         with open(files[result["checkpoint"]].with_suffix(".csv")) as f:
             rows = list(csv.DictReader(f))
         assert [r["name"] for r in rows] == [r["name"] for r in result["rows"]]
-        assert [float(r["trace"]) for r in rows] == pytest.approx([r["trace"] for r in result["rows"]])
+        assert [float(r["trace"]) for r in rows] == pytest.approx(
+            [r["trace"] for r in result["rows"]]
+        )
     mtimes = [p.stat().st_mtime_ns for p in jsons]
     again = _run(*args)
     assert again.stderr.count("(cached") == 2 and [p.stat().st_mtime_ns for p in jsons] == mtimes
     out = again.stdout
     assert "classifier *" in out and "whole network" in out and f"{b} / {a}:" in out
     ra, rb = first[0]["whole"], first[1]["whole"]
-    ratio_line = next(line for line in out.splitlines()[out.splitlines().index(f"{b} / {a}:"):]
-                      if line.strip().startswith("whole network"))
-    assert ratio_line.split()[2:] == [f"{rb['top_eigenvalue'] / ra['top_eigenvalue']:.3g}",
-                                      f"{rb['trace'] / ra['trace']:.3g}"]
+    ratio_line = next(
+        line
+        for line in out.splitlines()[out.splitlines().index(f"{b} / {a}:") :]
+        if line.strip().startswith("whole network")
+    )
+    assert ratio_line.split()[2:] == [
+        f"{rb['top_eigenvalue'] / ra['top_eigenvalue']:.3g}",
+        f"{rb['trace'] / ra['trace']:.3g}",
+    ]
 
 
 # --- figures -----------------------------------------------------------------------------------
 
+
 def _fake(scale: float, spread: float = 1.0) -> dict:
-    rows = [{"depth": i, "name": n, "kind": k, "n_params": 10 * (i + 1), "trace": scale * spread ** i,
-             "trace_stderr": 0.1 * scale, "trace_per_param": scale * spread ** i / (10 * (i + 1)),
-             "top_eigenvalue": 2 * scale * spread ** i, "share_of_trace": 0.25, "is_classifier": n == "fc"}
-            for i, (n, k) in enumerate([("conv", "conv"), ("bn", "batchnorm"), ("conv2", "conv"), ("fc", "linear")])]
-    return {"rows": rows, "whole": {"top_eigenvalue": 3 * scale * spread ** 3, "trace_per_param": scale}}
+    rows = [
+        {
+            "depth": i,
+            "name": n,
+            "kind": k,
+            "n_params": 10 * (i + 1),
+            "trace": scale * spread**i,
+            "trace_stderr": 0.1 * scale,
+            "trace_per_param": scale * spread**i / (10 * (i + 1)),
+            "top_eigenvalue": 2 * scale * spread**i,
+            "share_of_trace": 0.25,
+            "is_classifier": n == "fc",
+        }
+        for i, (n, k) in enumerate(
+            [("conv", "conv"), ("bn", "batchnorm"), ("conv2", "conv"), ("fc", "linear")]
+        )
+    ]
+    return {
+        "rows": rows,
+        "whole": {"top_eigenvalue": 3 * scale * spread**3, "trace_per_param": scale},
+    }
 
 
 def test_layer_rows_and_figure():
@@ -222,19 +311,29 @@ def test_layer_rows_and_figure():
     reports = {"before": _fake(1.0), "after": _fake(0.5)}
     rows = layer_rows(reports)
     assert [r["layer"] for r in rows] == ["conv", "bn", "conv2", "fc"] and rows[-1]["classifier"]
-    assert all(r["trace ratio"] == pytest.approx(0.5) and r["top_eigenvalue ratio"] == pytest.approx(0.5) for r in rows)
+    assert all(
+        r["trace ratio"] == pytest.approx(0.5) and r["top_eigenvalue ratio"] == pytest.approx(0.5)
+        for r in rows
+    )
     assert rows[0]["before trace"] == 1.0 and rows[0]["after top_eigenvalue"] == 1.0
     assert "trace ratio" not in layer_rows({"only": _fake(1.0)})[0]
 
     fig = layers_figure(reports, "trace")
     lines = [t for t in fig.data if t.type == "scatter"]
-    assert [t.name for t in lines] == ["before", "after"] and list(lines[0].x) == ["conv", "bn", "conv2", "fc"]
+    assert [t.name for t in lines] == ["before", "after"] and list(lines[0].x) == [
+        "conv",
+        "bn",
+        "conv2",
+        "fc",
+    ]
     assert list(lines[0].error_y.array) == pytest.approx([0.1] * 4)
     assert list(lines[0].marker.symbol) == ["circle"] * 3 + ["star"]
     bars = [t for t in fig.data if t.type == "bar"]
     assert len(bars) == 1 and list(bars[0].y) == pytest.approx([0.5] * 4)  # the ratio panel
     assert fig.layout.yaxis.type != "log"  # values within one decade
-    wide = layers_figure({"x": _fake(1.0, spread=20.0)}, "top_eigenvalue")  # 2 .. 16000: more than 2 decades
+    wide = layers_figure(
+        {"x": _fake(1.0, spread=20.0)}, "top_eigenvalue"
+    )  # 2 .. 16000: more than 2 decades
     assert wide.layout.yaxis.type == "log" and not [t for t in wide.data if t.type == "bar"]
     with pytest.raises(ValueError):
         layers_figure(reports, "loss")
@@ -245,12 +344,27 @@ def test_the_whole_network_reference_sits_at_its_value_on_a_log_axis():
     from app.figures import layers_figure
 
     def row(depth, name, top):
-        return {"depth": depth, "name": name, "kind": "conv", "n_params": 10, "trace": 1.0, "trace_stderr": 0.1,
-                "trace_per_param": 0.1, "top_eigenvalue": top, "top_residual": 0.0, "top_converged": True,
-                "top_steps": 3, "hvp": 4, "share_of_trace": 0.5, "is_classifier": name == "fc"}
+        return {
+            "depth": depth,
+            "name": name,
+            "kind": "conv",
+            "n_params": 10,
+            "trace": 1.0,
+            "trace_stderr": 0.1,
+            "trace_per_param": 0.1,
+            "top_eigenvalue": top,
+            "top_residual": 0.0,
+            "top_converged": True,
+            "top_steps": 3,
+            "hvp": 4,
+            "share_of_trace": 0.5,
+            "is_classifier": name == "fc",
+        }
 
-    report = {"rows": [row(0, "conv", 0.01), row(1, "fc", 50.0)],
-              "whole": {"top_eigenvalue": 80.0, "trace_per_param": 0.1}}
+    report = {
+        "rows": [row(0, "conv", 0.01), row(1, "fc", 50.0)],
+        "whole": {"top_eigenvalue": 80.0, "trace_per_param": 0.1},
+    }
     fig = layers_figure({"sgd": report})
     assert fig.layout.yaxis.type == "log" and not fig.layout.shapes and not fig.layout.annotations
     whole = [t for t in fig.data if t.name == "sgd: whole network"]

@@ -1,5 +1,6 @@
 """The Learn page's experiments (analysis.learn) against exact answers: the full Hessian of the tiny
 networks formed with torch.func, POF.md's steps recomputed by hand, the rescaled network's outputs."""
+
 import copy
 import math
 
@@ -25,7 +26,9 @@ def _dense_hessian(model, x, y) -> torch.Tensor:
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
     def loss(v):
-        chunks = dict(zip(names, (c.view(s) for c, s in zip(v.split([s.numel() for s in shapes]), shapes))))
+        chunks = dict(
+            zip(names, (c.view(s) for c, s in zip(v.split([s.numel() for s in shapes]), shapes)))
+        )
         return F.cross_entropy(torch.func.functional_call(model, chunks, (x.double(),)), y)
 
     return torch.autograd.functional.hessian(loss, flat, vectorize=True)
@@ -40,7 +43,9 @@ def test_training_stops_at_the_target_loss_and_is_cached(sharp):
     assert sharp.reached_target and sharp.train_loss <= TOY["target_loss"]
     x, y = learn.tensors("moons", 200, 0.25, "train")
     with torch.no_grad():
-        assert F.cross_entropy(sharp.model(x), y).item() == pytest.approx(sharp.train_loss, rel=1e-6)
+        assert F.cross_entropy(sharp.model(x), y).item() == pytest.approx(
+            sharp.train_loss, rel=1e-6
+        )
     assert learn.train(SHARP) is sharp  # the same recipe is trained once
     assert len(x) == 100 and sharp.steps > 1
 
@@ -60,11 +65,13 @@ def test_curvature_matches_the_exact_hessian(sharp):
 def test_the_curvature_of_the_slice_at_the_bottom_is_the_top_eigenvalue():
     s = learn.eigen_slice(SHARP, width=0.2, steps=41)  # t spaced 0.01
     lam, mid, h = s["lambda"], 20, s["t"][21] - s["t"][20]
-    second = (s["loss"][mid + 1] - 2 * s["loss"][mid] + s["loss"][mid - 1]) / h ** 2
+    second = (s["loss"][mid + 1] - 2 * s["loss"][mid] + s["loss"][mid - 1]) / h**2
     assert second == pytest.approx(lam, rel=0.03)
     assert s["second_derivative"] == pytest.approx(lam, rel=0.03)
     slope = (s["loss"][mid + 1] - s["loss"][mid - 1]) / (2 * h)
-    assert s["slope"] == pytest.approx(slope, rel=0.05, abs=1e-4)  # the small slope left where training stopped
+    assert s["slope"] == pytest.approx(
+        slope, rel=0.05, abs=1e-4
+    )  # the small slope left where training stopped
     assert s["quadratic"][mid] == s["loss"][mid]
     assert s["quadratic"][0] == pytest.approx(s["loss"][mid] - 0.2 * s["slope"] + lam * 0.02)
 
@@ -72,7 +79,10 @@ def test_the_curvature_of_the_slice_at_the_bottom_is_the_top_eigenvalue():
 def test_small_batches_with_sam_find_a_flatter_minimum_at_the_same_training_loss(sharp):
     flat = learn.train(FLAT)
     assert abs(flat.train_loss - sharp.train_loss) < 0.01
-    assert learn.recipe_curvature(FLAT)["top"]["eigenvalues"][0] < learn.recipe_curvature(SHARP)["top"]["eigenvalues"][0] / 3
+    assert (
+        learn.recipe_curvature(FLAT)["top"]["eigenvalues"][0]
+        < learn.recipe_curvature(SHARP)["top"]["eigenvalues"][0] / 3
+    )
 
 
 def test_train_test_slice_reads_the_shift_off_the_measured_training_curve(sharp):
@@ -80,15 +90,23 @@ def test_train_test_slice_reads_the_shift_off_the_measured_training_curve(sharp)
     k = s["t"].index(-0.5)
     assert s["shift_rise"] == pytest.approx(s["train"][k] - s["train"][20], abs=1e-6)
     assert s["test_at_w"] == pytest.approx(sharp.test_loss, rel=1e-5)
-    assert min(s["test"]) == s["test_min"] and s["test"][s["t"].index(s["test_min_t"])] == s["test_min"]
+    assert (
+        min(s["test"]) == s["test_min"]
+        and s["test"][s["t"].index(s["test_min_t"])] == s["test_min"]
+    )
 
 
 def test_rescaling_keeps_the_function_changes_the_hessian_and_not_the_invariant_measures():
     rep = learn.rescaling_report(FLAT, 5.0)
     assert rep["max_logit_change"] < 1e-4
     orig, scaled = rep["models"].values()
-    assert scaled["curvature"]["top"]["eigenvalues"][0] > 2 * orig["curvature"]["top"]["eigenvalues"][0]
-    assert scaled["slice"]["loss"] == pytest.approx(orig["slice"]["loss"], rel=1e-4)  # filter-normalized
+    assert (
+        scaled["curvature"]["top"]["eigenvalues"][0]
+        > 2 * orig["curvature"]["top"]["eigenvalues"][0]
+    )
+    assert scaled["slice"]["loss"] == pytest.approx(
+        orig["slice"]["loss"], rel=1e-4
+    )  # filter-normalized
     assert scaled["adaptive"]["increase"] == pytest.approx(orig["adaptive"]["increase"], rel=1e-3)
     assert scaled["sharpness"]["increase"] != pytest.approx(orig["sharpness"]["increase"], rel=0.05)
     with pytest.raises(ValueError, match="positive"):
@@ -98,7 +116,9 @@ def test_rescaling_keeps_the_function_changes_the_hessian_and_not_the_invariant_
 def test_pof_walkthrough_follows_pof_md_step_by_step():
     model, meta = load_checkpoint(MOONS)
     d = data_for(MOONS, meta["dataset"])
-    w = learn.pof_walkthrough(model, d, weak_size=32, weak_seed=4, gamma=1.5, feature_steps=0, lr=0.01)
+    w = learn.pof_walkthrough(
+        model, d, weak_size=32, weak_seed=4, gamma=1.5, feature_steps=0, lr=0.01
+    )
     info = w["info"]
     # the weak batch drawn is 32 training points
     xs = set(zip(d.x_train[:, 0].tolist(), d.x_train[:, 1].tolist()))
@@ -114,7 +134,7 @@ def test_pof_walkthrough_follows_pof_md_step_by_step():
     loss = F.cross_entropy(phi @ W.T + b, wy)
     gW, gb = torch.autograd.grad(loss, (W, b))
     assert w["loss0"] == pytest.approx(loss.item(), rel=1e-5)
-    assert info["grad_norm"] == pytest.approx(math.sqrt((gW ** 2).sum() + (gb ** 2).sum()), rel=1e-4)
+    assert info["grad_norm"] == pytest.approx(math.sqrt((gW**2).sum() + (gb**2).sum()), rel=1e-4)
     # steps 3-5: eta_max ends the doubling, eta* is the grid's first minimum, delta = gamma eta* g
     bracket = w["bracket"]
     assert bracket["eta"][-1] == info["eta_max"]
@@ -149,7 +169,10 @@ def test_a_fixed_gamma_gives_the_perturbation_pof_md_defines():
     scale = 0.5 * info["eta_star"]
     with torch.no_grad():
         phi = feats(x)
-    Wr, br = head.weight.detach().clone().requires_grad_(), head.bias.detach().clone().requires_grad_()
+    Wr, br = (
+        head.weight.detach().clone().requires_grad_(),
+        head.bias.detach().clone().requires_grad_(),
+    )
     gW, gb = torch.autograd.grad(F.cross_entropy(phi @ Wr.T + br, y), (Wr, br))
     assert info["gamma"] == 0.5
     torch.testing.assert_close(W, head.weight - scale * gW)
@@ -158,11 +181,14 @@ def test_a_fixed_gamma_gives_the_perturbation_pof_md_defines():
 
 def test_flatness_and_test_loss_rank_correlation_is_computed_from_the_rows():
     from scipy.stats import spearmanr
+
     recipes = [SHARP, FLAT, learn.Recipe(batch_size=8, **TOY)]
     t = learn.flatness_and_test_loss(recipes)
     assert [r["recipe"] for r in t["rows"]] == [r.describe() for r in recipes]
     assert t["rows"][0]["top_eigenvalue"] == learn.recipe_curvature(SHARP)["top"]["eigenvalues"][0]
-    expected = spearmanr([r["top_eigenvalue"] for r in t["rows"]], [r["test_loss"] for r in t["rows"]]).statistic
+    expected = spearmanr(
+        [r["top_eigenvalue"] for r in t["rows"]], [r["test_loss"] for r in t["rows"]]
+    ).statistic
     assert t["spearman"] == pytest.approx(expected)
 
 
@@ -178,11 +204,14 @@ def test_sessions_training_one_recipe_at_once_get_one_network():
     """The app serves several sessions from threads; a recipe asked for by all of them at once must
     come out the same network for each (its initialization draws from torch's global generator)."""
     import threading
+
     recipe = learn.Recipe(batch_size=32, seed=11, **TOY)
     results = []
     for _ in range(3):
         learn.train.cache_clear()  # every thread trains for itself, as callers racing past the cache do
-        threads = [threading.Thread(target=lambda: results.append(learn.train(recipe))) for _ in range(4)]
+        threads = [
+            threading.Thread(target=lambda: results.append(learn.train(recipe))) for _ in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -1,16 +1,25 @@
 """The Learn page through AppTest, section by section: every number shown is the engine's
 (analysis.learn) for the settings on the page, and moving a control changes what it should."""
+
 import json
 
 import pytest
+from conftest import ROOT, wait_for_state
 from streamlit.testing.v1 import AppTest
 
 from analysis import learn
-from conftest import ROOT, wait_for_state
 from pof.runs import Run
 
 SHARP = learn.Recipe(batch_size=100, dataset="moons", points=200, noise=0.25, target_loss=0.15)
-FLAT = learn.Recipe(batch_size=16, optimizer="sam", rho=0.2, dataset="moons", points=200, noise=0.25, target_loss=0.15)
+FLAT = learn.Recipe(
+    batch_size=16,
+    optimizer="sam",
+    rho=0.2,
+    dataset="moons",
+    points=200,
+    noise=0.25,
+    target_loss=0.15,
+)
 
 
 @pytest.fixture
@@ -21,7 +30,11 @@ def page(runs_root):
 
 
 def _chart(at, key: str) -> dict:
-    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    return next(
+        json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+        if c.proto.id.endswith(key) or key in c.proto.id
+    )
 
 
 def _metrics(at) -> list[tuple[str, str]]:
@@ -33,20 +46,29 @@ def _fmt(x):
 
 
 def test_the_page_has_five_sections_each_with_references_and_computed_numbers(page):
-    assert [h.value for h in page.header] == ["1. What flatness is", "2. Why it might matter",
-                                               "3. What makes minima flat or sharp", "4. What PoF does, step by step",
-                                               "5. The caveats"]
+    assert [h.value for h in page.header] == [
+        "1. What flatness is",
+        "2. Why it might matter",
+        "3. What makes minima flat or sharp",
+        "4. What PoF does, step by step",
+        "5. The caveats",
+    ]
     assert len(page.get("plotly_chart")) == 9
     assert sum(c.value.startswith("References:") for c in page.caption) == 5
-    assert sum(c.value.startswith("What to look at") for c in page.caption) == 9  # one under each figure
+    assert (
+        sum(c.value.startswith("What to look at") for c in page.caption) == 9
+    )  # one under each figure
 
 
 def test_section_1_shows_each_networks_measured_curvature_and_the_slice_follows_the_width(page):
     table = page.table[0].value  # rows: the measures; columns: the two networks
     values = list(table.loc["λ_max (Lanczos)"])
-    assert values == [_fmt(learn.recipe_curvature(r)["top"]["eigenvalues"][0]) for r in (SHARP, FLAT)]
+    assert values == [
+        _fmt(learn.recipe_curvature(r)["top"]["eigenvalues"][0]) for r in (SHARP, FLAT)
+    ]
     assert list(table.loc["adaptive sharpness (ρ = 0.05)"]) == [
-        _fmt(learn.recipe_curvature(r)["adaptive"]["increase"]) for r in (SHARP, FLAT)]
+        _fmt(learn.recipe_curvature(r)["adaptive"]["increase"]) for r in (SHARP, FLAT)
+    ]
     assert float(values[0]) > 3 * float(values[1])  # the sharp one is sharper, measured
     before = _chart(page, "s1-fig")
     page.slider(key="s1-width").set_value(3.0).run()
@@ -56,7 +78,7 @@ def test_section_1_shows_each_networks_measured_curvature_and_the_slice_follows_
 
 
 def test_section_2_the_rise_from_a_shift_grows_with_the_shift_and_is_the_engines(page):
-    rises = lambda at: [float(v) for label, v in _metrics(at) if label == "rise from the shift"]  # noqa: E731
+    rises = lambda at: [float(v) for label, v in _metrics(at) if label == "rise from the shift"]
     small = rises(page)
     page.slider(key="s2-shift").set_value(0.6).run()
     large = rises(page)
@@ -77,16 +99,22 @@ def test_section_3_recipes_retrain_and_a_recipe_that_misses_the_target_says_so(p
     assert any("did not reach the target loss in 2000 steps" in w for w in missed), missed
 
 
-def test_section_3_digits_table_is_the_exact_last_layer_and_the_whole_network_is_a_background_job(page, runs_root):
+def test_section_3_digits_table_is_the_exact_last_layer_and_the_whole_network_is_a_background_job(
+    page, runs_root
+):
     table = page.table[1]  # after section 1's
-    exact = learn.bundled_last_layer({"SGD": str(ROOT / "assets/digits-cnn-small-sgd.safetensors")})["SGD"]
+    exact = learn.bundled_last_layer(
+        {"SGD": str(ROOT / "assets/digits-cnn-small-sgd.safetensors")}
+    )["SGD"]
     assert _fmt(exact["top"]) in table.value.to_string()
     page.button(key="s3-digits-job").click().run()
     jobs = [p.parent for p in runs_root.glob("compare/*/hessian/status.json")]
     assert len(jobs) == 1  # RUNS/compare/KEY/hessian, keyed like the Inspect page's comparisons
     job = Run(jobs[0])
     assert job.status()["state"] in ("queued", "running")
-    assert not page.get("button") or all(b.key != "s3-digits-job" for b in page.button)  # watched, not offered
+    assert not page.get("button") or all(
+        b.key != "s3-digits-job" for b in page.button
+    )  # watched, not offered
     job.request_cancel()
     assert wait_for_state(job, ("cancelled", "done"), timeout=120)["state"] == "cancelled"
 
@@ -105,8 +133,10 @@ def test_section_5_rescaling_moves_the_hessian_but_not_the_adaptive_sharpness(pa
     rows = page.table[-1].value
     orig, scaled = rows.columns
     assert rows.loc["λ_max", scaled] != rows.loc["λ_max", orig]
-    assert rows.loc["adaptive worst-case sharpness (ρ = 0.05)", scaled] == rows.loc[
-        "adaptive worst-case sharpness (ρ = 0.05)", orig]
+    assert (
+        rows.loc["adaptive worst-case sharpness (ρ = 0.05)", scaled]
+        == rows.loc["adaptive worst-case sharpness (ρ = 0.05)", orig]
+    )
     page.select_slider(key="s5-alpha").set_value(1.0).run()
     rows = page.table[-1].value
     assert (rows.iloc[:, 0] == rows.iloc[:, 1]).all()  # alpha 1 changes nothing

@@ -24,7 +24,9 @@ def test_every_model_is_classifier_of_features(arch):
     assert "Linear" in split.describe()
 
 
-@pytest.mark.parametrize("arch,shape", [("cnn-small", (1, 28, 28)), ("cnn-small", (3, 32, 32)), ("mlp", (1, 8, 8))])
+@pytest.mark.parametrize(
+    "arch,shape", [("cnn-small", (1, 28, 28)), ("cnn-small", (3, 32, 32)), ("mlp", (1, 8, 8))]
+)
 def test_small_models_take_other_input_sizes(arch, shape):
     assert build_model(arch, shape, 10)(torch.randn(3, *shape)).shape == (3, 10)
 

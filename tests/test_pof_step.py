@@ -1,4 +1,5 @@
 """The PoF step against exact, naive references."""
+
 import math
 
 import pytest
@@ -41,7 +42,9 @@ def naive_loss_at(feats, y, layer, eta):
     loss = F.cross_entropy(layer(feats), y)
     gW, gb = torch.autograd.grad(loss, [layer.weight, layer.bias])
     with torch.no_grad():
-        return F.cross_entropy(feats @ (layer.weight - eta * gW).T + (layer.bias - eta * gb), y).item()
+        return F.cross_entropy(
+            feats @ (layer.weight - eta * gW).T + (layer.bias - eta * gb), y
+        ).item()
 
 
 def _case(seed, dtype):
@@ -49,10 +52,14 @@ def _case(seed, dtype):
     n = int(torch.randint(4, 300, (1,), generator=g))
     d = int(torch.randint(2, 40, (1,), generator=g))
     c = int(torch.randint(2, 20, (1,), generator=g))
-    feats = torch.randn(n, d, generator=g, dtype=dtype) * float(torch.rand(1, generator=g) * 3 + 0.01)
+    feats = torch.randn(n, d, generator=g, dtype=dtype) * float(
+        torch.rand(1, generator=g) * 3 + 0.01
+    )
     layer = nn.Linear(d, c).to(dtype)
     with torch.no_grad():
-        layer.weight.copy_(torch.randn(c, d, generator=g, dtype=dtype) * float(torch.rand(1, generator=g) * 2))
+        layer.weight.copy_(
+            torch.randn(c, d, generator=g, dtype=dtype) * float(torch.rand(1, generator=g) * 2)
+        )
         layer.bias.copy_(torch.randn(c, generator=g, dtype=dtype) * 0.1)
     y = torch.randint(0, c, (n,), generator=g)
     if seed % 3 == 0:  # well fitted, small weights: the loss keeps falling along -g up to the cap
@@ -81,10 +88,17 @@ def test_affine_line_search_picks_exactly_the_naive_eta(dtype):
         else:  # the loss is 0 to within rounding at several grid points: a true tie, either is right
             assert naive_loss_at(feats, y, layer, got[1]) <= tie, (seed, got, ref)
             saturated += 1
-        tol = 1e-12 if dtype == torch.float64 else 2e-5  # A - eta B and F (W0 - eta gW)^T round differently
+        tol = (
+            1e-12 if dtype == torch.float64 else 2e-5
+        )  # A - eta B and F (W0 - eta gW)^T round differently
         assert abs(got[2] - ref[2]) <= tol * max(1.0, abs(ref[2])), (seed, got, ref)
-        outcomes.add("cap" if ref[0] >= cfg.line_search_max_lr else
-                     "at once" if ref[0] == cfg.line_search_init_lr else "bracketed")
+        outcomes.add(
+            "cap"
+            if ref[0] >= cfg.line_search_max_lr
+            else "at once"
+            if ref[0] == cfg.line_search_init_lr
+            else "bracketed"
+        )
     assert outcomes == {"cap", "at once", "bracketed"}  # every branch of the search was exercised
     assert saturated < 30  # ties are the exception: nearly all cases compare exactly
 
@@ -97,7 +111,9 @@ def test_closed_form_last_layer_gradient_equals_autograd():
     loss = F.cross_entropy(feats @ W.T + b, y)
     gW, gb = torch.autograd.grad(loss, [W, b])
     loss2, _, gW2, gb2 = last_layer_grad(feats, y, W.detach(), b.detach())
-    assert torch.allclose(gW, gW2, rtol=1e-12, atol=1e-14) and torch.allclose(gb, gb2, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(gW, gW2, rtol=1e-12, atol=1e-14) and torch.allclose(
+        gb, gb2, rtol=1e-12, atol=1e-14
+    )
     assert abs(loss.item() - loss2.item()) < 1e-12
 
 
@@ -119,11 +135,13 @@ def test_perturbation_is_minus_gamma_eta_star_g_and_leaves_w0_alone():
             feats = features.eval()(x)
             _, _, gW, gb = last_layer_grad(feats, y, head.weight, head.bias)
         scale = info["gamma"] * info["eta_star"]
-        assert torch.allclose(W, w0[0] - scale * gW, atol=1e-6) and torch.allclose(b, w0[1] - scale * gb, atol=1e-6)
+        assert torch.allclose(W, w0[0] - scale * gW, atol=1e-6) and torch.allclose(
+            b, w0[1] - scale * gb, atol=1e-6
+        )
         assert abs(info["delta_norm"] - scale * torch.cat([gW.flatten(), gb]).norm().item()) < 1e-5
         assert torch.equal(head.weight, w0[0]) and torch.equal(head.bias, w0[1])
         gammas.append(info["gamma"])
-    assert 0 <= min(gammas) and max(gammas) <= cfg.gamma_max and max(gammas) - min(gammas) > 1.0
+    assert min(gammas) >= 0 and max(gammas) <= cfg.gamma_max and max(gammas) - min(gammas) > 1.0
 
 
 def test_random_direction_keeps_pofs_length():
@@ -133,8 +151,14 @@ def test_random_direction_keeps_pofs_length():
     W, b, info = p(features, head, x, y, torch.Generator().manual_seed(3))
     Wr, br, info_r = p(features, head, x, y, torch.Generator().manual_seed(3), direction="random")
     assert info["gamma"] == info_r["gamma"]
-    delta, delta_r = torch.cat([(W - head.weight).flatten(), b - head.bias]), torch.cat([(Wr - head.weight).flatten(), br - head.bias])
-    assert abs(delta.norm() - delta_r.norm()) < 1e-5 and abs(torch.cosine_similarity(delta, delta_r, 0)) < 0.9
+    delta, delta_r = (
+        torch.cat([(W - head.weight).flatten(), b - head.bias]),
+        torch.cat([(Wr - head.weight).flatten(), br - head.bias]),
+    )
+    assert (
+        abs(delta.norm() - delta_r.norm()) < 1e-5
+        and abs(torch.cosine_similarity(delta, delta_r, 0)) < 0.9
+    )
 
 
 def test_weak_batchnorm_modes():
@@ -143,7 +167,9 @@ def test_weak_batchnorm_modes():
     x, y = torch.randn(64, 5) * 3 + 1, torch.randint(0, 3, (64,))
     before = bn.running_mean.clone()
     for mode in ("batch", "eval"):
-        PoFPerturbation(PoFConfig(weak_bn_mode=mode))(features.train(), head, x, y, torch.Generator())
+        PoFPerturbation(PoFConfig(weak_bn_mode=mode))(
+            features.train(), head, x, y, torch.Generator()
+        )
         assert torch.equal(bn.running_mean, before) and features.training
     PoFPerturbation(PoFConfig(weak_bn_mode="train"))(features, head, x, y, torch.Generator())
     assert not torch.equal(bn.running_mean, before)

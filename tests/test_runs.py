@@ -5,6 +5,7 @@ import textwrap
 import time
 
 from conftest import ROOT
+
 from pof.runs import Run, RunError, list_runs
 
 WRITER = textwrap.dedent("""
@@ -43,7 +44,9 @@ def test_a_running_status_whose_process_died_is_reported_failed(tmp_path):
     run.set_status("running", pid=dead.pid)
     status = run.status()
     assert status["state"] == "failed" and "killed or crashed" in status["error"]
-    assert json.loads(run.status_file.read_text())["state"] == "running"  # the file itself is untouched
+    assert (
+        json.loads(run.status_file.read_text())["state"] == "running"
+    )  # the file itself is untouched
 
 
 def test_an_occupied_folder_is_not_overwritten_by_accident(tmp_path):
@@ -75,10 +78,13 @@ def test_epochs_keep_the_latest_record_after_a_resume_and_runs_are_listed(tmp_pa
 
 def test_overwriting_keeps_a_cancel_meant_for_the_queued_job_itself_and_drops_a_stale_one(tmp_path):
     import os
+
     old = Run.create(tmp_path / "r", {"command": "x"})
     old.request_cancel()
     old.set_status("cancelled")
-    Run.create(tmp_path / "r", {"command": "x"}, overwrite=True)  # a new run: the old request is stale
+    Run.create(
+        tmp_path / "r", {"command": "x"}, overwrite=True
+    )  # a new run: the old request is stale
     assert not (tmp_path / "r" / "cancel").exists()
     queued = Run(tmp_path / "q")
     queued.queue(os.getpid())  # as pof.jobqueue does before it execs into the job (same pid)

@@ -1,4 +1,5 @@
 """SAM's two steps against a hand computation, and the weights it climbs from restored bit for bit."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ def test_one_sam_step_is_the_hand_computed_one(adaptive):
     g = _grads(model64, x.double(), y, {n: v.requires_grad_() for n, v in w.items()})
     t = [w[n].abs() if adaptive else torch.ones_like(w[n]) for n in w]
     norm = torch.sqrt(sum(((ti * gi) ** 2).sum() for ti, gi in zip(t, g)))
-    climbed = {n: (w[n] + rho * ti ** 2 * gi / norm).detach() for (n, ti, gi) in zip(w, t, g)}
+    climbed = {n: (w[n] + rho * ti**2 * gi / norm).detach() for (n, ti, gi) in zip(w, t, g)}
     g_sharp = _grads(model64, x.double(), y, {n: v.requires_grad_() for n, v in climbed.items()})
     expected = {n: (w[n] - lr * gs).detach() for n, gs in zip(w, g_sharp)}
 
@@ -51,7 +52,9 @@ def test_the_descent_starts_from_w_bit_for_bit():
     for _ in range(3):
         F.cross_entropy(model(x), y).backward()
         opt.first_step()
-        assert any(not torch.equal(p, b) for p, b in zip(model.parameters(), before))  # it did climb
+        assert any(
+            not torch.equal(p, b) for p, b in zip(model.parameters(), before)
+        )  # it did climb
         F.cross_entropy(model(x), y).backward()
         opt.second_step()
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))

@@ -1,4 +1,5 @@
 """Real training runs through the real CLI, in subprocesses, on the offline digits data."""
+
 import json
 import os
 import signal
@@ -7,8 +8,8 @@ import sys
 import time
 
 import torch
-
 from conftest import ROOT, run_cli
+
 from pof.checkpoints import load_checkpoint
 from pof.runs import Run
 
@@ -19,16 +20,41 @@ def _epochs(path):
 
 def test_pretrain_reaches_90_percent_on_digits_and_evaluates(tmp_path):
     out = tmp_path / "digits-sgd"
-    proc = run_cli("pretrain", "--model", "cnn-small", "--dataset", "digits", "--epochs", "12", "--out", out, check=0)
+    proc = run_cli(
+        "pretrain",
+        "--model",
+        "cnn-small",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "12",
+        "--out",
+        out,
+        check=0,
+    )
     assert "done: test acc" in proc.stdout
     final = _epochs(out)[-1]
     assert final["epoch"] == 12 and final["test_acc"] >= 0.90, final
     names = {p.name for p in (out / "checkpoints").glob("*.safetensors")}
-    assert {"initial.safetensors", "last.safetensors", "best.safetensors", "final.safetensors"} <= names
-    ev = run_cli("evaluate", out / "checkpoints" / "final.safetensors", "--dataset", "digits", "--json", check=0)
+    assert {
+        "initial.safetensors",
+        "last.safetensors",
+        "best.safetensors",
+        "final.safetensors",
+    } <= names
+    ev = run_cli(
+        "evaluate",
+        out / "checkpoints" / "final.safetensors",
+        "--dataset",
+        "digits",
+        "--json",
+        check=0,
+    )
     result = json.loads(ev.stdout)["test"]
     assert abs(result["acc"] - final["test_acc"]) < 1e-9 and len(result["per_class_acc"]) == 10
-    table = run_cli("evaluate", out / "checkpoints" / "final.safetensors", check=0).stdout  # dataset from metadata
+    table = run_cli(
+        "evaluate", out / "checkpoints" / "final.safetensors", check=0
+    ).stdout  # dataset from metadata
     assert "chosen by registry" in table and "per class" in table
     listing = run_cli("runs", "list", tmp_path, check=0).stdout
     assert "digits-sgd" in listing and "done" in listing and "12/12" in listing
@@ -40,31 +66,73 @@ def test_pretrain_reaches_90_percent_on_digits_and_evaluates(tmp_path):
 
 def test_sam_pretraining_learns_too(tmp_path):
     out = tmp_path / "sam"
-    run_cli("pretrain", "--dataset", "digits", "--optimizer", "sam", "--rho", "0.05", "--epochs", "8",
-            "--schedule", "cosine", "--out", out, "--quiet", check=0)
+    run_cli(
+        "pretrain",
+        "--dataset",
+        "digits",
+        "--optimizer",
+        "sam",
+        "--rho",
+        "0.05",
+        "--epochs",
+        "8",
+        "--schedule",
+        "cosine",
+        "--out",
+        out,
+        "--quiet",
+        check=0,
+    )
     assert _epochs(out)[-1]["test_acc"] >= 0.85
     assert Run(out).config()["config"]["optimizer"] == "sam"
 
 
 def test_divergence_stops_with_a_clear_status_and_keeps_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "boom"
-    proc = run_cli("pretrain", "--dataset", "digits", "--lr", "1e12", "--epochs", "3", "--out", out, "--quiet")
+    proc = run_cli(
+        "pretrain", "--dataset", "digits", "--lr", "1e12", "--epochs", "3", "--out", out, "--quiet"
+    )
     assert proc.returncode == 1, proc.stderr
     assert "diverged" in proc.stderr and "Lower the learning rate" in proc.stderr
     status = Run(out).status()
     assert status["state"] == "failed" and "diverged" in status["error"]
     model, _ = load_checkpoint(out / "checkpoints" / "initial.safetensors")
-    assert all(torch.isfinite(p).all() for p in model.state_dict().values() if p.is_floating_point())
+    assert all(
+        torch.isfinite(p).all() for p in model.state_dict().values() if p.is_floating_point()
+    )
     assert not (out / "checkpoints" / "final.safetensors").exists()
 
 
 def test_bad_input_exits_2_with_a_message(tmp_path):
-    proc = run_cli("pretrain", "--dataset", "cifar10", "--data-root", tmp_path, "--out", tmp_path / "x", "--quiet")
+    proc = run_cli(
+        "pretrain",
+        "--dataset",
+        "cifar10",
+        "--data-root",
+        tmp_path,
+        "--out",
+        tmp_path / "x",
+        "--quiet",
+    )
     assert proc.returncode == 2 and "Put cifar-10-python.tar.gz" in proc.stderr
-    run_cli("pretrain", "--dataset", "digits", "--epochs", "1", "--out", tmp_path / "r", "--quiet", check=0)
-    proc = run_cli("pretrain", "--dataset", "digits", "--epochs", "1", "--out", tmp_path / "r", "--quiet")
+    run_cli(
+        "pretrain",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "r",
+        "--quiet",
+        check=0,
+    )
+    proc = run_cli(
+        "pretrain", "--dataset", "digits", "--epochs", "1", "--out", tmp_path / "r", "--quiet"
+    )
     assert proc.returncode == 2 and "already holds a run" in proc.stderr
-    proc = run_cli("evaluate", tmp_path / "r" / "checkpoints" / "final.safetensors", "--dataset", "moons")
+    proc = run_cli(
+        "evaluate", tmp_path / "r" / "checkpoints" / "final.safetensors", "--dataset", "moons"
+    )
     assert proc.returncode == 2 and "10 output classes but moons has 2" in proc.stderr
     assert run_cli("pretrain", "--model", "vgg", "--out", tmp_path / "y").returncode == 2
     helptext = run_cli("pretrain", "--help", check=0).stdout
@@ -74,9 +142,31 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
 
 def _start(out, *extra):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "pof", "pretrain", "--dataset", "digits", "--batch-size", "16",
-                             "--epochs", "6", "--seed", "1", "--out", str(out), "--quiet", *extra],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pof",
+            "pretrain",
+            "--dataset",
+            "digits",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "6",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(cond, timeout=120):
@@ -108,7 +198,9 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path):
     _wait_for(lambda: any(r.get("epoch", 0) >= 2 for r in Run(broken).metrics("epoch")))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (broken / "checkpoints" / "final.safetensors").exists(), "the kill came too late to test resume"
+    assert not (broken / "checkpoints" / "final.safetensors").exists(), (
+        "the kill came too late to test resume"
+    )
     assert Run(broken).status()["state"] == "failed"  # dead process detected
     run_cli("pretrain", "--out", broken, "--resume", "--quiet", check=0)
     a, b = _epochs(whole), _epochs(broken)
@@ -124,6 +216,7 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path):
 
 def test_a_run_stopped_in_its_first_epoch_resumes_from_its_initial_weights(tmp_path):
     from pof.train import PretrainConfig, pretrain
+
     cfg = PretrainConfig(dataset="digits", epochs=2, seed=4)
     whole = pretrain(cfg, tmp_path / "whole")
     calls = iter(range(10_000))

@@ -14,7 +14,10 @@ from pof.runs import Run, RunError, list_runs
 
 root = runs_root()
 st.title("Compare before and after")
-configs, unreadable = {}, []  # read once per page run; a run whose config is unreadable is named, not listed
+configs, unreadable = (
+    {},
+    [],
+)  # read once per page run; a run whose config is unreadable is named, not listed
 for r in list_runs(root):
     if r.path.parent.name != "analysis" and r.config_file.exists():  # analysis parts are runs too
         cfg, why = read_config(r)
@@ -26,32 +29,53 @@ if unreadable:
     st.warning("Not listed, unreadable: " + "; ".join(unreadable))
 posts = [Run(p) for p, c in configs.items() if c.get("command") == "post-train"]
 if not posts:
-    st.info("No post-training runs yet. Start one on the Post-train page, or: "
-            "`python -m pof post-train CKPT --method pof --epochs 10 --out runs/NAME`")
+    st.info(
+        "No post-training runs yet. Start one on the Post-train page, or: "
+        "`python -m pof post-train CKPT --method pof --epochs 10 --out runs/NAME`"
+    )
     st.stop()
 labels = [str(r.path) for r in posts]
 url = url_run(root)  # a name from the URL is confined to the runs folder
 chosen = st.session_state.get("selected_run") or (url and str(url))
 c1, c2 = st.columns(2)
-choice = c1.selectbox("Post-training run", labels, index=labels.index(chosen) if chosen in labels else 0,
-                      format_func=lambda p: p.removeprefix(str(root) + "/"))
+choice = c1.selectbox(
+    "Post-training run",
+    labels,
+    index=labels.index(chosen) if chosen in labels else 0,
+    format_func=lambda p: p.removeprefix(str(root) + "/"),
+)
 run = Run(choice)
 cfg = configs[choice]
-family = [r for r in posts if configs[str(r.path)].get("checkpoint_sha256") == cfg.get("checkpoint_sha256")]
+family = [
+    r
+    for r in posts
+    if configs[str(r.path)].get("checkpoint_sha256") == cfg.get("checkpoint_sha256")
+]
 others = [str(r.path) for r in family if r.path != run.path]
-control_choice = c2.selectbox("Control run (optional overlay)", [""] + others,
-                              format_func=lambda p: "none" if not p else f"{p.removeprefix(str(root) + '/')} ({configs[p].get('method')})",
-                              help="another post-training of the same checkpoint, e.g. finetune-frozen")
+control_choice = c2.selectbox(
+    "Control run (optional overlay)",
+    [""] + others,
+    format_func=lambda p: (
+        "none" if not p else f"{p.removeprefix(str(root) + '/')} ({configs[p].get('method')})"
+    ),
+    help="another post-training of the same checkpoint, e.g. finetune-frozen",
+)
 control = Run(control_choice) if control_choice else None
-st.caption(f"{cfg.get('method')} on {cfg.get('model')} / {cfg.get('dataset')}, {cfg.get('epochs')} epochs at lr "
-           f"{cfg.get('lr')} ({cfg.get('lr_reason')}); before = checkpoints/initial, after = checkpoints/final")
+st.caption(
+    f"{cfg.get('method')} on {cfg.get('model')} / {cfg.get('dataset')}, {cfg.get('epochs')} epochs at lr "
+    f"{cfg.get('lr')} ({cfg.get('lr_reason')}); before = checkpoints/initial, after = checkpoints/final"
+)
 
 compared = [run] + ([control] if control else [])
 finished = [r for r in compared if r.status().get("state") == "done"]
 
 
 def jobs() -> dict[tuple[str, str], Run]:
-    return {(str(r.path), part): Run(part_dir(r.path / "analysis", part)) for r in compared for part in PARTS}
+    return {
+        (str(r.path), part): Run(part_dir(r.path / "analysis", part))
+        for r in compared
+        for part in PARTS
+    }
 
 
 def report_of(run: Run) -> dict:
@@ -63,27 +87,46 @@ def report_of(run: Run) -> dict:
 
 
 reports = {str(r.path): report_of(r) for r in finished}
-missing = [(key, job) for key, job in jobs().items() if key[0] in reports and key[1] not in reports[key[0]]
-           and job.status().get("state") not in ("queued", "running")]  # "unknown" when never started
+missing = [
+    (key, job)
+    for key, job in jobs().items()
+    if key[0] in reports
+    and key[1] not in reports[key[0]]
+    and job.status().get("state") not in ("queued", "running")
+]  # "unknown" when never started
 if len(finished) < len(compared):
-    st.warning("The comparison needs finished runs: " + ", ".join(f"{r.path.name} ({r.status().get('state')})"
-                                                                  for r in compared if r not in finished)
-               + " has not finished yet.")
-if missing and st.button(f"Compute {len(missing)} analys{'is' if len(missing) == 1 else 'es'}", type="primary",
-                         help="each analysis is a background job (they run one after another); results stay in "
-                              "RUN/analysis/ and show at once next time"):
+    st.warning(
+        "The comparison needs finished runs: "
+        + ", ".join(
+            f"{r.path.name} ({r.status().get('state')})" for r in compared if r not in finished
+        )
+        + " has not finished yet."
+    )
+if missing and st.button(
+    f"Compute {len(missing)} analys{'is' if len(missing) == 1 else 'es'}",
+    type="primary",
+    help="each analysis is a background job (they run one after another); results stay in "
+    "RUN/analysis/ and show at once next time",
+):
     for (run_path, part), job in missing:
         start_job(job.path, ["-m", "analysis", "report", run_path, "--part", part, "--quiet"], root)
     st.rerun()  # redraw without the button: the jobs are queued now
 
 
-watch_parts(jobs(), {key: PART_TITLES[key[1]].capitalize() + (f" · {Run(key[0]).path.name}" if control else "")
-                     for key in jobs()})
+watch_parts(
+    jobs(),
+    {
+        key: PART_TITLES[key[1]].capitalize() + (f" · {Run(key[0]).path.name}" if control else "")
+        for key in jobs()
+    },
+)
 
 
 st.subheader("Accuracy and loss over the post-training")
-st.caption(f"Every method run on this checkpoint ({len(family)} run{'s' if len(family) > 1 else ''}); "
-           f"solid lines: test, dotted: the training set evaluated with the unperturbed model.")
+st.caption(
+    f"Every method run on this checkpoint ({len(family)} run{'s' if len(family) > 1 else ''}); "
+    f"solid lines: test, dotted: the training set evaluated with the unperturbed model."
+)
 curves = {f"{r.path.name} ({configs[str(r.path)].get('method')})": r.epochs() for r in family}
 show_figure(method_curves(curves), "curves", curves, run.path.name)
 

@@ -9,11 +9,26 @@ from pathlib import Path
 
 import streamlit as st
 
-from analysis.report import (PAIR_ONLY, PARTS, ReportConfig, Subject, comparison_dir, labels_for, load_results,
-                             part_dir)
+from analysis.report import (
+    PAIR_ONLY,
+    PARTS,
+    ReportConfig,
+    Subject,
+    comparison_dir,
+    labels_for,
+    load_results,
+    part_dir,
+)
 from app.comparison import PART_TITLES, show_results, watch_parts
 from app.jobs import runs_root, start_job
-from app.uploads import MAX_UPLOAD_MB, delete_upload, free_file, imported_dir, list_uploads, save_upload
+from app.uploads import (
+    MAX_UPLOAD_MB,
+    delete_upload,
+    free_file,
+    imported_dir,
+    list_uploads,
+    save_upload,
+)
 from pof.archs import runs_user_code, short_name
 from pof.catalogue import bundled, incompatibility, verify
 from pof.checkpoints import CheckpointError, data_for, import_checkpoint, read_metadata
@@ -27,24 +42,39 @@ root = runs_root()
 
 
 st.title("Inspect checkpoints")
-st.caption("Choose one checkpoint, or two to compare (a model before and after your own fine-tuning, SGD vs SAM, "
-           "...). Each analysis runs as a background job and is kept, keyed by the files' content, so it shows at "
-           "once next time.")
+st.caption(
+    "Choose one checkpoint, or two to compare (a model before and after your own fine-tuning, SGD vs SAM, "
+    "...). Each analysis runs as a background job and is kept, keyed by the files' content, so it shows at "
+    "once next time."
+)
 
 
 # --- choose -------------------------------------------------------------------------------------------
 
+
 def pick(slot: str, optional: bool) -> str | None:
-    kinds = (["none"] if optional else []) + ["bundled models", "my runs", "a path on this server", "an upload"]
+    kinds = (["none"] if optional else []) + [
+        "bundled models",
+        "my runs",
+        "a path on this server",
+        "an upload",
+    ]
     kind = st.radio(f"Checkpoint {slot} from", kinds, horizontal=True, key=f"{slot}-kind")
     if kind == "none":
         return None
     if kind == "bundled models":
         catalogue = bundled()
         ids = list(catalogue)
-        default = DEFAULT_PAIR[slot == "B"]  # SGD vs SAM: the contrast a student of flatness wants first
-        key = st.selectbox("Bundled model", ids, key=f"{slot}-bundled", index=ids.index(default) if default in ids else 0,
-                           format_func=lambda k: f"{k}: {catalogue[k]['description']}")
+        default = DEFAULT_PAIR[
+            slot == "B"
+        ]  # SGD vs SAM: the contrast a student of flatness wants first
+        key = st.selectbox(
+            "Bundled model",
+            ids,
+            key=f"{slot}-bundled",
+            index=ids.index(default) if default in ids else 0,
+            format_func=lambda k: f"{k}: {catalogue[k]['description']}",
+        )
         try:
             verify(catalogue[key])
         except CheckpointError as e:
@@ -52,32 +82,52 @@ def pick(slot: str, optional: bool) -> str | None:
             return None
         return catalogue[key]["path"]
     if kind == "my runs":
-        checkpoints = [str(p) for r in list_runs(root) if r.path.parent.name != "analysis" and r.config_file.exists()
-                       for p in (r.checkpoint("initial"), r.checkpoint("final")) if p.exists()]
+        checkpoints = [
+            str(p)
+            for r in list_runs(root)
+            if r.path.parent.name != "analysis" and r.config_file.exists()
+            for p in (r.checkpoint("initial"), r.checkpoint("final"))
+            if p.exists()
+        ]
         checkpoints += [str(p) for p in sorted(imported_dir().glob("*.safetensors"))]
         if not checkpoints:
             st.info("No runs with checkpoints yet, and no imported models.")
             return None
-        return st.selectbox("Run checkpoint or imported model", checkpoints, key=f"{slot}-run",
-                            format_func=lambda p: f"imported / {Path(p).stem}" if Path(p).parent == imported_dir()
-                            else f"{Path(p).parents[1].name} / {Path(p).stem}")
+        return st.selectbox(
+            "Run checkpoint or imported model",
+            checkpoints,
+            key=f"{slot}-run",
+            format_func=lambda p: (
+                f"imported / {Path(p).stem}"
+                if Path(p).parent == imported_dir()
+                else f"{Path(p).parents[1].name} / {Path(p).stem}"
+            ),
+        )
     if kind == "a path on this server":
-        text = st.text_input("Path of the model file", key=f"{slot}-path", placeholder="/path/to/model.pt").strip()
+        text = st.text_input(
+            "Path of the model file", key=f"{slot}-path", placeholder="/path/to/model.pt"
+        ).strip()
         if not text:
             return None
         path = Path(text).expanduser()
         if not path.is_file():
-            st.error(f"No file at {path}. Give the full path of a model file on the machine running this app.")
+            st.error(
+                f"No file at {path}. Give the full path of a model file on the machine running this app."
+            )
             return None
         return str(path.resolve())
     return pick_upload(slot)
 
 
 def pick_upload(slot: str) -> str | None:
-    up = st.file_uploader(f"Upload a model file (at most {MAX_UPLOAD_MB} MB: safetensors, a state dict or Lightning "
-                          f"checkpoint, or a torch.export .pt2; pickled objects other than tensors are refused)",
-                          key=f"{slot}-upload")
-    if up is not None and st.session_state.get(f"{slot}-file-id") != up.file_id:  # a new upload: store it once
+    up = st.file_uploader(
+        f"Upload a model file (at most {MAX_UPLOAD_MB} MB: safetensors, a state dict or Lightning "
+        f"checkpoint, or a torch.export .pt2; pickled objects other than tensors are refused)",
+        key=f"{slot}-upload",
+    )
+    if (
+        up is not None and st.session_state.get(f"{slot}-file-id") != up.file_id
+    ):  # a new upload: store it once
         st.session_state[f"{slot}-file-id"] = up.file_id
         st.session_state[f"{slot}-stored"] = str(save_upload(up.name, up.getvalue()))
     stored = list_uploads()
@@ -87,9 +137,14 @@ def pick_upload(slot: str) -> str | None:
     notes = {str(p): n for p, n in stored}
     if st.session_state.get(f"{slot}-stored") not in paths:
         st.session_state.pop(f"{slot}-stored", None)  # deleted meanwhile
-    chosen = st.selectbox("Uploaded file", paths, key=f"{slot}-stored",
-                          format_func=lambda p: f"{notes[p]['name']} ({notes[p]['bytes'] / 1e6:.1f} MB, stored as "
-                                                f"{Path(p).name})")
+    chosen = st.selectbox(
+        "Uploaded file",
+        paths,
+        key=f"{slot}-stored",
+        format_func=lambda p: (
+            f"{notes[p]['name']} ({notes[p]['bytes'] / 1e6:.1f} MB, stored as {Path(p).name})"
+        ),
+    )
     if st.button("Delete this upload", key=f"{slot}-delete"):
         delete_upload(Path(chosen))
         st.rerun()
@@ -111,6 +166,7 @@ paths = [p for p in (path_a, path_b) if p]
 
 # --- a model of one's own, and the data -----------------------------------------------------------------
 
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def metadata(path: str, mtime: float) -> dict | None:
     """The project metadata of a file, or None for a file of another origin."""
@@ -121,36 +177,71 @@ def metadata(path: str, mtime: float) -> dict | None:
 
 
 uploaded = {str(p): note["name"] for p, note in list_uploads()}
-shown = {p: uploaded.get(p, Path(p).name) for p in paths}  # an upload by the name it was uploaded with
+shown = {
+    p: uploaded.get(p, Path(p).name) for p in paths
+}  # an upload by the name it was uploaded with
 metas = {p: metadata(p, Path(p).stat().st_mtime) for p in paths}
 foreign = [p for p, m in metas.items() if m is None]
 with st.expander("A model of your own: architecture, classifier, keys", expanded=bool(foreign)):
     if foreign:
-        st.caption(f"{', '.join(shown[p] for p in foreign)} carries no metadata of this project: say what "
-                   f"it is. (A torch.export .pt2 carries its architecture: leave the field empty.)")
+        st.caption(
+            f"{', '.join(shown[p] for p in foreign)} carries no metadata of this project: say what "
+            f"it is. (A torch.export .pt2 carries its architecture: leave the field empty.)"
+        )
     f1, f2 = st.columns(2)
-    arch = f1.text_input("Architecture", key="arch", placeholder="torchvision:resnet18",
-                         help="a registry name (cnn-small, resnet20, mlp, ...), torchvision:NAME (any torchvision "
-                              "classification model), or your own factory path/to/file.py:function or "
-                              "package.module:function, a function that returns the nn.Module").strip() or None
-    arch_args = f2.text_input("Its arguments", key="arch-args", placeholder="num_classes=10, width=16",
-                              help="KEY=VALUE, comma-separated (JSON values); the number of classes is read off the "
-                                   "weights when not given").strip()
+    arch = (
+        f1.text_input(
+            "Architecture",
+            key="arch",
+            placeholder="torchvision:resnet18",
+            help="a registry name (cnn-small, resnet20, mlp, ...), torchvision:NAME (any torchvision "
+            "classification model), or your own factory path/to/file.py:function or "
+            "package.module:function, a function that returns the nn.Module",
+        ).strip()
+        or None
+    )
+    arch_args = f2.text_input(
+        "Its arguments",
+        key="arch-args",
+        placeholder="num_classes=10, width=16",
+        help="KEY=VALUE, comma-separated (JSON values); the number of classes is read off the "
+        "weights when not given",
+    ).strip()
     f1, f2 = st.columns(2)
-    classifier = f1.text_input("Classifier layer", key="classifier", placeholder="head.fc",
-                               help="the last linear layer (PoF and the exact last-layer Hessian need it); default: "
-                                    "the model's last nn.Linear").strip() or None
-    key_map = f2.text_input("Rename keys", key="key-map", placeholder="backbone.=features.",
-                            help="OLD=NEW prefix renames, comma-separated; a prefix shared by all keys (module., "
-                                 "model.) is stripped without it").strip()
+    classifier = (
+        f1.text_input(
+            "Classifier layer",
+            key="classifier",
+            placeholder="head.fc",
+            help="the last linear layer (PoF and the exact last-layer Hessian need it); default: "
+            "the model's last nn.Linear",
+        ).strip()
+        or None
+    )
+    key_map = f2.text_input(
+        "Rename keys",
+        key="key-map",
+        placeholder="backbone.=features.",
+        help="OLD=NEW prefix renames, comma-separated; a prefix shared by all keys (module., "
+        "model.) is stripped without it",
+    ).strip()
     if runs_user_code(arch) and not arch.startswith("export:"):
-        st.warning(f"Building the model runs your own code ({arch}) on this machine, in the app and in the job.")
-    allow_code = st.checkbox("Also run code named inside a checkpoint's metadata", key="allow-code",
-                             help="a checkpoint written by `pof import` from your own factory names that factory; "
-                                  "it is only run when you allow it here")
+        st.warning(
+            f"Building the model runs your own code ({arch}) on this machine, in the app and in the job."
+        )
+    allow_code = st.checkbox(
+        "Also run code named inside a checkpoint's metadata",
+        key="allow-code",
+        help="a checkpoint written by `pof import` from your own factory names that factory; "
+        "it is only run when you allow it here",
+    )
 try:
-    source = ModelSource(arch, dict(_arch_arg(a.strip()) for a in arch_args.split(",") if a.strip()), classifier,
-                         [m.strip() for m in key_map.split(",") if m.strip()])
+    source = ModelSource(
+        arch,
+        dict(_arch_arg(a.strip()) for a in arch_args.split(",") if a.strip()),
+        classifier,
+        [m.strip() for m in key_map.split(",") if m.strip()],
+    )
 except (LoadError, ValueError, ArgumentTypeError) as e:
     st.error(f"{e}")
     st.stop()
@@ -159,49 +250,93 @@ trained_on = [m["dataset"] for m in metas.values() if m and m.get("dataset")]
 candidates = list(dict.fromkeys(trained_on + list(DATASETS)))
 # as on the Post-train page: a project checkpoint is offered only data of its input shape and classes
 # (without loading any); a file of other origin learns its shape from the data, checked on its card
-why_not = {d: next((why for m in metas.values() if m and (why := incompatibility(m, d))), None) for d in candidates}
+why_not = {
+    d: next((why for m in metas.values() if m and (why := incompatibility(m, d))), None)
+    for d in candidates
+}
 choices = [d for d in candidates if why_not[d] is None] + ["a file or folder of my own ..."]
 d1, d2, d3 = st.columns([1, 2, 1])
-dataset = d1.selectbox("Data", choices, key=f"dataset-{'|'.join(paths)}",  # a new checkpoint: its own data first
-                       help="the data the numbers are measured on (default: what the checkpoint was trained on)")
+dataset = d1.selectbox(
+    "Data",
+    choices,
+    key=f"dataset-{'|'.join(paths)}",  # a new checkpoint: its own data first
+    help="the data the numbers are measured on (default: what the checkpoint was trained on)",
+)
 if dataset == "a file or folder of my own ...":
-    dataset = d2.text_input("npz:PATH, csv:PATH or imagefolder:PATH", key="own-data",
-                            placeholder="csv:/data/flowers.csv").strip() or None
-classes = d3.text_input("Class order", key="classes", placeholder="cat,dog",
-                        help="class names in label order (default: the data's own; folders: alphabetical)").strip()
-label_column = d2.text_input("Label column (CSV)", key="label-column").strip() if dataset and dataset.startswith("csv:") else ""
+    dataset = (
+        d2.text_input(
+            "npz:PATH, csv:PATH or imagefolder:PATH",
+            key="own-data",
+            placeholder="csv:/data/flowers.csv",
+        ).strip()
+        or None
+    )
+classes = d3.text_input(
+    "Class order",
+    key="classes",
+    placeholder="cat,dog",
+    help="class names in label order (default: the data's own; folders: alphabetical)",
+).strip()
+label_column = (
+    d2.text_input("Label column (CSV)", key="label-column").strip()
+    if dataset and dataset.startswith("csv:")
+    else ""
+)
 refused = {}
 for d, why in why_not.items():
     if why:
         refused.setdefault(why, []).append(d)
 if refused:
-    st.caption("Not offered: " + "; ".join(f"{', '.join(ds)} ({why})" for why, ds in refused.items()) + ".")
+    st.caption(
+        "Not offered: " + "; ".join(f"{', '.join(ds)} ({why})" for why, ds in refused.items()) + "."
+    )
 if not dataset:
     st.stop()
-data_options = {k: v for k, v in (("classes", classes or None), ("label_column", label_column or None)) if v}
+data_options = {
+    k: v for k, v in (("classes", classes or None), ("label_column", label_column or None)) if v
+}
 
 
 # --- cards -------------------------------------------------------------------------------------------------
 
+
 @st.cache_data(max_entries=32, show_spinner="Reading the checkpoint ...")
-def card(path: str, mtime: float, dataset: str, data_options: dict, source: dict, allow_code: bool) -> dict:
+def card(
+    path: str, mtime: float, dataset: str, data_options: dict, source: dict, allow_code: bool
+) -> dict:
     """What the checkpoint is, checked against the data (two inputs through it). In the app's process:
     reading a file and one tiny forward; the analyses are jobs."""
     from pof.checkpoints import load_checkpoint
     from pof.models import count_parameters
+
     try:
         data = data_for(path, dataset, options=data_options)
-        model, meta = load_checkpoint(path, dataset=data, source=ModelSource(**source), allow_code=allow_code)
+        model, meta = load_checkpoint(
+            path, dataset=data, source=ModelSource(**source), allow_code=allow_code
+        )
     except (CheckpointError, DatasetError, ValueError, OSError) as e:
         return {"error": str(e)}
-    return {"meta": {k: v for k, v in meta.items() if k != "provenance"}, "provenance": meta.get("provenance") or {},
-            "parameters": count_parameters(model), "data": data.describe()}
+    return {
+        "meta": {k: v for k, v in meta.items() if k != "provenance"},
+        "provenance": meta.get("provenance") or {},
+        "parameters": count_parameters(model),
+        "data": data.describe(),
+    }
 
 
 # code named in a file's metadata runs only when allowed, or when this app wrote the file itself (Save
 # below, after the user typed that code's path): an uploaded file never runs code it names
-cards = {p: card(p, Path(p).stat().st_mtime, dataset, data_options, asdict(source),
-                 allow_code or Path(p).parent == imported_dir()) for p in paths}
+cards = {
+    p: card(
+        p,
+        Path(p).stat().st_mtime,
+        dataset,
+        data_options,
+        asdict(source),
+        allow_code or Path(p).parent == imported_dir(),
+    )
+    for p in paths
+}
 for slot, (p, c) in zip("AB", cards.items()):
     st.markdown(f"**{slot}: {shown[p]}{' (uploaded)' if p in uploaded else ''}**")
     if "error" in c:
@@ -209,32 +344,55 @@ for slot, (p, c) in zip("AB", cards.items()):
         continue
     meta, prov = c["meta"], c["provenance"]
     cols = st.columns(5)
-    cols[0].metric("architecture", short_name(meta["arch"]), help=f"{meta['arch']} "
-                   + ", ".join(f"{k}={v}" for k, v in meta["arch_args"].items()))
+    cols[0].metric(
+        "architecture",
+        short_name(meta["arch"]),
+        help=f"{meta['arch']} " + ", ".join(f"{k}={v}" for k, v in meta["arch_args"].items()),
+    )
     cols[1].metric("parameters", f"{c['parameters']:,}")
     cols[2].metric("classifier", meta["classifier"] or "none")
     test_acc = (meta.get("metrics") or {}).get("test_acc")
-    cols[3].metric("test accuracy (recorded)", "invalid: NaN/inf weights" if meta["nonfinite"] else
-                   f"{test_acc:.2%}" if isinstance(test_acc, (int, float)) else "n/a")
+    cols[3].metric(
+        "test accuracy (recorded)",
+        "invalid: NaN/inf weights"
+        if meta["nonfinite"]
+        else f"{test_acc:.2%}"
+        if isinstance(test_acc, (int, float))
+        else "n/a",
+    )
     cols[4].metric("classes", meta["num_classes"])
-    origin = {"foreign": f"a {prov.get('format', '')} file of another origin, read as {meta['arch']}",
-              "imported": "imported with `pof import`", "post-train": f"post-trained with {prov.get('method')}"}
-    st.caption(f"Split: {meta['split']}. Numbers recorded in the file: "
-               f"{origin.get(prov.get('kind'), 'trained by this project') if prov else 'none'}. Measured on "
-               f"{c['data']}.")
-    if meta["nonfinite"]:  # the recorded accuracy no longer describes these weights, and no measure means anything
+    origin = {
+        "foreign": f"a {prov.get('format', '')} file of another origin, read as {meta['arch']}",
+        "imported": "imported with `pof import`",
+        "post-train": f"post-trained with {prov.get('method')}",
+    }
+    st.caption(
+        f"Split: {meta['split']}. Numbers recorded in the file: "
+        f"{origin.get(prov.get('kind'), 'trained by this project') if prov else 'none'}. Measured on "
+        f"{c['data']}."
+    )
+    if meta[
+        "nonfinite"
+    ]:  # the recorded accuracy no longer describes these weights, and no measure means anything
         bad = meta["nonfinite"]
-        st.error(f"This checkpoint holds NaN or infinite weights in {len(bad)} tensor{'s' if len(bad) > 1 else ''} "
-                 f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}): it cannot be analysed.")
+        st.error(
+            f"This checkpoint holds NaN or infinite weights in {len(bad)} tensor{'s' if len(bad) > 1 else ''} "
+            f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}): it cannot be analysed."
+        )
     for warning in meta.get("warnings", []):
         if not (meta["nonfinite"] and "NaN or infinite" in warning):  # said above, as an error
             st.warning(warning)
-    if prov.get("kind") == "foreign" and st.button("Save as a project checkpoint", key=f"import-{slot}",
-                                                   help="weights and everything said above in one .safetensors "
-                                                        "file, listed under 'my runs': next time, no fields"):
+    if prov.get("kind") == "foreign" and st.button(
+        "Save as a project checkpoint",
+        key=f"import-{slot}",
+        help="weights and everything said above in one .safetensors "
+        "file, listed under 'my runs': next time, no fields",
+    ):
         target = free_file(imported_dir(), Path(shown[p]).stem)
         try:
-            import_checkpoint(p, target, data_for(p, dataset, options=data_options), source, data_options)
+            import_checkpoint(
+                p, target, data_for(p, dataset, options=data_options), source, data_options
+            )
             st.success(f"Saved {target}; choose it under 'my runs' from now on.")
         except (CheckpointError, DatasetError, ValueError, OSError) as e:
             st.error(f"Not saved: {e}")
@@ -246,16 +404,28 @@ if any("error" in c or c["meta"]["nonfinite"] for c in cards.values()):
 
 r = ReportConfig()
 s1, s2, s3 = st.columns([1, 1, 2])
-samples = s1.number_input("Training samples (Hessian, per layer)", 50, 50_000, r.samples, step=50,
-                          help="a seeded subset of the training split; more is slower and less noisy")
+samples = s1.number_input(
+    "Training samples (Hessian, per layer)",
+    50,
+    50_000,
+    r.samples,
+    step=50,
+    help="a seeded subset of the training split; more is slower and less noisy",
+)
 eval_samples = s2.number_input("Test samples (landscapes)", 50, 50_000, r.eval_samples, step=50)
 offered = [p for p in PARTS if p not in PAIR_ONLY or len(paths) == 2]
-wanted = s3.multiselect("Analyses", offered, default=["layers"], format_func=lambda p: PART_TITLES[p], key="parts")
+wanted = s3.multiselect(
+    "Analyses", offered, default=["layers"], format_func=lambda p: PART_TITLES[p], key="parts"
+)
 traces_only = "layers" in wanted and st.checkbox(
-    "Per layer: traces only", key="traces-only",
+    "Per layer: traces only",
+    key="traces-only",
     help="leave out each layer's top eigenvalue: every layer's trace then costs one pass of 30 Hessian-vector "
-         "products in all, where each block eigenvalue costs a few more (seconds each on a large model on a CPU)")
-cfg = ReportConfig(samples=int(samples), eval_samples=int(eval_samples), layer_traces_only=traces_only)
+    "products in all, where each block eigenvalue costs a few more (seconds each on a large model on a CPU)",
+)
+cfg = ReportConfig(
+    samples=int(samples), eval_samples=int(eval_samples), layer_traces_only=traces_only
+)
 labels = labels_for(paths, [shown[p] for p in paths])
 subject = Subject(labels, dataset, data_options, source)
 
@@ -269,22 +439,50 @@ def out_dir(subject_dict: dict, cfg_dict: dict, stamps: tuple) -> str:
 out = Path(out_dir(asdict(subject), asdict(cfg), tuple(Path(p).stat().st_mtime_ns for p in paths)))
 try:
     results = load_results(out, paths)
-except (RunError, OSError, ValueError, AttributeError, TypeError):  # an unreadable part: offered again, not shown
+except (
+    RunError,
+    OSError,
+    ValueError,
+    AttributeError,
+    TypeError,
+):  # an unreadable part: offered again, not shown
     results = {}
 jobs = {part: Run(part_dir(out, part)) for part in wanted}
-missing = [part for part, job in jobs.items()
-           if part not in results and job.status().get("state") not in ("queued", "running")]
+missing = [
+    part
+    for part, job in jobs.items()
+    if part not in results and job.status().get("state") not in ("queued", "running")
+]
 
 
 def job_args(part: str) -> list[str]:
-    args = ["-m", "analysis", "compare", *paths, *[a for label in labels for a in ("--label", label)],
-            "--dataset", dataset, "--part", part, "--out", str(out),
-            "--samples", str(cfg.samples), "--eval-samples", str(cfg.eval_samples), "--quiet"]
+    args = [
+        "-m",
+        "analysis",
+        "compare",
+        *paths,
+        *[a for label in labels for a in ("--label", label)],
+        "--dataset",
+        dataset,
+        "--part",
+        part,
+        "--out",
+        str(out),
+        "--samples",
+        str(cfg.samples),
+        "--eval-samples",
+        str(cfg.eval_samples),
+        "--quiet",
+    ]
     if cfg.layer_traces_only:
         args.append("--layer-traces-only")
     if "classes" in data_options:
-        args += ["--classes", ",".join(data_options["classes"]) if isinstance(data_options["classes"], list)
-                 else data_options["classes"]]
+        args += [
+            "--classes",
+            ",".join(data_options["classes"])
+            if isinstance(data_options["classes"], list)
+            else data_options["classes"],
+        ]
     if "label_column" in data_options:
         args += ["--label-column", data_options["label_column"]]
     if source.arch:
@@ -298,9 +496,12 @@ def job_args(part: str) -> list[str]:
     return args
 
 
-if missing and st.button(f"Compute {len(missing)} analys{'is' if len(missing) == 1 else 'es'}", type="primary",
-                         help="each is a background job (they run one after another); the results stay in "
-                              f"{out} and show at once next time"):
+if missing and st.button(
+    f"Compute {len(missing)} analys{'is' if len(missing) == 1 else 'es'}",
+    type="primary",
+    help="each is a background job (they run one after another); the results stay in "
+    f"{out} and show at once next time",
+):
     for part in missing:
         start_job(jobs[part].path, job_args(part), root)
     st.rerun()

@@ -6,10 +6,24 @@ back and forth is instant. Every number shown is computed here, never typed in."
 import streamlit as st
 
 from analysis import learn
-from analysis.report import ReportConfig, Subject, comparison_dir, labels_for, load_results, part_dir
-from app.figures import (contours_2d, decision_maps, eigen_slices, hessian_bars, line_search_figure, slices_1d,
-                         train_test_slices)
+from analysis.report import (
+    ReportConfig,
+    Subject,
+    comparison_dir,
+    labels_for,
+    load_results,
+    part_dir,
+)
 from app.comparison import watch_parts
+from app.figures import (
+    contours_2d,
+    decision_maps,
+    eigen_slices,
+    hessian_bars,
+    line_search_figure,
+    slices_1d,
+    train_test_slices,
+)
 from app.jobs import runs_root, start_job
 from pof.catalogue import ASSETS, bundled
 from pof.method import PoFConfig
@@ -41,6 +55,7 @@ def refs(*keys: str) -> None:
 
 
 # --- cached computations (plain data: cached across reruns and sessions) ------------------------
+
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def trained(r: learn.Recipe) -> dict:
@@ -82,6 +97,7 @@ def walkthrough(weak_size: int, weak_seed: int, gamma: float, steps: int, lr: fl
 @st.cache_resource(show_spinner=False)
 def bundled_moons():
     from pof.checkpoints import data_for, load_checkpoint
+
     path = ASSETS / "moons-mlp.safetensors"
     model, meta = load_checkpoint(path)
     return model, data_for(path, meta["dataset"])
@@ -89,8 +105,12 @@ def bundled_moons():
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def digits_pair() -> dict:
-    return learn.bundled_last_layer({"SGD": str(ASSETS / "digits-cnn-small-sgd.safetensors"),
-                                     "SAM": str(ASSETS / "digits-cnn-small-sam.safetensors")})
+    return learn.bundled_last_layer(
+        {
+            "SGD": str(ASSETS / "digits-cnn-small-sgd.safetensors"),
+            "SAM": str(ASSETS / "digits-cnn-small-sam.safetensors"),
+        }
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
@@ -100,7 +120,11 @@ def rescaling(alpha: float) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def flatness_table() -> dict:
-    recipes = [learn.Recipe(batch_size=b, optimizer=o, rho=0.2, **TOY) for b in (8, 32, 100) for o in ("sgd", "sam")]
+    recipes = [
+        learn.Recipe(batch_size=b, optimizer=o, rho=0.2, **TOY)
+        for b in (8, 32, 100)
+        for o in ("sgd", "sam")
+    ]
     return learn.flatness_and_test_loss(recipes)
 
 
@@ -117,7 +141,8 @@ st.markdown(
     "(Hochreiter & Schmidhuber 1997) and still debated. This page shows it with experiments small enough "
     "to run while you watch: tiny networks on 2-D point sets, trained and measured by the same engine as the "
     "rest of the app. Every number is computed, not typed in. The first visit trains and measures the "
-    "page's networks (about 8 seconds on a 2-core CPU, once); after that each change answers within a second.")
+    "page's networks (about 8 seconds on a 2-core CPU, once); after that each change answers within a second."
+)
 st.caption("The figures: drag to zoom, double-click to reset; hover for values.")
 
 
@@ -132,36 +157,56 @@ def what_flatness_is() -> None:
         "all its eigenvalues, sums the curvature over all directions. The two networks below were trained on the "
         f"same {TOY['points'] // 2} points until their training loss first fell to {TOY['target_loss']:g} — the same "
         "height, different shapes. (Training stopped there, so each sits near, not exactly at, the bottom of its "
-        "valley: the dashed model keeps the small slope L'(0) it still has.)")
-    width = st.slider("How far to walk along the top eigenvector (t, in parameter-space distance)", 0.1, 4.0, 1.5,
-                      0.1, key="s1-width")
+        "valley: the dashed model keeps the small slope L'(0) it still has.)"
+    )
+    width = st.slider(
+        "How far to walk along the top eigenvector (t, in parameter-space distance)",
+        0.1,
+        4.0,
+        1.5,
+        0.1,
+        key="s1-width",
+    )
     slices = {label: eigen_slice(r, width) for label, r in PAIR.items()}
     st.plotly_chart(eigen_slices(slices), width="stretch", key="s1-fig")
-    st.caption("What to look at: near t = 0 each curve sits on its dashed parabola, whose curvature is that "
-               "network's λ_max. Widen the walk: further out the real loss leaves the quadratic picture.")
+    st.caption(
+        "What to look at: near t = 0 each curve sits on its dashed parabola, whose curvature is that "
+        "network's λ_max. Widen the walk: further out the real loss leaves the quadratic picture."
+    )
     rows = {}
-    for label, r in PAIR.items():  # one table: five numbers per network do not fit side by side as metrics
+    for (
+        label,
+        r,
+    ) in PAIR.items():  # one table: five numbers per network do not fit side by side as metrics
         c, t = curvature(r), trained(r)
-        rows[label] = {"recipe": f"{r.describe()}, {t['steps']} steps", "training loss": fmt(t["train_loss"]),
-                       "λ_max (Lanczos)": fmt(c["top"]["eigenvalues"][0]),
-                       "L''(0) of the curve (central difference)": fmt(slices[label]["second_derivative"]),
-                       "trace (Hutchinson, ± one s.e.)": f"{fmt(c['trace']['trace'])} ± {c['trace']['stderr']:.2g}",
-                       f"adaptive sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(c["adaptive"]["increase"])}
+        rows[label] = {
+            "recipe": f"{r.describe()}, {t['steps']} steps",
+            "training loss": fmt(t["train_loss"]),
+            "λ_max (Lanczos)": fmt(c["top"]["eigenvalues"][0]),
+            "L''(0) of the curve (central difference)": fmt(slices[label]["second_derivative"]),
+            "trace (Hutchinson, ± one s.e.)": f"{fmt(c['trace']['trace'])} ± {c['trace']['stderr']:.2g}",
+            f"adaptive sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(c["adaptive"]["increase"]),
+        }
     st.table(rows)
-    st.caption("L''(0) is λ_max found another way: the curve's own second derivative at t = 0. Adaptive "
-               "sharpness is the largest rise of the training loss within a ball scaled by |w| per weight (Kwon et "
-               "al. 2021): unchanged when layers are rescaled (section 5).")
+    st.caption(
+        "L''(0) is λ_max found another way: the curve's own second derivative at t = 0. Adaptive "
+        "sharpness is the largest rise of the training loss within a ball scaled by |w| per weight (Kwon et "
+        "al. 2021): unchanged when layers are rescaled (section 5)."
+    )
     sharp, flat = (curvature(r) for r in PAIR.values())
     ratio = sharp["top"]["eigenvalues"][0] / flat["top"]["eigenvalues"][0]
     if sharp["adaptive"]["increase"] > flat["adaptive"]["increase"]:
-        st.markdown(f"λ_max differs {ratio:.1f}-fold, and adaptive sharpness, which no rescaling of layers can "
-                    "change, orders the two networks the same way.")
+        st.markdown(
+            f"λ_max differs {ratio:.1f}-fold, and adaptive sharpness, which no rescaling of layers can "
+            "change, orders the two networks the same way."
+        )
     else:
         st.markdown(
             f"λ_max differs {ratio:.1f}-fold, but **adaptive sharpness orders them the other way** "
             f"({fmt(sharp['adaptive']['increase'])} vs {fmt(flat['adaptive']['increase'])}): part of the λ_max gap "
-            "is the scale of the weights, not the shape of the valley. Which minimum is \"flat\" depends on how "
-            "flatness is measured — section 5 shows why.")
+            'is the scale of the weights, not the shape of the valley. Which minimum is "flat" depends on how '
+            "flatness is measured — section 5 shows why."
+        )
     refs("hochreiter", "keskar", "kwon")
 
 
@@ -175,22 +220,35 @@ def why_it_matters() -> None:
         "higher by about ½·sᵀHs for a shift s — little for a flat minimum, a lot for a sharp one. Below: the "
         "training loss of both networks along one random direction, scaled filter by filter to the weights "
         "(Li et al. 2018) so that distances mean the same for both; the training curve moved by the shift you "
-        "choose (dashed); and the test loss, measured.")
+        "choose (dashed); and the test loss, measured."
+    )
     c1, c2 = st.columns(2)
-    shift = c1.slider("Shift of the landscape (along the direction)", 0.0, 1.0, 0.3, 0.05, key="s2-shift",
-                      help="in the direction's units: each filter moves by this fraction of its own norm "
-                           "(0.1: by a tenth). Real train/test shifts are small; large values exaggerate them")
+    shift = c1.slider(
+        "Shift of the landscape (along the direction)",
+        0.0,
+        1.0,
+        0.3,
+        0.05,
+        key="s2-shift",
+        help="in the direction's units: each filter moves by this fraction of its own norm "
+        "(0.1: by a tenth). Real train/test shifts are small; large values exaggerate them",
+    )
     seed = c2.number_input("Direction (random seed)", 0, 999, 0, key="s2-seed")
     slices = {label: train_test_slice(r, int(seed), shift) for label, r in PAIR.items()}
     st.plotly_chart(train_test_slices(slices, shift), width="stretch", key="s2-fig")
-    st.caption("What to look at: at t = 0 (the trained weights), how much higher the dashed, shifted curve is "
-               "than the dotted one. The same shift costs the sharp network more.")
+    st.caption(
+        "What to look at: at t = 0 (the trained weights), how much higher the dashed, shifted curve is "
+        "than the dotted one. The same shift costs the sharp network more."
+    )
     cols = st.columns(len(PAIR))
     for col, (label, s) in zip(cols, slices.items()):
         col.markdown(f"**{label}**")
         a, b, c = col.columns(3)
-        a.metric("rise from the shift", fmt(s["shift_rise"]),
-                 help="training loss at −shift along the direction minus training loss at 0")
+        a.metric(
+            "rise from the shift",
+            fmt(s["shift_rise"]),
+            help="training loss at −shift along the direction minus training loss at 0",
+        )
         b.metric("test loss (measured)", fmt(s["test_at_w"]))
         c.metric("test minimum at t", f"{s['test_min_t']:+.2f}")
     s_sharp, s_flat = slices.values()
@@ -199,24 +257,55 @@ def why_it_matters() -> None:
         f"Measured on these two networks: the shift of {shift:g} raises the sharp one's loss by "
         f"{fmt(s_sharp['shift_rise'])} and the flat one's by {fmt(s_flat['shift_rise'])}. Their real test losses are "
         f"{fmt(trained(SHARP)['test_loss'])} (sharp) and {fmt(trained(FLAT)['test_loss'])} (flat)"
-        + (": here the flatter network does generalize better. " if agree else
-           ": here the picture fails — the flatter network generalizes worse. ")
+        + (
+            ": here the flatter network does generalize better. "
+            if agree
+            else ": here the picture fails — the flatter network generalizes worse. "
+        )
         + f"Real test landscapes are not exact shifts: along this direction the measured test minimum sits at "
         f"t = {s_sharp['test_min_t']:+.2f} (sharp) and {s_flat['test_min_t']:+.2f} (flat) — try other directions. "
-        "Section 5 shows how far flatness goes as a predictor.")
+        "Section 5 shows how far flatness goes as a predictor."
+    )
     refs("keskar", "li", "sato")
 
 
-def recipe_inputs(col, key: str, default: learn.Recipe, dataset: str, target: float) -> learn.Recipe:
-    batch = col.select_slider("Batch size", BATCHES, value=default.batch_size, key=f"{key}-batch",
-                              format_func=lambda b: "all 100 (full batch)" if b == 100 else str(b))
-    opt = col.radio("Optimizer", ["sgd", "sam"], index=["sgd", "sam"].index(default.optimizer), horizontal=True,
-                    key=f"{key}-opt", format_func=str.upper)
-    rho = col.slider("SAM's radius ρ", 0.01, 0.5, default.rho, 0.01, key=f"{key}-rho", disabled=opt != "sam")
-    rho = rho if opt == "sam" else learn.Recipe().rho  # SGD ignores it: one network, not one per slider value
-    lr = col.select_slider("Learning rate", [0.01, 0.03, 0.1, 0.3], value=default.lr, key=f"{key}-lr")
-    return learn.Recipe(dataset=dataset, points=TOY["points"], noise=TOY["noise"], batch_size=batch, optimizer=opt,
-                        rho=rho, lr=lr, target_loss=target)
+def recipe_inputs(
+    col, key: str, default: learn.Recipe, dataset: str, target: float
+) -> learn.Recipe:
+    batch = col.select_slider(
+        "Batch size",
+        BATCHES,
+        value=default.batch_size,
+        key=f"{key}-batch",
+        format_func=lambda b: "all 100 (full batch)" if b == 100 else str(b),
+    )
+    opt = col.radio(
+        "Optimizer",
+        ["sgd", "sam"],
+        index=["sgd", "sam"].index(default.optimizer),
+        horizontal=True,
+        key=f"{key}-opt",
+        format_func=str.upper,
+    )
+    rho = col.slider(
+        "SAM's radius ρ", 0.01, 0.5, default.rho, 0.01, key=f"{key}-rho", disabled=opt != "sam"
+    )
+    rho = (
+        rho if opt == "sam" else learn.Recipe().rho
+    )  # SGD ignores it: one network, not one per slider value
+    lr = col.select_slider(
+        "Learning rate", [0.01, 0.03, 0.1, 0.3], value=default.lr, key=f"{key}-lr"
+    )
+    return learn.Recipe(
+        dataset=dataset,
+        points=TOY["points"],
+        noise=TOY["noise"],
+        batch_size=batch,
+        optimizer=opt,
+        rho=rho,
+        lr=lr,
+        target_loss=target,
+    )
 
 
 @st.fragment
@@ -228,10 +317,15 @@ def what_makes_them() -> None:
         "gradient taken at the (approximately) worst point within a radius ρ, so it favours regions whose whole "
         "neighbourhood is low. "
         "Choose two recipes. Each trains a fresh network until its training loss first reaches the target, so the "
-        "two are compared at the same training loss, not after the same number of steps.")
+        "two are compared at the same training loss, not after the same number of steps."
+    )
     c0, c1 = st.columns(2)
-    dataset = c0.selectbox("Data (100 training points)", ["moons", "circles", "spirals"], key="s3-data")
-    target = c1.select_slider("Target training loss", [0.3, 0.25, 0.2, 0.15, 0.1], value=0.15, key="s3-target")
+    dataset = c0.selectbox(
+        "Data (100 training points)", ["moons", "circles", "spirals"], key="s3-data"
+    )
+    target = c1.select_slider(
+        "Target training loss", [0.3, 0.25, 0.2, 0.15, 0.1], value=0.15, key="s3-target"
+    )
     ca, cb = st.columns(2)
     ca.markdown("**Recipe A**")
     cb.markdown("**Recipe B**")
@@ -242,30 +336,51 @@ def what_makes_them() -> None:
     chance = 1 / learn.toy_data(dataset, TOY["points"], TOY["noise"]).num_classes
     for label, t in summaries.items():
         if t["diverged"] or t["train_acc"] <= chance + 0.05:
-            st.error(f"{label} {'diverged' if t['diverged'] else 'collapsed to chance'} "
-                     f"(training accuracy {t['train_acc']:.0%}): its learning rate is too large for this batch; "
-                     "lower it. Nothing about it can be measured.")
+            st.error(
+                f"{label} {'diverged' if t['diverged'] else 'collapsed to chance'} "
+                f"(training accuracy {t['train_acc']:.0%}): its learning rate is too large for this batch; "
+                "lower it. Nothing about it can be measured."
+            )
         elif not t["reached_target"]:
-            st.warning(f"{label} did not reach the target loss in {t['steps']} steps (it stopped at "
-                       f"{fmt(t['train_loss'])}); compare at a higher target, or give it a larger learning rate.")
+            st.warning(
+                f"{label} did not reach the target loss in {t['steps']} steps (it stopped at "
+                f"{fmt(t['train_loss'])}); compare at a higher target, or give it a larger learning rate."
+            )
     if any(t["diverged"] for t in summaries.values()):
         refs("keskar", "foret", "li")
         return
-    st.plotly_chart(decision_maps({label: picture(r) for label, r in recipes.items()}), width="stretch",
-                    key="s3-boundary")
-    st.caption("What to look at: where each network draws the line between the classes (black), over the "
-               "training points. Different recipes, similar training loss, different boundaries.")
-    st.plotly_chart(contours_2d({label: surface(r) for label, r in recipes.items()}), width="stretch",
-                    key="s3-surface")
-    st.caption("What to look at: the training loss on a plane through each solution (two filter-normalized random "
-               "directions, ±1): the wider the dark basin around the centre, the flatter the minimum.")
-    st.plotly_chart(hessian_bars({label: curvature(r) for label, r in recipes.items()}), width="stretch",
-                    key="s3-bars")
-    st.caption("What to look at: λ_max and the trace, whole network and last layer (exact), side by side.")
+    st.plotly_chart(
+        decision_maps({label: picture(r) for label, r in recipes.items()}),
+        width="stretch",
+        key="s3-boundary",
+    )
+    st.caption(
+        "What to look at: where each network draws the line between the classes (black), over the "
+        "training points. Different recipes, similar training loss, different boundaries."
+    )
+    st.plotly_chart(
+        contours_2d({label: surface(r) for label, r in recipes.items()}),
+        width="stretch",
+        key="s3-surface",
+    )
+    st.caption(
+        "What to look at: the training loss on a plane through each solution (two filter-normalized random "
+        "directions, ±1): the wider the dark basin around the centre, the flatter the minimum."
+    )
+    st.plotly_chart(
+        hessian_bars({label: curvature(r) for label, r in recipes.items()}),
+        width="stretch",
+        key="s3-bars",
+    )
+    st.caption(
+        "What to look at: λ_max and the trace, whole network and last layer (exact), side by side."
+    )
     cols = st.columns(2)
     for col, (label, t) in zip(cols, summaries.items()):
-        col.markdown(f"**{label}**: {t['steps']} steps, training loss {fmt(t['train_loss'])}, "
-                     f"test loss {fmt(t['test_loss'])}, test accuracy {t['test_acc']:.1%}")
+        col.markdown(
+            f"**{label}**: {t['steps']} steps, training loss {fmt(t['train_loss'])}, "
+            f"test loss {fmt(t['test_loss'])}, test accuracy {t['test_acc']:.1%}"
+        )
 
 
 def digits_pair_section() -> None:
@@ -273,9 +388,18 @@ def digits_pair_section() -> None:
     watched by app.comparison's poller (a fragment of its own)."""
     with st.expander("The same contrast on real digits: the bundled SGD and SAM models"):
         pair, manifest = digits_pair(), bundled()
-        st.table({label: {"last-layer λ_max (exact)": fmt(r["top"]), "last-layer trace (exact)": fmt(r["trace"]),
-                          "training loss": fmt(r["loss"]), "test loss": fmt(r["test_loss"]),
-                          "test accuracy": f"{r['test_acc']:.2%}"} for label, r in pair.items()})
+        st.table(
+            {
+                label: {
+                    "last-layer λ_max (exact)": fmt(r["top"]),
+                    "last-layer trace (exact)": fmt(r["trace"]),
+                    "training loss": fmt(r["loss"]),
+                    "test loss": fmt(r["test_loss"]),
+                    "test accuracy": f"{r['test_acc']:.2%}",
+                }
+                for label, r in pair.items()
+            }
+        )
         flatter = min(pair, key=lambda k: pair[k]["top"])
         st.markdown(
             f"{manifest['digits-cnn-small-sgd']['description']}; {manifest['digits-cnn-small-sam']['description']}. "
@@ -283,8 +407,12 @@ def digits_pair_section() -> None:
             "is the flatter one: at this small ρ "
             "and on a problem this easy, SAM's effect on the last layer is small and need not point the expected "
             "way. The whole network's Hessian takes a minute or two on a CPU, so it is a background job (the same "
-            "as the Inspect page's, which opens with this pair and adds per-layer sharpness).")
-        paths = [str(ASSETS / "digits-cnn-small-sgd.safetensors"), str(ASSETS / "digits-cnn-small-sam.safetensors")]
+            "as the Inspect page's, which opens with this pair and adds per-layer sharpness)."
+        )
+        paths = [
+            str(ASSETS / "digits-cnn-small-sgd.safetensors"),
+            str(ASSETS / "digits-cnn-small-sam.safetensors"),
+        ]
         labels = labels_for(paths)
         root = runs_root()
         out = comparison_dir(root, Subject(labels, "digits"), ReportConfig())
@@ -293,14 +421,35 @@ def digits_pair_section() -> None:
         state = job.status()["state"]
         if result:
             st.plotly_chart(hessian_bars(result), width="stretch", key="s3-digits-bars")
-            st.caption(f"What to look at: the whole network's top eigenvalues and trace ({ReportConfig().samples} "
-                       "training images), "
-                       "next to the last layer's exact ones, for SGD and SAM.")
+            st.caption(
+                f"What to look at: the whole network's top eigenvalues and trace ({ReportConfig().samples} "
+                "training images), "
+                "next to the last layer's exact ones, for SGD and SAM."
+            )
         elif state in ("queued", "running"):
             watch_parts({"hessian": job}, {"hessian": "Whole-network Hessian of the digits pair"})
-        elif st.button("Compute the whole network's Hessian for this pair (background job)", key="s3-digits-job"):
-            start_job(job.path, ["-m", "analysis", "compare", *paths, *[a for label in labels for a in ("--label", label)],
-                                 "--dataset", "digits", "--part", "hessian", "--out", str(out), "--quiet"], root)
+        elif st.button(
+            "Compute the whole network's Hessian for this pair (background job)",
+            key="s3-digits-job",
+        ):
+            start_job(
+                job.path,
+                [
+                    "-m",
+                    "analysis",
+                    "compare",
+                    *paths,
+                    *[a for label in labels for a in ("--label", label)],
+                    "--dataset",
+                    "digits",
+                    "--part",
+                    "hessian",
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ],
+                root,
+            )
             st.rerun()
         elif state == "failed":
             st.error(f"The last attempt failed: {job.status().get('error', '')}")
@@ -318,58 +467,111 @@ def pof_step_by_step() -> None:
         f"until the weak-batch loss exceeds its starting value (**η_max**); (4) take the best of {POF.num_partitions} "
         f"points in (0, η_max] (**η\\***); (5) scale by **γ** (PoF draws it from U(0, {POF.gamma_max:g}); here you "
         "choose); (6) train the "
-        "features for a few steps against the perturbed layer — every later step draws its own weak batch and γ.")
+        "features for a few steps against the perturbed layer — every later step draws its own weak batch and γ."
+    )
     c1, c2, c3 = st.columns(3)
-    weak = c1.select_slider("Weak batch size", [16, 32, 64, 128, 256, 512], value=32, key="s4-weak",
-                            help="The paper uses 256 images of CIFAR's 50,000. ‖δ‖ depends on the draw as much as "
-                                 "on the size (a smaller gradient lets η* grow): try several seeds.")
+    weak = c1.select_slider(
+        "Weak batch size",
+        [16, 32, 64, 128, 256, 512],
+        value=32,
+        key="s4-weak",
+        help="The paper uses 256 images of CIFAR's 50,000. ‖δ‖ depends on the draw as much as "
+        "on the size (a smaller gradient lets η* grow): try several seeds.",
+    )
     seed = c1.number_input("Weak batch (random seed)", 0, 999, 0, key="s4-seed")
-    gamma = c2.slider("γ (scale of the perturbation)", 0.0, 2.0, 2.0, 0.05, key="s4-gamma",
-                      help="2: the far bank of the weak batch's valley, PoF's largest perturbation")
+    gamma = c2.slider(
+        "γ (scale of the perturbation)",
+        0.0,
+        2.0,
+        2.0,
+        0.05,
+        key="s4-gamma",
+        help="2: the far bank of the weak batch's valley, PoF's largest perturbation",
+    )
     steps = c3.slider("Feature-training steps", 0, 100, 20, 5, key="s4-steps")
-    lr = c3.select_slider("Learning rate of the features", [1.6e-4, 0.001, 0.003, 0.01, 0.03, 0.05], value=0.01,
-                          key="s4-lr", format_func=lambda v: f"{v:g}" + (" (the paper's)" if v == 1.6e-4 else ""))
+    lr = c3.select_slider(
+        "Learning rate of the features",
+        [1.6e-4, 0.001, 0.003, 0.01, 0.03, 0.05],
+        value=0.01,
+        key="s4-lr",
+        format_func=lambda v: f"{v:g}" + (" (the paper's)" if v == 1.6e-4 else ""),
+    )
     w = walkthrough(weak, int(seed), gamma, steps, lr)
     info = w["info"]
-    panels = {"w0 (solid) and the perturbed layer w̃ (dashed)": {
-        "map": w["boundary"], "points": learn.points(bundled_moons()[1]),
-        "boundaries": {"boundary with w̃": w["boundary_perturbed"]},
-        "highlight": {**w["weak"], "name": "weak batch"}}}
+    panels = {
+        "w0 (solid) and the perturbed layer w̃ (dashed)": {
+            "map": w["boundary"],
+            "points": learn.points(bundled_moons()[1]),
+            "boundaries": {"boundary with w̃": w["boundary_perturbed"]},
+            "highlight": {**w["weak"], "name": "weak batch"},
+        }
+    }
     if w["boundary_after"]:
         panels[f"after {steps} PoF steps (solid) vs before (dashed)"] = {
-            "map": w["boundary_after"], "points": learn.points(bundled_moons()[1]),
-            "boundaries": {"boundary before": w["boundary"]}}
+            "map": w["boundary_after"],
+            "points": learn.points(bundled_moons()[1]),
+            "boundaries": {"boundary before": w["boundary"]},
+        }
     st.plotly_chart(decision_maps(panels), width="stretch", key="s4-boundary")
-    st.caption("What to look at: the dashed line is what the last layer would decide after the perturbation; PoF "
-               "teaches the features to do well under such shifted boundaries.")
+    st.caption(
+        "What to look at: the dashed line is what the last layer would decide after the perturbation; PoF "
+        "teaches the features to do well under such shifted boundaries."
+    )
     st.plotly_chart(line_search_figure(w), width="stretch", key="s4-search")
-    st.caption("What to look at: the squares double η until the loss rises above L'(w0) (η_max); the dots are the "
-               f"{POF.num_partitions}-point grid; η* is the lowest of them; γη* is the step actually taken.")
+    st.caption(
+        "What to look at: the squares double η until the loss rises above L'(w0) (η_max); the dots are the "
+        f"{POF.num_partitions}-point grid; η* is the lowest of them; γη* is the step actually taken."
+    )
     m = st.columns(5)
     m[0].metric("‖g‖", fmt(info["grad_norm"]))
     m[1].metric("η_max", fmt(info["eta_max"]))
     m[2].metric("η*", fmt(info["eta_star"]))
     m[3].metric("‖δ‖ = γ·η*·‖g‖", fmt(info["delta_norm"]))
-    m[4].metric("weak loss at η*", fmt(info["weak_loss_star"]), f"{info['weak_loss_star'] - info['weak_loss']:+.3g}",
-                delta_color="inverse", help=f"L'(w0) = {fmt(info['weak_loss'])}; the arrow: the change from it")
+    m[4].metric(
+        "weak loss at η*",
+        fmt(info["weak_loss_star"]),
+        f"{info['weak_loss_star'] - info['weak_loss']:+.3g}",
+        delta_color="inverse",
+        help=f"L'(w0) = {fmt(info['weak_loss'])}; the arrow: the change from it",
+    )
     b, a = w["before"], w["after"]
     m = st.columns(4)
-    m[0].metric("last-layer λ_max (exact)", fmt(a["top"]), f"{a['top'] - b['top']:+.3g}", delta_color="inverse")
-    m[1].metric("last-layer trace (exact)", fmt(a["trace"]), f"{a['trace'] - b['trace']:+.3g}", delta_color="inverse")
-    m[2].metric("training loss (with w0)", fmt(a["loss"]), f"{a['loss'] - b['loss']:+.3g}", delta_color="inverse")
+    m[0].metric(
+        "last-layer λ_max (exact)",
+        fmt(a["top"]),
+        f"{a['top'] - b['top']:+.3g}",
+        delta_color="inverse",
+    )
+    m[1].metric(
+        "last-layer trace (exact)",
+        fmt(a["trace"]),
+        f"{a['trace'] - b['trace']:+.3g}",
+        delta_color="inverse",
+    )
+    m[2].metric(
+        "training loss (with w0)",
+        fmt(a["loss"]),
+        f"{a['loss'] - b['loss']:+.3g}",
+        delta_color="inverse",
+    )
     m[3].metric("test accuracy", f"{a['test_acc']:.1%}", f"{a['test_acc'] - b['test_acc']:+.1%}")
-    st.caption(f"After {steps} feature-training steps at learning rate {lr:g}, measured on all "
-               f"{len(bundled_moons()[1].x_train)} training points (the last layer's Hessian is exact: POF.md's "
-               "closed form), arrows = change from before.")
+    st.caption(
+        f"After {steps} feature-training steps at learning rate {lr:g}, measured on all "
+        f"{len(bundled_moons()[1].x_train)} training points (the last layer's Hessian is exact: POF.md's "
+        "closed form), arrows = change from before."
+    )
     if lr < 0.001 or steps == 0:
-        st.info("At this setting nothing visible changes. The paper's rate, 1.6e-4, is applied for 10 to 50 epochs "
-                "of tens of thousands of images — thousands of steps; a few steps at it move nothing you could see. "
-                "Raise the learning rate (0.01) and the number of steps to see the features move within a few steps.")
+        st.info(
+            "At this setting nothing visible changes. The paper's rate, 1.6e-4, is applied for 10 to 50 epochs "
+            "of tens of thousands of images — thousands of steps; a few steps at it move nothing you could see. "
+            "Raise the learning rate (0.01) and the number of steps to see the features move within a few steps."
+        )
     st.markdown(
         "Training the features against a perturbed head is not free: measured with the unperturbed w0, the "
         "training loss can rise while the features adapt. What PoF aims at is a last layer whose loss is flat "
         "along the directions in which mini-batches disagree — watch the exact λ_max and trace as you change γ, "
-        "the weak batch and the number of steps.")
+        "the weak batch and the number of steps."
+    )
     refs("sato")
 
 
@@ -382,44 +584,69 @@ def caveats() -> None:
         "any minimum can be made as sharp as you like without changing a single prediction (Dinh et al. 2017). "
         "Two answers: measure along **filter-normalized** directions (Li et al. 2018), scaled to the weights, or "
         "use **adaptive sharpness** (Kwon et al. 2021), which measures the worst loss within a ball scaled by |w|. "
-        "Both are unchanged by this rescaling. Try it on the flat network of section 1:")
-    alpha = st.select_slider("α: scale the first layer by α and the second by 1/α",
-                             [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0], value=5.0, key="s5-alpha")
+        "Both are unchanged by this rescaling. Try it on the flat network of section 1:"
+    )
+    alpha = st.select_slider(
+        "α: scale the first layer by α and the second by 1/α",
+        [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0],
+        value=5.0,
+        key="s5-alpha",
+    )
     rep = rescaling(alpha)
     models = rep["models"]
-    st.plotly_chart(hessian_bars({k: v["curvature"] for k, v in models.items()}), width="stretch", key="s5-bars")
-    st.caption("What to look at: the same function, a different Hessian — λ_max and the trace move with α.")
-    st.plotly_chart(slices_1d({k: v["slice"] for k, v in models.items()}), width="stretch", key="s5-slices")
-    st.caption("What to look at: along a filter-normalized direction the two curves lie on top of each other.")
-    rows = {k: {"λ_max": fmt(v["curvature"]["top"]["eigenvalues"][0]),
-                "trace": fmt(v["curvature"]["trace"]["trace"]),
-                f"worst-case sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(v["sharpness"]["increase"]),
-                f"adaptive worst-case sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(v["adaptive"]["increase"])}
-            for k, v in models.items()}
+    st.plotly_chart(
+        hessian_bars({k: v["curvature"] for k, v in models.items()}), width="stretch", key="s5-bars"
+    )
+    st.caption(
+        "What to look at: the same function, a different Hessian — λ_max and the trace move with α."
+    )
+    st.plotly_chart(
+        slices_1d({k: v["slice"] for k, v in models.items()}), width="stretch", key="s5-slices"
+    )
+    st.caption(
+        "What to look at: along a filter-normalized direction the two curves lie on top of each other."
+    )
+    rows = {
+        k: {
+            "λ_max": fmt(v["curvature"]["top"]["eigenvalues"][0]),
+            "trace": fmt(v["curvature"]["trace"]["trace"]),
+            f"worst-case sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(v["sharpness"]["increase"]),
+            f"adaptive worst-case sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(
+                v["adaptive"]["increase"]
+            ),
+        }
+        for k, v in models.items()
+    }
     st.table(rows)
-    st.caption(f"Largest change of any output (logit) on the training points: {rep['max_logit_change']:.1e} "
-               "(rounding only).")
+    st.caption(
+        f"Largest change of any output (logit) on the training points: {rep['max_logit_change']:.1e} "
+        "(rounding only)."
+    )
     st.markdown(
         "**Flatness is correlated with generalization, not a guarantee of it.** Large studies find sharpness "
         "measures among the better predictors of the generalization gap (Jiang et al. 2020), but no measure "
         "that always holds; on small "
         "problems other differences (how long a network trained, how far its boundary bends) can outweigh it. "
-        "Measure it here across six recipes:")
+        "Measure it here across six recipes:"
+    )
     if st.button("Train six recipes and compare flatness with test loss", key="s5-table"):
         st.session_state["s5-shown"] = True
     if st.session_state.get("s5-shown"):
         t = flatness_table()
         st.dataframe(t["rows"], hide_index=True)
-        st.markdown(f"Spearman rank correlation between λ_max and test loss over these six: **{t['spearman']:+.2f}** "
-                    "(+1: the sharper, the worse, every time). Six tiny networks on 100 points are an "
-                    "illustration, not evidence either way.")
+        st.markdown(
+            f"Spearman rank correlation between λ_max and test loss over these six: **{t['spearman']:+.2f}** "
+            "(+1: the sharper, the worse, every time). Six tiny networks on 100 points are an "
+            "illustration, not evidence either way."
+        )
     st.markdown(
         "**What the PoF paper measured, and what this page cannot show.** Sato et al. post-trained "
         "WideResNet-28-10 networks on CIFAR-10, CIFAR-100, SVHN and Fashion-MNIST for 10 to 50 epochs, reported "
         "lower test error, and showed that PoF implicitly reduces the Hessian of the loss with respect to the last "
         "layer. Those effects need real data, real networks and many steps; a two-moons MLP shows the mechanics — the weak batch, the line search, the perturbed "
         "boundary, the exact Hessian — not the size of the benefit. For that, post-train on the Post-train page "
-        "and compare before and after on the Compare page.")
+        "and compare before and after on the Compare page."
+    )
     refs("dinh", "li", "kwon", "jiang", "sato")
 
 

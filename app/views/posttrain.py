@@ -6,8 +6,8 @@ from pathlib import Path
 import streamlit as st
 
 from app.jobs import read_config, runs_root, start_job
-from app.uploads import imported_dir
 from app.live import free_name, live_status, url_run
+from app.uploads import imported_dir
 from pof.catalogue import DEFAULT_MODEL, bundled, incompatibility, verify
 from pof.checkpoints import CheckpointError, read_metadata
 from pof.data import DATASETS, TORCHVISION, default_data_root
@@ -30,12 +30,17 @@ def model_card(path: str, mtime: float) -> dict:
     from pof import archs
     from pof.checkpoints import load_checkpoint
     from pof.models import count_parameters
+
     meta = read_metadata(path)
     # never run code named inside a file just to draw its card, unless this app saved the file itself
     if archs.runs_user_code(meta["arch"]) and Path(path).parent != imported_dir():
-        raise CheckpointError(f"it is built by code ({meta['arch']}); post-train it from the command line "
-                              f"(python -m pof post-train {path} ...), which runs that code.")
-    model, meta = load_checkpoint(path)  # the weights too: NaN or infinite ones are found here, not in the job
+        raise CheckpointError(
+            f"it is built by code ({meta['arch']}); post-train it from the command line "
+            f"(python -m pof post-train {path} ...), which runs that code."
+        )
+    model, meta = load_checkpoint(
+        path
+    )  # the weights too: NaN or infinite ones are found here, not in the job
     if meta["classifier"] is None:
         raise CheckpointError(meta["split"])
     return {"meta": meta, "parameters": count_parameters(model), "split": meta["split"]}
@@ -43,9 +48,11 @@ def model_card(path: str, mtime: float) -> dict:
 
 root = runs_root()
 st.title("Post-train a model with PoF")
-st.caption("Choose a trained model and data that fit it, pick PoF or a control, and start: the job runs in "
-           "the background (it keeps going if you close the page); watch it here or on the Runs page, then "
-           "compare before and after on the Compare page.")
+st.caption(
+    "Choose a trained model and data that fit it, pick PoF or a control, and start: the job runs in "
+    "the background (it keeps going if you close the page); watch it here or on the Runs page, then "
+    "compare before and after on the Compare page."
+)
 
 # --- 1. choose ------------------------------------------------------------------------------------
 st.subheader("1 · Choose a model")
@@ -59,13 +66,21 @@ for r in list_runs(root):
         else:
             own.append(str(r.checkpoint("final")))
 own += [str(p) for p in sorted(imported_dir().glob("*.safetensors"))]  # saved on the Inspect page
-kind = st.radio("From", ["bundled models", "my runs", "a checkpoint file"], horizontal=True,
-                help="bundled: pretrained checkpoints that ship in assets/; my runs: finished runs under the runs folder")
+kind = st.radio(
+    "From",
+    ["bundled models", "my runs", "a checkpoint file"],
+    horizontal=True,
+    help="bundled: pretrained checkpoints that ship in assets/; my runs: finished runs under the runs folder",
+)
 entry, path = None, None
 if kind == "bundled models":
     ids = list(catalogue)
-    key = st.selectbox("Pretrained model", ids, index=ids.index(DEFAULT_MODEL) if DEFAULT_MODEL in ids else 0,
-                       format_func=lambda k: f"{k}: {catalogue[k]['description']}")
+    key = st.selectbox(
+        "Pretrained model",
+        ids,
+        index=ids.index(DEFAULT_MODEL) if DEFAULT_MODEL in ids else 0,
+        format_func=lambda k: f"{k}: {catalogue[k]['description']}",
+    )
     entry = catalogue.get(key)
     path = entry and entry["path"]
 elif kind == "my runs":
@@ -74,53 +89,103 @@ elif kind == "my runs":
     if not own:
         st.info("No finished runs yet: pre-train one on the Runs page, or use a bundled model.")
     else:
-        path = st.selectbox("Finished run or imported model", own,
-                            format_func=lambda p: f"imported / {Path(p).stem}" if Path(p).parent == imported_dir()
-                            else Path(p).parents[1].name)
+        path = st.selectbox(
+            "Finished run or imported model",
+            own,
+            format_func=lambda p: (
+                f"imported / {Path(p).stem}"
+                if Path(p).parent == imported_dir()
+                else Path(p).parents[1].name
+            ),
+        )
 else:
-    path = st.text_input("Checkpoint (.safetensors written by this project)", placeholder="/path/to/model.safetensors").strip() or None
+    path = (
+        st.text_input(
+            "Checkpoint (.safetensors written by this project)",
+            placeholder="/path/to/model.safetensors",
+        ).strip()
+        or None
+    )
 if not path:
     st.stop()
 try:
     if entry:
         verify(entry)
     card = model_card(path, Path(path).stat().st_mtime)
-except (CheckpointError, OSError, KeyError, TypeError, ValueError) as e:  # unreadable or unusable metadata
+except (
+    CheckpointError,
+    OSError,
+    KeyError,
+    TypeError,
+    ValueError,
+) as e:  # unreadable or unusable metadata
     st.error(f"This checkpoint cannot be used: {e}")
-    if "without this project's metadata" in str(e):  # a model of the user's own: the Inspect page reads it
-        st.page_link("views/inspect.py", label="Open it on the Inspect page: give its architecture there and save it "
-                                               "as a project checkpoint, which this page then offers under my runs",
-                     icon=":material/biotech:")
+    if "without this project's metadata" in str(
+        e
+    ):  # a model of the user's own: the Inspect page reads it
+        st.page_link(
+            "views/inspect.py",
+            label="Open it on the Inspect page: give its architecture there and save it "
+            "as a project checkpoint, which this page then offers under my runs",
+            icon=":material/biotech:",
+        )
     st.stop()
 meta = card["meta"]
 metrics = meta.get("metrics") or {}
-nonfinite = meta["nonfinite"]  # tensors holding NaN or inf: the recorded accuracy no longer describes them
+nonfinite = meta[
+    "nonfinite"
+]  # tensors holding NaN or inf: the recorded accuracy no longer describes them
 test_acc = metrics.get("test_acc")
 c = st.columns(5)
-c[0].metric("architecture", meta["arch"], help=", ".join(f"{k}={v}" for k, v in meta["arch_args"].items()) or None)
+c[0].metric(
+    "architecture",
+    meta["arch"],
+    help=", ".join(f"{k}={v}" for k, v in meta["arch_args"].items()) or None,
+)
 c[1].metric("parameters", f"{card['parameters']:,}")
 c[2].metric("trained on", entry["dataset"] if entry else meta.get("dataset", "?"))
-c[3].metric("test accuracy", "invalid: NaN/inf weights" if nonfinite else
-            f"{test_acc:.2%}" if isinstance(test_acc, (int, float)) else "n/a")
+c[3].metric(
+    "test accuracy",
+    "invalid: NaN/inf weights"
+    if nonfinite
+    else f"{test_acc:.2%}"
+    if isinstance(test_acc, (int, float))
+    else "n/a",
+)
 c[4].metric("classes", meta["num_classes"])
-st.caption(f"Classifier (the layer PoF perturbs; the rest is the feature extractor it trains): {card['split']}. "
-           + (f"Trained with `{entry['command']}` ({entry['train_minutes_2cpu']} min on 2 CPU cores). "
-              if entry else "") + (entry["note"] if entry and entry["note"] else ""))
+st.caption(
+    f"Classifier (the layer PoF perturbs; the rest is the feature extractor it trains): {card['split']}. "
+    + (
+        f"Trained with `{entry['command']}` ({entry['train_minutes_2cpu']} min on 2 CPU cores). "
+        if entry
+        else ""
+    )
+    + (entry["note"] if entry and entry["note"] else "")
+)
 if nonfinite:
-    st.error(f"This checkpoint holds NaN or infinite weights in {len(nonfinite)} tensor"
-             f"{'s' if len(nonfinite) > 1 else ''} ({', '.join(nonfinite[:3])}{' ...' if len(nonfinite) > 3 else ''}): "
-             f"it cannot be post-trained, and the accuracy recorded when it was trained no longer holds.")
+    st.error(
+        f"This checkpoint holds NaN or infinite weights in {len(nonfinite)} tensor"
+        f"{'s' if len(nonfinite) > 1 else ''} ({', '.join(nonfinite[:3])}{' ...' if len(nonfinite) > 3 else ''}): "
+        f"it cannot be post-trained, and the accuracy recorded when it was trained no longer holds."
+    )
 
 # --- dataset: only those that fit ------------------------------------------------------------------
 trained_on = meta.get("dataset") or ""
-candidates = ([trained_on] if trained_on else []) + [d for d in DATASETS if d != trained_on]  # incl. its image folder
+candidates = ([trained_on] if trained_on else []) + [
+    d for d in DATASETS if d != trained_on
+]  # incl. its image folder
 fits = {d: incompatibility(meta, d) for d in candidates}
 offered = [d for d, why in fits.items() if why is None]
 c1, c2 = st.columns([1, 2])
-dataset = c1.selectbox("Dataset", offered + ["image folder ..."],
-                       help="only datasets with the model's input shape and classes are offered")
+dataset = c1.selectbox(
+    "Dataset",
+    offered + ["image folder ..."],
+    help="only datasets with the model's input shape and classes are offered",
+)
 if dataset == "image folder ...":
-    folder = c2.text_input("Image folder (train/<class>/*, test/<class>/*)", placeholder="/data/cifar10-jpeg").strip()
+    folder = c2.text_input(
+        "Image folder (train/<class>/*, test/<class>/*)", placeholder="/data/cifar10-jpeg"
+    ).strip()
     dataset = f"imagefolder:{Path(folder).expanduser().resolve()}" if folder else None
     why = incompatibility(meta, dataset) if dataset else "give a folder"
     if dataset and why:
@@ -132,11 +197,17 @@ else:
         if why:
             by_reason.setdefault(why, []).append(d)
     if by_reason:
-        c2.caption("Not offered: " + "; ".join(f"{', '.join(ds)} ({why})" for why, ds in by_reason.items()) + ".")
+        c2.caption(
+            "Not offered: "
+            + "; ".join(f"{', '.join(ds)} ({why})" for why, ds in by_reason.items())
+            + "."
+        )
     folder = default_data_root() / dataset
     if dataset in TORCHVISION and not (folder.is_dir() and any(folder.iterdir())):
-        st.warning(f"{dataset} is not in {folder} yet: the job will download it there, which needs the network. "
-                   f"Offline, copy the files there from another machine or choose an image folder.")
+        st.warning(
+            f"{dataset} is not in {folder} yet: the job will download it there, which needs the network. "
+            f"Offline, copy the files there from another machine or choose an image folder."
+        )
 
 # --- 2. configure ---------------------------------------------------------------------------------
 st.subheader("2 · Configure")
@@ -144,32 +215,80 @@ pd = PoFConfig()
 lr_default, lr_reason = default_post_lr(meta)
 with st.form("post-train"):
     c1, c2, c3 = st.columns(3)
-    method = c1.selectbox("Method", METHODS, format_func=lambda m: m, help="; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))
-    epochs = c2.number_input("Epochs", 1, 500, 10, help="post-training epochs; the paper uses 10 (CIFAR) and 50 (SVHN)")
-    lr = c3.number_input("Learning rate", 0.0, 1.0, float(lr_default), format="%.6f",
-                         help=f"default: {lr_reason}, as the paper continues its schedule")
+    method = c1.selectbox(
+        "Method",
+        METHODS,
+        format_func=lambda m: m,
+        help="; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()),
+    )
+    epochs = c2.number_input(
+        "Epochs", 1, 500, 10, help="post-training epochs; the paper uses 10 (CIFAR) and 50 (SVHN)"
+    )
+    lr = c3.number_input(
+        "Learning rate",
+        0.0,
+        1.0,
+        float(lr_default),
+        format="%.6f",
+        help=f"default: {lr_reason}, as the paper continues its schedule",
+    )
     c1, c2, c3 = st.columns(3)
-    weak = c1.number_input("Weak batch size", 1, 4096, pd.weak_batch_size,
-                           help="the batch B' whose last-layer gradient sets the perturbation's direction (paper: 256)")
-    gamma = c2.number_input("gamma max", 0.0, 10.0, pd.gamma_max,
-                            help="gamma ~ U(0, gamma max) scales the step eta* found by the line search (paper: 2)")
+    weak = c1.number_input(
+        "Weak batch size",
+        1,
+        4096,
+        pd.weak_batch_size,
+        help="the batch B' whose last-layer gradient sets the perturbation's direction (paper: 256)",
+    )
+    gamma = c2.number_input(
+        "gamma max",
+        0.0,
+        10.0,
+        pd.gamma_max,
+        help="gamma ~ U(0, gamma max) scales the step eta* found by the line search (paper: 2)",
+    )
     seed = c3.number_input("Seed", 0, 10_000, 0, help="data order, weak batches and gamma")
     st.caption(METHOD_HELP["pof"] + ". Weak batch and gamma apply to pof and random-direction.")
-    start = st.form_submit_button("Start", type="primary", disabled=dataset is None or bool(nonfinite))
+    start = st.form_submit_button(
+        "Start", type="primary", disabled=dataset is None or bool(nonfinite)
+    )
 
 if start and dataset and not nonfinite:
-    source_name = Path(path).parents[1].name if kind == "my runs" and Path(path).parent != imported_dir() \
+    source_name = (
+        Path(path).parents[1].name
+        if kind == "my runs" and Path(path).parent != imported_dir()
         else Path(path).stem
+    )
     target = free_name(root, f"{source_name}-{method}-{seed}")
-    args = ["-m", "pof", "post-train", path, "--dataset", dataset, "--method", method, "--epochs", str(epochs),
-            "--weak-batch-size", str(weak), "--gamma-max", str(gamma), "--seed", str(seed), "--out", str(target),
-            "--quiet"] + ([] if lr == float(lr_default) else ["--lr", repr(lr)])  # else the CLI records why
+    args = [
+        "-m",
+        "pof",
+        "post-train",
+        path,
+        "--dataset",
+        dataset,
+        "--method",
+        method,
+        "--epochs",
+        str(epochs),
+        "--weak-batch-size",
+        str(weak),
+        "--gamma-max",
+        str(gamma),
+        "--seed",
+        str(seed),
+        "--out",
+        str(target),
+        "--quiet",
+    ] + ([] if lr == float(lr_default) else ["--lr", repr(lr)])  # else the CLI records why
     start_job(target, args, root)
     st.session_state["selected_run"] = str(target)
     st.query_params["run"] = target.name  # a reload of the page keeps watching it
 
 # --- 3. watch ----------------------------------------------------------------------------------------
-chosen = st.session_state.get("selected_run") or url_run(root)  # a name from the URL is confined to root
+chosen = st.session_state.get("selected_run") or url_run(
+    root
+)  # a name from the URL is confined to root
 if chosen and (Path(chosen) / "status.json").exists():
     st.subheader(f"3 · Watch: {Path(chosen).name}")
     live_status(Run(chosen))

@@ -1,6 +1,5 @@
 """Runs: watch any job live, browse every run, and pre-train a model on an offline dataset."""
 
-
 import streamlit as st
 
 from app.jobs import read_config, run_path, runs_root, start_job
@@ -11,16 +10,24 @@ from pof.runs import Run, list_runs
 
 root = runs_root()
 st.title("Runs")
-st.caption(f"Run folders under `{root}` (set `POF_RUNS` to look elsewhere). Jobs run as separate "
-           f"processes, one at a time (the others wait in a queue; `POF_JOBS=2` allows two): they keep going "
-           f"if you reload the page or restart the app.")
+st.caption(
+    f"Run folders under `{root}` (set `POF_RUNS` to look elsewhere). Jobs run as separate "
+    f"processes, one at a time (the others wait in a queue; `POF_JOBS=2` allows two): they keep going "
+    f"if you reload the page or restart the app."
+)
 
 with st.expander("Pre-train a model", expanded=not list_runs(root)):
     with st.form("pretrain"):
         c1, c2, c3 = st.columns(3)
-        dataset = c1.selectbox("Dataset", OFFLINE, help="offline datasets that ship with scikit-learn or are generated")
-        model = c2.selectbox("Model", list(ARCHS), index=list(ARCHS).index("cnn-small"),
-                             help="cnn-small for digits, mlp for the 2-D point sets")
+        dataset = c1.selectbox(
+            "Dataset", OFFLINE, help="offline datasets that ship with scikit-learn or are generated"
+        )
+        model = c2.selectbox(
+            "Model",
+            list(ARCHS),
+            index=list(ARCHS).index("cnn-small"),
+            help="cnn-small for digits, mlp for the 2-D point sets",
+        )
         optimizer = c3.selectbox("Optimizer", ["sgd", "sam"], help="Nesterov SGD, or SAM around it")
         c1, c2, c3 = st.columns(3)
         epochs = c1.number_input("Epochs", 1, 500, 30)
@@ -31,7 +38,10 @@ with st.expander("Pre-train a model", expanded=not list_runs(root)):
     if submitted:
         name = name.strip() or f"{dataset}-{model}-{optimizer}-{seed}"
         try:
-            target, refused = run_path(root, name), None  # nothing outside the runs folder, whatever was typed
+            target, refused = (
+                run_path(root, name),
+                None,
+            )  # nothing outside the runs folder, whatever was typed
         except ValueError as e:
             target, refused = None, str(e)
         if refused:
@@ -41,9 +51,30 @@ with st.expander("Pre-train a model", expanded=not list_runs(root)):
         elif (target / "status.json").exists():
             st.error(f"{target} already holds a run; choose another name.")
         else:
-            start_job(target, ["-m", "pof", "pretrain", "--dataset", dataset, "--model", model, "--optimizer", optimizer,
-                                   "--epochs", str(epochs), "--lr", str(lr), "--seed", str(seed),
-                                   "--out", str(target), "--quiet"], root)
+            start_job(
+                target,
+                [
+                    "-m",
+                    "pof",
+                    "pretrain",
+                    "--dataset",
+                    dataset,
+                    "--model",
+                    model,
+                    "--optimizer",
+                    optimizer,
+                    "--epochs",
+                    str(epochs),
+                    "--lr",
+                    str(lr),
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(target),
+                    "--quiet",
+                ],
+                root,
+            )
             st.session_state["selected_run"] = str(target)
             st.success(f"Started {name}.")
 
@@ -51,7 +82,11 @@ with st.expander("Pre-train a model", expanded=not list_runs(root)):
 def training_runs() -> list[Run]:
     """Pre- and post-training runs; the comparison's analysis jobs are shown on the Compare page."""
     # the parts of a comparison (RUN/analysis/PART, ROOT/compare/KEY/PART) are shown where they belong
-    return [r for r in list_runs(root) if r.path.parent.name != "analysis" and r.path.parent.parent.name != "compare"]
+    return [
+        r
+        for r in list_runs(root)
+        if r.path.parent.name != "analysis" and r.path.parent.parent.name != "compare"
+    ]
 
 
 @st.fragment(run_every=5.0)
@@ -62,13 +97,17 @@ def runs_table() -> None:
 
 runs = training_runs()
 if not runs:
-    st.info("No runs yet. Start one above, or from a terminal: "
-            "`python -m pof pretrain --model cnn-small --dataset digits --epochs 30 --out runs/digits-sgd`")
+    st.info(
+        "No runs yet. Start one above, or from a terminal: "
+        "`python -m pof pretrain --model cnn-small --dataset digits --epochs 30 --out runs/digits-sgd`"
+    )
 else:
     labels = [str(r.path) for r in runs]
     chosen = st.session_state.get("selected_run")
     index = labels.index(chosen) if chosen in labels else 0
-    choice = st.selectbox("Run", labels, index=index, format_func=lambda p: p.removeprefix(str(root) + "/"))
+    choice = st.selectbox(
+        "Run", labels, index=index, format_func=lambda p: p.removeprefix(str(root) + "/")
+    )
     run = Run(choice)
     live_status(run)
     if run.config_file.exists():  # a queued job writes it once its process is up
