@@ -67,7 +67,7 @@ def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subpr
         raise ValueError(f"{run_dir} is outside the runs folder {root}")
     run = Run(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "pof.jobqueue", str(run.path), str(root), "--", *args]
     with open(run.path / "log.txt", "ab") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(

@@ -1,12 +1,5 @@
 """Entry point: `streamlit run app/main.py`."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(
-    0, str(Path(__file__).resolve().parents[1])
-)  # so `pof` and `app` import as packages
-
 import streamlit as st
 import torch
 

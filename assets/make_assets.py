@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
 from pof.checkpoints import file_sha256, read_safetensors, write_safetensors  # noqa: E402
 from pof.models import build_model, count_parameters  # noqa: E402

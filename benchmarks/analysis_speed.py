@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.hessian import HessianOperator, top_eigenvalues
 from analysis.landscape import evaluate_grid, grid, loss_and_accuracy, random_directions
 from analysis.lastlayer import features_and_probs, last_layer_hessian

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.lastlayer import features_and_probs, last_layer_hessian
 from pof.checkpoints import load_checkpoint
 from pof.data import Batches, load_dataset

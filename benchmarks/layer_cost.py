@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.hessian import (
     HessianOperator,
     _BlockOperator,

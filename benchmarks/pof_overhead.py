@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pof.data import Batches, load_dataset
 from pof.method import PoFConfig, last_layer_grad, line_search
 from pof.models import build_model, split_model

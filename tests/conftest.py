@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +25,7 @@ def runs_root(tmp_path, monkeypatch):
 
 def run_cli(*args, check=None, timeout=300, **kw):
     """Run `python -m pof ...` as a real subprocess from the repository root."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, "-m", "pof", *map(str, args)],
         cwd=ROOT,

@@ -12,7 +12,7 @@ from pof.train import PretrainConfig, pretrain
 
 
 def run_analysis(*args, check=0):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, "-m", "analysis", *map(str, args)],
         cwd=ROOT,
@@ -109,7 +109,7 @@ def test_landscape_before_and_after_along_the_same_saved_directions(ckpts, tmp_p
             cwd=ROOT,
             capture_output=True,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env=dict(os.environ),
         ).stdout
     )
     one_d = run_analysis(

@@ -22,7 +22,7 @@ from pof.train import PretrainConfig, pretrain
 
 
 def run_analysis(*args, **kw):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **kw.pop("env", {})}
+    env = {**os.environ, **kw.pop("env", {})}
     return subprocess.run(
         [sys.executable, "-m", "analysis", *map(str, args)],
         cwd=ROOT,

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pof.jobqueue import queue_state
 from pof.runs import BROKEN, STALE_SECONDS, STATES, Run, RunError, list_runs
 
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ENV = dict(os.environ)
 
 
 def child(code: str, *args, unprivileged: bool = False, **kw) -> subprocess.CompletedProcess:
@@ -765,7 +765,7 @@ def test_a_job_the_app_queued_that_refuses_its_input_says_why_in_its_folder(tmp_
     the command: a refusal before the run exists must leave the reason, not a mute dead job."""
     root = tmp_path / "runs"
     folder = root / "bogus"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     proc = subprocess.run(
         [
             sys.executable,

@@ -136,7 +136,7 @@ def test_pof_without_perturbation_is_exactly_finetune_frozen(ckpts, tmp_path):
 
 
 def _torchrun(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = shutil.which("torchrun") or "torchrun"
     return subprocess.run(
         [
@@ -228,7 +228,7 @@ def test_post_train_resumes_after_a_kill_exactly(ckpts, tmp_path):
         "--quiet",
     ]
     run_cli(*args, "--out", tmp_path / "whole", check=0)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pof", *args, "--out", str(tmp_path / "broken")],
         cwd=ROOT,
