@@ -186,12 +186,13 @@ class PoF:
         self.start_epoch(0)
 
     def start_epoch(self, epoch: int) -> None:
+        """Reseed the weak-batch and gamma stream for `epoch` (stream 0 is the data order's)."""
         self.gen = epoch_generator(self.seed, epoch, stream=1 + self.rank)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> PoFStepRecord:
         """All of POF.md's steps for one training batch (x, y)."""
-        delta = None if self.perturbation == "none" else self.perturb()
-        return self.feature_step(x, y, delta)
+        p = None if self.perturbation == "none" else self.perturb()  # steps 1-5
+        return self.feature_step(x, y, p)  # step 6
 
     @torch.no_grad()
     def perturb(
@@ -241,21 +242,21 @@ class PoF:
         )
 
     def feature_step(
-        self, x: torch.Tensor, y: torch.Tensor, delta: Perturbation | None
+        self, x: torch.Tensor, y: torch.Tensor, p: Perturbation | None
     ) -> PoFStepRecord:
-        """Step 6: one optimizer step on theta for the loss on (x, y) under w0 + delta.
-        w0 + delta is a new tensor, so w0 itself is never written and the next step starts from
-        it exactly (nothing to restore); delta=None trains under w0."""
+        """Step 6: one optimizer step on theta for the loss on (x, y) under w0 + delta (under w0
+        when p is None). w0 + delta is a new tensor: w0 itself is never written, so the next step
+        starts from it exactly, with nothing to restore."""
         W, b = self.head.weight, self.head.bias
-        if delta is not None:
+        if p is not None:
             with torch.no_grad():
-                W, b = W + delta.delta_W, b + delta.delta_b
+                W, b = W + p.delta_W, b + p.delta_b
         logits = F.linear(self.features_train(x), W, b)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return PoFStepRecord(loss.item(), int((logits.argmax(1) == y).sum()), delta)
+        return PoFStepRecord(loss.item(), int((logits.argmax(1) == y).sum()), p)
 
 
 # --- the pieces, public for the analysis and the tests ------------------------------------------
