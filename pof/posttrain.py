@@ -336,7 +336,7 @@ def post_train(
             augment=augment,
             seed=cfg.seed,
         )
-        pof = PoF(
+        unit = PoF(  # pof, finetune-frozen and random-direction: one unit, one switch
             split.features,
             split.classifier,
             optimizer,
@@ -347,8 +347,8 @@ def post_train(
             rank=ddp.rank,
             features_train=wrap(split.features),
         )
-        step = lambda xb, yb: pof.step(xb, yb).metrics()
-        on_epoch_start = pof.start_epoch
+        step = lambda xb, yb: unit.step(xb, yb).metrics()
+        on_epoch_start = unit.start_epoch
     else:
         step = (sam_step if cfg.method == "sam" else plain_step)(wrap(model), optimizer)
         on_epoch_start = None
