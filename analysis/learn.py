@@ -1,5 +1,5 @@
 """Small experiments that teach flat minima (the app's Learn page), built only from the project's
-engine: pof's point sets, MLP, optimizers, SAM step and PoF perturbation; this package's Hessian
+engine: pof's point sets, MLP, optimizers, SAM step and the PoF unit; this package's Hessian
 operator, Lanczos, Hutchinson trace, landscapes and sharpness measures. On the 2-D point sets each
 runs in well under a second on a 2-core CPU. Results are plain data (dicts of lists and floats) that
 a figure builder can draw; nothing here knows about a user interface.
@@ -11,6 +11,7 @@ its own copy, so two callers never see each other's displaced weights.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import threading
 from dataclasses import asdict, dataclass
@@ -26,9 +27,8 @@ from analysis.landscape import Directions, eval_tensors, evaluate_grid, grid, ra
 from analysis.lastlayer import features_and_probs, last_layer_hessian
 from analysis.sharpness import worst_case_sharpness
 from pof.data import Batches, Dataset, point_set
-from pof.method import PoFConfig, PoFPerturbation, last_layer_grad, losses_along
+from pof.method import PoF, PoFConfig, losses_along
 from pof.models import Classifier, mlp
-from pof.posttrain import FrozenHeadStep
 from pof.train import PretrainConfig, make_optimizer, plain_step, sam_step
 
 
@@ -311,59 +311,42 @@ def pof_walkthrough(
     lr: float,
     cfg: PoFConfig | None = None,
 ) -> dict:
-    """POF.md's steps on a copy of a trained 2-D classifier, every intermediate kept: the weak batch,
-    the exact last-layer gradient, the line search's bracket and grid, eta*, the perturbation for a
-    chosen gamma, and the decision boundary it implies; then `feature_steps` of PoF's own feature
-    training (the first against this perturbation, the rest each drawing its own weak batch and
-    gamma, as the method does), with the last layer's exact Hessian before and after."""
-    cfg = cfg or PoFConfig()
+    """POF.md's steps on a copy of a trained 2-D classifier, every intermediate kept (from the PoF
+    unit's own record): the weak batch, the exact last-layer gradient, the line search's bracket and
+    grid, eta*, the perturbation for a chosen gamma, and the decision boundary it implies; then
+    `feature_steps` of PoF's own feature training (the first against this perturbation, the rest
+    each drawing its own weak batch and gamma, as the method does), with the last layer's exact
+    Hessian before and after."""
+    cfg = dataclasses.replace(cfg or PoFConfig(), weak_batch_size=weak_size)  # for every step
     model = copy.deepcopy(model)
-    feats_mod, head = model.features, model.classifier
     x, y, _, _ = eval_tensors(d, d.mean, d.std, "train", None)
-    # the weak batch as PoF draws it (Batches.sample), and which training points those are
     pool = Batches(d.x_train, d.y_train, d.mean, d.std, weak_size, seed=weak_seed)
-    wx, wy = pool.sample(weak_size, torch.Generator().manual_seed(weak_seed))
-    weak_idx = torch.randint(
-        len(d.x_train), (weak_size,), generator=torch.Generator().manual_seed(weak_seed)
-    )
-    perturb = PoFPerturbation(cfg)
+    opt = torch.optim.SGD(model.features.parameters(), lr=lr, momentum=0.9)
+    # PoF itself; the weak batches and gammas of its later steps are seeded by weak_seed too
+    pof = PoF(model.features, model.classifier, opt, pool, cfg, seed=weak_seed)
+    shown = pof.perturb(gamma=gamma, gen=torch.Generator().manual_seed(weak_seed))  # steps 1-5
+    search = shown.search
+    etas = np.linspace(0, 1.25 * search.eta_max, 121).tolist()
     with torch.no_grad():
-        phi = perturb.weak_features(feats_mod, wx)
-        loss0, A, gW, gb = last_layer_grad(phi, wy, head.weight, head.bias)
-        B = phi @ gW.T + gb
-    W, b, info = perturb(feats_mod, head, wx, wy, torch.Generator(), gamma=gamma)
-    bracket = [cfg.line_search_init_lr]
-    while bracket[-1] < info["eta_max"]:
-        bracket.append(bracket[-1] * 2)
-    etas = np.linspace(0, 1.25 * info["eta_max"], 121).tolist()
-    with torch.no_grad():
-        curve = losses_along(A, B, wy, etas).tolist()
-        bracket_losses = losses_along(A, B, wy, bracket).tolist()
-        grid_etas = [
-            k * info["eta_max"] / cfg.num_partitions for k in range(1, cfg.num_partitions + 1)
-        ]
-        grid_losses = losses_along(A, B, wy, grid_etas).tolist()
+        curve = losses_along(shown.A, shown.B, shown.weak_y, etas).tolist()
     perturbed = copy.deepcopy(model)
     with torch.no_grad():
-        perturbed.classifier.weight.copy_(W)
-        perturbed.classifier.bias.copy_(b)
+        perturbed.classifier.weight.add_(shown.delta_W)
+        perturbed.classifier.bias.add_(shown.delta_b)
     before = _last_layer(model, x, y)
     tx, ty, _, _ = eval_tensors(d, d.mean, d.std, "test", None)
     before["test_loss"], before["test_acc"] = _loss_acc(model, tx, ty)
     boundary0, boundary_perturbed = decision_map(model, d), decision_map(perturbed, d)
     if feature_steps:
-        opt = torch.optim.SGD(feats_mod.parameters(), lr=lr, momentum=0.9)
-        step = FrozenHeadStep("pof", feats_mod, feats_mod, head, opt, cfg, pool, weak_seed, 0)
-        step.start_epoch(0)  # its weak batches and gammas, seeded by weak_seed
         train_batches = Batches(d.x_train, d.y_train, d.mean, d.std, 128, seed=weak_seed)
         done, epoch = 0, 0
         model.train()
         while done < feature_steps:
             for xb, yb in train_batches.epoch(epoch):
                 if done == 0:
-                    step.update(xb, yb, W, b)  # the perturbation drawn above
+                    pof.feature_step(xb, yb, shown)  # step 6 under the perturbation shown
                 else:
-                    step(xb, yb)
+                    pof.step(xb, yb)
                 done += 1
                 if done == feature_steps:
                     break
@@ -373,15 +356,15 @@ def pof_walkthrough(
     after["test_loss"], after["test_acc"] = _loss_acc(model, tx, ty)
     return {
         "weak": {
-            "x": d.x_train[weak_idx, 0].tolist(),
-            "y": d.x_train[weak_idx, 1].tolist(),
-            "label": d.y_train[weak_idx].tolist(),
+            "x": d.x_train[shown.weak_index, 0].tolist(),
+            "y": d.x_train[shown.weak_index, 1].tolist(),
+            "label": d.y_train[shown.weak_index].tolist(),
         },
-        "info": info,
-        "loss0": float(loss0),
+        "info": shown.diagnostics(),
+        "loss0": shown.weak_loss,
         "curve": {"eta": etas, "loss": curve},
-        "bracket": {"eta": bracket, "loss": bracket_losses},
-        "grid": {"eta": grid_etas, "loss": grid_losses},
+        "bracket": {"eta": search.bracket, "loss": search.bracket_losses},
+        "grid": {"eta": search.grid, "loss": search.grid_losses},
         "boundary": boundary0,
         "boundary_perturbed": boundary_perturbed,
         "boundary_after": decision_map(model, d) if feature_steps else None,

@@ -1098,8 +1098,14 @@ class Batches:
 
     def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """n examples drawn uniformly with replacement, augmented like training batches."""
+        return self.sample_indexed(n, gen)[:2]
+
+    def sample_indexed(
+        self, n: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """sample(), and which examples it drew: (x, y, their indices into the pool)."""
         idx = torch.randint(len(self.x), (n,), generator=gen).to(self.device)
-        return self._prepare(idx, gen)
+        return (*self._prepare(idx, gen), idx)
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = epoch_generator(self.seed, epoch)

@@ -19,15 +19,14 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
 from . import validate as check
 from .checkpoints import CheckpointError, data_for, dataset_of, file_sha256, load_checkpoint
-from .data import Batches, epoch_generator, parse_augment
+from .data import Batches, parse_augment
 from .loading import ModelSource
-from .method import PoFConfig, PoFPerturbation
+from .method import PERTURBATION_OF_METHOD, PoF, PoFConfig
 from .models import split_model
 from .runs import Run, RunError
 from .sam import SAM
@@ -208,58 +207,6 @@ class ShardedBatches(Batches):
         ]
 
 
-# --- the steps ---------------------------------------------------------------------------------
-
-
-def _correct(logits, y) -> int:
-    return int((logits.argmax(1) == y).sum())
-
-
-class FrozenHeadStep:
-    """One step of pof / finetune-frozen / random-direction: train the features under w0 + delta."""
-
-    def __init__(
-        self,
-        method: str,
-        features: nn.Module,
-        features_train: nn.Module,
-        classifier: nn.Linear,
-        optimizer,
-        cfg: PoFConfig,
-        weak: Batches | None,
-        seed: int,
-        rank: int,
-    ):
-        self.method, self.features, self.features_train = method, features, features_train
-        self.classifier, self.optimizer, self.weak = classifier, optimizer, weak
-        self.perturb = PoFPerturbation(cfg)
-        self.weak_size, self.seed, self.rank = cfg.weak_batch_size, seed, rank
-        self.gen = torch.Generator()
-
-    def start_epoch(self, epoch: int) -> None:
-        # each rank its own weak batches and gammas (POF.md, multi-GPU); reproducible per epoch
-        self.gen = epoch_generator(self.seed, epoch, stream=1 + self.rank)
-
-    def __call__(self, xb, yb) -> dict:
-        info = {}
-        if self.method == "finetune-frozen":
-            W, b = self.classifier.weight, self.classifier.bias
-        else:
-            wx, wy = self.weak.sample(self.weak_size, self.gen)
-            direction = "random" if self.method == "random-direction" else "gradient"
-            W, b, info = self.perturb(self.features, self.classifier, wx, wy, self.gen, direction)
-        return {**self.update(xb, yb, W, b), **info}
-
-    def update(self, xb, yb, W, b) -> dict:
-        """The feature step: one optimizer step on the loss of the features under the last layer (W, b)."""
-        logits = F.linear(self.features_train(xb), W, b)
-        loss = F.cross_entropy(logits, yb)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.item(), "correct": _correct(logits, yb)}
-
-
 # --- the job -----------------------------------------------------------------------------------
 
 
@@ -389,18 +336,19 @@ def post_train(
             augment=augment,
             seed=cfg.seed,
         )
-        step = FrozenHeadStep(
-            cfg.method,
+        unit = PoF(  # pof, finetune-frozen and random-direction: one unit, one switch
             split.features,
-            wrap(split.features),
             split.classifier,
             optimizer,
-            cfg.pof,
             weak,
-            cfg.seed,
-            ddp.rank,
+            cfg.pof,
+            perturbation=PERTURBATION_OF_METHOD[cfg.method],
+            seed=cfg.seed,
+            rank=ddp.rank,
+            features_train=wrap(split.features),
         )
-        on_epoch_start = step.start_epoch
+        step = lambda xb, yb: unit.step(xb, yb).metrics()
+        on_epoch_start = unit.start_epoch
     else:
         step = (sam_step if cfg.method == "sam" else plain_step)(wrap(model), optimizer)
         on_epoch_start = None

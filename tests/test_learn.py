@@ -1,5 +1,6 @@
-"""The Learn page's experiments (analysis.learn) against exact answers: the full Hessian of the tiny
-networks formed with torch.func, POF.md's steps recomputed by hand, the rescaled network's outputs."""
+"""The Learn page's experiments (analysis.learn) against exact answers: the full Hessian of the
+tiny networks formed with torch.func, POF.md's steps recomputed by hand, the rescaled network's
+outputs."""
 
 import copy
 import math
@@ -10,7 +11,8 @@ import torch.nn.functional as F
 
 from analysis import learn
 from pof.checkpoints import data_for, load_checkpoint
-from pof.method import PoFConfig, PoFPerturbation
+from pof.data import Batches
+from pof.method import PoF, PoFConfig
 
 TOY = dict(dataset="moons", points=200, noise=0.25, target_loss=0.15)
 SHARP = learn.Recipe(batch_size=100, **TOY)
@@ -19,15 +21,16 @@ MOONS = "assets/moons-mlp.safetensors"
 
 
 def _dense_hessian(model, x, y) -> torch.Tensor:
-    """The whole network's Hessian of the mean cross-entropy, formed exactly in float64 (on a copy)."""
+    """The whole network's Hessian of the mean cross-entropy, exactly, in float64, on a copy."""
     model = copy.deepcopy(model).double()
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for p in model.parameters()]
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
     def loss(v):
+        pieces = v.split([s.numel() for s in shapes])
         chunks = dict(
-            zip(names, (c.view(s) for c, s in zip(v.split([s.numel() for s in shapes]), shapes)))
+            zip(names, (c.view(s) for c, s in zip(pieces, shapes, strict=True)), strict=True)
         )
         return F.cross_entropy(torch.func.functional_call(model, chunks, (x.double(),)), y)
 
@@ -121,8 +124,9 @@ def test_pof_walkthrough_follows_pof_md_step_by_step():
     )
     info = w["info"]
     # the weak batch drawn is 32 training points
-    xs = set(zip(d.x_train[:, 0].tolist(), d.x_train[:, 1].tolist()))
-    assert len(w["weak"]["x"]) == 32 and all(p in xs for p in zip(w["weak"]["x"], w["weak"]["y"]))
+    xs = set(zip(d.x_train[:, 0].tolist(), d.x_train[:, 1].tolist(), strict=True))
+    assert len(w["weak"]["x"]) == 32
+    assert all(p in xs for p in zip(w["weak"]["x"], w["weak"]["y"], strict=True))
     # step 2 by autograd: the exact last-layer gradient on the weak batch
     mean, std = torch.tensor(d.mean), torch.tensor(d.std)
     wx = (torch.tensor([w["weak"]["x"], w["weak"]["y"]]).T - mean) / std
@@ -165,18 +169,20 @@ def test_a_fixed_gamma_gives_the_perturbation_pof_md_defines():
     torch.manual_seed(0)
     feats, head = torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)
     x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
-    W, b, info = PoFPerturbation(PoFConfig())(feats, head, x, y, torch.Generator(), gamma=0.5)
-    scale = 0.5 * info["eta_star"]
+    pool = Batches(x, y, (0.0,) * 3, (1.0,) * 3, 16)  # mean 0, std 1: the rows of x themselves
+    opt = torch.optim.SGD(feats.parameters(), lr=0.01)
+    p = PoF(feats, head, opt, pool, PoFConfig(weak_batch_size=16)).perturb(gamma=0.5)
+    scale = 0.5 * p.search.eta_star
     with torch.no_grad():
-        phi = feats(x)
+        phi = feats(x[p.weak_index])
     Wr, br = (
         head.weight.detach().clone().requires_grad_(),
         head.bias.detach().clone().requires_grad_(),
     )
-    gW, gb = torch.autograd.grad(F.cross_entropy(phi @ Wr.T + br, y), (Wr, br))
-    assert info["gamma"] == 0.5
-    torch.testing.assert_close(W, head.weight - scale * gW)
-    torch.testing.assert_close(b, head.bias - scale * gb)
+    gW, gb = torch.autograd.grad(F.cross_entropy(phi @ Wr.T + br, p.weak_y), (Wr, br))
+    assert p.gamma == 0.5
+    torch.testing.assert_close(head.weight + p.delta_W, head.weight - scale * gW)
+    torch.testing.assert_close(head.bias + p.delta_b, head.bias - scale * gb)
 
 
 def test_flatness_and_test_loss_rank_correlation_is_computed_from_the_rows():
@@ -208,7 +214,7 @@ def test_sessions_training_one_recipe_at_once_get_one_network():
     recipe = learn.Recipe(batch_size=32, seed=11, **TOY)
     results = []
     for _ in range(3):
-        learn.train.cache_clear()  # every thread trains for itself, as callers racing past the cache do
+        learn.train.cache_clear()  # each thread trains for itself, as callers racing past the cache
         threads = [
             threading.Thread(target=lambda: results.append(learn.train(recipe))) for _ in range(4)
         ]

@@ -1,4 +1,5 @@
-"""SAM's two steps against a hand computation, and the weights it climbs from restored bit for bit."""
+"""SAM's two steps against a hand computation, and the weights it climbed from restored bit for
+bit."""
 
 import pytest
 import torch
@@ -28,10 +29,12 @@ def test_one_sam_step_is_the_hand_computed_one(adaptive):
     # by hand, in float64: e = rho T^2 g / |T g| (T = |w| for ASAM, else 1); w <- w - lr g(w + e)
     g = _grads(model64, x.double(), y, {n: v.requires_grad_() for n, v in w.items()})
     t = [w[n].abs() if adaptive else torch.ones_like(w[n]) for n in w]
-    norm = torch.sqrt(sum(((ti * gi) ** 2).sum() for ti, gi in zip(t, g)))
-    climbed = {n: (w[n] + rho * ti**2 * gi / norm).detach() for (n, ti, gi) in zip(w, t, g)}
+    norm = torch.sqrt(sum(((ti * gi) ** 2).sum() for ti, gi in zip(t, g, strict=True)))
+    climbed = {
+        n: (w[n] + rho * ti**2 * gi / norm).detach() for (n, ti, gi) in zip(w, t, g, strict=True)
+    }
     g_sharp = _grads(model64, x.double(), y, {n: v.requires_grad_() for n, v in climbed.items()})
-    expected = {n: (w[n] - lr * gs).detach() for n, gs in zip(w, g_sharp)}
+    expected = {n: (w[n] - lr * gs).detach() for n, gs in zip(w, g_sharp, strict=True)}
 
     opt = SAM(model64.parameters(), torch.optim.SGD, rho=rho, adaptive=adaptive, lr=lr)
     F.cross_entropy(model64(x.double()), y).backward()
@@ -45,7 +48,7 @@ def test_one_sam_step_is_the_hand_computed_one(adaptive):
 
 
 def test_the_descent_starts_from_w_bit_for_bit():
-    """With lr 0 the step changes nothing: w + e is undone by restoring a copy, not by subtracting e."""
+    """With lr 0 the step changes nothing: w + e is undone by restoring a copy, not by -e."""
     model, x, y = _problem(1)
     before = [p.detach().clone() for p in model.parameters()]
     opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.0)
@@ -53,8 +56,8 @@ def test_the_descent_starts_from_w_bit_for_bit():
         F.cross_entropy(model(x), y).backward()
         opt.first_step()
         assert any(
-            not torch.equal(p, b) for p, b in zip(model.parameters(), before)
+            not torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True)
         )  # it did climb
         F.cross_entropy(model(x), y).backward()
         opt.second_step()
-    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))
