@@ -18,17 +18,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .options import option
+
 
 @dataclass
 class PoFConfig:
-    weak_batch_size: int = 256  # paper: 256
-    line_search_init_lr: float = 1.0  # first eta of the doubling bracket
-    line_search_max_lr: float = 100.0  # doubling stops once eta reaches this
-    num_partitions: int = 16  # grid points k * eta_max / num_partitions, k = 1..num_partitions
-    gamma_max: float = 2.0  # gamma ~ U(0, gamma_max); 2 = the "opposite bank" of a parabolic valley
-    weak_bn_mode: str = "train"  # "train": batch stats, running stats updated (authors' code);
-    #                              "batch": batch stats, running stats untouched; "eval": running stats
-    rejection_cap: float = 1e4  # eta_max >= cap: skip the perturbation (authors' multi-GPU path)
+    weak_batch_size: int = option(256, "size of the weak batch B' (paper: 256)")
+    line_search_init_lr: float = option(1.0, "first eta of the doubling bracket")
+    line_search_max_lr: float = option(100.0, "doubling stops once eta reaches this")
+    num_partitions: int = option(
+        16, "grid points k * eta_max / num_partitions in (0, eta_max], k = 1..num_partitions"
+    )
+    gamma_max: float = option(
+        2.0, "gamma ~ U(0, gamma_max); 2 = the 'opposite bank' of a parabolic valley"
+    )
+    weak_bn_mode: str = option(
+        "train",
+        "batch norm in the weak forward: train = batch statistics and running statistics "
+        "updated (the authors' code); batch = batch statistics, running statistics untouched; "
+        "eval = running statistics",
+        choices=("train", "batch", "eval"),
+    )
+    rejection_cap: float = option(
+        1e4,
+        "skip the perturbation when eta_max reaches this (counted and reported; the authors' "
+        "multi-GPU path)",
+    )
 
     def __post_init__(self):
         from . import validate as v
