@@ -59,7 +59,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict) -> Pat
     return path
 
 
-# --- resume state: model and optimizer of the last finished epoch, in one file ---------------------
+# --- resume state: model and optimizer of the last finished epoch, in one file ------------------
 
 
 def save_resume_state(path: Path, model: nn.Module, optimizer, epoch: int, best_acc: float) -> None:
@@ -111,7 +111,8 @@ def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | Non
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+            names = f.keys() if tensors else []  # a safe_open handle is not iterable itself
+            state = {k: f.get_tensor(k) for k in names}
     except FileNotFoundError:
         raise CheckpointError(f"No checkpoint at {path}.") from None
     except Exception as e:
@@ -218,25 +219,29 @@ def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
     if meta["num_classes"] != dataset.num_classes:
         raise CheckpointError(
             f"The checkpoint has {meta['num_classes']} output classes but {dataset.name} has "
-            f"{dataset.num_classes}. Pick the dataset it was trained on ({meta.get('dataset', 'unknown')})."
+            f"{dataset.num_classes}. Pick the dataset it was trained on "
+            f"({meta.get('dataset', 'unknown')})."
         )
     if tuple(meta["input_shape"]) != tuple(dataset.input_shape):
         raise CheckpointError(
-            f"The checkpoint expects inputs of shape {tuple(meta['input_shape'])} but {dataset.name} "
-            f"has {tuple(dataset.input_shape)}. Pick the dataset it was trained on ({meta.get('dataset', 'unknown')})."
+            f"The checkpoint expects inputs of shape {tuple(meta['input_shape'])} but "
+            f"{dataset.name} has {tuple(dataset.input_shape)}. Pick the dataset it was trained "
+            f"on ({meta.get('dataset', 'unknown')})."
         )
     names, order = meta.get("class_names"), getattr(dataset, "class_order", "")
     if names and list(names) != list(dataset.classes) and sorted(names) == sorted(dataset.classes):
         raise CheckpointError(
-            f"{dataset.name} has the checkpoint's classes in another order ({', '.join(dataset.classes[:4])}, ... vs "
-            f"{', '.join(names[:4])}, ...): every label would be read as another class. State the order with "
+            f"{dataset.name} has the checkpoint's classes in another order "
+            f"({', '.join(dataset.classes[:4])}, ... vs {', '.join(names[:4])}, ...): every "
+            f"label would be read as another class. State the order with "
             f"--classes {','.join(names)}."
         )
     if (not names or foreign) and order == "alphabetical":
         return [
             f"The class order of {dataset.name} comes only from sorting its names alphabetically "
-            f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), and the model "
-            f"records none. If the model was trained with another order, every number will be wrong: state it "
+            f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), "
+            f"and the model records none. If the model was trained with another order, every "
+            f"number will be wrong: state it "
             f"with --classes."
         ]
     return []

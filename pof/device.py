@@ -10,7 +10,8 @@ _HINT = "; use auto, cpu, cuda or cuda:N"
 
 
 def check_device(name) -> None:
-    """Refuse a device name torch cannot parse, or a CUDA/MPS device this machine lacks, up front."""
+    """Refuse, up front, a device name torch cannot parse or a CUDA/MPS device this machine
+    lacks."""
     if not isinstance(name, str) or not name:
         raise ConfigError(f"device must be a name such as auto, cpu or cuda, got {name!r}{_HINT}.")
     if name == "auto":

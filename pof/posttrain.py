@@ -2,7 +2,7 @@
 
 Methods (POF.md, "What to compare it against"), all with the same data order, seeds, learning rate
 and optimizer, so that their differences are the methods':
-    pof               features trained under the perturbed last layer w0 + delta (delta from a weak batch)
+    pof               features trained under the perturbed last layer w0 + delta (delta: weak batch)
     finetune-frozen   identical, delta = 0
     finetune          all layers trained
     sam               all layers trained with SAM (rho)
@@ -26,11 +26,11 @@ from . import __version__
 from . import validate as check
 from .checkpoints import CheckpointError, data_for, dataset_of, file_sha256, load_checkpoint
 from .data import Batches, epoch_generator, parse_augment
+from .device import pick_device
 from .loading import ModelSource
+from .loop import Loop, fit
 from .method import PoFConfig, PoFPerturbation
 from .models import split_model
-from .device import pick_device
-from .loop import Loop, fit
 from .optim import plain_step, sam_step
 from .options import option
 from .runs import Run, RunError
@@ -160,7 +160,8 @@ def _recorded_batch_size(meta: dict) -> int | None:
 
 
 def default_post_lr(meta: dict) -> tuple[float, str]:
-    """The learning rate the pre-training schedule ends with (the paper continues it: 0.1 x 0.2^4)."""
+    """The learning rate the pre-training schedule ends with (the paper continues it: 0.1 x
+    0.2^4)."""
     try:
         lr, why = _default_post_lr(meta)
         lr = float(lr)
@@ -189,7 +190,8 @@ def _default_post_lr(meta: dict) -> tuple[float, str]:
         lr = sched["lr"] * sched["decay"] ** len(sched["milestones"])
         return (
             lr,
-            f"the pre-training step schedule's last rate ({sched['lr']:g} x {sched['decay']:g}^{len(sched['milestones'])})",
+            f"the pre-training step schedule's last rate ({sched['lr']:g} x "
+            f"{sched['decay']:g}^{len(sched['milestones'])})",
         )
     if sched["type"] == "constant":
         return sched["lr"], "the pre-training's constant rate"
@@ -247,7 +249,8 @@ class ShardedBatches(Batches):
 
     def _prepare(self, idx, gen):
         per = len(idx) // self.world
-        # augment the whole global batch (same random draws on every rank), then keep this rank's part
+        # augment the whole global batch (same random draws on every rank), then keep this rank's
+        # part
         x, y = super()._prepare(idx, gen)
         return x[self.rank * per : (self.rank + 1) * per], y[
             self.rank * per : (self.rank + 1) * per
@@ -317,7 +320,7 @@ def post_train(
     progress=None,
     should_stop=None,
 ) -> Run:
-    """Post-train the checkpoint cfg.checkpoint into the run folder `run_dir` (see module docstring).
+    """Post-train the checkpoint cfg.checkpoint into the run folder `run_dir` (see the module).
     Under torchrun every rank calls this; rank 0 writes the folder."""
     if resume:
         run = Run(run_dir)
