@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from pof.runs import Run
-from pof.train import PretrainConfig, pretrain
+from pof.pretrain import PretrainConfig, pretrain
 
 
 def run_analysis(*args, **kw):

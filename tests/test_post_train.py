@@ -14,7 +14,7 @@ from conftest import ROOT, run_cli
 from pof.checkpoints import load_checkpoint
 from pof.posttrain import METHODS
 from pof.runs import Run
-from pof.train import PretrainConfig, pretrain
+from pof.pretrain import PretrainConfig, pretrain
 
 
 @pytest.fixture(scope="module")
