@@ -49,7 +49,9 @@ def saved(tmp_path, digits):
 def test_round_trip_is_exact_and_keeps_metadata(saved, digits):
     model, path = saved
     loaded, meta = load_checkpoint(path, dataset=digits)
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    want, got = model.state_dict(), loaded.state_dict()
+    assert list(want) == list(got) and want
+    for (k, a), (k2, b) in zip(want.items(), got.items(), strict=True):
         assert k == k2 and torch.equal(a, b)
     assert meta["class_names"] == digits.classes and meta["metrics"] == {"test_acc": 0.5}
     assert meta["format"] == "pof-checkpoint/1" and "version" in meta

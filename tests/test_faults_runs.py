@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pof.jobqueue import queue_state
+from pof.runcreate import publish_config
 from pof.runs import BROKEN, STALE_SECONDS, STATES, Run, RunError, list_runs
 
 ENV = dict(os.environ)
@@ -370,10 +371,10 @@ def test_a_status_with_no_pid_is_stale_only_after_the_grace_period(tmp_path):
 
 RACER = """
     import time
-    from pof import runs
+    import fcntl
     target, ready, go, me, overwrite, flock = sys.argv[1:7]
     if flock == "off":  # no flock (as on some network file systems): os.link alone must decide
-        runs.fcntl.flock = lambda *a: (_ for _ in ()).throw(OSError("no flock here"))
+        fcntl.flock = lambda *a: (_ for _ in ()).throw(OSError("no flock here"))
     open(ready, "w").close()
     while not os.path.exists(go):
         time.sleep(0.0002)
@@ -442,9 +443,7 @@ def test_publishing_the_config_twice_fails_the_second_even_past_all_checks(tmp_p
         "{"
     )  # a killed creator's leftover is not foreign
     with pytest.raises(RunError, match="at the same moment"):
-        run._publish_config(
-            '{"command": "x", "n": 2}', overwrite=False
-        )  # as a creator without flock would
+        publish_config(run, '{"command": "x", "n": 2}', overwrite=False)  # as without flock
     assert run.config()["n"] == 1
     assert Run.create(tmp_path / "r", {"command": "x", "n": 3}, overwrite=True).config()["n"] == 3
 
