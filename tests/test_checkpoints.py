@@ -86,7 +86,7 @@ def test_unknown_architecture(saved, digits, tmp_path):
     model, _ = saved
     meta = {**_meta(digits), "arch": "vgg99", "format": "pof-checkpoint/1"}
     path = _resave(model.state_dict(), meta, tmp_path / "a.safetensors")
-    with pytest.raises(CheckpointError, match="(?i)unknown architecture 'vgg99'"):
+    with pytest.raises(CheckpointError, match=r"(?i)unknown architecture 'vgg99'"):
         load_checkpoint(path)
 
 
@@ -103,7 +103,8 @@ def test_missing_unexpected_and_misshapen_keys(saved, digits, tmp_path):
     wide = build_model("cnn-small", (1, 8, 8), 10, width=16).state_dict()
     with pytest.raises(
         CheckpointError,
-        match=r"16 of another shape(.|\n)*shapes: features\.0\.weight: file \(16, 1, 3, 3\), model \(32, 1, 3, 3\)",
+        match=r"16 of another shape(.|\n)*shapes: features\.0\.weight: "
+        r"file \(16, 1, 3, 3\), model \(32, 1, 3, 3\)",
     ):
         load_checkpoint(_resave(wide, meta, tmp_path / "s.safetensors"))
 
