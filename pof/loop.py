@@ -132,7 +132,7 @@ def _fit(loop: Loop, resume: bool, progress: Progress | None, should_stop: Shoul
 
 def _start(loop: Loop) -> tuple[int, float]:
     """A new run: epoch 0 is the untrained model, evaluated and saved as the initial checkpoint."""
-    record = {"epoch": 0, **_test_metrics(loop, _evaluate_test(loop)), "lr": loop.lr_at(0.0)}
+    record = {"epoch": 0, **_test_metrics(_evaluate_test(loop)), "lr": loop.lr_at(0.0)}
     record.update(_train_eval(loop))
     if loop.is_main:
         save_checkpoint(
@@ -248,7 +248,7 @@ def _end_epoch(
         "epoch": epoch + 1,
         "train_loss": sums.loss / sums.seen,
         "train_acc": sums.correct / sums.seen,
-        **_test_metrics(loop, test),
+        **_test_metrics(test),
         "lr": sums.lr,
         "epoch_time": time.time() - sums.started,
     }
@@ -299,7 +299,7 @@ def _evaluate_test(loop: Loop) -> dict:
     return evaluate(loop.model, loop.test, loop.dataset.num_classes)
 
 
-def _test_metrics(loop: Loop, test: dict) -> dict:
+def _test_metrics(test: dict) -> dict:
     return {"test_loss": test["loss"], "test_acc": test["acc"]}
 
 
