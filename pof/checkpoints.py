@@ -32,10 +32,8 @@ from .loading import (
 from .models import split_model
 
 FORMAT = "pof-checkpoint/1"
-TRANSIENT = (
-    "warnings",
-    "nonfinite",
-)  # what loading found out about this copy, not part of the format
+# what loading found out about this copy, not part of the format
+TRANSIENT = ("warnings", "nonfinite")
 META_KEY = "pof"
 
 
@@ -182,11 +180,8 @@ def _dataset_named(path: Path, kind: str, meta: dict | None) -> str:
     return meta["dataset"]
 
 
-USER_DATA = (
-    "npz:",
-    "csv:",
-    "imagefolder:",
-)  # data whose class order is the user's, not a registry's
+# data whose class order is the user's, not a registry's
+USER_DATA = ("npz:", "csv:", "imagefolder:")
 
 
 def data_for(

@@ -107,9 +107,8 @@ class Run:
         """Mark a folder as holding a job that process `pid` is about to start (used by the app)."""
         self.path.mkdir(parents=True, exist_ok=True)
         old = self._raw_status()
-        if not (
-            old.get("state") == "queued" and old.get("pid") == pid
-        ):  # a new job: an old request is stale
+        if not (old.get("state") == "queued" and old.get("pid") == pid):
+            # a new job: an old request is stale
             (self.path / "cancel").unlink(missing_ok=True)
         self.set_status("queued", pid=pid, progress=0.0)
 
@@ -139,9 +138,8 @@ class Run:
             "host": socket.gethostname(),
         }
         if state == "running":
-            status["pid"] = fields.get(
-                "pid", os.getpid()
-            )  # after a resume: this process, not the dead one
+            # after a resume: this process, not the dead one
+            status["pid"] = fields.get("pid", os.getpid())
             status.setdefault("started", now)
         if state in FINAL_STATES:
             status["finished"] = now
@@ -162,9 +160,8 @@ class Run:
         # One os.write on an O_APPEND descriptor: the line lands whole, after any earlier line.
         fd = os.open(self.metrics_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            if (
-                not self._tail_checked
-            ):  # a writer killed mid-line left a torn line: end it, or ours is lost too
+            if not self._tail_checked:
+                # a writer killed mid-line left a torn line: end it, or ours is lost too
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     line = b"\n" + line
@@ -288,9 +285,8 @@ class Run:
                 data = f.read()
         except OSError:
             return []
-        return self._records(
-            data[: data.rfind(b"\n") + 1], kind
-        )  # after the last newline: still being written
+        # after the last newline: still being written
+        return self._records(data[: data.rfind(b"\n") + 1], kind)
 
     def last(self, kind: str, tail_bytes: int = 1 << 16) -> dict | None:
         """The newest record of `kind`, reading the log from its end (a live view polls this)."""
@@ -330,17 +326,15 @@ class Run:
         "broken", with the reason in "error". Values have fixed types (str, a number or None)."""
         status = self.status()
         state, error, cfg = status["state"], status.get("error"), {}
-        if os.path.lexists(
-            self.config_file
-        ):  # missing while a queued job has not started: not broken
+        # missing while a queued job has not started: not broken
+        if os.path.lexists(self.config_file):
             try:
                 cfg = self.config()
             except RunError as e:
                 if state != BROKEN:
                     state, error = BROKEN, str(e)
-        last = (
-            self.last("epoch") or {}
-        )  # the newest epoch record: after a resume, the later one wins
+        # the newest epoch record: after a resume, the later one wins
+        last = self.last("epoch") or {}
         text, number = (
             (lambda v: None if v is None else str(v)),
             (lambda v: v if is_number(v) else None),
