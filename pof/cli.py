@@ -48,9 +48,10 @@ def _arch_arg(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _add_data_flags(p: argparse.ArgumentParser, required: bool) -> None:
-    """--dataset, --data-root and --svhn-extra of the commands without a config (evaluate, import):
-    the same flags and help as the training configs' fields."""
+def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """The data flags of a command without a training config (evaluate, import, the analysis):
+    --dataset, --data-root and --svhn-extra with the training configs' help, and the flags of
+    `data_options`."""
     from .shared_config import DATA_ROOT_HELP, DATASET_HELP, SVHN_EXTRA_HELP
 
     p.add_argument("--dataset", required=required, help=DATASET_HELP)
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint",
         help="a checkpoint of this project, or any model file with --arch and --dataset",
     )
-    _add_data_flags(p, required=False)
+    add_data_args(p, required=False)
     add_model_args(p)
     p.add_argument(
         "--split", choices=["test", "train", "both"], default="test", help="which split to evaluate"
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model file: a state dict (.pt/.pth/.ckpt, any common wrapper), "
         "safetensors, or a torch.export .pt2",
     )
-    _add_data_flags(p, required=True)
+    add_data_args(p, required=True)
     add_model_args(p)
     p.add_argument("--out", required=True, help="the .safetensors file to write")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
