@@ -29,7 +29,8 @@ from analysis.sharpness import worst_case_sharpness
 from pof.data import Batches, Dataset, point_set
 from pof.method import PoF, PoFConfig, losses_along
 from pof.models import Classifier, mlp
-from pof.train import PretrainConfig, make_optimizer, plain_step, sam_step
+from pof.optim import make_optimizer, plain_step, sam_step
+from pof.pretrain import PretrainConfig
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ closed form), and wall time. Results also go to OUT/results.json.
 
     python benchmarks/compare_methods.py --dataset digits --model cnn-small --pretrain-epochs 30 \\
         --epochs 10 --seeds 0 1 2 --out /tmp/compare-digits
-    python benchmarks/compare_methods.py --dataset imagefolder:/tmp/cifar10-jpeg --model cnn-small \\
-        --pretrain-epochs 20 --epochs 2 --seeds 0 1 2 --out /tmp/compare-cifar
+    python benchmarks/compare_methods.py --dataset imagefolder:/tmp/cifar10-jpeg \\
+        --model cnn-small --pretrain-epochs 20 --epochs 2 --seeds 0 1 2 --out /tmp/compare-cifar
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -25,8 +24,9 @@ import torch
 from analysis.lastlayer import features_and_probs, last_layer_hessian
 from pof.checkpoints import load_checkpoint
 from pof.data import Batches, load_dataset
+from pof.evaluation import evaluate
 from pof.posttrain import METHODS, PostTrainConfig, post_train
-from pof.train import PretrainConfig, evaluate, pretrain
+from pof.pretrain import PretrainConfig, pretrain
 
 
 def measure(path, dataset) -> dict:
@@ -95,9 +95,8 @@ def main():
             out / "pretrain",
             dataset=dataset,
         )
-        print(
-            f"pre-trained {args.model} for {args.pretrain_epochs} epochs in {time.time() - t0:.0f} s"
-        )
+        took = time.time() - t0
+        print(f"pre-trained {args.model} for {args.pretrain_epochs} epochs in {took:.0f} s")
     results = {"pretrained": [measure(ckpt, dataset)]}
     for method in args.methods:
         for seed in args.seeds:
@@ -119,20 +118,22 @@ def main():
             row["lr"] = run.config()["lr"]
             results.setdefault(method, []).append(row)
             print(
-                f"{method:<17} seed {seed}: test error {row['test_error']:.4f}, loss {row['test_loss']:.4f}, "
-                f"lambda_max {row['lambda_max']:.4f}, trace {row['trace']:.4f}, {row['time_s']:.0f} s",
+                f"{method:<17} seed {seed}: test error {row['test_error']:.4f}, "
+                f"loss {row['test_loss']:.4f}, lambda_max {row['lambda_max']:.4f}, "
+                f"trace {row['trace']:.4f}, {row['time_s']:.0f} s",
                 flush=True,
             )
     (out / "results.json").write_text(json.dumps(results, indent=1))
     lr = results[args.methods[0]][0]["lr"]
     print(
-        f"\n{args.model} on {dataset.name}; post-training {args.epochs} epochs at lr {lr:g}, seeds {args.seeds}; "
-        f"last-layer Hessian exact on all {len(dataset.x_train)} training images\n"
+        f"\n{args.model} on {dataset.name}; post-training {args.epochs} epochs at lr {lr:g}, "
+        f"seeds {args.seeds}; last-layer Hessian exact on all {len(dataset.x_train)} training "
+        f"images\n"
     )
     print("| method | test error % | test loss | last-layer λ_max | last-layer trace | time s |")
     print("|---|---|---|---|---|---|")
     for method, rows in results.items():
-        col = lambda k, **kw: fmt([r[k] for r in rows], **kw)
+        col = lambda k, rows=rows, **kw: fmt([r[k] for r in rows], **kw)
         t = fmt([r["time_s"] for r in rows], digits=0) if "time_s" in rows[0] else "-"
         print(
             f"| {method} | {col('test_error', scale=100, digits=2)} | {col('test_loss')} | "

@@ -14,9 +14,7 @@ fixed number of batches instead of the whole epoch.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +48,8 @@ def case(name, x, y, mean, std, arch, augment, batch_size, repeats, max_batches)
         full_t.append(timed_epoch(batches, model, opt, r, max_batches))
     data, full = min(data_t), min(full_t)
     print(
-        f"{name:<42} data {data * 1e3:9.1f} ms   full {full * 1e3:9.1f} ms   data share {data / full:6.2%}"
+        f"{name:<42} data {data * 1e3:9.1f} ms   full {full * 1e3:9.1f} ms   "
+        f"data share {data / full:6.2%}"
     )
     return data / full
 

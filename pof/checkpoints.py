@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import __version__, archs
+from .files import replacing
 from .loading import (
     CheckpointError,
     LoadError,
@@ -32,23 +32,20 @@ from .loading import (
 from .models import split_model
 
 FORMAT = "pof-checkpoint/1"
-TRANSIENT = (
-    "warnings",
-    "nonfinite",
-)  # what loading found out about this copy, not part of the format
+# what loading found out about this copy, not part of the format
+TRANSIENT = ("warnings", "nonfinite")
 META_KEY = "pof"
 
 
 def write_safetensors(tensors: dict, metadata: dict, path: Path) -> None:
-    """Tensors plus JSON metadata, written to a temporary file and renamed into place."""
+    """Tensors plus JSON metadata, replacing `path` atomically (pof.files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-        str(tmp),
-        metadata={META_KEY: json.dumps(metadata)},
-    )
-    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    with replacing(path) as tmp:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+            str(tmp),
+            metadata={META_KEY: json.dumps(metadata)},
+        )
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict) -> Path:
@@ -58,6 +55,46 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict) -> Pat
     meta = {k: v for k, v in meta.items() if k not in TRANSIENT}
     write_safetensors(model.state_dict(), {**meta, "format": FORMAT, "version": __version__}, path)
     return path
+
+
+# --- resume state: model and optimizer of the last finished epoch, in one file ------------------
+
+
+def save_resume_state(path: Path, model: nn.Module, optimizer, epoch: int, best_acc: float) -> None:
+    """Model and optimizer state in one file, so a kill can never leave them out of step: tensors
+    under "model.NAME" and "optim.INDEX.NAME", the optimizer's other values in the metadata."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    sd = optimizer.state_dict()
+    scalars = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{idx}.{k}"] = v
+            else:
+                scalars[f"{idx}.{k}"] = v
+    meta = {
+        "epoch": epoch,
+        "best_acc": best_acc,
+        "param_groups": sd["param_groups"],
+        "scalars": scalars,
+    }
+    write_safetensors(tensors, meta, path)
+
+
+def load_resume_state(path: Path, model: nn.Module, optimizer) -> tuple[int, float]:
+    """Load what save_resume_state wrote into `model` and `optimizer`; returns (epoch, best_acc)."""
+    tensors, meta = read_safetensors(path)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            idx, _, name = k[6:].partition(".")
+            state.setdefault(int(idx), {})[name] = v
+    for k, v in meta["scalars"].items():
+        idx, _, name = k.partition(".")
+        state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["epoch"]), float(meta["best_acc"])
 
 
 def file_sha256(path: str | Path) -> str:
@@ -72,7 +109,8 @@ def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | Non
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+            names = f.keys() if tensors else []  # a safe_open handle is not iterable itself
+            state = {k: f.get_tensor(k) for k in names}
     except FileNotFoundError:
         raise CheckpointError(f"No checkpoint at {path}.") from None
     except Exception as e:
@@ -142,11 +180,8 @@ def _dataset_named(path: Path, kind: str, meta: dict | None) -> str:
     return meta["dataset"]
 
 
-USER_DATA = (
-    "npz:",
-    "csv:",
-    "imagefolder:",
-)  # data whose class order is the user's, not a registry's
+# data whose class order is the user's, not a registry's
+USER_DATA = ("npz:", "csv:", "imagefolder:")
 
 
 def data_for(
@@ -179,25 +214,29 @@ def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
     if meta["num_classes"] != dataset.num_classes:
         raise CheckpointError(
             f"The checkpoint has {meta['num_classes']} output classes but {dataset.name} has "
-            f"{dataset.num_classes}. Pick the dataset it was trained on ({meta.get('dataset', 'unknown')})."
+            f"{dataset.num_classes}. Pick the dataset it was trained on "
+            f"({meta.get('dataset', 'unknown')})."
         )
     if tuple(meta["input_shape"]) != tuple(dataset.input_shape):
         raise CheckpointError(
-            f"The checkpoint expects inputs of shape {tuple(meta['input_shape'])} but {dataset.name} "
-            f"has {tuple(dataset.input_shape)}. Pick the dataset it was trained on ({meta.get('dataset', 'unknown')})."
+            f"The checkpoint expects inputs of shape {tuple(meta['input_shape'])} but "
+            f"{dataset.name} has {tuple(dataset.input_shape)}. Pick the dataset it was trained "
+            f"on ({meta.get('dataset', 'unknown')})."
         )
     names, order = meta.get("class_names"), getattr(dataset, "class_order", "")
     if names and list(names) != list(dataset.classes) and sorted(names) == sorted(dataset.classes):
         raise CheckpointError(
-            f"{dataset.name} has the checkpoint's classes in another order ({', '.join(dataset.classes[:4])}, ... vs "
-            f"{', '.join(names[:4])}, ...): every label would be read as another class. State the order with "
+            f"{dataset.name} has the checkpoint's classes in another order "
+            f"({', '.join(dataset.classes[:4])}, ... vs {', '.join(names[:4])}, ...): every "
+            f"label would be read as another class. State the order with "
             f"--classes {','.join(names)}."
         )
     if (not names or foreign) and order == "alphabetical":
         return [
             f"The class order of {dataset.name} comes only from sorting its names alphabetically "
-            f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), and the model "
-            f"records none. If the model was trained with another order, every number will be wrong: state it "
+            f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), "
+            f"and the model records none. If the model was trained with another order, every "
+            f"number will be wrong: state it "
             f"with --classes."
         ]
     return []

@@ -14,6 +14,7 @@ Exit codes (scripts can rely on them):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -27,6 +28,16 @@ from .validate import ConfigError
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default after its help, unless it is None or the help already says it."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        if action.default in (None, []) or "(default" in help:
+            return help
+        return super()._get_help_string(action)
+
+
 def _arch_arg(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -37,28 +48,20 @@ def _arch_arg(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    from .data import DATASETS
+def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """The data flags of a command without a training config (evaluate, import, the analysis):
+    --dataset, --data-root and --svhn-extra with the training configs' help, and the flags of
+    `data_options`."""
+    from .shared_config import DATA_ROOT_HELP, DATASET_HELP, SVHN_EXTRA_HELP
 
-    p.add_argument(
-        "--dataset",
-        required=required,
-        help=f"one of {', '.join(DATASETS)}; imagefolder:PATH (PATH/train/<class>/*, PATH/test/<class>/*); "
-        f"npz:PATH (your arrays x_train, y_train, x_test, y_test in an .npz or safetensors file); "
-        f"csv:PATH (a CSV with a header, a label column and a split column of train/test) "
-        f"or csv:TRAIN.csv,TEST.csv",
-    )
-    p.add_argument(
-        "--data-root",
-        default=None,
-        help="folder for torchvision downloads and decoded image-folder caches "
-        "(default: $POF_DATA or ~/.cache/pof/data)",
-    )
-    p.add_argument(
-        "--svhn-extra",
-        action="store_true",
-        help="SVHN: add the 531k 'extra' images to training, as the paper does",
-    )
+    p.add_argument("--dataset", required=required, help=DATASET_HELP)
+    p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
+    p.add_argument("--svhn-extra", action="store_true", help=SVHN_EXTRA_HELP)
+    _add_data_option_flags(p)
+
+
+def _add_data_option_flags(p: argparse.ArgumentParser) -> None:
+    """The flags pof.data.data_options parses into a config's `data_options`."""
     p.add_argument(
         "--classes",
         default=None,
@@ -90,38 +93,40 @@ def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
+def _add_fields(parser, config_cls, names: tuple[str, ...]) -> None:
+    """The generated flags of only these fields of `config_cls`."""
+    from .options import add_options, cli_fields
+
+    others = tuple(f.name for f in cli_fields(config_cls) if f.name not in names)
+    add_options(parser, config_cls, exclude=others)
+
+
+def _field_help(config_cls, name: str) -> str:
+    """A field's help text, for the flag a front end parses by hand (declared cli=False)."""
+    return next(f.metadata["help"] for f in fields(config_cls) if f.name == name)
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """How to read a checkpoint without this project's metadata (every command that takes one)."""
+    """How to read a checkpoint without this project's metadata (every command that takes one):
+    PostTrainConfig's arch, arch_args, classifier and key_map."""
+    from .posttrain import PostTrainConfig
+
     g = p.add_argument_group("a model of your own (files without this project's metadata)")
-    g.add_argument(
-        "--arch",
-        default=None,
-        help="its architecture: a registry name (mlp, cnn-small, resnet20, resnet56, wrn-16-4, wrn-28-10, "
-        "resnet18-cifar), torchvision:NAME (any torchvision classification model), or your own "
-        "factory path/to/file.py:function or package.module:function (this runs your code). "
-        "Not needed for a torch.export .pt2, which carries its architecture",
-    )
+    _add_fields(g, PostTrainConfig, ("arch", "classifier"))
     g.add_argument(
         "--arch-arg",
         action="append",
         type=_arch_arg,
         default=[],
         metavar="KEY=VALUE",
-        help="argument for the architecture, e.g. width=16, num_classes=10 (repeatable; JSON values)",
-    )
-    g.add_argument(
-        "--classifier",
-        default=None,
-        metavar="LAYER",
-        help="the last linear layer PoF perturbs, e.g. head.fc (default: the last nn.Linear)",
+        help=_field_help(PostTrainConfig, "arch_args"),
     )
     g.add_argument(
         "--key-map",
         action="append",
         default=[],
         metavar="OLD=NEW",
-        help="rename a key prefix of the file's weights (repeatable); a prefix shared by all keys "
-        "(module., model., ...) is stripped without it",
+        help=_field_help(PostTrainConfig, "key_map"),
     )
 
 
@@ -140,10 +145,9 @@ def print_warnings(meta: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models import ARCHS
-    from .train import PretrainConfig
+    from .options import add_options
+    from .pretrain import PretrainConfig
 
-    d = PretrainConfig()
     parser = argparse.ArgumentParser(
         prog="python -m pof",
         description=__doc__,
@@ -155,103 +159,32 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain",
         help="train a model from scratch (the baseline PoF post-trains)",
         description="Train a model from scratch with Nesterov SGD or SAM into a run folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
-    p.add_argument(
-        "--model",
-        default=d.model,
-        choices=list(ARCHS),
-        help="architecture: " + "; ".join(f"{k}: {a.inputs}" for k, a in ARCHS.items()),
-    )
+    add_options(p, PretrainConfig)
     p.add_argument(
         "--arch-arg",
         action="append",
         type=_arch_arg,
         default=[],
         metavar="KEY=VALUE",
-        help="architecture argument, e.g. width=16 or hidden=[128,128] (repeatable)",
+        help=_field_help(PretrainConfig, "arch_args"),
     )
-    _add_data_args(p, required=False)
-    p.set_defaults(dataset=d.dataset)
-    p.add_argument(
-        "--out", required=True, help="run folder to create (config, status, metrics, checkpoints)"
-    )
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
-    p.add_argument(
-        "--optimizer",
-        choices=["sgd", "sam"],
-        default=d.optimizer,
-        help="sgd: Nesterov SGD; sam: SAM around the same SGD",
-    )
-    p.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
-    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
-    p.add_argument(
-        "--no-nesterov",
-        dest="nesterov",
-        action="store_false",
-        help="plain instead of Nesterov momentum",
-    )
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
-    p.add_argument(
-        "--schedule",
-        choices=["step", "cosine", "constant"],
-        default=d.schedule,
-        help="step: multiply by --lr-decay at each milestone; cosine: anneal to 0",
-    )
-    p.add_argument(
-        "--milestones",
-        type=int,
-        nargs="+",
-        default=None,
-        help="epochs at which the step schedule decays (default: the paper's 60/120/160/200 of 250, "
-        "scaled to --epochs)",
-    )
-    p.add_argument("--lr-decay", type=float, default=d.lr_decay, help="step-schedule factor")
-    p.add_argument("--rho", type=float, default=d.rho, help="SAM neighbourhood radius")
-    p.add_argument(
-        "--adaptive", action="store_true", help="SAM: adaptive (ASAM, |w|-scaled) neighbourhood"
-    )
-    p.add_argument(
-        "--augment",
-        default=d.augment,
-        help="'default' (per dataset), 'none', or e.g. 'crop=4,flip,cutout=16'",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=d.seed,
-        help="seed for initialization, data order and augmentation",
-    )
-    p.add_argument(
-        "--device", default=d.device, help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1 ..."
-    )
-    p.add_argument(
-        "--save-every",
-        type=int,
-        default=d.save_every,
-        help="also keep a checkpoint every N epochs (0: only initial, last, best, final)",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last finished epoch",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_option_flags(p)
+    _add_job_flags(p)
 
     _add_post_train_parser(sub)
 
     p = sub.add_parser(
         "evaluate",
         help="loss and accuracy of a checkpoint on a dataset",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument(
         "checkpoint",
         help="a checkpoint of this project, or any model file with --arch and --dataset",
     )
-    _add_data_args(p, required=False)
+    add_data_args(p, required=False)
     add_model_args(p)
     p.add_argument(
         "--split", choices=["test", "train", "both"], default="test", help="which split to evaluate"
@@ -265,14 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a model file of your own once (with --arch, --dataset and, if needed, "
         "--classifier and --key-map) and write it as a project checkpoint, which every "
         "command and the app then take as it is.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument(
         "checkpoint",
         help="the model file: a state dict (.pt/.pth/.ckpt, any common wrapper), "
         "safetensors, or a torch.export .pt2",
     )
-    _add_data_args(p, required=True)
+    add_data_args(p, required=True)
     add_model_args(p)
     p.add_argument("--out", required=True, help="the .safetensors file to write")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -290,111 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_post_train_parser(sub) -> None:
-    from .method import PoFConfig
-    from .posttrain import METHODS, PostTrainConfig
-
-    d, pd = PostTrainConfig(), PoFConfig()
-    p = sub.add_parser(
-        "post-train",
-        help="post-train a checkpoint with PoF or one of its controls",
-        description="Post-train the feature extractor of a trained classifier with PoF (Sato et "
-        "al., ICML 2022), or with a control for the same budget. Under torchrun "
-        "(torchrun --nproc_per_node=N -m pof post-train ...) it runs data-parallel.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def _add_job_flags(p: argparse.ArgumentParser) -> None:
+    """Where and how a training job runs: not part of what it computes, so not config fields."""
     p.add_argument(
-        "checkpoint",
-        nargs="?",
-        default=None,
-        help="trained model: a checkpoint of this project, or any model file with --arch and --dataset "
-        "(not needed with --resume)",
-    )
-    _add_data_args(p, required=False)
-    p.set_defaults(dataset=None)
-    add_model_args(p)
-    p.add_argument("--out", required=True, help="run folder to create")
-    p.add_argument(
-        "--method",
-        choices=METHODS,
-        default=d.method,
-        help="pof; finetune-frozen (same, no perturbation); finetune (all layers); sam (all layers, SAM); "
-        "random-direction (PoF's perturbation length, random direction)",
-    )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=d.epochs,
-        help="post-training epochs (paper: 10 for CIFAR, 50 for SVHN)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="global training batch (default: the pre-training batch size in the checkpoint, else 256)",
-    )
-    p.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help="learning rate (default: the rate the checkpoint's pre-training schedule ended with, "
-        "as the paper continues it: 0.1 x 0.2^4 = 1.6e-4 for its schedule)",
-    )
-    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (Nesterov)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
-    p.add_argument("--rho", type=float, default=d.rho, help="SAM radius (--method sam)")
-    g = p.add_argument_group("PoF (POF.md defaults)")
-    g.add_argument(
-        "--weak-batch-size", type=int, default=pd.weak_batch_size, help="size of the weak batch B'"
-    )
-    g.add_argument(
-        "--line-search-init-lr",
-        type=float,
-        default=pd.line_search_init_lr,
-        help="first eta of the doubling bracket",
-    )
-    g.add_argument(
-        "--line-search-max-lr",
-        type=float,
-        default=pd.line_search_max_lr,
-        help="doubling stops when eta reaches this",
-    )
-    g.add_argument(
-        "--num-partitions", type=int, default=pd.num_partitions, help="grid points in (0, eta_max]"
-    )
-    g.add_argument("--gamma-max", type=float, default=pd.gamma_max, help="gamma ~ U(0, gamma_max)")
-    g.add_argument(
-        "--weak-bn-mode",
-        choices=["train", "batch", "eval"],
-        default=pd.weak_bn_mode,
-        help="batch norm in the weak forward: train = batch statistics and running statistics updated "
-        "(the authors' code); batch = batch statistics, running statistics untouched; eval = running statistics",
-    )
-    g.add_argument(
-        "--rejection-cap",
-        type=float,
-        default=pd.rejection_cap,
-        help="skip the perturbation when eta_max reaches this (counted and reported)",
-    )
-    p.add_argument(
-        "--augment", default=d.augment, help="'default', 'none', or e.g. 'crop=4,flip,cutout=16'"
-    )
-    p.add_argument(
-        "--drop-last",
-        action="store_true",
-        help="drop the last incomplete batch (torchrun always does)",
-    )
-    p.add_argument(
-        "--sync-bn", action="store_true", help="torchrun: SyncBatchNorm across processes (GPU only)"
-    )
-    p.add_argument(
-        "--seed", type=int, default=d.seed, help="seed for data order, weak batches and gamma"
-    )
-    p.add_argument(
-        "--device", default=d.device, help="auto (CUDA, else MPS, else CPU), cpu, cuda ..."
-    )
-    p.add_argument(
-        "--save-every", type=int, default=d.save_every, help="also keep a checkpoint every N epochs"
+        "--out", required=True, help="run folder to create (config, status, metrics, checkpoints)"
     )
     p.add_argument(
         "--resume",
@@ -405,54 +237,73 @@ def _add_post_train_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_post_train_parser(sub) -> None:
+    from .method import PoFConfig
+    from .options import add_options
+    from .posttrain import PostTrainConfig
+
+    p = sub.add_parser(
+        "post-train",
+        help="post-train a checkpoint with PoF or one of its controls",
+        description="Post-train the feature extractor of a trained classifier with PoF (Sato et "
+        "al., ICML 2022), or with a control for the same budget. Under torchrun "
+        "(torchrun --nproc_per_node=N -m pof post-train ...) it runs data-parallel.",
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument(
+        "checkpoint", nargs="?", default=None, help=_field_help(PostTrainConfig, "checkpoint")
+    )
+    add_options(p, PostTrainConfig, exclude=("arch", "classifier"))
+    _add_data_option_flags(p)
+    add_model_args(p)
+    add_options(p.add_argument_group("PoF (POF.md defaults)"), PoFConfig)
+    _add_job_flags(p)
+
+
 def _progress_bar(quiet: bool):
+    """A pof.progress callback drawing a tqdm bar of steps, and a function that closes it."""
     if quiet:
         return None, lambda: None
     from tqdm import tqdm
 
     bar = None
 
-    def update(info: dict) -> None:
+    def update(done: int, total: int, label: str, **info) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(
-                total=info["total_steps"], initial=info["step"] - 1, unit="step", dynamic_ncols=True
-            )
-        bar.set_postfix_str(
-            f"epoch {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f}", refresh=False
-        )
-        bar.update(info["step"] - bar.n)
+            bar = tqdm(total=total, initial=done - 1, unit="step", dynamic_ncols=True)
+        if "loss" in info:
+            bar.set_postfix_str(f"{label} loss {info['loss']:.4f}", refresh=False)
+        bar.update(done - bar.n)
         if "epoch_done" in info:
             r = info["epoch_done"]
             bar.write(
-                f"epoch {r['epoch']:>4}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
-                f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}  lr {r['lr']:.3g}  {r['epoch_time']:.1f}s"
+                f"epoch {r['epoch']:>4}  train loss {r['train_loss']:.4f} acc "
+                f"{r['train_acc']:.4f}  test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}  "
+                f"lr {r['lr']:.3g}  {r['epoch_time']:.1f}s"
             )
 
     return update, lambda: bar.close() if bar else None
 
 
 def pretrain_config(args):
-    """The PretrainConfig of parsed `pretrain` options; every value is checked here (ConfigError)."""
+    """The PretrainConfig of parsed `pretrain` options; every value is checked here
+    (ConfigError)."""
     from .data import data_options
-    from .train import PretrainConfig
+    from .options import from_args
+    from .pretrain import PretrainConfig
 
-    names = {f.name for f in fields(PretrainConfig)}
-    return PretrainConfig(
-        **{
-            k: v
-            for k, v in vars(args).items()
-            if k in names and k not in ("arch_args", "data_options")
-        },
-        arch_args=dict(args.arch_arg),
-        data_options=data_options(args),
+    return from_args(
+        PretrainConfig, args, arch_args=dict(args.arch_arg), data_options=data_options(args)
     )
 
 
 def post_train_config(args):
-    """The PostTrainConfig of parsed `post-train` options; every value is checked here (ConfigError)."""
+    """The PostTrainConfig of parsed `post-train` options; every value is checked here
+    (ConfigError)."""
     from .data import data_options
     from .method import PoFConfig
+    from .options import from_args
     from .posttrain import PostTrainConfig
 
     if not args.checkpoint and not args.resume:
@@ -460,20 +311,45 @@ def post_train_config(args):
             "post-train needs a CHECKPOINT to start from (or --resume to continue a run)."
         )
     model_source(args)  # checks --arch-arg of a registry architecture and --key-map
-    pof_names = {f.name for f in fields(PoFConfig)}
-    names = {f.name for f in fields(PostTrainConfig)} - {"pof"}
-    skip = ("arch_args", "data_options", "checkpoint")
-    return PostTrainConfig(
-        **{k: v for k, v in vars(args).items() if k in names and k not in skip},
+    return from_args(
+        PostTrainConfig,
+        args,
         checkpoint=args.checkpoint or "",
         arch_args=dict(args.arch_arg),
+        key_map=list(args.key_map),
         data_options=data_options(args),
-        pof=PoFConfig(**{k: v for k, v in vars(args).items() if k in pof_names}),
+        pof=from_args(PoFConfig, args),
     )
 
 
+def config_argv(cfg) -> list[str]:
+    """The command line (after `python -m pof`, before --out) that makes `cfg`: a PretrainConfig's
+    `pretrain ...` or a PostTrainConfig's `post-train CHECKPOINT ...`; what the app starts."""
+    from .options import to_argv
+    from .posttrain import PostTrainConfig
+
+    hand = [a for k, v in cfg.arch_args.items() for a in ("--arch-arg", f"{k}={json.dumps(v)}")]
+    hand += _data_option_argv(cfg.data_options)
+    if isinstance(cfg, PostTrainConfig):
+        hand += [a for m in cfg.key_map for a in ("--key-map", m)]
+        return ["post-train", str(cfg.checkpoint), *to_argv(cfg), *to_argv(cfg.pof), *hand]
+    return ["pretrain", *to_argv(cfg), *hand]
+
+
+def _data_option_argv(options: dict) -> list[str]:
+    argv = []
+    for key in ("classes", "label_column", "mean", "std"):
+        value = options.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        argv += ["--" + key.replace("_", "-"), str(value)]
+    return argv
+
+
 def cmd_pretrain(args) -> int:
-    from .train import pretrain
+    from .pretrain import pretrain
 
     cfg = pretrain_config(args)
     update, close = _progress_bar(args.quiet)
@@ -515,18 +391,20 @@ def cmd_post_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .checkpoints import CheckpointError, data_for, load_checkpoint
     from .data import Batches, data_options
-    from .train import evaluate, pick_device
+    from .device import pick_device
+    from .evaluation import evaluate
 
     dataset = data_for(
         args.checkpoint, args.dataset, args.data_root, data_options(args), args.svhn_extra
     )
     model, meta = load_checkpoint(args.checkpoint, dataset=dataset, source=model_source(args))
     if meta["nonfinite"]:
-        # Refused rather than printed with a warning: a NaN loss and a constant-argmax "accuracy" look
-        # like numbers once copied into a table, and scripts read only the exit code.
+        # Refused rather than printed with a warning: a NaN loss and a constant-argmax "accuracy"
+        # look like numbers once copied into a table, and scripts read only the exit code.
         raise CheckpointError(
-            f"{args.checkpoint} holds NaN or infinite weights in {len(meta['nonfinite'])} tensor(s) "
-            f"({', '.join(meta['nonfinite'][:5])}); its loss and accuracy are meaningless. "
+            f"{args.checkpoint} holds NaN or infinite weights in {len(meta['nonfinite'])} "
+            f"tensor(s) ({', '.join(meta['nonfinite'][:5])}); its loss and accuracy are "
+            f"meaningless. "
             f"Evaluate a checkpoint of an earlier epoch (e.g. RUN/checkpoints/best.safetensors)."
         )
     print_warnings(meta)
@@ -554,7 +432,9 @@ def cmd_evaluate(args) -> int:
     )
     for split, r in results.items():
         print(f"{split:<5} loss {r['loss']:.4f}  accuracy {r['acc']:.4f}")
-        per = "  ".join(f"{c}:{a:.3f}" for c, a in zip(dataset.classes, r["per_class_acc"]))
+        per = "  ".join(
+            f"{c}:{a:.3f}" for c, a in zip(dataset.classes, r["per_class_acc"], strict=True)
+        )
         print(f"      per class  {per}")
     return EXIT_OK
 
@@ -627,7 +507,8 @@ def cmd_runs(args) -> int:
 
 
 def input_errors() -> tuple:
-    """The exceptions that mean "the input cannot work" (exit 2). Anything else is a failure or a bug."""
+    """The exceptions that mean "the input cannot work" (exit 2); anything else is a failure or a
+    bug."""
     from .archs import ArchError
     from .checkpoints import CheckpointError
     from .data import DatasetError
@@ -641,7 +522,7 @@ def run_command(handler, args, run_dir=None) -> int:
     input errors exit 2 with their message; a diverged run 1; Ctrl-C 3; a file-system error 1 with
     its message; anything else is a bug: 1, one line here and the traceback in RUN/log.txt (the
     run folder `run_dir`, if it holds a run), or on the terminal with POF_DEBUG=1."""
-    from .train import Diverged
+    from .loop import Diverged
 
     try:
         return handler(args)
@@ -660,7 +541,8 @@ def run_command(handler, args, run_dir=None) -> int:
     ) as e:  # disk full, permissions changed mid-run ...: the machine's, not the input's
         where = _log_traceback(run_dir)
         print(
-            f"error: {e} (a file could not be read or written; check free space and permissions){where}",
+            f"error: {e} (a file could not be read or written; check free space and "
+            f"permissions){where}",
             file=sys.stderr,
         )
         return EXIT_FAILED
@@ -686,10 +568,8 @@ def _fail_queued(run_dir, message: str) -> None:
     run = Run(run_dir)
     status = run.status()
     if status.get("state") == "queued" and status.get("pid") == os.getpid():
-        try:
+        with contextlib.suppress(OSError):
             run.set_status("failed", error=message)
-        except OSError:
-            pass
 
 
 def _log_traceback(run_dir) -> str:

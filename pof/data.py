@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .files import replacing
+
 
 class DatasetError(Exception):
     """A dataset cannot be loaded; the message says what is missing and how to get it."""
@@ -381,9 +383,8 @@ def _imagefolder(
         xtr, ytr = _decode(train_files, index, mode, progress)
         xte, yte = _decode(test_files, index, mode, progress)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
-        os.replace(tmp, cache)
+        with replacing(cache) as tmp, open(tmp, "wb") as f:  # a file: savez appends no .npz
+            np.savez(f, xtr=xtr, ytr=ytr, xte=xte, yte=yte)
     if class_order == "stated":
         to_stated = np.array(
             [order.index(c) for c in classes], dtype=np.int64

@@ -30,21 +30,26 @@ from .options import option
 
 @dataclass
 class PoFConfig:
-    weak_batch_size: int = option(256, "size of the weak batch B'")  # paper: 256
+    weak_batch_size: int = option(256, "size of the weak batch B' (paper: 256)")
     line_search_init_lr: float = option(1.0, "first eta of the doubling bracket")
-    line_search_max_lr: float = option(100.0, "doubling stops when eta reaches this")
-    num_partitions: int = option(16, "grid points in (0, eta_max]")
-    # 2 = the "opposite bank" of a parabolic valley (POF.md step 5)
-    gamma_max: float = option(2.0, "gamma ~ U(0, gamma_max)")
+    line_search_max_lr: float = option(100.0, "doubling stops once eta reaches this")
+    num_partitions: int = option(
+        16, "grid points k * eta_max / num_partitions in (0, eta_max], k = 1..num_partitions"
+    )
+    gamma_max: float = option(
+        2.0, "gamma ~ U(0, gamma_max); 2 = the 'opposite bank' of a parabolic valley"
+    )
     weak_bn_mode: str = option(
         "train",
-        "batch norm in the weak forward: train = batch statistics and running statistics updated "
-        "(the authors' code); batch = batch statistics, running statistics untouched; "
+        "batch norm in the weak forward: train = batch statistics and running statistics "
+        "updated (the authors' code); batch = batch statistics, running statistics untouched; "
         "eval = running statistics",
         choices=("train", "batch", "eval"),
     )
-    rejection_cap: float = option(  # the authors' multi-GPU path skips such steps
-        1e4, "skip the perturbation when eta_max reaches this (counted and reported)"
+    rejection_cap: float = option(
+        1e4,
+        "skip the perturbation when eta_max reaches this (counted and reported; the authors' "
+        "multi-GPU path)",
     )
 
     def __post_init__(self):

@@ -2,7 +2,7 @@
 
 Methods (POF.md, "What to compare it against"), all with the same data order, seeds, learning rate
 and optimizer, so that their differences are the methods':
-    pof               features trained under the perturbed last layer w0 + delta (delta from a weak batch)
+    pof               features trained under the perturbed last layer w0 + delta (delta: weak batch)
     finetune-frozen   identical, delta = 0
     finetune          all layers trained
     sam               all layers trained with SAM (rho)
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -25,12 +25,25 @@ from . import __version__
 from . import validate as check
 from .checkpoints import CheckpointError, data_for, dataset_of, file_sha256, load_checkpoint
 from .data import Batches, parse_augment
+from .device import pick_device
 from .loading import ModelSource
+from .loop import Loop, fit
 from .method import PERTURBATION_OF_METHOD, PoF, PoFConfig
 from .models import split_model
+from .optim import plain_step, sam_step
+from .options import option
 from .runs import Run, RunError
 from .sam import SAM
-from .train import Loop, fit, pick_device, plain_step, sam_step, validate_common
+from .shared_config import (
+    AUGMENT_HELP,
+    DATA_OPTIONS_HELP,
+    DATA_ROOT_HELP,
+    DATASET_HELP,
+    DEVICE_HELP,
+    SVHN_EXTRA_HELP,
+    check_bools,
+    validate_common,
+)
 from .validate import ConfigError
 
 METHODS = ("pof", "finetune-frozen", "finetune", "sam", "random-direction")
@@ -40,36 +53,71 @@ PAPER_POST_LR = 0.1 * 0.2**4  # 1.6e-4: the paper's schedule continued past its 
 
 @dataclass
 class PostTrainConfig:
-    checkpoint: str = ""
-    dataset: str | None = None  # None: the dataset named in the checkpoint
-    data_root: str | None = None
-    data_options: dict = field(
-        default_factory=dict
-    )  # load_dataset's classes, label_column, mean, std
-    svhn_extra: bool = False
-    arch: str | None = (
-        None  # for foreign checkpoints only (pof.archs: registry, torchvision:, file.py:fn, ...)
+    checkpoint: str = option(
+        "",
+        "trained model: a checkpoint of this project, or any model file with --arch and "
+        "--dataset (not needed with --resume)",
+        cli=False,  # the positional CHECKPOINT
     )
-    arch_args: dict = field(default_factory=dict)
-    classifier: str | None = None  # the last layer PoF perturbs, when not the last nn.Linear
-    key_map: list = field(default_factory=list)  # "old=new" key-prefix renames for foreign weights
-    method: str = "pof"
-    epochs: int = 10
-    batch_size: int | None = (
-        None  # None: the pre-training batch size recorded in the checkpoint, else 256
+    dataset: str | None = option(None, DATASET_HELP + " (default: the checkpoint's dataset)")
+    data_root: str | None = option(None, DATA_ROOT_HELP)
+    data_options: dict = option(help=DATA_OPTIONS_HELP, factory=dict, cli=False)
+    svhn_extra: bool = option(False, SVHN_EXTRA_HELP)
+    arch: str | None = option(
+        None,
+        "its architecture: a registry name (mlp, cnn-small, resnet20, resnet56, wrn-16-4, "
+        "wrn-28-10, resnet18-cifar), torchvision:NAME (any torchvision classification model), or "
+        "your own factory path/to/file.py:function or package.module:function (this runs your "
+        "code). Not needed for a torch.export .pt2, which carries its architecture",
     )
-    lr: float | None = None  # None: default_post_lr(checkpoint metadata)
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    rho: float = 0.05  # sam
-    pof: PoFConfig = field(default_factory=PoFConfig)
-    augment: str = "default"
-    drop_last: bool = False  # torchrun runs always drop the last incomplete batch (equal shards)
-    sync_bn: bool = False
-    seed: int = 0
-    device: str = "auto"
-    save_every: int = 0
+    arch_args: dict = option(
+        help="argument for the architecture, e.g. width=16, num_classes=10 (repeatable; JSON "
+        "values)",
+        factory=dict,
+        cli=False,
+    )
+    classifier: str | None = option(
+        None,
+        "the last linear layer PoF perturbs, e.g. head.fc (default: the last nn.Linear)",
+        metavar="LAYER",
+    )
+    key_map: list = option(
+        help="rename a key prefix of the file's weights (repeatable); a prefix shared by all "
+        "keys (module., model., ...) is stripped without it",
+        factory=list,
+        cli=False,
+    )
+    method: str = option(
+        "pof",
+        "pof; finetune-frozen (same, no perturbation); finetune (all layers); sam (all layers, "
+        "SAM); random-direction (PoF's perturbation length, random direction)",
+        choices=METHODS,
+    )
+    epochs: int = option(10, "post-training epochs (paper: 10 for CIFAR, 50 for SVHN)")
+    batch_size: int | None = option(
+        None,
+        "global training batch (default: the pre-training batch size in the checkpoint, else 256)",
+    )
+    lr: float | None = option(
+        None,
+        "learning rate (default: the rate the checkpoint's pre-training schedule ended with, as "
+        "the paper continues it: 0.1 x 0.2^4 = 1.6e-4 for its schedule)",
+    )
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(True, "Nesterov momentum (--no-nesterov: plain momentum)")
+    weight_decay: float = option(5e-4, "L2 weight decay")
+    rho: float = option(0.05, "SAM radius (--method sam)")
+    pof: PoFConfig = option(
+        help="PoF's own options (their flags: the PoF group)", factory=PoFConfig, cli=False
+    )
+    augment: str = option("default", AUGMENT_HELP)
+    drop_last: bool = option(
+        False, "drop the last incomplete batch (torchrun always does: equal shards)"
+    )
+    sync_bn: bool = option(False, "torchrun: SyncBatchNorm across processes (GPU only)")
+    seed: int = option(0, "seed for data order, weak batches and gamma")
+    device: str = option("auto", DEVICE_HELP)
+    save_every: int = option(0, "also keep a checkpoint every N epochs")
 
     def __post_init__(self):
         if isinstance(self.pof, dict):
@@ -82,16 +130,14 @@ class PostTrainConfig:
         check.choice("method", self.method, METHODS)
         if not isinstance(self.checkpoint, (str, os.PathLike)):
             raise ConfigError(f"checkpoint must be a path, got {self.checkpoint!r}.")
-        validate_common(self)
+        validate_common(self, dataset_optional=True)
         if self.lr is not None:
             check.finite("lr", self.lr, 0, check.MAX_LR, lo_open=True)
         for name in ("arch", "classifier"):
             check.optional_str(name, getattr(self, name))
         if not isinstance(self.arch_args, dict) or not isinstance(self.key_map, list):
             raise ConfigError("arch_args must be a dict and key_map a list of OLD=NEW strings.")
-        for name in ("nesterov", "drop_last", "sync_bn", "svhn_extra"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+        check_bools(self, ("nesterov", "drop_last", "sync_bn", "svhn_extra"))
 
 
 def _refuse_overwriting_source(out: Path, ckpt: Path) -> None:
@@ -113,7 +159,8 @@ def _recorded_batch_size(meta: dict) -> int | None:
 
 
 def default_post_lr(meta: dict) -> tuple[float, str]:
-    """The learning rate the pre-training schedule ends with (the paper continues it: 0.1 x 0.2^4)."""
+    """The learning rate the pre-training schedule ends with (the paper continues it: 0.1 x
+    0.2^4)."""
     try:
         lr, why = _default_post_lr(meta)
         lr = float(lr)
@@ -142,13 +189,13 @@ def _default_post_lr(meta: dict) -> tuple[float, str]:
         lr = sched["lr"] * sched["decay"] ** len(sched["milestones"])
         return (
             lr,
-            f"the pre-training step schedule's last rate ({sched['lr']:g} x {sched['decay']:g}^{len(sched['milestones'])})",
+            f"the pre-training step schedule's last rate ({sched['lr']:g} x "
+            f"{sched['decay']:g}^{len(sched['milestones'])})",
         )
     if sched["type"] == "constant":
         return sched["lr"], "the pre-training's constant rate"
-    lr = (
-        sched["lr"] * 0.2**4
-    )  # a cosine schedule ends at 0; use the paper's ratio to the initial rate
+    # a cosine schedule ends at 0: use the paper's ratio to the initial rate
+    lr = sched["lr"] * 0.2**4
     return lr, f"cosine pre-training: its initial rate x 0.2^4 as in the paper ({lr:g})"
 
 
@@ -200,7 +247,8 @@ class ShardedBatches(Batches):
 
     def _prepare(self, idx, gen):
         per = len(idx) // self.world
-        # augment the whole global batch (same random draws on every rank), then keep this rank's part
+        # augment the whole global batch (same random draws on every rank), then keep this rank's
+        # part
         x, y = super()._prepare(idx, gen)
         return x[self.rank * per : (self.rank + 1) * per], y[
             self.rank * per : (self.rank + 1) * per
@@ -218,7 +266,7 @@ def post_train(
     progress=None,
     should_stop=None,
 ) -> Run:
-    """Post-train the checkpoint cfg.checkpoint into the run folder `run_dir` (see module docstring).
+    """Post-train the checkpoint cfg.checkpoint into the run folder `run_dir` (see the module).
     Under torchrun every rank calls this; rank 0 writes the folder."""
     if resume:
         run = Run(run_dir)

@@ -4,7 +4,7 @@ wrapper around an ordinary optimizer, so its state is the base optimizer's state
 Usage:
     opt = SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)
     loss_fn(model(x), y).backward(); opt.first_step()    # climb to w + e(w)
-    loss_fn(model(x), y).backward(); opt.second_step()   # descend from w with the gradient at w + e(w)
+    loss_fn(model(x), y).backward(); opt.second_step()   # descend from w, gradient at w + e(w)
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ class SAM:
         params = self._params()
         # ASAM scales the ball by |w| per coordinate: e = rho * w^2 g / ||w g||.
         scaled = [(p.abs() * p.grad if self.adaptive else p.grad) for p in params]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s) for s in scaled]))
+        norms = torch.stack([torch.linalg.vector_norm(s) for s in scaled])
+        norm = torch.linalg.vector_norm(norms)
         scale = self.rho / (norm + 1e-12)
-        # Keep w itself: w + e - e is not w in floating point (about 7 % of float32 weights came back one
-        # ulp off when the offset was subtracted), and the descent must start from w exactly.
+        # Keep w itself: w + e - e is not w in floating point (about 7 % of float32 weights came
+        # back one ulp off when the offset was subtracted), and the descent must start from w.
         self._saved = [(p, p.detach().clone()) for p in params]
-        for p, s in zip(params, scaled):
+        for p, s in zip(params, scaled, strict=True):
             p.add_((p.abs() * s if self.adaptive else s) * scale)
         self.zero_grad()
 

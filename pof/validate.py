@@ -10,7 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
-MAX_LR = 1e12  # far beyond any rate that trains (the divergence test uses 1e12); above it the arithmetic itself overflows
+# Far beyond any rate that trains (the divergence test uses 1e12); above it the arithmetic itself
+# overflows.
+MAX_LR = 1e12
 
 
 class ConfigError(ValueError):
@@ -23,7 +25,8 @@ def _is_int(v) -> bool:
 
 
 def positive_int(name: str, v, minimum: int = 1, why: str = "") -> int:
-    """An integer >= minimum (bools and floats are refused: 2.5 epochs is not a number of epochs)."""
+    """An integer >= minimum (bools and floats are refused: 2.5 epochs is not a number of
+    epochs)."""
     if not _is_int(v) or v < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}{why}, got {v!r}.")
     return v
@@ -72,7 +75,8 @@ def augment(name: str, spec) -> dict:
 
     if not isinstance(spec, str):
         raise ConfigError(
-            f"{name} must be a string such as 'default', 'none' or 'crop=4,flip,cutout=16', got {spec!r}."
+            f"{name} must be a string such as 'default', 'none' or 'crop=4,flip,cutout=16', "
+            f"got {spec!r}."
         )
     try:
         out = parse_augment(spec, {})
@@ -96,7 +100,8 @@ def arch_args(name: str, args, known=None) -> dict:
         if unknown:
             have = ", ".join(sorted(known)) or "none"
             raise ConfigError(
-                f"{name}: unknown argument(s) {', '.join(unknown)}; this architecture takes: {have}."
+                f"{name}: unknown argument(s) {', '.join(unknown)}; this architecture takes: "
+                f"{have}."
             )
     for key, value in args.items():
         values = value if isinstance(value, (list, tuple)) else [value]
@@ -109,7 +114,8 @@ def arch_args(name: str, args, known=None) -> dict:
                 )
             elif v > 1_000_000:
                 raise ConfigError(
-                    f"{name} {key}={value!r} is far beyond what fits in memory; use a smaller value."
+                    f"{name} {key}={value!r} is far beyond what fits in memory; use a smaller "
+                    f"value."
                 )
     return args
 
@@ -147,7 +153,8 @@ def output_dir(name: str, path) -> Path:
         os.unlink(probe)
     except OSError as e:
         raise ConfigError(
-            f"{name} {p}: cannot write in {anc} ({e.strerror or e}); give a folder you can write to."
+            f"{name} {p}: cannot write in {anc} ({e.strerror or e}); give a folder you can "
+            f"write to."
         ) from None
     return p
 

@@ -49,7 +49,9 @@ def saved(tmp_path, digits):
 def test_round_trip_is_exact_and_keeps_metadata(saved, digits):
     model, path = saved
     loaded, meta = load_checkpoint(path, dataset=digits)
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    want, got = model.state_dict(), loaded.state_dict()
+    assert list(want) == list(got) and want
+    for (k, a), (k2, b) in zip(want.items(), got.items(), strict=True):
         assert k == k2 and torch.equal(a, b)
     assert meta["class_names"] == digits.classes and meta["metrics"] == {"test_acc": 0.5}
     assert meta["format"] == "pof-checkpoint/1" and "version" in meta
@@ -84,7 +86,7 @@ def test_unknown_architecture(saved, digits, tmp_path):
     model, _ = saved
     meta = {**_meta(digits), "arch": "vgg99", "format": "pof-checkpoint/1"}
     path = _resave(model.state_dict(), meta, tmp_path / "a.safetensors")
-    with pytest.raises(CheckpointError, match="(?i)unknown architecture 'vgg99'"):
+    with pytest.raises(CheckpointError, match=r"(?i)unknown architecture 'vgg99'"):
         load_checkpoint(path)
 
 
@@ -101,7 +103,8 @@ def test_missing_unexpected_and_misshapen_keys(saved, digits, tmp_path):
     wide = build_model("cnn-small", (1, 8, 8), 10, width=16).state_dict()
     with pytest.raises(
         CheckpointError,
-        match=r"16 of another shape(.|\n)*shapes: features\.0\.weight: file \(16, 1, 3, 3\), model \(32, 1, 3, 3\)",
+        match=r"16 of another shape(.|\n)*shapes: features\.0\.weight: "
+        r"file \(16, 1, 3, 3\), model \(32, 1, 3, 3\)",
     ):
         load_checkpoint(_resave(wide, meta, tmp_path / "s.safetensors"))
 

@@ -2,6 +2,7 @@
 the command runs as a subprocess, and the outcome is asserted: exit code, a message that names the
 problem (never a traceback), and no folder left behind / no file changed."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,8 +18,8 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from pof.pretrain import PretrainConfig, pretrain
 from pof.runs import Run
-from pof.train import PretrainConfig, pretrain
 
 
 def run_analysis(*args, **kw):
@@ -56,7 +57,7 @@ def ckpt(tmp_path_factory):
 
 def _meta_and_state(path):
     with safe_open(str(path), "pt") as f:
-        return json.loads(f.metadata()["pof"]), {k: f.get_tensor(k) for k in f.keys()}
+        return json.loads(f.metadata()["pof"]), {k: f.get_tensor(k) for k in list(f.keys())}
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +158,7 @@ def test_post_train_without_a_checkpoint_is_input_error(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
-# --- output paths that cannot be written ------------------------------------------------------------
+# --- output paths that cannot be written ----------------------------------------------------------
 
 
 def test_output_paths_that_are_files_or_unwritable_are_refused(ckpt, tmp_path):
@@ -169,7 +170,7 @@ def test_output_paths_that_are_files_or_unwritable_are_refused(ckpt, tmp_path):
         refused(run_analysis("hessian", ckpt, "--out", out, "--quiet"), "give")
         refused(run_analysis("compare", ckpt, "--part", "layers", "--out", out, "--quiet"), "give")
     assert a_file.read_text() == "mine"
-    # a folder nothing can be created in, even by root: /sys; else a read-only folder for other users
+    # a folder nothing can be created in, even by root: /sys; else one read-only for other users
     if os.getuid() == 0:
         ro = Path("/sys/pof-fault-test")
     else:
@@ -180,7 +181,7 @@ def test_output_paths_that_are_files_or_unwritable_are_refused(ckpt, tmp_path):
     assert not ro.exists()
 
 
-# --- models that are not usable -----------------------------------------------------------------------
+# --- models that are not usable -------------------------------------------------------------------
 
 
 def test_a_nan_checkpoint_is_refused_by_evaluate_analysis_and_post_train(nan_ckpt, tmp_path):
@@ -243,7 +244,7 @@ def test_unreadable_training_schedule_asks_for_lr_before_making_a_folder(ckpt, t
     assert not (tmp_path / "p").exists()
 
 
-# --- grids --------------------------------------------------------------------------------------------
+# --- grids ----------------------------------------------------------------------------------------
 
 GRID_BAD = [
     (["landscape", "--dims", "2", "--steps", "100000"], "1e+10 grid points"),
@@ -279,7 +280,7 @@ def test_report_of_a_folder_that_is_not_a_run(tmp_path):
     assert not (tmp_path / "nothing").exists()
 
 
-# --- run folders ----------------------------------------------------------------------------------------
+# --- run folders ----------------------------------------------------------------------------------
 
 
 def test_overwrite_onto_the_run_holding_the_source_checkpoint_deletes_nothing(tmp_path):
@@ -325,7 +326,7 @@ def test_runs_show_of_a_folder_that_is_not_a_run_is_input_error(tmp_path):
     refused(run_cli("runs", "show", tmp_path), "is not a run folder")
 
 
-# --- unexpected errors: one line, exit 1, the traceback kept --------------------------------------------
+# --- unexpected errors: one line, exit 1, the traceback kept --------------------------------------
 
 
 def test_an_unexpected_error_prints_one_line_and_keeps_the_traceback(tmp_path, capsys, monkeypatch):
@@ -380,7 +381,7 @@ def test_a_file_system_error_mid_run_is_exit_1_not_blamed_on_the_input(capsys):
     assert "No space left" in err and "this is a bug" not in err
 
 
-# --- property-based: option parsing never crashes --------------------------------------------------------
+# --- property-based: option parsing never crashes -------------------------------------------------
 
 
 def _input_errors():
@@ -503,10 +504,11 @@ def _parse(parser, argv):
 
 
 def _parse_random(parser, argv: list[str], opts, tmp_path, capsys):
-    """argv with the drawn (option, value) pairs and an --out, parsed; None where argparse refused it."""
+    """argv with the drawn (option, value) pairs and an --out, parsed; None where argparse refused
+    it."""
     for opt, value in opts:
-        argv = argv + [opt, value]
-    args = _parse(parser, argv + ["--out", str(tmp_path / "o")])
+        argv = [*argv, opt, value]
+    args = _parse(parser, [*argv, "--out", str(tmp_path / "o")])
     capsys.readouterr()
     return args
 
@@ -571,7 +573,8 @@ FIELD_VALUES = st.one_of(
 @settings(max_examples=300, deadline=2000)
 @given(data=st.data())
 def test_library_configs_take_any_field_value_or_raise_config_error(data):
-    """A notebook (or the app) building a config with any JSON-ish value gets a ConfigError, nothing else."""
+    """A notebook (or the app) building a config with any JSON-ish value gets a ConfigError,
+    nothing else."""
     from dataclasses import fields
 
     from analysis.report import ReportConfig
@@ -584,10 +587,8 @@ def test_library_configs_take_any_field_value_or_raise_config_error(data):
         st.lists(st.sampled_from([f.name for f in fields(cls)]), max_size=3, unique=True)
     )
     kwargs = {n: data.draw(FIELD_VALUES) for n in names}
-    try:
+    with contextlib.suppress(ConfigError):
         cls(**kwargs)
-    except ConfigError:
-        pass
 
 
 def test_labels_given_by_the_user_are_kept_whole():

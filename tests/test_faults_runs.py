@@ -1,5 +1,6 @@
 """Fault suite for run folders and the job queue: corrupt files, dead and stale jobs, racing
-creators, foreign folders, killed writers and a full disk, built for real (files, processes, signals)."""
+creators, foreign folders, killed writers and a full disk, built for real (files, processes,
+signals)."""
 
 import json
 import os
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pof.jobqueue import queue_state
+from pof.runcreate import publish_config
 from pof.runs import BROKEN, STALE_SECONDS, STATES, Run, RunError, list_runs
 
 ENV = dict(os.environ)
@@ -74,7 +76,7 @@ def no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.rglob("*.tmp")]
 
 
-# --- readers survive corruption ---------------------------------------------------------------------
+# --- readers survive corruption -------------------------------------------------------------------
 
 CORRUPT_STATUS = {
     "truncated": b'{"state": "running", "progress": 0.4, "heart',
@@ -133,7 +135,8 @@ def build_corrupt_root(root: Path) -> dict[str, Run]:
     with open(metrics.metrics_file, "ab") as f:
         f.write(
             b'{"kind": "epoch", "epoch": 1, "test_acc": 0.5}\n\xff\xfe garbage\n[1,2]\n"str"\n'
-            b'{"kind": "epoch", "epoch": "2"}\n{"kind": "epoch", "epoch": true}\n{"kind": "epoch", "epo\n'
+            b'{"kind": "epoch", "epoch": "2"}\n{"kind": "epoch", "epoch": true}\n'
+            b'{"kind": "epoch", "epo\n'
             b'{"kind": "epoch", "epoch": 3, "test_acc": 0.7}\n'
         )
     return runs
@@ -176,9 +179,9 @@ def test_corrupt_status_config_and_metrics_make_one_broken_run_not_a_broken_list
         run = runs[f"config-{name}"]
         summary = run.summary()
         assert summary["state"] == BROKEN and str(run.config_file) in summary["error"]
-        with pytest.raises(RunError, match="config.json: (not valid JSON|holds a JSON list)"):
+        with pytest.raises(RunError, match=r"config\.json: (not valid JSON|holds a JSON list)"):
             run.config()
-    with pytest.raises(RunError, match="config.json: missing") as missing:
+    with pytest.raises(RunError, match=r"config\.json: missing") as missing:
         Run(tmp_path / "nothing").config()
     assert isinstance(missing.value, FileNotFoundError)  # what callers written before still catch
     assert list_runs(runs["good"].config_file) == [] and list_runs(tmp_path / "no-such-root") == []
@@ -236,9 +239,13 @@ def test_unreadable_folders_are_skipped_and_unreadable_status_is_broken(open_tmp
     secret.config_file.chmod(0)
     out = child(
         """
-        assert list_runs(os.path.join(sys.argv[1], "locked")) == []  # an unreadable root: no runs, no error
+        # an unreadable root: no runs, no error
+        assert list_runs(os.path.join(sys.argv[1], "locked")) == []
         runs = list_runs(sys.argv[1])
-        print(json.dumps({r.path.name: [r.status()["state"], r.status().get("error"), r.summary()["state"]] for r in runs}))
+        print(json.dumps({
+            r.path.name: [r.status()["state"], r.status().get("error"), r.summary()["state"]]
+            for r in runs
+        }))
     """,
         root,
         unprivileged=True,
@@ -253,7 +260,7 @@ def test_unreadable_folders_are_skipped_and_unreadable_status_is_broken(open_tmp
     )
 
 
-# --- the queue never waits for a job that is not there ---------------------------------------------
+# --- the queue never waits for a job that is not there --------------------------------------------
 
 
 def test_the_queue_counts_no_dead_stale_or_broken_run_and_the_next_job_starts(tmp_path):
@@ -366,14 +373,14 @@ def test_a_status_with_no_pid_is_stale_only_after_the_grace_period(tmp_path):
     assert write_status(tmp_path / "nobeat", state="queued").status()["state"] == "failed"
 
 
-# --- creating a run: atomic, exclusive, never into someone else's folder ------------------------------
+# --- creating a run: atomic, exclusive, never into someone else's folder --------------------------
 
 RACER = """
     import time
-    from pof import runs
+    import fcntl
     target, ready, go, me, overwrite, flock = sys.argv[1:7]
     if flock == "off":  # no flock (as on some network file systems): os.link alone must decide
-        runs.fcntl.flock = lambda *a: (_ for _ in ()).throw(OSError("no flock here"))
+        fcntl.flock = lambda *a: (_ for _ in ()).throw(OSError("no flock here"))
     open(ready, "w").close()
     while not os.path.exists(go):
         time.sleep(0.0002)
@@ -442,9 +449,7 @@ def test_publishing_the_config_twice_fails_the_second_even_past_all_checks(tmp_p
         "{"
     )  # a killed creator's leftover is not foreign
     with pytest.raises(RunError, match="at the same moment"):
-        run._publish_config(
-            '{"command": "x", "n": 2}', overwrite=False
-        )  # as a creator without flock would
+        publish_config(run, '{"command": "x", "n": 2}', overwrite=False)  # as without flock
     assert run.config()["n"] == 1
     assert Run.create(tmp_path / "r", {"command": "x", "n": 3}, overwrite=True).config()["n"] == 3
 
@@ -523,7 +528,7 @@ def test_overwrite_refuses_a_live_job_and_a_run_reading_its_own_checkpoint(tmp_p
         job.kill()
         job.wait()
     assert run.status()["state"] == "failed"  # now the job is gone: the folder can be replaced
-    with pytest.raises(RunError, match="would delete .*final.safetensors, which this run reads"):
+    with pytest.raises(RunError, match=r"would delete .*final\.safetensors, which this run reads"):
         Run.create(
             run.path,
             {"command": "post-train", "config": {"checkpoint": str(run.checkpoint("final"))}},
@@ -537,7 +542,7 @@ def test_overwrite_refuses_a_live_job_and_a_run_reading_its_own_checkpoint(tmp_p
     )  # nothing of the old run leaks in
 
 
-# --- resume ----------------------------------------------------------------------------------------
+# --- resume ---------------------------------------------------------------------------------------
 
 
 def test_begin_resume_clears_a_stale_cancel_records_its_pid_and_refuses_a_live_job(tmp_path):
@@ -594,7 +599,7 @@ def test_queueing_a_folder_again_drops_an_old_cancel_but_keeps_one_for_the_same_
     assert run.cancel_requested()
 
 
-# --- killed writers, full disks, read-only folders ---------------------------------------------------
+# --- killed writers, full disks, read-only folders ------------------------------------------------
 
 KILLED = """
     import signal
@@ -647,8 +652,9 @@ def test_a_full_disk_never_corrupts_the_status_or_leaves_a_half_made_run(open_tm
     out = child(
         """
         import resource, signal
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that a write past the limit fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # no file may grow past 2 KiB: a full disk
+        # a write past the limit fails with EFBIG, and no file may grow past 2 KiB: a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
         run = Run(sys.argv[1])
         try:
             run.set_status("running", progress=0.5, pad="x" * 10000)
@@ -692,7 +698,7 @@ def test_a_read_only_run_folder_keeps_its_status(open_tmp):
     assert run.status_file.read_bytes() == before and no_temp_files(open_tmp)
 
 
-# --- property: no file content crashes or hangs a reader ---------------------------------------------
+# --- property: no file content crashes or hangs a reader ------------------------------------------
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -761,7 +767,8 @@ def test_no_file_content_crashes_or_hangs_a_reader(status, config, metrics):
 
 
 def test_a_job_the_app_queued_that_refuses_its_input_says_why_in_its_folder(tmp_path):
-    """The app starts jobs through pof.jobqueue, which marks the folder queued under its pid and execs
+    """The app starts jobs through pof.jobqueue, which marks the folder queued under its pid and
+    execs
     the command: a refusal before the run exists must leave the reason, not a mute dead job."""
     root = tmp_path / "runs"
     folder = root / "bogus"

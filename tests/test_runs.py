@@ -4,8 +4,6 @@ import sys
 import textwrap
 import time
 
-from conftest import ROOT
-
 from pof.runs import Run, RunError, list_runs
 
 WRITER = textwrap.dedent("""

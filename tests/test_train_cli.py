@@ -1,14 +1,11 @@
 """Real training runs through the real CLI, in subprocesses, on the offline digits data."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import torch
-from conftest import ROOT, run_cli
+from conftest import run_cli
+from interrupt import held_before_step, killed_before_step, wait_for_file
 
 from pof.checkpoints import load_checkpoint
 from pof.runs import Run
@@ -140,50 +137,21 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
         assert option in helptext
 
 
-def _start(out, *extra):
-    env = dict(os.environ)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pof",
-            "pretrain",
-            "--dataset",
-            "digits",
-            "--batch-size",
-            "16",
-            "--epochs",
-            "6",
-            "--seed",
-            "1",
-            "--out",
-            str(out),
-            "--quiet",
-            *extra,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for(cond, timeout=120):
-    t0 = time.time()
-    while not cond():
-        assert time.time() - t0 < timeout, "timed out"
-        time.sleep(0.02)
+PRETRAIN = ["pretrain", "--dataset", "digits", "--batch-size", "16", "--epochs", "6", "--seed", "1"]
+STEPS_PER_EPOCH = 85  # digits' 1347 training images in batches of 16, the last one partial
 
 
 def test_cancel_stops_cleanly_and_the_run_can_be_resumed(tmp_path):
-    out = tmp_path / "c"
-    proc = _start(out)
-    _wait_for(lambda: any(r.get("epoch", 0) >= 1 for r in Run(out).metrics("epoch")))
+    out, held = tmp_path / "c", tmp_path / "held"
+    # held just before the 3rd step of epoch 2: a cancel cannot arrive after the run has finished
+    proc = held_before_step(STEPS_PER_EPOCH + 3, held, *PRETRAIN, "--out", out, "--quiet")
+    wait_for_file(held, proc)
+    assert [r["epoch"] for r in _epochs(out)] == [0, 1]
     run_cli("runs", "cancel", out, check=0)
     assert proc.wait(timeout=120) == 3
     status = Run(out).status()
     assert status["state"] == "cancelled" and "--resume" in status["message"]
+    assert "cancelled during epoch 2" in status["message"]
     assert not (out / "checkpoints" / "final.safetensors").exists()
     (out / "cancel").unlink()
     run_cli("pretrain", "--out", out, "--resume", "--quiet", check=0)
@@ -191,31 +159,31 @@ def test_cancel_stops_cleanly_and_the_run_can_be_resumed(tmp_path):
 
 
 def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path):
-    whole = tmp_path / "whole"
-    assert _start(whole).wait(timeout=300) == 0
-    broken = tmp_path / "broken"
-    proc = _start(broken)
-    _wait_for(lambda: any(r.get("epoch", 0) >= 2 for r in Run(broken).metrics("epoch")))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (broken / "checkpoints" / "final.safetensors").exists(), (
-        "the kill came too late to test resume"
-    )
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    run_cli(*PRETRAIN, "--out", whole, "--quiet", check=0)
+    assert len([r for r in Run(whole).metrics("step") if r["epoch"] == 0]) == STEPS_PER_EPOCH
+    # killed in the middle of epoch 3, after epochs 1 and 2 were saved
+    proc = killed_before_step(2 * STEPS_PER_EPOCH + 40, *PRETRAIN, "--out", broken, "--quiet")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert [r["epoch"] for r in _epochs(broken)] == [0, 1, 2]
+    assert not (broken / "checkpoints" / "final.safetensors").exists()
     assert Run(broken).status()["state"] == "failed"  # dead process detected
     run_cli("pretrain", "--out", broken, "--resume", "--quiet", check=0)
     a, b = _epochs(whole), _epochs(broken)
     assert [r["epoch"] for r in b] == list(range(7))
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
             assert ra.get(key) == rb.get(key), (ra, rb)
     ma, _ = load_checkpoint(whole / "checkpoints" / "final.safetensors")
     mb, _ = load_checkpoint(broken / "checkpoints" / "final.safetensors")
-    for (k, x), y in zip(ma.state_dict().items(), mb.state_dict().values()):
-        assert torch.equal(x, y), k
+    wa, wb = ma.state_dict(), mb.state_dict()
+    assert list(wa) == list(wb)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
 
 
 def test_a_run_stopped_in_its_first_epoch_resumes_from_its_initial_weights(tmp_path):
-    from pof.train import PretrainConfig, pretrain
+    from pof.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(dataset="digits", epochs=2, seed=4)
     whole = pretrain(cfg, tmp_path / "whole")

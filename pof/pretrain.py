@@ -1,0 +1,237 @@
+"""Pre-training: a model trained from scratch (Nesterov SGD or SAM), the baseline PoF post-trains.
+
+A driver of the epoch loop (pof.loop): it checks the configuration, loads the data, builds the model
+and the optimizer, creates the run folder and hands them to `fit`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from . import __version__
+from . import validate as check
+from .data import Batches, Dataset, load_dataset, parse_augment
+from .device import pick_device
+from .loop import Loop, fit
+from .models import ARCHS, arch_args, build_model, count_parameters
+from .optim import PAPER_MILESTONES, lr_schedule, make_optimizer, plain_step, sam_step
+from .options import option
+from .progress import Progress, ShouldStop
+from .runs import Run
+from .shared_config import (
+    AUGMENT_HELP,
+    DATA_OPTIONS_HELP,
+    DATA_ROOT_HELP,
+    DATASET_HELP,
+    DEVICE_HELP,
+    SVHN_EXTRA_HELP,
+    check_bools,
+    validate_common,
+)
+from .validate import ConfigError
+
+
+@dataclass
+class PretrainConfig:
+    model: str = option(
+        "cnn-small",
+        "architecture: " + "; ".join(f"{k}: {a.inputs}" for k, a in ARCHS.items()),
+        choices=list(ARCHS),
+    )
+    arch_args: dict = option(
+        help="architecture argument, e.g. width=16 or hidden=[128,128] (repeatable)",
+        factory=dict,
+        cli=False,
+    )
+    dataset: str = option("digits", DATASET_HELP)
+    data_root: str | None = option(None, DATA_ROOT_HELP)
+    data_options: dict = option(help=DATA_OPTIONS_HELP, factory=dict, cli=False)
+    svhn_extra: bool = option(False, SVHN_EXTRA_HELP)
+    epochs: int = option(30, "training epochs")
+    batch_size: int = option(128, "training batch size")
+    optimizer: str = option(
+        "sgd", "sgd: Nesterov SGD; sam: SAM around the same SGD", choices=("sgd", "sam")
+    )
+    lr: float = option(0.05, "initial learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(True, "Nesterov momentum (--no-nesterov: plain momentum)")
+    weight_decay: float = option(5e-4, "L2 weight decay")
+    schedule: str = option(
+        "step",
+        "step: multiply by --lr-decay at each milestone; cosine: anneal to 0",
+        choices=("step", "cosine", "constant"),
+    )
+    milestones: list[int] | None = option(
+        None,
+        "epochs at which the step schedule decays (default: the paper's 60/120/160/200 of 250, "
+        "scaled to --epochs)",
+    )
+    lr_decay: float = option(0.2, "step-schedule factor")
+    rho: float = option(0.05, "SAM neighbourhood radius")
+    adaptive: bool = option(False, "SAM: adaptive (ASAM, |w|-scaled) neighbourhood")
+    augment: str = option("default", AUGMENT_HELP)
+    seed: int = option(0, "seed for initialization, data order and augmentation")
+    device: str = option("auto", DEVICE_HELP)
+    save_every: int = option(
+        0, "also keep a checkpoint every N epochs (0: only initial, last, best, final)"
+    )
+
+    def __post_init__(self):
+        validate_common(self)
+        check.choice("model", self.model, list(ARCHS))
+        check.arch_args("arch_args", self.arch_args, ARCHS[self.model].defaults)
+        check.choice("optimizer", self.optimizer, ("sgd", "sam"))
+        check.choice("schedule", self.schedule, ("step", "cosine", "constant"))
+        check.finite("lr", self.lr, 0, check.MAX_LR, lo_open=True)
+        check.positive_int("batch_size", self.batch_size)
+        check.finite("lr_decay", self.lr_decay, 0, 1, lo_open=True)
+        if self.milestones is not None:
+            if not isinstance(self.milestones, list) or not self.milestones:
+                raise ConfigError(f"milestones must be a list of epochs, got {self.milestones!r}.")
+            for m in self.milestones:
+                check.positive_int("milestones (epochs at which the rate decays)", m)
+        check_bools(self, ("nesterov", "adaptive", "svhn_extra"))
+
+    def resolved_milestones(self) -> list[int]:
+        if self.milestones is not None:
+            return sorted(self.milestones)
+        return [max(1, round(f * self.epochs)) for f in PAPER_MILESTONES]
+
+
+def build(model: str, input_shape, num_classes: int, args: dict) -> nn.Module:
+    """A registry model, sized first on the meta device: arguments that cannot build it, or a model
+    that would not fit in memory, are refused before any weight is allocated."""
+    try:
+        with torch.device("meta"):
+            n = count_parameters(build_model(model, input_shape, num_classes, **args))
+    except Exception:  # some architectures read sizes off real tensors: the real build sizes them
+        n = 0
+    need = n * 4 * 4  # weights, gradients, momentum and SAM's copy, float32
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    if have and need > have:
+        raise ConfigError(
+            f"{model} with {args} has {n:.3g} parameters: training needs about "
+            f"{need / 2**30:.3g} GiB but this machine has {have / 2**30:.3g} GiB; use a smaller "
+            f"width or depth."
+        )
+    try:
+        return build_model(model, input_shape, num_classes, **args)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(
+            f"cannot build {model} with {args} for inputs {tuple(input_shape)}: {e}"
+        ) from None
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    run_dir,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+    dataset: Dataset | None = None,
+) -> Run:
+    """Train a model from scratch into the run folder `run_dir`; returns the Run.
+
+    With `resume`, the configuration is read back from the folder and training continues from
+    the last finished epoch with the same optimizer state and data order.
+    """
+    if resume:
+        run = Run(run_dir)
+        cfg = check.saved_config(PretrainConfig, run, "pretrain")
+    elif not isinstance(cfg, PretrainConfig):
+        raise ConfigError(f"pretrain takes a PretrainConfig, got {type(cfg).__name__}.")
+    else:
+        check.output_dir("--out", run_dir)
+    # everything that can be refused is checked before the run folder exists
+    dataset = dataset or load_dataset(
+        cfg.dataset, cfg.data_root, svhn_extra=cfg.svhn_extra, **cfg.data_options
+    )
+    device = pick_device(cfg.device)
+    augment = parse_augment(cfg.augment, dataset.augment)
+    torch.manual_seed(cfg.seed)
+    full_args = arch_args(cfg.model, **cfg.arch_args)
+    model = build(cfg.model, dataset.input_shape, dataset.num_classes, full_args).to(device)
+    milestones = cfg.resolved_milestones()
+    if resume:
+        run.begin_resume()
+    else:
+        run = Run.create(run_dir, _run_config(cfg, model, milestones), overwrite=overwrite)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    lr_at = lr_schedule(cfg.lr, cfg.schedule, cfg.epochs, milestones, cfg.lr_decay)
+    train = Batches(
+        dataset.x_train,
+        dataset.y_train,
+        dataset.mean,
+        dataset.std,
+        cfg.batch_size,
+        device,
+        augment=augment,
+        shuffle=True,
+        seed=cfg.seed,
+    )
+    test = Batches(
+        dataset.x_test, dataset.y_test, dataset.mean, dataset.std, 1024, device, shuffle=False
+    )
+    meta = _model_meta(cfg, dataset, full_args)
+    meta["provenance"] = _provenance(cfg, milestones, lr_at, augment)
+    step = sam_step(model, optimizer) if cfg.optimizer == "sam" else plain_step(model, optimizer)
+    loop = Loop(
+        run, model, optimizer, step, train, test, dataset, cfg.epochs, lr_at, meta, cfg.save_every
+    )
+    fit(loop, resume=resume, progress=progress, should_stop=should_stop)
+    return run
+
+
+def _run_config(cfg: PretrainConfig, model: nn.Module, milestones: list[int]) -> dict:
+    return {
+        "command": "pretrain",
+        "config": asdict(cfg),
+        "milestones": milestones,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "epochs": cfg.epochs,
+        "parameters": count_parameters(model),
+        "version": __version__,
+    }
+
+
+def _model_meta(cfg: PretrainConfig, dataset: Dataset, full_args: dict) -> dict:
+    return {
+        "arch": cfg.model,
+        "arch_args": full_args,
+        "num_classes": dataset.num_classes,
+        "input_shape": list(dataset.input_shape),
+        "mean": list(dataset.mean),
+        "std": list(dataset.std),
+        "dataset": cfg.dataset,
+        "class_names": list(dataset.classes),
+        "data_options": {k: v for k, v in cfg.data_options.items() if v is not None},
+    }
+
+
+def _provenance(cfg: PretrainConfig, milestones: list[int], lr_at, augment) -> dict:
+    """How the checkpoint was trained: post-training continues this schedule (default_post_lr)."""
+    return {
+        "kind": "pretrain",
+        "optimizer": cfg.optimizer,
+        "rho": cfg.rho if cfg.optimizer == "sam" else None,
+        "schedule": {
+            "lr": cfg.lr,
+            "type": cfg.schedule,
+            "milestones": milestones,
+            "decay": cfg.lr_decay,
+            "epochs": cfg.epochs,
+        },
+        "final_lr": lr_at(cfg.epochs - 1),
+        "momentum": cfg.momentum,
+        "nesterov": cfg.nesterov,
+        "weight_decay": cfg.weight_decay,
+        "batch_size": cfg.batch_size,
+        "augment": augment,
+        "seed": cfg.seed,
+    }
