@@ -8,7 +8,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.figures import training_curves
 from app.jobs import log_tail, run_path, runs_root, safe_name
 from pof.jobqueue import job_slots, queue_state
 from pof.runs import Run, number_text
@@ -116,6 +115,8 @@ def _live_state(run: Run) -> None:
 
 @st.fragment(run_every=4.0)
 def _live_curves(run: Run) -> None:
+    from app.figures import training_curves  # Plotly: only once a run is watched, not on import
+
     epochs = run.epochs()
     if epochs:
         try:
