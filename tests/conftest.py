@@ -116,3 +116,77 @@ def page(tmp_path):
         pg = browser.new_page(viewport={"width": 1300, "height": 1200})
         yield pg
         browser.close()
+
+
+# --- markers: `-m "not slow and not browser"` is the fast subset ---------------------------------
+#
+# browser: the test starts the app's server (the `server` fixture) and drives it in Chromium.
+# slow: the test, or a module fixture it needs, took 4 s or more when every test was measured on the
+# 2-core machine while it was shared (load 5-8, so about 1.5 s idle), module by module with
+# `python -m pytest -q --durations=0 tests/MODULE.py` (2026-11-29). A new test that trains, runs
+# the CLI, a job or a server belongs here; re-measure when the fast subset grows past a minute.
+SLOW_FIXTURES = {  # module fixtures that train or measure
+    "test_analysis_cli.py": {"ckpts"},  # pre-training runs through the CLI
+    "test_app.py": {"finished_pof_run"},  # a PoF run and its whole analysis
+    "test_app_faults.py": {"good_runs"},  # pre-training and post-training runs
+    "test_faults_input.py": {"ckpt"},  # a pre-training run through the CLI
+    "test_layers.py": {"tiny", "two_checkpoints"},  # an exact Hessian (56 s); two pre-trainings
+    "test_learn.py": {"sharp"},  # trains the Learn page's sharp network (17 s)
+    "test_post_train.py": {"ckpts"},  # pre-training runs through the CLI
+}
+SLOW_TESTS = {
+    "test_catalogue.py": {"test_offline_bundled_models_reach_their_recorded_test_accuracy"},  # 7 s
+    "test_cold_start.py": {  # 11 s: three fresh Python processes import torch
+        "test_the_app_runs_torch_on_one_thread_once_imported_and_its_jobs_keep_theirs"
+    },
+    "test_foreign_models.py": {
+        "test_a_torchvision_resnet18_state_dict",  # 14 s
+        "test_cli_import_then_every_command_takes_it_as_it_is",  # 11 s
+        "test_pretraining_on_a_csv_keeps_its_label_column_and_class_order",  # 7 s
+        "test_alphabetical_class_order_meets_a_foreign_checkpoint_loudly",  # 5 s
+    },
+    "test_hessian.py": {
+        "test_slq_density_support_matches_extreme_eigenvalues_and_weights_sum_to_one",  # 38 s
+        "test_trace_within_three_standard_errors_and_per_layer_blocks",  # 25 s
+        "test_top_eigenvalues_match_exact_and_are_sorted",  # 7 s
+    },
+    "test_landscape.py": {
+        "test_worst_case_sharpness_at_a_minimum_is_half_rho_squared_lambda_max",  # 17 s
+        "test_landscape_origin_is_the_models_loss_and_the_model_is_restored_bit_for_bit",  # 12 s
+        "test_average_case_sharpness_at_a_minimum_is_half_sigma_squared_trace",  # 7 s
+        "test_a_stopped_landscape_continues_to_the_same_result",  # 4 s
+    },
+    "test_lastlayer.py": {"test_closed_form_equals_autograd_hessian"},  # 4.5 s
+    "test_learn.py": {"test_curvature_matches_the_exact_hessian"},  # 12 s
+    "test_models.py": {
+        "test_every_model_is_classifier_of_features[wrn-28-10]",  # 6 s
+        "test_every_model_is_classifier_of_features[resnet56]",  # 6 s
+        "test_foreign_module_is_split_at_its_last_linear",  # 4 s
+    },
+    "test_pof_step.py": {"test_affine_line_search_picks_exactly_the_naive_eta"},  # 27 s each
+    "test_runs.py": {"test_readers_never_see_a_torn_status_or_metrics_line"},  # 14 s
+    "test_sam.py": {"test_one_sam_step_is_the_hand_computed_one"},  # 4.5 s
+}
+SLOW_MODULES = {  # every test runs the CLI, jobs or training in subprocesses
+    "test_jobqueue.py",  # 4-17 s each
+}
+
+
+def _slow(item) -> bool:
+    module = item.path.name
+    tests = SLOW_TESTS.get(module, set())
+    return (
+        module in SLOW_MODULES
+        or item.name in tests
+        or item.originalname in tests
+        or bool(SLOW_FIXTURES.get(module, set()) & set(item.fixturenames))
+    )
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "server" in item.fixturenames:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+        elif _slow(item):
+            item.add_marker(pytest.mark.slow)
