@@ -135,6 +135,20 @@ SLOW_FIXTURES = {  # module fixtures that train or measure
     "test_post_train.py": {"ckpts"},  # pre-training runs through the CLI
 }
 SLOW_TESTS = {
+    "test_app.py": {
+        "test_pretrain_start_creates_a_run_folder_and_a_background_job",  # 28 s
+        "test_bad_combinations_and_occupied_names_are_refused",  # 22 s
+        "test_start_post_trains_the_default_model_in_a_background_job",  # 17 s
+        "test_runs_page_shows_a_queued_job_waiting_for_the_running_one",  # 8 s
+        "test_compare_page_starts_one_background_job_per_missing_analysis",  # 7 s
+        "test_a_run_trained_on_an_image_folder_is_offered_that_folder_without_a_download_warning",
+        "test_default_page_offers_the_bundled_digits_model_with_its_card_and_the_paper_defaults",
+    },
+    "test_app_faults.py": {
+        "test_a_crafted_run_in_the_url_is_refused_and_nothing_outside_is_read_or_written",  # 42 s
+        "test_a_dead_and_a_broken_run_do_not_hold_up_a_job_started_from_the_app",  # 21 s
+        "test_a_restarted_app_keeps_showing_a_running_job_live",  # 9 s
+    },
     "test_catalogue.py": {"test_offline_bundled_models_reach_their_recorded_test_accuracy"},  # 7 s
     "test_cold_start.py": {  # 11 s: three fresh Python processes import torch
         "test_the_app_runs_torch_on_one_thread_once_imported_and_its_jobs_keep_theirs"
@@ -167,8 +181,9 @@ SLOW_TESTS = {
     "test_runs.py": {"test_readers_never_see_a_torn_status_or_metrics_line"},  # 14 s
     "test_sam.py": {"test_one_sam_step_is_the_hand_computed_one"},  # 4.5 s
 }
-SLOW_MODULES = {  # every test runs the CLI, jobs or training in subprocesses
-    "test_jobqueue.py",  # 4-17 s each
+SLOW_MODULES = {
+    "test_jobqueue.py",  # every test runs jobs in subprocesses: 4-17 s each
+    "test_learn_app.py",  # the Learn page trains its networks: 39 s for the first, 1-20 s after
 }
 
 
