@@ -122,7 +122,7 @@ def page(tmp_path):
 #
 # browser: the test starts the app's server (the `server` fixture) and drives it in Chromium.
 # slow: the test, or a module fixture it needs, took 4 s or more when every test was measured on the
-# 2-core machine while it was shared (load 5-8, so about 1.5 s idle), module by module with
+# 2-core machine while it was shared (load 5-9, so about 1.5 s idle), module by module with
 # `python -m pytest -q --durations=0 tests/MODULE.py` (2026-11-29). A new test that trains, runs
 # the CLI, a job or a server belongs here; re-measure when the fast subset grows past a minute.
 SLOW_FIXTURES = {  # module fixtures that train or measure
@@ -150,6 +150,10 @@ SLOW_TESTS = {
         "test_a_restarted_app_keeps_showing_a_running_job_live",  # 9 s
     },
     "test_catalogue.py": {"test_offline_bundled_models_reach_their_recorded_test_accuracy"},  # 7 s
+    "test_inspect_app.py": {
+        "test_two_bundled_checkpoints_side_by_side_per_layer",  # 116 s
+        "test_traces_only_for_a_large_model",  # 30 s
+    },
     "test_cold_start.py": {  # 11 s: three fresh Python processes import torch
         "test_the_app_runs_torch_on_one_thread_once_imported_and_its_jobs_keep_theirs"
     },
@@ -158,6 +162,14 @@ SLOW_TESTS = {
         "test_cli_import_then_every_command_takes_it_as_it_is",  # 11 s
         "test_pretraining_on_a_csv_keeps_its_label_column_and_class_order",  # 7 s
         "test_alphabetical_class_order_meets_a_foreign_checkpoint_loudly",  # 5 s
+    },
+    "test_faults_runs.py": {
+        "test_runs_list_on_the_command_line_lists_every_run_however_broken",  # 25 s
+        "test_two_processes_creating_one_run_at_the_same_instant_exactly_one_wins",  # 9 s each
+        "test_no_file_content_crashes_or_hangs_a_reader",  # 8 s
+        "test_a_command_that_fails_after_creating_its_folder_does_not_stay_queued",  # 7 s
+        "test_a_job_the_app_queued_that_refuses_its_input_says_why_in_its_folder",  # 7 s
+        "test_a_cancel_sent_while_a_resume_starts_is_kept_and_one_on_a_finished_run_is_not_written",
     },
     "test_hessian.py": {
         "test_slq_density_support_matches_extreme_eigenvalues_and_weights_sum_to_one",  # 38 s
@@ -183,6 +195,8 @@ SLOW_TESTS = {
 }
 SLOW_MODULES = {
     "test_jobqueue.py",  # every test runs jobs in subprocesses: 4-17 s each
+    # every test pre-trains through the CLI, or runs it repeatedly (not timed one by one)
+    "test_train_cli.py",
     "test_learn_app.py",  # the Learn page trains its networks: 39 s for the first, 1-20 s after
 }
 
