@@ -129,7 +129,6 @@ SLOW_FIXTURES = {  # module fixtures that train or measure
     "test_analysis_cli.py": {"ckpts"},  # pre-training runs through the CLI
     "test_app.py": {"finished_pof_run"},  # a PoF run and its whole analysis
     "test_app_faults.py": {"good_runs"},  # pre-training and post-training runs
-    "test_faults_input.py": {"ckpt"},  # a pre-training run through the CLI
     "test_layers.py": {"tiny", "two_checkpoints"},  # an exact Hessian (56 s); two pre-trainings
     "test_learn.py": {"sharp"},  # trains the Learn page's sharp network (17 s)
     "test_post_train.py": {"ckpts"},  # pre-training runs through the CLI
@@ -195,6 +194,8 @@ SLOW_TESTS = {
 }
 SLOW_MODULES = {
     "test_jobqueue.py",  # every test runs jobs in subprocesses: 4-17 s each
+    # all but three of its 83 tests run the CLI in a subprocess: 2.5-67 s each, 410 s in all
+    "test_faults_input.py",
     # every test pre-trains through the CLI, or runs it repeatedly (not timed one by one)
     "test_train_cli.py",
     "test_learn_app.py",  # the Learn page trains its networks: 39 s for the first, 1-20 s after
