@@ -14,8 +14,9 @@ from pof.runs import Run, RunError
 REPO = Path(__file__).resolve().parents[1]
 MAX_NAME = 100
 NAME_RULE = (
-    f"a run name is letters, digits, '-', '_' and '.', with '/' between folders (no part starts with '.', "
-    f"so no '..'; no absolute path), at most {MAX_NAME} characters, and stays inside the runs folder"
+    "a run name is letters, digits, '-', '_' and '.', with '/' between folders (no part starts "
+    f"with '.', so no '..'; no absolute path), at most {MAX_NAME} characters, and stays inside "
+    "the runs folder"
 )
 
 
@@ -24,8 +25,9 @@ def runs_root() -> Path:
 
 
 def run_path(root: Path, name: str) -> Path:
-    """root/NAME for a run name that came from a URL or a form; ValueError saying what is allowed for
-    anything that could reach outside root (absolute, '..', a link out, odd characters, absurd length)."""
+    """root/NAME for a run name that came from a URL or a form; ValueError saying what is allowed
+    for anything that could reach outside root (absolute, '..', a link out, odd characters, absurd
+    length)."""
     shown = repr(name[:60] + ("..." if len(name) > 60 else ""))
     if (
         not name
@@ -49,7 +51,8 @@ def safe_name(text: str) -> str:
 
 
 def read_config(run: Run) -> tuple[dict | None, str | None]:
-    """(the run's config, None), or (None, why it is unreadable): one broken run never breaks a page."""
+    """(the run's config, None), or (None, why it is unreadable): one broken run never breaks a
+    page."""
     try:
         return run.config(), None
     except RunError as e:  # it names the file and the reason (not JSON, not an object, missing)
@@ -79,8 +82,8 @@ def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subpr
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    # listed and watched at once, though the CLI needs seconds to start; queue() drops an earlier job's
-    # cancel request and ignores an unreadable old status, so a folder is simply started again
+    # listed and watched at once, though the CLI needs seconds to start; queue() drops an earlier
+    # job's cancel request and ignores an unreadable old status, so a folder is simply started again
     run.queue(proc.pid)
     return proc
 
@@ -95,4 +98,4 @@ def log_tail(run: Run, lines: int = 15) -> str:
         )
     except OSError:  # none yet, or unreadable: the state says what is wrong
         return ""
-    return "\n".join([l for l in text.splitlines() if l.strip()][-lines:])
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.figures import training_curves
 from app.jobs import log_tail, run_path, runs_root, safe_name
 from pof.jobqueue import job_slots, queue_state
 from pof.runs import Run, number_text
@@ -77,7 +76,8 @@ def _live_state(run: Run) -> None:
     status = run.status()
     summary = run.summary()
     st.caption(
-        f"{summary['command']} · {summary['model']} on {summary['dataset']} · epochs {summary['epochs']}"
+        f"{summary['command']} · {summary['model']} on {summary['dataset']} · epochs "
+        f"{summary['epochs']}"
     )
     with st.container():  # one fixed slot for the state, so the elements below keep their places
         state_box(run, status)
@@ -103,7 +103,8 @@ def _live_state(run: Run) -> None:
         cols[3].metric(
             "rejected steps",
             number_text(last.get("rejected_count", 0) if last else 0, ".0f"),
-            help="steps of the last finished epoch whose line search found no bracket below the cap",
+            help="steps of the last finished epoch whose line search found no bracket below the "
+            "cap",
         )
     if last:
         cols = st.columns(3)
@@ -114,6 +115,8 @@ def _live_state(run: Run) -> None:
 
 @st.fragment(run_every=4.0)
 def _live_curves(run: Run) -> None:
+    from app.figures import training_curves  # Plotly: only once a run is watched, not on import
+
     epochs = run.epochs()
     if epochs:
         try:
@@ -124,7 +127,8 @@ def _live_curves(run: Run) -> None:
             ValueError,
         ) as e:  # records of the wrong shape: the numbers above still show
             st.caption(
-                f"No curves: {run.path.name}/metrics.jsonl holds epoch records this page cannot draw ({e})."
+                f"No curves: {run.path.name}/metrics.jsonl holds epoch records this page cannot "
+                f"draw ({e})."
             )
             return
         st.plotly_chart(fig, width="stretch", key="curves")
@@ -140,7 +144,8 @@ def free_name(root: Path, name: str) -> Path:
 
 
 def url_run(root: Path) -> Path | None:
-    """The run named in the URL (?run=NAME), confined to the runs folder; a refused name is shown, not used."""
+    """The run named in the URL (?run=NAME), confined to the runs folder; a refused name is shown,
+    not used."""
     name = st.query_params.get("run")
     if not name:
         return None

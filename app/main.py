@@ -1,13 +1,10 @@
 """Entry point: `streamlit run app/main.py`."""
 
 import streamlit as st
-import torch
 
-# The app's own work is light (metadata, probes, the Learn page's tiny networks). With torch's default
-# of one thread per core it fought a running job for the 2 cores and took 6-25x longer; one thread
-# costs it nothing measurable when idle (benchmarks/RESULTS.md, Learn page). Jobs are separate
-# processes and keep all their threads.
-torch.set_num_threads(1)
+from app.torch_threads import one_torch_thread
+
+one_torch_thread()  # the app's process only; torch itself is imported by the pages that need it
 
 st.set_page_config(page_title="PoF: flat minima, post-trained", layout="wide")
 pages = [

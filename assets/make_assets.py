@@ -76,9 +76,10 @@ def build(entry_id: str, work: Path, cifar_root: str | None) -> dict:
     if entry_id.startswith("cifar10"):
         if not cifar_root:
             sys.exit(
-                "cifar10-cnn-small needs --cifar-root: unzip ../shared/data/cifar10-jpeg.zip and point at it."
+                "cifar10-cnn-small needs --cifar-root: unzip ../shared/data/cifar10-jpeg.zip and "
+                "point at it."
             )
-        args = args + ["--dataset", f"imagefolder:{Path(cifar_root).resolve()}"]
+        args = [*args, "--dataset", f"imagefolder:{Path(cifar_root).resolve()}"]
     run_dir = work / entry_id
     cmd = [
         sys.executable,

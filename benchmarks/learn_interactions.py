@@ -2,7 +2,8 @@
 the time from moving a slider to that section's chart showing the new result, idle and while a
 background job runs.
 
-    python benchmarks/learn_interactions.py [--repeats 5] [--job-epochs 100000] [--server-omp-threads N]
+    python benchmarks/learn_interactions.py [--repeats 5] [--job-epochs 100000]
+                                            [--server-omp-threads N]
 
 Everything runs against `streamlit run app/main.py` on a free port with a fresh, empty runs folder
 (POF_RUNS), in headless Chromium, in two phases with a FRESH SERVER EACH:
@@ -30,9 +31,10 @@ trained at the cold load) and the networks trained once that a new slider value 
 (section 1's width, 2's shift, 4's γ, 5's α).
 Target: every answer under 3 s on this 2-core machine, also while a job runs.
 
---server-omp-threads N starts both servers with OMP_NUM_THREADS=N (the app itself now sets torch to
-one thread in app/main.py, which takes precedence; the option is kept to reproduce the finding
-recorded in benchmarks/RESULTS.md on a version without that line).
+--server-omp-threads N starts both servers with OMP_NUM_THREADS=N (the app itself sets torch to one
+thread when a page first imports torch, app/torch_threads.py, which takes precedence; the option is
+kept to reproduce the finding recorded in benchmarks/RESULTS.md on a version without that
+setting).
 """
 
 from __future__ import annotations
@@ -50,13 +52,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from app_render import CHARTS_JS, CHROMIUM, cpu_seconds, free_port  # noqa: E402  (this script's folder)
+# this script's folder (sys.path[0] when it is run)
+from app_render import CHARTS_JS, CHROMIUM, cpu_seconds, free_port  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "tests"))
-# the sliders moved, the charts watched, and what a chart shows: exactly as the browser test reads them
-from test_browser_learn import SECTIONS, SHOWN  # noqa: E402
-
-FIGURE_JS = f"key => {{ const e = document.querySelector(`.st-key-${{key}} .js-plotly-plot`); return {SHOWN}; }}"
+# The sliders moved, the charts watched, and what a chart shows. tests/test_browser_learn.py holds
+# the same two: a deliberate copy, as benchmarks and tests do not import each other.
+# section -> (the slider moved, the figure that must change)
+SECTIONS = {
+    "1. What flatness is": ("s1-width", "s1-fig"),
+    "2. Why it might matter": ("s2-shift", "s2-fig"),
+    "3. What makes minima flat or sharp": ("s3-a-batch", "s3-bars"),
+    "4. What PoF does, step by step": ("s4-gamma", "s4-search"),
+    "5. The caveats": ("s5-alpha", "s5-bars"),
+}
+SHOWN = (
+    "e && e.data ? JSON.stringify([e.data.map(t => [t.x, t.y, t.z]), "
+    "(e.layout.shapes || []).map(s => [s.x0, s.y0]), "
+    "(e.layout.annotations || []).map(a => a.text)]) : null"
+)
+FIGURE_JS = (
+    "key => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
+    f" return {SHOWN}; }}"
+)
 CHANGED_JS = (
     "([key, old]) => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
     f" const now = {SHOWN}; return now !== null && now !== old; }}"
@@ -105,7 +122,8 @@ def wait_healthy(url: str) -> float:
 
 
 def cold_load(page, url: str, healthy: float) -> tuple[float, dict]:
-    """Server healthy -> every section header shown and >= 9 charts drawn; also when each header showed."""
+    """Server healthy -> every section header shown and >= 9 charts drawn; also when each header
+    showed."""
     page.goto(url + "/learn")
     headers = {}
     for header in SECTIONS:
@@ -113,16 +131,15 @@ def cold_load(page, url: str, healthy: float) -> tuple[float, dict]:
         headers[header] = time.perf_counter() - healthy
     page.wait_for_function(f"{CHARTS_JS} >= 9", timeout=TIMEOUT_MS)
     elapsed = time.perf_counter() - healthy
-    page.wait_for_function(
-        IDLE_JS, timeout=TIMEOUT_MS
-    )  # the whole script has run before any slider moves
+    # the whole script has run before any slider moves
+    page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
     return elapsed, headers
 
 
 def choose(pos: int, last: int, seen: list[int]) -> tuple[str, bool]:
-    """The arrow key for a slider at position pos of 0..last that has shown positions seen[0]..seen[1]
-    (always one interval: it moves one step at a time): a new value if a neighbour is one, else a
-    step towards values not yet shown (cached), else any step (cached)."""
+    """The arrow key for a slider at position pos of 0..last that has shown positions
+    seen[0]..seen[1] (always one interval: it moves one step at a time): a new value if a neighbour
+    is one, else a step towards values not yet shown (cached), else any step (cached)."""
     if pos > 0 and pos - 1 < seen[0]:
         return "ArrowLeft", False
     if pos < last and pos + 1 > seen[1]:
@@ -131,8 +148,9 @@ def choose(pos: int, last: int, seen: list[int]) -> tuple[str, bool]:
 
 
 def press(page, slider: str, fig: str, seen: list[int]) -> tuple[float, bool, str]:
-    """One arrow key on the slider, timed until the figure shows other data. seen = [lowest, highest]
-    slider position this server has computed; returns (seconds, cached, the value moved to)."""
+    """One arrow key on the slider, timed until the figure shows other data. seen = [lowest,
+    highest] slider position this server has computed; returns (seconds, cached, the value moved
+    to)."""
     value, lo, hi, step, _ = page.evaluate(SLIDER_JS, slider)
     pos, last = round((value - lo) / step), round((hi - lo) / step)
     key, cached = choose(pos, last, seen)
@@ -260,22 +278,23 @@ def main() -> None:
         else "the app's own thread setting"
     )
     print(
-        f"\nLearn page, headless Chromium, fresh server per phase ({threads} in the app); the job used "
-        f"{job_share:.2f} CPU s per wall s during its phase ({os.cpu_count()} cores)\n"
+        f"\nLearn page, headless Chromium, fresh server per phase ({threads} in the app); the job "
+        f"used {job_share:.2f} CPU s per wall s during its phase ({os.cpu_count()} cores)\n"
     )
     print("| | idle | while a job runs | ratio running/idle | target (< 3 s) |")
     print("|---|---|---|---|---|")
     print(
-        f"| cold first load of /learn (server healthy → 5 headers, ≥ 9 charts) | {idle['cold']:.2f} s | "
-        f"{busy['cold']:.2f} s | {busy['cold'] / idle['cold']:.2f} | "
+        "| cold first load of /learn (server healthy → 5 headers, ≥ 9 charts) | "
+        f"{idle['cold']:.2f} s | {busy['cold']:.2f} s | {busy['cold'] / idle['cold']:.2f} | "
         f"{'met' if max(idle['cold'], busy['cold']) < 3 else 'missed'} |"
     )
     print(
-        f"\nslider key press → the section's chart shows the new value's data, median of {a.repeats} "
-        "values never computed before by that server\n"
+        "\nslider key press → the section's chart shows the new value's data, median of "
+        f"{a.repeats} values never computed before by that server\n"
     )
     print(
-        "| section | idle median s | while a job runs median s | ratio running/idle | target (< 3 s) |"
+        "| section | idle median s | while a job runs median s | ratio running/idle "
+        "| target (< 3 s) |"
     )
     print("|---|---|---|---|---|")
     for header, (slider, fig) in SECTIONS.items():

@@ -1,7 +1,8 @@
 """Where a model's architecture comes from: one spec string, four sources.
 
-    cnn-small, resnet20, ...        the project's registry (pof.models.ARCHS)
-    torchvision:resnet18            any torchvision classification model, by its own name and arguments
+    cnn-small, resnet20, ...        the project's registry (ARCHS below; the networks: pof.models)
+    torchvision:resnet18            any torchvision classification model, by its own name and
+                                    arguments
     path/to/file.py:build           the user's own code: a function returning an nn.Module
     package.module:build            the same, importable from the current directory
     export:path/to/model.pt2        a torch.export program, which carries its architecture
@@ -9,6 +10,9 @@
 The last two sources run the user's own code (a factory, or a program's graph); say so wherever a
 user picks them. TorchScript is not a source: it is deprecated in this PyTorch, and torch.export
 replaces it (see pof.loading).
+
+Naming and checking an architecture needs no torch: the registry is plain data here, and torch is
+imported only to build a model (the app's pages read checkpoint metadata without it).
 """
 
 from __future__ import annotations
@@ -18,16 +22,47 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from .models import ARCHS, build_model
 
-RENAMED = {
-    "resnet18": "resnet18-cifar"
-}  # older checkpoints name the CIFAR variant by torchvision's name
+@dataclass(frozen=True)
+class Arch:
+    builder: str  # the function of pof.models that builds it
+    defaults: dict
+    inputs: str  # which inputs it is meant for, shown in help texts
+
+
+ARCHS: dict[str, Arch] = {
+    "mlp": Arch("mlp", {"hidden": [64, 64]}, "2-D points and flattened images"),
+    "cnn-small": Arch("cnn_small", {"width": 32}, "8x8 to 32x32 images"),
+    "resnet20": Arch("cifar_resnet", {"depth": 20}, "32x32 images"),
+    "resnet56": Arch("cifar_resnet", {"depth": 56}, "32x32 images"),
+    "wrn-16-4": Arch("wide_resnet", {"depth": 16, "widen": 4}, "32x32 images"),
+    "wrn-28-10": Arch(
+        "wide_resnet", {"depth": 28, "widen": 10}, "32x32 images (the paper's network)"
+    ),
+    "resnet18-cifar": Arch(
+        "resnet18_cifar",
+        {},
+        "32x32 images (torchvision's ResNet-18 with a 3x3 stem and no "
+        "max-pool; torchvision's own is torchvision:resnet18)",
+    ),
+}
+# older checkpoints name the CIFAR variant by torchvision's name
+RENAMED = {"resnet18": "resnet18-cifar"}
+
+
+def split_text(classifier_name: str, in_features: int, out_features: int, how: str) -> str:
+    """A model's split for PoF in words (pof.models.Split; the app's model cards)."""
+    return (
+        f"classifier = {classifier_name} (Linear {in_features} -> {out_features}), "
+        f"chosen by {how}; features = everything before it"
+    )
 
 
 class ArchError(ValueError):
@@ -40,8 +75,8 @@ def kind_of(arch: str) -> str:
         return "registry"
     if arch in RENAMED:
         raise ArchError(
-            f"{arch!r} is ambiguous: {RENAMED[arch]} is this project's CIFAR variant, torchvision:{arch} "
-            f"is torchvision's own; give one of them."
+            f"{arch!r} is ambiguous: {RENAMED[arch]} is this project's CIFAR variant, "
+            f"torchvision:{arch} is torchvision's own; give one of them."
         )
     if arch.startswith("torchvision:"):
         return "torchvision"
@@ -51,8 +86,8 @@ def kind_of(arch: str) -> str:
         return "code"
     raise ArchError(
         f"Unknown architecture {arch!r}. Give a registry name ({', '.join(ARCHS)}), "
-        f"torchvision:NAME (e.g. torchvision:resnet18), your own factory as path/to/file.py:function "
-        f"or package.module:function, or export:model.pt2."
+        "torchvision:NAME (e.g. torchvision:resnet18), your own factory as "
+        "path/to/file.py:function or package.module:function, or export:model.pt2."
     )
 
 
@@ -83,7 +118,7 @@ def describe(arch: str) -> str:
     }[kind_of(arch)]
 
 
-# --- torchvision ------------------------------------------------------------------------------------
+# --- torchvision ----------------------------------------------------------------------------------
 
 
 def torchvision_names() -> list[str]:
@@ -121,6 +156,9 @@ def _torchvision(name: str, args: dict, state: dict | None, num_classes: int | N
 def _classes_off_weights(make, state: dict | None) -> int | None:
     """The number of outputs the weights' last linear layer has, found by building the model once
     on the meta device (no memory, no time) to learn that layer's name."""
+    import torch
+    from torch import nn
+
     if not state:
         return None
     try:
@@ -133,7 +171,7 @@ def _classes_off_weights(make, state: dict | None) -> int | None:
     return int(w.shape[0]) if w is not None and w.ndim == 2 else None
 
 
-# --- the user's own code -------------------------------------------------------------------------------
+# --- the user's own code --------------------------------------------------------------------------
 
 
 def _factory(target: str):
@@ -164,12 +202,15 @@ def _factory(target: str):
     if not callable(factory):
         found = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         raise ArchError(
-            f"{where} has no function {fn!r}; it defines {', '.join(found[:10]) or 'nothing callable'}."
+            f"{where} has no function {fn!r}; it defines "
+            f"{', '.join(found[:10]) or 'nothing callable'}."
         )
     return factory
 
 
 def _user_code(target: str, args: dict, state: dict | None, num_classes: int | None) -> nn.Module:
+    from torch import nn
+
     factory = _factory(target)
     args = dict(args)
     try:
@@ -192,7 +233,7 @@ def _user_code(target: str, args: dict, state: dict | None, num_classes: int | N
     return model
 
 
-# --- the one entry -------------------------------------------------------------------------------------
+# --- the one entry --------------------------------------------------------------------------------
 
 
 def build(
@@ -208,9 +249,10 @@ def build(
     args = dict(arch_args or {})
     kind = kind_of(arch)
     if kind == "registry":
-        head = (state or {}).get(
-            "classifier.weight"
-        )  # registry models name their last layer "classifier"
+        from .models import build_model
+
+        # registry models name their last layer "classifier"
+        head = (state or {}).get("classifier.weight")
         n = int(head.shape[0]) if head is not None else num_classes
         if input_shape is None or n is None:
             raise ArchError(

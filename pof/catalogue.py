@@ -1,8 +1,9 @@
 """The bundled pretrained checkpoints (assets/manifest.json) and which datasets fit a checkpoint.
 
 Compatibility is decided without loading any data: every named dataset has a fixed input shape and
-class list, and an image folder is read only as far as its class folders and one image. The user's own
-npz/safetensors arrays and CSV files are small, so they are simply loaded.
+class list, and an image folder is read only as far as its class folders and one image. The user's
+own npz/safetensors arrays and CSV files are small, so they are simply loaded. A bundled model's
+card is read without torch (bundled_card): the app's first page shows one on a cold start.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checkpoints import CheckpointError, file_sha256
+import numpy as np
+
+from .archs import split_text
+from .checkpoints import file_sha256, read_metadata
 from .data import DatasetError, load_dataset, order_folder_classes, parse_classes
+from .loading import CheckpointError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-DEFAULT_MODEL = (
-    "digits-cnn-small-sgd"  # offline, and post-trained and analysed in a few minutes on 2 cores
-)
+# offline, and post-trained and analysed in a few minutes on 2 cores
+DEFAULT_MODEL = "digits-cnn-small-sgd"
 
 _TEN = [str(i) for i in range(10)]
 _CIFAR10 = [
@@ -71,7 +75,8 @@ NUM_CLASSES = {"cifar100": 100}
 
 
 def bundled() -> dict[str, dict]:
-    """The manifest's entries by id, each with `path` (absolute) added; missing files are skipped."""
+    """The manifest's entries by id, each with `path` (absolute) added; missing files are
+    skipped."""
     path = ASSETS / "manifest.json"
     if not path.exists():
         return {}
@@ -84,7 +89,8 @@ def bundled() -> dict[str, dict]:
 
 
 def verify(entry: dict) -> None:
-    """Refuse a bundled file whose bytes differ from the manifest (a partial checkout, a local edit)."""
+    """Refuse a bundled file whose bytes differ from the manifest (a partial checkout, a local
+    edit)."""
     actual = file_sha256(entry["path"])
     if actual != entry["sha256"]:
         raise CheckpointError(
@@ -94,14 +100,38 @@ def verify(entry: dict) -> None:
         )
 
 
+def bundled_card(entry: dict) -> dict:
+    """What a bundled model is, for its card: {"meta": its metadata, "parameters", "split"}, with
+    meta["nonfinite"] naming the tensors that hold NaN or inf, as load_checkpoint reports them.
+    Read without torch: the metadata, the classifier's shape and NumPy's finiteness check of every
+    tensor; the parameter count is the manifest's. Call verify(entry) first: the manifest's hash
+    vouches that these weights fit their registry architecture (tests/test_catalogue.py loads each
+    bundled file and checks the card against the loaded model)."""
+    from safetensors import safe_open
+
+    meta = read_metadata(entry["path"])
+    with safe_open(entry["path"], framework="numpy") as f:
+        names = f.keys()  # a list; the file object itself is not iterable
+        tensors = {k: f.get_tensor(k) for k in names}
+    meta["nonfinite"] = [
+        k for k, t in tensors.items() if t.dtype.kind == "f" and not np.isfinite(t).all()
+    ]
+    out_features, in_features = tensors["classifier.weight"].shape  # registry models' last layer
+    return {
+        "meta": meta,
+        "parameters": entry["parameters"],
+        "split": split_text("classifier", in_features, out_features, "registry"),
+    }
+
+
 def signature(
     dataset: str, classes: list[str] | str | None = None, label_column: str | None = None
 ) -> tuple[tuple[int, ...], list[str] | None, int]:
     """(input shape, class names or None, number of classes) of a dataset name, without loading it
     (npz:/csv: files are small and are loaded). `classes` is the stated class order, as for
     load_dataset; `label_column` the CSV's label column. Class names are None where they are unknown
-    (cifar100) or mere label numbers (integer labels without stated names): only their count is checked.
-    Raises ValueError or DatasetError."""
+    (cifar100) or mere label numbers (integer labels without stated names): only their count is
+    checked. Raises ValueError or DatasetError."""
     if dataset.startswith(("npz:", "csv:")):
         d = load_dataset(dataset, classes=classes, label_column=label_column)
         return d.input_shape, (None if d.class_order == "numeric" else d.classes), d.num_classes
@@ -144,8 +174,8 @@ def incompatibility(
     classes: list[str] | str | None = None,
     label_column: str | None = None,
 ) -> str | None:
-    """Why `dataset` (with a stated class order, a CSV label column) cannot be used with a checkpoint
-    of metadata `meta`, or None if it can."""
+    """Why `dataset` (with a stated class order, a CSV label column) cannot be used with a
+    checkpoint of metadata `meta`, or None if it can."""
     try:
         shape, classes, n = signature(dataset, classes, label_column)
     except (ValueError, OSError, DatasetError) as e:
@@ -159,5 +189,6 @@ def incompatibility(
         and meta.get("class_names")
         and list(meta["class_names"]) != list(classes)
     ):
-        return f"different classes ({', '.join(classes[:3])}, ... vs {', '.join(meta['class_names'][:3])}, ...)"
+        ours, theirs = ", ".join(classes[:3]), ", ".join(meta["class_names"][:3])
+        return f"different classes ({ours}, ... vs {theirs}, ...)"
     return None

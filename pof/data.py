@@ -46,9 +46,9 @@ class Dataset:
     std: tuple[float, ...]
     augment: dict = field(default_factory=dict)  # default training augmentation
     source: str = ""
-    # Where the label order came from: "stated" (classes=...), "registry", "numeric" (integer labels)
-    # or "alphabetical" (folder names, string labels). Only "alphabetical" is a guess that can silently
-    # disagree with a checkpoint trained elsewhere, so callers warn about it.
+    # Where the label order came from: "stated" (classes=...), "registry", "numeric" (integer
+    # labels) or "alphabetical" (folder names, string labels). Only "alphabetical" is a guess that
+    # can silently disagree with a checkpoint trained elsewhere, so callers warn about it.
     class_order: str = "registry"
     normalization: str = COMPUTED  # or STATED, AS_IS, or "mean ...; std ..." when they differ
 
@@ -119,7 +119,8 @@ def _digits(**_) -> Dataset:
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
-    # Pixel values are 0..16; scale to the full uint8 range so every image dataset shares one format.
+    # Pixel values are 0..16; scale to the full uint8 range so every image dataset shares one
+    # format.
     images = np.rint(d.images * (255 / 16)).astype(np.uint8)[:, None]
     xtr, xte, ytr, yte = train_test_split(
         images, d.target, test_size=0.25, stratify=d.target, random_state=0
@@ -148,7 +149,8 @@ def _spirals(n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def point_set(name: str, n: int = 2000, noise: float | None = None, seed: int = 0) -> Dataset:
-    """A synthetic 2-D set (moons, circles, spirals) of n points, half for training, half for testing."""
+    """A synthetic 2-D set (moons, circles, spirals) of n points, half for training, half for
+    testing."""
     from sklearn import datasets as skd
 
     if name == "moons":
@@ -181,7 +183,9 @@ _TV_FILES = {
     "cifar100": "cifar-100-python.tar.gz (or the extracted cifar-100-python/)",
     "svhn": "train_32x32.mat and test_32x32.mat (extra_32x32.mat for --svhn-extra)",
     "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the .gz files, unpacked)",
-    "fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the .gz files, unpacked)",
+    "fashion_mnist": (
+        "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the .gz files, unpacked)"
+    ),
 }
 
 
@@ -439,7 +443,8 @@ def parse_classes(value) -> list[str] | None:
 
 
 def parse_stats(value, what: str = "mean") -> str | tuple[float, ...] | None:
-    """A `mean` or `std` option: None, "auto", a number, numbers, or a comma-separated string of them."""
+    """A `mean` or `std` option: None, "auto", a number, numbers, or a comma-separated string of
+    them."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -480,8 +485,9 @@ def parse_stats(value, what: str = "mean") -> str | tuple[float, ...] | None:
 
 
 def data_options(args) -> dict:
-    """The data keywords of load_dataset (classes, label_column, mean, std) from an argparse namespace
-    (or any object); a missing attribute means None. Malformed values raise DatasetError."""
+    """The data keywords of load_dataset (classes, label_column, mean, std) from an argparse
+    namespace (or any object); a missing attribute means None. Malformed values raise DatasetError.
+    """
     label_column = getattr(args, "label_column", None)
     if label_column is not None:
         if not isinstance(label_column, str) or not label_column.strip():
@@ -503,15 +509,16 @@ def _short(value, limit: int = 60) -> str:
 
 
 def _stat_width(x: torch.Tensor) -> tuple[int, str]:
-    """How many values a mean or std has, and what each is for: one per channel (images), per feature
-    (flat data), else a single value for all (float inputs with several axes)."""
+    """How many values a mean or std has, and what each is for: one per channel (images), per
+    feature (flat data), else a single value for all (float inputs with several axes)."""
     if x.dtype == torch.uint8:
         return x.shape[1], "channel"
     return (x.shape[1], "feature") if x.ndim == 2 else (1, "")
 
 
 def _fit_stat(value, width: int, what: str, where: str, unit: str) -> tuple[float, ...] | None:
-    """A stated mean/std at the data's width (a single value is broadcast); None and "auto" pass through."""
+    """A stated mean/std at the data's width (a single value is broadcast); None and "auto" pass
+    through."""
     if not isinstance(value, tuple) or len(value) == width:
         return value
     if len(value) == 1:
@@ -528,7 +535,8 @@ def _fit_stat(value, width: int, what: str, where: str, unit: str) -> tuple[floa
 
 
 def _apply_normalization(d: Dataset, mean, std) -> Dataset:
-    """Replace the dataset's default statistics by stated or computed ones, and say where each came from."""
+    """Replace the dataset's default statistics by stated or computed ones, and say where each came
+    from."""
     if mean is None and std is None:
         return d
     width, unit = _stat_width(d.x_train)
@@ -580,7 +588,8 @@ def _integer_classes(
 
 
 def _own_dataset(name, xtr, ytr, xte, yte, classes, class_order, source) -> Dataset:
-    """The user's own numbers: used as they are (mean 0, std 1; uint8 images only divided by 255)."""
+    """The user's own numbers: used as they are (mean 0, std 1; uint8 images only divided by
+    255)."""
     width = _stat_width(xtr)[0]
     augment = {"crop": max(1, xtr.shape[-1] // 8), "flip": True} if xtr.dtype == torch.uint8 else {}
     return Dataset(
@@ -647,7 +656,8 @@ def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], str]:
     key = None
     try:
         if kind == "npz":
-            # allow_pickle=False: an object array inside is refused by numpy before anything is unpickled
+            # allow_pickle=False: an object array inside is refused by numpy before anything is
+            # unpickled
             opened = np.load(path, allow_pickle=False)
             names, get = opened.files, opened.__getitem__
         else:
@@ -679,7 +689,8 @@ def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], str]:
 
 
 def _checked_arrays(a: dict[str, np.ndarray], where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_train and x_test as tensors (uint8 images or float32), after checking shapes, dtypes, values."""
+    """x_train and x_test as tensors (uint8 images or float32), after checking shapes, dtypes,
+    values."""
     found = "; ".join(f"{k}: {a[k].dtype} {tuple(a[k].shape)}" for k in _ARRAY_KEYS)
     for split in ("train", "test"):
         x, y = a[f"x_{split}"], a[f"y_{split}"]
@@ -798,7 +809,8 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
 
 
 def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
-    """Features (float32), labels (stripped strings), split (or None) and line numbers of one CSV file."""
+    """Features (float32), labels (stripped strings), split (or None) and line numbers of one CSV
+    file."""
     header, rows = _read_csv(path)
     if label_column not in header:
         raise DatasetError(
@@ -818,14 +830,19 @@ def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
         raise DatasetError(f"{path} has a header but no rows.")
     lab = header.index(label_column)
     labels = [row[lab].strip() for _, row in rows]
-    empty = next((line for (line, _), v in zip(rows, labels) if not v), None)
+    empty = next((line for (line, _), v in zip(rows, labels, strict=True) if not v), None)
     if empty is not None:
         raise DatasetError(f"{path} line {empty}: the label ({label_column!r}) is empty.")
     split = None
     if has_split:
         split = [row[header.index("split")].strip().lower() for _, row in rows]
         odd = next(
-            ((line, v) for (line, _), v in zip(rows, split) if v not in ("train", "test")), None
+            (
+                (line, v)
+                for (line, _), v in zip(rows, split, strict=True)
+                if v not in ("train", "test")
+            ),
+            None,
         )
         if odd:
             raise DatasetError(
@@ -954,7 +971,8 @@ DATASETS = OFFLINE + TORCHVISION
 
 
 def _check_registry_request(name: str, classes: list[str] | None, mean, std) -> None:
-    """Refuse a stated class list or statistics that cannot fit a registry dataset, before loading it."""
+    """Refuse a stated class list or statistics that cannot fit a registry dataset, before loading
+    it."""
     from .catalogue import NUM_CLASSES, SIGNATURES  # static shapes and names: no download needed
 
     shape, names = SIGNATURES[name]
@@ -989,8 +1007,8 @@ def load_dataset(
         integer labels, orders string labels, and must match a registry dataset's own list.
     label_column: the CSV column holding the labels (default "label"); CSV only.
     mean, std: None (registry and image folders: computed from the training split; npz/csv: the
-        numbers are used as they are), "auto" (computed from the training split), or numbers (one per
-        channel, in [0, 1] units for images, or per feature; a single value is broadcast).
+        numbers are used as they are), "auto" (computed from the training split), or numbers (one
+        per channel, in [0, 1] units for images, or per feature; a single value is broadcast).
     """
     # Every option is checked before any file is read or anything is downloaded.
     classes = parse_classes(classes)
@@ -1054,7 +1072,8 @@ def parse_augment(spec: str | None, default: dict) -> dict:
 
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """A generator that depends only on (seed, epoch, stream): resuming at an epoch replays it exactly."""
+    """A generator that depends only on (seed, epoch, stream): resuming at an epoch replays it
+    exactly."""
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 7 + stream)
 
 

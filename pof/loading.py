@@ -6,14 +6,18 @@ unpickling anything but tensors.
                                       {'state_dict' | 'model' | 'model_state_dict' | 'net': ...}
                                       wrapper such as a Lightning .ckpt
     torch.export archive (.pt2)       checked piece by piece first (see _vet_pt2), then loaded
-    TorchScript archive               refused: TorchScript is deprecated in this PyTorch (torch.export
-                                      replaces it) and its archives carry code that would be run
+    TorchScript archive               refused: TorchScript is deprecated in this PyTorch
+                                      (torch.export replaces it) and its archives carry code that
+                                      would be run
     a pickled whole module            refused unread, with what to save instead
 
 Keys are then fitted to the architecture: a prefix shared by the keys (`module.`, `model.`,
 `_orig_mod.` ...) is stripped when that makes more of them match, `--key-map old=new` renames, and
 when keys still do not match the error pairs the closest missing and unexpected keys and
 suggests a mapping.
+
+torch is imported where tensors are read, not with this module: the app's pages name files and
+report errors without it.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "network", "module")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -64,11 +70,12 @@ class ModelSource:
             old, sep, _ = m.partition("=")
             if not sep or not old:
                 raise LoadError(
-                    f"--key-map {m!r}: give OLD=NEW (a key prefix in the file and what it should become)."
+                    f"--key-map {m!r}: give OLD=NEW (a key prefix in the file and what it should "
+                    "become)."
                 )
 
 
-# --- what a file is ---------------------------------------------------------------------------------------
+# --- what a file is -------------------------------------------------------------------------------
 
 
 def sniff(path: Path) -> str:
@@ -106,6 +113,8 @@ def sniff(path: Path) -> str:
 
 
 def _torch_load(data, what: str):
+    import torch
+
     try:
         return torch.load(data, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -113,9 +122,10 @@ def _torch_load(data, what: str):
         found = re.search(r"GLOBAL ([\w.]+)", msg)
         if found:
             raise LoadError(
-                f"{what} holds a pickled Python object ({found.group(1)}), not only tensors. It was not loaded: "
-                f"unpickling it would run code. Save the weights instead: torch.save(model.state_dict(), PATH) "
-                f"(and give the architecture with --arch), or export the model with torch.export.save."
+                f"{what} holds a pickled Python object ({found.group(1)}), not only tensors. It "
+                "was not loaded: unpickling it would run code. Save the weights instead: "
+                "torch.save(model.state_dict(), PATH) (and give the architecture with --arch), "
+                "or export the model with torch.export.save."
             ) from e
         raise LoadError(f"{what} could not be read as a PyTorch file: {msg}") from e
 
@@ -123,6 +133,8 @@ def _torch_load(data, what: str):
 def unwrap(obj, what: str) -> dict[str, torch.Tensor]:
     """The state dict inside what torch.load returned: itself, or under a common wrapper key
     (Lightning keeps it under 'state_dict', many scripts under 'model' or 'model_state_dict')."""
+    import torch
+
     for _ in range(3):  # wrappers nest at most a couple of levels in practice
         if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return dict(obj)
@@ -140,8 +152,8 @@ def unwrap(obj, what: str) -> dict[str, torch.Tensor]:
             )
         keys = ", ".join(map(str, list(obj)[:12]))
         raise LoadError(
-            f"{what} holds a dict without a state dict in it (top-level keys: {keys}). Expected tensors, "
-            f"or one of {', '.join(repr(w) for w in WRAPPERS)} holding them."
+            f"{what} holds a dict without a state dict in it (top-level keys: {keys}). Expected "
+            f"tensors, or one of {', '.join(repr(w) for w in WRAPPERS)} holding them."
         )
     raise LoadError(f"{what} holds a {type(obj).__name__}, not a state dict of tensors.")
 
@@ -161,18 +173,21 @@ def read_state(path: Path) -> tuple[str, dict[str, torch.Tensor], dict | None]:
         return kind, {}, None
     if kind == "torchscript":
         raise LoadError(
-            f"{path} is a TorchScript archive. TorchScript is deprecated in this PyTorch and its archives "
-            f"carry compiled code, so they are not read. Save the weights "
-            f"(torch.save(model.state_dict(), PATH)) with --arch, or export the model: "
-            f"torch.export.save(torch.export.export(model, (x,), dynamic_shapes=...), 'model.pt2')."
+            f"{path} is a TorchScript archive. TorchScript is deprecated in this PyTorch and its "
+            "archives carry compiled code, so they are not read. Save the weights "
+            "(torch.save(model.state_dict(), PATH)) with --arch, or export the model: "
+            "torch.export.save(torch.export.export(model, (x,), dynamic_shapes=...), "
+            "'model.pt2')."
         )
+    with open(path, "rb") as f:
+        head = f.read(8)
     raise LoadError(
-        f"{path} is not a model file this tool reads (safetensors, a torch.save state dict, a Lightning "
-        f".ckpt, or a torch.export .pt2); its first bytes are {open(path, 'rb').read(8)!r}."
+        f"{path} is not a model file this tool reads (safetensors, a torch.save state dict, a "
+        f"Lightning .ckpt, or a torch.export .pt2); its first bytes are {head!r}."
     )
 
 
-# --- torch.export programs ---------------------------------------------------------------------------
+# --- torch.export programs ------------------------------------------------------------------------
 
 
 def _vet_pt2(path: Path) -> None:
@@ -186,8 +201,8 @@ def _vet_pt2(path: Path) -> None:
                     p = entry.get("path_name", "")
                     if p.startswith(("custom_obj", "opaque_obj")):
                         raise LoadError(
-                            f"{path} holds a Python object ({fqn}) besides tensors; it is not loaded, "
-                            f"for safety. Export a model whose constants are tensors."
+                            f"{path} holds a Python object ({fqn}) besides tensors; it is not "
+                            "loaded, for safety. Export a model whose constants are tensors."
                         )
                     if entry.get("use_pickle"):
                         piece = name.rsplit("/", 1)[0] + "/" + p
@@ -205,6 +220,8 @@ def _fixed_mode(self, mode: bool = True):
 
 def load_export(path: Path) -> nn.Module:
     """The module of a torch.export program, after vetting its pickled pieces."""
+    import torch
+
     if sniff(path) != "export":
         raise LoadError(f"{path} is not a torch.export archive (torch.export.save writes one).")
     _vet_pt2(path)
@@ -217,8 +234,9 @@ def load_export(path: Path) -> nn.Module:
             val = node.meta.get("val")
             if val is not None and isinstance(val.shape[0], int):
                 raise LoadError(
-                    f"{path} was exported for batches of exactly {val.shape[0]}; the analyses need other batch "
-                    f"sizes. Export it again with a dynamic batch dimension: torch.export.export(model, (x,), "
+                    f"{path} was exported for batches of exactly {val.shape[0]}; the analyses "
+                    "need other batch sizes. Export it again with a dynamic batch dimension: "
+                    "torch.export.export(model, (x,), "
                     f"dynamic_shapes=({{0: torch.export.Dim('batch')}},))."
                 )
     module = program.module()
@@ -227,7 +245,7 @@ def load_export(path: Path) -> nn.Module:
     return module
 
 
-# --- fitting keys to an architecture ---------------------------------------------------------------------
+# --- fitting keys to an architecture --------------------------------------------------------------
 
 
 def _matches(state: dict, expected: set) -> int:
@@ -243,7 +261,8 @@ def fit_keys(state: dict, model: nn.Module, key_map: list[str]) -> tuple[dict, l
         hit = [k for k in state if k.startswith(old)]
         if not hit:
             raise LoadError(
-                f"--key-map {m}: no key starts with {old!r} (keys look like {', '.join(list(state)[:3])})."
+                f"--key-map {m}: no key starts with {old!r} (keys look like "
+                f"{', '.join(list(state)[:3])})."
             )
         state = {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in state.items()}
         notes.append(f"renamed {len(hit)} keys {old!r} -> {new!r}")
@@ -293,16 +312,15 @@ def _key_suggestion(
     if not renames:
         return pairs, None
     (old, new), count = renames.most_common(1)[0]
-    if not old or count < max(
-        2, len(pairs) // 2
-    ):  # a rename that explains only a few pairs is a guess
+    if not old or count < max(2, len(pairs) // 2):  # explaining only a few pairs is a guess
         return pairs, None
     return pairs, f"--key-map {old}={new}"
 
 
 def check_keys(state: dict, model: nn.Module, what: str, arch: str) -> dict:
     """Refuse weights that do not fit the model, saying which keys and shapes differ; returns the
-    state completed with BN's step counters when only those are missing (older PyTorch omits them)."""
+    state completed with BN's step counters when only those are missing (older PyTorch omits
+    them)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     if missing and all(k.endswith("num_batches_tracked") for k in missing):
@@ -331,7 +349,8 @@ def check_keys(state: dict, model: nn.Module, what: str, arch: str) -> dict:
             lines.append(f"  ... and {len(missing) - 6} more missing")
         if unexpected and not pairs:
             lines.append(
-                f"  keys in the file: {', '.join(unexpected[:6])}{' ...' if len(unexpected) > 6 else ''}"
+                "  keys in the file: "
+                f"{', '.join(unexpected[:6])}{' ...' if len(unexpected) > 6 else ''}"
             )
         if suggestion:
             lines.append(f"  Most differ by a prefix; try:  {suggestion}")

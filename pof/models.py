@@ -1,15 +1,17 @@
-"""Model registry. Every model is `classifier(features(x))`: PoF trains `features` and perturbs
-`classifier` (a single nn.Linear). Foreign modules are split at their last nn.Linear.
+"""The registry's networks. Every model is `classifier(features(x))`: PoF trains `features` and
+perturbs `classifier` (a single nn.Linear). Foreign modules are split at their last nn.Linear. The
+registry itself (names, default arguments) is pof.archs.ARCHS, which needs no torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .archs import ARCHS, split_text
 
 
 class Classifier(nn.Module):
@@ -47,7 +49,7 @@ def cnn_small(input_shape, num_classes, width=32) -> Classifier:
     layers = _conv_bn(c, width)
     if h >= 16:
         layers.append(nn.MaxPool2d(2))
-    layers += _conv_bn(width, 2 * width) + [nn.MaxPool2d(2)] + _conv_bn(2 * width, 4 * width)
+    layers += [*_conv_bn(width, 2 * width), nn.MaxPool2d(2), *_conv_bn(2 * width, 4 * width)]
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return Classifier(nn.Sequential(*layers), nn.Linear(4 * width, num_classes))
 
@@ -127,7 +129,8 @@ def wide_resnet(input_shape, num_classes, depth=28, widen=10, dropout=0.0) -> Cl
 
 
 def resnet18_cifar(input_shape, num_classes) -> Classifier:
-    """torchvision's ResNet-18 with a 3x3 stride-1 stem and no max-pool, the usual 32x32 adaptation."""
+    """torchvision's ResNet-18 with a 3x3 stride-1 stem and no max-pool, the usual 32x32
+    adaptation."""
     import torchvision
 
     m = torchvision.models.resnet18(num_classes=num_classes)
@@ -138,31 +141,6 @@ def resnet18_cifar(input_shape, num_classes) -> Classifier:
     return Classifier(feats, m.fc)
 
 
-@dataclass(frozen=True)
-class Arch:
-    build: Callable[..., Classifier]
-    defaults: dict
-    inputs: str  # which inputs it is meant for, shown in help texts
-
-
-ARCHS: dict[str, Arch] = {
-    "mlp": Arch(mlp, {"hidden": [64, 64]}, "2-D points and flattened images"),
-    "cnn-small": Arch(cnn_small, {"width": 32}, "8x8 to 32x32 images"),
-    "resnet20": Arch(cifar_resnet, {"depth": 20}, "32x32 images"),
-    "resnet56": Arch(cifar_resnet, {"depth": 56}, "32x32 images"),
-    "wrn-16-4": Arch(wide_resnet, {"depth": 16, "widen": 4}, "32x32 images"),
-    "wrn-28-10": Arch(
-        wide_resnet, {"depth": 28, "widen": 10}, "32x32 images (the paper's network)"
-    ),
-    "resnet18-cifar": Arch(
-        resnet18_cifar,
-        {},
-        "32x32 images (torchvision's ResNet-18 with a 3x3 stem and no "
-        "max-pool; torchvision's own is torchvision:resnet18)",
-    ),
-}
-
-
 def build_model(arch: str, input_shape, num_classes: int, **arch_args) -> Classifier:
     if arch not in ARCHS:
         raise ValueError(f"Unknown architecture {arch!r}; known: {', '.join(ARCHS)}.")
@@ -170,9 +148,11 @@ def build_model(arch: str, input_shape, num_classes: int, **arch_args) -> Classi
     args = {**spec.defaults, **arch_args}
     if arch != "mlp" and len(input_shape) != 3:
         raise ValueError(
-            f"{arch} needs image inputs (C, H, W), got shape {tuple(input_shape)}; use mlp for 2-D data."
+            f"{arch} needs image inputs (C, H, W), got shape {tuple(input_shape)}; use mlp for "
+            "2-D data."
         )
-    return spec.build(tuple(input_shape), num_classes, **args)
+    build = globals()[spec.builder]  # a function of this module, named by the registry
+    return build(tuple(input_shape), num_classes, **args)
 
 
 def arch_args(arch: str, **overrides) -> dict:
@@ -192,10 +172,7 @@ class Split:
 
     def describe(self) -> str:
         c = self.classifier
-        return (
-            f"classifier = {self.classifier_name} (Linear {c.in_features} -> {c.out_features}), "
-            f"chosen by {self.how}; features = everything before it"
-        )
+        return split_text(self.classifier_name, c.in_features, c.out_features, self.how)
 
 
 class _UpTo(nn.Module):

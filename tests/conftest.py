@@ -1,12 +1,16 @@
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +53,170 @@ def wait_for_state(run, states=("done",), timeout=180):
         assert time.time() - t0 < timeout, run.status()
         time.sleep(0.2)
     return run.status()
+
+
+# --- the app in a real browser (tests/test_browser*.py) ------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`streamlit run app/main.py` on a free port with its own runs folder: (url, runs folder)."""
+    port = _free_port()
+    env = {**os.environ, "POF_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://localhost:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not start")
+    yield url, tmp_path / "runs"
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def page(tmp_path):
+    """A page of headless Chromium, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            "Chromium is not installed: run `apt-get install -y chromium` (as .ci/run does)."
+        )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        pg = browser.new_page(viewport={"width": 1300, "height": 1200})
+        yield pg
+        browser.close()
+
+
+# --- markers: `-m "not slow and not browser"` is the fast subset ---------------------------------
+#
+# browser: the test starts the app's server (the `server` fixture) and drives it in Chromium.
+# slow: the test, or a module fixture it needs, took 4 s or more when every test was measured on the
+# 2-core machine while it was shared (load 5-9, so about 1.5 s idle), module by module with
+# `python -m pytest -q --durations=0 tests/MODULE.py` (2026-11-29). A new test that trains, runs
+# the CLI, a job or a server belongs here; re-measure when the fast subset grows past a minute.
+SLOW_FIXTURES = {  # module fixtures that train or measure
+    "test_analysis_cli.py": {"ckpts"},  # pre-training runs through the CLI
+    "test_app.py": {"finished_pof_run"},  # a PoF run and its whole analysis
+    "test_app_faults.py": {"good_runs"},  # pre-training and post-training runs
+    "test_layers.py": {"tiny", "two_checkpoints"},  # an exact Hessian (56 s); two pre-trainings
+    "test_learn.py": {"sharp"},  # trains the Learn page's sharp network (17 s)
+    "test_post_train.py": {"ckpts"},  # pre-training runs through the CLI
+}
+SLOW_TESTS = {
+    "test_app.py": {
+        "test_pretrain_start_creates_a_run_folder_and_a_background_job",  # 28 s
+        "test_bad_combinations_and_occupied_names_are_refused",  # 22 s
+        "test_start_post_trains_the_default_model_in_a_background_job",  # 17 s
+        "test_runs_page_shows_a_queued_job_waiting_for_the_running_one",  # 8 s
+        "test_compare_page_starts_one_background_job_per_missing_analysis",  # 7 s
+        "test_a_run_trained_on_an_image_folder_is_offered_that_folder_without_a_download_warning",
+        "test_default_page_offers_the_bundled_digits_model_with_its_card_and_the_paper_defaults",
+    },
+    "test_app_faults.py": {
+        "test_a_crafted_run_in_the_url_is_refused_and_nothing_outside_is_read_or_written",  # 42 s
+        "test_a_dead_and_a_broken_run_do_not_hold_up_a_job_started_from_the_app",  # 21 s
+        "test_a_restarted_app_keeps_showing_a_running_job_live",  # 9 s
+    },
+    "test_catalogue.py": {"test_offline_bundled_models_reach_their_recorded_test_accuracy"},  # 7 s
+    "test_inspect_app.py": {
+        "test_two_bundled_checkpoints_side_by_side_per_layer",  # 116 s
+        "test_traces_only_for_a_large_model",  # 30 s
+    },
+    "test_cold_start.py": {  # 11 s: three fresh Python processes import torch
+        "test_the_app_runs_torch_on_one_thread_once_imported_and_its_jobs_keep_theirs"
+    },
+    "test_foreign_models.py": {
+        "test_a_torchvision_resnet18_state_dict",  # 14 s
+        "test_cli_import_then_every_command_takes_it_as_it_is",  # 11 s
+        "test_pretraining_on_a_csv_keeps_its_label_column_and_class_order",  # 7 s
+        "test_alphabetical_class_order_meets_a_foreign_checkpoint_loudly",  # 5 s
+    },
+    "test_faults_runs.py": {
+        "test_runs_list_on_the_command_line_lists_every_run_however_broken",  # 25 s
+        "test_two_processes_creating_one_run_at_the_same_instant_exactly_one_wins",  # 9 s each
+        "test_no_file_content_crashes_or_hangs_a_reader",  # 8 s
+        "test_a_command_that_fails_after_creating_its_folder_does_not_stay_queued",  # 7 s
+        "test_a_job_the_app_queued_that_refuses_its_input_says_why_in_its_folder",  # 7 s
+        "test_a_cancel_sent_while_a_resume_starts_is_kept_and_one_on_a_finished_run_is_not_written",
+    },
+    "test_hessian.py": {
+        "test_slq_density_support_matches_extreme_eigenvalues_and_weights_sum_to_one",  # 38 s
+        "test_trace_within_three_standard_errors_and_per_layer_blocks",  # 25 s
+        "test_top_eigenvalues_match_exact_and_are_sorted",  # 7 s
+    },
+    "test_landscape.py": {
+        "test_worst_case_sharpness_at_a_minimum_is_half_rho_squared_lambda_max",  # 17 s
+        "test_landscape_origin_is_the_models_loss_and_the_model_is_restored_bit_for_bit",  # 12 s
+        "test_average_case_sharpness_at_a_minimum_is_half_sigma_squared_trace",  # 7 s
+        "test_a_stopped_landscape_continues_to_the_same_result",  # 4 s
+    },
+    "test_lastlayer.py": {"test_closed_form_equals_autograd_hessian"},  # 4.5 s
+    "test_learn.py": {"test_curvature_matches_the_exact_hessian"},  # 12 s
+    "test_models.py": {
+        "test_every_model_is_classifier_of_features[wrn-28-10]",  # 6 s
+        "test_every_model_is_classifier_of_features[resnet56]",  # 6 s
+        "test_foreign_module_is_split_at_its_last_linear",  # 4 s
+    },
+    "test_pof_step.py": {"test_affine_line_search_picks_exactly_the_naive_eta"},  # 27 s each
+    "test_runs.py": {"test_readers_never_see_a_torn_status_or_metrics_line"},  # 14 s
+    "test_sam.py": {"test_one_sam_step_is_the_hand_computed_one"},  # 4.5 s
+}
+SLOW_MODULES = {
+    "test_jobqueue.py",  # every test runs jobs in subprocesses: 4-17 s each
+    # all but three of its 83 tests run the CLI in a subprocess: 2.5-67 s each, 410 s in all
+    "test_faults_input.py",
+    # every test pre-trains through the CLI, or runs it repeatedly (not timed one by one)
+    "test_train_cli.py",
+    "test_learn_app.py",  # the Learn page trains its networks: 39 s for the first, 1-20 s after
+}
+
+
+def _slow(item) -> bool:
+    module = item.path.name
+    tests = SLOW_TESTS.get(module, set())
+    return (
+        module in SLOW_MODULES
+        or item.name in tests
+        or item.originalname in tests
+        or bool(SLOW_FIXTURES.get(module, set()) & set(item.fixturenames))
+    )
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "server" in item.fixturenames:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+        elif _slow(item):
+            item.add_marker(pytest.mark.slow)

@@ -1,6 +1,6 @@
-"""The app under faults (AppTest, real files, real jobs): corrupt run files break one run, not a page;
-names from the URL or a form never reach outside the runs folder; a NaN checkpoint is named on its
-card; the queue and the live view survive dead runs and an app restart."""
+"""The app under faults (AppTest, real files, real jobs): corrupt run files break one run, not a
+page; names from the URL or a form never reach outside the runs folder; a NaN checkpoint is named
+on its card; the queue and the live view survive dead runs and an app restart."""
 
 import json
 import os
@@ -38,7 +38,7 @@ def _files(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-# --- one bad file is one broken run -------------------------------------------------------------------
+# --- one bad file is one broken run ---------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,8 @@ def test_runs_page_lists_broken_runs_with_the_reason_next_to_the_good_ones(damag
     assert not at.exception
     table = at.dataframe[0].value
     rows = {
-        os.path.basename(r): (s, e) for r, s, e in zip(table["run"], table["state"], table["error"])
+        os.path.basename(r): (s, e)
+        for r, s, e in zip(table["run"], table["state"], table["error"], strict=True)
     }
     assert set(rows) == {"base", "post", "trunc", "garbage", "badline"}
     assert rows["base"][0] == rows["post"][0] == rows["badline"][0] == "done"
@@ -142,7 +143,7 @@ def test_compare_page_names_the_broken_run_and_still_compares_the_good_ones(dama
     assert not at.exception and any("trunc (broken)" in w.value for w in at.warning)
 
 
-# --- names from the URL and forms stay inside the runs folder ----------------------------------------
+# --- names from the URL and forms stay inside the runs folder -------------------------------------
 
 
 @pytest.fixture
@@ -260,7 +261,7 @@ def test_runs_page_refuses_a_run_name_outside_the_runs_folder(runs_root, tmp_pat
     assert _files(tmp_path) == before and not os.path.exists("/tmp/abs-run")
 
 
-# --- a checkpoint with NaN weights --------------------------------------------------------------------
+# --- a checkpoint with NaN weights ----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -308,7 +309,7 @@ def test_inspect_card_says_a_checkpoint_holds_nan_weights_and_offers_nothing_to_
     assert not any(b.label.startswith("Compute") for b in at.button)
 
 
-# --- jobs: a dead run never holds up the queue, and a restart keeps watching -------------------------
+# --- jobs: a dead run never holds up the queue, and a restart keeps watching ----------------------
 
 
 def test_a_dead_and_a_broken_run_do_not_hold_up_a_job_started_from_the_app(runs_root):

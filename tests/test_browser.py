@@ -3,74 +3,17 @@
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-
-import pytest
-from conftest import ROOT
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def __getattr__(name):
+    # The browser fixtures live in conftest.py; test_browser_inspect.py still imports them from
+    # here (`from test_browser import ... page, server`): served until that import drops them.
+    if name in ("page", "server"):
+        import conftest
 
-
-@pytest.fixture
-def server(tmp_path):
-    port = _free_port()
-    env = {**os.environ, "POF_RUNS": str(tmp_path / "runs")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://localhost:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("streamlit did not start")
-    yield url, tmp_path / "runs"
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
-
-
-@pytest.fixture
-def page(tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            "Chromium is not installed: run `apt-get install -y chromium` (as .ci/run does)."
-        )
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        pg = browser.new_page(viewport={"width": 1300, "height": 1200})
-        yield pg
-        browser.close()
+        return getattr(conftest, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _plot_traces(page) -> list[int]:
@@ -80,8 +23,25 @@ def _plot_traces(page) -> list[int]:
     )
 
 
+# the script run is over (Streamlit has removed what it no longer draws) and at least n charts are
+# drawn, every one holding its data: only then is a count of the charts final
+SETTLED_JS = """n => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const charts = [...document.querySelectorAll('.js-plotly-plot')];
+  return app !== null && app.dataset.testScriptState === 'notRunning'
+    && charts.length >= n && charts.every(e => (e.data || []).length > 0);
+}"""
+
+
+def _settled_traces(page, at_least: int, timeout: int = 60_000) -> list[int]:
+    """_plot_traces once the page has settled with at least `at_least` charts drawn."""
+    page.wait_for_function(SETTLED_JS, arg=at_least, timeout=timeout)
+    return _plot_traces(page)
+
+
 def _shot(page, tmp_path, name):
-    """A screenshot of the whole page (Streamlit scrolls inside its own container, so grow the viewport)."""
+    """A screenshot of the whole page (Streamlit scrolls inside its own container, so grow the
+    viewport)."""
     height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": 1300, "height": max(1200, min(height + 200, 16000))})
     page.screenshot(path=str(tmp_path / f"{name}.png"))
@@ -120,26 +80,20 @@ def test_default_model_post_trained_watched_reloaded_and_compared(server, page, 
     page.get_by_text(re.compile(r"Hessian spectra: ")).wait_for(timeout=30_000)
     _shot(page, tmp_path, "4-analysing")
     t0 = time.time()
-    while (
-        len(_plot_traces(page)) < 7
-    ):  # curves, per layer, Hessian bars, density, slices, contours, interpolation
+    # curves, per layer, Hessian bars, density, slices, contours, interpolation
+    while len(_plot_traces(page)) < 7:
         assert time.time() - t0 < 600, f"charts so far: {_plot_traces(page)}"
         assert not page.get_by_text(re.compile(r"failed:")).count(), page.content()[:2000]
-        time.sleep(2)
+        page.wait_for_timeout(2000)  # a poll, not a settle: the loop re-checks the condition
     page.get_by_role("tab", name="3-D surfaces").click()  # drawn only when opened
-    page.wait_for_function(
-        "[...document.querySelectorAll('.js-plotly-plot')].length >= 8", timeout=60_000
-    )
-    page.wait_for_timeout(1500)
-    traces = _plot_traces(page)
+    traces = _settled_traces(page, 8)
     assert len(traces) == 8 and all(n >= 2 for n in traces), traces
     for part in ("layers", "hessian", "landscape-1d", "landscape-2d", "interpolation"):
         assert (run / "analysis" / part / "result.json").exists()
     _shot(page, tmp_path, "5-compare")
     page.reload()  # cached: every chart at once, nothing to compute
     page.get_by_text("Hessian", exact=True).wait_for(timeout=30_000)
-    page.wait_for_timeout(1500)
     assert (
-        len(_plot_traces(page)) == 7
+        len(_settled_traces(page, 7, timeout=30_000)) == 7
         and not page.get_by_role("button", name=re.compile("Compute")).count()
     )

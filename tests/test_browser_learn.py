@@ -3,7 +3,7 @@ slider in each section redraws that section's figure with new numbers while the 
 
 import time
 
-from test_browser import _shot, page, server  # noqa: F401  (fixtures)
+from test_browser import _shot
 
 # section -> (the slider moved, the figure that must change)
 SECTIONS = {
@@ -19,14 +19,17 @@ def _figure_data(page, key: str) -> str:
     """What a Plotly chart currently shows (its traces' x, y, z and its lines and labels), read from
     the chart element Plotly itself fills."""
     return page.evaluate(
-        f"key => {{ const e = document.querySelector(`.st-key-${{key}} .js-plotly-plot`); return {SHOWN}; }}",
+        "key => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
+        f" return {SHOWN}; }}",
         key,
     )
 
 
+# (benchmarks/learn_interactions.py reads the charts with the same expression)
 SHOWN = (
     "e && e.data ? JSON.stringify([e.data.map(t => [t.x, t.y, t.z]), "
-    "(e.layout.shapes || []).map(s => [s.x0, s.y0]), (e.layout.annotations || []).map(a => a.text)]) : null"
+    "(e.layout.shapes || []).map(s => [s.x0, s.y0]), "
+    "(e.layout.annotations || []).map(a => a.text)]) : null"
 )
 
 
@@ -38,12 +41,11 @@ def test_each_section_redraws_its_own_figure_when_its_slider_moves(server, page,
     url, _ = server
     page.goto(url + "/learn")
     page.get_by_text("Learn: what a flat minimum is").wait_for(timeout=60_000)
-    for header in SECTIONS:
-        page.get_by_role("heading", name=header).wait_for(
-            timeout=120_000
-        )  # the first visit trains the networks
+    for header in SECTIONS:  # the first visit trains the networks
+        page.get_by_role("heading", name=header).wait_for(timeout=120_000)
     page.wait_for_function(
-        "[...document.querySelectorAll('.js-plotly-plot')].filter(e => (e.data || []).length).length >= 9",
+        "[...document.querySelectorAll('.js-plotly-plot')]"
+        ".filter(e => (e.data || []).length).length >= 9",
         timeout=120_000,
     )
     _shot(page, tmp_path, "learn-page")

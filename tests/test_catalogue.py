@@ -1,4 +1,5 @@
-"""The bundled checkpoints: each is what its manifest says, and only fitting datasets are offered."""
+"""The bundled checkpoints: each is what its manifest says, and only fitting datasets are
+offered."""
 
 import json
 import shutil
@@ -6,8 +7,15 @@ import shutil
 import pytest
 from conftest import run_cli
 
-from pof.catalogue import DEFAULT_MODEL, SIGNATURES, bundled, incompatibility, verify
-from pof.checkpoints import CheckpointError, load_checkpoint
+from pof.catalogue import (
+    DEFAULT_MODEL,
+    SIGNATURES,
+    bundled,
+    bundled_card,
+    incompatibility,
+    verify,
+)
+from pof.checkpoints import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from pof.data import DATASETS, load_dataset
 from pof.models import count_parameters
 
@@ -29,6 +37,29 @@ def test_each_bundled_file_matches_its_manifest(entry_id):
     assert count_parameters(model) == entry["parameters"]
     assert meta["metrics"]["test_acc"] == entry["test_acc"]
     assert incompatibility(meta, entry["dataset"]) is None
+
+
+@pytest.mark.parametrize("entry_id", sorted(ENTRIES))
+def test_a_bundled_models_card_read_without_torch_is_the_loaded_models(entry_id):
+    entry = ENTRIES[entry_id]
+    card = bundled_card(entry)
+    model, meta = load_checkpoint(entry["path"])
+    assert card["parameters"] == count_parameters(model)
+    assert card["split"] == meta["split"]  # "classifier = classifier (Linear 128 -> 10), ..."
+    assert card["meta"].pop("nonfinite") == meta["nonfinite"] == []
+    assert card["meta"] == read_metadata(entry["path"])
+
+
+def test_the_card_read_without_torch_names_nan_weights_as_loading_does(tmp_path):
+    entry = ENTRIES[DEFAULT_MODEL]
+    model, meta = load_checkpoint(entry["path"])
+    model.classifier.weight.data[3, 5] = float("nan")
+    model.features[1].running_var.data[0] = float("inf")  # a buffer counts too
+    save_checkpoint(tmp_path / "nan.safetensors", model, meta)
+    card = bundled_card({**entry, "path": str(tmp_path / "nan.safetensors")})
+    loaded = load_checkpoint(tmp_path / "nan.safetensors")[1]["nonfinite"]
+    assert sorted(card["meta"]["nonfinite"]) == sorted(loaded)
+    assert sorted(loaded) == ["classifier.weight", "features.1.running_var"]
 
 
 @pytest.mark.parametrize(

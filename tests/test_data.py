@@ -29,7 +29,7 @@ def test_offline_datasets_load_as_tensors(name):
 
 
 def test_unknown_dataset_names_the_choices():
-    with pytest.raises(DatasetError, match="digits.*imagefolder:PATH"):
+    with pytest.raises(DatasetError, match=r"digits.*imagefolder:PATH"):
         load_dataset("imagenet")
 
 
@@ -92,7 +92,7 @@ def test_image_folder_errors_are_specific(tmp_path):
         load_dataset(f"imagefolder:{tmp_path}")
     folder = _make_image_folder(tmp_path / "mixed")
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(folder / "train" / "cat" / "odd.png")
-    with pytest.raises(DatasetError, match="odd.png is 5x5 but earlier images are 12x10"):
+    with pytest.raises(DatasetError, match=r"odd.png is 5x5 but earlier images are 12x10"):
         load_dataset(f"imagefolder:{folder}")
 
 
@@ -106,12 +106,12 @@ def test_batches_cover_every_sample_once_per_epoch_and_replay_exactly():
     ys = torch.cat([y for _, y in b.epoch(5)])
     assert torch.equal(torch.sort(ys).values, torch.sort(d.y_train).values)
     again = [x for x, _ in b.epoch(5)]
-    assert all(torch.equal(x1, x2) for (x1, _), x2 in zip(b.epoch(5), again))
+    assert all(torch.equal(x1, x2) for (x1, _), x2 in zip(b.epoch(5), again, strict=True))
     assert not torch.equal(next(iter(b.epoch(6)))[0], again[0])
 
 
 def test_normalization_uses_dataset_statistics():
-    d, b = _digits_batches(shuffle=False)
+    _, b = _digits_batches(shuffle=False)
     x = torch.cat([x for x, _ in b.epoch(0)])
     assert abs(x.mean().item()) < 1e-4 and abs(x.std().item() - 1) < 1e-3
 
@@ -143,7 +143,7 @@ def test_flip_and_cutout():
         torch.equal(x[i], plain[i].flip(2)) and not torch.equal(x[i], plain[i]) for i in range(100)
     ]
     same = [torch.equal(x[i], plain[i]) for i in range(100)]
-    assert all(f or s for f, s in zip(flipped, same)) and 20 < sum(flipped) < 80
+    assert all(f or s for f, s in zip(flipped, same, strict=True)) and 20 < sum(flipped) < 80
     ones = torch.full((50, 1, 16, 16), 255, dtype=torch.uint8)
     b = Batches(ones, torch.zeros(50, dtype=torch.long), (0.0,), (1.0,), 50, augment={"cutout": 4})
     x, _ = next(iter(b))

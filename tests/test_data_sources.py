@@ -95,7 +95,7 @@ def test_npz_stated_classes_name_the_integer_labels(tmp_path):
     d = load_dataset(name, classes=["low", "mid", "high"])
     assert d.classes == ["low", "mid", "high"] and d.class_order == "stated"
     assert d.y_train.tolist()[:3] == [0, 1, 2]  # the labels are untouched; only named
-    with pytest.raises(DatasetError, match="names 2 classes but the labels run 0..2"):
+    with pytest.raises(DatasetError, match=r"names 2 classes but the labels run 0..2"):
         load_dataset(name, classes="low,high")
 
 
@@ -104,7 +104,7 @@ def test_npz_with_gaps_in_labels_is_refused_unless_all_classes_are_named(tmp_pat
     name = _npz(
         tmp_path / "one_based.npz", **{**a, "y_train": a["y_train"] + 1, "y_test": a["y_test"] + 1}
     )
-    with pytest.raises(DatasetError, match="no example has label 0.*subtract it"):
+    with pytest.raises(DatasetError, match=r"no example has label 0.*subtract it"):
         load_dataset(name)
     d = load_dataset(name, classes="unused,a,b,c")
     assert d.num_classes == 4 and d.y_train.min() == 1
@@ -169,7 +169,7 @@ def _explode():
 def test_a_pickled_object_array_is_refused_without_unpickling(tmp_path):
     a = _arrays()
     a["x_train"] = np.array([Boom()] * 12, dtype=object)
-    with pytest.raises(DatasetError, match="x_train holds Python objects.*never loaded"):
+    with pytest.raises(DatasetError, match=r"x_train holds Python objects.*never loaded"):
         load_dataset(_npz(tmp_path / "pickled.npz", **a))
 
 
@@ -188,7 +188,7 @@ def test_files_that_are_neither_format_or_missing(tmp_path):
     truncated = tmp_path / "cut.npz"
     np.savez(truncated, **_arrays())
     truncated.write_bytes(truncated.read_bytes()[:200])
-    with pytest.raises(DatasetError, match="Cannot read .*cut.npz as npz"):
+    with pytest.raises(DatasetError, match=r"Cannot read .*cut.npz as npz"):
         load_dataset(f"npz:{truncated}")
     with pytest.raises(DatasetError, match=f"No such file: {tmp_path / 'absent.npz'}$"):
         load_dataset(f"npz:{tmp_path / 'absent.npz'}")
@@ -196,7 +196,7 @@ def test_files_that_are_neither_format_or_missing(tmp_path):
         load_dataset(f"npz:{tmp_path}")
 
 
-# --- CSV -------------------------------------------------------------------------------------------
+# --- CSV ------------------------------------------------------------------------------------------
 
 CSV = """height,weight,species,split
 1.5,20,dog,train
@@ -294,11 +294,12 @@ def test_csv_that_is_not_text_and_label_column_elsewhere(tmp_path):
         load_dataset(f"csv:{tmp_path / 'table.csv'},{tmp_path / 'b.csv'}")
 
 
-# --- image folders and the registry -----------------------------------------------------------------
+# --- image folders and the registry ---------------------------------------------------------------
 
 
 def _folder(root, classes=("cat", "dog", "fox")):
-    # each class's images are filled with its own grey value, so a label can be checked against pixels
+    # each class's images are filled with its own grey value, so a label can be checked against
+    # pixels
     for split in ("train", "test"):
         for i, c in enumerate(classes):
             (root / split / c).mkdir(parents=True)
@@ -317,7 +318,7 @@ def test_image_folder_follows_the_stated_class_order(tmp_path):
     )  # from the cache
     assert stated.classes == ["fox", "cat", "dog"] and stated.class_order == "stated"
     grey_of = {"cat": 10, "dog": 20, "fox": 30}
-    for x, y in zip(stated.x_train, stated.y_train):
+    for x, y in zip(stated.x_train, stated.y_train, strict=True):
         assert x.max().item() == grey_of[stated.classes[y]]
     assert stated.y_train.tolist() == [1, 2, 0]  # the files are still listed cat, dog, fox
     with pytest.raises(
@@ -338,7 +339,7 @@ def test_image_folder_normalization_default_auto_and_stated(tmp_path):
     s = load_dataset(name, root=tmp_path / "cache", mean=0.5, std=[0.25])
     assert s.mean == (0.5,) and s.std == (0.25,) and s.normalization == STATED
     with pytest.raises(
-        DatasetError, match="std has 3 values but .*pets has 1 channel; give one value per channel"
+        DatasetError, match=r"std has 3 values but .*pets has 1 channel; give one value per channel"
     ):
         load_dataset(name, root=tmp_path / "cache", std="0.2,0.2,0.2")
 
@@ -404,7 +405,7 @@ def test_bad_options_are_refused_before_loading(kw, message):
         load_dataset("npz:/does/not/exist.npz", **kw)  # the option is checked before the file
 
 
-# --- the catalogue and the CLI's options --------------------------------------------------------------
+# --- the catalogue and the CLI's options ----------------------------------------------------------
 
 
 def test_catalogue_signature_of_own_files(tmp_path):

@@ -27,7 +27,8 @@ USER_CODE = textwrap.dedent('''
         def __init__(self, num_classes=3, width=8):
             super().__init__()
             self.body = nn.Sequential(
-                nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                nn.MaxPool2d(2),
                 nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
                 nn.AdaptiveAvgPool2d(1), nn.Flatten())
             self.head = nn.Sequential()
@@ -101,12 +102,15 @@ def test_a_torchvision_resnet18_state_dict(user):
     assert meta["classifier"] == "fc" and "last nn.Linear" in meta["split"]
     x = torch.randn(2, 3, 16, 16)
     assert torch.equal(model(x), theirs.eval()(x))
-    with torch.no_grad():  # the registry's CIFAR variant is another network: its keys do not fit
-        with pytest.raises(
+    # the registry's CIFAR variant is another network: its keys do not fit
+    with (
+        torch.no_grad(),
+        pytest.raises(
             CheckpointError,
-            match="does not fit resnet18-cifar: 122 missing(.|\n)*classifier.weight +fc.weight",
-        ):
-            load_checkpoint(user / "resnet18.pth", data, source=ModelSource("resnet18-cifar"))
+            match=r"does not fit resnet18-cifar: 122 missing(.|\n)*classifier.weight +fc.weight",
+        ),
+    ):
+        load_checkpoint(user / "resnet18.pth", data, source=ModelSource("resnet18-cifar"))
     # 20 convolutions, 20 batch norms, fc: every layer's trace in one pass of 2 probes; each block
     # eigenvalue would cost a few full products (seconds each for 11M parameters on 2 CPU cores),
     # which the CLI's --traces-only leaves out too
@@ -194,7 +198,7 @@ def test_a_torch_export_program_needs_no_code(user):
     # a program traced for one batch size is refused with how to export it instead
     torch.export.save(torch.export.export(mine, (torch.randn(4, 3, 16, 16),)), user / "fixed.pt2")
     with pytest.raises(
-        CheckpointError, match="exported for batches of exactly 4(.|\n)*dynamic_shapes"
+        CheckpointError, match=r"exported for batches of exactly 4(.|\n)*dynamic_shapes"
     ):
         load_checkpoint(user / "fixed.pt2", data)
 
@@ -244,7 +248,7 @@ def test_torchscript_and_pickled_modules_are_refused_with_what_to_save(user):
     torch.jit.script(mine).save(str(user / "model.ts"))
     torch.save(mine, user / "whole.pt")
     data = load_dataset(f"npz:{user / 'images.npz'}")
-    with pytest.raises(CheckpointError, match="TorchScript is deprecated(.|\n)*torch.export.save"):
+    with pytest.raises(CheckpointError, match=r"TorchScript is deprecated(.|\n)*torch.export.save"):
         load_checkpoint(user / "model.ts", data, source=ModelSource("cnn-small"))
     with pytest.raises(
         CheckpointError,

@@ -40,13 +40,22 @@ BATCHES = [4, 8, 16, 32, 64, 100]
 POF = PoFConfig()  # the paper's settings, as the post-training uses them
 REFS = {
     "hochreiter": "Hochreiter & Schmidhuber, *Flat Minima*, Neural Computation 1997",
-    "keskar": "Keskar et al., *On Large-Batch Training for Deep Learning: Generalization Gap and Sharp Minima*, ICLR 2017",
+    "keskar": (
+        "Keskar et al., *On Large-Batch Training for Deep Learning: Generalization Gap and Sharp "
+        "Minima*, ICLR 2017"
+    ),
     "dinh": "Dinh et al., *Sharp Minima Can Generalize For Deep Nets*, ICML 2017",
     "li": "Li et al., *Visualizing the Loss Landscape of Neural Nets*, NeurIPS 2018",
-    "foret": "Foret et al., *Sharpness-Aware Minimization for Efficiently Improving Generalization*, ICLR 2021",
+    "foret": (
+        "Foret et al., *Sharpness-Aware Minimization for Efficiently Improving Generalization*, "
+        "ICLR 2021"
+    ),
     "kwon": "Kwon et al., *ASAM: Adaptive Sharpness-Aware Minimization*, ICML 2021",
     "jiang": "Jiang et al., *Fantastic Generalization Measures and Where to Find Them*, ICLR 2020",
-    "sato": "Sato et al., *PoF: Post-Training of Feature Extractor for Improving Generalization*, ICML 2022",
+    "sato": (
+        "Sato et al., *PoF: Post-Training of Feature Extractor for Improving Generalization*, "
+        "ICML 2022"
+    ),
 }
 
 
@@ -132,16 +141,21 @@ def fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-# --- the page --------------------------------------------------------------------------------------
+# --- the page -------------------------------------------------------------------------------------
 
 st.title("Learn: what a flat minimum is")
 st.markdown(
-    "A minimum of the training loss is **flat** when the loss stays low as the weights move away from it, "
+    "A minimum of the training loss is **flat** when the loss stays low as the weights move away "
+    "from it, "
     "and **sharp** when it climbs quickly. The idea that flat minima generalize better is old "
-    "(Hochreiter & Schmidhuber 1997) and still debated. This page shows it with experiments small enough "
-    "to run while you watch: tiny networks on 2-D point sets, trained and measured by the same engine as the "
-    "rest of the app. Every number is computed, not typed in. The first visit trains and measures the "
-    "page's networks (about 8 seconds on a 2-core CPU, once); after that each change answers within a second."
+    "(Hochreiter & Schmidhuber 1997) and still debated. This page shows it with experiments small "
+    "enough "
+    "to run while you watch: tiny networks on 2-D point sets, trained and measured by the same "
+    "engine as the "
+    "rest of the app. Every number is computed, not typed in. The first visit trains and measures "
+    "the "
+    "page's networks (about 8 seconds on a 2-core CPU, once); after that each change answers "
+    "within a second."
 )
 st.caption("The figures: drag to zoom, double-click to reset; hover for values.")
 
@@ -150,13 +164,20 @@ st.caption("The figures: drag to zoom, double-click to reset; hover for values."
 def what_flatness_is() -> None:
     st.header("1. What flatness is")
     st.markdown(
-        "Near a minimum w\\*, the loss is nearly quadratic: L(w\\* + t·v) ≈ L(w\\*) + ½·t²·vᵀHv, where H is the "
-        "**Hessian**, the matrix of second derivatives of the loss with respect to the weights. The direction in "
-        "which the loss climbs fastest is H's top eigenvector, and the curvature along it is the **top "
-        "eigenvalue λ_max**: large λ_max, sharp minimum; small λ_max, flat minimum. The **trace** of H, the sum of "
-        "all its eigenvalues, sums the curvature over all directions. The two networks below were trained on the "
-        f"same {TOY['points'] // 2} points until their training loss first fell to {TOY['target_loss']:g} — the same "
-        "height, different shapes. (Training stopped there, so each sits near, not exactly at, the bottom of its "
+        "Near a minimum w\\*, the loss is nearly quadratic: L(w\\* + t·v) ≈ L(w\\*) + ½·t²·vᵀHv, "
+        "where H is the "
+        "**Hessian**, the matrix of second derivatives of the loss with respect to the weights. "
+        "The direction in "
+        "which the loss climbs fastest is H's top eigenvector, and the curvature along it is the "
+        "**top "
+        "eigenvalue λ_max**: large λ_max, sharp minimum; small λ_max, flat minimum. The **trace** "
+        "of H, the sum of "
+        "all its eigenvalues, sums the curvature over all directions. The two networks below were "
+        "trained on the "
+        f"same {TOY['points'] // 2} points until their training loss first fell to "
+        f"{TOY['target_loss']:g} — the same "
+        "height, different shapes. (Training stopped there, so each sits near, not exactly at, "
+        "the bottom of its "
         "valley: the dashed model keeps the small slope L'(0) it still has.)"
     )
     width = st.slider(
@@ -170,7 +191,8 @@ def what_flatness_is() -> None:
     slices = {label: eigen_slice(r, width) for label, r in PAIR.items()}
     st.plotly_chart(eigen_slices(slices), width="stretch", key="s1-fig")
     st.caption(
-        "What to look at: near t = 0 each curve sits on its dashed parabola, whose curvature is that "
+        "What to look at: near t = 0 each curve sits on its dashed parabola, whose curvature is "
+        "that "
         "network's λ_max. Widen the walk: further out the real loss leaves the quadratic picture."
     )
     rows = {}
@@ -184,27 +206,33 @@ def what_flatness_is() -> None:
             "training loss": fmt(t["train_loss"]),
             "λ_max (Lanczos)": fmt(c["top"]["eigenvalues"][0]),
             "L''(0) of the curve (central difference)": fmt(slices[label]["second_derivative"]),
-            "trace (Hutchinson, ± one s.e.)": f"{fmt(c['trace']['trace'])} ± {c['trace']['stderr']:.2g}",
+            "trace (Hutchinson, ± one s.e.)": (
+                f"{fmt(c['trace']['trace'])} ± {c['trace']['stderr']:.2g}"
+            ),
             f"adaptive sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(c["adaptive"]["increase"]),
         }
     st.table(rows)
     st.caption(
         "L''(0) is λ_max found another way: the curve's own second derivative at t = 0. Adaptive "
-        "sharpness is the largest rise of the training loss within a ball scaled by |w| per weight (Kwon et "
+        "sharpness is the largest rise of the training loss within a ball scaled by |w| per "
+        "weight (Kwon et "
         "al. 2021): unchanged when layers are rescaled (section 5)."
     )
     sharp, flat = (curvature(r) for r in PAIR.values())
     ratio = sharp["top"]["eigenvalues"][0] / flat["top"]["eigenvalues"][0]
     if sharp["adaptive"]["increase"] > flat["adaptive"]["increase"]:
         st.markdown(
-            f"λ_max differs {ratio:.1f}-fold, and adaptive sharpness, which no rescaling of layers can "
+            f"λ_max differs {ratio:.1f}-fold, and adaptive sharpness, which no rescaling of "
+            "layers can "
             "change, orders the two networks the same way."
         )
     else:
         st.markdown(
             f"λ_max differs {ratio:.1f}-fold, but **adaptive sharpness orders them the other way** "
-            f"({fmt(sharp['adaptive']['increase'])} vs {fmt(flat['adaptive']['increase'])}): part of the λ_max gap "
-            'is the scale of the weights, not the shape of the valley. Which minimum is "flat" depends on how '
+            f"({fmt(sharp['adaptive']['increase'])} vs {fmt(flat['adaptive']['increase'])}): part "
+            "of the λ_max gap "
+            'is the scale of the weights, not the shape of the valley. Which minimum is "flat" '
+            "depends on how "
             "flatness is measured — section 5 shows why."
         )
     refs("hochreiter", "keskar", "kwon")
@@ -214,12 +242,18 @@ def what_flatness_is() -> None:
 def why_it_matters() -> None:
     st.header("2. Why it might matter")
     st.markdown(
-        "The test set is a different sample from the training set, so the test loss is a slightly different "
-        "function of the weights. A common picture (Keskar et al. 2017; the first figure of the PoF paper) treats "
-        "the test landscape as the training landscape **shifted**: at the training minimum the test loss is then "
-        "higher by about ½·sᵀHs for a shift s — little for a flat minimum, a lot for a sharp one. Below: the "
-        "training loss of both networks along one random direction, scaled filter by filter to the weights "
-        "(Li et al. 2018) so that distances mean the same for both; the training curve moved by the shift you "
+        "The test set is a different sample from the training set, so the test loss is a slightly "
+        "different "
+        "function of the weights. A common picture (Keskar et al. 2017; the first figure of the "
+        "PoF paper) treats "
+        "the test landscape as the training landscape **shifted**: at the training minimum the "
+        "test loss is then "
+        "higher by about ½·sᵀHs for a shift s — little for a flat minimum, a lot for a sharp one. "
+        "Below: the "
+        "training loss of both networks along one random direction, scaled filter by filter to "
+        "the weights "
+        "(Li et al. 2018) so that distances mean the same for both; the training curve moved by "
+        "the shift you "
         "choose (dashed); and the test loss, measured."
     )
     c1, c2 = st.columns(2)
@@ -237,11 +271,12 @@ def why_it_matters() -> None:
     slices = {label: train_test_slice(r, int(seed), shift) for label, r in PAIR.items()}
     st.plotly_chart(train_test_slices(slices, shift), width="stretch", key="s2-fig")
     st.caption(
-        "What to look at: at t = 0 (the trained weights), how much higher the dashed, shifted curve is "
+        "What to look at: at t = 0 (the trained weights), how much higher the dashed, shifted "
+        "curve is "
         "than the dotted one. The same shift costs the sharp network more."
     )
     cols = st.columns(len(PAIR))
-    for col, (label, s) in zip(cols, slices.items()):
+    for col, (label, s) in zip(cols, slices.items(), strict=True):
         col.markdown(f"**{label}**")
         a, b, c = col.columns(3)
         a.metric(
@@ -255,15 +290,18 @@ def why_it_matters() -> None:
     agree = trained(FLAT)["test_loss"] < trained(SHARP)["test_loss"]
     st.markdown(
         f"Measured on these two networks: the shift of {shift:g} raises the sharp one's loss by "
-        f"{fmt(s_sharp['shift_rise'])} and the flat one's by {fmt(s_flat['shift_rise'])}. Their real test losses are "
+        f"{fmt(s_sharp['shift_rise'])} and the flat one's by {fmt(s_flat['shift_rise'])}. Their "
+        "real test losses are "
         f"{fmt(trained(SHARP)['test_loss'])} (sharp) and {fmt(trained(FLAT)['test_loss'])} (flat)"
         + (
             ": here the flatter network does generalize better. "
             if agree
             else ": here the picture fails — the flatter network generalizes worse. "
         )
-        + f"Real test landscapes are not exact shifts: along this direction the measured test minimum sits at "
-        f"t = {s_sharp['test_min_t']:+.2f} (sharp) and {s_flat['test_min_t']:+.2f} (flat) — try other directions. "
+        + "Real test landscapes are not exact shifts: along this direction the measured test "
+        "minimum sits at "
+        f"t = {s_sharp['test_min_t']:+.2f} (sharp) and {s_flat['test_min_t']:+.2f} (flat) — try "
+        "other directions. "
         "Section 5 shows how far flatness goes as a predictor."
     )
     refs("keskar", "li", "sato")
@@ -312,11 +350,15 @@ def recipe_inputs(
 def what_makes_them() -> None:
     st.header("3. What makes minima flat or sharp")
     st.markdown(
-        "How a network is trained decides which minimum it ends in. **Small batches** take noisy steps that "
-        "cannot settle in a narrow valley (Keskar et al. 2017). **SAM** (Foret et al. 2021) takes each step with the "
-        "gradient taken at the (approximately) worst point within a radius ρ, so it favours regions whose whole "
+        "How a network is trained decides which minimum it ends in. **Small batches** take noisy "
+        "steps that "
+        "cannot settle in a narrow valley (Keskar et al. 2017). **SAM** (Foret et al. 2021) takes "
+        "each step with the "
+        "gradient taken at the (approximately) worst point within a radius ρ, so it favours "
+        "regions whose whole "
         "neighbourhood is low. "
-        "Choose two recipes. Each trains a fresh network until its training loss first reaches the target, so the "
+        "Choose two recipes. Each trains a fresh network until its training loss first reaches "
+        "the target, so the "
         "two are compared at the same training loss, not after the same number of steps."
     )
     c0, c1 = st.columns(2)
@@ -338,13 +380,15 @@ def what_makes_them() -> None:
         if t["diverged"] or t["train_acc"] <= chance + 0.05:
             st.error(
                 f"{label} {'diverged' if t['diverged'] else 'collapsed to chance'} "
-                f"(training accuracy {t['train_acc']:.0%}): its learning rate is too large for this batch; "
+                f"(training accuracy {t['train_acc']:.0%}): its learning rate is too large for "
+                "this batch; "
                 "lower it. Nothing about it can be measured."
             )
         elif not t["reached_target"]:
             st.warning(
                 f"{label} did not reach the target loss in {t['steps']} steps (it stopped at "
-                f"{fmt(t['train_loss'])}); compare at a higher target, or give it a larger learning rate."
+                f"{fmt(t['train_loss'])}); compare at a higher target, or give it a larger "
+                "learning rate."
             )
     if any(t["diverged"] for t in summaries.values()):
         refs("keskar", "foret", "li")
@@ -364,7 +408,8 @@ def what_makes_them() -> None:
         key="s3-surface",
     )
     st.caption(
-        "What to look at: the training loss on a plane through each solution (two filter-normalized random "
+        "What to look at: the training loss on a plane through each solution (two "
+        "filter-normalized random "
         "directions, ±1): the wider the dark basin around the centre, the flatter the minimum."
     )
     st.plotly_chart(
@@ -376,7 +421,7 @@ def what_makes_them() -> None:
         "What to look at: λ_max and the trace, whole network and last layer (exact), side by side."
     )
     cols = st.columns(2)
-    for col, (label, t) in zip(cols, summaries.items()):
+    for col, (label, t) in zip(cols, summaries.items(), strict=True):
         col.markdown(
             f"**{label}**: {t['steps']} steps, training loss {fmt(t['train_loss'])}, "
             f"test loss {fmt(t['test_loss'])}, test accuracy {t['test_acc']:.1%}"
@@ -402,11 +447,15 @@ def digits_pair_section() -> None:
         )
         flatter = min(pair, key=lambda k: pair[k]["top"])
         st.markdown(
-            f"{manifest['digits-cnn-small-sgd']['description']}; {manifest['digits-cnn-small-sam']['description']}. "
-            f"Measured on all {pair[flatter]['n_samples']} training images, the last layer of the **{flatter}** model "
+            f"{manifest['digits-cnn-small-sgd']['description']}; "
+            f"{manifest['digits-cnn-small-sam']['description']}. "
+            f"Measured on all {pair[flatter]['n_samples']} training images, the last layer of the "
+            f"**{flatter}** model "
             "is the flatter one: at this small ρ "
-            "and on a problem this easy, SAM's effect on the last layer is small and need not point the expected "
-            "way. The whole network's Hessian takes a minute or two on a CPU, so it is a background job (the same "
+            "and on a problem this easy, SAM's effect on the last layer is small and need not "
+            "point the expected "
+            "way. The whole network's Hessian takes a minute or two on a CPU, so it is a "
+            "background job (the same "
             "as the Inspect page's, which opens with this pair and adds per-layer sharpness)."
         )
         paths = [
@@ -422,7 +471,8 @@ def digits_pair_section() -> None:
         if result:
             st.plotly_chart(hessian_bars(result), width="stretch", key="s3-digits-bars")
             st.caption(
-                f"What to look at: the whole network's top eigenvalues and trace ({ReportConfig().samples} "
+                "What to look at: the whole network's top eigenvalues and trace "
+                f"({ReportConfig().samples} "
                 "training images), "
                 "next to the last layer's exact ones, for SGD and SAM."
             )
@@ -460,14 +510,21 @@ def digits_pair_section() -> None:
 def pof_step_by_step() -> None:
     st.header("4. What PoF does, step by step")
     st.markdown(
-        "PoF (Sato et al. 2022) post-trains a network that is already trained. It keeps the last layer w0 fixed and "
-        "trains only the feature extractor — but under a **perturbed** last layer, w̃ = w0 − γ·η\\*·g, pointing where "
-        "*another* batch would move it. Here on the bundled two-moons MLP, one step at a time: (1) draw a **weak "
-        "batch** (circled); (2) compute the last layer's exact gradient **g** on it; (3) walk along −g, doubling η "
-        f"until the weak-batch loss exceeds its starting value (**η_max**); (4) take the best of {POF.num_partitions} "
-        f"points in (0, η_max] (**η\\***); (5) scale by **γ** (PoF draws it from U(0, {POF.gamma_max:g}); here you "
+        "PoF (Sato et al. 2022) post-trains a network that is already trained. It keeps the last "
+        "layer w0 fixed and "
+        "trains only the feature extractor — but under a **perturbed** last layer, w̃ = w0 − "
+        "γ·η\\*·g, pointing where "
+        "*another* batch would move it. Here on the bundled two-moons MLP, one step at a time: "
+        "(1) draw a **weak "
+        "batch** (circled); (2) compute the last layer's exact gradient **g** on it; (3) walk "
+        "along −g, doubling η "
+        "until the weak-batch loss exceeds its starting value (**η_max**); (4) take the best of "
+        f"{POF.num_partitions} "
+        "points in (0, η_max] (**η\\***); (5) scale by **γ** (PoF draws it from U(0, "
+        f"{POF.gamma_max:g}); here you "
         "choose); (6) train the "
-        "features for a few steps against the perturbed layer — every later step draws its own weak batch and γ."
+        "features for a few steps against the perturbed layer — every later step draws its own "
+        "weak batch and γ."
     )
     c1, c2, c3 = st.columns(3)
     weak = c1.select_slider(
@@ -514,13 +571,16 @@ def pof_step_by_step() -> None:
         }
     st.plotly_chart(decision_maps(panels), width="stretch", key="s4-boundary")
     st.caption(
-        "What to look at: the dashed line is what the last layer would decide after the perturbation; PoF "
+        "What to look at: the dashed line is what the last layer would decide after the "
+        "perturbation; PoF "
         "teaches the features to do well under such shifted boundaries."
     )
     st.plotly_chart(line_search_figure(w), width="stretch", key="s4-search")
     st.caption(
-        "What to look at: the squares double η until the loss rises above L'(w0) (η_max); the dots are the "
-        f"{POF.num_partitions}-point grid; η* is the lowest of them; γη* is the step actually taken."
+        "What to look at: the squares double η until the loss rises above L'(w0) (η_max); the "
+        "dots are the "
+        f"{POF.num_partitions}-point grid; η* is the lowest of them; γη* is the step actually "
+        "taken."
     )
     m = st.columns(5)
     m[0].metric("‖g‖", fmt(info["grad_norm"]))
@@ -557,19 +617,26 @@ def pof_step_by_step() -> None:
     m[3].metric("test accuracy", f"{a['test_acc']:.1%}", f"{a['test_acc'] - b['test_acc']:+.1%}")
     st.caption(
         f"After {steps} feature-training steps at learning rate {lr:g}, measured on all "
-        f"{len(bundled_moons()[1].x_train)} training points (the last layer's Hessian is exact: POF.md's "
+        f"{len(bundled_moons()[1].x_train)} training points (the last layer's Hessian is exact: "
+        "POF.md's "
         "closed form), arrows = change from before."
     )
     if lr < 0.001 or steps == 0:
         st.info(
-            "At this setting nothing visible changes. The paper's rate, 1.6e-4, is applied for 10 to 50 epochs "
-            "of tens of thousands of images — thousands of steps; a few steps at it move nothing you could see. "
-            "Raise the learning rate (0.01) and the number of steps to see the features move within a few steps."
+            "At this setting nothing visible changes. The paper's rate, 1.6e-4, is applied for 10 "
+            "to 50 epochs "
+            "of tens of thousands of images — thousands of steps; a few steps at it move nothing "
+            "you could see. "
+            "Raise the learning rate (0.01) and the number of steps to see the features move "
+            "within a few steps."
         )
     st.markdown(
-        "Training the features against a perturbed head is not free: measured with the unperturbed w0, the "
-        "training loss can rise while the features adapt. What PoF aims at is a last layer whose loss is flat "
-        "along the directions in which mini-batches disagree — watch the exact λ_max and trace as you change γ, "
+        "Training the features against a perturbed head is not free: measured with the "
+        "unperturbed w0, the "
+        "training loss can rise while the features adapt. What PoF aims at is a last layer whose "
+        "loss is flat "
+        "along the directions in which mini-batches disagree — watch the exact λ_max and trace as "
+        "you change γ, "
         "the weak batch and the number of steps."
     )
     refs("sato")
@@ -579,11 +646,16 @@ def pof_step_by_step() -> None:
 def caveats() -> None:
     st.header("5. The caveats")
     st.markdown(
-        "**Sharpness depends on how the function is written down.** A ReLU network computes the same function if "
-        "one layer's weights are multiplied by α > 0 and the next layer's divided by α, yet its Hessian changes: "
-        "any minimum can be made as sharp as you like without changing a single prediction (Dinh et al. 2017). "
-        "Two answers: measure along **filter-normalized** directions (Li et al. 2018), scaled to the weights, or "
-        "use **adaptive sharpness** (Kwon et al. 2021), which measures the worst loss within a ball scaled by |w|. "
+        "**Sharpness depends on how the function is written down.** A ReLU network computes the "
+        "same function if "
+        "one layer's weights are multiplied by α > 0 and the next layer's divided by α, yet its "
+        "Hessian changes: "
+        "any minimum can be made as sharp as you like without changing a single prediction (Dinh "
+        "et al. 2017). "
+        "Two answers: measure along **filter-normalized** directions (Li et al. 2018), scaled to "
+        "the weights, or "
+        "use **adaptive sharpness** (Kwon et al. 2021), which measures the worst loss within a "
+        "ball scaled by |w|. "
         "Both are unchanged by this rescaling. Try it on the flat network of section 1:"
     )
     alpha = st.select_slider(
@@ -604,7 +676,8 @@ def caveats() -> None:
         slices_1d({k: v["slice"] for k, v in models.items()}), width="stretch", key="s5-slices"
     )
     st.caption(
-        "What to look at: along a filter-normalized direction the two curves lie on top of each other."
+        "What to look at: along a filter-normalized direction the two curves lie on top of each "
+        "other."
     )
     rows = {
         k: {
@@ -619,14 +692,18 @@ def caveats() -> None:
     }
     st.table(rows)
     st.caption(
-        f"Largest change of any output (logit) on the training points: {rep['max_logit_change']:.1e} "
+        "Largest change of any output (logit) on the training points: "
+        f"{rep['max_logit_change']:.1e} "
         "(rounding only)."
     )
     st.markdown(
-        "**Flatness is correlated with generalization, not a guarantee of it.** Large studies find sharpness "
-        "measures among the better predictors of the generalization gap (Jiang et al. 2020), but no measure "
+        "**Flatness is correlated with generalization, not a guarantee of it.** Large studies "
+        "find sharpness "
+        "measures among the better predictors of the generalization gap (Jiang et al. 2020), but "
+        "no measure "
         "that always holds; on small "
-        "problems other differences (how long a network trained, how far its boundary bends) can outweigh it. "
+        "problems other differences (how long a network trained, how far its boundary bends) can "
+        "outweigh it. "
         "Measure it here across six recipes:"
     )
     if st.button("Train six recipes and compare flatness with test loss", key="s5-table"):
@@ -635,16 +712,21 @@ def caveats() -> None:
         t = flatness_table()
         st.dataframe(t["rows"], hide_index=True)
         st.markdown(
-            f"Spearman rank correlation between λ_max and test loss over these six: **{t['spearman']:+.2f}** "
+            "Spearman rank correlation between λ_max and test loss over these six: "
+            f"**{t['spearman']:+.2f}** "
             "(+1: the sharper, the worse, every time). Six tiny networks on 100 points are an "
             "illustration, not evidence either way."
         )
     st.markdown(
         "**What the PoF paper measured, and what this page cannot show.** Sato et al. post-trained "
-        "WideResNet-28-10 networks on CIFAR-10, CIFAR-100, SVHN and Fashion-MNIST for 10 to 50 epochs, reported "
-        "lower test error, and showed that PoF implicitly reduces the Hessian of the loss with respect to the last "
-        "layer. Those effects need real data, real networks and many steps; a two-moons MLP shows the mechanics — the weak batch, the line search, the perturbed "
-        "boundary, the exact Hessian — not the size of the benefit. For that, post-train on the Post-train page "
+        "WideResNet-28-10 networks on CIFAR-10, CIFAR-100, SVHN and Fashion-MNIST for 10 to 50 "
+        "epochs, reported "
+        "lower test error, and showed that PoF implicitly reduces the Hessian of the loss with "
+        "respect to the last "
+        "layer. Those effects need real data, real networks and many steps; a two-moons MLP shows "
+        "the mechanics — the weak batch, the line search, the perturbed "
+        "boundary, the exact Hessian — not the size of the benefit. For that, post-train on the "
+        "Post-train page "
         "and compare before and after on the Compare page."
     )
     refs("dinh", "li", "kwon", "jiang", "sato")

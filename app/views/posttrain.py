@@ -1,5 +1,9 @@
 """Post-train: choose a trained model and a dataset that fits it, configure PoF or a control, start
-it as a background job and watch it."""
+it as a background job and watch it.
+
+The app's first page: a bundled model's card is read without torch (pof.catalogue.bundled_card),
+and torch is imported only to load a checkpoint that is not bundled.
+"""
 
 from pathlib import Path
 
@@ -8,15 +12,18 @@ import streamlit as st
 from app.jobs import read_config, runs_root, start_job
 from app.live import free_name, live_status, url_run
 from app.uploads import imported_dir
-from pof.catalogue import DEFAULT_MODEL, bundled, incompatibility, verify
-from pof.checkpoints import CheckpointError, read_metadata
+from pof.catalogue import DEFAULT_MODEL, bundled, bundled_card, incompatibility, verify
 from pof.data import DATASETS, TORCHVISION, default_data_root
+from pof.loading import CheckpointError
 from pof.method import PoFConfig
 from pof.posttrain import METHODS, default_post_lr
 from pof.runs import Run, list_runs
 
 METHOD_HELP = {
-    "pof": "PoF: train the feature extractor against a last layer perturbed towards the weak batch's worst case",
+    "pof": (
+        "PoF: train the feature extractor against a last layer perturbed towards the weak "
+        "batch's worst case"
+    ),
     "finetune-frozen": "control: the same training with the last layer frozen and unperturbed",
     "finetune": "control: plain fine-tuning of every layer",
     "sam": "control: SAM on every layer",
@@ -24,23 +31,29 @@ METHOD_HELP = {
 }
 
 
+@st.cache_data(max_entries=16)
+def bundled_model_card(entry: dict, mtime: float) -> dict:
+    """A bundled model's card, without torch; call verify(entry) first."""
+    return bundled_card(entry)
+
+
 @st.cache_data(max_entries=64)
 def model_card(path: str, mtime: float) -> dict:
-    """What the checkpoint is, from its metadata and an untrained copy of its architecture (cheap)."""
+    """What the checkpoint is, from its metadata and its weights loaded into its architecture:
+    NaN or infinite weights are found here, not in the job."""
     from pof import archs
-    from pof.checkpoints import load_checkpoint
+    from pof.checkpoints import load_checkpoint, read_metadata
     from pof.models import count_parameters
 
     meta = read_metadata(path)
-    # never run code named inside a file just to draw its card, unless this app saved the file itself
+    # never run code named inside a file just to draw its card, unless this app saved the file
+    # itself
     if archs.runs_user_code(meta["arch"]) and Path(path).parent != imported_dir():
         raise CheckpointError(
             f"it is built by code ({meta['arch']}); post-train it from the command line "
             f"(python -m pof post-train {path} ...), which runs that code."
         )
-    model, meta = load_checkpoint(
-        path
-    )  # the weights too: NaN or infinite ones are found here, not in the job
+    model, meta = load_checkpoint(path)
     if meta["classifier"] is None:
         raise CheckpointError(meta["split"])
     return {"meta": meta, "parameters": count_parameters(model), "split": meta["split"]}
@@ -49,9 +62,9 @@ def model_card(path: str, mtime: float) -> dict:
 root = runs_root()
 st.title("Post-train a model with PoF")
 st.caption(
-    "Choose a trained model and data that fit it, pick PoF or a control, and start: the job runs in "
-    "the background (it keeps going if you close the page); watch it here or on the Runs page, then "
-    "compare before and after on the Compare page."
+    "Choose a trained model and data that fit it, pick PoF or a control, and start: the job runs "
+    "in the background (it keeps going if you close the page); watch it here or on the Runs "
+    "page, then compare before and after on the Compare page."
 )
 
 # --- 1. choose ------------------------------------------------------------------------------------
@@ -70,7 +83,8 @@ kind = st.radio(
     "From",
     ["bundled models", "my runs", "a checkpoint file"],
     horizontal=True,
-    help="bundled: pretrained checkpoints that ship in assets/; my runs: finished runs under the runs folder",
+    help="bundled: pretrained checkpoints that ship in assets/; my runs: finished runs under the "
+    "runs folder",
 )
 entry, path = None, None
 if kind == "bundled models":
@@ -109,20 +123,16 @@ else:
 if not path:
     st.stop()
 try:
+    mtime = Path(path).stat().st_mtime
     if entry:
-        verify(entry)
-    card = model_card(path, Path(path).stat().st_mtime)
-except (
-    CheckpointError,
-    OSError,
-    KeyError,
-    TypeError,
-    ValueError,
-) as e:  # unreadable or unusable metadata
+        verify(entry)  # the manifest's hash vouches for the weights
+        card = bundled_model_card(entry, mtime)
+    else:
+        card = model_card(path, mtime)
+except (CheckpointError, OSError, KeyError, TypeError, ValueError) as e:  # unreadable or unusable
     st.error(f"This checkpoint cannot be used: {e}")
-    if "without this project's metadata" in str(
-        e
-    ):  # a model of the user's own: the Inspect page reads it
+    # a model of the user's own: the Inspect page reads it
+    if "without this project's metadata" in str(e):
         st.page_link(
             "views/inspect.py",
             label="Open it on the Inspect page: give its architecture there and save it "
@@ -132,9 +142,8 @@ except (
     st.stop()
 meta = card["meta"]
 metrics = meta.get("metrics") or {}
-nonfinite = meta[
-    "nonfinite"
-]  # tensors holding NaN or inf: the recorded accuracy no longer describes them
+# tensors holding NaN or inf: the recorded accuracy no longer describes them
+nonfinite = meta["nonfinite"]
 test_acc = metrics.get("test_acc")
 c = st.columns(5)
 c[0].metric(
@@ -154,7 +163,8 @@ c[3].metric(
 )
 c[4].metric("classes", meta["num_classes"])
 st.caption(
-    f"Classifier (the layer PoF perturbs; the rest is the feature extractor it trains): {card['split']}. "
+    "Classifier (the layer PoF perturbs; the rest is the feature extractor it trains): "
+    f"{card['split']}. "
     + (
         f"Trained with `{entry['command']}` ({entry['train_minutes_2cpu']} min on 2 CPU cores). "
         if entry
@@ -165,21 +175,21 @@ st.caption(
 if nonfinite:
     st.error(
         f"This checkpoint holds NaN or infinite weights in {len(nonfinite)} tensor"
-        f"{'s' if len(nonfinite) > 1 else ''} ({', '.join(nonfinite[:3])}{' ...' if len(nonfinite) > 3 else ''}): "
-        f"it cannot be post-trained, and the accuracy recorded when it was trained no longer holds."
+        f"{'s' if len(nonfinite) > 1 else ''} "
+        f"({', '.join(nonfinite[:3])}{' ...' if len(nonfinite) > 3 else ''}): it cannot be "
+        "post-trained, and the accuracy recorded when it was trained no longer holds."
     )
 
-# --- dataset: only those that fit ------------------------------------------------------------------
+# --- dataset: only those that fit -----------------------------------------------------------------
 trained_on = meta.get("dataset") or ""
-candidates = ([trained_on] if trained_on else []) + [
-    d for d in DATASETS if d != trained_on
-]  # incl. its image folder
+# incl. its image folder
+candidates = ([trained_on] if trained_on else []) + [d for d in DATASETS if d != trained_on]
 fits = {d: incompatibility(meta, d) for d in candidates}
 offered = [d for d, why in fits.items() if why is None]
 c1, c2 = st.columns([1, 2])
 dataset = c1.selectbox(
     "Dataset",
-    offered + ["image folder ..."],
+    [*offered, "image folder ..."],
     help="only datasets with the model's input shape and classes are offered",
 )
 if dataset == "image folder ...":
@@ -205,8 +215,9 @@ else:
     folder = default_data_root() / dataset
     if dataset in TORCHVISION and not (folder.is_dir() and any(folder.iterdir())):
         st.warning(
-            f"{dataset} is not in {folder} yet: the job will download it there, which needs the network. "
-            f"Offline, copy the files there from another machine or choose an image folder."
+            f"{dataset} is not in {folder} yet: the job will download it there, which needs the "
+            "network. Offline, copy the files there from another machine or choose an image "
+            "folder."
         )
 
 # --- 2. configure ---------------------------------------------------------------------------------
@@ -238,7 +249,8 @@ with st.form("post-train"):
         1,
         4096,
         pd.weak_batch_size,
-        help="the batch B' whose last-layer gradient sets the perturbation's direction (paper: 256)",
+        help="the batch B' whose last-layer gradient sets the perturbation's direction "
+        "(paper: 256)",
     )
     gamma = c2.number_input(
         "gamma max",
@@ -285,10 +297,9 @@ if start and dataset and not nonfinite:
     st.session_state["selected_run"] = str(target)
     st.query_params["run"] = target.name  # a reload of the page keeps watching it
 
-# --- 3. watch ----------------------------------------------------------------------------------------
-chosen = st.session_state.get("selected_run") or url_run(
-    root
-)  # a name from the URL is confined to root
+# --- 3. watch -------------------------------------------------------------------------------------
+# a name from the URL is confined to root
+chosen = st.session_state.get("selected_run") or url_run(root)
 if chosen and (Path(chosen) / "status.json").exists():
     st.subheader(f"3 · Watch: {Path(chosen).name}")
     live_status(Run(chosen))

@@ -4,16 +4,16 @@ import streamlit as st
 
 from app.jobs import read_config, run_path, runs_root, start_job
 from app.live import live_status
+from pof.archs import ARCHS
 from pof.data import OFFLINE
-from pof.models import ARCHS
 from pof.runs import Run, list_runs
 
 root = runs_root()
 st.title("Runs")
 st.caption(
     f"Run folders under `{root}` (set `POF_RUNS` to look elsewhere). Jobs run as separate "
-    f"processes, one at a time (the others wait in a queue; `POF_JOBS=2` allows two): they keep going "
-    f"if you reload the page or restart the app."
+    "processes, one at a time (the others wait in a queue; `POF_JOBS=2` allows two): they keep "
+    "going if you reload the page or restart the app."
 )
 
 with st.expander("Pre-train a model", expanded=not list_runs(root)):
@@ -81,7 +81,8 @@ with st.expander("Pre-train a model", expanded=not list_runs(root)):
 
 def training_runs() -> list[Run]:
     """Pre- and post-training runs; the comparison's analysis jobs are shown on the Compare page."""
-    # the parts of a comparison (RUN/analysis/PART, ROOT/compare/KEY/PART) are shown where they belong
+    # the parts of a comparison (RUN/analysis/PART, ROOT/compare/KEY/PART) are shown where they
+    # belong
     return [
         r
         for r in list_runs(root)
@@ -91,15 +92,16 @@ def training_runs() -> list[Run]:
 
 @st.fragment(run_every=5.0)
 def runs_table() -> None:
-    # a run whose status or config is unreadable is a row in state "broken", with the reason (Run.summary)
+    # a run whose status or config is unreadable is a row in state "broken", with the reason
+    # (Run.summary)
     st.dataframe([r.summary() for r in training_runs()], width="stretch", hide_index=True)
 
 
 runs = training_runs()
 if not runs:
     st.info(
-        "No runs yet. Start one above, or from a terminal: "
-        "`python -m pof pretrain --model cnn-small --dataset digits --epochs 30 --out runs/digits-sgd`"
+        "No runs yet. Start one above, or from a terminal: `python -m pof pretrain --model "
+        "cnn-small --dataset digits --epochs 30 --out runs/digits-sgd`"
     )
 else:
     labels = [str(r.path) for r in runs]

@@ -1,0 +1,47 @@
+"""The app's cold start: naming architectures and reading model files needs no torch, and the app's
+own process runs torch on one thread while the jobs it starts keep all of theirs."""
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def _python(code: str) -> str:
+    """stdout of `python -c code` in a fresh process (this one has torch imported)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_naming_an_architecture_and_reading_a_model_files_kind_imports_no_torch():
+    out = _python(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pof.archs import ARCHS, kind_of, runs_user_code, split_text\n"
+        "from pof.loading import CheckpointError, LoadError, ModelSource, sniff\n"
+        "assert kind_of('cnn-small') == 'registry' and not runs_user_code('resnet20')\n"
+        "assert sniff(Path('assets/digits-cnn-small-sgd.safetensors')) == 'safetensors'\n"
+        "print('torch' in sys.modules)"
+    )
+    assert out == "False"
+
+
+def test_the_app_runs_torch_on_one_thread_once_imported_and_its_jobs_keep_theirs():
+    default = _python("import torch; print(torch.get_num_threads())")
+    out = _python(
+        "import os, subprocess, sys\n"
+        "from app.torch_threads import one_torch_thread\n"
+        "one_torch_thread()\n"
+        "assert 'torch' not in sys.modules  # nothing imported yet: set when a page imports it\n"
+        "import torch\n"
+        "probe = 'import torch; print(torch.get_num_threads())'\n"
+        "job = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,\n"
+        "                     check=True).stdout.strip()\n"
+        "print(torch.get_num_threads(), job, os.environ.get('OMP_NUM_THREADS'))"
+    )
+    ours, job, omp = out.split()
+    assert ours == "1" and omp == "None"  # nothing put in the environment the jobs inherit
+    assert job == default  # a child process has torch's own default (2 on a 2-core machine)
