@@ -11,7 +11,7 @@ from torch.func import functional_call, hessian
 
 from analysis.hessian import (
     HessianOperator,
-    _BlockOperator,
+    BlockOperator,
     hutchinson_trace,
     layer_groups,
     per_layer_top_eigenvalues,
@@ -125,7 +125,7 @@ def test_trace_within_three_standard_errors_and_per_layer_blocks(setup):
             len(cols), dtype=torch.float64
         )  # the block operator is exactly the diagonal block
         assert torch.allclose(
-            _BlockOperator(op, groups[layer.name])(v), block @ v, rtol=1e-9, atol=1e-12
+            BlockOperator(op, groups[layer.name]).matvec(v), block @ v, rtol=1e-9, atol=1e-12
         )
         assert layer.n_params == len(cols)
         assert abs(layer.trace - torch.trace(block).item()) <= 3 * layer.trace_stderr + 1e-12
