@@ -57,9 +57,9 @@ MODE = "eval (BN running statistics)"
 
 @dataclass(frozen=True)
 class HessianReport(Result):
-    eval_set: str  # what the whole-network numbers were measured on, stated
-    parameters: int
     top: TopEigen  # the largest eigenvalues, sorted, with residuals
+    eval_set: str = ""  # what the whole-network numbers were measured on, stated
+    parameters: int = 0
     trace: TraceResult | None = None  # Hutchinson, with its standard error (and layers on request)
     density: Density | None = None
     last_layer: LastLayerHessian | None = None  # exact; None without a linear last layer
@@ -204,7 +204,7 @@ def hessian_report(
         dens = spectral_density(op, density_steps, density_runs, **kw) if density else None
     finally:
         op.close()
-    return HessianReport(eval_set, op.dim, top, tr, dens, last_layer, split, op.n_hvp)
+    return HessianReport(top, eval_set, op.dim, tr, dens, last_layer, split, op.n_hvp)
 
 
 def sharpness_report(

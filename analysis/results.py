@@ -102,6 +102,11 @@ def from_dict(cls, d: dict):
         raise ResultError(f"{cls.__name__}: {e}") from None
 
 
+def as_result(cls, obj):
+    """`obj` as a `cls`: itself when it is one, else read from its dict form by `from_dict`."""
+    return obj if isinstance(obj, cls) else from_dict(cls, obj)
+
+
 @dataclass(frozen=True)
 class Saved:
     """A result file: its kind, what it was computed on (`about`) and the results by label."""

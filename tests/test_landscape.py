@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, hessian
 
-from analysis.hessian import Stopped
 from analysis.landscape import (
     Directions,
     evaluate_grid,
@@ -20,6 +19,7 @@ from analysis.landscape import (
 )
 from analysis.sharpness import average_case_sharpness, worst_case_sharpness
 from pof.models import build_model
+from pof.progress import Stopped
 
 
 def _cnn():

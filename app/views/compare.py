@@ -139,7 +139,13 @@ for part, result in results.items():
         series[part] = {"before": result["before"], "after": result["after"]}
         if part in control_results:
             series[part][control_label] = control_results[part]["after"]
-interp = {"after": results["interpolation"]} if "interpolation" in results else None
+
+def line_of(parts: dict):
+    """The interpolation part's one line (its label names the two checkpoints)."""
+    return next(iter(parts["interpolation"].values()))
+
+
+interp = {"after": line_of(results)} if "interpolation" in results else None
 if interp and "interpolation" in control_results:
-    interp[control_label] = control_results["interpolation"]
+    interp[control_label] = line_of(control_results)
 show_results(series, run.path.name, interp)

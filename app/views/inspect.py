@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from analysis.cache import file_digest
 from analysis.report import (
     PAIR_ONLY,
     PARTS,
@@ -35,7 +36,8 @@ from pof.checkpoints import CheckpointError, data_for, import_checkpoint, read_m
 from pof.cli import _arch_arg
 from pof.data import DATASETS, DatasetError
 from pof.loading import LoadError, ModelSource
-from pof.runs import Run, RunError, list_runs
+from pof.options import to_argv
+from pof.runs import Run, list_runs
 
 DEFAULT_PAIR = ("digits-cnn-small-sgd", "digits-cnn-small-sam")
 root = runs_root()
@@ -168,8 +170,9 @@ paths = [p for p in (path_a, path_b) if p]
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def metadata(path: str, mtime: float) -> dict | None:
-    """The project metadata of a file, or None for a file of another origin."""
+def metadata(path: str, digest: str) -> dict | None:
+    """The project metadata of a file (cached by its content), or None for a file of another
+    origin."""
     try:
         return read_metadata(path)
     except CheckpointError:
@@ -180,7 +183,8 @@ uploaded = {str(p): note["name"] for p, note in list_uploads()}
 shown = {
     p: uploaded.get(p, Path(p).name) for p in paths
 }  # an upload by the name it was uploaded with
-metas = {p: metadata(p, Path(p).stat().st_mtime) for p in paths}
+digests = {p: file_digest(p) for p in paths}  # the one cache key of a file: its bytes
+metas = {p: metadata(p, digests[p]) for p in paths}
 foreign = [p for p, m in metas.items() if m is None]
 with st.expander("A model of your own: architecture, classifier, keys", expanded=bool(foreign)):
     if foreign:
@@ -302,7 +306,7 @@ data_options = {
 
 @st.cache_data(max_entries=32, show_spinner="Reading the checkpoint ...")
 def card(
-    path: str, mtime: float, dataset: str, data_options: dict, source: dict, allow_code: bool
+    path: str, digest: str, dataset: str, data_options: dict, source: dict, allow_code: bool
 ) -> dict:
     """What the checkpoint is, checked against the data (two inputs through it). In the app's process:
     reading a file and one tiny forward; the analyses are jobs."""
@@ -329,7 +333,7 @@ def card(
 cards = {
     p: card(
         p,
-        Path(p).stat().st_mtime,
+        digests[p],
         dataset,
         data_options,
         asdict(source),
@@ -430,23 +434,8 @@ labels = labels_for(paths, [shown[p] for p in paths])
 subject = Subject(labels, dataset, data_options, source)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def out_dir(subject_dict: dict, cfg_dict: dict, stamps: tuple) -> str:
-    """The comparison's folder, named after the files' content (hashed once per file version)."""
-    return str(comparison_dir(root, Subject(**subject_dict), ReportConfig(**cfg_dict)))
-
-
-out = Path(out_dir(asdict(subject), asdict(cfg), tuple(Path(p).stat().st_mtime_ns for p in paths)))
-try:
-    results = load_results(out, paths)
-except (
-    RunError,
-    OSError,
-    ValueError,
-    AttributeError,
-    TypeError,
-):  # an unreadable part: offered again, not shown
-    results = {}
+out = comparison_dir(root, subject, cfg)  # named by the files' content, the data, the options
+results = load_results(out, paths)  # a part of other content, schema or unreadable: offered again
 jobs = {part: Run(part_dir(out, part)) for part in wanted}
 missing = [
     part
@@ -456,33 +445,12 @@ missing = [
 
 
 def job_args(part: str) -> list[str]:
-    args = [
-        "-m",
-        "analysis",
-        "compare",
-        *paths,
-        *[a for label in labels for a in ("--label", label)],
-        "--dataset",
-        dataset,
-        "--part",
-        part,
-        "--out",
-        str(out),
-        "--samples",
-        str(cfg.samples),
-        "--eval-samples",
-        str(cfg.eval_samples),
-        "--quiet",
-    ]
-    if cfg.layer_traces_only:
-        args.append("--layer-traces-only")
+    """`python -m analysis compare` for one part, with the page's config as its flags."""
+    args = ["-m", "analysis", "compare", *paths, *[a for label in labels for a in ("--label", label)]]
+    args += ["--dataset", dataset, "--part", part, "--out", str(out), *to_argv(cfg), "--quiet"]
     if "classes" in data_options:
-        args += [
-            "--classes",
-            ",".join(data_options["classes"])
-            if isinstance(data_options["classes"], list)
-            else data_options["classes"],
-        ]
+        classes = data_options["classes"]
+        args += ["--classes", ",".join(classes) if isinstance(classes, list) else classes]
     if "label_column" in data_options:
         args += ["--label-column", data_options["label_column"]]
     if source.arch:
@@ -509,7 +477,4 @@ if missing and st.button(
 
 watch_parts(jobs, {part: PART_TITLES[part].capitalize() for part in jobs}, set(results))
 series = {part: result for part, result in results.items() if part != "interpolation"}
-interp = None
-if "interpolation" in results:
-    interp = {" → ".join(labels): results["interpolation"]}
-show_results(series, "inspect", interp)
+show_results(series, "inspect", results.get("interpolation"))
