@@ -30,7 +30,7 @@ import torch
 
 from analysis.hessian import (
     HessianOperator,
-    _BlockOperator,
+    BlockOperator,
     _rademacher,
     hutchinson_trace,
     layer_groups,
@@ -59,7 +59,7 @@ def measure(fn):
 
 
 def digits_cnn(samples: int):
-    from analysis.cli import EvalData
+    from analysis.reports import EvalData
 
     data = EvalData(
         str(Path(__file__).resolve().parents[1] / "assets" / "digits-cnn-small-sgd.safetensors"),
@@ -100,11 +100,11 @@ def separate_block_traces(model, batches, probes: int):
     try:
         out = {}
         for name, _, idx in layer_groups(model, op.names):
-            block, gen = _BlockOperator(op, idx), torch.Generator().manual_seed(0)
+            block, gen = BlockOperator(op, idx), torch.Generator().manual_seed(0)
             samples = []
             for _ in range(probes):
                 v = _rademacher(block.dim, gen, block.params[0])
-                samples.append(float(v @ block(v)))
+                samples.append(float(v @ block.matvec(v)))
             out[name] = (
                 float(np.mean(samples)),
                 float(np.std(samples, ddof=1) / math.sqrt(probes)),

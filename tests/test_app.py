@@ -328,8 +328,14 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(
     assert len(texts) == 5 and texts[0].startswith("Per-layer sharpness")
     for j in jobs:
         j.request_cancel()
+    from analysis.report import load_report
+
     for j in jobs:
-        assert wait_for_state(j, ("cancelled", "done"))["state"] in ("cancelled", "done")
+        status = wait_for_state(j, ("cancelled", "done"))
+        # a cancelled part leaves no result; a part that finished first leaves a readable one
+        assert (j.path / "result.json").exists() == (status["state"] == "done"), status
+    finished = {j.path.name for j in jobs if j.status()["state"] == "done"}
+    assert set(load_report(root / "pof")) == finished
 
 
 def test_runs_page_shows_a_queued_job_waiting_for_the_running_one(runs_root):
@@ -376,15 +382,16 @@ def test_results_of_an_overwritten_checkpoint_are_not_shown_as_its_own(
     import shutil
 
     root = tmp_path / "runs"
-    shutil.copytree(
-        finished_pof_run / "pof", root / "pof"
-    )  # copy2 keeps sizes and times: still fresh
+    shutil.copytree(finished_pof_run / "pof", root / "pof")  # the same bytes: still its own
     monkeypatch.setenv("POF_RUNS", str(root))
     assert len(_compare_page().get("plotly_chart")) == 7
-    final = root / "pof" / "checkpoints" / "final.safetensors"
-    os.utime(
-        final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9)
-    )  # as a re-run would
+    checkpoints = root / "pof" / "checkpoints"
+    final = checkpoints / "final.safetensors"
+    # touched, same bytes: results are keyed by content, so they are still its own
+    os.utime(final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9))
+    assert len(_compare_page().get("plotly_chart")) == 7
+    # overwritten with other weights, as a re-run would
+    shutil.copyfile(checkpoints / "initial.safetensors", final)
     at = _compare_page()
     assert len(at.get("plotly_chart")) == 1 and any(
         b.label == "Compute 5 analyses" for b in at.button

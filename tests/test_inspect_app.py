@@ -12,6 +12,7 @@ from conftest import ROOT, wait_for_state
 from streamlit.testing.v1 import AppTest
 
 from analysis.report import load_results
+from analysis.results import SCHEMA
 from pof.runs import Run
 
 OWN_NET = textwrap.dedent('''
@@ -85,9 +86,10 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
             ].values()
         ],
     )["layers"]
-    sgd, sam = (result[k]["rows"] for k in ("digits-cnn-small-sgd", "digits-cnn-small-sam"))
+    sgd, sam = (result[k].rows for k in ("digits-cnn-small-sgd", "digits-cnn-small-sam"))
+    assert len(sgd) == len(sam) == 7
     assert ratio["y"] == pytest.approx(
-        [b["top_eigenvalue"] / a["top_eigenvalue"] for a, b in zip(sgd, sam)]
+        [b.top_eigenvalue / a.top_eigenvalue for a, b in zip(sgd, sam, strict=True)]
     )
     assert [d.label for d in at.get("download_button")] == [
         "figure (HTML)",
@@ -193,5 +195,7 @@ def test_traces_only_for_a_large_model(runs_root):
     at.run()
     assert not at.exception
     assert _radio(at, "Along the depth").options == ["trace", "trace per param", "share of trace"]
-    rows = json.loads((job.path / "result.json").read_text())["digits-cnn-small-sgd"]["rows"]
+    saved = json.loads((job.path / "result.json").read_text())
+    assert saved["schema"] == SCHEMA and saved["kind"] == "layers"
+    rows = saved["results"]["digits-cnn-small-sgd"]["rows"]
     assert all(r["top_eigenvalue"] is None and r["trace"] is not None for r in rows)
