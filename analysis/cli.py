@@ -503,9 +503,7 @@ def cmd_sharpness(args, cfg: SharpnessConfig) -> int:
             if m.increase_stderr is not None
             else ""
         )
-        print(
-            f"{m.kind:<22} radius {m.radius:g}: loss {m.base_loss:.4f} -> +{m.increase:.4g}{se}"
-        )
+        print(f"{m.kind:<22} radius {m.radius:g}: loss {m.base_loss:.4f} -> +{m.increase:.4g}{se}")
     print(f"{data.eval_set}; saved {path}")
     return EXIT_OK
 
@@ -596,9 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--range", type=float, nargs=2, default=list(default), metavar=("LO", "HI"))
 
     one = [(("checkpoint",), {})]
-    p = command(
-        "hessian", one, help="top eigenvalues, trace, density, per layer; exact last layer"
-    )
+    p = command("hessian", one, help="top eigenvalues, trace, density, per layer; exact last layer")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
 
     p = command(

@@ -153,7 +153,9 @@ class LandscapeConfig(EvalConfig):
 class InterpolationConfig(EvalConfig):
     split: str = option("test", "which split to evaluate on", choices=("train", "test"))
     range: tuple[float, float] = option(
-        (-0.5, 1.5), "coefficients from LO to HI (0: the first checkpoint, 1: the second)", cli=False
+        (-0.5, 1.5),
+        "coefficients from LO to HI (0: the first checkpoint, 1: the second)",
+        cli=False,
     )
     steps: int = option(41, "points on the line")
 

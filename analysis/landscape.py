@@ -47,7 +47,8 @@ class Directions:
         tensors, meta = read_safetensors(Path(path))
         if not meta or "directions" not in meta:
             raise ConfigError(
-                f"{path} is not a directions file written by this project; give another --directions "
+                f"{path} is not a directions file written by this project; give another "
+                "--directions "
                 f"path (it is made and saved there when it does not exist)."
             )
         try:
@@ -99,7 +100,7 @@ def random_directions(
         for name, p in model.named_parameters():
             w = p.detach().cpu().float()
             v = torch.randn(w.shape, generator=gen)
-            selected = layers is None or any(name == l or name.startswith(l + ".") for l in layers)
+            selected = layers is None or any(name == k or name.startswith(k + ".") for k in layers)
             if not selected or (_is_bias_or_bn(name, w) and not include_bias_bn):
                 v.zero_()
             elif normalization == "filter" and w.dim() >= 2:
@@ -123,12 +124,14 @@ def random_directions(
 
 
 def difference_direction(model_a: nn.Module, model_b: nn.Module) -> Directions:
-    """The direction theta_b - theta_a over parameters (for a 1-D slice through both checkpoints)."""
+    """The direction theta_b - theta_a over parameters (for a 1-D slice through both
+    checkpoints)."""
     pb = dict(model_b.named_parameters())
     pa = dict(model_a.named_parameters())
     if set(pa) != set(pb) or any(pb[n].shape != p.shape for n, p in pa.items()):
         raise ConfigError(
-            "The two checkpoints have different architectures; no direction runs from one to the other."
+            "The two checkpoints have different architectures; no direction runs from one to the "
+            "other."
         )
     d = {n: (pb[n].detach() - p.detach()).cpu() for n, p in model_a.named_parameters()}
     return Directions([d], {"kind": "difference", "count": 1})
@@ -156,7 +159,8 @@ def eval_tensors(dataset, mean, std, split: str, samples: int | None, seed: int 
         xb,
         yb,
         n,
-        f"{dataset.name} {split} split, {n} of {total} images{subset}, eval-mode BN, no augmentation",
+        f"{dataset.name} {split} split, {n} of {total} images{subset}, eval-mode BN, no "
+        "augmentation",
     )
 
 
@@ -274,9 +278,7 @@ def evaluate_grid(
     done = int(np.sum(~np.isnan(loss)))
 
     def result() -> Landscape:
-        return Landscape(
-            axes, loss.tolist(), acc.tolist(), eval_set, dirs.meta, done, len(points)
-        )
+        return Landscape(axes, loss.tolist(), acc.tolist(), eval_set, dirs.meta, done, len(points))
 
     with _Displaced(model, dirs) as moved:
         try:
@@ -310,7 +312,8 @@ def interpolate(
     should_stop: ShouldStop | None = None,
 ) -> Landscape:
     """Loss and accuracy of (1 - a) theta_a + a theta_b, batch-norm running statistics included
-    (integer buffers such as num_batches_tracked are taken from a). Model a is restored afterwards."""
+    (integer buffers such as num_batches_tracked are taken from a). Model a is restored
+    afterwards."""
     sa, sb = model_a.state_dict(), model_b.state_dict()
     if set(sa) != set(sb) or any(sa[k].shape != sb[k].shape for k in sa):
         raise ConfigError(
@@ -346,6 +349,7 @@ def interpolate(
 
 
 def grid(lo: float, hi: float, steps: int) -> list[float]:
-    """`steps` evenly spaced points from lo to hi, with 0 included exactly when it lies on the grid."""
+    """`steps` evenly spaced points from lo to hi, with 0 included exactly when it lies on the
+    grid."""
     pts = np.linspace(lo, hi, steps)
     return [0.0 if math.isclose(p, 0.0, abs_tol=1e-12) else float(p) for p in pts]

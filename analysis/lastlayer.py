@@ -54,14 +54,16 @@ def features_and_probs(model, batches, split=None) -> tuple[torch.Tensor, torch.
 
 
 def hessian_vector_product(Ft: torch.Tensor, P: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-    """H V for V of shape (C, D+1), without forming H: (1/N) sum_i (diag(p_i) - p_i p_i^T) V f~_i f~_i^T."""
+    """H V for V of shape (C, D+1), without forming H: (1/N) sum_i (diag(p_i) - p_i p_i^T) V f~_i
+    f~_i^T."""
     U = Ft @ V.T  # (N, C): u_i = V f~_i
     M = P * U - P * (P * U).sum(1, keepdim=True)  # (diag(p_i) - p_i p_i^T) u_i
     return M.T @ Ft / len(Ft)
 
 
 def dense_hessian(Ft: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-    """The full (C(D+1), C(D+1)) matrix: block-diagonal part minus Q^T Q / N, Q_i = p_i kron f~_i."""
+    """The full (C(D+1), C(D+1)) matrix: block-diagonal part minus Q^T Q / N, Q_i = p_i kron
+    f~_i."""
     n, d1 = Ft.shape
     c = P.shape[1]
     Q = (P[:, :, None] * Ft[:, None, :]).reshape(n, c * d1)

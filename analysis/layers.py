@@ -6,8 +6,9 @@ standard error, the trace per parameter, the block's top eigenvalue with its res
 block's share of the whole trace; and the whole network's trace and top eigenvalue for reference.
 
 What it costs, in Hessian-vector products (each one a full-network forward and double backward):
-- the traces: ONE Hutchinson pass of `probes` products. Each probe's v * Hv is summed block by block,
-  so the same products give every block's trace and the whole trace; no block has probes of its own.
+- the traces: ONE Hutchinson pass of `probes` products. Each probe's v * Hv is summed block by
+  block, so the same products give every block's trace and the whole trace; no block has probes
+  of its own.
 - each block's top eigenvalue: Lanczos on the block (at most `max_steps` steps, stopped once the
   Ritz residual is below `tol` * lambda) plus one product for the true residual. A block product
   is a full-network product with the other blocks' entries zero, so it costs as much as a
@@ -122,12 +123,14 @@ class _Meter:
 
 
 def _pick_classifier(classifier: str | None, groups) -> str | None:
-    """The named block, or by default the last linear block (the project's rule for foreign models)."""
+    """The named block, or by default the last linear block (the project's rule for foreign
+    models)."""
     names = [g for g, _, _ in groups]
     if classifier is not None:
         if classifier not in names:
             raise ValueError(
-                f"classifier {classifier!r} is not a parameterized layer; layers: {', '.join(names)}"
+                f"classifier {classifier!r} is not a parameterized layer; layers: "
+                f"{', '.join(names)}"
             )
         return classifier
     linears = [g for g, kind, _ in groups if kind == "linear"]
@@ -161,7 +164,8 @@ def layer_report(
         groups = layer_groups(model, op.names)
         classifier = _pick_classifier(classifier, groups)
         blocks = [BlockOperator(op, idx) for _, _, idx in groups]
-        # worst case: every Lanczos run to max_steps (or the block's dimension) plus one residual product
+        # worst case: every Lanczos run to max_steps (or the block's dimension) plus one residual
+        # product
         plan = [min(max_steps, b.dim) + 1 if block_eigenvalues else 0 for b in blocks]
         whole_plan = min(max_steps, op.dim) + 1
         meter = _Meter(op, probes + sum(plan) + whole_plan, progress)

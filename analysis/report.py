@@ -55,7 +55,8 @@ PAIR_ONLY = ("interpolation",)  # needs two checkpoints
 
 @dataclass
 class Subject:
-    """What is compared: labelled checkpoints, the data they are measured on and how to read them."""
+    """What is compared: labelled checkpoints, the data they are measured on and how to read
+    them."""
 
     checkpoints: dict[str, str]  # label -> path, in order (the first one draws the directions)
     dataset: str
@@ -247,7 +248,7 @@ COMPUTE = {
 }
 
 
-# --- the job ------------------------------------------------------------------------------------------
+# --- the job --------------------------------------------------------------------------------------
 
 
 def _digests(paths) -> list[str]:
@@ -334,7 +335,8 @@ def load_results(out: str | Path, checkpoints: list[str | Path]) -> dict[str, di
 
 
 def load_report(run_dir: str | Path) -> dict[str, dict]:
-    """The finished parts of a post-training run's comparison, computed on its current checkpoints."""
+    """The finished parts of a post-training run's comparison, computed on its current
+    checkpoints."""
     src = Run(run_dir)
     return load_results(
         Path(run_dir) / "analysis", [src.checkpoint("initial"), src.checkpoint("final")]

@@ -59,8 +59,8 @@ def worst_case_sharpness(
     should_stop: ShouldStop | None = None,
 ) -> Sharpness:
     """max over |e| <= rho of L(w + e) - L(w), by projected gradient ascent: starts at SAM's
-    first-order point rho g/|g| and takes `steps` ascent steps of size rho/2, projecting back onto the
-    ball. Adaptive (ASAM): the ball is {e = |w| * u : |u| <= rho}, ascent in u."""
+    first-order point rho g/|g| and takes `steps` ascent steps of size rho/2, projecting back onto
+    the ball. Adaptive (ASAM): the ball is {e = |w| * u : |u| <= rho}, ascent in u."""
     params = [p for p in model.parameters() if p.requires_grad]
     origin = [p.detach().clone() for p in params]
     scale = [o.abs() if adaptive else torch.ones_like(o) for o in origin]
@@ -122,7 +122,8 @@ def average_case_sharpness(
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
 ) -> Sharpness:
-    """E over e ~ N(0, sigma^2 I) of L(w + e) - L(w), with its standard error and the largest sample."""
+    """E over e ~ N(0, sigma^2 I) of L(w + e) - L(w), with its standard error and the largest
+    sample."""
     params = [p for p in model.parameters() if p.requires_grad]
     origin = [p.detach().clone() for p in params]
     gen = torch.Generator().manual_seed(seed)

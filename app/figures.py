@@ -19,7 +19,8 @@ def _typed(kind: str, reports: dict) -> dict:
 def training_curves(epochs: list[dict], title: str = "") -> go.Figure:
     """Loss and accuracy per epoch, train and test, from a run's epoch records."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-    # post-training also evaluates the whole training set with w0 each epoch: prefer it to the running average
+    # post-training also evaluates the whole training set with w0 each epoch: prefer it to the
+    # running average
     train_key = "train_eval" if any("train_eval_loss" in r for r in epochs) else "train"
     for key, name, dash, color in (
         (train_key, "train", "dot", "#1f77b4"),
@@ -343,7 +344,8 @@ def interpolation_figure(results: dict) -> go.Figure:
 
 
 def method_curves(runs: dict[str, list[dict]]) -> go.Figure:
-    """Test (solid) and train (dotted) loss and accuracy per epoch, one colour per post-training run."""
+    """Test (solid) and train (dotted) loss and accuracy per epoch, one colour per post-training
+    run."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for i, (label, epochs) in enumerate(runs.items()):
         color = ["#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#17becf"][i % 6]
@@ -385,9 +387,7 @@ def _layer_order(reports: dict) -> list[str]:
     names: list[str] = []
     for r in reports.values():
         names += [
-            row.name
-            for row in sorted(r.rows, key=lambda row: row.depth)
-            if row.name not in names
+            row.name for row in sorted(r.rows, key=lambda row: row.depth) if row.name not in names
         ]
     return names
 
@@ -415,7 +415,7 @@ def layer_rows(reports: dict) -> list[dict]:
         }
         for label in labels:
             mine = by_label[label].get(name)
-            for metric in LAYER_METRICS + ("trace_stderr",):
+            for metric in (*LAYER_METRICS, "trace_stderr"):
                 row[f"{label} {metric}"] = getattr(mine, metric) if mine else None
         if len(labels) == 2:
             for metric in ("trace", "top_eigenvalue"):
@@ -495,7 +495,8 @@ def layers_figure(reports: dict, metric: str = "top_eigenvalue") -> go.Figure:
             col=1,
         )
         if wholes.get(label) is not None:
-            # a trace, not add_hline: on a log axis Plotly places a shape's annotation in log10 units
+            # a trace, not add_hline: on a log axis Plotly places a shape's annotation in log10
+            # units
             fig.add_trace(
                 go.Scatter(
                     x=names,
@@ -565,9 +566,9 @@ def decision_maps(panels: dict[str, dict]) -> go.Figure:
     )
     names = list(dict.fromkeys(n for p in panels.values() for n in p.get("boundaries", {})))
     extra_colors = dict(
-        zip(names, ["#d62728", "#2ca02c", "#9467bd", "#8c564b"] * 4)
+        zip(names, ["#d62728", "#2ca02c", "#9467bd", "#8c564b"] * 4, strict=False)
     )  # one colour per name
-    for i, (label, p) in enumerate(panels.items()):
+    for i, (_label, p) in enumerate(panels.items()):
         m = p["map"]
         fig.add_trace(
             go.Heatmap(
@@ -670,9 +671,10 @@ def eigen_slices(slices: dict[str, dict]) -> go.Figure:
 def train_test_slices(slices: dict[str, dict], shift: float) -> go.Figure:
     """Per label: training loss (dotted), test loss (solid) along one direction, and the training
     curve moved by `shift` (dashed): what the test loss would be if the test landscape were the
-    training landscape shifted (the picture of the PoF paper's first figure, from measured curves)."""
+    training landscape shifted (the picture of the PoF paper's first figure, from measured
+    curves)."""
     fig = make_subplots(rows=1, cols=len(slices), subplot_titles=list(slices), shared_yaxes=True)
-    for i, (label, s) in enumerate(slices.items()):
+    for i, (_label, s) in enumerate(slices.items()):
         show = i == 0
         fig.add_trace(
             go.Scatter(

@@ -23,7 +23,8 @@ def uploads_dir() -> Path:
 
 
 def imported_dir() -> Path:
-    """Project checkpoints the Inspect page saved from the user's own models (listed under my runs)."""
+    """Project checkpoints the Inspect page saved from the user's own models (listed under my
+    runs)."""
     return runs_root() / "imported"
 
 
@@ -43,7 +44,8 @@ def save_upload(original_name: str, data: bytes) -> Path:
 
 
 def list_uploads() -> list[tuple[Path, dict]]:
-    """(stored file, its note), newest first; a file whose note is unreadable is listed by its name."""
+    """(stored file, its note), newest first; a file whose note is unreadable is listed by its
+    name."""
     folder = uploads_dir()
     if not folder.is_dir():
         return []
@@ -83,7 +85,8 @@ def delete_upload(path: Path) -> None:
 
 
 def free_file(folder: Path, stem: str) -> Path:
-    """folder/STEM.safetensors, or STEM-2, -3 ... when taken; the stem keeps only safe characters."""
+    """folder/STEM.safetensors, or STEM-2, -3 ... when taken; the stem keeps only safe
+    characters."""
     safe = (
         "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip(".-")[:80] or "model"
     )

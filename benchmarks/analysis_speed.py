@@ -16,7 +16,6 @@ import argparse
 import copy
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +80,8 @@ def bench_top_eigenvalue(model, x, y, repeats, tol=1e-4):
     print(f"| this project (Lanczos) | {to:.2f} | {no} | {to / no * 1e3:.1f} | {vo:.6f} |")
     print(
         f"\nper-product overhead of the wrapper: {(to / no) / (tp / np_) - 1:+.1%}; "
-        f"total time ratio {to / tp:.2f}; relative difference of the values {abs(vo - vp) / abs(vp):.2e}"
+        f"total time ratio {to / tp:.2f}; relative difference of the values "
+        f"{abs(vo - vp) / abs(vp):.2e}"
     )
 
 
@@ -115,17 +115,20 @@ def bench_last_layer(model, x, y, repeats):
     (tp, vp, trp), (te, ve, tre) = min(rows["pyhessian"]), min(rows["exact"])
     tf, vf, trf = min(rows["free"])
     print(
-        "\n## 2. Last layer: exact closed form vs PyHessian restricted to the last layer (1000 digits)\n"
+        "\n## 2. Last layer: exact closed form vs PyHessian restricted to the last layer (1000 "
+        "digits)\n"
     )
     print("| | time s | top eigenvalue | trace |")
     print("|---|---|---|---|")
     print(
-        f"| PyHessian (power iteration tol 1e-6, Hutchinson 200 probes) | {tp:.3f} | {vp:.6f} | {trp:.5f} |"
+        f"| PyHessian (power iteration tol 1e-6, Hutchinson 200 probes) | {tp:.3f} | {vp:.6f} | "
+        f"{trp:.5f} |"
     )
     print(f"| exact closed form ({res.method}) | {te:.3f} | {ve:.6f} | {tre:.5f} |")
     print(f"| exact closed form (matrix-free Lanczos) | {tf:.3f} | {vf:.6f} | {trf:.5f} |")
     print(
-        f"\nspeed-up {tp / te:.1f}x (dense, the whole spectrum), {tp / tf:.1f}x (matrix-free, top eigenvalue); "
+        f"\nspeed-up {tp / te:.1f}x (dense, the whole spectrum), {tp / tf:.1f}x (matrix-free, top "
+        "eigenvalue); "
         f"top eigenvalue agrees to {abs(vp - ve) / ve:.1e} relative; "
         f"PyHessian's trace estimate is {abs(trp - tre) / tre:.1%} off the exact trace"
     )
@@ -160,8 +163,10 @@ def bench_landscape(name, model, x, y, steps, repeats):
                 loss_and_accuracy(m.eval(), x, y)
         best["state_dict"] = min(best["state_dict"], time.perf_counter() - t0)
     print(
-        f"| {name} | {len(x)} | {n_points} | {n_points / best['grid']:.2f} | {n_points / best['forward']:.2f} | "
-        f"{best['forward'] / best['grid']:.3f} | {n_points / best['state_dict']:.2f} | {best['state_dict'] / best['grid']:.2f} |"
+        f"| {name} | {len(x)} | {n_points} | {n_points / best['grid']:.2f} | "
+        f"{n_points / best['forward']:.2f} | "
+        f"{best['forward'] / best['grid']:.3f} | {n_points / best['state_dict']:.2f} | "
+        f"{best['state_dict'] / best['grid']:.2f} |"
     )
 
 

@@ -48,9 +48,7 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 
 def mismatch(parser: argparse.ArgumentParser, cls) -> tuple[set, set]:
     """(flags without a field, fields without a flag) of a command's parser and its config."""
-    flags = {
-        o: a.dest for a in parser._actions for o in a.option_strings if o.startswith("--")
-    }
+    flags = {o: a.dest for a in parser._actions for o in a.option_strings if o.startswith("--")}
     fields = {flag_name(f): f.name for f in dataclasses.fields(cls)}
     negated = {"--no-" + flag_name(f)[2:] for f in cli_fields(cls) if f.type in (bool, "bool")}
     without_field = set(flags) - set(fields) - negated - NOT_CONFIG - _pof_flags()
@@ -173,7 +171,9 @@ EXAMPLES["compare"] = (["a.safetensors"], EXAMPLES["report"][1])
 def test_to_argv_round_trips(command):
     positional, cfg = EXAMPLES[command]
     default = type(cfg)()
-    changed = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)}
+    changed = {
+        f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)
+    }
     assert changed == {f.name for f in dataclasses.fields(cfg)}  # the example moves every field
     hand = ["--range", *map(repr, cfg.range)] if hasattr(cfg, "range") else []  # cli=False
     args = build_parser().parse_args([command, *positional, *to_argv(cfg), *hand])

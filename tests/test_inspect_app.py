@@ -49,7 +49,7 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
     accs = [m.value for m in at.metric if m.label == "test accuracy (recorded)"]
     assert accs == ["99.11%", "99.56%"]  # SGD and SAM, as the manifest records them
     next(n for n in at.number_input if n.label.startswith("Training samples")).set_value(100).run()
-    [b for b in at.button if b.label == "Compute 1 analysis"][0].click().run()
+    next(b for b in at.button if b.label == "Compute 1 analysis").click().run()
     assert not at.exception
     job = Run(next((runs_root / "compare").iterdir()) / "layers")
     assert wait_for_state(job, ("done", "failed"), timeout=300)["state"] == "done", (
@@ -67,7 +67,8 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
     }
     ratio = next(t for t in charts[0]["data"] if t["type"] == "bar")  # the per-layer ratio panel
     table = at.dataframe[0].value
-    # conv, BN, (ReLU), conv, BN, (ReLU, pool), conv, BN, classifier: every parameterized layer, in order
+    # conv, BN, (ReLU), conv, BN, (ReLU, pool), conv, BN, classifier: every parameterized layer, in
+    # order
     assert list(table["layer"]) == [
         "features.0",
         "features.1",
@@ -149,7 +150,7 @@ def test_a_foreign_model_on_the_users_own_data_gets_its_card(runs_root, tmp_path
         for c in at.caption
     )
     # saved once as a project checkpoint: next time, one click and no fields
-    [b for b in at.button if b.label == "Save as a project checkpoint"][0].click().run()
+    next(b for b in at.button if b.label == "Save as a project checkpoint").click().run()
     saved = runs_root / "imported" / "own.safetensors"
     assert saved.exists() and any(str(saved) in s.value for s in at.success)
     again = _inspect()
@@ -187,7 +188,7 @@ def test_traces_only_for_a_large_model(runs_root):
     at = _inspect()
     next(n for n in at.number_input if n.label.startswith("Training samples")).set_value(100).run()
     next(c for c in at.checkbox if c.label == "Per layer: traces only").check().run()
-    [b for b in at.button if b.label == "Compute 1 analysis"][0].click().run()
+    next(b for b in at.button if b.label == "Compute 1 analysis").click().run()
     job = Run(next((runs_root / "compare").iterdir()) / "layers")
     assert wait_for_state(job, ("done", "failed"), timeout=300)["state"] == "done", (
         job.path / "log.txt"

@@ -1,4 +1,5 @@
-"""Per-layer sharpness (analysis.layers) against the exact Hessian's diagonal blocks; its CLI and figures."""
+"""Per-layer sharpness (analysis.layers) against the exact Hessian's diagonal blocks; its CLI and
+figures."""
 
 import csv
 import json
@@ -22,7 +23,8 @@ from pof.progress import Stopped
 
 
 def _tiny_cnn():
-    """conv + BN, conv + BN, linear: 303 parameters in float64, BN with non-trivial running statistics."""
+    """conv + BN, conv + BN, linear: 303 parameters in float64, BN with non-trivial running
+    statistics."""
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1),
@@ -47,13 +49,13 @@ def _tiny_cnn():
 
 def _exact_hessian(model, x, y) -> torch.Tensor:
     """The full Hessian of the eval-mode mean cross-entropy, flattened in named_parameters order."""
-    names, shapes = zip(*[(n, p.shape) for n, p in model.named_parameters()])
+    names, shapes = zip(*[(n, p.shape) for n, p in model.named_parameters()], strict=True)
     flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     buffers = dict(model.named_buffers())
 
     def loss(flat):
         params, i = {}, 0
-        for n, s in zip(names, shapes):
+        for n, s in zip(names, shapes, strict=True):
             params[n] = flat[i : i + math.prod(s)].view(s)
             i += math.prod(s)
         return F.cross_entropy(functional_call(model, {**params, **buffers}, (x,)), y)
@@ -147,7 +149,8 @@ def test_no_number_is_computed_twice_and_progress_counts_products(tiny, counted)
     _, _, _, blocks = tiny
     report, n_calls, seen = counted
     h = report.hvp
-    # one trace pass for every block and the whole network; each eigenvalue = its Lanczos steps + one residual
+    # one trace pass for every block and the whole network; each eigenvalue = its Lanczos steps +
+    # one residual
     assert h.trace == report.n_probes
     assert (
         all(r.hvp == r.top_steps + 1 for r in report.rows)
@@ -155,7 +158,8 @@ def test_no_number_is_computed_twice_and_progress_counts_products(tiny, counted)
     )
     assert h.blocks == sum(r.hvp for r in report.rows) and h.whole_top == report.whole.hvp
     assert n_calls == h.total == h.trace + h.blocks + h.whole_top
-    # progress: done counts products, total starts at the planned worst case and ends at what was used
+    # progress: done counts products, total starts at the planned worst case and ends at what was
+    # used
     planned = (
         report.n_probes
         + sum(min(report.max_steps, len(b)) + 1 for b in blocks.values())
@@ -353,7 +357,8 @@ def test_layer_rows_and_figure():
 
 
 def test_the_whole_network_reference_sits_at_its_value_on_a_log_axis():
-    """The reference is a trace in data units (a shape's annotation would be placed in log10 units)."""
+    """The reference is a trace in data units (a shape's annotation would be placed in log10
+    units)."""
     from app.figures import layers_figure
 
     rows = [
