@@ -13,6 +13,7 @@ directions, an unknown dataset, an unwritable --out); 3 stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -590,8 +591,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         return p
 
-    def range_flag(p, default):
-        p.add_argument("--range", type=float, nargs=2, default=list(default), metavar=("LO", "HI"))
+    def range_flag(p, cls):
+        """--range LO HI: two numbers (a hand-written flag of the config's `range` field)."""
+        (f,) = [f for f in dataclasses.fields(cls) if f.name == "range"]
+        p.add_argument(
+            "--range",
+            type=float,
+            nargs=2,
+            default=list(f.default),
+            metavar=("LO", "HI"),
+            help=f.metadata["help"],
+        )
 
     one = [(("checkpoint",), {})]
     p = command("hessian", one, help="top eigenvalues, trace, density, per layer; exact last layer")
@@ -614,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("landscape", one, help="1-D or 2-D loss/accuracy slices along saved directions")
-    range_flag(p, (-1.0, 1.0))
+    range_flag(p, LandscapeConfig)
     p.add_argument(
         "--compare", default=None, help="a second checkpoint, evaluated along the same directions"
     )
@@ -638,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
         [(("checkpoint_a",), {}), (("checkpoint_b",), {})],
         help="loss/accuracy on the line between two checkpoints",
     )
-    range_flag(p, (-0.5, 1.5))
+    range_flag(p, InterpolationConfig)
 
     command("sharpness", one, help="worst-case (plain, adaptive) and average-case sharpness")
 

@@ -183,3 +183,26 @@ def test_interpolate_and_sharpness_commands(ckpts, tmp_path):
             assert increase >= 0
     # the same base loss for all three: the same model on the same 200 images
     assert len({line.split("loss ")[1].split(" ->")[0] for line in measures}) == 1
+
+
+def test_a_result_of_another_schema_or_unreadable_is_computed_again(ckpts, tmp_path):
+    a, _, _ = ckpts
+    args = ["sharpness", a, "--samples", "100", "--steps", "1", "--noise-samples", "2"]
+    args += ["--out", tmp_path, "--quiet"]
+    first = run_analysis(*args).stdout
+    (path,) = tmp_path.glob("sharpness-*.json")
+    saved = json.loads(path.read_text())
+    assert saved["schema"] == results.SCHEMA and saved["kind"] == "sharpness"
+    assert "(cached" in run_analysis(*args).stderr
+    # an older format: said so in one line, computed again to the same numbers, stored anew
+    path.write_text(json.dumps({**saved, "schema": results.SCHEMA - 1}))
+    again = run_analysis(*args)
+    assert f"schema {results.SCHEMA - 1}, this version reads {results.SCHEMA}" in again.stderr
+    assert "computing it again" in again.stderr and "Traceback" not in again.stderr
+    assert again.stdout.splitlines()[:3] == first.splitlines()[:3]
+    assert json.loads(path.read_text())["schema"] == results.SCHEMA
+    # a torn file: the same
+    path.write_text(path.read_text()[:40])
+    torn = run_analysis(*args)
+    assert "computing it again" in torn.stderr and "Traceback" not in torn.stderr
+    assert torn.stdout.splitlines()[:3] == first.splitlines()[:3]

@@ -81,10 +81,11 @@ def jobs() -> dict[tuple[str, str], Run]:
 
 
 def report_of(run: Run) -> dict:
-    """The finished parts of a run's comparison; an unreadable part is offered again, not shown."""
+    """The finished parts of a run's comparison, typed, computed on its current checkpoints (a
+    part that is unreadable or of another schema is left out by load_report: offered again)."""
     try:
-        return load_report(run.path)  # only results of the current checkpoints
-    except (RunError, OSError, ValueError, AttributeError, TypeError):
+        return load_report(run.path)
+    except (RunError, OSError):  # the run folder itself is unreadable
         return {}
 
 
