@@ -1,11 +1,20 @@
 """Whole-network curvature: top eigenvalues, trace, spectral density and per-layer blocks.
 
-Hessian-vector products come from PyHessian (`pyhessian.hessian`), over a fixed list of batches
-weighted by batch size, with the model in eval mode (PyHessian puts it there: BN uses its running
-statistics, so the Hessian is that of the deterministic eval-mode loss). Around them:
+Every estimator works on a `CurvatureOperator` (a symmetric matrix known only through its products
+with flat vectors): `HessianOperator` for the mean cross-entropy over a fixed list of batches, in
+eval mode (BN uses its running statistics, so the Hessian is that of the deterministic eval-mode
+loss), and `BlockOperator` for one layer's diagonal block of it.
 
-- PyHessian 0.1 accumulates into `.grad`, so gradients are zeroed before it is built (otherwise
-  results double);
+The Hessian-vector products are written here rather than taken from PyHessian (PyPI 0.1), whose
+public API cannot serve them: `pyhessian.hessian` offers a product only as `dataloader_hv_product`,
+which rebuilds the graph for every product (twice the cost on a single batch); its single-batch
+graph is reachable only through its attributes; its constructor accumulates into `.grad` (stale
+gradients double the result) with `backward(create_graph=True)` (a reference cycle PyTorch warns
+about) and leaves the model in eval mode. Here the gradient graph is built with
+`torch.autograd.grad`, never stored in `.grad`, and the model's mode is restored on `close()`. The
+products are the same arithmetic as PyHessian's (batches weighted by their size), so the numbers
+agree with it to rounding (benchmarks/analysis_speed.py measures both). Around them:
+
 - top eigenvalues use Lanczos with full reorthogonalization instead of PyHessian's power iteration
   (which stalls at its default tolerance and can return eigenvalues out of order); each comes back
   sorted, with its residual |H v - lambda v| and whether it converged;
@@ -17,63 +26,85 @@ statistics, so the Hessian is that of the deterministic eval-mode loss). Around 
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-Progress = Callable[[int, int, str], None]
+from pof.progress import Progress, ShouldStop, check_stop
+
+from .results import UNSAVED, Result
+
+# --- the operators -----------------------------------------------------------------------------
 
 
-class Stopped(Exception):
-    """The caller asked the computation to stop."""
+class CurvatureOperator(Protocol):
+    """A symmetric matrix over some parameters, known through products with flat vectors."""
 
+    params: list[torch.Tensor]  # the parameters it acts on, in order (a flat vector spans them)
+    n_samples: int  # the examples its loss averages over
 
-def _check(should_stop) -> None:
-    if should_stop is not None and should_stop():
-        raise Stopped("stopped on request")
+    @property
+    def dim(self) -> int: ...
 
-
-# --- the operator ------------------------------------------------------------------------------
+    def matvec(self, flat: torch.Tensor) -> torch.Tensor: ...
 
 
 class HessianOperator:
-    """v -> H v for the mean cross-entropy over `batches`, through PyHessian."""
+    """v -> H v for the mean cross-entropy over `batches` (weighted by batch size), in eval mode."""
 
     def __init__(self, model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]):
-        from pyhessian import hessian
-
-        model.zero_grad(set_to_none=True)  # PyHessian adds to existing .grad: stale grads double H
-        # PyHessian builds with backward(create_graph=True); close() resets .grad, which breaks the cycle
-        warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
-        device = next(model.parameters()).device
-        self.n_samples = sum(len(y) for _, y in batches)
-        criterion = nn.CrossEntropyLoss()
-        if len(batches) == 1:
-            self._h = hessian(model, criterion, data=batches[0], cuda=device.type == "cuda")
-        else:
-            self._h = hessian(model, criterion, dataloader=batches, cuda=device.type == "cuda")
         self.model = model
-        self.params = self._h.params
+        self.was_training = model.training
+        model.eval()
+        self.batches = list(batches)
+        self.n_samples = sum(len(y) for _, y in self.batches)
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for p in model.parameters() if p.requires_grad]
         self.n_hvp = 0
+        # one batch: its gradient graph is built once and reused by every product
+        self._grads = self._gradient(*self.batches[0]) if len(self.batches) == 1 else None
+
+    def _gradient(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor | None]:
+        loss = F.cross_entropy(self.model(x), y)
+        return list(torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True))
+
+    def _grad_of_grad(self, grads, v, retain: bool) -> list[torch.Tensor]:
+        """d(grads . v)/d params; a parameter the loss does not depend on gets zeros."""
+        used = [(g, u) for g, u in zip(grads, v, strict=True) if g is not None and g.requires_grad]
+        if not used:
+            return [torch.zeros_like(p) for p in self.params]
+        hv = torch.autograd.grad(
+            [g for g, _ in used],
+            self.params,
+            [u for _, u in used],
+            retain_graph=retain,
+            allow_unused=True,
+        )
+        return [
+            torch.zeros_like(p) if h is None else h for p, h in zip(self.params, hv, strict=True)
+        ]
 
     @property
     def dim(self) -> int:
         return sum(p.numel() for p in self.params)
 
     def hvp(self, v: list[torch.Tensor]) -> list[torch.Tensor]:
-        """H v with v shaped like the parameters (PyHessian's convention)."""
-        from pyhessian.utils import hessian_vector_product
-
+        """H v with v shaped like the parameters."""
         self.n_hvp += 1
-        if self._h.full_dataset:
-            return list(self._h.dataloader_hv_product(v)[1])
-        return list(hessian_vector_product(self._h.gradsH, self.params, v))
+        if self._grads is not None:
+            return self._grad_of_grad(self._grads, v, retain=True)
+        total = [torch.zeros_like(p) for p in self.params]
+        for x, y in self.batches:
+            hv = self._grad_of_grad(self._gradient(x, y), v, retain=False)
+            total = [t + h * float(len(y)) for t, h in zip(total, hv, strict=True)]
+        return [t / float(self.n_samples) for t in total]
 
     def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
         out, i = [], 0
@@ -82,32 +113,51 @@ class HessianOperator:
             i += p.numel()
         return out
 
-    def __call__(self, flat: torch.Tensor) -> torch.Tensor:
-        """H v on flat vectors (the Krylov methods below work on one vector, not a list of tensors)."""
+    def matvec(self, flat: torch.Tensor) -> torch.Tensor:
+        """H v on flat vectors (the Krylov methods below work on one vector, not a list)."""
         return torch.cat([h.reshape(-1) for h in self.hvp(self.unflatten(flat))]).to(flat.dtype)
 
     def close(self) -> None:
-        """Free the graph PyHessian keeps for single-batch products and the gradients it left."""
-        self._h.gradsH = None
+        """Free the kept gradient graph and give the model its mode back."""
+        self._grads = None
         self.model.zero_grad(set_to_none=True)
+        self.model.train(self.was_training)
+
+
+class BlockOperator:
+    """The diagonal block of H for a subset of parameters: v_block -> (H [v_block; 0])_block."""
+
+    def __init__(self, op: CurvatureOperator, idx: list[int]):
+        self.op, self.idx = op, idx
+        self.params = [op.params[j] for j in idx]
+        self.n_samples = op.n_samples
+
+    @property
+    def dim(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    def matvec(self, flat: torch.Tensor) -> torch.Tensor:
+        full, i = [torch.zeros_like(p) for p in self.op.params], 0
+        for j in self.idx:
+            n = self.op.params[j].numel()
+            full[j] = flat[i : i + n].view_as(self.op.params[j]).to(self.op.params[j].dtype)
+            i += n
+        hv = self.op.hvp(full)
+        return torch.cat([hv[j].reshape(-1) for j in self.idx]).to(flat.dtype)
 
 
 def _rademacher(n: int, gen, like: torch.Tensor) -> torch.Tensor:
     return (torch.randint(0, 2, (n,), generator=gen) * 2 - 1).to(like)
 
 
-def _first_param(op):
-    return op.params[0]
-
-
 # --- Lanczos ------------------------------------------------------------------------------------
 
 
 def lanczos(
-    op: Callable,
+    op: CurvatureOperator,
     start: torch.Tensor,
     steps: int,
-    should_stop=None,
+    should_stop: ShouldStop | None = None,
     progress: Progress | None = None,
     label: str = "lanczos",
     done: Callable | None = None,
@@ -115,17 +165,17 @@ def lanczos(
 ):
     """`steps` Lanczos iterations from `start` (flat) with full reorthogonalization.
     Returns (alphas, betas, basis) with len(betas) == len(alphas): T is tridiagonal with alphas and
-    betas[:-1]; betas[-1] is the residual norm of the last step. Stops early if the space is exhausted,
-    or when done(alphas, betas) says so (asked every `check_every` steps). The basis is kept
-    (steps x dim) for reorthogonalization and Ritz vectors."""
+    betas[:-1]; betas[-1] is the residual norm of the last step. Stops early if the space is
+    exhausted, or when done(alphas, betas) says so (asked every `check_every` steps). The basis is
+    kept (steps x dim) for reorthogonalization and Ritz vectors."""
     # the basis grows as needed (it costs steps x parameters numbers), in the parameters' precision
     basis = torch.zeros(min(steps, 16), len(start), dtype=start.dtype, device=start.device)
     basis[0] = start / start.norm()
     alphas, betas = [], []
     for j in range(steps):
-        _check(should_stop)
+        check_stop(should_stop)
         v = basis[j]
-        w = op(v)
+        w = op.matvec(v)
         alpha = float(w @ v)
         Q = basis[: j + 1]
         for _ in range(2):  # full reorthogonalization, twice is enough (Parlett)
@@ -157,8 +207,8 @@ def _tridiag_eig(alphas, betas):
     return eigh_tridiagonal(alphas, betas[: len(alphas) - 1])
 
 
-@dataclass
-class TopEigen:
+@dataclass(frozen=True)
+class TopEigen(Result):
     eigenvalues: list[float]  # largest first
     residuals: list[float]  # |H v - lambda v| with |v| = 1, computed with one more product each
     converged: list[bool]  # residual <= tol * max(|lambda_1|, 1e-12)
@@ -166,23 +216,21 @@ class TopEigen:
     tol: float
     n_samples: int
     mode: str = "eval"
+    # unit eigenvectors (flat), on request
     vectors: list[torch.Tensor] | None = field(
-        default=None, repr=False
-    )  # unit eigenvectors (flat), on request
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "vectors"}
+        default=None, repr=False, compare=False, metadata=UNSAVED
+    )
 
 
 def top_eigenvalues(
-    op: HessianOperator,
+    op: CurvatureOperator,
     k: int = 1,
     tol: float = 1e-4,
     max_steps: int = 200,
     seed: int = 0,
     check_every: int = 2,
     progress: Progress | None = None,
-    should_stop=None,
+    should_stop: ShouldStop | None = None,
     keep_vectors: bool = False,
 ) -> TopEigen:
     """The k largest (algebraic) eigenvalues by Lanczos, run until the Ritz residual estimates
@@ -190,7 +238,7 @@ def top_eigenvalues(
     product each). Unlike power iteration, this does not stall on close eigenvalues and returns
     them in order."""
     gen = torch.Generator().manual_seed(seed)
-    start = torch.randn(op.dim, generator=gen, dtype=torch.float64).to(_first_param(op))
+    start = torch.randn(op.dim, generator=gen, dtype=torch.float64).to(op.params[0])
 
     def converged(alphas, betas) -> bool:  # Ritz residual estimates |beta_m s_m| of the top k
         if len(alphas) < k:
@@ -217,7 +265,7 @@ def top_eigenvalues(
         vec = basis.T @ torch.from_numpy(S[:, i]).to(basis)
         lam = float(theta[i])
         values.append(lam)
-        residuals.append(float((op(vec) - lam * vec).norm()))
+        residuals.append(float((op.matvec(vec) - lam * vec).norm()))
         vectors.append(vec / vec.norm())
     scale = max(abs(values[0]), 1e-12)
     return TopEigen(
@@ -234,8 +282,8 @@ def top_eigenvalues(
 # --- trace, per layer ---------------------------------------------------------------------------
 
 
-@dataclass
-class LayerCurvature:
+@dataclass(frozen=True)
+class LayerCurvature(Result):
     name: str  # module name, e.g. "features.0" (weight and bias together) or "features.1" (BN)
     kind: str  # "conv", "linear", "batchnorm", "norm" (other normalizations), "other"
     n_params: int
@@ -246,16 +294,13 @@ class LayerCurvature:
     top_residual: float | None = None
 
 
-@dataclass
-class TraceResult:
+@dataclass(frozen=True)
+class TraceResult(Result):
     trace: float
     stderr: float
     n_probes: int
     n_samples: int
     layers: list[LayerCurvature] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.LocalResponseNorm)
@@ -275,7 +320,8 @@ def _kind_of(mod: nn.Module) -> str:
     if isinstance(mod, _NORMS):
         return "norm"
     if type(mod) is not nn.Module and type(mod).__module__.startswith("torch.nn.modules"):
-        return "other"  # a torch.nn layer of another kind (embedding, attention, ...): its shapes would mislead
+        # a torch.nn layer of another kind (embedding, attention, ...): its shapes would mislead
+        return "other"
     weight = mod._parameters.get("weight")
     if weight is None:
         return "other"
@@ -305,7 +351,7 @@ def hutchinson_trace(
     seed: int = 0,
     per_layer: bool = True,
     progress: Progress | None = None,
-    should_stop=None,
+    should_stop: ShouldStop | None = None,
 ) -> TraceResult:
     """tr H ~ mean of v^T H v over Rademacher probes v, with its standard error; with per_layer,
     the same probes give each layer's block trace as the sum over the block of v * Hv."""
@@ -313,10 +359,10 @@ def hutchinson_trace(
     groups = layer_groups(op.model, op.names)
     totals, per = [], {g: [] for g, _, _ in groups}
     for i in range(n_probes):
-        _check(should_stop)
-        v = op.unflatten(_rademacher(op.dim, gen, _first_param(op)))
+        check_stop(should_stop)
+        v = op.unflatten(_rademacher(op.dim, gen, op.params[0]))
         hv = op.hvp(v)
-        contrib = [float((a * b).sum()) for a, b in zip(v, hv)]
+        contrib = [float((a * b).sum()) for a, b in zip(v, hv, strict=True)]
         totals.append(sum(contrib))
         for g, _, idx in groups:
             per[g].append(sum(contrib[j] for j in idx))
@@ -339,28 +385,6 @@ def hutchinson_trace(
     return TraceResult(t, se, n_probes, op.n_samples, layers)
 
 
-class _BlockOperator:
-    """The diagonal block of H for a subset of parameters: v_block -> (H [v_block; 0])_block."""
-
-    def __init__(self, op: HessianOperator, idx: list[int]):
-        self.op, self.idx = op, idx
-        self.params = [op.params[j] for j in idx]
-        self.n_samples = op.n_samples
-
-    @property
-    def dim(self) -> int:
-        return sum(p.numel() for p in self.params)
-
-    def __call__(self, flat: torch.Tensor) -> torch.Tensor:
-        full, i = [torch.zeros_like(p) for p in self.op.params], 0
-        for j in self.idx:
-            n = self.op.params[j].numel()
-            full[j] = flat[i : i + n].view_as(self.op.params[j]).to(self.op.params[j].dtype)
-            i += n
-        hv = self.op.hvp(full)
-        return torch.cat([hv[j].reshape(-1) for j in self.idx]).to(flat.dtype)
-
-
 def per_layer_top_eigenvalues(
     op: HessianOperator,
     layers: list[LayerCurvature],
@@ -368,26 +392,31 @@ def per_layer_top_eigenvalues(
     max_steps: int = 60,
     seed: int = 0,
     progress: Progress | None = None,
-    should_stop=None,
+    should_stop: ShouldStop | None = None,
 ) -> list[LayerCurvature]:
-    """Fill in each layer's top eigenvalue of its diagonal Hessian block (Lanczos on the block)."""
+    """The layers, each with the top eigenvalue of its diagonal Hessian block (Lanczos)."""
     groups = {g: idx for g, _, idx in layer_groups(op.model, op.names)}
+    out = []
     for i, layer in enumerate(layers):
-        block = _BlockOperator(op, groups[layer.name])
+        block = BlockOperator(op, groups[layer.name])
         res = top_eigenvalues(
             block, 1, tol=tol, max_steps=max_steps, seed=seed, should_stop=should_stop
         )
-        layer.top_eigenvalue, layer.top_residual = res.eigenvalues[0], res.residuals[0]
+        out.append(
+            dataclasses.replace(
+                layer, top_eigenvalue=res.eigenvalues[0], top_residual=res.residuals[0]
+            )
+        )
         if progress:
             progress(i + 1, len(layers), f"layer {layer.name}")
-    return layers
+    return out
 
 
 # --- spectral density -------------------------------------------------------------------------
 
 
-@dataclass
-class Density:
+@dataclass(frozen=True)
+class Density(Result):
     nodes: list[list[float]]  # per run: Ritz values (eigenvalues of the Lanczos tridiagonal)
     weights: list[list[float]]  # per run: squared first components; each run sums to 1
     grid: list[float]
@@ -396,28 +425,26 @@ class Density:
     steps: int
     n_samples: int
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def spectral_density(
-    op: HessianOperator,
+    op: CurvatureOperator,
     steps: int = 80,
     runs: int = 1,
     seed: int = 0,
     grid_points: int = 1000,
     sigma_ratio: float = 1e-3,
     progress: Progress | None = None,
-    should_stop=None,
+    should_stop: ShouldStop | None = None,
 ) -> Density:
-    """Stochastic Lanczos quadrature (Ghorbani et al. 2019): for Rademacher starts v, the eigenvalues
-    of the m-step Lanczos tridiagonal and the squared first components of its eigenvectors are the
-    nodes and weights of a quadrature for v^T f(H) v / |v|^2; averaging over runs estimates the density."""
+    """Stochastic Lanczos quadrature (Ghorbani et al. 2019): for Rademacher starts v, the
+    eigenvalues of the m-step Lanczos tridiagonal and the squared first components of its
+    eigenvectors are the nodes and weights of a quadrature for v^T f(H) v / |v|^2; averaging over
+    runs estimates the density."""
     gen = torch.Generator().manual_seed(seed)
     steps = min(steps, op.dim)
     all_nodes, all_weights = [], []
     for r in range(runs):
-        start = _rademacher(op.dim, gen, _first_param(op))
+        start = _rademacher(op.dim, gen, op.params[0])
         prog = (
             (lambda i, n, msg, r=r: progress(r * steps + i, runs * steps, msg))
             if progress
@@ -433,8 +460,8 @@ def spectral_density(
     grid = np.linspace(lo - pad, hi + pad, grid_points)
     sigma = sigma_ratio * (hi - lo + 1e-12)
     dens = np.zeros_like(grid)
-    for nodes, weights in zip(all_nodes, all_weights):
-        for t, w in zip(nodes, weights):
+    for nodes, weights in zip(all_nodes, all_weights, strict=True):
+        for t, w in zip(nodes, weights, strict=True):
             dens += (
                 w * np.exp(-((grid - t) ** 2) / (2 * sigma**2)) / (sigma * math.sqrt(2 * math.pi))
             )

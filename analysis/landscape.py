@@ -11,10 +11,9 @@ weights written from a saved copy; the model is restored bit for bit afterwards.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from pof.checkpoints import read_safetensors, write_safetensors
+from pof.progress import Progress, ShouldStop, Stopped, check_stop
 from pof.validate import ConfigError
 
-from .hessian import Stopped, _check
-
-Progress = Callable[[int, int, str], None]
-
+from .results import Result
 
 # --- directions ---------------------------------------------------------------------------------
 
@@ -50,7 +47,8 @@ class Directions:
         tensors, meta = read_safetensors(Path(path))
         if not meta or "directions" not in meta:
             raise ConfigError(
-                f"{path} is not a directions file written by this project; give another --directions "
+                f"{path} is not a directions file written by this project; give another "
+                "--directions "
                 f"path (it is made and saved there when it does not exist)."
             )
         try:
@@ -102,7 +100,7 @@ def random_directions(
         for name, p in model.named_parameters():
             w = p.detach().cpu().float()
             v = torch.randn(w.shape, generator=gen)
-            selected = layers is None or any(name == l or name.startswith(l + ".") for l in layers)
+            selected = layers is None or any(name == k or name.startswith(k + ".") for k in layers)
             if not selected or (_is_bias_or_bn(name, w) and not include_bias_bn):
                 v.zero_()
             elif normalization == "filter" and w.dim() >= 2:
@@ -126,12 +124,14 @@ def random_directions(
 
 
 def difference_direction(model_a: nn.Module, model_b: nn.Module) -> Directions:
-    """The direction theta_b - theta_a over parameters (for a 1-D slice through both checkpoints)."""
+    """The direction theta_b - theta_a over parameters (for a 1-D slice through both
+    checkpoints)."""
     pb = dict(model_b.named_parameters())
     pa = dict(model_a.named_parameters())
     if set(pa) != set(pb) or any(pb[n].shape != p.shape for n, p in pa.items()):
         raise ConfigError(
-            "The two checkpoints have different architectures; no direction runs from one to the other."
+            "The two checkpoints have different architectures; no direction runs from one to the "
+            "other."
         )
     d = {n: (pb[n].detach() - p.detach()).cpu() for n, p in model_a.named_parameters()}
     return Directions([d], {"kind": "difference", "count": 1})
@@ -159,7 +159,8 @@ def eval_tensors(dataset, mean, std, split: str, samples: int | None, seed: int 
         xb,
         yb,
         n,
-        f"{dataset.name} {split} split, {n} of {total} images{subset}, eval-mode BN, no augmentation",
+        f"{dataset.name} {split} split, {n} of {total} images{subset}, eval-mode BN, no "
+        "augmentation",
     )
 
 
@@ -218,7 +219,7 @@ class _Displaced:
     def move_to(self, coords) -> None:
         for n, p in self.params.items():
             w = self.origin[n].clone()
-            for c, d in zip(coords, self.dirs):
+            for c, d in zip(coords, self.dirs, strict=True):
                 if c:
                     w.add_(d[n], alpha=float(c))
             p.copy_(w)
@@ -230,10 +231,11 @@ class _Displaced:
         self.model.train(self.was_training)
 
 
-@dataclass
-class Landscape:
+@dataclass(frozen=True)
+class Landscape(Result):
     axes: list[list[float]]  # coordinates along each direction
-    loss: list  # len(axes[0]) values (1-D) or a len(axes[0]) x len(axes[1]) grid; NaN = not computed yet
+    # len(axes[0]) values (1-D) or a len(axes[0]) x len(axes[1]) grid; NaN = not computed yet
+    loss: list
     accuracy: list
     eval_set: str  # what it was evaluated on, stated
     directions: dict  # the directions' metadata
@@ -241,8 +243,10 @@ class Landscape:
     total: int = 0
     extra: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self), allow_nan=True))
+    def origin_loss(self) -> float:
+        """The loss at coordinates 0 (the grid's middle when 0 is not on it)."""
+        i0 = tuple(a.index(0.0) if 0.0 in a else len(a) // 2 for a in self.axes)
+        return float(np.array(self.loss, dtype=float)[i0])
 
 
 def evaluate_grid(
@@ -256,7 +260,7 @@ def evaluate_grid(
     partial: Landscape | None = None,
     save_partial: Callable[[Landscape], None] | None = None,
     progress: Progress | None = None,
-    should_stop=None,
+    should_stop: ShouldStop | None = None,
 ) -> Landscape:
     """Loss and accuracy at every point of the grid spanned by `axes` along `dirs` (1 or 2 of them).
 
@@ -271,36 +275,29 @@ def evaluate_grid(
     if partial is not None and partial.axes == axes:
         loss, acc = np.array(partial.loss, dtype=float), np.array(partial.accuracy, dtype=float)
     points = list(np.ndindex(*shape))
-    result = Landscape(
-        axes,
-        loss.tolist(),
-        acc.tolist(),
-        eval_set,
-        dirs.meta,
-        int(np.sum(~np.isnan(loss))),
-        len(points),
-    )
+    done = int(np.sum(~np.isnan(loss)))
+
+    def result() -> Landscape:
+        return Landscape(axes, loss.tolist(), acc.tolist(), eval_set, dirs.meta, done, len(points))
+
     with _Displaced(model, dirs) as moved:
         try:
-            for k, idx in enumerate(points):
+            for idx in points:
                 if not np.isnan(loss[idx]):
                     continue
-                _check(should_stop)
+                check_stop(should_stop)
                 moved.move_to([axes[i][j] for i, j in enumerate(idx)])
                 loss[idx], acc[idx] = loss_and_accuracy(model, x, y, batch_size)
-                result.done += 1
+                done += 1
                 if progress:
-                    progress(result.done, len(points), "landscape")
-                if save_partial and result.done % 20 == 0:
-                    result.loss, result.accuracy = loss.tolist(), acc.tolist()
-                    save_partial(result)
+                    progress(done, len(points), "landscape")
+                if save_partial and done % 20 == 0:
+                    save_partial(result())
         except Stopped:
-            result.loss, result.accuracy = loss.tolist(), acc.tolist()
             if save_partial:
-                save_partial(result)
+                save_partial(result())
             raise
-    result.loss, result.accuracy = loss.tolist(), acc.tolist()
-    return result
+    return result()
 
 
 def interpolate(
@@ -312,10 +309,11 @@ def interpolate(
     eval_set: str,
     batch_size: int | None = None,
     progress: Progress | None = None,
-    should_stop=None,
+    should_stop: ShouldStop | None = None,
 ) -> Landscape:
     """Loss and accuracy of (1 - a) theta_a + a theta_b, batch-norm running statistics included
-    (integer buffers such as num_batches_tracked are taken from a). Model a is restored afterwards."""
+    (integer buffers such as num_batches_tracked are taken from a). Model a is restored
+    afterwards."""
     sa, sb = model_a.state_dict(), model_b.state_dict()
     if set(sa) != set(sb) or any(sa[k].shape != sb[k].shape for k in sa):
         raise ConfigError(
@@ -329,7 +327,7 @@ def interpolate(
     try:
         with torch.no_grad():
             for i, a in enumerate(alphas):
-                _check(should_stop)
+                check_stop(should_stop)
                 mixed = {
                     k: (origin[k] + float(a) * (target[k] - origin[k]))
                     if origin[k].is_floating_point()
@@ -351,6 +349,7 @@ def interpolate(
 
 
 def grid(lo: float, hi: float, steps: int) -> list[float]:
-    """`steps` evenly spaced points from lo to hi, with 0 included exactly when it lies on the grid."""
+    """`steps` evenly spaced points from lo to hi, with 0 included exactly when it lies on the
+    grid."""
     pts = np.linspace(lo, hi, steps)
     return [0.0 if math.isclose(p, 0.0, abs_tol=1e-12) else float(p) for p in pts]

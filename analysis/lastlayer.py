@@ -11,10 +11,12 @@ C (D+1) is small, otherwise as a matrix-free operator (Lanczos on exact products
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .results import Result
 
 DENSE_MAX_DIM = 4096  # above this C (D+1), never form the matrix
 DENSE_MAX_FLOPS = (
@@ -22,17 +24,15 @@ DENSE_MAX_FLOPS = (
 )
 
 
-@dataclass
-class LastLayerHessian:
+@dataclass(frozen=True)
+class LastLayerHessian(Result):
     top_eigenvalues: list[float]  # largest first
     trace: float
     n_samples: int
     dim: int  # C (D+1)
     method: str  # "dense" or "matrix-free"
     spectrum: list[float] | None = None  # every eigenvalue, largest first (dense only)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    eval_set: str = ""  # what it was computed on, stated
 
 
 @torch.no_grad()
@@ -54,14 +54,16 @@ def features_and_probs(model, batches, split=None) -> tuple[torch.Tensor, torch.
 
 
 def hessian_vector_product(Ft: torch.Tensor, P: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-    """H V for V of shape (C, D+1), without forming H: (1/N) sum_i (diag(p_i) - p_i p_i^T) V f~_i f~_i^T."""
+    """H V for V of shape (C, D+1), without forming H: (1/N) sum_i (diag(p_i) - p_i p_i^T) V f~_i
+    f~_i^T."""
     U = Ft @ V.T  # (N, C): u_i = V f~_i
     M = P * U - P * (P * U).sum(1, keepdim=True)  # (diag(p_i) - p_i p_i^T) u_i
     return M.T @ Ft / len(Ft)
 
 
 def dense_hessian(Ft: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-    """The full (C(D+1), C(D+1)) matrix: block-diagonal part minus Q^T Q / N, Q_i = p_i kron f~_i."""
+    """The full (C(D+1), C(D+1)) matrix: block-diagonal part minus Q^T Q / N, Q_i = p_i kron
+    f~_i."""
     n, d1 = Ft.shape
     c = P.shape[1]
     Q = (P[:, :, None] * Ft[:, None, :]).reshape(n, c * d1)

@@ -6,8 +6,9 @@ standard error, the trace per parameter, the block's top eigenvalue with its res
 block's share of the whole trace; and the whole network's trace and top eigenvalue for reference.
 
 What it costs, in Hessian-vector products (each one a full-network forward and double backward):
-- the traces: ONE Hutchinson pass of `probes` products. Each probe's v * Hv is summed block by block,
-  so the same products give every block's trace and the whole trace; no block has probes of its own.
+- the traces: ONE Hutchinson pass of `probes` products. Each probe's v * Hv is summed block by
+  block, so the same products give every block's trace and the whole trace; no block has probes
+  of its own.
 - each block's top eigenvalue: Lanczos on the block (at most `max_steps` steps, stopped once the
   Ritz residual is below `tol` * lambda) plus one product for the true residual. A block product
   is a full-network product with the other blocks' entries zero, so it costs as much as a
@@ -24,20 +25,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 from torch import nn
 
-from .hessian import (
-    HessianOperator,
-    Progress,
-    _BlockOperator,
-    hutchinson_trace,
-    layer_groups,
-    top_eigenvalues,
-)
+from pof.progress import Progress, ShouldStop
 
-SCHEMA = 1  # bump when a field changes meaning; from_dict refuses other versions
+from .hessian import BlockOperator, HessianOperator, hutchinson_trace, layer_groups, top_eigenvalues
+from .results import SCHEMA, Result
 
 # Defaults sized for the bundled digits cnn-small (94k parameters, 1000 images): the whole report
 # in about a minute on 2 CPU cores (measured in benchmarks/RESULTS.md). Blocks converge in ~10
@@ -45,8 +40,8 @@ SCHEMA = 1  # bump when a field changes meaning; from_dict refuses other version
 PROBES, TOL, MAX_STEPS = 100, 1e-3, 50
 
 
-@dataclass
-class LayerRow:
+@dataclass(frozen=True)
+class LayerRow(Result):
     depth: int  # position in the network (parameter registration order)
     name: str  # module name; its parameters form the block
     kind: str  # conv, linear, batchnorm, norm, other
@@ -65,8 +60,8 @@ class LayerRow:
     is_classifier: bool
 
 
-@dataclass
-class WholeNetwork:
+@dataclass(frozen=True)
+class WholeNetwork(Result):
     parameters: int
     trace: float  # from the same Hutchinson pass as the blocks' traces (their sum)
     trace_stderr: float
@@ -78,16 +73,16 @@ class WholeNetwork:
     hvp: int  # products the top eigenvalue cost
 
 
-@dataclass
-class HvpCount:
+@dataclass(frozen=True)
+class HvpCount(Result):
     trace: int  # the single Hutchinson pass (= probes), shared by every block and the whole trace
     blocks: int  # sum of the rows' hvp
     whole_top: int
     total: int  # counted by the operator: trace + blocks + whole_top, nothing else
 
 
-@dataclass
-class LayerReport:
+@dataclass(frozen=True)
+class LayerReport(Result):
     rows: list[LayerRow]
     whole: WholeNetwork
     n_probes: int
@@ -99,25 +94,8 @@ class LayerReport:
     hvp: HvpCount
     seconds: dict[str, float]  # trace, blocks, whole_top, total
     mode: str = "eval (BN running statistics)"
+    eval_set: str = ""  # what it was measured on, stated (by the caller, who chose the data)
     schema: int = SCHEMA
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LayerReport:
-        if d.get("schema") != SCHEMA:
-            raise ValueError(
-                f"layer report schema {d.get('schema')!r}, this version reads {SCHEMA}"
-            )
-        names = {f.name for f in fields(cls)}
-        kw = {
-            k: v for k, v in d.items() if k in names
-        }  # callers may add their own keys (checkpoint, ...)
-        kw["rows"] = [LayerRow(**r) for r in d["rows"]]
-        kw["whole"] = WholeNetwork(**d["whole"])
-        kw["hvp"] = HvpCount(**d["hvp"])
-        return cls(**kw)
 
 
 class _Meter:
@@ -145,12 +123,14 @@ class _Meter:
 
 
 def _pick_classifier(classifier: str | None, groups) -> str | None:
-    """The named block, or by default the last linear block (the project's rule for foreign models)."""
+    """The named block, or by default the last linear block (the project's rule for foreign
+    models)."""
     names = [g for g, _, _ in groups]
     if classifier is not None:
         if classifier not in names:
             raise ValueError(
-                f"classifier {classifier!r} is not a parameterized layer; layers: {', '.join(names)}"
+                f"classifier {classifier!r} is not a parameterized layer; layers: "
+                f"{', '.join(names)}"
             )
         return classifier
     linears = [g for g, kind, _ in groups if kind == "linear"]
@@ -168,14 +148,14 @@ def layer_report(
     seed: int = 0,
     block_eigenvalues: bool = True,
     progress: Progress | None = None,
-    should_stop=None,
+    should_stop: ShouldStop | None = None,
 ) -> LayerReport:
     """Every layer's block trace (one shared Hutchinson pass) and block top eigenvalue (Lanczos),
     and the whole network's, on the mean cross-entropy over `batches` in eval mode.
 
     `classifier`: the qualified module name of the last layer, marked in the rows (default: the last
     linear block). progress(done, total, label) counts Hessian-vector products against the planned
-    total; should_stop() -> True raises analysis.hessian.Stopped. block_eigenvalues=False leaves the
+    total; should_stop() -> True raises pof.progress.Stopped. block_eigenvalues=False leaves the
     blocks' top eigenvalues out (None): on a large model, where each block's Lanczos costs a few
     full-network products, the traces of every layer then cost `probes` products in all."""
     t_start = time.perf_counter()
@@ -183,8 +163,9 @@ def layer_report(
     try:
         groups = layer_groups(model, op.names)
         classifier = _pick_classifier(classifier, groups)
-        blocks = [_BlockOperator(op, idx) for _, _, idx in groups]
-        # worst case: every Lanczos run to max_steps (or the block's dimension) plus one residual product
+        blocks = [BlockOperator(op, idx) for _, _, idx in groups]
+        # worst case: every Lanczos run to max_steps (or the block's dimension) plus one residual
+        # product
         plan = [min(max_steps, b.dim) + 1 if block_eigenvalues else 0 for b in blocks]
         whole_plan = min(max_steps, op.dim) + 1
         meter = _Meter(op, probes + sum(plan) + whole_plan, progress)
@@ -205,7 +186,7 @@ def layer_report(
         t = time.perf_counter()
         rows = []
         for depth, ((name, kind, _), block, layer, planned) in enumerate(
-            zip(groups, blocks, tr.layers, plan)
+            zip(groups, blocks, tr.layers, plan, strict=True)
         ):
             before = op.n_hvp
             if block_eigenvalues:

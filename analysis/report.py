@@ -10,112 +10,53 @@ checkpoint (PoF and its control) are drawn along the same directions and can be 
 
 For a post-training run, OUT = RUN/analysis and the labels are "before" (checkpoints/initial) and
 "after" (checkpoints/final). For any checkpoints, `comparison_dir` names OUT after their content.
+Each result.json is in analysis.results' format and names the checkpoints' content digests; a part
+whose checkpoints have changed since, or of another schema version, is not shown (and is offered
+again). The parts are composed by analysis.reports' functions, the same as the command line's.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pof import validate as check
-from pof.checkpoints import CheckpointError, data_for, dataset_of, file_sha256, load_checkpoint
-from pof.data import Batches
+from pof.checkpoints import CheckpointError, data_for, dataset_of
 from pof.loading import ModelSource
+from pof.progress import Stopped
 from pof.runs import Run, RunError
 
-from .hessian import HessianOperator, Stopped, hutchinson_trace, spectral_density, top_eigenvalues
+from . import cache, results
+from .configs import ReportConfig, hessian_options
 from .landscape import Directions, eval_tensors, evaluate_grid, grid, interpolate, random_directions
-from .lastlayer import features_and_probs, last_layer_hessian
 from .layers import layer_report
+from .reports import KINDS, hessian_report, last_layer_report, load_model
+
+__all__ = [
+    "PAIR_ONLY",
+    "PARTS",
+    "ReportConfig",
+    "Subject",
+    "comparison_dir",
+    "compute",
+    "hessian_options",
+    "labels_for",
+    "load_report",
+    "load_results",
+    "part_dir",
+    "report",
+    "run_subject",
+]
 
 PARTS = ("layers", "hessian", "landscape-1d", "landscape-2d", "interpolation")
 PAIR_ONLY = ("interpolation",)  # needs two checkpoints
 
 
 @dataclass
-class ReportConfig:
-    # sized so that a small model's whole comparison takes a few minutes on 2 CPU cores; the trace
-    # and the eigenvalues report their own standard error and residuals, so a user sees the cost
-    samples: int = 500  # training images for the whole-network Hessian and the per-layer table
-    top_k: int = 5
-    probes: int = 30
-    density_steps: int = 30
-    eval_samples: int = 2000  # test images for the landscapes
-    steps_1d: int = 41
-    steps_2d: int = 17
-    span: float = 1.0  # landscape coordinates in [-span, span]
-    layer_tol: float = (
-        1e-2  # per layer: Lanczos stops at this relative residual (reported per block)
-    )
-    layer_steps: int = 30  # per layer: at most this many Lanczos steps per block eigenvalue
-    layer_traces_only: bool = (
-        False  # per layer: no block eigenvalues (large models: `probes` products in all)
-    )
-    seed: int = 0
-
-    def __post_init__(self):
-        check.positive_int("samples", self.samples)
-        check.positive_int("eval_samples", self.eval_samples)
-        hessian_options(
-            top_k=self.top_k, probes=self.probes, density_steps=self.density_steps, seed=self.seed
-        )
-        check.grid_size("steps_1d", self.steps_1d, 1, self.eval_samples)
-        check.grid_size("steps_2d", self.steps_2d, 2, self.eval_samples)
-        check.finite("span", self.span, 0, 1e6, lo_open=True)
-        check.finite("layer_tol", self.layer_tol, 0, 1, lo_open=True)
-        check.positive_int("layer_steps", self.layer_steps)
-        if self.layer_steps > 10_000:
-            raise check.ConfigError(
-                f"layer_steps is {self.layer_steps}: each step keeps a vector of every parameter; "
-                f"use at most 10000."
-            )
-        if not isinstance(self.layer_traces_only, bool):
-            raise check.ConfigError(
-                f"layer_traces_only must be true or false, got {self.layer_traces_only!r}."
-            )
-
-
-def hessian_options(
-    top_k=1, probes=2, density_steps=2, density_runs=1, tol=1e-4, seed=0, min_probes=1
-) -> None:
-    """Ranges shared by every Hessian measurement. Lanczos keeps one vector of all parameters per
-    step, so step counts are capped where the basis alone would outgrow memory."""
-    check.positive_int("top_k", top_k)
-    if top_k > 100:
-        raise check.ConfigError(
-            f"top_k is {top_k}: Lanczos finds at most ~100 of the largest eigenvalues reliably "
-            f"in its 200 steps; use at most 100."
-        )
-    check.positive_int(
-        "probes",
-        probes,
-        min_probes,
-        " (Hutchinson probes)" if min_probes < 2 else " (two for a standard error)",
-    )
-    if probes > 100_000:
-        raise check.ConfigError(
-            f"probes is {probes}: each is a Hessian-vector product; use at most 100000."
-        )
-    check.positive_int("density_steps", density_steps, 2)
-    if density_steps > 2000:
-        raise check.ConfigError(
-            f"density_steps is {density_steps}: the Lanczos basis holds that many copies of the "
-            f"parameters; use at most 2000."
-        )
-    check.positive_int("density_runs", density_runs)
-    if density_runs > 1000:
-        raise check.ConfigError(f"density_runs is {density_runs}; use at most 1000.")
-    check.finite("tol", tol, 0, 1, lo_open=True)
-    check.positive_int("seed", seed, 0)
-    if seed >= 2**32:
-        raise check.ConfigError(f"seed must be below 2^32, got {seed}.")
-
-
-@dataclass
 class Subject:
-    """What is compared: labelled checkpoints, the data they are measured on and how to read them."""
+    """What is compared: labelled checkpoints, the data they are measured on and how to read
+    them."""
 
     checkpoints: dict[str, str]  # label -> path, in order (the first one draws the directions)
     dataset: str
@@ -181,16 +122,17 @@ def run_subject(run_dir: str | Path) -> Subject:
 def comparison_dir(root: str | Path, subject: Subject, cfg: ReportConfig) -> Path:
     """ROOT/compare/KEY: KEY depends on the checkpoints' content, the data and every option, so the
     same question asked again finds its answers, and another question never reads them."""
-    parts = {
-        "sha": [file_sha256(p) for p in subject.checkpoints.values()],
-        "labels": list(subject.checkpoints),
-        "dataset": subject.dataset,
-        "data": subject.data_options,
-        "source": asdict(subject.source),
-        "config": asdict(cfg),
-    }
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return Path(root) / "compare" / key
+    key = cache.key(
+        "compare",
+        subject.checkpoints.values(),
+        labels=list(subject.checkpoints),
+        dataset=subject.dataset,
+        data_files=cache.data_digests(subject.dataset),
+        data=subject.data_options,
+        source=asdict(subject.source),
+        config=asdict(cfg),
+    )
+    return Path(root) / "compare" / key.removeprefix("compare-")
 
 
 # --- the parts ------------------------------------------------------------------------------------
@@ -219,7 +161,7 @@ def _layers(models, dataset, cfg, progress, stop) -> dict:
             should_stop=stop,
             progress=_share(progress, i, len(models), label),
         )
-        out[label] = {**rep.to_dict(), "eval_set": train_set}
+        out[label] = dataclasses.replace(rep, eval_set=train_set)
     return out
 
 
@@ -227,31 +169,20 @@ def _hessian(models, dataset, cfg, progress, stop) -> dict:
     out = {}
     for i, (label, (model, meta)) in enumerate(models.items()):
         batches, train_set = _train_batches(dataset, meta, cfg)
-        cb = _share(progress, i, len(models), label)
-        op = HessianOperator(model, batches)
-        out[label] = {
-            "eval_set": train_set,
-            "top": top_eigenvalues(
-                op, cfg.top_k, seed=cfg.seed, progress=cb, should_stop=stop
-            ).to_dict(),
-            "trace": hutchinson_trace(
-                op, cfg.probes, seed=cfg.seed, progress=cb, should_stop=stop
-            ).to_dict(),
-            "density": spectral_density(
-                op, cfg.density_steps, seed=cfg.seed, progress=cb, should_stop=stop
-            ).to_dict(),
-        }
-        op.close()
-        if meta.get("classifier"):  # the exact last layer needs a linear last layer to split off
-            from pof.models import split_model
-
-            full = Batches(
-                dataset.x_train, dataset.y_train, meta["mean"], meta["std"], 2048, shuffle=False
-            )
-            split = split_model(model, classifier=meta["classifier"])
-            out[label]["last_layer"] = last_layer_hessian(
-                *features_and_probs(model, full, split), top_k=cfg.top_k
-            ).to_dict()
+        out[label] = hessian_report(
+            model,
+            batches,
+            train_set,
+            top_k=cfg.top_k,
+            trace_layers=True,
+            probes=cfg.probes,
+            density_steps=cfg.density_steps,
+            seed=cfg.seed,
+            last_layer=last_layer_report(model, dataset, meta, cfg.top_k),
+            split=meta.get("split", ""),
+            progress=_share(progress, i, len(models), label),
+            should_stop=stop,
+        )
     return out
 
 
@@ -274,30 +205,38 @@ def _landscape(dims, models, dataset, cfg, progress, stop) -> dict:
             test_set,
             should_stop=stop,
             progress=_share(progress, i, len(models), label),
-        ).to_dict()
+        )
     return out
 
 
 def _interpolation(models, dataset, cfg, progress, stop) -> dict:
-    (_, (a, meta)), (_, (b, _)) = list(models.items())[:2]
+    (label_a, (a, meta)), (label_b, (b, _)) = list(models.items())[:2]
     xte, yte, _, test_set = eval_tensors(
         dataset, meta["mean"], meta["std"], "test", cfg.eval_samples, cfg.seed
     )
-    return interpolate(
+    line = interpolate(
         a,
         b,
         grid(-0.5, 1.5, 41),
         xte,
         yte,
         test_set,
-        progress=lambda done, total, label: progress(done / max(total, 1), label),
+        progress=_share(progress, 0, 1, "interpolation"),
         should_stop=stop,
-    ).to_dict()
+    )
+    return {interpolation_label(label_a, label_b): line}
+
+
+def interpolation_label(a: str, b: str) -> str:
+    """The interpolation part's one line, from the first checkpoint to the second."""
+    return f"{a} → {b}"
 
 
 def _share(progress, i: int, n: int, label: str):
     """Progress of model i of n, as a fraction of the whole part."""
-    return lambda done, total, what: progress((i + done / max(total, 1)) / n, f"{label}: {what}")
+    return lambda done, total, what, **_: progress(
+        (i + done / max(total, 1)) / n, f"{label}: {what}"
+    )
 
 
 COMPUTE = {
@@ -309,7 +248,11 @@ COMPUTE = {
 }
 
 
-# --- the job ------------------------------------------------------------------------------------------
+# --- the job --------------------------------------------------------------------------------------
+
+
+def _digests(paths) -> list[str]:
+    return [cache.file_digest(p) for p in paths]
 
 
 def compute(
@@ -327,6 +270,7 @@ def compute(
         if not path.is_file():
             raise CheckpointError(f"no such checkpoint file: {path}")
     check.output_dir("the results folder", out)
+    digests = _digests(paths)
     job = Run.create(
         part_dir(out, part),
         {
@@ -334,7 +278,7 @@ def compute(
             "part": part,
             "config": asdict(cfg),
             "subject": asdict(subject),
-            "checkpoints": _stamp(*paths),
+            "checkpoints": digests,
         },
         overwrite=True,
     )
@@ -347,21 +291,14 @@ def compute(
 
     try:
         dataset = data_for(paths[0], subject.dataset, options=subject.data_options)
-        models = {
-            label: load_checkpoint(path, dataset=dataset, source=subject.source)
-            for label, path in subject.checkpoints.items()
-        }
-        for label, (_, meta) in models.items():
-            if meta["nonfinite"]:
-                raise CheckpointError(
-                    f"{label} ({subject.checkpoints[label]}) holds NaN or infinite weights "
-                    f"({', '.join(meta['nonfinite'][:3])}): its curvature and landscape are "
-                    f"meaningless. Analyse a checkpoint of an earlier epoch."
-                )
-        result = COMPUTE[part](models, dataset, cfg, prog, should_stop or job.cancel_requested)
-        tmp = job.path / "result.json.tmp"
-        tmp.write_text(json.dumps(result, allow_nan=True))
-        tmp.replace(job.path / "result.json")
+        models = {}
+        for label, path in subject.checkpoints.items():
+            try:
+                models[label] = load_model(path, dataset, subject.source)
+            except CheckpointError as e:
+                raise CheckpointError(f"{label}: {e}") from None
+        found = COMPUTE[part](models, dataset, cfg, prog, should_stop or job.cancel_requested)
+        results.save(job.path / "result.json", part, found, checkpoints=digests)
     except Stopped:
         job.set_status("cancelled", message="stopped; start it again to recompute")
         return job
@@ -381,31 +318,25 @@ def report(
     )
 
 
-def _stamp(*paths: Path) -> list:
-    """Size and modification time of each checkpoint: a result is stale once they change."""
-    return [[p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
-
-
-def load_results(out: str | Path, checkpoints: list[str | Path]) -> dict:
-    """The finished parts under OUT that were computed on these checkpoints as they are now."""
-    results = {}
+def load_results(out: str | Path, checkpoints: list[str | Path]) -> dict[str, dict]:
+    """The finished parts under OUT computed on these checkpoints' current content, typed:
+    {part: {label: result}} (the interpolation's one label names its two ends). A part of other
+    checkpoints, of another schema version or unreadable is left out: the page offers it again."""
     try:
-        stamp = _stamp(*map(Path, checkpoints))
+        digests = _digests(checkpoints)
     except OSError:
-        return results
+        return {}
+    found = {}
     for part in PARTS:
-        job = Run(part_dir(out, part))
-        path = job.path / "result.json"
-        try:
-            if job.config().get("checkpoints") == stamp and path.exists():
-                results[part] = json.loads(path.read_text())
-        except (OSError, ValueError, RunError):  # RunError: a part never started has no config.json
-            continue  # a broken or half-written part is offered again, not shown
-    return results
+        saved = results.load(part_dir(out, part) / "result.json", part, KINDS[part])
+        if saved is not None and saved.about.get("checkpoints") == digests:
+            found[part] = saved.results
+    return found
 
 
-def load_report(run_dir: str | Path) -> dict:
-    """The finished parts of a post-training run's comparison, computed on its current checkpoints."""
+def load_report(run_dir: str | Path) -> dict[str, dict]:
+    """The finished parts of a post-training run's comparison, computed on its current
+    checkpoints."""
     src = Run(run_dir)
     return load_results(
         Path(run_dir) / "analysis", [src.checkpoint("initial"), src.checkpoint("final")]

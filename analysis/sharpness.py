@@ -5,18 +5,20 @@ weights are restored exactly afterwards."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hessian import _check
+from pof.progress import Progress, ShouldStop, check_stop
+
 from .landscape import loss_and_accuracy
+from .results import Result
 
 
-@dataclass
-class Sharpness:
+@dataclass(frozen=True)
+class Sharpness(Result):
     kind: str  # "worst-case", "adaptive worst-case" or "average-case"
     radius: float  # rho (worst case) or sigma (average case)
     base_loss: float
@@ -25,9 +27,6 @@ class Sharpness:
     max_increase: float | None  # average case: the largest of the samples
     steps: int  # ascent steps or noise samples
     eval_set: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _loss_with_grad(model, params, x, y, batch_size):
@@ -56,12 +55,12 @@ def worst_case_sharpness(
     adaptive: bool = False,
     eval_set: str = "",
     batch_size: int | None = None,
-    progress=None,
-    should_stop=None,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> Sharpness:
     """max over |e| <= rho of L(w + e) - L(w), by projected gradient ascent: starts at SAM's
-    first-order point rho g/|g| and takes `steps` ascent steps of size rho/2, projecting back onto the
-    ball. Adaptive (ASAM): the ball is {e = |w| * u : |u| <= rho}, ascent in u."""
+    first-order point rho g/|g| and takes `steps` ascent steps of size rho/2, projecting back onto
+    the ball. Adaptive (ASAM): the ball is {e = |w| * u : |u| <= rho}, ascent in u."""
     params = [p for p in model.parameters() if p.requires_grad]
     origin = [p.detach().clone() for p in params]
     scale = [o.abs() if adaptive else torch.ones_like(o) for o in origin]
@@ -75,18 +74,18 @@ def worst_case_sharpness(
         base, g = _loss_with_grad(model, params, x, y, batch_size)
         best, u = base, [torch.zeros_like(o) for o in origin]
         for k in range(steps + 1):
-            _check(should_stop)
+            check_stop(should_stop)
             gu = [
-                s * gi for s, gi in zip(scale, g)
+                s * gi for s, gi in zip(scale, g, strict=True)
             ]  # the gradient with respect to u (w = w0 + scale * u)
             step = rho if k == 0 else rho / 2  # the first step lands on SAM's point rho g / |g|
             gn = norm(gu)
-            u = [t + step * q / gn for t, q in zip(u, gu)]
+            u = [t + step * q / gn for t, q in zip(u, gu, strict=True)]
             un = norm(u)
             if un > rho:  # project back onto the ball
                 u = [t * (rho / un) for t in u]
             with torch.no_grad():
-                for p, o, s, t in zip(params, origin, scale, u):
+                for p, o, s, t in zip(params, origin, scale, u, strict=True):
                     p.copy_(o + s * t)
             loss, g = _loss_with_grad(model, params, x, y, batch_size)
             best = max(best, loss)
@@ -94,7 +93,7 @@ def worst_case_sharpness(
                 progress(k + 1, steps + 1, "worst case")
     finally:
         with torch.no_grad():
-            for p, o in zip(params, origin):
+            for p, o in zip(params, origin, strict=True):
                 p.copy_(o)
                 p.grad = None
         model.train(was)
@@ -120,10 +119,11 @@ def average_case_sharpness(
     seed: int = 0,
     eval_set: str = "",
     batch_size: int | None = None,
-    progress=None,
-    should_stop=None,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> Sharpness:
-    """E over e ~ N(0, sigma^2 I) of L(w + e) - L(w), with its standard error and the largest sample."""
+    """E over e ~ N(0, sigma^2 I) of L(w + e) - L(w), with its standard error and the largest
+    sample."""
     params = [p for p in model.parameters() if p.requires_grad]
     origin = [p.detach().clone() for p in params]
     gen = torch.Generator().manual_seed(seed)
@@ -133,14 +133,14 @@ def average_case_sharpness(
         base, _ = loss_and_accuracy(model, x, y, batch_size)
         incs = []
         for _ in range(samples):
-            _check(should_stop)
-            for p, o in zip(params, origin):
+            check_stop(should_stop)
+            for p, o in zip(params, origin, strict=True):
                 p.copy_(o + sigma * torch.randn(o.shape, generator=gen).to(o))
             incs.append(loss_and_accuracy(model, x, y, batch_size)[0] - base)
             if progress:
                 progress(len(incs), samples, "average case")
     finally:
-        for p, o in zip(params, origin):
+        for p, o in zip(params, origin, strict=True):
             p.copy_(o)
         model.train(was)
     t = torch.tensor(incs, dtype=torch.float64)

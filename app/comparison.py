@@ -1,6 +1,7 @@
 """One comparison view for both pages that compare: "before vs after a post-training run"
 (Compare) and "any one or two checkpoints" (Inspect). Each takes the finished parts of
-analysis.report, {part: {label: data}}, and draws the same figures, each with its downloads."""
+analysis.report, {part: {label: typed result}} (analysis.reports.KINDS), and draws the same
+figures, each with its downloads."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 
 import streamlit as st
 
+from analysis.results import to_dict
 from app.figures import (
     LAYER_METRICS,
     contours_2d,
@@ -71,6 +73,7 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
 
 
 def show_figure(fig, name: str, data, prefix: str) -> None:
+    """The figure, and its downloads: HTML, and the numbers (results or plain data) as JSON."""
     st.plotly_chart(fig, width="stretch", key=f"fig-{name}")
     c1, c2 = st.columns(2)
     c1.download_button(
@@ -82,7 +85,7 @@ def show_figure(fig, name: str, data, prefix: str) -> None:
     )
     c2.download_button(
         "numbers (JSON)",
-        json.dumps(data),
+        json.dumps(to_dict(data)),
         f"{prefix}-{name}.json",
         "application/json",
         key=f"json-{name}",
@@ -97,14 +100,15 @@ def _csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def show_layers(reports: dict[str, dict], prefix: str) -> None:
-    """The per-layer table (sortable) and the chart along the depth, with the ratio of two."""
+def show_layers(reports: dict, prefix: str) -> None:
+    """The per-layer table (sortable) and the chart along the depth, with the ratio of two
+    ({label: LayerReport})."""
     st.subheader("Per layer: which layers are sharp")
     first = next(iter(reports.values()))
     st.caption(
-        f"Each layer's diagonal block of the Hessian ({first['eval_set']}): its trace (one Hutchinson pass "
-        f"of {first['n_probes']} probes, ± one standard error) and its top eigenvalue (Lanczos), next to the "
-        f"whole network's; ★ marks the classifier."
+        f"Each layer's diagonal block of the Hessian ({first.eval_set}): its trace (one Hutchinson "
+        f"pass of {first.n_probes} probes, ± one standard error) and its top eigenvalue (Lanczos), "
+        f"next to the whole network's; ★ marks the classifier."
         + (
             " With two checkpoints the lower panel is their "
             "per-layer ratio: below 1, the second is flatter there."
@@ -116,7 +120,7 @@ def show_layers(reports: dict[str, dict], prefix: str) -> None:
     metrics = [
         m
         for m in LAYER_METRICS
-        if any(row[m] is not None for r in reports.values() for row in r["rows"])
+        if any(getattr(row, m) is not None for r in reports.values() for row in r.rows)
     ]
     metric = st.radio(
         "Along the depth",
@@ -132,11 +136,11 @@ def show_layers(reports: dict[str, dict], prefix: str) -> None:
         "table (CSV)", _csv(rows), f"{prefix}-layers.csv", "text/csv", key="csv-layers"
     )
     unconverged = [
-        f"{label}: {row['name']}"
+        f"{label}: {row.name}"
         for label, r in reports.items()
-        for row in r["rows"]
-        if row["top_converged"] is False
-    ]  # None: computed as traces only
+        for row in r.rows
+        if row.top_converged is False  # None: computed as traces only
+    ]
     if unconverged:
         st.caption(
             "Top eigenvalue not converged within its Lanczos budget (its residual is in the JSON): "
@@ -145,20 +149,18 @@ def show_layers(reports: dict[str, dict], prefix: str) -> None:
         )
 
 
-def show_results(
-    series: dict[str, dict], prefix: str, interpolation: dict[str, dict] | None = None
-) -> None:
-    """Every finished part: `series[part]` maps labels to that part's data; `interpolation` maps
-    a line's label to its result."""
+def show_results(series: dict[str, dict], prefix: str, interpolation: dict | None = None) -> None:
+    """Every finished part: `series[part]` maps labels to that part's result; `interpolation` maps
+    a line's label to its Landscape."""
     if "layers" in series:
         show_layers(series["layers"], prefix)
     if "hessian" in series:
         h = series["hessian"]
         st.subheader("Hessian")
         first = next(iter(h.values()))
-        has_last = all("last_layer" in r for r in h.values())
+        has_last = all(r.last_layer is not None for r in h.values())
         st.caption(
-            first["eval_set"]
+            first.eval_set
             + (
                 "; the last layer exactly on the whole training set."
                 if has_last
@@ -172,8 +174,8 @@ def show_results(
             "density",
             {
                 k: {
-                    "whole_network": v["density"],
-                    "last_layer_spectrum": (v.get("last_layer") or {}).get("spectrum"),
+                    "whole_network": v.density,
+                    "last_layer_spectrum": v.last_layer.spectrum if v.last_layer else None,
                 }
                 for k, v in h.items()
             },
@@ -183,13 +185,13 @@ def show_results(
         st.subheader("Loss landscape")
         first = next(iter(series["landscape-1d"].values()))
         st.caption(
-            "Along the same filter-normalized random directions, drawn once from the first model, for all; "
-            + first["eval_set"]
+            "Along the same filter-normalized random directions, drawn once from the first model, "
+            "for all; " + first.eval_set
         )
         show_figure(slices_1d(series["landscape-1d"]), "slices-1d", series["landscape-1d"], prefix)
     if "landscape-2d" in series:
-        # The 3-D surfaces are drawn only when their tab is opened: WebGL without a GPU costs about a
-        # second per render, most of this page's time in the browser (benchmarks/RESULTS.md).
+        # The 3-D surfaces are drawn only when their tab is opened: WebGL without a GPU costs about
+        # a second per render, most of this page's time in the browser (benchmarks/RESULTS.md).
         contours_tab, surfaces_tab = st.tabs(
             ["contour maps", "3-D surfaces"], on_change="rerun", key=f"{prefix}-view-2d"
         )

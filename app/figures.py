@@ -5,11 +5,22 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.results import as_result
+
+
+def _typed(kind: str, reports: dict) -> dict:
+    """{label: result} with each result of `kind`'s type (analysis.reports.KINDS); a dict in the
+    result's to_dict() form (the Learn page's experiments) is read into that type."""
+    from analysis.reports import KINDS  # lazily: pages without analysis figures skip torch
+
+    return {label: as_result(KINDS[kind], r) for label, r in reports.items()}
+
 
 def training_curves(epochs: list[dict], title: str = "") -> go.Figure:
     """Loss and accuracy per epoch, train and test, from a run's epoch records."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-    # post-training also evaluates the whole training set with w0 each epoch: prefer it to the running average
+    # post-training also evaluates the whole training set with w0 each epoch: prefer it to the
+    # running average
     train_key = "train_eval" if any("train_eval_loss" in r for r in epochs) else "train"
     for key, name, dash, color in (
         (train_key, "train", "dot", "#1f77b4"),
@@ -56,9 +67,11 @@ def _color(label: str, i: int) -> str:
     return COLORS.get(label, ["#2ca02c", "#9467bd", "#8c564b"][i % 3])
 
 
-def hessian_bars(reports: dict[str, dict]) -> go.Figure:
-    """Top-k eigenvalues (whole network and exact last layer) and traces, side by side per label.
-    Eigenvalues that did not converge are drawn hatched and named in the hover text."""
+def hessian_bars(reports: dict) -> go.Figure:
+    """Top-k eigenvalues (whole network and exact last layer) and traces, side by side per label
+    ({label: HessianReport}). Eigenvalues that did not converge are drawn hatched and named in the
+    hover text."""
+    reports = _typed("hessian", reports)
     fig = make_subplots(
         rows=1,
         cols=3,
@@ -70,32 +83,31 @@ def hessian_bars(reports: dict[str, dict]) -> go.Figure:
         column_widths=[0.4, 0.4, 0.2],
     )
     for i, (label, r) in enumerate(reports.items()):
-        top = r["top"]
-        k = list(range(1, len(top["eigenvalues"]) + 1))
+        top = r.top
+        k = list(range(1, len(top.eigenvalues) + 1))
         fig.add_trace(
             go.Bar(
                 x=k,
-                y=top["eigenvalues"],
+                y=top.eigenvalues,
                 name=label,
                 marker_color=_color(label, i),
                 legendgroup=label,
-                marker_pattern_shape=["" if c else "/" for c in top["converged"]],
+                marker_pattern_shape=["" if c else "/" for c in top.converged],
                 hovertext=[
                     f"residual {res:.2g}" + ("" if c else " (not converged)")
-                    for res, c in zip(top["residuals"], top["converged"])
+                    for res, c in zip(top.residuals, top.converged, strict=True)
                 ],
             ),
             row=1,
             col=1,
         )
-        ll = r.get(
-            "last_layer"
-        )  # absent for a model without a linear last layer (e.g. a torch.export program)
+        # None for a model without a linear last layer (e.g. a torch.export program)
+        ll = r.last_layer
         if ll:
             fig.add_trace(
                 go.Bar(
-                    x=list(range(1, len(ll["top_eigenvalues"]) + 1)),
-                    y=ll["top_eigenvalues"],
+                    x=list(range(1, len(ll.top_eigenvalues) + 1)),
+                    y=ll.top_eigenvalues,
                     name=label,
                     marker_color=_color(label, i),
                     legendgroup=label,
@@ -107,12 +119,12 @@ def hessian_bars(reports: dict[str, dict]) -> go.Figure:
         fig.add_trace(
             go.Bar(
                 x=["whole network", "last layer"][: 2 if ll else 1],
-                y=[r["trace"]["trace"]] + ([ll["trace"]] if ll else []),
+                y=[r.trace.trace] + ([ll.trace] if ll else []),
                 name=label,
                 marker_color=_color(label, i),
                 legendgroup=label,
                 showlegend=False,
-                error_y={"type": "data", "array": [r["trace"]["stderr"], 0.0]},
+                error_y={"type": "data", "array": [r.trace.stderr, 0.0]},
             ),
             row=1,
             col=3,
@@ -123,9 +135,10 @@ def hessian_bars(reports: dict[str, dict]) -> go.Figure:
     return fig
 
 
-def density_figure(reports: dict[str, dict]) -> go.Figure:
+def density_figure(reports: dict) -> go.Figure:
     """Eigenvalue density on a log scale: the whole network by stochastic Lanczos quadrature, and
     the last layer's exact spectrum as a histogram (when it was small enough to form densely)."""
+    reports = _typed("hessian", reports)
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -135,11 +148,11 @@ def density_figure(reports: dict[str, dict]) -> go.Figure:
         ),
     )
     for i, (label, r) in enumerate(reports.items()):
-        d = r["density"]
+        d = r.density
         fig.add_trace(
             go.Scatter(
-                x=d["grid"],
-                y=[max(v, 1e-12) for v in d["density"]],
+                x=d.grid,
+                y=[max(v, 1e-12) for v in d.density],
                 name=label,
                 legendgroup=label,
                 line={"color": _color(label, i)},
@@ -147,7 +160,7 @@ def density_figure(reports: dict[str, dict]) -> go.Figure:
             row=1,
             col=1,
         )
-        spectrum = (r.get("last_layer") or {}).get("spectrum")
+        spectrum = r.last_layer.spectrum if r.last_layer else None
         if spectrum:
             fig.add_trace(
                 go.Histogram(
@@ -169,13 +182,15 @@ def density_figure(reports: dict[str, dict]) -> go.Figure:
     return fig
 
 
-def slices_1d(landscapes: dict[str, dict]) -> go.Figure:
+def slices_1d(landscapes: dict) -> go.Figure:
+    """Loss and accuracy along one direction, one line per label ({label: Landscape})."""
+    landscapes = _typed("landscape", landscapes)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for i, (label, r) in enumerate(landscapes.items()):
         fig.add_trace(
             go.Scatter(
-                x=r["axes"][0],
-                y=r["loss"],
+                x=r.axes[0],
+                y=r.loss,
                 name=label,
                 line={"color": _color(label, i)},
                 legendgroup=label,
@@ -185,8 +200,8 @@ def slices_1d(landscapes: dict[str, dict]) -> go.Figure:
         )
         fig.add_trace(
             go.Scatter(
-                x=r["axes"][0],
-                y=r["accuracy"],
+                x=r.axes[0],
+                y=r.accuracy,
                 name=label,
                 line={"color": _color(label, i)},
                 legendgroup=label,
@@ -201,17 +216,18 @@ def slices_1d(landscapes: dict[str, dict]) -> go.Figure:
     return fig
 
 
-def _log_range(landscapes: dict[str, dict]) -> tuple[float, float]:
+def _log_range(landscapes: dict) -> tuple[float, float]:
     import math
 
-    values = [v for r in landscapes.values() for row in r["loss"] for v in row if v == v and v > 0]
+    values = [v for r in landscapes.values() for row in r.loss for v in row if v == v and v > 0]
     return math.log10(min(values)), math.log10(max(values))
 
 
-def surfaces_3d(landscapes: dict[str, dict]) -> go.Figure:
+def surfaces_3d(landscapes: dict) -> go.Figure:
     """One 3-D surface of log10(loss) per label, side by side, on a shared colour scale."""
     import numpy as np
 
+    landscapes = _typed("landscape", landscapes)
     lo, hi = _log_range(landscapes)
     fig = make_subplots(
         rows=1,
@@ -220,11 +236,11 @@ def surfaces_3d(landscapes: dict[str, dict]) -> go.Figure:
         subplot_titles=list(landscapes),
     )
     for i, r in enumerate(landscapes.values()):
-        z = np.log10(np.clip(np.array(r["loss"], dtype=float), 1e-12, None))
+        z = np.log10(np.clip(np.array(r.loss, dtype=float), 1e-12, None))
         fig.add_trace(
             go.Surface(
-                x=r["axes"][0],
-                y=r["axes"][1],
+                x=r.axes[0],
+                y=r.axes[1],
                 z=z.T,
                 cmin=lo,
                 cmax=hi,
@@ -240,21 +256,22 @@ def surfaces_3d(landscapes: dict[str, dict]) -> go.Figure:
     return fig
 
 
-def contours_2d(landscapes: dict[str, dict]) -> go.Figure:
+def contours_2d(landscapes: dict) -> go.Figure:
     """Contour maps of log10(loss) side by side, shared colour scale, the grid minimum marked."""
     import numpy as np
 
+    landscapes = _typed("landscape", landscapes)
     lo, hi = _log_range(landscapes)
     fig = make_subplots(
         rows=1, cols=len(landscapes), subplot_titles=list(landscapes), shared_yaxes=True
     )
     for i, r in enumerate(landscapes.values()):
-        loss = np.array(r["loss"], dtype=float)
+        loss = np.array(r.loss, dtype=float)
         z = np.log10(np.clip(loss, 1e-12, None))
         fig.add_trace(
             go.Contour(
-                x=r["axes"][0],
-                y=r["axes"][1],
+                x=r.axes[0],
+                y=r.axes[1],
                 z=z.T,
                 zmin=lo,
                 zmax=hi,
@@ -269,8 +286,8 @@ def contours_2d(landscapes: dict[str, dict]) -> go.Figure:
         a, b = np.unravel_index(np.nanargmin(loss), loss.shape)
         fig.add_trace(
             go.Scatter(
-                x=[r["axes"][0][a]],
-                y=[r["axes"][1][b]],
+                x=[r.axes[0][a]],
+                y=[r.axes[1][b]],
                 mode="markers",
                 showlegend=False,
                 marker={
@@ -288,15 +305,16 @@ def contours_2d(landscapes: dict[str, dict]) -> go.Figure:
     return fig
 
 
-def interpolation_figure(results: dict[str, dict]) -> go.Figure:
+def interpolation_figure(results: dict) -> go.Figure:
     """Loss and accuracy along (1 - alpha) before + alpha after, one line per run."""
+    results = _typed("interpolation", results)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for i, (label, r) in enumerate(results.items()):
-        a = r["axes"][0]
+        a = r.axes[0]
         fig.add_trace(
             go.Scatter(
                 x=a,
-                y=r["loss"],
+                y=r.loss,
                 name=label,
                 mode="lines+markers",
                 legendgroup=label,
@@ -308,7 +326,7 @@ def interpolation_figure(results: dict[str, dict]) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=a,
-                y=r["accuracy"],
+                y=r.accuracy,
                 name=label,
                 mode="lines+markers",
                 legendgroup=label,
@@ -326,7 +344,8 @@ def interpolation_figure(results: dict[str, dict]) -> go.Figure:
 
 
 def method_curves(runs: dict[str, list[dict]]) -> go.Figure:
-    """Test (solid) and train (dotted) loss and accuracy per epoch, one colour per post-training run."""
+    """Test (solid) and train (dotted) loss and accuracy per epoch, one colour per post-training
+    run."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for i, (label, epochs) in enumerate(runs.items()):
         color = ["#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#17becf"][i % 6]
@@ -363,14 +382,12 @@ def method_curves(runs: dict[str, list[dict]]) -> go.Figure:
 LAYER_METRICS = ("top_eigenvalue", "trace", "trace_per_param", "share_of_trace")
 
 
-def _layer_order(reports: dict[str, dict]) -> list[str]:
+def _layer_order(reports: dict) -> list[str]:
     """Layer names in network order: the first report's, then any only later ones have."""
     names: list[str] = []
     for r in reports.values():
         names += [
-            row["name"]
-            for row in sorted(r["rows"], key=lambda row: row["depth"])
-            if row["name"] not in names
+            row.name for row in sorted(r.rows, key=lambda row: row.depth) if row.name not in names
         ]
     return names
 
@@ -379,25 +396,27 @@ def _ratio(a, b):
     return b / a if a not in (None, 0) and b is not None else None
 
 
-def layer_rows(reports: dict[str, dict]) -> list[dict]:
-    """One row per layer (network order): layer, kind, params, classifier, then for every label
-    "LABEL METRIC" for each of LAYER_METRICS and trace_stderr (None where the label lacks the layer);
-    with exactly two labels also "trace ratio" and "top_eigenvalue ratio" (second / first)."""
-    by_label = {label: {row["name"]: row for row in r["rows"]} for label, r in reports.items()}
+def layer_rows(reports: dict) -> list[dict]:
+    """One table row per layer (network order) of {label: LayerReport}: layer, kind, params,
+    classifier, then for every label "LABEL METRIC" for each of LAYER_METRICS and trace_stderr
+    (None where the label lacks the layer); with exactly two labels also "trace ratio" and
+    "top_eigenvalue ratio" (second / first)."""
+    reports = _typed("layers", reports)
+    by_label = {label: {row.name: row for row in r.rows} for label, r in reports.items()}
     labels = list(reports)
     out = []
     for name in _layer_order(reports):
         first = next(rows[name] for rows in by_label.values() if name in rows)
         row = {
             "layer": name,
-            "kind": first["kind"],
-            "params": first["n_params"],
-            "classifier": first["is_classifier"],
+            "kind": first.kind,
+            "params": first.n_params,
+            "classifier": first.is_classifier,
         }
         for label in labels:
-            mine = by_label[label].get(name, {})
-            for metric in LAYER_METRICS + ("trace_stderr",):
-                row[f"{label} {metric}"] = mine.get(metric)
+            mine = by_label[label].get(name)
+            for metric in (*LAYER_METRICS, "trace_stderr"):
+                row[f"{label} {metric}"] = getattr(mine, metric) if mine else None
         if len(labels) == 2:
             for metric in ("trace", "top_eigenvalue"):
                 row[f"{metric} ratio"] = _ratio(
@@ -412,12 +431,13 @@ def _spans_decades(values, decades: float = 2.0) -> bool:
     return len(positive) > 1 and max(positive) / min(positive) > 10**decades
 
 
-def layers_figure(reports: dict[str, dict], metric: str = "top_eigenvalue") -> go.Figure:
+def layers_figure(reports: dict, metric: str = "top_eigenvalue") -> go.Figure:
     """`metric` along the depth of the network, one line per label, the classifier drawn as a star,
     error bars (one standard error) for the trace; a log axis when the positive values span more
     than two decades. With two labels a second panel shows second / first per layer."""
     if metric not in LAYER_METRICS:
         raise ValueError(f"metric must be one of {', '.join(LAYER_METRICS)}")
+    reports = _typed("layers", reports)
     rows, labels = layer_rows(reports), list(reports)
     names = [r["layer"] for r in rows]
     two = len(labels) == 2
@@ -429,10 +449,10 @@ def layers_figure(reports: dict[str, dict], metric: str = "top_eigenvalue") -> g
         row_heights=[0.65, 0.35] if two else None,
         subplot_titles=(metric.replace("_", " "), f"{labels[1]} / {labels[0]}") if two else None,
     )
-    wholes = {
-        label: reports[label]["whole"][metric]
-        for label in labels  # for reference
-        if metric in ("top_eigenvalue", "trace_per_param") and "whole" in reports[label]
+    wholes = {  # for reference
+        label: getattr(reports[label].whole, metric)
+        for label in labels
+        if metric in ("top_eigenvalue", "trace_per_param")
     }
     log = _spans_decades(
         [r[f"{label} {metric}"] for r in rows for label in labels] + list(wholes.values())
@@ -449,7 +469,7 @@ def layers_figure(reports: dict[str, dict], metric: str = "top_eigenvalue") -> g
                 "type": "data",
                 "array": [
                     None if r[f"{label} trace_stderr"] is None else r[f"{label} trace_stderr"] * s
-                    for r, s in zip(rows, scale)
+                    for r, s in zip(rows, scale, strict=True)
                 ],
             }
         fig.add_trace(
@@ -475,7 +495,8 @@ def layers_figure(reports: dict[str, dict], metric: str = "top_eigenvalue") -> g
             col=1,
         )
         if wholes.get(label) is not None:
-            # a trace, not add_hline: on a log axis Plotly places a shape's annotation in log10 units
+            # a trace, not add_hline: on a log axis Plotly places a shape's annotation in log10
+            # units
             fig.add_trace(
                 go.Scatter(
                     x=names,
@@ -545,9 +566,9 @@ def decision_maps(panels: dict[str, dict]) -> go.Figure:
     )
     names = list(dict.fromkeys(n for p in panels.values() for n in p.get("boundaries", {})))
     extra_colors = dict(
-        zip(names, ["#d62728", "#2ca02c", "#9467bd", "#8c564b"] * 4)
+        zip(names, ["#d62728", "#2ca02c", "#9467bd", "#8c564b"] * 4, strict=False)
     )  # one colour per name
-    for i, (label, p) in enumerate(panels.items()):
+    for i, (_label, p) in enumerate(panels.items()):
         m = p["map"]
         fig.add_trace(
             go.Heatmap(
@@ -650,9 +671,10 @@ def eigen_slices(slices: dict[str, dict]) -> go.Figure:
 def train_test_slices(slices: dict[str, dict], shift: float) -> go.Figure:
     """Per label: training loss (dotted), test loss (solid) along one direction, and the training
     curve moved by `shift` (dashed): what the test loss would be if the test landscape were the
-    training landscape shifted (the picture of the PoF paper's first figure, from measured curves)."""
+    training landscape shifted (the picture of the PoF paper's first figure, from measured
+    curves)."""
     fig = make_subplots(rows=1, cols=len(slices), subplot_titles=list(slices), shared_yaxes=True)
-    for i, (label, s) in enumerate(slices.items()):
+    for i, (_label, s) in enumerate(slices.items()):
         show = i == 0
         fig.add_trace(
             go.Scatter(

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 from app.jobs import runs_root
+from pof.files import write_atomic, write_json_atomic
 
 # The largest upload Streamlit accepts, in MB: server.maxUploadSize in .streamlit/config.toml.
 MAX_UPLOAD_MB = 200
@@ -23,7 +23,8 @@ def uploads_dir() -> Path:
 
 
 def imported_dir() -> Path:
-    """Project checkpoints the Inspect page saved from the user's own models (listed under my runs)."""
+    """Project checkpoints the Inspect page saved from the user's own models (listed under my
+    runs)."""
     return runs_root() / "imported"
 
 
@@ -36,24 +37,24 @@ def save_upload(original_name: str, data: bytes) -> Path:
     name = hashlib.sha256(data).hexdigest()[:16] + (suffix if suffix in KNOWN_SUFFIXES else ".bin")
     path = folder / name
     if not path.exists():
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
         note = {"name": Path(original_name).name[:200], "bytes": len(data), "uploaded": time.time()}
-        path.with_name(path.name + ".json").write_text(json.dumps(note))
+        write_json_atomic(path.with_name(path.name + ".json"), note)
     return path
 
 
 def list_uploads() -> list[tuple[Path, dict]]:
-    """(stored file, its note), newest first; a file whose note is unreadable is listed by its name."""
+    """(stored file, its note), newest first; a file whose note is unreadable is listed by its
+    name."""
     folder = uploads_dir()
     if not folder.is_dir():
         return []
     out = []
     for path in folder.iterdir():
-        if (
-            path.suffix in (".json", ".part") or path.is_symlink() or not path.is_file()
-        ):  # only what save_upload wrote
+        # only what save_upload wrote: not its notes, nor a file still being written (hidden)
+        if path.suffix == ".json" or path.name.startswith(".") or path.is_symlink():
+            continue
+        if not path.is_file():
             continue
         try:
             note = json.loads(path.with_name(path.name + ".json").read_text())
@@ -84,7 +85,8 @@ def delete_upload(path: Path) -> None:
 
 
 def free_file(folder: Path, stem: str) -> Path:
-    """folder/STEM.safetensors, or STEM-2, -3 ... when taken; the stem keeps only safe characters."""
+    """folder/STEM.safetensors, or STEM-2, -3 ... when taken; the stem keeps only safe
+    characters."""
     safe = (
         "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip(".-")[:80] or "model"
     )

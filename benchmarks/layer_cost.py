@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -29,8 +28,8 @@ import numpy as np
 import torch
 
 from analysis.hessian import (
+    BlockOperator,
     HessianOperator,
-    _BlockOperator,
     _rademacher,
     hutchinson_trace,
     layer_groups,
@@ -43,7 +42,8 @@ _hvp = HessianOperator.hvp
 
 
 def _counted_hvp(self, v):
-    """Every product the operator makes, counted here, independently of the report's own bookkeeping."""
+    """Every product the operator makes, counted here, independently of the report's own
+    bookkeeping."""
     CALLS["n"] += 1
     return _hvp(self, v)
 
@@ -59,7 +59,7 @@ def measure(fn):
 
 
 def digits_cnn(samples: int):
-    from analysis.cli import EvalData
+    from analysis.reports import EvalData
 
     data = EvalData(
         str(Path(__file__).resolve().parents[1] / "assets" / "digits-cnn-small-sgd.safetensors"),
@@ -100,11 +100,11 @@ def separate_block_traces(model, batches, probes: int):
     try:
         out = {}
         for name, _, idx in layer_groups(model, op.names):
-            block, gen = _BlockOperator(op, idx), torch.Generator().manual_seed(0)
+            block, gen = BlockOperator(op, idx), torch.Generator().manual_seed(0)
             samples = []
             for _ in range(probes):
                 v = _rademacher(block.dim, gen, block.params[0])
-                samples.append(float(v @ block(v)))
+                samples.append(float(v @ block.matvec(v)))
             out[name] = (
                 float(np.mean(samples)),
                 float(np.std(samples, ddof=1) / math.sqrt(probes)),
@@ -123,7 +123,8 @@ def shared_pass(model, batches, probes: int):
 
 
 def warm_up(model, batches):
-    """One uncounted product first, so allocator and thread-pool start-up are charged to neither side."""
+    """One uncounted product first, so allocator and thread-pool start-up are charged to neither
+    side."""
     op = HessianOperator(model, batches)
     op.hvp([torch.zeros_like(p) for p in op.params])
     op.close()
@@ -131,7 +132,8 @@ def warm_up(model, batches):
 
 def bench(title, model, batches, classifier, data, separate_probes):
     print(
-        f"\n(load average before {title.split(',')[0]}: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+        f"\n(load average before {title.split(',')[0]}: {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores)"
     )
     warm_up(model, batches)
     top, top_n, top_s = measure(lambda: whole_top(model, batches))
@@ -140,21 +142,25 @@ def bench(title, model, batches, classifier, data, separate_probes):
     blocks = len(report.rows)
     print(f"\n### {title}: {report.whole.parameters} parameters, {blocks} blocks; {data}\n")
     print(
-        f"Defaults: {PROBES} probes, tol {TOL:g}, at most {MAX_STEPS} Lanczos steps per eigenvalue; "
+        f"Defaults: {PROBES} probes, tol {TOL:g}, at most {MAX_STEPS} Lanczos steps per "
+        "eigenvalue; "
         f"{rep_s / rep_n * 1000:.0f} ms per product in the report.\n"
     )
     print(
-        "| | Hessian-vector products | seconds | ms / product | products / one top eigenvalue | seconds / one top eigenvalue |"
+        "| | Hessian-vector products | seconds | ms / product | products / one top eigenvalue | "
+        "seconds / one top eigenvalue |"
     )
     print("|---|---|---|---|---|---|")
 
     def line(what, n, sec):
         print(
-            f"| {what} | {n} | {sec:.1f} | {1000 * sec / n:.0f} | {n / top_n:.1f} | {sec / top_s:.1f} |"
+            f"| {what} | {n} | {sec:.1f} | {1000 * sec / n:.0f} | {n / top_n:.1f} | "
+            f"{sec / top_s:.1f} |"
         )
 
     line(
-        f"whole-network top eigenvalue alone ({top.iterations} Lanczos steps + 1 residual, λ = {top.eigenvalues[0]:.4g})",
+        f"whole-network top eigenvalue alone ({top.iterations} Lanczos steps + 1 residual, λ = "
+        f"{top.eigenvalues[0]:.4g})",
         top_n,
         top_s,
     )
@@ -165,7 +171,8 @@ def bench(title, model, batches, classifier, data, separate_probes):
     )
     steps = [r.top_steps for r in report.rows]
     line(
-        f"report: {blocks} block top eigenvalues ({min(steps)}-{max(steps)} steps each + 1 residual)",
+        f"report: {blocks} block top eigenvalues ({min(steps)}-{max(steps)} steps each + 1 "
+        "residual)",
         h.blocks,
         s["blocks"],
     )
@@ -178,7 +185,8 @@ def bench(title, model, batches, classifier, data, separate_probes):
     assert rep_n == h.total == h.trace + h.blocks + h.whole_top, (rep_n, h)
     unconverged = [r.name for r in report.rows if not r.top_converged]
     print(
-        f"\nCounted at the operator: {rep_n} products = {h.trace} + {h.blocks} + {h.whole_top} (the report's own "
+        f"\nCounted at the operator: {rep_n} products = {h.trace} + {h.blocks} + {h.whole_top} "
+        "(the report's own "
         f"count: {h.total}); blocks not converged: {', '.join(unconverged) or 'none'}."
     )
 
@@ -193,12 +201,14 @@ def bench(title, model, batches, classifier, data, separate_probes):
     print("| | Hessian-vector products | seconds | traces it gives |")
     print("|---|---|---|---|")
     print(
-        f"| one shared pass (what the report does) | {sh_n} | {sh_s:.1f} | {blocks} blocks + the whole network |"
+        f"| one shared pass (what the report does) | {sh_n} | {sh_s:.1f} | {blocks} blocks + the "
+        "whole network |"
     )
     print(f"| a pass per block, probes of its own | {sep_n} | {sep_s:.1f} | {blocks} blocks |")
     print(f"| separate / shared | {sep_n / sh_n:.1f} | {sep_s / sh_s:.1f} | |")
     print(
-        f"\nThe two estimates agree within 3 combined standard errors for {agree} of {blocks} blocks."
+        f"\nThe two estimates agree within 3 combined standard errors for {agree} of {blocks} "
+        "blocks."
     )
 
 

@@ -13,7 +13,7 @@ def _app():
     return at.run()
 
 
-# --- the Post-train page (the default) ---------------------------------------------------------------
+# --- the Post-train page (the default) ------------------------------------------------------------
 
 
 def test_default_page_offers_the_bundled_digits_model_with_its_card_and_the_paper_defaults(
@@ -82,7 +82,7 @@ def test_a_checkpoint_file_that_is_not_one_is_refused_with_the_reason(runs_root,
 
 def test_start_post_trains_the_default_model_in_a_background_job(runs_root):
     at = _app()
-    [n for n in at.number_input if n.label == "Epochs"][0].set_value(1)
+    next(n for n in at.number_input if n.label == "Epochs").set_value(1)
     at.button[0].click().run()
     assert not at.exception
     run = Run(runs_root / "digits-cnn-small-sgd-pof-0")
@@ -97,7 +97,7 @@ def test_start_post_trains_the_default_model_in_a_background_job(runs_root):
     Run(runs_root / "digits-cnn-small-sgd-pof-0-2").request_cancel()
 
 
-# --- the Runs page ------------------------------------------------------------------------------------
+# --- the Runs page --------------------------------------------------------------------------------
 
 
 def _runs_page():
@@ -187,7 +187,8 @@ def test_training_curves_prefer_the_clean_train_evaluation_of_post_training():
 
 @pytest.fixture(scope="module")
 def finished_pof_run(tmp_path_factory):
-    """A pre-trained model, PoF and a control post-trained from it, and a small comparison of each."""
+    """A pre-trained model, PoF and a control post-trained from it, and a small comparison of
+    each."""
     import subprocess
     import sys
 
@@ -317,7 +318,7 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(
     monkeypatch.setenv("POF_RUNS", str(root))
     at = _compare_page()
     assert len(at.get("plotly_chart")) == 1  # the curves; no analysis yet
-    [b for b in at.button if b.label == "Compute 5 analyses"][0].click().run()
+    next(b for b in at.button if b.label == "Compute 5 analyses").click().run()
     assert not at.exception
     jobs = [
         Run(root / "pof" / "analysis" / p)
@@ -328,8 +329,14 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(
     assert len(texts) == 5 and texts[0].startswith("Per-layer sharpness")
     for j in jobs:
         j.request_cancel()
+    from analysis.report import load_report
+
     for j in jobs:
-        assert wait_for_state(j, ("cancelled", "done"))["state"] in ("cancelled", "done")
+        status = wait_for_state(j, ("cancelled", "done"))
+        # a cancelled part leaves no result; a part that finished first leaves a readable one
+        assert (j.path / "result.json").exists() == (status["state"] == "done"), status
+    finished = {j.path.name for j in jobs if j.status()["state"] == "done"}
+    assert set(load_report(root / "pof")) == finished
 
 
 def test_runs_page_shows_a_queued_job_waiting_for_the_running_one(runs_root):
@@ -360,7 +367,7 @@ def test_runs_page_shows_a_queued_job_waiting_for_the_running_one(runs_root):
     assert [p.proto.text for p in at.get("progress")] == [
         "queued: waiting (1 running, 0 ahead in the queue)"
     ]
-    [b for b in at.button if b.label == "Cancel"][0].click().run()
+    next(b for b in at.button if b.label == "Cancel").click().run()
     assert (
         wait_for_state(Run(runs_root / "next"), ("cancelled",))["error"]
         == "cancelled while waiting in the queue"
@@ -376,15 +383,16 @@ def test_results_of_an_overwritten_checkpoint_are_not_shown_as_its_own(
     import shutil
 
     root = tmp_path / "runs"
-    shutil.copytree(
-        finished_pof_run / "pof", root / "pof"
-    )  # copy2 keeps sizes and times: still fresh
+    shutil.copytree(finished_pof_run / "pof", root / "pof")  # the same bytes: still its own
     monkeypatch.setenv("POF_RUNS", str(root))
     assert len(_compare_page().get("plotly_chart")) == 7
-    final = root / "pof" / "checkpoints" / "final.safetensors"
-    os.utime(
-        final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9)
-    )  # as a re-run would
+    checkpoints = root / "pof" / "checkpoints"
+    final = checkpoints / "final.safetensors"
+    # touched, same bytes: results are keyed by content, so they are still its own
+    os.utime(final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9))
+    assert len(_compare_page().get("plotly_chart")) == 7
+    # overwritten with other weights, as a re-run would
+    shutil.copyfile(checkpoints / "initial.safetensors", final)
     at = _compare_page()
     assert len(at.get("plotly_chart")) == 1 and any(
         b.label == "Compute 5 analyses" for b in at.button

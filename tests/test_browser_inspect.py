@@ -17,8 +17,8 @@ OWN_NET = textwrap.dedent('''
     def build(num_classes=10):
         """Not a registry model: the user's own layout, its last layer named `head`."""
         net = nn.Sequential()
-        net.add_module("stem", nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-                                             nn.AdaptiveAvgPool2d(2), nn.Flatten()))
+        net.add_module("stem", nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6),
+                                             nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten()))
         net.add_module("head", nn.Linear(24, num_classes))
         return net
 ''')
@@ -51,9 +51,8 @@ class _Payload:
         return (os.system, (f"touch {os.environ['POF_TEST_MARKER']}",))
 
 
-def test_upload_a_foreign_model_see_its_card_and_compare_it_per_layer(
-    server, page, tmp_path, monkeypatch
-):
+# the fixtures server and page come from test_browser (imported above)
+def test_upload_own_model_and_compare_per_layer(server, page, tmp_path, monkeypatch):  # noqa: F811
     url, runs = server
     (tmp_path / "ownnet.py").write_text(OWN_NET)
     before = _build(tmp_path)
@@ -92,7 +91,15 @@ def test_upload_a_foreign_model_see_its_card_and_compare_it_per_layer(
         assert time.time() - t0 < 300, page.content()[:2000]
         assert not page.get_by_text(re.compile(r"failed:")).count(), page.content()[:3000]
         time.sleep(1)
-    page.wait_for_timeout(1500)
+    # the chart is drawn in steps: wait until it holds both checkpoints' lines and their ratio
+    page.wait_for_function(
+        """() => {
+            const plot = document.querySelector('.js-plotly-plot');
+            const names = new Set(((plot && plot.data) || []).map(t => t.name));
+            return ['before', 'after', 'after / before'].every(n => names.has(n));
+        }""",
+        timeout=30_000,
+    )
     names = page.evaluate("document.querySelector('.js-plotly-plot').data.map(t => t.name)")
     # two checkpoints along the depth, called by the names they were uploaded with, and their ratio
     assert {"before", "after", "after / before"} <= set(names), names

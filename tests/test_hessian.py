@@ -1,4 +1,5 @@
-"""Whole-network curvature estimators against the exact Hessian of small models (torch.func.hessian)."""
+"""Whole-network curvature estimators against the exact Hessian of small models
+(torch.func.hessian)."""
 
 import math
 
@@ -10,8 +11,8 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from analysis.hessian import (
+    BlockOperator,
     HessianOperator,
-    _BlockOperator,
     hutchinson_trace,
     layer_groups,
     per_layer_top_eigenvalues,
@@ -65,7 +66,7 @@ def exact_hessian(model, x, y):
 
     def loss(flat):
         params, i = {}, 0
-        for n, s in zip(names, shapes):
+        for n, s in zip(names, shapes, strict=True):
             k = math.prod(s)
             params[n] = flat[i : i + k].view(s)
             i += k
@@ -125,7 +126,7 @@ def test_trace_within_three_standard_errors_and_per_layer_blocks(setup):
             len(cols), dtype=torch.float64
         )  # the block operator is exactly the diagonal block
         assert torch.allclose(
-            _BlockOperator(op, groups[layer.name])(v), block @ v, rtol=1e-9, atol=1e-12
+            BlockOperator(op, groups[layer.name]).matvec(v), block @ v, rtol=1e-9, atol=1e-12
         )
         assert layer.n_params == len(cols)
         assert abs(layer.trace - torch.trace(block).item()) <= 3 * layer.trace_stderr + 1e-12
@@ -143,7 +144,7 @@ def test_slq_density_support_matches_extreme_eigenvalues_and_weights_sum_to_one(
     d = spectral_density(
         op, steps=60, runs=2, seed=0
     )  # 60 of ~170 dimensions: the extremes converge first
-    for nodes, weights in zip(d.nodes, d.weights):
+    for nodes, weights in zip(d.nodes, d.weights, strict=True):
         assert sum(weights) == pytest.approx(1.0, abs=1e-9)
         assert max(nodes) == pytest.approx(exact[-1].item(), rel=1e-3)
         assert min(nodes) == pytest.approx(exact[0].item(), rel=1e-2, abs=1e-4)

@@ -12,6 +12,7 @@ from conftest import ROOT, wait_for_state
 from streamlit.testing.v1 import AppTest
 
 from analysis.report import load_results
+from analysis.results import SCHEMA
 from pof.runs import Run
 
 OWN_NET = textwrap.dedent('''
@@ -48,7 +49,7 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
     accs = [m.value for m in at.metric if m.label == "test accuracy (recorded)"]
     assert accs == ["99.11%", "99.56%"]  # SGD and SAM, as the manifest records them
     next(n for n in at.number_input if n.label.startswith("Training samples")).set_value(100).run()
-    [b for b in at.button if b.label == "Compute 1 analysis"][0].click().run()
+    next(b for b in at.button if b.label == "Compute 1 analysis").click().run()
     assert not at.exception
     job = Run(next((runs_root / "compare").iterdir()) / "layers")
     assert wait_for_state(job, ("done", "failed"), timeout=300)["state"] == "done", (
@@ -66,7 +67,8 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
     }
     ratio = next(t for t in charts[0]["data"] if t["type"] == "bar")  # the per-layer ratio panel
     table = at.dataframe[0].value
-    # conv, BN, (ReLU), conv, BN, (ReLU, pool), conv, BN, classifier: every parameterized layer, in order
+    # conv, BN, (ReLU), conv, BN, (ReLU, pool), conv, BN, classifier: every parameterized layer, in
+    # order
     assert list(table["layer"]) == [
         "features.0",
         "features.1",
@@ -85,9 +87,10 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
             ].values()
         ],
     )["layers"]
-    sgd, sam = (result[k]["rows"] for k in ("digits-cnn-small-sgd", "digits-cnn-small-sam"))
+    sgd, sam = (result[k].rows for k in ("digits-cnn-small-sgd", "digits-cnn-small-sam"))
+    assert len(sgd) == len(sam) == 7
     assert ratio["y"] == pytest.approx(
-        [b["top_eigenvalue"] / a["top_eigenvalue"] for a, b in zip(sgd, sam)]
+        [b.top_eigenvalue / a.top_eigenvalue for a, b in zip(sgd, sam, strict=True)]
     )
     assert [d.label for d in at.get("download_button")] == [
         "figure (HTML)",
@@ -147,7 +150,7 @@ def test_a_foreign_model_on_the_users_own_data_gets_its_card(runs_root, tmp_path
         for c in at.caption
     )
     # saved once as a project checkpoint: next time, one click and no fields
-    [b for b in at.button if b.label == "Save as a project checkpoint"][0].click().run()
+    next(b for b in at.button if b.label == "Save as a project checkpoint").click().run()
     saved = runs_root / "imported" / "own.safetensors"
     assert saved.exists() and any(str(saved) in s.value for s in at.success)
     again = _inspect()
@@ -185,7 +188,7 @@ def test_traces_only_for_a_large_model(runs_root):
     at = _inspect()
     next(n for n in at.number_input if n.label.startswith("Training samples")).set_value(100).run()
     next(c for c in at.checkbox if c.label == "Per layer: traces only").check().run()
-    [b for b in at.button if b.label == "Compute 1 analysis"][0].click().run()
+    next(b for b in at.button if b.label == "Compute 1 analysis").click().run()
     job = Run(next((runs_root / "compare").iterdir()) / "layers")
     assert wait_for_state(job, ("done", "failed"), timeout=300)["state"] == "done", (
         job.path / "log.txt"
@@ -193,5 +196,7 @@ def test_traces_only_for_a_large_model(runs_root):
     at.run()
     assert not at.exception
     assert _radio(at, "Along the depth").options == ["trace", "trace per param", "share of trace"]
-    rows = json.loads((job.path / "result.json").read_text())["digits-cnn-small-sgd"]["rows"]
+    saved = json.loads((job.path / "result.json").read_text())
+    assert saved["schema"] == SCHEMA and saved["kind"] == "layers"
+    rows = saved["results"]["digits-cnn-small-sgd"]["rows"]
     assert all(r["top_eigenvalue"] is None and r["trace"] is not None for r in rows)

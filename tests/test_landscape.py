@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, hessian
 
-from analysis.hessian import Stopped
 from analysis.landscape import (
     Directions,
     evaluate_grid,
@@ -20,6 +19,7 @@ from analysis.landscape import (
 )
 from analysis.sharpness import average_case_sharpness, worst_case_sharpness
 from pof.models import build_model
+from pof.progress import Stopped
 
 
 def _cnn():
@@ -126,7 +126,8 @@ def test_interpolation_hits_both_checkpoints_including_batchnorm_statistics():
 
 
 def _convex_case():
-    """Logistic regression (a linear layer) near its optimum, in float64: sharpness has exact limits."""
+    """Logistic regression (a linear layer) near its optimum, in float64: sharpness has exact
+    limits."""
     torch.manual_seed(0)
     x, y = torch.randn(200, 5, dtype=torch.float64), torch.randint(0, 3, (200,))
     x[:, 0] *= 3  # a clear gap below the top eigenvalue, so a few ascent steps find its direction
@@ -147,7 +148,7 @@ def _convex_case():
 
     def loss(flat):
         params, i = {}, 0
-        for n, s in zip(names, shapes):
+        for n, s in zip(names, shapes, strict=True):
             params[n] = flat[i : i + math.prod(s)].view(s)
             i += math.prod(s)
         return F.cross_entropy(functional_call(model, params, (x,)), y)

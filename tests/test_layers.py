@@ -1,4 +1,5 @@
-"""Per-layer sharpness (analysis.layers) against the exact Hessian's diagonal blocks; its CLI and figures."""
+"""Per-layer sharpness (analysis.layers) against the exact Hessian's diagonal blocks; its CLI and
+figures."""
 
 import csv
 import json
@@ -15,12 +16,15 @@ from conftest import ROOT
 from torch import nn
 from torch.func import functional_call, hessian
 
-from analysis.hessian import HessianOperator, Stopped, layer_groups
-from analysis.layers import LayerReport, layer_report
+from analysis import results
+from analysis.hessian import HessianOperator, layer_groups
+from analysis.layers import HvpCount, LayerReport, LayerRow, WholeNetwork, layer_report
+from pof.progress import Stopped
 
 
 def _tiny_cnn():
-    """conv + BN, conv + BN, linear: 303 parameters in float64, BN with non-trivial running statistics."""
+    """conv + BN, conv + BN, linear: 303 parameters in float64, BN with non-trivial running
+    statistics."""
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1),
@@ -45,13 +49,13 @@ def _tiny_cnn():
 
 def _exact_hessian(model, x, y) -> torch.Tensor:
     """The full Hessian of the eval-mode mean cross-entropy, flattened in named_parameters order."""
-    names, shapes = zip(*[(n, p.shape) for n, p in model.named_parameters()])
+    names, shapes = zip(*[(n, p.shape) for n, p in model.named_parameters()], strict=True)
     flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     buffers = dict(model.named_buffers())
 
     def loss(flat):
         params, i = {}, 0
-        for n, s in zip(names, shapes):
+        for n, s in zip(names, shapes, strict=True):
             params[n] = flat[i : i + math.prod(s)].view(s)
             i += math.prod(s)
         return F.cross_entropy(functional_call(model, {**params, **buffers}, (x,)), y)
@@ -145,7 +149,8 @@ def test_no_number_is_computed_twice_and_progress_counts_products(tiny, counted)
     _, _, _, blocks = tiny
     report, n_calls, seen = counted
     h = report.hvp
-    # one trace pass for every block and the whole network; each eigenvalue = its Lanczos steps + one residual
+    # one trace pass for every block and the whole network; each eigenvalue = its Lanczos steps +
+    # one residual
     assert h.trace == report.n_probes
     assert (
         all(r.hvp == r.top_steps + 1 for r in report.rows)
@@ -153,7 +158,8 @@ def test_no_number_is_computed_twice_and_progress_counts_products(tiny, counted)
     )
     assert h.blocks == sum(r.hvp for r in report.rows) and h.whole_top == report.whole.hvp
     assert n_calls == h.total == h.trace + h.blocks + h.whole_top
-    # progress: done counts products, total starts at the planned worst case and ends at what was used
+    # progress: done counts products, total starts at the planned worst case and ends at what was
+    # used
     planned = (
         report.n_probes
         + sum(min(report.max_steps, len(b)) + 1 for b in blocks.values())
@@ -254,7 +260,8 @@ def test_layers_command_writes_json_and_csv_agrees_with_the_library_and_reads_it
         )
         assert result["rows"][-1]["is_classifier"] and result["rows"][-1]["name"] == "classifier"
         assert result["eval_set"].startswith("moons train split, 200 of")
-        assert json.loads(files[result["checkpoint"]].read_text()) == result
+        saved = results.load(files[result["checkpoint"]], "layers", LayerReport)
+        assert saved.results[result["checkpoint"]] == LayerReport.from_dict(result)
         with open(files[result["checkpoint"]].with_suffix(".csv")) as f:
             rows = list(csv.DictReader(f))
         assert [r["name"] for r in rows] == [r["name"] for r in result["rows"]]
@@ -281,28 +288,38 @@ def test_layers_command_writes_json_and_csv_agrees_with_the_library_and_reads_it
 # --- figures -----------------------------------------------------------------------------------
 
 
-def _fake(scale: float, spread: float = 1.0) -> dict:
+def _row(depth, name, kind, n_params, trace, top, share=0.25, stderr=None) -> LayerRow:
+    return LayerRow(
+        depth=depth,
+        name=name,
+        kind=kind,
+        n_params=n_params,
+        trace=trace,
+        trace_stderr=stderr,
+        trace_per_param=trace / n_params,
+        top_eigenvalue=top,
+        top_residual=0.0,
+        top_converged=True,
+        top_steps=3,
+        hvp=4,
+        share_of_trace=share,
+        is_classifier=name == "fc",
+    )
+
+
+def _report(rows, whole_top: float, whole_per_param: float) -> LayerReport:
+    whole = WholeNetwork(100, 1.0, 0.1, whole_per_param, whole_top, 0.0, True, 5, 6)
+    return LayerReport(rows, whole, 10, 60, 1e-3, 50, 0, "fc", HvpCount(10, 16, 6, 32), {})
+
+
+def _fake(scale: float, spread: float = 1.0) -> LayerReport:
     rows = [
-        {
-            "depth": i,
-            "name": n,
-            "kind": k,
-            "n_params": 10 * (i + 1),
-            "trace": scale * spread**i,
-            "trace_stderr": 0.1 * scale,
-            "trace_per_param": scale * spread**i / (10 * (i + 1)),
-            "top_eigenvalue": 2 * scale * spread**i,
-            "share_of_trace": 0.25,
-            "is_classifier": n == "fc",
-        }
+        _row(i, n, k, 10 * (i + 1), scale * spread**i, 2 * scale * spread**i, stderr=0.1 * scale)
         for i, (n, k) in enumerate(
             [("conv", "conv"), ("bn", "batchnorm"), ("conv2", "conv"), ("fc", "linear")]
         )
     ]
-    return {
-        "rows": rows,
-        "whole": {"top_eigenvalue": 3 * scale * spread**3, "trace_per_param": scale},
-    }
+    return _report(rows, 3 * scale * spread**3, scale)
 
 
 def test_layer_rows_and_figure():
@@ -340,31 +357,15 @@ def test_layer_rows_and_figure():
 
 
 def test_the_whole_network_reference_sits_at_its_value_on_a_log_axis():
-    """The reference is a trace in data units (a shape's annotation would be placed in log10 units)."""
+    """The reference is a trace in data units (a shape's annotation would be placed in log10
+    units)."""
     from app.figures import layers_figure
 
-    def row(depth, name, top):
-        return {
-            "depth": depth,
-            "name": name,
-            "kind": "conv",
-            "n_params": 10,
-            "trace": 1.0,
-            "trace_stderr": 0.1,
-            "trace_per_param": 0.1,
-            "top_eigenvalue": top,
-            "top_residual": 0.0,
-            "top_converged": True,
-            "top_steps": 3,
-            "hvp": 4,
-            "share_of_trace": 0.5,
-            "is_classifier": name == "fc",
-        }
-
-    report = {
-        "rows": [row(0, "conv", 0.01), row(1, "fc", 50.0)],
-        "whole": {"top_eigenvalue": 80.0, "trace_per_param": 0.1},
-    }
+    rows = [
+        _row(0, "conv", "conv", 10, 1.0, 0.01, 0.5, 0.1),
+        _row(1, "fc", "conv", 10, 1.0, 50.0, 0.5, 0.1),
+    ]
+    report = _report(rows, 80.0, 0.1)
     fig = layers_figure({"sgd": report})
     assert fig.layout.yaxis.type == "log" and not fig.layout.shapes and not fig.layout.annotations
     whole = [t for t in fig.data if t.name == "sgd: whole network"]

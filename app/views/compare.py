@@ -54,7 +54,7 @@ family = [
 others = [str(r.path) for r in family if r.path != run.path]
 control_choice = c2.selectbox(
     "Control run (optional overlay)",
-    [""] + others,
+    ["", *others],
     format_func=lambda p: (
         "none" if not p else f"{p.removeprefix(str(root) + '/')} ({configs[p].get('method')})"
     ),
@@ -62,8 +62,10 @@ control_choice = c2.selectbox(
 )
 control = Run(control_choice) if control_choice else None
 st.caption(
-    f"{cfg.get('method')} on {cfg.get('model')} / {cfg.get('dataset')}, {cfg.get('epochs')} epochs at lr "
-    f"{cfg.get('lr')} ({cfg.get('lr_reason')}); before = checkpoints/initial, after = checkpoints/final"
+    f"{cfg.get('method')} on {cfg.get('model')} / {cfg.get('dataset')}, {cfg.get('epochs')} "
+    "epochs at lr "
+    f"{cfg.get('lr')} ({cfg.get('lr_reason')}); before = checkpoints/initial, after = "
+    "checkpoints/final"
 )
 
 compared = [run] + ([control] if control else [])
@@ -79,10 +81,11 @@ def jobs() -> dict[tuple[str, str], Run]:
 
 
 def report_of(run: Run) -> dict:
-    """The finished parts of a run's comparison; an unreadable part is offered again, not shown."""
+    """The finished parts of a run's comparison, typed, computed on its current checkpoints (a
+    part that is unreadable or of another schema is left out by load_report: offered again)."""
     try:
-        return load_report(run.path)  # only results of the current checkpoints
-    except (RunError, OSError, ValueError, AttributeError, TypeError):
+        return load_report(run.path)
+    except (RunError, OSError):  # the run folder itself is unreadable
         return {}
 
 
@@ -133,13 +136,21 @@ show_figure(method_curves(curves), "curves", curves, run.path.name)
 results = reports.get(str(run.path), {})
 control_results = reports.get(str(control.path), {}) if control else {}
 control_label = f"after, {configs[control_choice].get('method')}" if control else ""
-series = {}  # before / after (/ the control's after) for each part, as the figure builders take them
+# before / after (/ the control's after) for each part, as the figure builders take them
+series = {}
 for part, result in results.items():
     if part != "interpolation":
         series[part] = {"before": result["before"], "after": result["after"]}
         if part in control_results:
             series[part][control_label] = control_results[part]["after"]
-interp = {"after": results["interpolation"]} if "interpolation" in results else None
+
+
+def line_of(parts: dict):
+    """The interpolation part's one line (its label names the two checkpoints)."""
+    return next(iter(parts["interpolation"].values()))
+
+
+interp = {"after": line_of(results)} if "interpolation" in results else None
 if interp and "interpolation" in control_results:
-    interp[control_label] = control_results["interpolation"]
+    interp[control_label] = line_of(control_results)
 show_results(series, run.path.name, interp)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from analysis.cache import file_digest
 from analysis.report import (
     PAIR_ONLY,
     PARTS,
@@ -35,7 +36,8 @@ from pof.checkpoints import CheckpointError, data_for, import_checkpoint, read_m
 from pof.cli import _arch_arg
 from pof.data import DATASETS, DatasetError
 from pof.loading import LoadError, ModelSource
-from pof.runs import Run, RunError, list_runs
+from pof.options import to_argv
+from pof.runs import Run, list_runs
 
 DEFAULT_PAIR = ("digits-cnn-small-sgd", "digits-cnn-small-sam")
 root = runs_root()
@@ -43,13 +45,15 @@ root = runs_root()
 
 st.title("Inspect checkpoints")
 st.caption(
-    "Choose one checkpoint, or two to compare (a model before and after your own fine-tuning, SGD vs SAM, "
-    "...). Each analysis runs as a background job and is kept, keyed by the files' content, so it shows at "
+    "Choose one checkpoint, or two to compare (a model before and after your own fine-tuning, SGD "
+    "vs SAM, "
+    "...). Each analysis runs as a background job and is kept, keyed by the files' content, so it "
+    "shows at "
     "once next time."
 )
 
 
-# --- choose -------------------------------------------------------------------------------------------
+# --- choose ---------------------------------------------------------------------------------------
 
 
 def pick(slot: str, optional: bool) -> str | None:
@@ -112,7 +116,8 @@ def pick(slot: str, optional: bool) -> str | None:
         path = Path(text).expanduser()
         if not path.is_file():
             st.error(
-                f"No file at {path}. Give the full path of a model file on the machine running this app."
+                f"No file at {path}. Give the full path of a model file on the machine running "
+                "this app."
             )
             return None
         return str(path.resolve())
@@ -164,12 +169,13 @@ if path_b and Path(path_b).resolve() == Path(path_a).resolve():
 paths = [p for p in (path_a, path_b) if p]
 
 
-# --- a model of one's own, and the data -----------------------------------------------------------------
+# --- a model of one's own, and the data -----------------------------------------------------------
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def metadata(path: str, mtime: float) -> dict | None:
-    """The project metadata of a file, or None for a file of another origin."""
+def metadata(path: str, digest: str) -> dict | None:
+    """The project metadata of a file (cached by its content), or None for a file of another
+    origin."""
     try:
         return read_metadata(path)
     except CheckpointError:
@@ -180,7 +186,8 @@ uploaded = {str(p): note["name"] for p, note in list_uploads()}
 shown = {
     p: uploaded.get(p, Path(p).name) for p in paths
 }  # an upload by the name it was uploaded with
-metas = {p: metadata(p, Path(p).stat().st_mtime) for p in paths}
+digests = {p: file_digest(p) for p in paths}  # the one cache key of a file: its bytes
+metas = {p: metadata(p, digests[p]) for p in paths}
 foreign = [p for p, m in metas.items() if m is None]
 with st.expander("A model of your own: architecture, classifier, keys", expanded=bool(foreign)):
     if foreign:
@@ -194,8 +201,8 @@ with st.expander("A model of your own: architecture, classifier, keys", expanded
             "Architecture",
             key="arch",
             placeholder="torchvision:resnet18",
-            help="a registry name (cnn-small, resnet20, mlp, ...), torchvision:NAME (any torchvision "
-            "classification model), or your own factory path/to/file.py:function or "
+            help="a registry name (cnn-small, resnet20, mlp, ...), torchvision:NAME (any "
+            "torchvision classification model), or your own factory path/to/file.py:function or "
             "package.module:function, a function that returns the nn.Module",
         ).strip()
         or None
@@ -227,7 +234,8 @@ with st.expander("A model of your own: architecture, classifier, keys", expanded
     ).strip()
     if runs_user_code(arch) and not arch.startswith("export:"):
         st.warning(
-            f"Building the model runs your own code ({arch}) on this machine, in the app and in the job."
+            f"Building the model runs your own code ({arch}) on this machine, in the app and in "
+            "the job."
         )
     allow_code = st.checkbox(
         "Also run code named inside a checkpoint's metadata",
@@ -248,7 +256,8 @@ except (LoadError, ValueError, ArgumentTypeError) as e:
 
 trained_on = [m["dataset"] for m in metas.values() if m and m.get("dataset")]
 candidates = list(dict.fromkeys(trained_on + list(DATASETS)))
-# as on the Post-train page: a project checkpoint is offered only data of its input shape and classes
+# as on the Post-train page: a project checkpoint is offered only data of its input shape and
+# classes
 # (without loading any); a file of other origin learns its shape from the data, checked on its card
 why_not = {
     d: next((why for m in metas.values() if m and (why := incompatibility(m, d))), None)
@@ -297,15 +306,15 @@ data_options = {
 }
 
 
-# --- cards -------------------------------------------------------------------------------------------------
+# --- cards ----------------------------------------------------------------------------------------
 
 
 @st.cache_data(max_entries=32, show_spinner="Reading the checkpoint ...")
 def card(
-    path: str, mtime: float, dataset: str, data_options: dict, source: dict, allow_code: bool
+    path: str, digest: str, dataset: str, data_options: dict, source: dict, allow_code: bool
 ) -> dict:
-    """What the checkpoint is, checked against the data (two inputs through it). In the app's process:
-    reading a file and one tiny forward; the analyses are jobs."""
+    """What the checkpoint is, checked against the data (two inputs through it). In the app's
+    process: reading a file and one tiny forward; the analyses are jobs."""
     from pof.checkpoints import load_checkpoint
     from pof.models import count_parameters
 
@@ -324,12 +333,13 @@ def card(
     }
 
 
-# code named in a file's metadata runs only when allowed, or when this app wrote the file itself (Save
+# code named in a file's metadata runs only when allowed, or when this app wrote the file itself
+# (Save
 # below, after the user typed that code's path): an uploaded file never runs code it names
 cards = {
     p: card(
         p,
-        Path(p).stat().st_mtime,
+        digests[p],
         dataset,
         data_options,
         asdict(source),
@@ -337,7 +347,7 @@ cards = {
     )
     for p in paths
 }
-for slot, (p, c) in zip("AB", cards.items()):
+for slot, (p, c) in zip("AB"[: len(cards)], cards.items(), strict=True):
     st.markdown(f"**{slot}: {shown[p]}{' (uploaded)' if p in uploaded else ''}**")
     if "error" in c:
         st.error(f"This checkpoint cannot be used: {c['error']}")
@@ -368,7 +378,8 @@ for slot, (p, c) in zip("AB", cards.items()):
     }
     st.caption(
         f"Split: {meta['split']}. Numbers recorded in the file: "
-        f"{origin.get(prov.get('kind'), 'trained by this project') if prov else 'none'}. Measured on "
+        f"{origin.get(prov.get('kind'), 'trained by this project') if prov else 'none'}. Measured "
+        "on "
         f"{c['data']}."
     )
     if meta[
@@ -376,7 +387,8 @@ for slot, (p, c) in zip("AB", cards.items()):
     ]:  # the recorded accuracy no longer describes these weights, and no measure means anything
         bad = meta["nonfinite"]
         st.error(
-            f"This checkpoint holds NaN or infinite weights in {len(bad)} tensor{'s' if len(bad) > 1 else ''} "
+            f"This checkpoint holds NaN or infinite weights in {len(bad)} "
+            f"tensor{'s' if len(bad) > 1 else ''} "
             f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}): it cannot be analysed."
         )
     for warning in meta.get("warnings", []):
@@ -400,7 +412,7 @@ if any("error" in c or c["meta"]["nonfinite"] for c in cards.values()):
     st.stop()  # nothing to compute on a model that cannot be used
 
 
-# --- what to compute --------------------------------------------------------------------------------------
+# --- what to compute ------------------------------------------------------------------------------
 
 r = ReportConfig()
 s1, s2, s3 = st.columns([1, 1, 2])
@@ -420,8 +432,9 @@ wanted = s3.multiselect(
 traces_only = "layers" in wanted and st.checkbox(
     "Per layer: traces only",
     key="traces-only",
-    help="leave out each layer's top eigenvalue: every layer's trace then costs one pass of 30 Hessian-vector "
-    "products in all, where each block eigenvalue costs a few more (seconds each on a large model on a CPU)",
+    help="leave out each layer's top eigenvalue: every layer's trace then costs one pass of 30 "
+    "Hessian-vector products in all, where each block eigenvalue costs a few more (seconds each "
+    "on a large model on a CPU)",
 )
 cfg = ReportConfig(
     samples=int(samples), eval_samples=int(eval_samples), layer_traces_only=traces_only
@@ -430,23 +443,8 @@ labels = labels_for(paths, [shown[p] for p in paths])
 subject = Subject(labels, dataset, data_options, source)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def out_dir(subject_dict: dict, cfg_dict: dict, stamps: tuple) -> str:
-    """The comparison's folder, named after the files' content (hashed once per file version)."""
-    return str(comparison_dir(root, Subject(**subject_dict), ReportConfig(**cfg_dict)))
-
-
-out = Path(out_dir(asdict(subject), asdict(cfg), tuple(Path(p).stat().st_mtime_ns for p in paths)))
-try:
-    results = load_results(out, paths)
-except (
-    RunError,
-    OSError,
-    ValueError,
-    AttributeError,
-    TypeError,
-):  # an unreadable part: offered again, not shown
-    results = {}
+out = comparison_dir(root, subject, cfg)  # named by the files' content, the data, the options
+results = load_results(out, paths)  # a part of other content, schema or unreadable: offered again
 jobs = {part: Run(part_dir(out, part)) for part in wanted}
 missing = [
     part
@@ -456,33 +454,18 @@ missing = [
 
 
 def job_args(part: str) -> list[str]:
+    """`python -m analysis compare` for one part, with the page's config as its flags."""
     args = [
         "-m",
         "analysis",
         "compare",
         *paths,
         *[a for label in labels for a in ("--label", label)],
-        "--dataset",
-        dataset,
-        "--part",
-        part,
-        "--out",
-        str(out),
-        "--samples",
-        str(cfg.samples),
-        "--eval-samples",
-        str(cfg.eval_samples),
-        "--quiet",
     ]
-    if cfg.layer_traces_only:
-        args.append("--layer-traces-only")
+    args += ["--dataset", dataset, "--part", part, "--out", str(out), *to_argv(cfg), "--quiet"]
     if "classes" in data_options:
-        args += [
-            "--classes",
-            ",".join(data_options["classes"])
-            if isinstance(data_options["classes"], list)
-            else data_options["classes"],
-        ]
+        classes = data_options["classes"]
+        args += ["--classes", ",".join(classes) if isinstance(classes, list) else classes]
     if "label_column" in data_options:
         args += ["--label-column", data_options["label_column"]]
     if source.arch:
@@ -509,7 +492,4 @@ if missing and st.button(
 
 watch_parts(jobs, {part: PART_TITLES[part].capitalize() for part in jobs}, set(results))
 series = {part: result for part, result in results.items() if part != "interpolation"}
-interp = None
-if "interpolation" in results:
-    interp = {" → ".join(labels): results["interpolation"]}
-show_results(series, "inspect", interp)
+show_results(series, "inspect", results.get("interpolation"))

@@ -1,0 +1,239 @@
+"""One function per report, the only place each is composed; the command line (analysis.cli), the
+report jobs (analysis.report) and, through those jobs, the app all call these:
+
+- `hessian_report`: whole-network top eigenvalues, trace, density, and the exact last layer;
+- `last_layer_report`: the last layer's exact Hessian on the whole training set;
+- `layer_report` (analysis.layers): per-layer sharpness;
+- `evaluate_grid` (analysis.landscape): 1-D and 2-D landscapes along given directions;
+- `interpolate` (analysis.landscape): the line between two checkpoints;
+- `sharpness_report`: worst-case (plain, adaptive) and average-case sharpness.
+
+Each returns a frozen result (analysis.results); `KINDS` names the result type of each kind of
+saved file. `EvalData` is a checkpoint's model with its fixed evaluation tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+
+from torch import nn
+
+from pof.progress import Progress, ShouldStop
+
+from .hessian import (
+    Density,
+    HessianOperator,
+    TopEigen,
+    TraceResult,
+    hutchinson_trace,
+    per_layer_top_eigenvalues,
+    spectral_density,
+    top_eigenvalues,
+)
+from .landscape import Landscape, eval_tensors, evaluate_grid, interpolate
+from .lastlayer import LastLayerHessian, features_and_probs, last_layer_hessian
+from .layers import LayerReport, layer_report
+from .results import Result
+from .sharpness import Sharpness, average_case_sharpness, worst_case_sharpness
+
+__all__ = [
+    "KINDS",
+    "EvalData",
+    "HessianReport",
+    "SharpnessReport",
+    "evaluate_grid",
+    "hessian_report",
+    "interpolate",
+    "last_layer_report",
+    "layer_report",
+    "load_model",
+    "sharpness_report",
+]
+
+MODE = "eval (BN running statistics)"
+
+
+@dataclass(frozen=True)
+class HessianReport(Result):
+    top: TopEigen  # the largest eigenvalues, sorted, with residuals
+    eval_set: str = ""  # what the whole-network numbers were measured on, stated
+    parameters: int = 0
+    trace: TraceResult | None = None  # Hutchinson, with its standard error (and layers on request)
+    density: Density | None = None
+    last_layer: LastLayerHessian | None = None  # exact; None without a linear last layer
+    split: str = ""  # how the model splits into features and a classifier (or why it does not)
+    hessian_vector_products: int = 0
+    mode: str = MODE
+
+
+@dataclass(frozen=True)
+class SharpnessReport(Result):
+    measures: list[Sharpness]  # worst case, adaptive worst case, average case
+
+
+# the result type of each kind of saved result (a file's "kind")
+KINDS: dict[str, type] = {
+    "hessian": HessianReport,
+    "layers": LayerReport,
+    "landscape": Landscape,
+    "landscape-1d": Landscape,
+    "landscape-2d": Landscape,
+    "interpolation": Landscape,
+    "sharpness": SharpnessReport,
+}
+
+
+def load_model(path, dataset, source=None) -> tuple[nn.Module, dict]:
+    """A checkpoint's model and metadata; refused (CheckpointError) with NaN or infinite weights,
+    whose curvature and landscape would be meaningless."""
+    from pof.checkpoints import CheckpointError, load_checkpoint
+
+    model, meta = load_checkpoint(path, dataset=dataset, source=source)
+    if meta["nonfinite"]:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite weights ({', '.join(meta['nonfinite'][:3])}): its "
+            f"curvature and landscape are meaningless. Analyse a checkpoint of an earlier epoch."
+        )
+    return model, meta
+
+
+class EvalData:
+    """A checkpoint's model and a fixed, stated evaluation tensor (split, first N of a seeded
+    order)."""
+
+    def __init__(
+        self,
+        checkpoint: str,
+        dataset: str | None,
+        split: str,
+        samples: int | None,
+        data_root=None,
+        device: str = "auto",
+        seed: int = 0,
+        source=None,
+        data_options: dict | None = None,
+    ):
+        from pof.checkpoints import data_for
+        from pof.train import pick_device
+
+        self.dataset = data_for(checkpoint, dataset, data_root, data_options)
+        self.device = pick_device(device)
+        self.source = source
+        self.model, self.meta = load_model(checkpoint, self.dataset, source)
+        for warning in self.meta["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
+        self.model.to(self.device)
+        self.x, self.y, n, self.eval_set = eval_tensors(
+            self.dataset, self.meta["mean"], self.meta["std"], split, samples, seed, self.device
+        )
+        self.spec = {
+            "dataset": self.dataset.name,
+            "options": data_options or {},
+            "split": split,
+            "samples": n,
+            "seed": seed,
+        }
+
+    def load_other(self, checkpoint: str) -> nn.Module:
+        """A second checkpoint on the same data and device, read with the same model options."""
+        model, _ = load_model(checkpoint, self.dataset, self.source)
+        return model.to(self.device)
+
+    def batches(self, batch_size: int):
+        return [
+            (self.x[i : i + batch_size], self.y[i : i + batch_size])
+            for i in range(0, len(self.x), batch_size)
+        ]
+
+
+def last_layer_report(model: nn.Module, dataset, meta: dict, top_k: int) -> LastLayerHessian | None:
+    """The exact Hessian of the last linear layer on the whole training split (POF.md's closed
+    form), or None when the model has no linear last layer to split off."""
+    if not meta.get("classifier"):
+        return None
+    from pof.data import Batches
+    from pof.models import split_model
+
+    device = next(model.parameters()).device
+    train = Batches(
+        dataset.x_train, dataset.y_train, meta["mean"], meta["std"], 2048, device, shuffle=False
+    )
+    split = split_model(model, classifier=meta["classifier"])
+    exact = last_layer_hessian(*features_and_probs(model, train, split), top_k=top_k)
+    stated = f"{dataset.name} train split, all {len(dataset.x_train)} images (exact)"
+    return dataclasses.replace(exact, eval_set=stated)
+
+
+def hessian_report(
+    model: nn.Module,
+    batches,
+    eval_set: str,
+    *,
+    top_k: int = 1,
+    tol: float = 1e-4,
+    trace: bool = True,
+    trace_layers: bool = False,
+    layer_eigenvalues: bool = False,
+    probes: int = 100,
+    density: bool = True,
+    density_steps: int = 80,
+    density_runs: int = 1,
+    seed: int = 0,
+    last_layer: LastLayerHessian | None = None,
+    split: str = "",
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> HessianReport:
+    """The whole network's curvature on `batches` (in eval mode): the `top_k` largest eigenvalues
+    (Lanczos to relative residual `tol`), on request the Hutchinson trace over `probes` probes
+    (with each layer's block trace, and each block's top eigenvalue), and the spectral density;
+    `last_layer` (last_layer_report's) is carried along."""
+    kw = {"seed": seed, "progress": progress, "should_stop": should_stop}
+    op = HessianOperator(model, batches)
+    try:
+        top = top_eigenvalues(op, top_k, tol=tol, **kw)
+        tr = None
+        if trace or trace_layers or layer_eigenvalues:
+            per_layer = trace_layers or layer_eigenvalues
+            tr = hutchinson_trace(op, probes, per_layer=per_layer, **kw)
+            if layer_eigenvalues:
+                layers = per_layer_top_eigenvalues(op, tr.layers, **kw)
+                tr = dataclasses.replace(tr, layers=layers)
+        dens = spectral_density(op, density_steps, density_runs, **kw) if density else None
+    finally:
+        op.close()
+    return HessianReport(top, eval_set, op.dim, tr, dens, last_layer, split, op.n_hvp)
+
+
+def sharpness_report(
+    model: nn.Module,
+    x,
+    y,
+    eval_set: str,
+    *,
+    rho: float = 0.05,
+    steps: int = 5,
+    sigma: float = 0.01,
+    noise_samples: int = 20,
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> SharpnessReport:
+    """The loss increase in the worst case within radius rho (plain and adaptive) and on average
+    under Gaussian weight noise of standard deviation sigma."""
+    kw = {
+        "eval_set": eval_set,
+        "batch_size": batch_size,
+        "progress": progress,
+        "should_stop": should_stop,
+    }
+    return SharpnessReport(
+        [
+            worst_case_sharpness(model, x, y, rho, steps, **kw),
+            worst_case_sharpness(model, x, y, rho, steps, adaptive=True, **kw),
+            average_case_sharpness(model, x, y, sigma, noise_samples, seed, **kw),
+        ]
+    )
