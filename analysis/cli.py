@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from pof import validate as check
-from pof.cli import _add_data_args, add_model_args, model_source, run_command
+from pof.cli import add_data_args, add_model_args, model_source, run_command
 from pof.data import data_options
 from pof.options import add_options, from_args
 from pof.progress import Stopped
@@ -583,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
         for args, more in positional:
             p.add_argument(*args, **more)
         if name != "report":  # a run's checkpoints say what they are and what they were trained on
-            _add_data_args(p, required=False)  # --dataset (default: the checkpoint's) ...
+            add_data_args(p, required=False)  # --dataset (default: the checkpoint's) ...
             add_model_args(p)
         add_options(p, CONFIGS[name])
         if name not in ("report", "compare"):

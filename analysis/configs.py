@@ -67,7 +67,7 @@ class EvalConfig:
     device: str = option("auto", "cpu, cuda, mps or auto (CUDA when present)")
 
     def __post_init__(self):
-        from pof.train import check_device
+        from pof.device import check_device
 
         for name in ("samples", "batch_size"):
             if getattr(self, name) is not None:
@@ -138,7 +138,7 @@ class LandscapeConfig(EvalConfig):
     )
     include_bias_bn: bool = option(False, "move biases and BN parameters too")
     # option() returns a dataclasses.Field (default None), not a shared list
-    layers: list[str] | None = option(  # noqa: RUF009
+    layers: list[str] | None = option(
         None, "only these parameter-name prefixes move, e.g. classifier"
     )
 

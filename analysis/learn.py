@@ -36,8 +36,8 @@ from pof.pretrain import PretrainConfig
 @dataclass(frozen=True)
 class Recipe:
     """How a tiny MLP is trained on a 2-D point set: until its training loss first falls to
-    `target_loss` (checked after every step) or `max_steps` pass, so that two recipes can be compared
-    at the same training loss rather than after the same number of epochs."""
+    `target_loss` (checked after every step) or `max_steps` pass, so that two recipes can be
+    compared at the same training loss rather than after the same number of epochs."""
 
     dataset: str = "moons"
     points: int = 400  # half for training, half for testing
@@ -179,7 +179,8 @@ def curvature(
     }
     out["last_layer"].pop("spectrum", None)
     if keep_vector:
-        out["vector"] = dict(zip(op.names, op.unflatten(top.vectors[0].to(torch.float32))))
+        vector = op.unflatten(top.vectors[0].to(torch.float32))
+        out["vector"] = dict(zip(op.names, vector, strict=True))
     return out
 
 
@@ -233,7 +234,8 @@ def points(d: Dataset, split: str = "train") -> dict:
 def along(
     model: nn.Module, direction: dict[str, torch.Tensor], ts: list[float], x, y, eval_set: str
 ) -> dict:
-    """Loss and accuracy at w + t d for every t (analysis.landscape's exact evaluator), on a copy."""
+    """Loss and accuracy at w + t d for every t (analysis.landscape's exact evaluator), on a
+    copy."""
     model = copy.deepcopy(model)
     dirs = Directions(
         [{n: direction.get(n, torch.zeros_like(p)) for n, p in model.named_parameters()}],
@@ -269,9 +271,9 @@ def eigen_slice(r: Recipe, width: float, steps: int = 41) -> dict:
 def train_test_slice(
     r: Recipe, width: float, seed: int, shift: float = 0.0, steps: int = 41
 ) -> dict:
-    """Section 2: training and test loss along one filter-normalized random direction (Li et al. 2018,
-    so that two models' distances are comparable), how far the test minimum sits from w, and how much
-    the training loss rises at w if its landscape moves by `shift` along the direction."""
+    """Section 2: training and test loss along one filter-normalized random direction (Li et al.
+    2018, so that two models' distances are comparable), how far the test minimum sits from w, and
+    how much the training loss rises at w if its landscape moves by `shift` along the direction."""
     model = _trained_finite(r).model
     d = random_directions(model, 1, seed=seed, normalization="filter").vectors[0]
     ts = grid(-width, width, steps)
@@ -292,7 +294,8 @@ def train_test_slice(
 
 
 def surface(r: Recipe, width: float = 1.0, steps: int = 21, seed: int = 0) -> dict:
-    """The training loss on a 2-D filter-normalized plane through the solution (a Landscape dict)."""
+    """The training loss on a 2-D filter-normalized plane through the solution (a Landscape
+    dict)."""
     model = copy.deepcopy(_trained_finite(r).model)
     dirs = random_directions(model, 2, seed=seed, normalization="filter")
     axes = [grid(-width, width, steps)] * 2

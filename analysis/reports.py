@@ -116,7 +116,7 @@ class EvalData:
         data_options: dict | None = None,
     ):
         from pof.checkpoints import data_for
-        from pof.train import pick_device
+        from pof.device import pick_device
 
         self.dataset = data_for(checkpoint, dataset, data_root, data_options)
         self.device = pick_device(device)

@@ -16,7 +16,7 @@ from analysis.configs import (
     ReportConfig,
     SharpnessConfig,
 )
-from pof.cli import _add_data_args, add_model_args
+from pof.cli import add_data_args, add_model_args
 from pof.options import cli_fields, flag_name, to_argv
 
 # inputs, outputs and how a command talks: not options of the computation
@@ -36,7 +36,7 @@ NOT_CONFIG = {
 def _pof_flags() -> set[str]:
     """The flags pof's own helpers add (which data, which model): pof's concern, checked there."""
     p = argparse.ArgumentParser(add_help=False)
-    _add_data_args(p, required=False)
+    add_data_args(p, required=False)
     add_model_args(p)
     return {o for a in p._actions for o in a.option_strings}
 

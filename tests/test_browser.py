@@ -6,16 +6,6 @@ import shutil
 import time
 
 
-def __getattr__(name):
-    # The browser fixtures live in conftest.py; test_browser_inspect.py still imports them from
-    # here (`from test_browser import ... page, server`): served until that import drops them.
-    if name in ("page", "server"):
-        import conftest
-
-        return getattr(conftest, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _plot_traces(page) -> list[int]:
     """Traces in each Plotly chart on the page, read from the chart elements Plotly itself fills."""
     return page.evaluate(

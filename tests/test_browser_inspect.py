@@ -8,7 +8,7 @@ import textwrap
 import time
 
 import torch
-from test_browser import _plot_traces, _shot, page, server  # noqa: F401  (fixtures)
+from test_browser import _plot_traces, _shot
 from torch import nn
 
 OWN_NET = textwrap.dedent('''
@@ -51,8 +51,8 @@ class _Payload:
         return (os.system, (f"touch {os.environ['POF_TEST_MARKER']}",))
 
 
-# the fixtures server and page come from test_browser (imported above)
-def test_upload_own_model_and_compare_per_layer(server, page, tmp_path, monkeypatch):  # noqa: F811
+# the fixtures server and page come from conftest
+def test_upload_own_model_and_compare_per_layer(server, page, tmp_path, monkeypatch):
     url, runs = server
     (tmp_path / "ownnet.py").write_text(OWN_NET)
     before = _build(tmp_path)

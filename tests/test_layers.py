@@ -226,7 +226,7 @@ def _run(*args):
 
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
-    from pof.train import PretrainConfig, pretrain
+    from pof.pretrain import PretrainConfig, pretrain
 
     other = pretrain(
         PretrainConfig(model="mlp", dataset="moons", epochs=1, seed=1),
