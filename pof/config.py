@@ -332,6 +332,3 @@ def _default_post_lr(meta: dict) -> tuple[float, str]:
     # a cosine schedule ends at 0: use the paper's ratio to the initial rate
     lr = sched["lr"] * 0.2**4
     return lr, f"cosine pre-training: its initial rate x 0.2^4 as in the paper ({lr:g})"
-
-
-# --- distributed -------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ and optimizer, so that their differences are the methods':
     finetune          all layers trained
     sam               all layers trained with SAM (rho)
     random-direction  delta of PoF's length |gamma eta* g| in a Gaussian direction
+
+Its configuration (PostTrainConfig, METHODS, default_post_lr) lives in pof.config (no torch).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def _refuse_overwriting_source(out: Path, ckpt: Path) -> None:
 def _recorded_batch_size(meta: dict) -> int | None:
     size = (meta.get("provenance") or {}).get("batch_size")
     return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
+
+
+# --- distributed -------------------------------------------------------------------------------
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Pre-training: a model trained from scratch (Nesterov SGD or SAM), the baseline PoF post-trains.
 
 A driver of the epoch loop (pof.loop): it checks the configuration, loads the data, builds the model
-and the optimizer, creates the run folder and hands them to `fit`.
+and the optimizer, creates the run folder and hands them to `fit`. Its configuration,
+PretrainConfig, lives in pof.config (no torch).
 """
 
 from __future__ import annotations
