@@ -26,11 +26,11 @@ from analysis.hessian import HessianOperator, hutchinson_trace, top_eigenvalues
 from analysis.landscape import Directions, eval_tensors, evaluate_grid, grid, random_directions
 from analysis.lastlayer import features_and_probs, last_layer_hessian
 from analysis.sharpness import worst_case_sharpness
+from pof.config import PoFConfig, PretrainConfig
 from pof.data import Batches, Dataset, point_set
-from pof.method import PoF, PoFConfig, losses_along
+from pof.method import PoF, losses_along
 from pof.models import Classifier, mlp
 from pof.optim import make_optimizer, plain_step, sam_step
-from pof.pretrain import PretrainConfig
 
 
 @dataclass(frozen=True)

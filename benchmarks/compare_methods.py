@@ -23,10 +23,11 @@ import torch
 
 from analysis.lastlayer import features_and_probs, last_layer_hessian
 from pof.checkpoints import load_checkpoint
+from pof.config import METHODS, PostTrainConfig, PretrainConfig
 from pof.data import Batches, load_dataset
 from pof.evaluation import evaluate
-from pof.posttrain import METHODS, PostTrainConfig, post_train
-from pof.pretrain import PretrainConfig, pretrain
+from pof.posttrain import post_train
+from pof.pretrain import pretrain
 
 
 def measure(path, dataset) -> dict:

@@ -18,8 +18,9 @@ import time
 
 import torch
 
+from pof.config import PoFConfig
 from pof.data import Batches, load_dataset
-from pof.method import PoF, PoFConfig, last_layer_grad, line_search
+from pof.method import PoF, last_layer_grad, line_search
 from pof.models import build_model, split_model
 
 

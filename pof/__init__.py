@@ -1,9 +1,11 @@
 """PoF: Post-Training of Feature Extractor (Sato et al., ICML 2022) and the machinery around it.
 
 The engine is split into small modules, each readable on its own:
-    data         datasets and on-device batches
+    config       the jobs' configurations (PretrainConfig, PostTrainConfig, PoFConfig), no torch
+    datasets     dataset names, options and paths, no torch; data: loading them, on-device batches
     models       the architecture registry and the feature/classifier split
-    checkpoints  safetensors + JSON metadata, and the resume state of a run
+    metadata     a checkpoint's metadata and its checks, no torch; checkpoints: safetensors
+                 weights + that metadata, and the resume state of a run
     catalogue    the bundled checkpoints, which datasets fit
     runs         run folders (runfiles: reading them safely; runcreate: claiming one; liveness:
                  whether a job's process lives); jobqueue: one background job at a time

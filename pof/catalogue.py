@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .archs import split_text
-from .checkpoints import file_sha256, read_metadata
-from .data import DatasetError, load_dataset, order_folder_classes, parse_classes
+from .datasets import DatasetError, order_folder_classes, parse_classes
 from .loading import CheckpointError
+from .metadata import file_sha256, read_metadata
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 # offline, and post-trained and analysed in a few minutes on 2 cores
@@ -133,6 +133,8 @@ def signature(
     (cifar100) or mere label numbers (integer labels without stated names): only their count is
     checked. Raises ValueError or DatasetError."""
     if dataset.startswith(("npz:", "csv:")):
+        from .data import load_dataset  # imports torch; only the user's own files are loaded
+
         d = load_dataset(dataset, classes=classes, label_column=label_column)
         return d.input_shape, (None if d.class_order == "numeric" else d.classes), d.num_classes
     if label_column is not None:

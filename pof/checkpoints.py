@@ -7,9 +7,7 @@ architecture it names). Nothing here ever runs a pickle of unknown origin.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -18,6 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import __version__, archs
+from .datasets import short_repr
 from .files import replacing
 from .loading import (
     CheckpointError,
@@ -27,14 +26,20 @@ from .loading import (
     clean,
     fit_keys,
     read_state,
-    sniff,
+)
+from .metadata import (
+    FOREIGN,
+    FORMAT,
+    META_KEY,
+    TRANSIENT,
+    dataset_named,
+    file_sha256,
+    parse_metadata,
+    project_meta,
+    require,
+    unreadable,
 )
 from .models import split_model
-
-FORMAT = "pof-checkpoint/1"
-# what loading found out about this copy, not part of the format
-TRANSIENT = ("warnings", "nonfinite")
-META_KEY = "pof"
 
 
 def write_safetensors(tensors: dict, metadata: dict, path: Path) -> None:
@@ -97,87 +102,16 @@ def load_resume_state(path: Path, model: nn.Module, optimizer) -> tuple[int, flo
     return int(meta["epoch"]), float(meta["best_acc"])
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict, dict | None]:
+def read_safetensors(path: Path) -> tuple[dict, dict | None]:
+    """A safetensors file's tensors and its project metadata (None when it has none)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
-            names = f.keys() if tensors else []  # a safe_open handle is not iterable itself
+            names = f.keys()  # a list: the handle itself is not iterable
             state = {k: f.get_tensor(k) for k in names}
-    except FileNotFoundError:
-        raise CheckpointError(f"No checkpoint at {path}.") from None
     except Exception as e:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors file ({e}). It may be truncated or "
-            f"not a checkpoint; re-create it."
-        ) from e
-    if META_KEY not in raw:
-        return state, None
-    try:
-        meta = json.loads(raw[META_KEY])
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: its metadata is not valid JSON ({e}).") from e
-    if not isinstance(meta, dict):
-        raise CheckpointError(
-            f"{path}: its metadata is a JSON {type(meta).__name__}, not an object; the file was "
-            f"not written by this project (or was edited). Re-create or re-import it."
-        )
-    return state, meta
-
-
-def _project_meta(path: Path) -> tuple[str, dict | None]:
-    """(what the file is, its project metadata or None), without loading its weights."""
-    kind = sniff(path)
-    meta = read_safetensors(path, tensors=False)[1] if kind == "safetensors" else None
-    if meta is not None:
-        _check_optional(meta, path)
-    return kind, meta
-
-
-def read_metadata(path: str | Path) -> dict:
-    """The metadata of a project checkpoint, without loading its weights."""
-    path = Path(path)
-    kind, meta = _project_meta(path)
-    if kind not in FOREIGN:  # not a model file at all, or TorchScript: read_state says why
-        read_state(path)
-    if meta is None:
-        raise CheckpointError(
-            f"{path} is a {FOREIGN[kind]} without this project's metadata: say what it is with "
-            f"--arch (and --dataset), or write a project checkpoint once with "
-            f"`python -m pof import {path} --arch ARCH --dataset DATA --out model.safetensors`."
-        )
-    return meta
-
-
-FOREIGN = {
-    "safetensors": "safetensors file",
-    "torch": "PyTorch file",
-    "export": "torch.export program",
-}
-
-
-def dataset_of(path: str | Path, given: str | None = None) -> str:
-    """The dataset to use with a checkpoint: the one given, else the one its metadata names."""
-    if given:
-        return given
-    return _dataset_named(Path(path), *_project_meta(Path(path)))
-
-
-def _dataset_named(path: Path, kind: str, meta: dict | None) -> str:
-    if meta is None:
-        raise CheckpointError(
-            f"{path} is a {FOREIGN.get(kind, 'file')} that names no dataset; give --dataset."
-        )
-    if not meta.get("dataset"):
-        raise CheckpointError(f"{path} names no dataset; give --dataset.")
-    return meta["dataset"]
+        raise unreadable(path, e) from e
+    return state, parse_metadata(raw, path)
 
 
 # data whose class order is the user's, not a registry's
@@ -196,8 +130,8 @@ def data_for(
     `options` states others; the user's own data keeps the class order the checkpoint recorded."""
     from .data import load_dataset
 
-    kind, meta = _project_meta(Path(path))  # read once, for the name and the recorded options
-    name = name or _dataset_named(Path(path), kind, meta)
+    kind, meta = project_meta(Path(path))  # read once, for the name and the recorded options
+    name = name or dataset_named(Path(path), kind, meta)
     options = {k: v for k, v in (options or {}).items() if v is not None}
     if meta and meta.get("dataset") == name:
         recorded = {k: v for k, v in (meta.get("data_options") or {}).items() if v is not None}
@@ -240,93 +174,6 @@ def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
             f"with --classes."
         ]
     return []
-
-
-def _require(meta: dict, path: Path) -> None:
-    """Every metadata field a loader reads, checked for its JSON type and range: a hand-edited or
-    crafted header is refused here, with the field named, not deep inside a job."""
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} has metadata format {meta.get('format')!r}; this version reads {FORMAT}."
-        )
-    if (
-        meta.get("arch") in archs.RENAMED
-    ):  # written before the registry's CIFAR variants were renamed
-        meta["arch"] = archs.RENAMED[meta["arch"]]
-    types = {
-        "arch": str,
-        "arch_args": dict,
-        "num_classes": int,
-        "input_shape": list,
-        "mean": list,
-        "std": list,
-    }
-    for key, typ in types.items():
-        if key not in meta:
-            raise CheckpointError(
-                f"{path}: metadata lacks {key!r}; the file was not written by this project."
-            )
-        if not isinstance(meta[key], typ) or isinstance(meta[key], bool):
-            raise CheckpointError(
-                f"{path}: metadata {key!r} is {_short(meta[key])}, not a JSON {JSON_TYPE[typ]}."
-            )
-    _check_optional(meta, path)
-
-    def bad(key, what):
-        raise CheckpointError(
-            f"{path}: metadata {key!r} is {_short(meta[key])}; it must be {what}. "
-            f"The file was edited or not written by this project; re-create or re-import it."
-        )
-
-    if not 1 <= meta["num_classes"] <= 10_000_000:
-        bad("num_classes", "a positive number of classes")
-    if not meta["input_shape"] or not all(_is_count(d) for d in meta["input_shape"]):
-        bad("input_shape", "a list of positive sizes")
-    for key in ("mean", "std"):
-        if not meta[key] or not all(_is_number(x) for x in meta[key]):
-            bad(key, "a non-empty list of finite numbers")
-    if not all(x > 0 for x in meta["std"]):
-        bad("std", "positive (inputs are divided by it)")
-    names = meta.get("class_names")
-    if names is not None and (
-        len(names) != meta["num_classes"] or not all(isinstance(n, str) for n in names)
-    ):
-        bad("class_names", f"{meta['num_classes']} names (strings)")
-
-
-JSON_TYPE = {dict: "object", list: "array", int: "integer", str: "string"}
-OPTIONAL = {
-    "dataset": str,
-    "class_names": list,
-    "data_options": dict,
-    "provenance": dict,
-    "metrics": dict,
-    "classifier": str,
-    "program_sha256": str,
-}
-
-
-def _check_optional(meta: dict, path: Path) -> None:
-    """The fields read before a model is built (dataset, data options ...) have their JSON type."""
-    for key, typ in OPTIONAL.items():
-        if meta.get(key) is not None and not isinstance(meta[key], typ):
-            raise CheckpointError(
-                f"{path}: metadata {key!r} is {_short(meta[key])}, not a JSON {JSON_TYPE[typ]}. "
-                f"The file was edited or not written by this project; re-create or re-import it."
-            )
-
-
-def _is_count(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 1_000_000
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _probe(model: nn.Module, meta: dict, dataset, path: Path) -> torch.Tensor:
@@ -395,7 +242,7 @@ def _build(
     except (RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as e:
         # arguments that pass the architecture's signature but not its layers (width=-1, ...)
         raise CheckpointError(
-            f"{path}: cannot build {arch} with {_short(meta_or_args)}: {clean(e)}. Check the "
+            f"{path}: cannot build {arch} with {short_repr(meta_or_args)}: {clean(e)}. Check the "
             f"architecture arguments (--arch-arg)."
         ) from e
 
@@ -423,7 +270,7 @@ def load_checkpoint(
     kind, state, meta = read_state(path)
     foreign = meta is None
     if not foreign:
-        _require(meta, path)
+        require(meta, path)
         if archs.runs_user_code(meta["arch"]) and not allow_code:
             raise CheckpointError(
                 f"{path} is built by code named in its metadata ({meta['arch']}); it is only "

@@ -23,6 +23,16 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import validate
+from .config import (
+    DATA_ROOT_HELP,
+    DATASET_HELP,
+    SVHN_EXTRA_HELP,
+    PoFConfig,
+    PostTrainConfig,
+    PretrainConfig,
+)
+from .datasets import DatasetError, data_options
+from .options import add_options, cli_fields, from_args, to_argv
 from .validate import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
@@ -52,8 +62,6 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     """The data flags of a command without a training config (evaluate, import, the analysis):
     --dataset, --data-root and --svhn-extra with the training configs' help, and the flags of
     `data_options`."""
-    from .shared_config import DATA_ROOT_HELP, DATASET_HELP, SVHN_EXTRA_HELP
-
     p.add_argument("--dataset", required=required, help=DATASET_HELP)
     p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     p.add_argument("--svhn-extra", action="store_true", help=SVHN_EXTRA_HELP)
@@ -61,7 +69,7 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def _add_data_option_flags(p: argparse.ArgumentParser) -> None:
-    """The flags pof.data.data_options parses into a config's `data_options`."""
+    """The flags pof.datasets.data_options parses into a config's `data_options`."""
     p.add_argument(
         "--classes",
         default=None,
@@ -95,7 +103,6 @@ def _add_data_option_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_fields(parser, config_cls, names: tuple[str, ...]) -> None:
     """The generated flags of only these fields of `config_cls`."""
-    from .options import add_options, cli_fields
 
     others = tuple(f.name for f in cli_fields(config_cls) if f.name not in names)
     add_options(parser, config_cls, exclude=others)
@@ -109,7 +116,6 @@ def _field_help(config_cls, name: str) -> str:
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """How to read a checkpoint without this project's metadata (every command that takes one):
     PostTrainConfig's arch, arch_args, classifier and key_map."""
-    from .posttrain import PostTrainConfig
 
     g = p.add_argument_group("a model of your own (files without this project's metadata)")
     _add_fields(g, PostTrainConfig, ("arch", "classifier"))
@@ -145,8 +151,6 @@ def print_warnings(meta: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import add_options
-    from .pretrain import PretrainConfig
 
     parser = argparse.ArgumentParser(
         prog="python -m pof",
@@ -238,9 +242,6 @@ def _add_job_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_post_train_parser(sub) -> None:
-    from .method import PoFConfig
-    from .options import add_options
-    from .posttrain import PostTrainConfig
 
     p = sub.add_parser(
         "post-train",
@@ -289,9 +290,6 @@ def _progress_bar(quiet: bool):
 def pretrain_config(args):
     """The PretrainConfig of parsed `pretrain` options; every value is checked here
     (ConfigError)."""
-    from .data import data_options
-    from .options import from_args
-    from .pretrain import PretrainConfig
 
     return from_args(
         PretrainConfig, args, arch_args=dict(args.arch_arg), data_options=data_options(args)
@@ -301,10 +299,6 @@ def pretrain_config(args):
 def post_train_config(args):
     """The PostTrainConfig of parsed `post-train` options; every value is checked here
     (ConfigError)."""
-    from .data import data_options
-    from .method import PoFConfig
-    from .options import from_args
-    from .posttrain import PostTrainConfig
 
     if not args.checkpoint and not args.resume:
         raise ConfigError(
@@ -325,8 +319,6 @@ def post_train_config(args):
 def config_argv(cfg) -> list[str]:
     """The command line (after `python -m pof`, before --out) that makes `cfg`: a PretrainConfig's
     `pretrain ...` or a PostTrainConfig's `post-train CHECKPOINT ...`; what the app starts."""
-    from .options import to_argv
-    from .posttrain import PostTrainConfig
 
     hand = [a for k, v in cfg.arch_args.items() for a in ("--arch-arg", f"{k}={json.dumps(v)}")]
     hand += _data_option_argv(cfg.data_options)
@@ -390,7 +382,7 @@ def cmd_post_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .checkpoints import CheckpointError, data_for, load_checkpoint
-    from .data import Batches, data_options
+    from .data import Batches
     from .device import pick_device
     from .evaluation import evaluate
 
@@ -441,7 +433,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_import(args) -> int:
     from .checkpoints import import_checkpoint
-    from .data import data_options, load_dataset
+    from .data import load_dataset
 
     options = data_options(args)
     dataset = load_dataset(args.dataset, args.data_root, svhn_extra=args.svhn_extra, **options)
@@ -511,7 +503,6 @@ def input_errors() -> tuple:
     bug."""
     from .archs import ArchError
     from .checkpoints import CheckpointError
-    from .data import DatasetError
     from .runs import RunError
 
     return CheckpointError, DatasetError, RunError, ConfigError, ArchError

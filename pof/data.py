@@ -1,4 +1,5 @@
-"""Datasets as in-memory tensors, and whole-batch augmentation on the training device.
+"""Datasets as in-memory tensors, and whole-batch augmentation on the training device (their
+names, options and paths, which need no torch: pof.datasets).
 
 Every dataset is loaded once: images as uint8 tensors (N, C, H, W), 2-D point sets and the user's
 own numbers (npz/safetensors arrays, CSV files) as float32 (N, ...), labels as int64. `Batches`
@@ -10,10 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
-import os
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +19,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .datasets import (
+    AS_IS,
+    COMPUTED,
+    DATASETS,
+    STATED,
+    DatasetError,
+    default_data_root,
+    order_folder_classes,
+    parse_classes,
+    parse_stats,
+    short_repr,
+)
 from .files import replacing
-
-
-class DatasetError(Exception):
-    """A dataset cannot be loaded; the message says what is missing and how to get it."""
-
-
-# Where a dataset's normalization came from (Dataset.normalization).
-COMPUTED = "computed from the training split"
-STATED = "stated"
-AS_IS = "none: used as they are"
 
 
 @dataclass
@@ -69,12 +69,6 @@ class Dataset:
             f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test, "
             f"input {self.input_shape}, {self.num_classes} classes"
         )
-
-
-def default_data_root() -> Path:
-    """Where torchvision datasets and decoded image-folder caches live ($POF_DATA overrides)."""
-    env = os.environ.get("POF_DATA")
-    return Path(env) if env else Path.home() / ".cache" / "pof" / "data"
 
 
 def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -314,30 +308,6 @@ def _decode(
     return np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64)
 
 
-def order_folder_classes(
-    found: list[str], stated: list[str] | None, where: str
-) -> tuple[list[str], str]:
-    """The class order of an image folder: the stated one (a permutation of the folder names), else
-    alphabetical, which is only a guess; returns (classes, class_order)."""
-    if stated is None:
-        return list(found), "alphabetical"
-    extra, missing = sorted(set(stated) - set(found)), sorted(set(found) - set(stated))
-    if extra or missing:
-        raise DatasetError(
-            f"classes must name exactly the class folders of {where}, in label order: "
-            + "; ".join(
-                part
-                for part in (
-                    f"no folder for {extra}" if extra else "",
-                    f"folders not named: {missing}" if missing else "",
-                )
-                if part
-            )
-            + f". The folders are {found}."
-        )
-    return list(stated), "stated"
-
-
 def _imagefolder(
     path: str,
     root: Path | None = None,
@@ -351,9 +321,10 @@ def _imagefolder(
 
     base = Path(path).expanduser().resolve()
     if not (base / "train").is_dir() or not (base / "test").is_dir():
+        found = sorted(p.name for p in base.iterdir()) if base.is_dir() else "no such folder"
         raise DatasetError(
             f"Image folder {base} needs train/<class>/ and test/<class>/ "
-            f"sub-folders with image files (found: {sorted(p.name for p in base.iterdir()) if base.is_dir() else 'no such folder'})."
+            f"sub-folders with image files (found: {found})."
         )
     classes, train_files = _list_split(base / "train")
     test_classes, test_files = _list_split(base / "test")
@@ -362,7 +333,8 @@ def _imagefolder(
     unknown = sorted(set(test_classes) - set(classes))
     if unknown:
         raise DatasetError(
-            f"{base / 'test'} has classes {unknown} that train/ lacks; both need the same class folders."
+            f"{base / 'test'} has classes {unknown} that train/ lacks; both need the same class "
+            f"folders."
         )
     # Decide the class order (and check the statistics' length) before the expensive decoding.
     order, class_order = order_folder_classes(classes, stated, str(base / "train"))
@@ -409,103 +381,7 @@ def _imagefolder(
     )
 
 
-# --- stated class order and normalization -------------------------------------------------------
-
-
-def parse_classes(value) -> list[str] | None:
-    """`classes`: None, a list of names, or one comma-separated string; the names in label order."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        names = [n.strip() for n in value.split(",")]
-    elif isinstance(value, (list, tuple)):
-        bad = [n for n in value if not isinstance(n, str)]
-        if bad:
-            raise DatasetError(
-                f"classes must be names (strings) in label order; got {_short(bad[0])} "
-                f"({type(bad[0]).__name__})."
-            )
-        names = [n.strip() for n in value]
-    else:
-        raise DatasetError(
-            f"classes must be a list of names or a comma-separated string such as "
-            f"'cat,dog,bird', not {type(value).__name__}."
-        )
-    if not all(names):
-        raise DatasetError(
-            f"classes has an empty name ({_short(value)}); give one name per class, in label "
-            f"order, e.g. cat,dog,bird."
-        )
-    twice = sorted(n for n, count in Counter(names).items() if count > 1)
-    if twice:
-        raise DatasetError(f"classes names {twice} more than once; each class needs its own name.")
-    return names
-
-
-def parse_stats(value, what: str = "mean") -> str | tuple[float, ...] | None:
-    """A `mean` or `std` option: None, "auto", a number, numbers, or a comma-separated string of
-    them."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value.strip().lower() == "auto":
-            return "auto"
-        items: list = value.split(",")
-    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    ):
-        items = [value]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    elif isinstance(value, (np.ndarray, torch.Tensor)):
-        items = value.reshape(-1).tolist()
-    else:
-        raise DatasetError(
-            f"{what} must be 'auto' or numbers (one per channel or feature, or one for all), "
-            f"not {type(value).__name__}."
-        )
-    numbers = []
-    for item in items:
-        try:
-            if isinstance(item, (bool, np.bool_)):
-                raise TypeError
-            numbers.append(float(item.strip() if isinstance(item, str) else item))
-        except (TypeError, ValueError, OverflowError):
-            raise DatasetError(
-                f"{what}: {_short(item)} is not a number; give 'auto' or numbers separated by "
-                f"commas, e.g. 0.5,0.5,0.5."
-            ) from None
-    if not numbers:
-        raise DatasetError(f"{what} is empty; give 'auto' or at least one number.")
-    if not all(math.isfinite(v) for v in numbers):
-        raise DatasetError(f"{what} must be finite numbers, got {numbers}.")
-    if what == "std" and min(numbers) <= 0:
-        raise DatasetError(f"std must be > 0 (inputs are divided by it), got {numbers}.")
-    return tuple(numbers)
-
-
-def data_options(args) -> dict:
-    """The data keywords of load_dataset (classes, label_column, mean, std) from an argparse
-    namespace (or any object); a missing attribute means None. Malformed values raise DatasetError.
-    """
-    label_column = getattr(args, "label_column", None)
-    if label_column is not None:
-        if not isinstance(label_column, str) or not label_column.strip():
-            raise DatasetError(
-                f"--label-column must name a column of the CSV file, got {_short(label_column)}."
-            )
-        label_column = label_column.strip()
-    return {
-        "classes": parse_classes(getattr(args, "classes", None)),
-        "label_column": label_column,
-        "mean": parse_stats(getattr(args, "mean", None), "mean"),
-        "std": parse_stats(getattr(args, "std", None), "std"),
-    }
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
+# --- stated normalization ----------------------------------------------------------------------
 
 
 def _stat_width(x: torch.Tensor) -> tuple[int, str]:
@@ -856,7 +732,8 @@ def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
                 x[r, j] = float(row[c])
             except ValueError:
                 raise DatasetError(
-                    f"{path} line {line}, column {header[c]!r}: {_short(row[c])} is not a number; "
+                    f"{path} line {line}, column {header[c]!r}: {short_repr(row[c])} is not a "
+                    f"number; "
                     f"every column except the label{' and split' if has_split else ''} must be "
                     f"numeric."
                 ) from None
@@ -866,7 +743,8 @@ def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
     if len(bad):
         r, j = bad[0]
         raise DatasetError(
-            f"{path} line {rows[r][0]}, column {features[j]!r}: {_short(rows[r][1][cols[j]])} is "
+            f"{path} line {rows[r][0]}, column {features[j]!r}: "
+            f"{short_repr(rows[r][1][cols[j]])} is "
             f"NaN or infinite (as float32); {len(bad)} such cells. Remove or impute them first."
         )
     return {
@@ -894,7 +772,7 @@ def _csv_label_indices(
         path, line = lines[unknown]
         raise DatasetError(
             f"{path} line {line}: label {labels[unknown]!r} is not among the stated classes "
-            f"{_short(classes, 200)}; add it to classes / --classes (in label order)."
+            f"{short_repr(classes, 200)}; add it to classes / --classes (in label order)."
         )
     return np.array([index[v] for v in labels], dtype=np.int64), classes, order
 
@@ -964,10 +842,6 @@ def _csv_dataset(text: str, label_column: str | None, stated: list[str] | None) 
 
 
 # --- registry ----------------------------------------------------------------------------------
-
-OFFLINE = ("digits", "moons", "circles", "spirals")
-TORCHVISION = ("cifar10", "cifar100", "svhn", "fashion_mnist", "mnist")
-DATASETS = OFFLINE + TORCHVISION
 
 
 def _check_registry_request(name: str, classes: list[str] | None, mean, std) -> None:

@@ -18,69 +18,17 @@ matrix, and all candidates are evaluated in one batched call.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import PoFConfig
 from .data import Batches, epoch_generator
-from .options import option
-
-
-@dataclass
-class PoFConfig:
-    weak_batch_size: int = option(256, "size of the weak batch B' (paper: 256)")
-    line_search_init_lr: float = option(1.0, "first eta of the doubling bracket")
-    line_search_max_lr: float = option(100.0, "doubling stops once eta reaches this")
-    num_partitions: int = option(
-        16, "grid points k * eta_max / num_partitions in (0, eta_max], k = 1..num_partitions"
-    )
-    gamma_max: float = option(
-        2.0, "gamma ~ U(0, gamma_max); 2 = the 'opposite bank' of a parabolic valley"
-    )
-    weak_bn_mode: str = option(
-        "train",
-        "batch norm in the weak forward: train = batch statistics and running statistics "
-        "updated (the authors' code); batch = batch statistics, running statistics untouched; "
-        "eval = running statistics",
-        choices=("train", "batch", "eval"),
-    )
-    rejection_cap: float = option(
-        1e4,
-        "skip the perturbation when eta_max reaches this (counted and reported; the authors' "
-        "multi-GPU path)",
-    )
-
-    def __post_init__(self):
-        from . import validate as v
-
-        v.positive_int("weak_batch_size", self.weak_batch_size)
-        v.finite("line_search_init_lr", self.line_search_init_lr, 0, lo_open=True)
-        v.finite("line_search_max_lr", self.line_search_max_lr, self.line_search_init_lr)
-        # the doubling bracket evaluates init * 2^k up to max: bound k, so a step stays one pass
-        ratio = self.line_search_max_lr / self.line_search_init_lr
-        if ratio > 2.0**60:
-            raise v.ConfigError(
-                f"line_search_max_lr / line_search_init_lr is {ratio:.3g}: more than 60 doublings; "
-                f"bring them closer (POF.md: 1 and 100)."
-            )
-        v.positive_int("num_partitions", self.num_partitions)
-        if self.num_partitions > 100_000:
-            raise v.ConfigError(
-                f"num_partitions is {self.num_partitions}: each is a loss evaluation at every "
-                f"step; use at most 100000 (POF.md: 16)."
-            )
-        v.finite("gamma_max", self.gamma_max, 0)
-        v.choice("weak_bn_mode", self.weak_bn_mode, ("train", "batch", "eval"))
-        v.finite("rejection_cap", self.rejection_cap, 0, lo_open=True)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 PERTURBATIONS = ("pof", "none", "random")
-# the post-training methods (pof.posttrain.METHODS) that are this unit, and their switch
+# the post-training methods (pof.config.METHODS) that are this unit, and their switch
 PERTURBATION_OF_METHOD = {"pof": "pof", "finetune-frozen": "none", "random-direction": "random"}
 
 

@@ -11,9 +11,6 @@ from torch import nn
 
 from .sam import SAM
 
-# The paper's step schedule, 0.2x at epochs 60/120/160/200 of 250, as fractions of the run.
-PAPER_MILESTONES = (0.24, 0.48, 0.64, 0.8)
-
 
 def lr_schedule(lr: float, schedule: str, epochs: int, milestones: list[int], decay: float):
     """The learning rate at a fractional epoch t: "constant", "cosine" (annealed to 0 at `epochs`)

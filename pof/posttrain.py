@@ -7,11 +7,12 @@ and optimizer, so that their differences are the methods':
     finetune          all layers trained
     sam               all layers trained with SAM (rho)
     random-direction  delta of PoF's length |gamma eta* g| in a Gaussian direction
+
+Its configuration (PostTrainConfig, METHODS, default_post_lr) lives in pof.config (no torch).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -23,121 +24,19 @@ from torch import nn
 
 from . import __version__
 from . import validate as check
-from .checkpoints import CheckpointError, data_for, dataset_of, file_sha256, load_checkpoint
+from .checkpoints import CheckpointError, data_for, load_checkpoint
+from .config import FROZEN_METHODS, PostTrainConfig, default_post_lr
 from .data import Batches, parse_augment
 from .device import pick_device
 from .loading import ModelSource
 from .loop import Loop, fit
-from .method import PERTURBATION_OF_METHOD, PoF, PoFConfig
+from .metadata import dataset_of, file_sha256
+from .method import PERTURBATION_OF_METHOD, PoF
 from .models import split_model
 from .optim import plain_step, sam_step
-from .options import option
 from .runs import Run, RunError
 from .sam import SAM
-from .shared_config import (
-    AUGMENT_HELP,
-    DATA_OPTIONS_HELP,
-    DATA_ROOT_HELP,
-    DATASET_HELP,
-    DEVICE_HELP,
-    SVHN_EXTRA_HELP,
-    check_bools,
-    validate_common,
-)
 from .validate import ConfigError
-
-METHODS = ("pof", "finetune-frozen", "finetune", "sam", "random-direction")
-FROZEN_METHODS = ("pof", "finetune-frozen", "random-direction")
-PAPER_POST_LR = 0.1 * 0.2**4  # 1.6e-4: the paper's schedule continued past its last decay
-
-
-@dataclass
-class PostTrainConfig:
-    checkpoint: str = option(
-        "",
-        "trained model: a checkpoint of this project, or any model file with --arch and "
-        "--dataset (not needed with --resume)",
-        cli=False,  # the positional CHECKPOINT
-    )
-    dataset: str | None = option(None, DATASET_HELP + " (default: the checkpoint's dataset)")
-    data_root: str | None = option(None, DATA_ROOT_HELP)
-    data_options: dict = option(help=DATA_OPTIONS_HELP, factory=dict, cli=False)
-    svhn_extra: bool = option(False, SVHN_EXTRA_HELP)
-    arch: str | None = option(
-        None,
-        "its architecture: a registry name (mlp, cnn-small, resnet20, resnet56, wrn-16-4, "
-        "wrn-28-10, resnet18-cifar), torchvision:NAME (any torchvision classification model), or "
-        "your own factory path/to/file.py:function or package.module:function (this runs your "
-        "code). Not needed for a torch.export .pt2, which carries its architecture",
-    )
-    arch_args: dict = option(
-        help="argument for the architecture, e.g. width=16, num_classes=10 (repeatable; JSON "
-        "values)",
-        factory=dict,
-        cli=False,
-    )
-    classifier: str | None = option(
-        None,
-        "the last linear layer PoF perturbs, e.g. head.fc (default: the last nn.Linear)",
-        metavar="LAYER",
-    )
-    key_map: list = option(
-        help="rename a key prefix of the file's weights (repeatable); a prefix shared by all "
-        "keys (module., model., ...) is stripped without it",
-        factory=list,
-        cli=False,
-    )
-    method: str = option(
-        "pof",
-        "pof; finetune-frozen (same, no perturbation); finetune (all layers); sam (all layers, "
-        "SAM); random-direction (PoF's perturbation length, random direction)",
-        choices=METHODS,
-    )
-    epochs: int = option(10, "post-training epochs (paper: 10 for CIFAR, 50 for SVHN)")
-    batch_size: int | None = option(
-        None,
-        "global training batch (default: the pre-training batch size in the checkpoint, else 256)",
-    )
-    lr: float | None = option(
-        None,
-        "learning rate (default: the rate the checkpoint's pre-training schedule ended with, as "
-        "the paper continues it: 0.1 x 0.2^4 = 1.6e-4 for its schedule)",
-    )
-    momentum: float = option(0.9, "SGD momentum")
-    nesterov: bool = option(True, "Nesterov momentum (--no-nesterov: plain momentum)")
-    weight_decay: float = option(5e-4, "L2 weight decay")
-    rho: float = option(0.05, "SAM radius (--method sam)")
-    pof: PoFConfig = option(
-        help="PoF's own options (their flags: the PoF group)", factory=PoFConfig, cli=False
-    )
-    augment: str = option("default", AUGMENT_HELP)
-    drop_last: bool = option(
-        False, "drop the last incomplete batch (torchrun always does: equal shards)"
-    )
-    sync_bn: bool = option(False, "torchrun: SyncBatchNorm across processes (GPU only)")
-    seed: int = option(0, "seed for data order, weak batches and gamma")
-    device: str = option("auto", DEVICE_HELP)
-    save_every: int = option(0, "also keep a checkpoint every N epochs")
-
-    def __post_init__(self):
-        if isinstance(self.pof, dict):
-            try:
-                self.pof = PoFConfig(**self.pof)
-            except TypeError as e:
-                raise ConfigError(f"pof: {e}") from None
-        if not isinstance(self.pof, PoFConfig):
-            raise ConfigError(f"pof must be a PoFConfig, got {self.pof!r}.")
-        check.choice("method", self.method, METHODS)
-        if not isinstance(self.checkpoint, (str, os.PathLike)):
-            raise ConfigError(f"checkpoint must be a path, got {self.checkpoint!r}.")
-        validate_common(self, dataset_optional=True)
-        if self.lr is not None:
-            check.finite("lr", self.lr, 0, check.MAX_LR, lo_open=True)
-        for name in ("arch", "classifier"):
-            check.optional_str(name, getattr(self, name))
-        if not isinstance(self.arch_args, dict) or not isinstance(self.key_map, list):
-            raise ConfigError("arch_args must be a dict and key_map a list of OLD=NEW strings.")
-        check_bools(self, ("nesterov", "drop_last", "sync_bn", "svhn_extra"))
 
 
 def _refuse_overwriting_source(out: Path, ckpt: Path) -> None:
@@ -156,47 +55,6 @@ def _refuse_overwriting_source(out: Path, ckpt: Path) -> None:
 def _recorded_batch_size(meta: dict) -> int | None:
     size = (meta.get("provenance") or {}).get("batch_size")
     return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
-
-
-def default_post_lr(meta: dict) -> tuple[float, str]:
-    """The learning rate the pre-training schedule ends with (the paper continues it: 0.1 x
-    0.2^4)."""
-    try:
-        lr, why = _default_post_lr(meta)
-        lr = float(lr)
-    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
-        raise CheckpointError(
-            f"the checkpoint's recorded training schedule cannot be read ({type(e).__name__}: "
-            f"{e}); give the learning rate with --lr."
-        ) from None
-    if not (math.isfinite(lr) and lr > 0):
-        raise CheckpointError(
-            f"the learning rate derived from the checkpoint's schedule is {lr}; give --lr."
-        )
-    return lr, why
-
-
-def _default_post_lr(meta: dict) -> tuple[float, str]:
-    prov = meta.get("provenance") or {}
-    if prov.get("kind") == "post-train":  # post-training a post-trained model again: keep its rate
-        return prov[
-            "lr"
-        ], f"the rate of the post-training that made this checkpoint ({prov['lr']:g})"
-    sched = prov.get("schedule")
-    if not sched:
-        return PAPER_POST_LR, "no schedule recorded in the checkpoint: the paper's 1.6e-4"
-    if sched["type"] == "step":
-        lr = sched["lr"] * sched["decay"] ** len(sched["milestones"])
-        return (
-            lr,
-            f"the pre-training step schedule's last rate ({sched['lr']:g} x "
-            f"{sched['decay']:g}^{len(sched['milestones'])})",
-        )
-    if sched["type"] == "constant":
-        return sched["lr"], "the pre-training's constant rate"
-    # a cosine schedule ends at 0: use the paper's ratio to the initial rate
-    lr = sched["lr"] * 0.2**4
-    return lr, f"cosine pre-training: its initial rate x 0.2^4 as in the paper ({lr:g})"
 
 
 # --- distributed -------------------------------------------------------------------------------

@@ -1,105 +1,29 @@
 """Pre-training: a model trained from scratch (Nesterov SGD or SAM), the baseline PoF post-trains.
 
 A driver of the epoch loop (pof.loop): it checks the configuration, loads the data, builds the model
-and the optimizer, creates the run folder and hands them to `fit`.
+and the optimizer, creates the run folder and hands them to `fit`. Its configuration,
+PretrainConfig, lives in pof.config (no torch).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 from torch import nn
 
 from . import __version__
 from . import validate as check
+from .config import PretrainConfig
 from .data import Batches, Dataset, load_dataset, parse_augment
 from .device import pick_device
 from .loop import Loop, fit
-from .models import ARCHS, arch_args, build_model, count_parameters
-from .optim import PAPER_MILESTONES, lr_schedule, make_optimizer, plain_step, sam_step
-from .options import option
+from .models import arch_args, build_model, count_parameters
+from .optim import lr_schedule, make_optimizer, plain_step, sam_step
 from .progress import Progress, ShouldStop
 from .runs import Run
-from .shared_config import (
-    AUGMENT_HELP,
-    DATA_OPTIONS_HELP,
-    DATA_ROOT_HELP,
-    DATASET_HELP,
-    DEVICE_HELP,
-    SVHN_EXTRA_HELP,
-    check_bools,
-    validate_common,
-)
 from .validate import ConfigError
-
-
-@dataclass
-class PretrainConfig:
-    model: str = option(
-        "cnn-small",
-        "architecture: " + "; ".join(f"{k}: {a.inputs}" for k, a in ARCHS.items()),
-        choices=list(ARCHS),
-    )
-    arch_args: dict = option(
-        help="architecture argument, e.g. width=16 or hidden=[128,128] (repeatable)",
-        factory=dict,
-        cli=False,
-    )
-    dataset: str = option("digits", DATASET_HELP)
-    data_root: str | None = option(None, DATA_ROOT_HELP)
-    data_options: dict = option(help=DATA_OPTIONS_HELP, factory=dict, cli=False)
-    svhn_extra: bool = option(False, SVHN_EXTRA_HELP)
-    epochs: int = option(30, "training epochs")
-    batch_size: int = option(128, "training batch size")
-    optimizer: str = option(
-        "sgd", "sgd: Nesterov SGD; sam: SAM around the same SGD", choices=("sgd", "sam")
-    )
-    lr: float = option(0.05, "initial learning rate")
-    momentum: float = option(0.9, "SGD momentum")
-    nesterov: bool = option(True, "Nesterov momentum (--no-nesterov: plain momentum)")
-    weight_decay: float = option(5e-4, "L2 weight decay")
-    schedule: str = option(
-        "step",
-        "step: multiply by --lr-decay at each milestone; cosine: anneal to 0",
-        choices=("step", "cosine", "constant"),
-    )
-    milestones: list[int] | None = option(
-        None,
-        "epochs at which the step schedule decays (default: the paper's 60/120/160/200 of 250, "
-        "scaled to --epochs)",
-    )
-    lr_decay: float = option(0.2, "step-schedule factor")
-    rho: float = option(0.05, "SAM neighbourhood radius")
-    adaptive: bool = option(False, "SAM: adaptive (ASAM, |w|-scaled) neighbourhood")
-    augment: str = option("default", AUGMENT_HELP)
-    seed: int = option(0, "seed for initialization, data order and augmentation")
-    device: str = option("auto", DEVICE_HELP)
-    save_every: int = option(
-        0, "also keep a checkpoint every N epochs (0: only initial, last, best, final)"
-    )
-
-    def __post_init__(self):
-        validate_common(self)
-        check.choice("model", self.model, list(ARCHS))
-        check.arch_args("arch_args", self.arch_args, ARCHS[self.model].defaults)
-        check.choice("optimizer", self.optimizer, ("sgd", "sam"))
-        check.choice("schedule", self.schedule, ("step", "cosine", "constant"))
-        check.finite("lr", self.lr, 0, check.MAX_LR, lo_open=True)
-        check.positive_int("batch_size", self.batch_size)
-        check.finite("lr_decay", self.lr_decay, 0, 1, lo_open=True)
-        if self.milestones is not None:
-            if not isinstance(self.milestones, list) or not self.milestones:
-                raise ConfigError(f"milestones must be a list of epochs, got {self.milestones!r}.")
-            for m in self.milestones:
-                check.positive_int("milestones (epochs at which the rate decays)", m)
-        check_bools(self, ("nesterov", "adaptive", "svhn_extra"))
-
-    def resolved_milestones(self) -> list[int]:
-        if self.milestones is not None:
-            return sorted(self.milestones)
-        return [max(1, round(f * self.epochs)) for f in PAPER_MILESTONES]
 
 
 def build(model: str, input_shape, num_classes: int, args: dict) -> nn.Module:

@@ -15,8 +15,10 @@ from pof.catalogue import (
     incompatibility,
     verify,
 )
-from pof.checkpoints import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from pof.data import DATASETS, load_dataset
+from pof.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from pof.data import load_dataset
+from pof.datasets import DATASETS
+from pof.metadata import read_metadata
 from pof.models import count_parameters
 
 ENTRIES = bundled()

@@ -5,14 +5,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pof.checkpoints import (
-    CheckpointError,
-    file_sha256,
-    load_checkpoint,
-    read_metadata,
-    save_checkpoint,
-)
+from pof.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from pof.data import load_dataset
+from pof.metadata import file_sha256, read_metadata
 from pof.models import arch_args, build_model
 
 

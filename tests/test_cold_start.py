@@ -1,10 +1,14 @@
 """The app's cold start: naming architectures and reading model files needs no torch, and the app's
 own process runs torch on one thread while the jobs it starts keep all of theirs."""
 
+import ast
 import subprocess
 import sys
 
 from conftest import ROOT
+
+# the pages a fresh server draws first: the default page and the page that lists the runs
+FIRST_PAGES = ("app/views/posttrain.py", "app/views/runs.py")
 
 
 def _python(code: str) -> str:
@@ -24,6 +28,47 @@ def test_naming_an_architecture_and_reading_a_model_files_kind_imports_no_torch(
         "from pof.loading import CheckpointError, LoadError, ModelSource, sniff\n"
         "assert kind_of('cnn-small') == 'registry' and not runs_user_code('resnet20')\n"
         "assert sniff(Path('assets/digits-cnn-small-sgd.safetensors')) == 'safetensors'\n"
+        "print('torch' in sys.modules)"
+    )
+    assert out == "False"
+
+
+def _top_level_imports(path: str) -> list[str]:
+    """The modules a page imports when it loads (not those its functions import later)."""
+    tree = ast.parse((ROOT / path).read_text())
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append(node.module)
+    return names
+
+
+def test_the_first_pages_modules_import_no_torch():
+    modules = sorted({m for page in FIRST_PAGES for m in _top_level_imports(page)})
+    assert {"pof.catalogue", "pof.config", "pof.datasets", "pof.runs"} <= set(modules)
+    out = _python(
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    assert out == "[]", f"importing {modules} imported torch"
+
+
+def test_a_bundled_models_card_and_the_default_learning_rate_need_no_torch():
+    out = _python(
+        "import sys\n"
+        "from pof.catalogue import DEFAULT_MODEL, bundled, bundled_card, verify\n"
+        "from pof.config import PoFConfig, default_post_lr\n"
+        "from pof.metadata import dataset_of, read_metadata\n"
+        "entry = bundled()[DEFAULT_MODEL]\n"
+        "verify(entry)\n"
+        "card = bundled_card(entry)\n"
+        "assert read_metadata(entry['path'])['arch'] == card['meta']['arch']\n"
+        "assert dataset_of(entry['path']) == card['meta']['dataset']\n"
+        "assert default_post_lr(card['meta'])[0] > 0 and PoFConfig().num_partitions == 16\n"
         "print('torch' in sys.modules)"
     )
     assert out == "False"

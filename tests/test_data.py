@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pof.data import OFFLINE, Batches, DatasetError, load_dataset, parse_augment
+from pof.data import Batches, load_dataset, parse_augment
+from pof.datasets import OFFLINE, DatasetError
 
 
 @pytest.mark.parametrize("name", OFFLINE)

@@ -12,16 +12,8 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 from pof.catalogue import incompatibility, signature
-from pof.data import (
-    AS_IS,
-    COMPUTED,
-    STATED,
-    Batches,
-    DatasetError,
-    data_options,
-    load_dataset,
-    parse_stats,
-)
+from pof.data import Batches, load_dataset
+from pof.datasets import AS_IS, COMPUTED, STATED, DatasetError, data_options, parse_stats
 
 RNG = np.random.default_rng(0)
 

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from pof.pretrain import PretrainConfig, pretrain
+from pof.config import PretrainConfig
+from pof.pretrain import pretrain
 from pof.runs import Run
 
 
@@ -578,8 +579,7 @@ def test_library_configs_take_any_field_value_or_raise_config_error(data):
     from dataclasses import fields
 
     from analysis.report import ReportConfig
-    from pof.method import PoFConfig
-    from pof.posttrain import PostTrainConfig
+    from pof.config import PoFConfig, PostTrainConfig
     from pof.validate import ConfigError
 
     cls = data.draw(st.sampled_from([PretrainConfig, PostTrainConfig, PoFConfig, ReportConfig]))

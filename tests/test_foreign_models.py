@@ -15,9 +15,10 @@ import torchvision
 from conftest import ROOT, run_cli
 
 from analysis.layers import layer_report
-from pof.checkpoints import CheckpointError, load_checkpoint, read_metadata
+from pof.checkpoints import CheckpointError, load_checkpoint
 from pof.data import Batches, load_dataset
 from pof.loading import ModelSource
+from pof.metadata import read_metadata
 
 USER_CODE = textwrap.dedent('''
     import torch.nn as nn

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from analysis import learn
 from pof.checkpoints import data_for, load_checkpoint
+from pof.config import PoFConfig
 from pof.data import Batches
-from pof.method import PoF, PoFConfig
+from pof.method import PoF
 
 TOY = dict(dataset="moons", points=200, noise=0.25, target_loss=0.15)
 SHARP = learn.Recipe(batch_size=100, **TOY)

@@ -7,10 +7,8 @@ import dataclasses
 import pytest
 
 from pof.cli import build_parser, config_argv, post_train_config, pretrain_config
-from pof.method import PoFConfig
+from pof.config import PoFConfig, PostTrainConfig, PretrainConfig
 from pof.options import cli_fields
-from pof.posttrain import PostTrainConfig
-from pof.pretrain import PretrainConfig
 
 # Flags that say where and how a job runs, not what it computes: no config field.
 JOB_FLAGS = {"out", "resume", "overwrite", "quiet"}

@@ -11,8 +11,8 @@ from conftest import ROOT, run_cli
 from interrupt import killed_before_step
 
 from pof.checkpoints import load_checkpoint
-from pof.posttrain import METHODS
-from pof.pretrain import PretrainConfig, pretrain
+from pof.config import METHODS, PretrainConfig
+from pof.pretrain import pretrain
 from pof.runs import Run
 
 
@@ -266,7 +266,7 @@ def test_a_checkpoint_for_another_dataset_is_refused(ckpts, tmp_path):
 
 
 def test_default_learning_rate_continues_the_recorded_schedule():
-    from pof.posttrain import default_post_lr
+    from pof.config import default_post_lr
 
     paper = {
         "provenance": {

@@ -183,7 +183,8 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path):
 
 
 def test_a_run_stopped_in_its_first_epoch_resumes_from_its_initial_weights(tmp_path):
-    from pof.pretrain import PretrainConfig, pretrain
+    from pof.config import PretrainConfig
+    from pof.pretrain import pretrain
 
     cfg = PretrainConfig(dataset="digits", epochs=2, seed=4)
     whole = pretrain(cfg, tmp_path / "whole")

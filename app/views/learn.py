@@ -26,7 +26,7 @@ from app.figures import (
 )
 from app.jobs import runs_root, start_job
 from pof.catalogue import ASSETS, bundled
-from pof.method import PoFConfig
+from pof.config import PoFConfig
 from pof.runs import Run
 
 # The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained

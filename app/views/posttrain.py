@@ -13,10 +13,9 @@ from app.jobs import read_config, runs_root, start_job
 from app.live import free_name, live_status, url_run
 from app.uploads import imported_dir
 from pof.catalogue import DEFAULT_MODEL, bundled, bundled_card, incompatibility, verify
-from pof.data import DATASETS, TORCHVISION, default_data_root
+from pof.config import METHODS, PoFConfig, default_post_lr
+from pof.datasets import DATASETS, TORCHVISION, default_data_root
 from pof.loading import CheckpointError
-from pof.method import PoFConfig
-from pof.posttrain import METHODS, default_post_lr
 from pof.runs import Run, list_runs
 
 METHOD_HELP = {
@@ -42,7 +41,8 @@ def model_card(path: str, mtime: float) -> dict:
     """What the checkpoint is, from its metadata and its weights loaded into its architecture:
     NaN or infinite weights are found here, not in the job."""
     from pof import archs
-    from pof.checkpoints import load_checkpoint, read_metadata
+    from pof.checkpoints import load_checkpoint
+    from pof.metadata import read_metadata
     from pof.models import count_parameters
 
     meta = read_metadata(path)

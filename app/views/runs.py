@@ -5,7 +5,7 @@ import streamlit as st
 from app.jobs import read_config, run_path, runs_root, start_job
 from app.live import live_status
 from pof.archs import ARCHS
-from pof.data import OFFLINE
+from pof.datasets import OFFLINE
 from pof.runs import Run, list_runs
 
 root = runs_root()

@@ -1,0 +1,164 @@
+"""The datasets' names, options and paths: what the app's pages, the catalogue and the configs
+need to name and check a dataset without loading it, in pure Python (no torch; pof.data loads them).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+
+class DatasetError(Exception):
+    """A dataset cannot be loaded; the message says what is missing and how to get it."""
+
+
+# Where a dataset's normalization came from (Dataset.normalization).
+COMPUTED = "computed from the training split"
+STATED = "stated"
+AS_IS = "none: used as they are"
+
+
+OFFLINE = ("digits", "moons", "circles", "spirals")  # ship with scikit-learn or are generated
+TORCHVISION = ("cifar10", "cifar100", "svhn", "fashion_mnist", "mnist")
+DATASETS = OFFLINE + TORCHVISION
+
+
+def default_data_root() -> Path:
+    """Where torchvision datasets and decoded image-folder caches live ($POF_DATA overrides)."""
+    env = os.environ.get("POF_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "pof" / "data"
+
+
+def order_folder_classes(
+    found: list[str], stated: list[str] | None, where: str
+) -> tuple[list[str], str]:
+    """The class order of an image folder: the stated one (a permutation of the folder names), else
+    alphabetical, which is only a guess; returns (classes, class_order)."""
+    if stated is None:
+        return list(found), "alphabetical"
+    extra, missing = sorted(set(stated) - set(found)), sorted(set(found) - set(stated))
+    if extra or missing:
+        raise DatasetError(
+            f"classes must name exactly the class folders of {where}, in label order: "
+            + "; ".join(
+                part
+                for part in (
+                    f"no folder for {extra}" if extra else "",
+                    f"folders not named: {missing}" if missing else "",
+                )
+                if part
+            )
+            + f". The folders are {found}."
+        )
+    return list(stated), "stated"
+
+
+# --- stated class order and normalization -------------------------------------------------------
+
+
+def parse_classes(value) -> list[str] | None:
+    """`classes`: None, a list of names, or one comma-separated string; the names in label order."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        names = [n.strip() for n in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        bad = [n for n in value if not isinstance(n, str)]
+        if bad:
+            raise DatasetError(
+                f"classes must be names (strings) in label order; got {short_repr(bad[0])} "
+                f"({type(bad[0]).__name__})."
+            )
+        names = [n.strip() for n in value]
+    else:
+        raise DatasetError(
+            f"classes must be a list of names or a comma-separated string such as "
+            f"'cat,dog,bird', not {type(value).__name__}."
+        )
+    if not all(names):
+        raise DatasetError(
+            f"classes has an empty name ({short_repr(value)}); give one name per class, in label "
+            f"order, e.g. cat,dog,bird."
+        )
+    twice = sorted(n for n, count in Counter(names).items() if count > 1)
+    if twice:
+        raise DatasetError(f"classes names {twice} more than once; each class needs its own name.")
+    return names
+
+
+def parse_stats(value, what: str = "mean") -> str | tuple[float, ...] | None:
+    """A `mean` or `std` option: None, "auto", a number, numbers, or a comma-separated string of
+    them."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return "auto"
+        items: list = value.split(",")
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    ):
+        items = [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, np.ndarray) or _is_tensor(value):
+        items = value.reshape(-1).tolist()
+    else:
+        raise DatasetError(
+            f"{what} must be 'auto' or numbers (one per channel or feature, or one for all), "
+            f"not {type(value).__name__}."
+        )
+    numbers = []
+    for item in items:
+        try:
+            if isinstance(item, (bool, np.bool_)):
+                raise TypeError
+            numbers.append(float(item.strip() if isinstance(item, str) else item))
+        except (TypeError, ValueError, OverflowError):
+            raise DatasetError(
+                f"{what}: {short_repr(item)} is not a number; give 'auto' or numbers separated by "
+                f"commas, e.g. 0.5,0.5,0.5."
+            ) from None
+    if not numbers:
+        raise DatasetError(f"{what} is empty; give 'auto' or at least one number.")
+    if not all(math.isfinite(v) for v in numbers):
+        raise DatasetError(f"{what} must be finite numbers, got {numbers}.")
+    if what == "std" and min(numbers) <= 0:
+        raise DatasetError(f"std must be > 0 (inputs are divided by it), got {numbers}.")
+    return tuple(numbers)
+
+
+def data_options(args) -> dict:
+    """The data keywords of load_dataset (classes, label_column, mean, std) from an argparse
+    namespace (or any object); a missing attribute means None. Malformed values raise DatasetError.
+    """
+    label_column = getattr(args, "label_column", None)
+    if label_column is not None:
+        if not isinstance(label_column, str) or not label_column.strip():
+            raise DatasetError(
+                f"--label-column must name a column of the CSV file, got "
+                f"{short_repr(label_column)}."
+            )
+        label_column = label_column.strip()
+    return {
+        "classes": parse_classes(getattr(args, "classes", None)),
+        "label_column": label_column,
+        "mean": parse_stats(getattr(args, "mean", None), "mean"),
+        "std": parse_stats(getattr(args, "std", None), "std"),
+    }
+
+
+def short_repr(value, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_tensor(value) -> bool:
+    torch = sys.modules.get("torch")  # a tensor can exist only once torch is imported
+    return torch is not None and isinstance(value, torch.Tensor)
