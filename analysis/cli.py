@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pof import validate as check
 from pof.cli import add_data_args, add_model_args, model_source, run_command
-from pof.data import data_options
+from pof.datasets import data_options
 from pof.options import add_options, from_args
 from pof.progress import Stopped
 from pof.validate import ConfigError
@@ -532,7 +532,7 @@ def cmd_report(args, cfg: ReportConfig) -> int:
 
 
 def cmd_compare(args, cfg: ReportConfig) -> int:
-    from pof.checkpoints import dataset_of
+    from pof.metadata import dataset_of
 
     from .report import PAIR_ONLY, Subject, comparison_dir, compute, labels_for
 

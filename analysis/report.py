@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pof import validate as check
-from pof.checkpoints import CheckpointError, data_for, dataset_of
+from pof.checkpoints import CheckpointError, data_for
 from pof.loading import ModelSource
+from pof.metadata import dataset_of
 from pof.progress import Stopped
 from pof.runs import Run, RunError
 

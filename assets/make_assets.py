@@ -18,10 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from pof.checkpoints import read_safetensors, write_safetensors
+from pof.metadata import file_sha256
+from pof.models import build_model, count_parameters
 
-from pof.checkpoints import file_sha256, read_safetensors, write_safetensors  # noqa: E402
-from pof.models import build_model, count_parameters  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 CIFAR_NOTE = (
     "Trained on the CIFAR-10 image folder in ../shared/data/cifar10-jpeg.zip (all 60,000 images "

@@ -50,10 +50,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+# from this script's folder (sys.path[0] when it is run)
+from app_render import CHARTS_JS, CHROMIUM, cpu_seconds, free_port
 
-# this script's folder (sys.path[0] when it is run)
-from app_render import CHARTS_JS, CHROMIUM, cpu_seconds, free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # The sliders moved, the charts watched, and what a chart shows. tests/test_browser_learn.py holds
 # the same two: a deliberate copy, as benchmarks and tests do not import each other.

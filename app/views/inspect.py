@@ -32,10 +32,11 @@ from app.uploads import (
 )
 from pof.archs import runs_user_code, short_name
 from pof.catalogue import bundled, incompatibility, verify
-from pof.checkpoints import CheckpointError, data_for, import_checkpoint, read_metadata
+from pof.checkpoints import CheckpointError, data_for, import_checkpoint
 from pof.cli import _arch_arg
-from pof.data import DATASETS, DatasetError
+from pof.datasets import DATASETS, DatasetError
 from pof.loading import LoadError, ModelSource
+from pof.metadata import read_metadata
 from pof.options import to_argv
 from pof.runs import Run, list_runs
 
