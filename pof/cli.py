@@ -33,6 +33,7 @@ from .config import (
 )
 from .datasets import DatasetError, data_options
 from .options import add_options, cli_fields, from_args, to_argv
+from .progress import Stopped
 from .validate import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
@@ -524,12 +525,11 @@ def run_command(handler, args, run_dir=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         _fail_queued(run_dir, str(e))
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
         print("interrupted; resume with --resume" if run_dir else "interrupted", file=sys.stderr)
         return EXIT_CANCELLED
-    except (
-        OSError
-    ) as e:  # disk full, permissions changed mid-run ...: the machine's, not the input's
+    # disk full, permissions changed mid-run ...: the machine's, not the input's
+    except OSError as e:
         where = _log_traceback(run_dir)
         print(
             f"error: {e} (a file could not be read or written; check free space and "

@@ -27,6 +27,7 @@ from app.figures import (
 from app.jobs import runs_root, start_job
 from pof.catalogue import ASSETS, bundled
 from pof.config import PoFConfig
+from pof.options import to_argv
 from pof.runs import Run
 
 # The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained
@@ -450,21 +451,19 @@ def digits_pair_section() -> None:
             f"{manifest['digits-cnn-small-sgd']['description']}; "
             f"{manifest['digits-cnn-small-sam']['description']}. "
             f"Measured on all {pair[flatter]['n_samples']} training images, the last layer of the "
-            f"**{flatter}** model "
-            "is the flatter one: at this small ρ "
-            "and on a problem this easy, SAM's effect on the last layer is small and need not "
-            "point the expected "
-            "way. The whole network's Hessian takes a minute or two on a CPU, so it is a "
-            "background job (the same "
-            "as the Inspect page's, which opens with this pair and adds per-layer sharpness)."
+            f"**{flatter}** model is the flatter one: at this small ρ and on a problem this easy, "
+            "SAM's effect on the last layer is small and need not point the expected way. The "
+            "whole network's Hessian takes a minute or two on a CPU, so it is a background job "
+            "(the same as the Inspect page's, which opens with this pair and adds per-layer "
+            "sharpness)."
         )
         paths = [
             str(ASSETS / "digits-cnn-small-sgd.safetensors"),
             str(ASSETS / "digits-cnn-small-sam.safetensors"),
         ]
         labels = labels_for(paths)
-        root = runs_root()
-        out = comparison_dir(root, Subject(labels, "digits"), ReportConfig())
+        root, cfg = runs_root(), ReportConfig()  # the Inspect page's defaults: a shared cache
+        out = comparison_dir(root, Subject(labels, "digits"), cfg)
         job = Run(part_dir(out, "hessian"))
         result = load_results(out, paths).get("hessian")
         state = job.status()["state"]
@@ -472,9 +471,8 @@ def digits_pair_section() -> None:
             st.plotly_chart(hessian_bars(result), width="stretch", key="s3-digits-bars")
             st.caption(
                 "What to look at: the whole network's top eigenvalues and trace "
-                f"({ReportConfig().samples} "
-                "training images), "
-                "next to the last layer's exact ones, for SGD and SAM."
+                f"({cfg.samples} training images), next to the last layer's exact ones, for SGD "
+                "and SAM."
             )
         elif state in ("queued", "running"):
             watch_parts({"hessian": job}, {"hessian": "Whole-network Hessian of the digits pair"})
@@ -496,6 +494,7 @@ def digits_pair_section() -> None:
                     "hessian",
                     "--out",
                     str(out),
+                    *to_argv(cfg),
                     "--quiet",
                 ],
                 root,

@@ -13,10 +13,12 @@ from app.jobs import read_config, runs_root, start_job
 from app.live import free_name, live_status, url_run
 from app.uploads import imported_dir
 from pof.catalogue import DEFAULT_MODEL, bundled, bundled_card, incompatibility, verify
-from pof.config import METHODS, PoFConfig, default_post_lr
+from pof.cli import config_argv
+from pof.config import METHODS, PoFConfig, PostTrainConfig, default_post_lr
 from pof.datasets import DATASETS, TORCHVISION, default_data_root
 from pof.loading import CheckpointError
 from pof.runs import Run, list_runs
+from pof.validate import ConfigError
 
 METHOD_HELP = {
     "pof": (
@@ -266,33 +268,28 @@ with st.form("post-train"):
     )
 
 if start and dataset and not nonfinite:
+    # the job's command is made from the same config the CLI builds, so the app's options are
+    # checked by the same rules, before anything starts
+    try:
+        cfg = PostTrainConfig(
+            checkpoint=path,
+            dataset=dataset,
+            method=method,
+            epochs=int(epochs),
+            lr=None if lr == float(lr_default) else lr,  # None: the CLI records why it chose it
+            pof=PoFConfig(weak_batch_size=int(weak), gamma_max=float(gamma)),
+            seed=int(seed),
+        )
+    except ConfigError as e:
+        st.error(f"Not started: {e}")
+        st.stop()
     source_name = (
         Path(path).parents[1].name
         if kind == "my runs" and Path(path).parent != imported_dir()
         else Path(path).stem
     )
     target = free_name(root, f"{source_name}-{method}-{seed}")
-    args = [
-        "-m",
-        "pof",
-        "post-train",
-        path,
-        "--dataset",
-        dataset,
-        "--method",
-        method,
-        "--epochs",
-        str(epochs),
-        "--weak-batch-size",
-        str(weak),
-        "--gamma-max",
-        str(gamma),
-        "--seed",
-        str(seed),
-        "--out",
-        str(target),
-        "--quiet",
-    ] + ([] if lr == float(lr_default) else ["--lr", repr(lr)])  # else the CLI records why
+    args = ["-m", "pof", *config_argv(cfg), "--out", str(target), "--quiet"]
     start_job(target, args, root)
     st.session_state["selected_run"] = str(target)
     st.query_params["run"] = target.name  # a reload of the page keeps watching it

@@ -5,8 +5,11 @@ import streamlit as st
 from app.jobs import read_config, run_path, runs_root, start_job
 from app.live import live_status
 from pof.archs import ARCHS
+from pof.cli import config_argv
+from pof.config import PretrainConfig
 from pof.datasets import OFFLINE
 from pof.runs import Run, list_runs
+from pof.validate import ConfigError
 
 root = runs_root()
 st.title("Runs")
@@ -37,44 +40,32 @@ with st.expander("Pre-train a model", expanded=not list_runs(root)):
         submitted = st.form_submit_button("Start", type="primary")
     if submitted:
         name = name.strip() or f"{dataset}-{model}-{optimizer}-{seed}"
+        refused = None
         try:
-            target, refused = (
-                run_path(root, name),
-                None,
-            )  # nothing outside the runs folder, whatever was typed
+            target = run_path(root, name)  # nothing outside the runs folder, whatever was typed
         except ValueError as e:
-            target, refused = None, str(e)
+            refused = f"Run name refused: {e}"
+        try:
+            # the job's command is made from the config the CLI builds: the same checks, up front
+            cfg = PretrainConfig(
+                model=model,
+                dataset=dataset,
+                optimizer=optimizer,
+                epochs=int(epochs),
+                lr=float(lr),
+                seed=int(seed),
+            )
+        except ConfigError as e:
+            refused = refused or f"Not started: {e}"
         if refused:
-            st.error(f"Run name refused: {refused}")
+            st.error(refused)
         elif model != "mlp" and dataset != "digits":
             st.error(f"{model} needs images; use mlp for the 2-D set {dataset}.")
         elif (target / "status.json").exists():
             st.error(f"{target} already holds a run; choose another name.")
         else:
-            start_job(
-                target,
-                [
-                    "-m",
-                    "pof",
-                    "pretrain",
-                    "--dataset",
-                    dataset,
-                    "--model",
-                    model,
-                    "--optimizer",
-                    optimizer,
-                    "--epochs",
-                    str(epochs),
-                    "--lr",
-                    str(lr),
-                    "--seed",
-                    str(seed),
-                    "--out",
-                    str(target),
-                    "--quiet",
-                ],
-                root,
-            )
+            args = ["-m", "pof", *config_argv(cfg), "--out", str(target), "--quiet"]
+            start_job(target, args, root)
             st.session_state["selected_run"] = str(target)
             st.success(f"Started {name}.")
 
