@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from .datasets import (
     short_repr,
 )
 from .files import replacing
+from .progress import Progress
 
 
 @dataclass
@@ -281,7 +282,7 @@ def _decode(
     files: list[tuple[Path, str]],
     class_index: dict[str, int],
     mode: str,
-    progress: Callable[[int, int], None] | None,
+    progress: Progress | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
@@ -302,7 +303,7 @@ def _decode(
         images.append(a)
         labels.append(class_index[c])
         if progress and (i % 1000 == 0 or i == len(files) - 1):
-            progress(i + 1, len(files))
+            progress(i + 1, len(files), f"decoding {f.parent.parent.name} images")
     x = np.stack(images)
     x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(x), np.asarray(labels, dtype=np.int64)
@@ -867,7 +868,7 @@ def load_dataset(
     root: str | Path | None = None,
     download: bool = True,
     svhn_extra: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     *,
     classes: list[str] | str | None = None,
     label_column: str | None = None,
