@@ -64,6 +64,7 @@ def _recorded_batch_size(meta: dict) -> int | None:
 class Dist:
     rank: int = 0
     world: int = 1
+    owned: bool = False  # this run made the process group, so it takes it down at the end
 
     @property
     def is_main(self) -> bool:
@@ -86,9 +87,10 @@ def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size()), device
+    return Dist(dist.get_rank(), dist.get_world_size(), owned), device
 
 
 class ShardedBatches(Batches):
@@ -295,5 +297,12 @@ def post_train(
         is_main=ddp.is_main,
         sync_flags=ddp.sync_flags,
     )
-    fit(loop, resume=resume, progress=progress if ddp.is_main else None, should_stop=should_stop)
+    progress = progress if ddp.is_main else None
+    try:
+        fit(loop, resume=resume, progress=progress, should_stop=should_stop)
+    finally:
+        if ddp.owned:
+            # joins gloo's threads: a rank that exits with them running can abort ("terminate
+            # called without an active exception", SIGABRT) after the run has finished
+            dist.destroy_process_group()
     return run
