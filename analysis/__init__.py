@@ -1,5 +1,5 @@
 """Measurements on any (model, data): curvature of the last layer and of the whole network,
 per-layer sharpness, loss-landscape slices. One function per report (analysis.reports), typed
 results in one file format (analysis.results), one content-keyed cache (analysis.cache), options
-declared once (analysis.configs); the CLI (analysis.cli) and the report jobs (analysis.report) are
+declared once (analysis.configs); the CLI (analysis.cli) and the report jobs (analysis.compare) are
 thin front ends on them. Imports pof for models, data and checkpoints; never Streamlit or Plotly."""

@@ -524,7 +524,7 @@ def _run_parts(compute_part, parts, quiet: bool) -> int:
 
 
 def cmd_report(args, cfg: ReportConfig) -> int:
-    from .report import report
+    from .compare import report
 
     return _run_parts(
         lambda part, progress: report(args.run, cfg, part, progress), args.part, args.quiet
@@ -534,7 +534,7 @@ def cmd_report(args, cfg: ReportConfig) -> int:
 def cmd_compare(args, cfg: ReportConfig) -> int:
     from pof.metadata import dataset_of
 
-    from .report import PAIR_ONLY, Subject, comparison_dir, compute, labels_for
+    from .compare import PAIR_ONLY, Subject, comparison_dir, compute, labels_for
 
     if len(args.checkpoints) > 2:
         raise ConfigError("compare takes one or two checkpoints.")
@@ -568,7 +568,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .report import PARTS
+    from .compare import PARTS
 
     parser = argparse.ArgumentParser(
         prog="python -m analysis",

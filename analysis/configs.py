@@ -190,7 +190,7 @@ class SharpnessConfig(EvalConfig):
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """The options of a comparison (analysis.report). Sized so that a small model's whole
+    """The options of a comparison (analysis.compare). Sized so that a small model's whole
     comparison takes a few minutes on 2 CPU cores; the trace and the eigenvalues report their own
     standard error and residuals, so a user sees the cost."""
 

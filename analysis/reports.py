@@ -1,5 +1,5 @@
 """One function per report, the only place each is composed; the command line (analysis.cli), the
-report jobs (analysis.report) and, through those jobs, the app all call these:
+report jobs (analysis.compare) and, through those jobs, the app all call these:
 
 - `hessian_report`: whole-network top eigenvalues, trace, density, and the exact last layer;
 - `last_layer_report`: the last layer's exact Hessian on the whole training set;

@@ -1,6 +1,6 @@
 """One comparison view for both pages that compare: "before vs after a post-training run"
 (Compare) and "any one or two checkpoints" (Inspect). Each takes the finished parts of
-analysis.report, {part: {label: typed result}} (analysis.reports.KINDS), and draws the same
+analysis.compare, {part: {label: typed result}} (analysis.reports.KINDS), and draws the same
 figures, each with its downloads."""
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ def warm_pages(browser, runs: Path, a) -> None:
         page = browser.new_page(viewport={"width": 1300, "height": 1200})
 
         def compare_ready(pg):
-            pg.get_by_text("From before to after").wait_for(timeout=60_000)
+            pg.get_by_text("From one to the other").wait_for(timeout=60_000)
             pg.wait_for_function(f"{CHARTS_JS} >= 6", timeout=60_000)
 
         def curves_ready(pg):

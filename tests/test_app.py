@@ -329,7 +329,7 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(
     assert len(texts) == 5 and texts[0].startswith("Per-layer sharpness")
     for j in jobs:
         j.request_cancel()
-    from analysis.report import load_report
+    from analysis.compare import load_report
 
     for j in jobs:
         status = wait_for_state(j, ("cancelled", "done"))

@@ -578,7 +578,7 @@ def test_library_configs_take_any_field_value_or_raise_config_error(data):
     nothing else."""
     from dataclasses import fields
 
-    from analysis.report import ReportConfig
+    from analysis.compare import ReportConfig
     from pof.config import PoFConfig, PostTrainConfig
     from pof.validate import ConfigError
 
@@ -592,7 +592,7 @@ def test_library_configs_take_any_field_value_or_raise_config_error(data):
 
 
 def test_labels_given_by_the_user_are_kept_whole():
-    from analysis.report import labels_for
+    from analysis.compare import labels_for
 
     paths = ["/a/x.safetensors", "/b/y.pt"]
     assert list(labels_for(paths, ["SAM rho=0.05", "SGD lr=0.1"])) == ["SAM rho=0.05", "SGD lr=0.1"]

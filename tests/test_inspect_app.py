@@ -11,7 +11,7 @@ import torch
 from conftest import ROOT, wait_for_state
 from streamlit.testing.v1 import AppTest
 
-from analysis.report import load_results
+from analysis.compare import load_results
 from analysis.results import SCHEMA
 from pof.runs import Run
 

@@ -5,7 +5,7 @@ the same as the Inspect page's."""
 
 import streamlit as st
 
-from analysis.report import PARTS, load_report, part_dir
+from analysis.compare import PARTS, load_report, part_dir
 from app.comparison import PART_TITLES, show_figure, show_results, watch_parts
 from app.figures import method_curves
 from app.jobs import read_config, runs_root, start_job

@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from analysis.cache import file_digest
-from analysis.report import (
+from analysis.compare import (
     PAIR_ONLY,
     PARTS,
     ReportConfig,

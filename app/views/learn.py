@@ -6,7 +6,7 @@ back and forth is instant. Every number shown is computed here, never typed in."
 import streamlit as st
 
 from analysis import learn
-from analysis.report import (
+from analysis.compare import (
     ReportConfig,
     Subject,
     comparison_dir,
