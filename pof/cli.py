@@ -320,16 +320,29 @@ def post_train_config(args):
 def config_argv(cfg) -> list[str]:
     """The command line (after `python -m pof`, before --out) that makes `cfg`: a PretrainConfig's
     `pretrain ...` or a PostTrainConfig's `post-train CHECKPOINT ...`; what the app starts."""
+    from .loading import ModelSource
 
-    hand = [a for k, v in cfg.arch_args.items() for a in ("--arch-arg", f"{k}={json.dumps(v)}")]
-    hand += _data_option_argv(cfg.data_options)
+    data = data_option_argv(cfg.data_options)
     if isinstance(cfg, PostTrainConfig):
-        hand += [a for m in cfg.key_map for a in ("--key-map", m)]
-        return ["post-train", str(cfg.checkpoint), *to_argv(cfg), *to_argv(cfg.pof), *hand]
-    return ["pretrain", *to_argv(cfg), *hand]
+        source = ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map)
+        flags = to_argv(cfg, exclude=("arch", "classifier"))  # model_source_argv gives those
+        argv = [*flags, *to_argv(cfg.pof), *model_source_argv(source), *data]
+        return ["post-train", str(cfg.checkpoint), *argv]
+    model = model_source_argv(ModelSource(arch_args=cfg.arch_args))
+    return ["pretrain", *to_argv(cfg), *model, *data]
 
 
-def _data_option_argv(options: dict) -> list[str]:
+def model_source_argv(source) -> list[str]:
+    """--arch, --arch-arg, --classifier and --key-map that reproduce a pof.loading.ModelSource
+    (the flags `add_model_args` parses; the registry's --arch-arg as well)."""
+    argv = ["--arch", source.arch] if source.arch else []
+    argv += [a for k, v in source.arch_args.items() for a in ("--arch-arg", f"{k}={json.dumps(v)}")]
+    argv += ["--classifier", source.classifier] if source.classifier else []
+    return argv + [a for m in source.key_map for a in ("--key-map", m)]
+
+
+def data_option_argv(options: dict) -> list[str]:
+    """--classes, --label-column, --mean and --std that reproduce load_dataset's data options."""
     argv = []
     for key in ("classes", "label_column", "mean", "std"):
         value = options.get(key)

@@ -2,7 +2,6 @@
 own architectures included), their cards, and per-layer sharpness, Hessian spectra, landscapes and
 the interpolation between them, each a background job cached by the checkpoints' content."""
 
-import json
 from argparse import ArgumentTypeError
 from dataclasses import asdict
 from pathlib import Path
@@ -33,7 +32,7 @@ from app.uploads import (
 from pof.archs import runs_user_code, short_name
 from pof.catalogue import bundled, incompatibility, verify
 from pof.checkpoints import CheckpointError, data_for, import_checkpoint
-from pof.cli import _arch_arg
+from pof.cli import _arch_arg, data_option_argv, model_source_argv
 from pof.datasets import DATASETS, DatasetError
 from pof.loading import LoadError, ModelSource
 from pof.metadata import read_metadata
@@ -464,20 +463,7 @@ def job_args(part: str) -> list[str]:
         *[a for label in labels for a in ("--label", label)],
     ]
     args += ["--dataset", dataset, "--part", part, "--out", str(out), *to_argv(cfg), "--quiet"]
-    if "classes" in data_options:
-        classes = data_options["classes"]
-        args += ["--classes", ",".join(classes) if isinstance(classes, list) else classes]
-    if "label_column" in data_options:
-        args += ["--label-column", data_options["label_column"]]
-    if source.arch:
-        args += ["--arch", source.arch]
-    for k, v in source.arch_args.items():
-        args += ["--arch-arg", f"{k}={json.dumps(v)}"]
-    if source.classifier:
-        args += ["--classifier", source.classifier]
-    for m in source.key_map:
-        args += ["--key-map", m]
-    return args
+    return args + data_option_argv(data_options) + model_source_argv(source)
 
 
 if missing and st.button(
