@@ -216,6 +216,14 @@ def slices_1d(landscapes: dict) -> go.Figure:
     return fig
 
 
+def _log_loss(r):
+    """A 2-D landscape's loss as an array, and its log10 (clipped above 0) for the colour scale."""
+    import numpy as np
+
+    loss = np.array(r.loss, dtype=float)
+    return loss, np.log10(np.clip(loss, 1e-12, None))
+
+
 def _log_range(landscapes: dict) -> tuple[float, float]:
     import math
 
@@ -225,8 +233,6 @@ def _log_range(landscapes: dict) -> tuple[float, float]:
 
 def surfaces_3d(landscapes: dict) -> go.Figure:
     """One 3-D surface of log10(loss) per label, side by side, on a shared colour scale."""
-    import numpy as np
-
     landscapes = _typed("landscape", landscapes)
     lo, hi = _log_range(landscapes)
     fig = make_subplots(
@@ -236,7 +242,7 @@ def surfaces_3d(landscapes: dict) -> go.Figure:
         subplot_titles=list(landscapes),
     )
     for i, r in enumerate(landscapes.values()):
-        z = np.log10(np.clip(np.array(r.loss, dtype=float), 1e-12, None))
+        _, z = _log_loss(r)
         fig.add_trace(
             go.Surface(
                 x=r.axes[0],
@@ -266,8 +272,7 @@ def contours_2d(landscapes: dict) -> go.Figure:
         rows=1, cols=len(landscapes), subplot_titles=list(landscapes), shared_yaxes=True
     )
     for i, r in enumerate(landscapes.values()):
-        loss = np.array(r.loss, dtype=float)
-        z = np.log10(np.clip(loss, 1e-12, None))
+        loss, z = _log_loss(r)
         fig.add_trace(
             go.Contour(
                 x=r.axes[0],
