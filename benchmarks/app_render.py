@@ -63,30 +63,22 @@ def run(*args: str) -> None:
 
 
 def prepare(runs: Path) -> str:
-    """A finished PoF run of the default bundled model with its whole comparison cached."""
-    run(
-        "-m",
-        "pof",
-        "post-train",
-        "assets/digits-cnn-small-sgd.safetensors",
-        "--epochs",
-        "2",
-        "--out",
-        str(runs / "finished"),
-        "--quiet",
-    )
+    """A finished PoF run of the default bundled model with its whole comparison cached, and one
+    without analyses (its Compare page has one chart)."""
+    for name in ("finished", "curves-only"):
+        checkpoint = "assets/digits-cnn-small-sgd.safetensors"
+        run(
+            "-m",
+            "pof",
+            "post-train",
+            checkpoint,
+            "--epochs",
+            "2",
+            "--out",
+            str(runs / name),
+            "--quiet",
+        )
     run("-m", "analysis", "report", str(runs / "finished"), "--quiet")
-    run(
-        "-m",
-        "pof",
-        "post-train",
-        "assets/digits-cnn-small-sgd.safetensors",
-        "--epochs",
-        "2",
-        "--out",
-        str(runs / "curves-only"),
-        "--quiet",
-    )  # no analysis: its Compare page has one chart
     return "finished"
 
 
