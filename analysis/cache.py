@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from . import results
-from .results import Result, Saved
+from analysis import results
+from analysis.results import Result, Saved
 
 _digests: dict[tuple, str] = {}  # (path, size, mtime) -> sha256: each file version is read once
 

@@ -19,15 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from pof import validate as check
-from pof.cli import add_data_args, add_model_args, model_source, run_command
-from pof.datasets import data_options
-from pof.options import add_options, from_args
-from pof.progress import Stopped
-from pof.validate import ConfigError
-
-from . import cache
-from .configs import (
+from analysis import cache
+from analysis.configs import (
     HessianConfig,
     InterpolationConfig,
     LandscapeConfig,
@@ -35,7 +28,13 @@ from .configs import (
     ReportConfig,
     SharpnessConfig,
 )
-from .reports import KINDS, EvalData
+from analysis.reports import KINDS, EvalData
+from pof import validate as check
+from pof.cli import add_data_args, add_model_args, model_source, run_command
+from pof.data.names import data_options
+from pof.options import add_options, from_args
+from pof.progress import Stopped
+from pof.validate import ConfigError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 2, 3
 
@@ -124,7 +123,7 @@ def _cached(args, kind: str, key: str, compute, **about):
 
 
 def cmd_hessian(args, cfg: HessianConfig) -> int:
-    from .reports import hessian_report, last_layer_report
+    from analysis.reports import hessian_report, last_layer_report
 
     data = _eval_data(args, cfg, args.checkpoint)
     key = cache.key("hessian", [args.checkpoint], data=data.spec, options=_options(cfg))
@@ -276,7 +275,7 @@ def _print_ratios(first: tuple, other: tuple) -> None:
 
 def _layer_result(args, cfg: LayersConfig, checkpoint: str):
     """One checkpoint's report, from the cache in --out or computed (and cached as JSON + CSV)."""
-    from .layers import layer_report
+    from analysis.layers import layer_report
 
     data = _eval_data(args, cfg, checkpoint)
     key = cache.key("layers", [checkpoint], data=data.spec, options=_options(cfg))
@@ -313,7 +312,7 @@ def _with_eval_set(report, eval_set: str):
 
 
 def cmd_layers(args, cfg: LayersConfig) -> int:
-    from pof.checkpoints import CheckpointError
+    from pof.models.checkpoints import CheckpointError
 
     # refuse bad input before the first (minutes-long) report, not after it
     for checkpoint in args.checkpoints:
@@ -338,7 +337,7 @@ def cmd_layers(args, cfg: LayersConfig) -> int:
 
 
 def _directions(args, cfg: LandscapeConfig, data):
-    from .landscape import Directions, difference_direction, random_directions
+    from analysis.landscape import Directions, difference_direction, random_directions
 
     model = data.model
     random = (cfg.seed, cfg.normalization, cfg.include_bias_bn, cfg.layers)
@@ -370,8 +369,8 @@ def _directions(args, cfg: LandscapeConfig, data):
 
 
 def cmd_landscape(args, cfg: LandscapeConfig) -> int:
-    from . import results
-    from .landscape import Landscape, evaluate_grid, grid
+    from analysis import results
+    from analysis.landscape import Landscape, evaluate_grid, grid
 
     data = _eval_data(args, cfg, args.checkpoint)
     dirs = _directions(args, cfg, data)
@@ -443,7 +442,7 @@ def cmd_landscape(args, cfg: LandscapeConfig) -> int:
 
 
 def cmd_interpolate(args, cfg: InterpolationConfig) -> int:
-    from .landscape import grid, interpolate
+    from analysis.landscape import grid, interpolate
 
     data = _eval_data(args, cfg, args.checkpoint_a)
     other = data.load_other(args.checkpoint_b)
@@ -470,7 +469,7 @@ def cmd_interpolate(args, cfg: InterpolationConfig) -> int:
 
 
 def cmd_sharpness(args, cfg: SharpnessConfig) -> int:
-    from .reports import sharpness_report
+    from analysis.reports import sharpness_report
 
     data = _eval_data(args, cfg, args.checkpoint)
     key = cache.key("sharpness", [args.checkpoint], data=data.spec, options=_options(cfg))
@@ -524,7 +523,7 @@ def _run_parts(compute_part, parts, quiet: bool) -> int:
 
 
 def cmd_report(args, cfg: ReportConfig) -> int:
-    from .compare import report
+    from analysis.compare import report
 
     return _run_parts(
         lambda part, progress: report(args.run, cfg, part, progress), args.part, args.quiet
@@ -532,9 +531,8 @@ def cmd_report(args, cfg: ReportConfig) -> int:
 
 
 def cmd_compare(args, cfg: ReportConfig) -> int:
-    from pof.metadata import dataset_of
-
-    from .compare import PAIR_ONLY, Subject, comparison_dir, compute, labels_for
+    from analysis.compare import PAIR_ONLY, Subject, comparison_dir, compute, labels_for
+    from pof.models.metadata import dataset_of
 
     if len(args.checkpoints) > 2:
         raise ConfigError("compare takes one or two checkpoints.")
@@ -568,7 +566,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .compare import PARTS
+    from analysis.compare import PARTS
 
     parser = argparse.ArgumentParser(
         prog="python -m analysis",

@@ -21,18 +21,24 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from analysis import cache, results
+from analysis.configs import ReportConfig, hessian_options
+from analysis.landscape import (
+    Directions,
+    eval_tensors,
+    evaluate_grid,
+    grid,
+    interpolate,
+    random_directions,
+)
+from analysis.layers import layer_report
+from analysis.reports import KINDS, hessian_report, last_layer_report, load_model
 from pof import validate as check
-from pof.checkpoints import CheckpointError, data_for
-from pof.loading import ModelSource
-from pof.metadata import dataset_of
+from pof.models.checkpoints import CheckpointError, data_for
+from pof.models.formats import ModelSource
+from pof.models.metadata import dataset_of
 from pof.progress import Stopped
-from pof.runs import Run, RunError
-
-from . import cache, results
-from .configs import ReportConfig, hessian_options
-from .landscape import Directions, eval_tensors, evaluate_grid, grid, interpolate, random_directions
-from .layers import layer_report
-from .reports import KINDS, hessian_report, last_layer_report, load_model
+from pof.runs.run import Run, RunError
 
 __all__ = [
     "PAIR_ONLY",

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from analysis.layers import MAX_STEPS, PROBES, TOL
 from pof import validate as check
 from pof.options import option
-
-from .layers import MAX_STEPS, PROBES, TOL
 
 
 def hessian_options(

@@ -37,9 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.results import UNSAVED, Result
 from pof.progress import Progress, ShouldStop, check_stop
-
-from .results import UNSAVED, Result
 
 # --- the operators -----------------------------------------------------------------------------
 

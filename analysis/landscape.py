@@ -21,11 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pof.checkpoints import read_safetensors, write_safetensors
+from analysis.results import Result
+from pof.models.checkpoints import read_safetensors, write_safetensors
 from pof.progress import Progress, ShouldStop, Stopped, check_stop
 from pof.validate import ConfigError
-
-from .results import Result
 
 # --- directions ---------------------------------------------------------------------------------
 
@@ -143,7 +142,7 @@ def difference_direction(model_a: nn.Module, model_b: nn.Module) -> Directions:
 def eval_tensors(dataset, mean, std, split: str, samples: int | None, seed: int = 0, device="cpu"):
     """A fixed evaluation set: the split, or a seeded subset of `samples` of it, normalized on the
     device, in one tensor. Returns (x, y, n, a sentence that states what it is)."""
-    from pof.data import Batches
+    from pof.data.batches import Batches
 
     x, y = (
         (dataset.x_train, dataset.y_train) if split == "train" else (dataset.x_test, dataset.y_test)

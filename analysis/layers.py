@@ -29,10 +29,15 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from analysis.hessian import (
+    BlockOperator,
+    HessianOperator,
+    hutchinson_trace,
+    layer_groups,
+    top_eigenvalues,
+)
+from analysis.results import SCHEMA, Result
 from pof.progress import Progress, ShouldStop
-
-from .hessian import BlockOperator, HessianOperator, hutchinson_trace, layer_groups, top_eigenvalues
-from .results import SCHEMA, Result
 
 # Defaults sized for the bundled digits cnn-small (94k parameters, 1000 images): the whole report
 # in about a minute on 2 CPU cores (measured in benchmarks/RESULTS.md). Blocks converge in ~10

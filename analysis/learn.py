@@ -27,10 +27,12 @@ from analysis.landscape import Directions, eval_tensors, evaluate_grid, grid, ra
 from analysis.lastlayer import features_and_probs, last_layer_hessian
 from analysis.sharpness import worst_case_sharpness
 from pof.config import PoFConfig, PretrainConfig
-from pof.data import Batches, Dataset, point_set
-from pof.method import PoF, losses_along
-from pof.models import Classifier, mlp
-from pof.optim import make_optimizer, plain_step, sam_step
+from pof.data.batches import Batches
+from pof.data.dataset import Dataset
+from pof.data.load import point_set
+from pof.method.pof import PoF, losses_along
+from pof.models.networks import Classifier, mlp
+from pof.training.optim import make_optimizer, plain_step, sam_step
 
 
 @dataclass(frozen=True)
@@ -470,7 +472,7 @@ def flatness_and_test_loss(recipes: list[Recipe]) -> dict:
 def bundled_last_layer(paths: dict[str, str]) -> dict:
     """For project checkpoints (e.g. the bundled digits SGD and SAM models): the last layer's exact
     Hessian on the whole training set, and training and test loss and accuracy."""
-    from pof.checkpoints import data_for, load_checkpoint
+    from pof.models.checkpoints import data_for, load_checkpoint
 
     out = {}
     for label, path in paths.items():

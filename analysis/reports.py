@@ -20,9 +20,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from pof.progress import Progress, ShouldStop
-
-from .hessian import (
+from analysis.hessian import (
     Density,
     HessianOperator,
     TopEigen,
@@ -32,11 +30,12 @@ from .hessian import (
     spectral_density,
     top_eigenvalues,
 )
-from .landscape import Landscape, eval_tensors, evaluate_grid, interpolate
-from .lastlayer import LastLayerHessian, features_and_probs, last_layer_hessian
-from .layers import LayerReport, layer_report
-from .results import Result
-from .sharpness import Sharpness, average_case_sharpness, worst_case_sharpness
+from analysis.landscape import Landscape, eval_tensors, evaluate_grid, interpolate
+from analysis.lastlayer import LastLayerHessian, features_and_probs, last_layer_hessian
+from analysis.layers import LayerReport, layer_report
+from analysis.results import Result
+from analysis.sharpness import Sharpness, average_case_sharpness, worst_case_sharpness
+from pof.progress import Progress, ShouldStop
 
 __all__ = [
     "KINDS",
@@ -88,7 +87,7 @@ KINDS: dict[str, type] = {
 def load_model(path, dataset, source=None) -> tuple[nn.Module, dict]:
     """A checkpoint's model and metadata; refused (CheckpointError) with NaN or infinite weights,
     whose curvature and landscape would be meaningless."""
-    from pof.checkpoints import CheckpointError, load_checkpoint
+    from pof.models.checkpoints import CheckpointError, load_checkpoint
 
     model, meta = load_checkpoint(path, dataset=dataset, source=source)
     if meta["nonfinite"]:
@@ -115,8 +114,8 @@ class EvalData:
         source=None,
         data_options: dict | None = None,
     ):
-        from pof.checkpoints import data_for
         from pof.device import pick_device
+        from pof.models.checkpoints import data_for
 
         self.dataset = data_for(checkpoint, dataset, data_root, data_options)
         self.device = pick_device(device)
@@ -153,8 +152,8 @@ def last_layer_report(model: nn.Module, dataset, meta: dict, top_k: int) -> Last
     form), or None when the model has no linear last layer to split off."""
     if not meta.get("classifier"):
         return None
-    from pof.data import Batches
-    from pof.models import split_model
+    from pof.data.batches import Batches
+    from pof.models.networks import split_model
 
     device = next(model.parameters()).device
     train = Batches(

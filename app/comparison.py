@@ -25,7 +25,7 @@ from app.figures import (
 )
 from app.jobs import log_tail
 from app.live import fraction, time_left
-from pof.runs import BROKEN
+from pof.runs.run import BROKEN
 
 PART_TITLES = {
     "layers": "per-layer sharpness",

@@ -11,7 +11,7 @@ from analysis.results import as_result
 def _typed(kind: str, reports: dict) -> dict:
     """{label: result} with each result of `kind`'s type (analysis.reports.KINDS); a dict in the
     result's to_dict() form (the Learn page's experiments) is read into that type."""
-    from analysis.reports import KINDS  # lazily: pages without analysis figures skip torch
+    from analysis.reports import KINDS
 
     return {label: as_result(KINDS[kind], r) for label, r in reports.items()}
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pof.runs import Run, RunError
+from pof.runs.run import Run, RunError
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_NAME = 100
@@ -71,7 +71,7 @@ def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subpr
     run = Run(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "pof.jobqueue", str(run.path), str(root), "--", *args]
+    cmd = [sys.executable, "-m", "pof.runs.jobqueue", str(run.path), str(root), "--", *args]
     with open(run.path / "log.txt", "ab") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
             cmd,

@@ -9,8 +9,8 @@ from pathlib import Path
 import streamlit as st
 
 from app.jobs import log_tail, run_path, runs_root, safe_name
-from pof.jobqueue import job_slots, queue_state
-from pof.runs import Run, number_text
+from pof.runs.jobqueue import job_slots, queue_state
+from pof.runs.run import Run, number_text
 
 
 def time_left(status: dict) -> str:
@@ -115,7 +115,7 @@ def _live_state(run: Run) -> None:
 
 @st.fragment(run_every=4.0)
 def _live_curves(run: Run) -> None:
-    from app.figures import training_curves  # Plotly: only once a run is watched, not on import
+    from app.figures import training_curves
 
     epochs = run.epochs()
     if epochs:

@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from pof.checkpoints import read_safetensors, write_safetensors
-from pof.metadata import file_sha256
-from pof.models import build_model, count_parameters
+from pof.models.checkpoints import read_safetensors, write_safetensors
+from pof.models.metadata import file_sha256
+from pof.models.networks import build_model, count_parameters
 
 HERE = Path(__file__).resolve().parent
 

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from analysis.hessian import HessianOperator, top_eigenvalues
 from analysis.landscape import evaluate_grid, grid, loss_and_accuracy, random_directions
 from analysis.lastlayer import features_and_probs, last_layer_hessian
-from pof.data import Batches, load_dataset
-from pof.models import build_model
+from pof.data.batches import Batches
+from pof.data.load import load_dataset
+from pof.models.networks import build_model
 
 
 def trained_cnn(d, epochs=3):

@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 
 from analysis.lastlayer import features_and_probs, last_layer_hessian
-from pof.checkpoints import load_checkpoint
 from pof.config import METHODS, PostTrainConfig, PretrainConfig
-from pof.data import Batches, load_dataset
-from pof.evaluation import evaluate
-from pof.posttrain import post_train
-from pof.pretrain import pretrain
+from pof.data.batches import Batches
+from pof.data.load import load_dataset
+from pof.models.checkpoints import load_checkpoint
+from pof.training.evaluation import evaluate
+from pof.training.posttrain import post_train
+from pof.training.pretrain import pretrain
 
 
 def measure(path, dataset) -> dict:

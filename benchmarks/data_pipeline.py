@@ -19,8 +19,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from pof.data import Batches, load_dataset
-from pof.models import build_model
+from pof.data.batches import Batches
+from pof.data.load import load_dataset
+from pof.models.networks import build_model
 
 
 def timed_epoch(batches: Batches, model, optimizer, epoch: int, max_batches: int | None) -> float:

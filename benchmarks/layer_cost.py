@@ -71,7 +71,7 @@ def digits_cnn(samples: int):
 
 
 def random_resnet20(samples: int):
-    from pof.models import build_model
+    from pof.models.networks import build_model
 
     torch.manual_seed(0)
     model = build_model("resnet20", (3, 32, 32), 10).eval()

@@ -19,9 +19,10 @@ import time
 import torch
 
 from pof.config import PoFConfig
-from pof.data import Batches, load_dataset
-from pof.method import PoF, last_layer_grad, line_search
-from pof.models import build_model, split_model
+from pof.data.batches import Batches
+from pof.data.load import load_dataset
+from pof.method.pof import PoF, last_layer_grad, line_search
+from pof.models.networks import build_model, split_model
 
 
 def timed_steps(unit: PoF, batches: Batches, n_steps: int) -> float:

@@ -31,7 +31,7 @@ from .config import (
     PostTrainConfig,
     PretrainConfig,
 )
-from .datasets import DatasetError, data_options
+from .data.names import DatasetError, data_options
 from .options import add_options, cli_fields, from_args, to_argv
 from .progress import Stopped
 from .validate import ConfigError
@@ -138,8 +138,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def model_source(args):
-    from .loading import ModelSource
-    from .models import ARCHS
+    from .models.formats import ModelSource
+    from .models.networks import ARCHS
 
     if args.arch in ARCHS:  # the registry's arguments are known: check them like pretrain's
         validate.arch_args("--arch-arg", dict(args.arch_arg), ARCHS[args.arch].defaults)
@@ -320,7 +320,7 @@ def post_train_config(args):
 def config_argv(cfg) -> list[str]:
     """The command line (after `python -m pof`, before --out) that makes `cfg`: a PretrainConfig's
     `pretrain ...` or a PostTrainConfig's `post-train CHECKPOINT ...`; what the app starts."""
-    from .loading import ModelSource
+    from .models.formats import ModelSource
 
     data = data_option_argv(cfg.data_options)
     if isinstance(cfg, PostTrainConfig):
@@ -355,7 +355,7 @@ def data_option_argv(options: dict) -> list[str]:
 
 
 def cmd_pretrain(args) -> int:
-    from .pretrain import pretrain
+    from .training.pretrain import pretrain
 
     cfg = pretrain_config(args)
     update, close = _progress_bar(args.quiet)
@@ -380,7 +380,7 @@ def _finish(run) -> int:
 
 
 def cmd_post_train(args) -> int:
-    from .posttrain import post_train
+    from .training.posttrain import post_train
 
     cfg = post_train_config(args)
     main_rank = os.environ.get("RANK", "0") == "0"
@@ -395,10 +395,10 @@ def cmd_post_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .checkpoints import CheckpointError, data_for, load_checkpoint
-    from .data import Batches
+    from .data.batches import Batches
     from .device import pick_device
-    from .evaluation import evaluate
+    from .models.checkpoints import CheckpointError, data_for, load_checkpoint
+    from .training.evaluation import evaluate
 
     dataset = data_for(
         args.checkpoint, args.dataset, args.data_root, data_options(args), args.svhn_extra
@@ -446,8 +446,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .checkpoints import import_checkpoint
-    from .data import load_dataset
+    from .data.load import load_dataset
+    from .models.checkpoints import import_checkpoint
 
     options = data_options(args)
     dataset = load_dataset(args.dataset, args.data_root, svhn_extra=args.svhn_extra, **options)
@@ -463,7 +463,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .runs import Run, RunError, list_runs, number_text
+    from .runs.run import Run, RunError, list_runs, number_text
 
     if args.runs_command == "list":
         rows = [r.summary() for r in list_runs(args.root)]
@@ -515,9 +515,9 @@ def cmd_runs(args) -> int:
 def input_errors() -> tuple:
     """The exceptions that mean "the input cannot work" (exit 2); anything else is a failure or a
     bug."""
-    from .archs import ArchError
-    from .checkpoints import CheckpointError
-    from .runs import RunError
+    from .models.checkpoints import CheckpointError
+    from .models.registry import ArchError
+    from .runs.run import RunError
 
     return CheckpointError, DatasetError, RunError, ConfigError, ArchError
 
@@ -527,7 +527,7 @@ def run_command(handler, args, run_dir=None) -> int:
     input errors exit 2 with their message; a diverged run 1; Ctrl-C 3; a file-system error 1 with
     its message; anything else is a bug: 1, one line here and the traceback in RUN/log.txt (the
     run folder `run_dir`, if it holds a run), or on the terminal with POF_DEBUG=1."""
-    from .loop import Diverged
+    from .training.loop import Diverged
 
     try:
         return handler(args)
@@ -567,7 +567,7 @@ def _fail_queued(run_dir, message: str) -> None:
     shows the reason instead of "stopped without reporting"."""
     if run_dir is None:
         return
-    from .runs import Run
+    from .runs.run import Run
 
     run = Run(run_dir)
     status = run.status()

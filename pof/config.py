@@ -14,9 +14,9 @@ import os
 from dataclasses import asdict, dataclass
 
 from . import validate as check
-from .archs import ARCHS
-from .datasets import DATASETS
-from .loading import CheckpointError
+from .data.names import DATASETS
+from .models.formats import CheckpointError
+from .models.registry import ARCHS
 from .options import option
 from .validate import ConfigError
 
@@ -44,7 +44,7 @@ DEVICE_HELP = "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1 ..."
 def validate_common(cfg, dataset_optional: bool = False) -> None:
     """Check the options both configurations have; `dataset_optional`: None names no dataset (a
     post-training then uses the checkpoint's own)."""
-    from .device import check_device  # imports torch, whose device names these are
+    from .device import check_device
 
     check.positive_int("epochs", cfg.epochs)
     if cfg.batch_size is not None:

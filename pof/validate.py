@@ -71,7 +71,7 @@ def optional_str(name: str, v) -> None:
 
 def augment(name: str, spec) -> dict:
     """The augmentation spec parsed now, so a typo is refused before any folder or data."""
-    from .data import parse_augment
+    from .data.names import parse_augment
 
     if not isinstance(spec, str):
         raise ConfigError(
@@ -182,7 +182,7 @@ def grid_size(name: str, steps, dims: int, samples: int | None = None) -> int:
 def saved_config(cls, run, command: str):
     """The configuration saved in a run folder, checked like a new one: a corrupt or hand-edited
     config.json is refused with its path named, before anything is resumed."""
-    from .runs import RunError
+    from .runs.run import RunError
 
     try:
         saved = run.config_to_resume(command)

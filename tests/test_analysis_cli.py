@@ -10,7 +10,7 @@ from conftest import ROOT
 
 from analysis import results
 from analysis.landscape import Landscape
-from pof.pretrain import PretrainConfig, pretrain
+from pof.training.pretrain import PretrainConfig, pretrain
 
 
 def run_analysis(*args, check=0):

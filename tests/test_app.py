@@ -5,7 +5,7 @@ from conftest import ROOT, run_cli, wait_for_state
 from streamlit.testing.v1 import AppTest
 
 from app.figures import training_curves
-from pof.runs import Run
+from pof.runs.run import Run
 
 
 def _app():

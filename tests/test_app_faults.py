@@ -14,7 +14,7 @@ from conftest import ROOT, run_cli, wait_for_state
 from streamlit.testing.v1 import AppTest
 
 from app.jobs import run_path
-from pof.runs import Run
+from pof.runs.run import Run
 
 
 def _app(page: str | None = None, run: str | None = None) -> AppTest:
@@ -266,8 +266,8 @@ def test_runs_page_refuses_a_run_name_outside_the_runs_folder(runs_root, tmp_pat
 
 @pytest.fixture
 def nan_checkpoint(tmp_path):
-    from pof.catalogue import bundled
-    from pof.checkpoints import load_checkpoint, save_checkpoint
+    from pof.models.catalogue import bundled
+    from pof.models.checkpoints import load_checkpoint, save_checkpoint
 
     model, meta = load_checkpoint(bundled()["digits-cnn-small-sgd"]["path"])
     with torch.no_grad():

@@ -35,7 +35,8 @@ def _build(folder):
 
 def _fine_tuned(model: nn.Module) -> nn.Module:
     """A few SGD steps on digits: the user's "after" checkpoint."""
-    from pof.data import Batches, load_dataset
+    from pof.data.batches import Batches
+    from pof.data.load import load_dataset
 
     data = load_dataset("digits")
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

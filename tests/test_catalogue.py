@@ -7,19 +7,12 @@ import shutil
 import pytest
 from conftest import run_cli
 
-from pof.catalogue import (
-    DEFAULT_MODEL,
-    SIGNATURES,
-    bundled,
-    bundled_card,
-    incompatibility,
-    verify,
-)
-from pof.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from pof.data import load_dataset
-from pof.datasets import DATASETS
-from pof.metadata import read_metadata
-from pof.models import count_parameters
+from pof.data.load import load_dataset
+from pof.data.names import DATASETS, SIGNATURES
+from pof.models.catalogue import DEFAULT_MODEL, bundled, bundled_card, incompatibility, verify
+from pof.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from pof.models.metadata import read_metadata
+from pof.models.networks import count_parameters
 
 ENTRIES = bundled()
 

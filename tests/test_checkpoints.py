@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pof.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from pof.data import load_dataset
-from pof.metadata import file_sha256, read_metadata
-from pof.models import arch_args, build_model
+from pof.data.load import load_dataset
+from pof.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from pof.models.metadata import file_sha256, read_metadata
+from pof.models.networks import arch_args, build_model
 
 
 @pytest.fixture(scope="module")

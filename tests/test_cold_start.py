@@ -24,8 +24,8 @@ def test_naming_an_architecture_and_reading_a_model_files_kind_imports_no_torch(
     out = _python(
         "import sys\n"
         "from pathlib import Path\n"
-        "from pof.archs import ARCHS, kind_of, runs_user_code, split_text\n"
-        "from pof.loading import CheckpointError, LoadError, ModelSource, sniff\n"
+        "from pof.models.registry import ARCHS, kind_of, runs_user_code, split_text\n"
+        "from pof.models.formats import CheckpointError, LoadError, ModelSource, sniff\n"
         "assert kind_of('cnn-small') == 'registry' and not runs_user_code('resnet20')\n"
         "assert sniff(Path('assets/digits-cnn-small-sgd.safetensors')) == 'safetensors'\n"
         "print('torch' in sys.modules)"
@@ -47,7 +47,7 @@ def _top_level_imports(path: str) -> list[str]:
 
 def test_the_first_pages_modules_import_no_torch():
     modules = sorted({m for page in FIRST_PAGES for m in _top_level_imports(page)})
-    assert {"pof.catalogue", "pof.config", "pof.datasets", "pof.runs"} <= set(modules)
+    assert {"pof.models.catalogue", "pof.config", "pof.data.names", "pof.runs.run"} <= set(modules)
     out = _python(
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
@@ -60,9 +60,9 @@ def test_the_first_pages_modules_import_no_torch():
 def test_a_bundled_models_card_and_the_default_learning_rate_need_no_torch():
     out = _python(
         "import sys\n"
-        "from pof.catalogue import DEFAULT_MODEL, bundled, bundled_card, verify\n"
+        "from pof.models.catalogue import DEFAULT_MODEL, bundled, bundled_card, verify\n"
         "from pof.config import PoFConfig, default_post_lr\n"
-        "from pof.metadata import dataset_of, read_metadata\n"
+        "from pof.models.metadata import dataset_of, read_metadata\n"
         "entry = bundled()[DEFAULT_MODEL]\n"
         "verify(entry)\n"
         "card = bundled_card(entry)\n"

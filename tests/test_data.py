@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pof.data import Batches, load_dataset, parse_augment
-from pof.datasets import OFFLINE, DatasetError
+from pof.data.batches import Batches
+from pof.data.load import load_dataset
+from pof.data.names import OFFLINE, DatasetError, parse_augment
 
 
 @pytest.mark.parametrize("name", OFFLINE)

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors.numpy import save_file
 
-from pof.catalogue import incompatibility, signature
-from pof.data import Batches, load_dataset
-from pof.datasets import AS_IS, COMPUTED, STATED, DatasetError, data_options, parse_stats
+from pof.data.batches import Batches
+from pof.data.load import load_dataset
+from pof.data.names import AS_IS, COMPUTED, STATED, DatasetError, data_options, parse_stats
+from pof.data.signatures import signature
+from pof.models.catalogue import incompatibility
 
 RNG = np.random.default_rng(0)
 

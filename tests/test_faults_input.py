@@ -19,8 +19,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from pof.config import PretrainConfig
-from pof.pretrain import pretrain
-from pof.runs import Run
+from pof.runs.run import Run
+from pof.training.pretrain import pretrain
 
 
 def run_analysis(*args, **kw):
@@ -355,7 +355,7 @@ def test_an_unexpected_error_prints_one_line_and_keeps_the_traceback(tmp_path, c
     monkeypatch.delenv("POF_DEBUG")
     assert run_command(lambda a: int("x"), None) == 1
     assert "unexpected ValueError" in capsys.readouterr().err
-    from analysis.cli import main as analysis_main  # the analysis CLI goes through the same handler
+    from analysis.cli import main as analysis_main
 
     assert (
         analysis_main(

@@ -19,9 +19,9 @@ from conftest import ROOT, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pof.jobqueue import queue_state
-from pof.runcreate import publish_config
-from pof.runs import BROKEN, STALE_SECONDS, STATES, Run, RunError, list_runs
+from pof.runs.create import publish_config
+from pof.runs.jobqueue import queue_state
+from pof.runs.run import BROKEN, STALE_SECONDS, STATES, Run, RunError, list_runs
 
 ENV = dict(os.environ)
 
@@ -30,7 +30,7 @@ def child(code: str, *args, unprivileged: bool = False, **kw) -> subprocess.Comp
     """`python -c code args...` with pof importable; `unprivileged`: as nobody when we are root,
     since root ignores file permissions (the modules are imported before the switch)."""
     drop = "if os.geteuid() == 0:\n    os.setgid(65534); os.setuid(65534)\n" if unprivileged else ""
-    code = "import json, os, sys\nfrom pof.runs import *\n" + drop + textwrap.dedent(code)
+    code = "import json, os, sys\nfrom pof.runs.run import *\n" + drop + textwrap.dedent(code)
     return subprocess.run(
         [sys.executable, "-c", code, *map(str, args)],
         env=ENV,
@@ -308,7 +308,7 @@ def test_the_queue_counts_no_dead_stale_or_broken_run_and_the_next_job_starts(tm
             [
                 sys.executable,
                 "-m",
-                "pof.jobqueue",
+                "pof.runs.jobqueue",
                 str(root / "job"),
                 str(root),
                 "--",
@@ -407,7 +407,7 @@ def test_two_processes_creating_one_run_at_the_same_instant_exactly_one_wins(
                 [
                     sys.executable,
                     "-c",
-                    "import os, sys\nfrom pof.runs import *\n" + textwrap.dedent(RACER),
+                    "import os, sys\nfrom pof.runs.run import *\n" + textwrap.dedent(RACER),
                     str(target),
                     str(ready[i]),
                     str(go),
@@ -777,7 +777,7 @@ def test_a_job_the_app_queued_that_refuses_its_input_says_why_in_its_folder(tmp_
         [
             sys.executable,
             "-m",
-            "pof.jobqueue",
+            "pof.runs.jobqueue",
             str(folder),
             str(root),
             "--",

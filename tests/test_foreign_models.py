@@ -15,10 +15,11 @@ import torchvision
 from conftest import ROOT, run_cli
 
 from analysis.layers import layer_report
-from pof.checkpoints import CheckpointError, load_checkpoint
-from pof.data import Batches, load_dataset
-from pof.loading import ModelSource
-from pof.metadata import read_metadata
+from pof.data.batches import Batches
+from pof.data.load import load_dataset
+from pof.models.checkpoints import CheckpointError, load_checkpoint
+from pof.models.formats import ModelSource
+from pof.models.metadata import read_metadata
 
 USER_CODE = textwrap.dedent('''
     import torch.nn as nn
@@ -389,7 +390,7 @@ def test_alphabetical_class_order_meets_a_foreign_checkpoint_loudly(user, tmp_pa
 def test_formats_are_told_apart_by_content_whatever_their_names(tmp_path):
     from safetensors.torch import save_file
 
-    from pof.loading import sniff
+    from pof.models.formats import sniff
 
     # a safetensors header length whose low byte is 0x80, a pickle's first byte: still safetensors
     name = next(

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from analysis.compare import load_results
 from analysis.results import SCHEMA
-from pof.runs import Run
+from pof.runs.run import Run
 
 OWN_NET = textwrap.dedent('''
     import torch.nn as nn

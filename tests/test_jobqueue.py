@@ -7,8 +7,8 @@ import time
 from conftest import wait_for_state
 
 from app.jobs import start_job
-from pof.jobqueue import queue_position
-from pof.runs import Run
+from pof.runs.jobqueue import queue_position
+from pof.runs.run import Run
 
 
 def _pretrain(root, name, epochs):

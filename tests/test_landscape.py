@@ -18,7 +18,7 @@ from analysis.landscape import (
     random_directions,
 )
 from analysis.sharpness import average_case_sharpness, worst_case_sharpness
-from pof.models import build_model
+from pof.models.networks import build_model
 from pof.progress import Stopped
 
 

@@ -10,8 +10,9 @@ from analysis.lastlayer import (
     last_layer_hessian,
     trace,
 )
-from pof.data import Batches, load_dataset
-from pof.models import build_model
+from pof.data.batches import Batches
+from pof.data.load import load_dataset
+from pof.models.networks import build_model
 
 
 def _autograd_hessian(feats, y, W, b):

@@ -226,7 +226,7 @@ def _run(*args):
 
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
-    from pof.pretrain import PretrainConfig, pretrain
+    from pof.training.pretrain import PretrainConfig, pretrain
 
     other = pretrain(
         PretrainConfig(model="mlp", dataset="moons", epochs=1, seed=1),

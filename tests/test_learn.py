@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from analysis import learn
-from pof.checkpoints import data_for, load_checkpoint
 from pof.config import PoFConfig
-from pof.data import Batches
-from pof.method import PoF
+from pof.data.batches import Batches
+from pof.method.pof import PoF
+from pof.models.checkpoints import data_for, load_checkpoint
 
 TOY = dict(dataset="moons", points=200, noise=0.25, target_loss=0.15)
 SHARP = learn.Recipe(batch_size=100, **TOY)

@@ -8,7 +8,7 @@ from conftest import ROOT, wait_for_state
 from streamlit.testing.v1 import AppTest
 
 from analysis import learn
-from pof.runs import Run
+from pof.runs.run import Run
 
 SHARP = learn.Recipe(batch_size=100, dataset="moons", points=200, noise=0.25, target_loss=0.15)
 FLAT = learn.Recipe(

@@ -3,7 +3,7 @@ import torch
 import torchvision
 from torch import nn
 
-from pof.models import ARCHS, build_model, count_parameters, split_model
+from pof.models.networks import ARCHS, build_model, count_parameters, split_model
 
 SHAPES = {"mlp": (2,), "cnn-small": (1, 8, 8)}
 

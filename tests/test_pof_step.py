@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pof.config import PoFConfig
-from pof.data import Batches, epoch_generator
-from pof.method import PoF, last_layer_grad, line_search
+from pof.data.batches import Batches, epoch_generator
+from pof.method.pof import PoF, last_layer_grad, line_search
 
 
 def naive_line_search(feats, y, layer: nn.Linear, cfg: PoFConfig):

@@ -10,10 +10,10 @@ import torch
 from conftest import ROOT, run_cli
 from interrupt import killed_before_step
 
-from pof.checkpoints import load_checkpoint
 from pof.config import METHODS, PretrainConfig
-from pof.pretrain import pretrain
-from pof.runs import Run
+from pof.models.checkpoints import load_checkpoint
+from pof.runs.run import Run
+from pof.training.pretrain import pretrain
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import sys
 import textwrap
 import time
 
-from pof.runs import Run, RunError, list_runs
+from pof.runs.run import Run, RunError, list_runs
 
 WRITER = textwrap.dedent("""
     import sys

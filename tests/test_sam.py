@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pof.sam import SAM
+from pof.method.sam import SAM
 
 
 def _problem(seed=0):

@@ -7,8 +7,8 @@ import torch
 from conftest import run_cli
 from interrupt import held_before_step, killed_before_step, wait_for_file
 
-from pof.checkpoints import load_checkpoint
-from pof.runs import Run
+from pof.models.checkpoints import load_checkpoint
+from pof.runs.run import Run
 
 
 def _epochs(path):
@@ -184,7 +184,7 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path):
 
 def test_a_run_stopped_in_its_first_epoch_resumes_from_its_initial_weights(tmp_path):
     from pof.config import PretrainConfig
-    from pof.pretrain import pretrain
+    from pof.training.pretrain import pretrain
 
     cfg = PretrainConfig(dataset="digits", epochs=2, seed=4)
     whole = pretrain(cfg, tmp_path / "whole")

@@ -10,7 +10,7 @@ from app.comparison import PART_TITLES, show_figure, show_results, watch_parts
 from app.figures import method_curves
 from app.jobs import read_config, runs_root, start_job
 from app.live import url_run
-from pof.runs import Run, RunError, list_runs
+from pof.runs.run import Run, RunError, list_runs
 
 root = runs_root()
 st.title("Compare before and after")

@@ -29,15 +29,15 @@ from app.uploads import (
     list_uploads,
     save_upload,
 )
-from pof.archs import runs_user_code, short_name
-from pof.catalogue import bundled, incompatibility, verify
-from pof.checkpoints import CheckpointError, data_for, import_checkpoint
 from pof.cli import _arch_arg, data_option_argv, model_source_argv
-from pof.datasets import DATASETS, DatasetError
-from pof.loading import LoadError, ModelSource
-from pof.metadata import read_metadata
+from pof.data.names import DATASETS, DatasetError
+from pof.models.catalogue import bundled, incompatibility, verify
+from pof.models.checkpoints import CheckpointError, data_for, import_checkpoint
+from pof.models.formats import LoadError, ModelSource
+from pof.models.metadata import read_metadata
+from pof.models.registry import runs_user_code, short_name
 from pof.options import to_argv
-from pof.runs import Run, list_runs
+from pof.runs.run import Run, list_runs
 
 DEFAULT_PAIR = ("digits-cnn-small-sgd", "digits-cnn-small-sam")
 root = runs_root()
@@ -315,8 +315,8 @@ def card(
 ) -> dict:
     """What the checkpoint is, checked against the data (two inputs through it). In the app's
     process: reading a file and one tiny forward; the analyses are jobs."""
-    from pof.checkpoints import load_checkpoint
-    from pof.models import count_parameters
+    from pof.models.checkpoints import load_checkpoint
+    from pof.models.networks import count_parameters
 
     try:
         data = data_for(path, dataset, options=data_options)

@@ -25,10 +25,10 @@ from app.figures import (
     train_test_slices,
 )
 from app.jobs import runs_root, start_job
-from pof.catalogue import ASSETS, bundled
 from pof.config import PoFConfig
+from pof.models.catalogue import ASSETS, bundled
 from pof.options import to_argv
-from pof.runs import Run
+from pof.runs.run import Run
 
 # The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained
 # until its training loss first reaches 0.15. Full-batch gradient descent settles in a sharp
@@ -106,7 +106,7 @@ def walkthrough(weak_size: int, weak_seed: int, gamma: float, steps: int, lr: fl
 
 @st.cache_resource(show_spinner=False)
 def bundled_moons():
-    from pof.checkpoints import data_for, load_checkpoint
+    from pof.models.checkpoints import data_for, load_checkpoint
 
     path = ASSETS / "moons-mlp.safetensors"
     model, meta = load_checkpoint(path)

@@ -12,12 +12,12 @@ import streamlit as st
 from app.jobs import read_config, runs_root, start_job
 from app.live import free_name, live_status, url_run
 from app.uploads import imported_dir
-from pof.catalogue import DEFAULT_MODEL, bundled, bundled_card, incompatibility, verify
 from pof.cli import config_argv
 from pof.config import METHODS, PoFConfig, PostTrainConfig, default_post_lr
-from pof.datasets import DATASETS, TORCHVISION, default_data_root
-from pof.loading import CheckpointError
-from pof.runs import Run, list_runs
+from pof.data.names import DATASETS, TORCHVISION, default_data_root
+from pof.models.catalogue import DEFAULT_MODEL, bundled, bundled_card, incompatibility, verify
+from pof.models.formats import CheckpointError
+from pof.runs.run import Run, list_runs
 from pof.validate import ConfigError
 
 METHOD_HELP = {
@@ -42,10 +42,10 @@ def bundled_model_card(entry: dict, mtime: float) -> dict:
 def model_card(path: str, mtime: float) -> dict:
     """What the checkpoint is, from its metadata and its weights loaded into its architecture:
     NaN or infinite weights are found here, not in the job."""
-    from pof import archs
-    from pof.checkpoints import load_checkpoint
-    from pof.metadata import read_metadata
-    from pof.models import count_parameters
+    from pof.models import registry as archs
+    from pof.models.checkpoints import load_checkpoint
+    from pof.models.metadata import read_metadata
+    from pof.models.networks import count_parameters
 
     meta = read_metadata(path)
     # never run code named inside a file just to draw its card, unless this app saved the file

@@ -4,11 +4,11 @@ import streamlit as st
 
 from app.jobs import read_config, run_path, runs_root, start_job
 from app.live import live_status
-from pof.archs import ARCHS
 from pof.cli import config_argv
 from pof.config import PretrainConfig
-from pof.datasets import OFFLINE
-from pof.runs import Run, list_runs
+from pof.data.names import OFFLINE
+from pof.models.registry import ARCHS
+from pof.runs.run import Run, list_runs
 from pof.validate import ConfigError
 
 root = runs_root()

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import PoFConfig
-from .data import Batches, epoch_generator
+from ..config import PoFConfig
+from ..data.batches import Batches, epoch_generator
 
 PERTURBATIONS = ("pof", "none", "random")
 # the post-training methods (pof.config.METHODS) that are this unit, and their switch

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .archs import ARCHS, split_text
+from .registry import ARCHS, split_text
 
 
 class Classifier(nn.Module):

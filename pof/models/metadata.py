@@ -9,9 +9,9 @@ import json
 import math
 from pathlib import Path
 
-from . import archs
-from .datasets import short_repr
-from .loading import CheckpointError, read_state, sniff
+from ..data.names import short_repr
+from . import registry as archs
+from .formats import CheckpointError, read_state, sniff
 
 FORMAT = "pof-checkpoint/1"
 # what loading found out about this copy, not part of the format

@@ -18,11 +18,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .checkpoints import load_resume_state, read_safetensors, save_checkpoint, save_resume_state
-from .data import Batches, Dataset
+from ..data.batches import Batches
+from ..data.dataset import Dataset
+from ..models.checkpoints import (
+    load_resume_state,
+    read_safetensors,
+    save_checkpoint,
+    save_resume_state,
+)
+from ..progress import Progress, ShouldStop
+from ..runs.run import Run, RunError
 from .evaluation import evaluate
-from .progress import Progress, ShouldStop
-from .runs import Run, RunError
 
 
 class Diverged(Exception):

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from .files import write_json_atomic
-from .liveness import pid_alive
-from .runcreate import claim_for_resume, create_run
-from .runfiles import (
+from .create import claim_for_resume, create_run
+from .folder import STALE_SECONDS, RunFolder
+from .reading import (
     BROKEN,
     CONFIG_LIMIT,
     FINAL_STATES,
@@ -39,8 +36,6 @@ from .runfiles import (
     json_object,
     number_text,
     open_regular,
-    status_problem,
-    why,
 )
 
 __all__ = [
@@ -59,38 +54,15 @@ __all__ = [
 ]
 
 HEARTBEAT_SECONDS = 2.0  # a running job refreshes its heartbeat (and progress) at most this often
-STALE_SECONDS = 60.0  # a queued/running status with no pid, silent this long, belongs to no process
 
 
-@dataclass
-class Run:
-    path: Path
+class Run(RunFolder):
+    """A run folder (its files and status: pof.runs.folder) and the job's records in it."""
 
     def __post_init__(self):
-        self.path = Path(self.path)
-        self._last_beat = 0.0
+        super().__post_init__()
         self.bad_lines = 0  # metrics lines skipped by the last metrics() (not JSON objects)
         self._tail_checked = False
-
-    # --- files ---
-    @property
-    def config_file(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def status_file(self) -> Path:
-        return self.path / "status.json"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    def checkpoint(self, name: str) -> Path:
-        return self.checkpoints / f"{name}.safetensors"
 
     # --- writing (the job) ---
     @classmethod
@@ -117,36 +89,6 @@ class Run:
         folder, drops a cancel request left from before (unless this very job was asked to stop
         while queued) and records this process as the one running it. Call on the main rank only."""
         claim_for_resume(self)
-
-    def _raw_status(self) -> dict:
-        """The status as written, if it is sound; {} otherwise (a writer then starts afresh)."""
-        try:
-            status, _ = json_object(self.status_file, STATUS_LIMIT)
-        except OSError:
-            return {}
-        return status if status is not None and status_problem(status) is None else {}
-
-    def set_status(self, state: str, **fields) -> None:
-        assert state in STATES, state
-        now = time.time()
-        status = {
-            "created": now,
-            **self._raw_status(),
-            **fields,
-            "state": state,
-            "heartbeat": now,
-            "host": socket.gethostname(),
-        }
-        if state == "running":
-            # after a resume: this process, not the dead one
-            status["pid"] = fields.get("pid", os.getpid())
-            status.setdefault("started", now)
-        if state in FINAL_STATES:
-            status["finished"] = now
-        else:
-            status.pop("finished", None)
-        write_json_atomic(self.status_file, status)
-        self._last_beat = now
 
     def heartbeat(self, **fields) -> None:
         """Update progress; written at most every HEARTBEAT_SECONDS (a state change always is)."""
@@ -210,56 +152,6 @@ class Run:
                 f"again with --overwrite, or delete the folder."
             )
         return cfg
-
-    def status(self) -> dict:
-        """The status as written, with `state` "broken" when the file cannot be read (the error says
-        why) and "failed" when a queued or running job's process is gone. Never raises."""
-        try:
-            status, problem = json_object(self.status_file, STATUS_LIMIT)
-        except FileNotFoundError:
-            return {"state": "unknown", "error": f"{self.path} has no status.json"}
-        except OSError as e:  # e.g. a path component that is a file
-            status, problem = None, f"unreadable ({why(e)})"
-        problem = problem or status_problem(status)
-        if problem:
-            return {
-                "state": BROKEN,
-                "error": f"{self.status_file}: {problem}. If no job writes this folder, "
-                f"resume it with --resume, replace it with --overwrite, or delete it.",
-            }
-        if status["state"] not in ("queued", "running"):
-            return status
-        pid, beat = status.get("pid"), status.get("heartbeat", status.get("created", 0))
-        silent = time.time() - beat
-        if pid is None and silent > STALE_SECONDS:
-            status["error"] = (
-                f"no process runs this job: it is {status['state']} with no pid and silent for "
-                f"{silent:.0f} s (a command that stopped before it started). Start it again "
-                f"with --overwrite, or delete the folder."
-            )
-            status["state"] = "failed"
-        # On this machine the process itself is the truth: a long step (a big model on a CPU) may be
-        # silent for minutes, but a job whose process is gone will never report again.
-        elif (
-            pid is not None
-            and status.get("host") == socket.gethostname()
-            and not pid_alive(pid, beat)
-        ):
-            log = (
-                f" {self.path / 'log.txt'} may say why."
-                if os.path.lexists(self.path / "log.txt")
-                else ""
-            )
-            status["error"] = (
-                f"the job (pid {pid}) stopped without reporting (last heartbeat {silent:.0f} s "
-                f"ago): it was killed or crashed.{log} Resume it with --resume, or start it "
-                f"again with --overwrite."
-                if status["state"] == "running"
-                else f"the job (pid {pid}) ended before it started: its command failed or was "
-                f"killed.{log} Start it again."
-            )
-            status["state"] = "failed"
-        return status
 
     def _records(self, data: bytes, kind: str | None) -> list[dict]:
         records = []

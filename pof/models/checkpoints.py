@@ -15,10 +15,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from . import __version__, archs
-from .datasets import short_repr
-from .files import replacing
-from .loading import (
+from .. import __version__
+from ..data.names import short_repr
+from ..files import replacing
+from . import registry as archs
+from .formats import (
     CheckpointError,
     LoadError,
     ModelSource,
@@ -39,7 +40,7 @@ from .metadata import (
     require,
     unreadable,
 )
-from .models import split_model
+from .networks import split_model
 
 
 def write_safetensors(tensors: dict, metadata: dict, path: Path) -> None:
@@ -128,7 +129,7 @@ def data_for(
     """The dataset to measure a checkpoint on: `name`, else the one its metadata names. Its data
     options (label column, class order ...) are those it was imported or trained with, unless
     `options` states others; the user's own data keeps the class order the checkpoint recorded."""
-    from .data import load_dataset
+    from ..data.load import load_dataset
 
     kind, meta = project_meta(Path(path))  # read once, for the name and the recorded options
     name = name or dataset_named(Path(path), kind, meta)
@@ -179,7 +180,7 @@ def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
 def _probe(model: nn.Module, meta: dict, dataset, path: Path) -> torch.Tensor:
     """Two test inputs through the model: the input shape and the number of outputs are checked
     here, before any work starts, instead of deep inside a job."""
-    from .data import Batches
+    from ..data.batches import Batches
 
     x = Batches(
         dataset.x_test[:2], dataset.y_test[:2], meta["mean"], meta["std"], 2, shuffle=False

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .runs import Run, RunError, list_runs
+from .run import Run, RunError, list_runs
 
 POLL_SECONDS = 0.5
 

@@ -28,6 +28,60 @@ TORCHVISION = ("cifar10", "cifar100", "svhn", "fashion_mnist", "mnist")
 DATASETS = OFFLINE + TORCHVISION
 
 
+# The input shape and class names of each named dataset, as load_dataset returns them: known
+# without loading (or downloading) anything.
+_TEN = [str(i) for i in range(10)]
+_CIFAR10 = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+_FASHION = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+_MNIST = [
+    "0 - zero",
+    "1 - one",
+    "2 - two",
+    "3 - three",
+    "4 - four",
+    "5 - five",
+    "6 - six",
+    "7 - seven",
+    "8 - eight",
+    "9 - nine",
+]
+# (input shape, class names) of each named dataset, as pof.data.load_dataset returns them
+SIGNATURES = {
+    "digits": ((1, 8, 8), _TEN),
+    "moons": ((2,), ["0", "1"]),
+    "circles": ((2,), ["0", "1"]),
+    "spirals": ((2,), ["0", "1"]),
+    "cifar10": ((3, 32, 32), _CIFAR10),
+    "cifar100": ((3, 32, 32), None),  # 100 names; only their number is checked
+    "svhn": ((3, 32, 32), _TEN),
+    "mnist": ((1, 28, 28), _MNIST),
+    "fashion_mnist": ((1, 28, 28), _FASHION),
+}
+NUM_CLASSES = {"cifar100": 100}
+
+
 def default_data_root() -> Path:
     """Where torchvision datasets and decoded image-folder caches live ($POF_DATA overrides)."""
     env = os.environ.get("POF_DATA")
@@ -162,3 +216,23 @@ def short_repr(value, limit: int = 60) -> str:
 def _is_tensor(value) -> bool:
     torch = sys.modules.get("torch")  # a tensor can exist only once torch is imported
     return torch is not None and isinstance(value, torch.Tensor)
+
+
+def parse_augment(spec: str | None, default: dict) -> dict:
+    """'default', 'none', or comma-separated 'crop=4,flip,cutout=16'."""
+    if spec is None or spec == "default":
+        return dict(default)
+    if spec == "none":
+        return {}
+    out: dict = {}
+    for part in spec.split(","):
+        key, _, val = part.strip().partition("=")
+        if key == "flip":
+            out["flip"] = True
+        elif key in ("crop", "cutout") and val.isdigit():
+            out[key] = int(val)
+        else:
+            raise ValueError(
+                f"Bad augmentation {part!r}: use crop=PAD, flip, cutout=SIZE, 'none' or 'default'."
+            )
+    return out

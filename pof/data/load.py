@@ -12,18 +12,26 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .datasets import (
-    AS_IS,
-    COMPUTED,
+from ..files import replacing
+from ..progress import Progress
+from .dataset import (
+    Dataset,
+    apply_normalization,
+    existing_file,
+    fit_stat,
+    integer_classes,
+    make,
+    own_dataset,
+)
+from .names import (
     DATASETS,
-    STATED,
+    NUM_CLASSES,
+    SIGNATURES,
     DatasetError,
     default_data_root,
     order_folder_classes,
@@ -31,80 +39,6 @@ from .datasets import (
     parse_stats,
     short_repr,
 )
-from .files import replacing
-from .progress import Progress
-
-
-@dataclass
-class Dataset:
-    name: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    classes: list[str]
-    mean: tuple[float, ...]  # per channel (images, in [0, 1] units) or per feature (points)
-    std: tuple[float, ...]
-    augment: dict = field(default_factory=dict)  # default training augmentation
-    source: str = ""
-    # Where the label order came from: "stated" (classes=...), "registry", "numeric" (integer
-    # labels) or "alphabetical" (folder names, string labels). Only "alphabetical" is a guess that
-    # can silently disagree with a checkpoint trained elsewhere, so callers warn about it.
-    class_order: str = "registry"
-    normalization: str = COMPUTED  # or STATED, AS_IS, or "mean ...; std ..." when they differ
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def is_image(self) -> bool:
-        return self.x_train.dtype == torch.uint8
-
-    def describe(self) -> str:
-        return (
-            f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test, "
-            f"input {self.input_shape}, {self.num_classes} classes"
-        )
-
-
-def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    if x.dtype == torch.uint8:
-        xf = x.float().div_(255)
-        dims = (0, 2, 3)
-    else:
-        # per feature for flat (N, F) data; float data with several feature axes gets one value,
-        # since Batches broadcasts non-image statistics over the last axis only
-        xf = x.float()
-        dims = (0,) if x.ndim == 2 else tuple(range(x.ndim))
-    mean = xf.mean(dim=dims).reshape(-1)
-    std = xf.std(dim=dims).clamp_min(1e-6).reshape(-1)
-    return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
-
-
-def _make(
-    name, x_train, y_train, x_test, y_test, classes, augment, source, class_order: str = "registry"
-) -> Dataset:
-    mean, std = _channel_stats(x_train)
-    return Dataset(
-        name,
-        x_train,
-        torch.as_tensor(y_train, dtype=torch.long),
-        x_test,
-        torch.as_tensor(y_test, dtype=torch.long),
-        list(classes),
-        mean,
-        std,
-        augment,
-        source,
-        class_order,
-        COMPUTED,
-    )
-
 
 # --- offline datasets -------------------------------------------------------------------------
 
@@ -120,7 +54,7 @@ def _digits(**_) -> Dataset:
     xtr, xte, ytr, yte = train_test_split(
         images, d.target, test_size=0.25, stratify=d.target, random_state=0
     )
-    return _make(
+    return make(
         "digits",
         torch.from_numpy(xtr),
         ytr,
@@ -159,7 +93,7 @@ def point_set(name: str, n: int = 2000, noise: float | None = None, seed: int = 
     x = torch.as_tensor(x, dtype=torch.float32)
     y = torch.as_tensor(y)
     half = n // 2  # the generators shuffle, so the first half is a fair training set
-    return _make(
+    return make(
         name,
         x[:half],
         y[:half],
@@ -239,7 +173,7 @@ def _torchvision(
         "mnist": {"crop": 2},
         "fashion_mnist": {"crop": 2, "flip": True},
     }[name]
-    return _make(
+    return make(
         name + ("+extra" if svhn_extra else ""),
         xtr,
         ytr,
@@ -350,7 +284,7 @@ def _imagefolder(
     with Image.open(train_files[0][0]) as im:
         mode = "L" if im.mode in ("L", "1", "I;16") else "RGB"
     for value, what in ((mean, "mean"), (std, "std")):
-        _fit_stat(value, 1 if mode == "L" else 3, what, str(base), "channel")
+        fit_stat(value, 1 if mode == "L" else 3, what, str(base), "channel")
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z:
             xtr, ytr, xte, yte = z["xtr"], z["ytr"], z["xte"], z["yte"]
@@ -369,7 +303,7 @@ def _imagefolder(
         ytr, yte = to_stated[ytr], to_stated[yte]
     h_img = xtr.shape[-1]
     augment = {"crop": max(1, h_img // 8), "flip": True}
-    return _make(
+    return make(
         f"imagefolder:{base}",
         torch.from_numpy(xtr),
         ytr,
@@ -381,125 +315,6 @@ def _imagefolder(
         class_order,
     )
 
-
-# --- stated normalization ----------------------------------------------------------------------
-
-
-def _stat_width(x: torch.Tensor) -> tuple[int, str]:
-    """How many values a mean or std has, and what each is for: one per channel (images), per
-    feature (flat data), else a single value for all (float inputs with several axes)."""
-    if x.dtype == torch.uint8:
-        return x.shape[1], "channel"
-    return (x.shape[1], "feature") if x.ndim == 2 else (1, "")
-
-
-def _fit_stat(value, width: int, what: str, where: str, unit: str) -> tuple[float, ...] | None:
-    """A stated mean/std at the data's width (a single value is broadcast); None and "auto" pass
-    through."""
-    if not isinstance(value, tuple) or len(value) == width:
-        return value
-    if len(value) == 1:
-        return value * width
-    if not unit:
-        raise DatasetError(
-            f"{what} has {len(value)} values but {where} takes a single one (its inputs have "
-            f"several axes, so one value applies to all)."
-        )
-    raise DatasetError(
-        f"{what} has {len(value)} values but {where} has {width} {unit}{'s' * (width > 1)}; "
-        f"give one value per {unit}, or a single value."
-    )
-
-
-def _apply_normalization(d: Dataset, mean, std) -> Dataset:
-    """Replace the dataset's default statistics by stated or computed ones, and say where each came
-    from."""
-    if mean is None and std is None:
-        return d
-    width, unit = _stat_width(d.x_train)
-    computed = _channel_stats(d.x_train) if "auto" in (mean, std) else None
-
-    def resolve(value, default, i, what):
-        if value is None:
-            return tuple(default), d.normalization
-        if value == "auto":
-            return computed[i], COMPUTED
-        return _fit_stat(value, width, what, d.name, unit), STATED
-
-    (d.mean, mean_source), (d.std, std_source) = (
-        resolve(mean, d.mean, 0, "mean"),
-        resolve(std, d.std, 1, "std"),
-    )
-    d.normalization = (
-        mean_source if mean_source == std_source else f"mean {mean_source}; std {std_source}"
-    )
-    return d
-
-
-def _integer_classes(
-    labels: np.ndarray, stated: list[str] | None, where: str
-) -> tuple[list[str], str]:
-    """Class names for integer labels, which must be 0..K-1: the stated K names, else "0".."K-1"."""
-    values = np.unique(labels)
-    if values[0] < 0:
-        raise DatasetError(f"{where}: labels must be integers 0..K-1, found {int(values[0])}.")
-    k = int(values[-1]) + 1
-    if stated is not None:
-        if len(stated) != k:
-            raise DatasetError(
-                f"{where}: classes names {len(stated)} classes but the labels run 0..{k - 1} "
-                f"({k} classes); give exactly one name per label, in label order."
-            )
-        return list(stated), "stated"
-    if len(values) != k:
-        # A gap usually means labels that are not indices (1..K, raw ids): refuse rather than train
-        # outputs that never see an example.
-        gap = int(next(i for i, v in enumerate(values) if v != i))
-        hint = f" (labels start at {int(values[0])}: subtract it?)" if gap == 0 else ""
-        raise DatasetError(
-            f"{where}: labels must be integers 0..K-1, but no example has label {gap} while "
-            f"labels go up to {k - 1}{hint}. Map them to 0..K-1, or state all {k} class names "
-            f"with classes / --classes if some classes really have no examples."
-        )
-    return [str(i) for i in range(k)], "numeric"
-
-
-def _own_dataset(name, xtr, ytr, xte, yte, classes, class_order, source) -> Dataset:
-    """The user's own numbers: used as they are (mean 0, std 1; uint8 images only divided by
-    255)."""
-    width = _stat_width(xtr)[0]
-    augment = {"crop": max(1, xtr.shape[-1] // 8), "flip": True} if xtr.dtype == torch.uint8 else {}
-    return Dataset(
-        name,
-        xtr,
-        torch.as_tensor(ytr, dtype=torch.long),
-        xte,
-        torch.as_tensor(yte, dtype=torch.long),
-        classes,
-        (0.0,) * width,
-        (1.0,) * width,
-        augment,
-        source,
-        class_order,
-        AS_IS,
-    )
-
-
-def _existing_file(text: str) -> Path:
-    path = Path(text.strip()).expanduser()
-    try:
-        if not text.strip() or not path.exists():
-            raise DatasetError(f"No such file: {text}")
-        if not path.is_file():
-            raise DatasetError(
-                f"{text} is not a file (a folder?); give the path of the file itself."
-            )
-    except (OSError, ValueError) as e:  # a NUL byte, a name too long ...
-        raise DatasetError(f"No such file: {text} ({e})") from e
-    return path.resolve()
-
-
-# --- the user's own arrays: npz or safetensors -------------------------------------------------
 
 _ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _SAVE_HINT = (
@@ -633,7 +448,7 @@ def _checked_arrays(a: dict[str, np.ndarray], where: str) -> tuple[torch.Tensor,
 
 
 def _arrays_dataset(text: str, stated: list[str] | None) -> Dataset:
-    path = _existing_file(text)
+    path = existing_file(text)
     a, kind = _read_arrays(path)
     where = f"npz:{path}"
     xtr, xte = _checked_arrays(a, where)
@@ -642,8 +457,8 @@ def _arrays_dataset(text: str, stated: list[str] | None) -> Dataset:
     ):  # uint64 would wrap
         raise DatasetError(f"{where}: labels must be integers 0..K-1; found values beyond int64.")
     ytr, yte = a["y_train"].astype(np.int64), a["y_test"].astype(np.int64)
-    classes, order = _integer_classes(np.concatenate([ytr, yte]), stated, where)
-    return _own_dataset(where, xtr, ytr, xte, yte, classes, order, f"arrays in {path} ({kind})")
+    classes, order = integer_classes(np.concatenate([ytr, yte]), stated, where)
+    return own_dataset(where, xtr, ytr, xte, yte, classes, order, f"arrays in {path} ({kind})")
 
 
 # --- the user's own CSV files ------------------------------------------------------------------
@@ -762,7 +577,7 @@ def _csv_label_indices(
 ) -> tuple[np.ndarray, list[str], str]:
     if all(_INT.fullmatch(v) for v in labels):
         y = np.array([int(v) for v in labels], dtype=np.int64) if labels else np.zeros(0, np.int64)
-        classes, order = _integer_classes(y, stated, where)
+        classes, order = integer_classes(y, stated, where)
         return y, classes, order
     classes, order = (
         (list(stated), "stated") if stated is not None else (sorted(set(labels)), "alphabetical")
@@ -788,7 +603,7 @@ def _csv_dataset(text: str, label_column: str | None, stated: list[str] | None) 
         raise DatasetError(
             f"csv:{text}: give one file (with a split column) or two as csv:TRAIN.csv,TEST.csv."
         )
-    paths = [_existing_file(p) for p in parts]
+    paths = [existing_file(p) for p in parts]
     tables = [_csv_table(p, label_column, len(paths) == 2) for p in paths]
     if len(paths) == 1:
         t = tables[0]
@@ -830,7 +645,7 @@ def _csv_dataset(text: str, label_column: str | None, stated: list[str] | None) 
         f"CSV {', '.join(map(str, paths))}: {len(features)} feature columns, label column "
         f"{label_column!r}" + (", split column" if len(paths) == 1 else "")
     )
-    return _own_dataset(
+    return own_dataset(
         name,
         torch.from_numpy(np.ascontiguousarray(xtr)),
         ytr,
@@ -848,7 +663,6 @@ def _csv_dataset(text: str, label_column: str | None, stated: list[str] | None) 
 def _check_registry_request(name: str, classes: list[str] | None, mean, std) -> None:
     """Refuse a stated class list or statistics that cannot fit a registry dataset, before loading
     it."""
-    from .catalogue import NUM_CLASSES, SIGNATURES  # static shapes and names: no download needed
 
     shape, names = SIGNATURES[name]
     if classes is not None and (
@@ -860,7 +674,7 @@ def _check_registry_request(name: str, classes: list[str] | None, mean, std) -> 
             + "; classes / --classes must list exactly these, in this order, or be left out."
         )
     for value, what in ((mean, "mean"), (std, "std")):
-        _fit_stat(value, shape[0], what, name, "channel" if len(shape) == 3 else "feature")
+        fit_stat(value, shape[0], what, name, "channel" if len(shape) == 3 else "feature")
 
 
 def load_dataset(
@@ -920,131 +734,4 @@ def load_dataset(
             f"or imagefolder:PATH for a folder with train/<class>/ and test/<class>/, "
             f"npz:PATH for your own arrays (npz or safetensors), csv:PATH for a CSV file."
         )
-    return _apply_normalization(d, mean, std)
-
-
-# --- batches -----------------------------------------------------------------------------------
-
-
-def parse_augment(spec: str | None, default: dict) -> dict:
-    """'default', 'none', or comma-separated 'crop=4,flip,cutout=16'."""
-    if spec is None or spec == "default":
-        return dict(default)
-    if spec == "none":
-        return {}
-    out: dict = {}
-    for part in spec.split(","):
-        key, _, val = part.strip().partition("=")
-        if key == "flip":
-            out["flip"] = True
-        elif key in ("crop", "cutout") and val.isdigit():
-            out[key] = int(val)
-        else:
-            raise ValueError(
-                f"Bad augmentation {part!r}: use crop=PAD, flip, cutout=SIZE, 'none' or 'default'."
-            )
-    return out
-
-
-def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """A generator that depends only on (seed, epoch, stream): resuming at an epoch replays it
-    exactly."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 7 + stream)
-
-
-class Batches:
-    """Shuffled, augmented, normalized batches from tensors already on the device.
-
-    Randomness for epoch e comes from `epoch_generator(seed, e)`, so the data order and the
-    augmentation of any epoch are reproducible on their own (needed for exact resume).
-    """
-
-    def __init__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        mean,
-        std,
-        batch_size: int,
-        device: torch.device | str = "cpu",
-        augment: dict | None = None,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        seed: int = 0,
-    ):
-        self.device = torch.device(device)
-        self.x = x.to(self.device)
-        self.y = y.to(self.device)
-        self.is_image = x.dtype == torch.uint8
-        shape = (1, -1, 1, 1) if self.is_image else (1, -1)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(shape)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(shape)
-        self.batch_size = batch_size
-        self.augment = dict(augment or {}) if self.is_image else {}
-        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
-
-    def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def normalize(self, xb: torch.Tensor) -> torch.Tensor:
-        xf = xb.float().div_(255) if self.is_image else xb.float()
-        return (xf - self.mean) / self.std
-
-    def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """n examples drawn uniformly with replacement, augmented like training batches."""
-        return self.sample_indexed(n, gen)[:2]
-
-    def sample_indexed(
-        self, n: int, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """sample(), and which examples it drew: (x, y, their indices into the pool)."""
-        idx = torch.randint(len(self.x), (n,), generator=gen).to(self.device)
-        return (*self._prepare(idx, gen), idx)
-
-    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        gen = epoch_generator(self.seed, epoch)
-        n = len(self.x)
-        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
-        order = order.to(self.device)
-        for i in range(len(self)):
-            yield self._prepare(order[i * self.batch_size : (i + 1) * self.batch_size], gen)
-
-    def __iter__(self):
-        return self.epoch(0)
-
-    def _prepare(
-        self, idx: torch.Tensor, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        xb = self.x[idx]
-        if not self.augment:
-            return self.normalize(xb), self.y[idx]
-        xb = xb.float().div_(255)
-        b, _, h, w = xb.shape
-        aug = self.augment
-        if aug.get("crop"):
-            p = aug["crop"]
-            padded = torch.nn.functional.pad(xb, (p, p, p, p))
-            dy = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(self.device)
-            dx = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(self.device)
-            rows = (dy[:, None] + torch.arange(h, device=self.device))[:, None, :, None]
-            cols = (dx[:, None] + torch.arange(w, device=self.device))[:, None, None, :]
-            xb = padded[
-                torch.arange(b, device=self.device)[:, None, None, None],
-                torch.arange(xb.shape[1], device=self.device)[None, :, None, None],
-                rows,
-                cols,
-            ]
-        if aug.get("flip"):
-            flip = (torch.rand(b, generator=gen) < 0.5).to(self.device)
-            xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
-        if aug.get("cutout"):
-            s = aug["cutout"]
-            cy = torch.randint(0, h, (b,), generator=gen).to(self.device)
-            cx = torch.randint(0, w, (b,), generator=gen).to(self.device)
-            # an s x s square centred at (cy, cx), clipped at the border
-            dr = torch.arange(h, device=self.device)[None] - (cy[:, None] - s // 2)
-            dc = torch.arange(w, device=self.device)[None] - (cx[:, None] - s // 2)
-            inside = ((dr >= 0) & (dr < s))[:, :, None] & ((dc >= 0) & (dc < s))[:, None, :]
-            xb = xb.masked_fill(inside[:, None], 0.0)
-        return (xb - self.mean) / self.std, self.y[idx]
+    return apply_normalization(d, mean, std)

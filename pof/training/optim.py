@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .sam import SAM
+from ..method.sam import SAM
 
 
 def lr_schedule(lr: float, schedule: str, epochs: int, milestones: list[int], decay: float):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Batches
+from ..data.batches import Batches
 
 
 @torch.no_grad()

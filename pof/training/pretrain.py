@@ -13,17 +13,20 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
-from . import __version__
-from . import validate as check
-from .config import PretrainConfig
-from .data import Batches, Dataset, load_dataset, parse_augment
-from .device import pick_device
+from .. import __version__
+from .. import validate as check
+from ..config import PretrainConfig
+from ..data.batches import Batches
+from ..data.dataset import Dataset
+from ..data.load import load_dataset
+from ..data.names import parse_augment
+from ..device import pick_device
+from ..models.networks import arch_args, build_model, count_parameters
+from ..progress import Progress, ShouldStop
+from ..runs.run import Run
+from ..validate import ConfigError
 from .loop import Loop, fit
-from .models import arch_args, build_model, count_parameters
 from .optim import lr_schedule, make_optimizer, plain_step, sam_step
-from .progress import Progress, ShouldStop
-from .runs import Run
-from .validate import ConfigError
 
 
 def build(model: str, input_shape, num_classes: int, args: dict) -> nn.Module:

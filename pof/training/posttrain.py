@@ -22,21 +22,22 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import __version__
-from . import validate as check
-from .checkpoints import CheckpointError, data_for, load_checkpoint
-from .config import FROZEN_METHODS, PostTrainConfig, default_post_lr
-from .data import Batches, parse_augment
-from .device import pick_device
-from .loading import ModelSource
+from .. import __version__
+from .. import validate as check
+from ..config import FROZEN_METHODS, PostTrainConfig, default_post_lr
+from ..data.batches import Batches
+from ..data.names import parse_augment
+from ..device import pick_device
+from ..method.pof import PERTURBATION_OF_METHOD, PoF
+from ..method.sam import SAM
+from ..models.checkpoints import CheckpointError, data_for, load_checkpoint
+from ..models.formats import ModelSource
+from ..models.metadata import dataset_of, file_sha256
+from ..models.networks import split_model
+from ..runs.run import Run, RunError
+from ..validate import ConfigError
 from .loop import Loop, fit
-from .metadata import dataset_of, file_sha256
-from .method import PERTURBATION_OF_METHOD, PoF
-from .models import split_model
 from .optim import plain_step, sam_step
-from .runs import Run, RunError
-from .sam import SAM
-from .validate import ConfigError
 
 
 def _refuse_overwriting_source(out: Path, ckpt: Path) -> None:

@@ -14,14 +14,11 @@ import socket
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .files import temp_name, write_json_atomic, write_new
+from ..files import temp_name, write_json_atomic, write_new
+from .folder import RunFolder
 from .liveness import is_mine
-from .runfiles import CONFIG_LIMIT, RunError, is_number, json_object, why
-
-if TYPE_CHECKING:
-    from .runs import Run
+from .reading import CONFIG_LIMIT, RunError, is_number, json_object, why
 
 LOCK_SECONDS = 30.0  # how long a creator waits for another process creating the same folder
 _TEMP = re.compile(r"\.(config|status)\.json\.\d+\.[0-9a-f]{8}\.tmp")  # pof.files.temp_name's
@@ -52,7 +49,7 @@ def folder_lock(folder: Path):
         os.close(fd)
 
 
-def create_run(run: Run, config: dict, overwrite: bool) -> None:
+def create_run(run: RunFolder, config: dict, overwrite: bool) -> None:
     """Make `run`'s folder hold a new run with `config` (see Run.create); on any failure nothing
     this call made is left behind."""
     text = json.dumps(config, indent=1)  # a config that cannot be saved fails before any folder
@@ -96,7 +93,7 @@ def create_run(run: Run, config: dict, overwrite: bool) -> None:
         raise
 
 
-def _fresh_status(run: Run) -> None:
+def _fresh_status(run: RunFolder) -> None:
     """A new run's status: nothing of an old one (an error, a finish time) leaks into it."""
     now = time.time()
     status = {
@@ -110,7 +107,7 @@ def _fresh_status(run: Run) -> None:
     write_json_atomic(run.status_file, status)
 
 
-def _check_free(run: Run, config: dict, overwrite: bool) -> bool:
+def _check_free(run: RunFolder, config: dict, overwrite: bool) -> bool:
     """Raise RunError unless the folder may receive a new run; returns whether this process was
     queued for it (then its cancel file is meant for this job)."""
     try:  # our own temporary files (another creator's, a killed one's) do not make it foreign
@@ -143,7 +140,7 @@ def _check_free(run: Run, config: dict, overwrite: bool) -> bool:
     return state == "queued" and is_mine(pid)
 
 
-def _refuse_deleting_an_input(run: Run, config: dict) -> None:
+def _refuse_deleting_an_input(run: RunFolder, config: dict) -> None:
     """The files overwriting deletes must not be an input of the new run."""
     doomed = {f.resolve() for f in [run.metrics_file, *run.checkpoints.glob("*.safetensors")]}
     for s in _strings(config):
@@ -166,7 +163,7 @@ def _strings(obj, depth: int = 3):
             yield from _strings(v, depth - 1)
 
 
-def _is_ours(run: Run) -> bool:
+def _is_ours(run: RunFolder) -> bool:
     if os.path.lexists(run.status_file):
         return True
     try:
@@ -176,7 +173,7 @@ def _is_ours(run: Run) -> bool:
     return cfg is not None and "command" in cfg  # e.g. a model folder's config.json is not ours
 
 
-def publish_config(run: Run, text: str, overwrite: bool) -> None:
+def publish_config(run: RunFolder, text: str, overwrite: bool) -> None:
     """config.json appears whole and only once: os.link fails if the name exists (O_EXCL where
     the file system has no hard links)."""
     tmp = temp_name(run.config_file)
@@ -200,7 +197,7 @@ def publish_config(run: Run, text: str, overwrite: bool) -> None:
             tmp.unlink()
 
 
-def claim_for_resume(run: Run) -> None:
+def claim_for_resume(run: RunFolder) -> None:
     """See Run.begin_resume."""
     try:
         with folder_lock(run.path):
@@ -219,7 +216,7 @@ def claim_for_resume(run: Run) -> None:
         raise RunError(f"cannot resume {run.path}: {why(e)}.") from e
 
 
-def _drop_answered_cancel(run: Run, status: dict) -> None:
+def _drop_answered_cancel(run: RunFolder, status: dict) -> None:
     """A cancel file the stopped job already answered (older than its last word) is stale; one
     written since (`runs cancel` racing this resume) is the user's and is kept: the job stops."""
     cancel = run.path / "cancel"

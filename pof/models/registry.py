@@ -249,7 +249,7 @@ def build(
     args = dict(arch_args or {})
     kind = kind_of(arch)
     if kind == "registry":
-        from .models import build_model
+        from .networks import build_model
 
         # registry models name their last layer "classifier"
         head = (state or {}).get("classifier.weight")
@@ -265,7 +265,7 @@ def build(
     if kind == "torchvision":
         return _torchvision(arch.split(":", 1)[1], args, state, num_classes)
     if kind == "export":
-        from .loading import load_export
+        from .formats import load_export
 
         if args:
             raise ArchError("A torch.export program takes no architecture arguments.")
