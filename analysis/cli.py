@@ -312,7 +312,7 @@ def _with_eval_set(report, eval_set: str):
 
 
 def cmd_layers(args, cfg: LayersConfig) -> int:
-    from pof.models.checkpoints import CheckpointError
+    from pof.models.formats import CheckpointError
 
     # refuse bad input before the first (minutes-long) report, not after it
     for checkpoint in args.checkpoints:

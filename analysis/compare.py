@@ -34,8 +34,8 @@ from analysis.landscape import (
 from analysis.layers import layer_report
 from analysis.reports import KINDS, hessian_report, last_layer_report, load_model
 from pof import validate as check
-from pof.models.checkpoints import CheckpointError, data_for
-from pof.models.formats import ModelSource
+from pof.models.formats import CheckpointError, ModelSource
+from pof.models.loading import data_for
 from pof.models.metadata import dataset_of
 from pof.progress import Stopped
 from pof.runs.run import Run, RunError

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.results import Result
-from pof.models.checkpoints import read_safetensors, write_safetensors
+from pof.models.checkpoints import write_safetensors
+from pof.models.tensors import read_safetensors
 from pof.progress import Progress, ShouldStop, Stopped, check_stop
 from pof.validate import ConfigError
 

@@ -38,7 +38,7 @@ class LastLayerHessian(Result):
 @torch.no_grad()
 def features_and_probs(model, batches, split=None) -> tuple[torch.Tensor, torch.Tensor]:
     """F~ = [features, 1] (N, D+1) and softmax probabilities (N, C), in eval mode, float64."""
-    from pof.models.networks import split_model
+    from pof.models.split import split_model
 
     split = split or split_model(model)
     was = model.training

@@ -472,7 +472,7 @@ def flatness_and_test_loss(recipes: list[Recipe]) -> dict:
 def bundled_last_layer(paths: dict[str, str]) -> dict:
     """For project checkpoints (e.g. the bundled digits SGD and SAM models): the last layer's exact
     Hessian on the whole training set, and training and test loss and accuracy."""
-    from pof.models.checkpoints import data_for, load_checkpoint
+    from pof.models.loading import data_for, load_checkpoint
 
     out = {}
     for label, path in paths.items():

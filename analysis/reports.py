@@ -87,7 +87,8 @@ KINDS: dict[str, type] = {
 def load_model(path, dataset, source=None) -> tuple[nn.Module, dict]:
     """A checkpoint's model and metadata; refused (CheckpointError) with NaN or infinite weights,
     whose curvature and landscape would be meaningless."""
-    from pof.models.checkpoints import CheckpointError, load_checkpoint
+    from pof.models.formats import CheckpointError
+    from pof.models.loading import load_checkpoint
 
     model, meta = load_checkpoint(path, dataset=dataset, source=source)
     if meta["nonfinite"]:
@@ -115,7 +116,7 @@ class EvalData:
         data_options: dict | None = None,
     ):
         from pof.device import pick_device
-        from pof.models.checkpoints import data_for
+        from pof.models.loading import data_for
 
         self.dataset = data_for(checkpoint, dataset, data_root, data_options)
         self.device = pick_device(device)
@@ -153,7 +154,7 @@ def last_layer_report(model: nn.Module, dataset, meta: dict, top_k: int) -> Last
     if not meta.get("classifier"):
         return None
     from pof.data.batches import Batches
-    from pof.models.networks import split_model
+    from pof.models.split import split_model
 
     device = next(model.parameters()).device
     train = Batches(

@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from pof.models.checkpoints import read_safetensors, write_safetensors
+from pof.models.checkpoints import write_safetensors
 from pof.models.metadata import file_sha256
 from pof.models.networks import build_model, count_parameters
+from pof.models.tensors import read_safetensors
 
 HERE = Path(__file__).resolve().parent
 

@@ -25,7 +25,7 @@ from analysis.lastlayer import features_and_probs, last_layer_hessian
 from pof.config import METHODS, PostTrainConfig, PretrainConfig
 from pof.data.batches import Batches
 from pof.data.load import load_dataset
-from pof.models.checkpoints import load_checkpoint
+from pof.models.loading import load_checkpoint
 from pof.training.evaluation import evaluate
 from pof.training.posttrain import post_train
 from pof.training.pretrain import pretrain

@@ -22,7 +22,8 @@ from pof.config import PoFConfig
 from pof.data.batches import Batches
 from pof.data.load import load_dataset
 from pof.method.pof import PoF, last_layer_grad, line_search
-from pof.models.networks import build_model, split_model
+from pof.models.networks import build_model
+from pof.models.split import split_model
 
 
 def timed_steps(unit: PoF, batches: Batches, n_steps: int) -> float:

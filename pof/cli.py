@@ -139,7 +139,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def model_source(args):
     from .models.formats import ModelSource
-    from .models.networks import ARCHS
+    from .models.registry import ARCHS
 
     if args.arch in ARCHS:  # the registry's arguments are known: check them like pretrain's
         validate.arch_args("--arch-arg", dict(args.arch_arg), ARCHS[args.arch].defaults)
@@ -397,7 +397,8 @@ def cmd_post_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .data.batches import Batches
     from .device import pick_device
-    from .models.checkpoints import CheckpointError, data_for, load_checkpoint
+    from .models.formats import CheckpointError
+    from .models.loading import data_for, load_checkpoint
     from .training.evaluation import evaluate
 
     dataset = data_for(
@@ -447,7 +448,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_import(args) -> int:
     from .data.load import load_dataset
-    from .models.checkpoints import import_checkpoint
+    from .models.loading import import_checkpoint
 
     options = data_options(args)
     dataset = load_dataset(args.dataset, args.data_root, svhn_extra=args.svhn_extra, **options)
@@ -515,7 +516,7 @@ def cmd_runs(args) -> int:
 def input_errors() -> tuple:
     """The exceptions that mean "the input cannot work" (exit 2); anything else is a failure or a
     bug."""
-    from .models.checkpoints import CheckpointError
+    from .models.formats import CheckpointError
     from .models.registry import ArchError
     from .runs.run import RunError
 

@@ -267,7 +267,8 @@ def test_runs_page_refuses_a_run_name_outside_the_runs_folder(runs_root, tmp_pat
 @pytest.fixture
 def nan_checkpoint(tmp_path):
     from pof.models.catalogue import bundled
-    from pof.models.checkpoints import load_checkpoint, save_checkpoint
+    from pof.models.checkpoints import save_checkpoint
+    from pof.models.loading import load_checkpoint
 
     model, meta = load_checkpoint(bundled()["digits-cnn-small-sgd"]["path"])
     with torch.no_grad():

@@ -10,7 +10,9 @@ from conftest import run_cli
 from pof.data.load import load_dataset
 from pof.data.names import DATASETS, SIGNATURES
 from pof.models.catalogue import DEFAULT_MODEL, bundled, bundled_card, incompatibility, verify
-from pof.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from pof.models.checkpoints import save_checkpoint
+from pof.models.formats import CheckpointError
+from pof.models.loading import load_checkpoint
 from pof.models.metadata import read_metadata
 from pof.models.networks import count_parameters
 

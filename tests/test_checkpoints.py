@@ -6,7 +6,9 @@ import torch
 from safetensors.torch import save_file
 
 from pof.data.load import load_dataset
-from pof.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from pof.models.checkpoints import save_checkpoint
+from pof.models.formats import CheckpointError
+from pof.models.loading import load_checkpoint
 from pof.models.metadata import file_sha256, read_metadata
 from pof.models.networks import arch_args, build_model
 

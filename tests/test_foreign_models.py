@@ -17,8 +17,8 @@ from conftest import ROOT, run_cli
 from analysis.layers import layer_report
 from pof.data.batches import Batches
 from pof.data.load import load_dataset
-from pof.models.checkpoints import CheckpointError, load_checkpoint
-from pof.models.formats import ModelSource
+from pof.models.formats import CheckpointError, ModelSource
+from pof.models.loading import load_checkpoint
 from pof.models.metadata import read_metadata
 
 USER_CODE = textwrap.dedent('''

@@ -13,7 +13,7 @@ from analysis import learn
 from pof.config import PoFConfig
 from pof.data.batches import Batches
 from pof.method.pof import PoF
-from pof.models.checkpoints import data_for, load_checkpoint
+from pof.models.loading import data_for, load_checkpoint
 
 TOY = dict(dataset="moons", points=200, noise=0.25, target_loss=0.15)
 SHARP = learn.Recipe(batch_size=100, **TOY)

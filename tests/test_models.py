@@ -3,7 +3,9 @@ import torch
 import torchvision
 from torch import nn
 
-from pof.models.networks import ARCHS, build_model, count_parameters, split_model
+from pof.models.networks import build_model, count_parameters
+from pof.models.registry import ARCHS
+from pof.models.split import split_model
 
 SHAPES = {"mlp": (2,), "cnn-small": (1, 8, 8)}
 

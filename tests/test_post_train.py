@@ -11,7 +11,7 @@ from conftest import ROOT, run_cli
 from interrupt import killed_before_step
 
 from pof.config import METHODS, PretrainConfig
-from pof.models.checkpoints import load_checkpoint
+from pof.models.loading import load_checkpoint
 from pof.runs.run import Run
 from pof.training.pretrain import pretrain
 

@@ -7,7 +7,7 @@ import torch
 from conftest import run_cli
 from interrupt import held_before_step, killed_before_step, wait_for_file
 
-from pof.models.checkpoints import load_checkpoint
+from pof.models.loading import load_checkpoint
 from pof.runs.run import Run
 
 

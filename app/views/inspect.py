@@ -32,8 +32,8 @@ from app.uploads import (
 from pof.cli import _arch_arg, data_option_argv, model_source_argv
 from pof.data.names import DATASETS, DatasetError
 from pof.models.catalogue import bundled, incompatibility, verify
-from pof.models.checkpoints import CheckpointError, data_for, import_checkpoint
-from pof.models.formats import LoadError, ModelSource
+from pof.models.formats import CheckpointError, LoadError, ModelSource
+from pof.models.loading import data_for, import_checkpoint
 from pof.models.metadata import read_metadata
 from pof.models.registry import runs_user_code, short_name
 from pof.options import to_argv
@@ -315,7 +315,7 @@ def card(
 ) -> dict:
     """What the checkpoint is, checked against the data (two inputs through it). In the app's
     process: reading a file and one tiny forward; the analyses are jobs."""
-    from pof.models.checkpoints import load_checkpoint
+    from pof.models.loading import load_checkpoint
     from pof.models.networks import count_parameters
 
     try:

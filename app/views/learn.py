@@ -106,7 +106,7 @@ def walkthrough(weak_size: int, weak_seed: int, gamma: float, steps: int, lr: fl
 
 @st.cache_resource(show_spinner=False)
 def bundled_moons():
-    from pof.models.checkpoints import data_for, load_checkpoint
+    from pof.models.loading import data_for, load_checkpoint
 
     path = ASSETS / "moons-mlp.safetensors"
     model, meta = load_checkpoint(path)

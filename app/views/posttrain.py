@@ -43,7 +43,7 @@ def model_card(path: str, mtime: float) -> dict:
     """What the checkpoint is, from its metadata and its weights loaded into its architecture:
     NaN or infinite weights are found here, not in the job."""
     from pof.models import registry as archs
-    from pof.models.checkpoints import load_checkpoint
+    from pof.models.loading import load_checkpoint
     from pof.models.metadata import read_metadata
     from pof.models.networks import count_parameters
 

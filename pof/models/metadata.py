@@ -1,5 +1,6 @@
 """A checkpoint file's metadata, read without torch (and without its weights): what the app's pages
-and the catalogue show, and the checks every loader runs on it (pof.checkpoints loads the weights).
+and the catalogue show, and the checks every loader runs on it (pof.models.loading loads the
+weights).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import math
 from pathlib import Path
 
 from ..data.names import short_repr
-from . import registry as archs
-from .formats import CheckpointError, read_state, sniff
+from .formats import FOREIGN, CheckpointError, refuse_unreadable, sniff
+from .registry import RENAMED
 
 FORMAT = "pof-checkpoint/1"
 # what loading found out about this copy, not part of the format
@@ -78,8 +79,7 @@ def read_metadata(path: str | Path) -> dict:
     """The metadata of a project checkpoint, without loading its weights."""
     path = Path(path)
     kind, meta = project_meta(path)
-    if kind not in FOREIGN:  # not a model file at all, or TorchScript: read_state says why
-        read_state(path)
+    refuse_unreadable(path, kind)  # not a model file at all, or TorchScript
     if meta is None:
         raise CheckpointError(
             f"{path} is a {FOREIGN[kind]} without this project's metadata: say what it is with "
@@ -87,13 +87,6 @@ def read_metadata(path: str | Path) -> dict:
             f"`python -m pof import {path} --arch ARCH --dataset DATA --out model.safetensors`."
         )
     return meta
-
-
-FOREIGN = {
-    "safetensors": "safetensors file",
-    "torch": "PyTorch file",
-    "export": "torch.export program",
-}
 
 
 def dataset_of(path: str | Path, given: str | None = None) -> str:
@@ -120,10 +113,8 @@ def require(meta: dict, path: Path) -> None:
         raise CheckpointError(
             f"{path} has metadata format {meta.get('format')!r}; this version reads {FORMAT}."
         )
-    if (
-        meta.get("arch") in archs.RENAMED
-    ):  # written before the registry's CIFAR variants were renamed
-        meta["arch"] = archs.RENAMED[meta["arch"]]
+    if meta.get("arch") in RENAMED:  # written before the registry's CIFAR variants were renamed
+        meta["arch"] = RENAMED[meta["arch"]]
     types = {
         "arch": str,
         "arch_args": dict,

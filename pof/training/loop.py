@@ -20,12 +20,8 @@ from torch import nn
 
 from ..data.batches import Batches
 from ..data.dataset import Dataset
-from ..models.checkpoints import (
-    load_resume_state,
-    read_safetensors,
-    save_checkpoint,
-    save_resume_state,
-)
+from ..models.checkpoints import load_resume_state, save_checkpoint, save_resume_state
+from ..models.tensors import read_safetensors
 from ..progress import Progress, ShouldStop
 from ..runs.run import Run, RunError
 from .evaluation import evaluate

@@ -30,10 +30,10 @@ from ..data.names import parse_augment
 from ..device import pick_device
 from ..method.pof import PERTURBATION_OF_METHOD, PoF
 from ..method.sam import SAM
-from ..models.checkpoints import CheckpointError, data_for, load_checkpoint
-from ..models.formats import ModelSource
+from ..models.formats import CheckpointError, ModelSource
+from ..models.loading import data_for, load_checkpoint
 from ..models.metadata import dataset_of, file_sha256
-from ..models.networks import split_model
+from ..models.split import split_model
 from ..runs.run import Run, RunError
 from ..validate import ConfigError
 from .loop import Loop, fit

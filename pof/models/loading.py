@@ -1,0 +1,381 @@
+"""A model's journey, in one line: from a file someone saved to a ready (features, classifier)
+model.
+
+`load_checkpoint` is the one loader behind the CLI, the library and the app, and it reads as the
+pipeline it is. Each step is a function below, in order, with a typed result; each refusal is raised
+by the step that knows why (a CheckpointError that says what to do).
+
+    1. recognise   what the file is, by its content                      (formats.sniff)
+    2. read        its tensors, safely, and this project's metadata      (tensors)
+    3. unwrap      the state dict out of the container it was saved in   (tensors.unwrap)
+    4. architect   which architecture builds it, from the metadata or the user's words
+    5. build       that architecture: registry, torchvision, own code, torch.export   (build)
+    6. fit         the file's keys to the model's, then the weights in   (keys)
+    7. check       on two inputs of the data: shapes, outputs, finiteness, and the split PoF needs
+
+Nothing here ever runs a pickle of unknown origin: project checkpoints are safetensors, other
+torch files are read with torch.load(weights_only=True), export programs are vetted piece by piece.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data.batches import Batches
+from ..data.load import load_dataset
+from ..data.names import short_repr
+from .build import build
+from .checkpoints import save_checkpoint
+from .formats import (
+    FOREIGN,
+    CheckpointError,
+    LoadError,
+    ModelSource,
+    clean,
+    refuse_unreadable,
+    sniff,
+)
+from .keys import check_keys, fit_keys
+from .metadata import dataset_named, file_sha256, project_meta, require
+from .registry import ArchError, runs_user_code
+from .split import split_model
+from .tensors import read_safetensors, torch_load, unwrap
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """Steps 1-3: a model file read. `meta` is this project's metadata (checked), None for a
+    foreign file; `state` is empty for an export program, whose weights come with its graph."""
+
+    path: Path
+    kind: str  # safetensors, torch or export (formats.FOREIGN)
+    state: dict[str, torch.Tensor]
+    meta: dict | None
+
+    @property
+    def foreign(self) -> bool:
+        return self.meta is None
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Step 4: what builds the model, and the inputs and classes it is built for."""
+
+    arch: str
+    args: dict
+    input_shape: tuple[int, ...] | None
+    num_classes: int | None
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Step 6: the weights as loaded, and what was done to their keys to fit them."""
+
+    state: dict[str, torch.Tensor]
+    notes: list[str] = field(default_factory=list)
+
+
+def load_checkpoint(
+    path: str | Path,
+    dataset=None,
+    arch: str | None = None,
+    arch_args: dict | None = None,
+    source: ModelSource | None = None,
+    allow_code: bool = True,
+) -> tuple[nn.Module, dict]:
+    """(model in eval mode, metadata) from any model file a user brings.
+
+    Project checkpoints carry everything. Foreign files (state dicts in any common container,
+    safetensors without metadata, torch.export programs) need `dataset` (input shape,
+    normalization, classes) and, except programs, an architecture (`arch` or `source.arch`). With
+    a dataset, two of its inputs go through the model to check it fits. `metadata["classifier"]`
+    names the last layer PoF perturbs (None when the model has none it can use, with the reason in
+    `metadata["split"]`); `metadata["warnings"]` holds what the caller must show. With
+    allow_code=False, an architecture that runs code named inside the file is refused.
+    """
+    path = Path(path)
+    source = source or ModelSource(arch, dict(arch_args or {}))
+    file = read_model_file(path)  # 1-3
+    spec = architecture(file, source, dataset, allow_code)  # 4
+    model = build_model(file, spec)  # 5
+    fitted = fit_weights(file, model, source, spec.arch)  # 6
+    meta = describe(file, spec, source, dataset, fitted.notes)
+    if fitted.state:
+        model.load_state_dict(fitted.state)
+    check_on_data(model, meta, dataset, file)  # 7
+    return model.eval(), meta
+
+
+# --- 1-3: recognise, read, unwrap ---------------------------------------------------------------
+
+
+def read_model_file(path: Path) -> ModelFile:
+    """The file's kind, its tensors and (for a project checkpoint, checked field by field) its
+    metadata. Refuses what is not a model file, TorchScript, and pickles of anything but tensors."""
+    kind = sniff(path)
+    refuse_unreadable(path, kind)
+    if kind == "safetensors":
+        state, meta = read_safetensors(path)
+        if meta is not None:
+            require(meta, path)
+        return ModelFile(path, kind, state, meta)
+    if kind == "torch":
+        return ModelFile(path, kind, unwrap(torch_load(str(path), str(path)), str(path)), None)
+    return ModelFile(path, kind, {}, None)  # export: the weights come with the program
+
+
+# --- 4: which architecture ------------------------------------------------------------------------
+
+
+def architecture(
+    file: ModelFile, source: ModelSource, dataset, allow_code: bool = True
+) -> Architecture:
+    """What builds the model: the metadata's architecture for a project checkpoint; for a foreign
+    file, the program itself (export) or the one the user names, with the dataset's shapes."""
+    path, meta = file.path, file.meta
+    if not file.foreign:
+        if runs_user_code(meta["arch"]) and not allow_code:
+            raise CheckpointError(
+                f"{path} is built by code named in its metadata ({meta['arch']}); it is only "
+                f"run when you load the file yourself from the command line or allow it."
+            )
+        return Architecture(
+            meta["arch"], meta["arch_args"], meta["input_shape"], meta["num_classes"]
+        )
+    if dataset is None:
+        raise CheckpointError(
+            f"{path} is a {FOREIGN[file.kind]} without this project's metadata: give the dataset "
+            f"it was trained on (--dataset) for its input shape, normalization and classes."
+        )
+    if file.kind == "export":
+        arch = f"export:{path.resolve()}"
+    elif not source.arch:
+        raise CheckpointError(
+            f"{path} holds weights only: give its architecture with --arch (a registry name, "
+            f"torchvision:NAME, path/to/file.py:function or package.module:function)."
+        )
+    else:
+        arch = source.arch
+    return Architecture(arch, dict(source.arch_args), dataset.input_shape, dataset.num_classes)
+
+
+# --- 5: build -------------------------------------------------------------------------------------
+
+
+def build_model(file: ModelFile, spec: Architecture) -> nn.Module:
+    """An untrained model of the architecture, refused with the file named when it cannot be built
+    (or when the export program a checkpoint was written from has changed since)."""
+    path = file.path
+    try:
+        model = build(
+            spec.arch,
+            spec.args,
+            input_shape=spec.input_shape,
+            num_classes=spec.num_classes,
+            state=file.state,
+        )
+    except (ArchError, LoadError) as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    except (RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as e:
+        # arguments that pass the architecture's signature but not its layers (width=-1, ...)
+        raise CheckpointError(
+            f"{path}: cannot build {spec.arch} with {short_repr(spec.args)}: {clean(e)}. Check the "
+            f"architecture arguments (--arch-arg)."
+        ) from e
+    program = (file.meta or {}).get("program_sha256")
+    if program and file_sha256(spec.arch.split(":", 1)[1]) != program:
+        raise CheckpointError(
+            f"{path}: the program {spec.arch} has changed since the checkpoint was written."
+        )
+    return model
+
+
+# --- 6: fit the keys ------------------------------------------------------------------------------
+
+
+def fit_weights(file: ModelFile, model: nn.Module, source: ModelSource, arch: str) -> Fitted:
+    """The file's weights with keys that fit the model: a foreign state dict gets the user's renames
+    and loses a shared prefix; then every key and shape is checked (the error pairs the keys)."""
+    if not file.state:
+        return Fitted({})
+    state, notes = file.state, []
+    if file.foreign:
+        state, notes = fit_keys(state, model, source.key_map)
+    return Fitted(check_keys(state, model, str(file.path), arch), notes)
+
+
+def describe(
+    file: ModelFile, spec: Architecture, source: ModelSource, dataset, notes: list[str]
+) -> dict:
+    """The metadata of the loaded model: a project checkpoint's own, or, for a foreign file, what
+    the dataset and the user said (provenance records the file, its format and hash)."""
+    if not file.foreign:
+        return {**file.meta, "classifier": source.classifier or file.meta.get("classifier")}
+    meta = {
+        "arch": spec.arch,
+        "arch_args": dict(source.arch_args),
+        "num_classes": dataset.num_classes,
+        "input_shape": list(dataset.input_shape),
+        "mean": list(dataset.mean),
+        "std": list(dataset.std),
+        "dataset": dataset.name,
+        "class_names": list(dataset.classes),
+        "class_order": getattr(dataset, "class_order", ""),
+        "metrics": {},
+        "provenance": {
+            "kind": "foreign",
+            "file": str(file.path),
+            "format": file.kind,
+            "sha256": file_sha256(file.path),
+            "key_notes": notes,
+        },
+        "classifier": source.classifier,
+    }
+    if file.kind == "export":
+        meta["program_sha256"] = meta["provenance"]["sha256"]
+    return meta
+
+
+# --- 7: check on the data, and split --------------------------------------------------------------
+
+
+def check_on_data(model: nn.Module, meta: dict, dataset, file: ModelFile) -> None:
+    """With a dataset: refuse one the model was not made for, and run two of its inputs through
+    it. Always: note tensors that are not finite, and record the feature/classifier split (in
+    meta["classifier"] and meta["split"]) or why there is none. Warnings go to meta["warnings"]."""
+    meta["warnings"] = check_dataset(meta, dataset, file.foreign) if dataset is not None else []
+    example = probe(model, meta, dataset, file.path) if dataset is not None else None
+    bad = [
+        n
+        for n, t in model.state_dict().items()
+        if t.is_floating_point() and not torch.isfinite(t).all()
+    ]
+    if bad:
+        meta["warnings"].append(
+            f"{len(bad)} tensors hold NaN or infinite values ({', '.join(bad[:3])}); "
+            f"losses and curvature of this model are meaningless."
+        )
+    meta["nonfinite"] = bad
+    try:
+        split = split_model(model, example, classifier=meta.get("classifier"))
+        meta["classifier"], meta["split"] = split.classifier_name, split.describe()
+    except ValueError as e:
+        meta["classifier"], meta["split"] = (
+            None,
+            (
+                f"no usable last layer: {e} Every analysis but PoF and the exact "
+                f"last-layer Hessian works; name the layer with --classifier."
+            ),
+        )
+
+
+def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
+    """Refuse a dataset whose classes or input shape differ from what the checkpoint was trained
+    for; returns warnings about a class order that cannot be checked (a `foreign` model's class
+    names are the dataset's own, so they cannot vouch for its order)."""
+    if meta["num_classes"] != dataset.num_classes:
+        raise CheckpointError(
+            f"The checkpoint has {meta['num_classes']} output classes but {dataset.name} has "
+            f"{dataset.num_classes}. Pick the dataset it was trained on "
+            f"({meta.get('dataset', 'unknown')})."
+        )
+    if tuple(meta["input_shape"]) != tuple(dataset.input_shape):
+        raise CheckpointError(
+            f"The checkpoint expects inputs of shape {tuple(meta['input_shape'])} but "
+            f"{dataset.name} has {tuple(dataset.input_shape)}. Pick the dataset it was trained "
+            f"on ({meta.get('dataset', 'unknown')})."
+        )
+    names, order = meta.get("class_names"), getattr(dataset, "class_order", "")
+    if names and list(names) != list(dataset.classes) and sorted(names) == sorted(dataset.classes):
+        raise CheckpointError(
+            f"{dataset.name} has the checkpoint's classes in another order "
+            f"({', '.join(dataset.classes[:4])}, ... vs {', '.join(names[:4])}, ...): every "
+            f"label would be read as another class. State the order with "
+            f"--classes {','.join(names)}."
+        )
+    if (not names or foreign) and order == "alphabetical":
+        return [
+            f"The class order of {dataset.name} comes only from sorting its names alphabetically "
+            f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), "
+            f"and the model records none. If the model was trained with another order, every "
+            f"number will be wrong: state it "
+            f"with --classes."
+        ]
+    return []
+
+
+def probe(model: nn.Module, meta: dict, dataset, path: Path) -> torch.Tensor:
+    """Two test inputs through the model: the input shape and the number of outputs are checked
+    here, before any work starts, instead of deep inside a job."""
+    x = Batches(
+        dataset.x_test[:2], dataset.y_test[:2], meta["mean"], meta["std"], 2, shuffle=False
+    ).normalize(dataset.x_test[:2])
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except Exception as e:
+        raise CheckpointError(
+            f"{path} ({meta['arch']}) cannot take the inputs of {dataset.name} "
+            f"(shape {tuple(x.shape[1:])}): {clean(e)}"
+        ) from e
+    if not isinstance(out, torch.Tensor) or out.shape != (2, dataset.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CheckpointError(
+            f"{path} ({meta['arch']}) returns {shape} for a batch of 2; a classifier of "
+            f"{dataset.name} must return (2, {dataset.num_classes}) logits."
+        )
+    return x
+
+
+# --- around the pipeline: the data a checkpoint is measured on, importing a foreign file -------
+
+
+# data whose class order is the user's, not a registry's
+USER_DATA = ("npz:", "csv:", "imagefolder:")
+
+
+def data_for(
+    path: str | Path,
+    name: str | None = None,
+    root=None,
+    options: dict | None = None,
+    svhn_extra: bool = False,
+):
+    """The dataset to measure a checkpoint on: `name`, else the one its metadata names. Its data
+    options (label column, class order ...) are those it was imported or trained with, unless
+    `options` states others; the user's own data keeps the class order the checkpoint recorded."""
+    kind, meta = project_meta(Path(path))  # read once, for the name and the recorded options
+    name = name or dataset_named(Path(path), kind, meta)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    if meta and meta.get("dataset") == name:
+        recorded = {k: v for k, v in (meta.get("data_options") or {}).items() if v is not None}
+        if name.startswith(USER_DATA) and meta.get("class_names"):
+            recorded.setdefault("classes", list(meta["class_names"]))
+        options = {**recorded, **options}
+    return load_dataset(name, root, svhn_extra=svhn_extra, **options)
+
+
+def import_checkpoint(
+    path: str | Path,
+    out: str | Path,
+    dataset,
+    source: ModelSource | None = None,
+    data_options: dict | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Write any model file a user brings as a project checkpoint (weights + full metadata), so that
+    every command and the app take it without --arch or --dataset; returns its metadata."""
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise CheckpointError(f"{out}: a project checkpoint is a .safetensors file; name it so.")
+    if out.exists() and not overwrite:
+        raise CheckpointError(f"{out} exists; give --overwrite to replace it, or another --out.")
+    model, meta = load_checkpoint(path, dataset=dataset, source=source)
+    meta["provenance"] = {**meta["provenance"], "kind": "imported"}
+    meta["data_options"] = {k: v for k, v in (data_options or {}).items() if v is not None}
+    save_checkpoint(out, model, meta)
+    return meta

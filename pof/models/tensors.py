@@ -1,0 +1,82 @@
+"""Reading a model file's tensors safely: nothing but tensors is ever unpickled.
+
+safetensors        tensors, plus this project's metadata when it wrote the file
+torch.save files   torch.load(weights_only=True) (zip or legacy pickle), then the state dict
+                   is unwrapped from the containers people save: {'state_dict' | 'model' |
+                   'model_state_dict' | 'net': ...}, Lightning .ckpt files, nested a level or
+                   two
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .formats import LoadError, clean
+from .metadata import parse_metadata, unreadable
+
+if TYPE_CHECKING:
+    import torch
+
+WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "network", "module")
+
+
+def read_safetensors(path: Path) -> tuple[dict, dict | None]:
+    """A safetensors file's tensors and its project metadata (None when it has none)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+            names = f.keys()  # a list: the handle itself is not iterable
+            state = {k: f.get_tensor(k) for k in names}
+    except Exception as e:
+        raise unreadable(path, e) from e
+    return state, parse_metadata(raw, path)
+
+
+def torch_load(data, what: str):
+    import torch
+
+    try:
+        return torch.load(data, map_location="cpu", weights_only=True)
+    except Exception as e:
+        msg = clean(e)
+        found = re.search(r"GLOBAL ([\w.]+)", msg)
+        if found:
+            raise LoadError(
+                f"{what} holds a pickled Python object ({found.group(1)}), not only tensors. It "
+                "was not loaded: unpickling it would run code. Save the weights instead: "
+                "torch.save(model.state_dict(), PATH) (and give the architecture with --arch), "
+                "or export the model with torch.export.save."
+            ) from e
+        raise LoadError(f"{what} could not be read as a PyTorch file: {msg}") from e
+
+
+def unwrap(obj, what: str) -> dict[str, torch.Tensor]:
+    """The state dict inside what torch.load returned: itself, or under a common wrapper key
+    (Lightning keeps it under 'state_dict', many scripts under 'model' or 'model_state_dict')."""
+    import torch
+
+    for _ in range(3):  # wrappers nest at most a couple of levels in practice
+        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return dict(obj)
+        if not isinstance(obj, dict):
+            break
+        inner = next((obj[k] for k in WRAPPERS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if isinstance(obj, dict):
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors and all(isinstance(k, str) for k in tensors):
+            return (
+                tensors  # a state dict with a few non-tensor extras (e.g. `_metadata`-like entries)
+            )
+        keys = ", ".join(map(str, list(obj)[:12]))
+        raise LoadError(
+            f"{what} holds a dict without a state dict in it (top-level keys: {keys}). Expected "
+            f"tensors, or one of {', '.join(repr(w) for w in WRAPPERS)} holding them."
+        )
+    raise LoadError(f"{what} holds a {type(obj).__name__}, not a state dict of tensors.")
