@@ -61,7 +61,7 @@ def read_config(run: Run) -> tuple[dict | None, str | None]:
 
 def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subprocess.Popen:
     """`python ARGS` (e.g. -m pof pretrain ...) in its own session, so it survives the page and the
-    app, started through pof.jobqueue so that it waits while another job under `root` runs; its
+    app, started through pof.runs.jobqueue so that it waits while another job under `root` runs; its
     output goes to RUN/log.txt and the folder is marked queued at once."""
     root = Path(root or runs_root()).resolve()
     if (

@@ -31,7 +31,7 @@ def state_box(run: Run, status: dict, root: Path | None = None) -> None:
         root = root or runs_root()
         ahead, running = queue_state(
             run, root
-        )  # dead and broken runs are not counted (pof.jobqueue)
+        )  # dead and broken runs are not counted (pof.runs.jobqueue)
         st.progress(
             0.0,
             text="queued: starting"

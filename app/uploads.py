@@ -1,6 +1,6 @@
 """The app's own files beside the runs: uploads, kept under generated names in RUNS/.uploads, each
 with a small JSON note of its original name, listed and deletable (the bytes are never interpreted
-here; pof.checkpoints.load_checkpoint reads them, tensors only), and the project checkpoints the
+here; pof.models.loading.load_checkpoint reads them, tensors only), and the project checkpoints the
 Inspect page saves from the user's own models, in RUNS/imported."""
 
 from __future__ import annotations

@@ -4,11 +4,11 @@ often one checkpoint's journey from a path to a model ready for analysis changes
     python benchmarks/layout.py [REPO]
 
 REPO defaults to this checkout; give another checkout (an older commit) to measure it the same way.
-"Module changes" are traced with sys.setprofile while `analysis.compare.compute` loads its
-checkpoint
-(the bundled digits model, on its data, as analysis.reports.load_model does): each call that enters
-a project module other than the caller's counts once; the journey is run once untraced first, so
-lazy imports are not counted.
+The journey is traced with sys.setprofile while loading a checkpoint as `analysis.compare.compute`
+does (the bundled digits model, on its data, through analysis.reports.load_model): every call that
+enters a project module other than the caller's, and the bounces among them (calls back into a
+module still on the stack beneath another). It is run once untraced first, so lazy imports are not
+counted.
 """
 
 from __future__ import annotations
@@ -97,34 +97,63 @@ def folders(root: Path) -> dict[str, int]:
     }
 
 
-def journey(root: Path) -> tuple[int, Counter, list[str]]:
-    """(module changes, entries per module, the path) of loading one checkpoint as
-    analysis.compare.compute does."""
-    sys.path.insert(0, str(root))
+def journey(root: Path, foreign: bool) -> tuple[list[str], Counter, list[str]]:
+    """(the bounces, entries per module, the path) of loading one checkpoint as
+    analysis.compare.compute does: the bundled digits model, or (foreign) its weights saved as a
+    Lightning-style {'state_dict': {'model.…': …}} with torch.save, given with --arch cnn-small. A
+    bounce is a call back into a module that is still on the call stack beneath another one: the
+    journey going back and forth between modules."""
+    import tempfile
+
+    import torch
+    from safetensors.torch import load_file
+
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
     compare = importlib.import_module("analysis.compare")
     reports = importlib.import_module("analysis.reports")
     ckpt = root / "assets" / "digits-cnn-small-sgd.safetensors"
-
     dataset = compare.data_for(ckpt, None)  # the data's own journey is not counted
-    load = lambda: reports.load_model(ckpt, dataset, None)
+    source = None
+    if foreign:
+        where = "pof.models.formats" if (root / "pof" / "models").is_dir() else "pof.loading"
+        source = importlib.import_module(where).ModelSource("cnn-small")
+        state = {f"model.{k}": v for k, v in load_file(str(ckpt)).items()}
+        ckpt = Path(tempfile.mkdtemp()) / "lightning.ckpt"
+        torch.save({"state_dict": state, "epoch": 3}, ckpt)
+    load = lambda: reports.load_model(ckpt, dataset, source)
     load()
     prefix = str(root / "pof")
     path: list[str] = []
+    bounces: list[str] = []
 
     def profile(frame, event, _arg):
-        if event != "call":
+        # a call into project code, seen from the nearest project frame beneath it (library code in
+        # between, torch's or the standard library's, is looked through); generator expressions
+        # resumed by a library are not calls of the journey
+        if event != "call" or frame.f_code.co_name.startswith("<"):
             return
         callee = frame.f_code.co_filename
-        caller = frame.f_back.f_code.co_filename if frame.f_back else ""
-        if callee.startswith(prefix) and callee != caller:
-            path.append(f"{module_name(root, Path(callee))}.{frame.f_code.co_name}")
+        if not callee.startswith(prefix):
+            return
+        below = []
+        f = frame.f_back
+        while f is not None:
+            if f.f_code.co_filename.startswith(prefix):
+                below.append(f.f_code.co_filename)
+            f = f.f_back
+        if below and below[0] != callee:
+            step = f"{module_name(root, Path(callee))}.{frame.f_code.co_name}"
+            path.append(step)
+            if callee in below[1:]:  # back into a module still waiting for this call
+                bounces.append(step)
 
     sys.setprofile(profile)
     try:
         load()
     finally:
         sys.setprofile(None)
-    return len(path), Counter(step.rpartition(".")[0] for step in path), path
+    return bounces, Counter(step.rpartition(".")[0] for step in path), path
 
 
 def main() -> None:
@@ -138,7 +167,7 @@ def main() -> None:
     }
     largest_file = max(lines, key=lines.get)
     found = circles(import_graph(root))
-    changes, entries, path = journey(root)
+    journeys = {kind: journey(root, kind == "foreign") for kind in ("project", "foreign")}
     commit = subprocess.run(
         ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -146,10 +175,15 @@ def main() -> None:
     print(f"largest folder      {largest_folder}: {sizes[largest_folder]} modules")
     print(f"largest file        {largest_file}: {lines[largest_file]} lines")
     print(f"import circles      {len(found)}" + "".join(f"\n  {' <-> '.join(c)}" for c in found))
-    print(f"checkpoint journey  {changes} module changes, {len(entries)} modules:")
-    for module, n in entries.most_common():
-        print(f"  {n:3d}  {module}")
-    print("  the calls, in order: " + " -> ".join(path))
+    for kind, (bounces, entries, path) in journeys.items():
+        print(
+            f"{kind} checkpoint's journey: {len(path)} calls into another module, "
+            f"{len(entries)} modules, {len(bounces)} bounces back into a module still waiting below"
+            + (f" ({', '.join(bounces)})" if bounces else "")
+        )
+        for module, n in entries.most_common():
+            print(f"  {n:3d}  {module}")
+        print("  the calls, in order: " + " -> ".join(path))
 
 
 if __name__ == "__main__":

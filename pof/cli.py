@@ -70,7 +70,7 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def _add_data_option_flags(p: argparse.ArgumentParser) -> None:
-    """The flags pof.datasets.data_options parses into a config's `data_options`."""
+    """The flags pof.data.names.data_options parses into a config's `data_options`."""
     p.add_argument(
         "--classes",
         default=None,
@@ -333,8 +333,9 @@ def config_argv(cfg) -> list[str]:
 
 
 def model_source_argv(source) -> list[str]:
-    """--arch, --arch-arg, --classifier and --key-map that reproduce a pof.loading.ModelSource
-    (the flags `add_model_args` parses; the registry's --arch-arg as well)."""
+    """--arch, --arch-arg, --classifier and --key-map that reproduce a
+    pof.models.formats.ModelSource (the flags `add_model_args` parses; the registry's --arch-arg as
+    well)."""
     argv = ["--arch", source.arch] if source.arch else []
     argv += [a for k, v in source.arch_args.items() for a in ("--arch-arg", f"{k}={json.dumps(v)}")]
     argv += ["--classifier", source.classifier] if source.classifier else []
@@ -563,7 +564,7 @@ def run_command(handler, args, run_dir=None) -> int:
 
 
 def _fail_queued(run_dir, message: str) -> None:
-    """The app's queue (pof.jobqueue) marks a folder queued under this very pid, then execs the
+    """The app's queue (pof.runs.jobqueue) marks a folder queued under this very pid, then execs the
     command: if the command refuses before it creates the run, say why in the folder, so the app
     shows the reason instead of "stopped without reporting"."""
     if run_dir is None:

@@ -1,6 +1,6 @@
 """The engine's configurations, in pure Python: what a page, the command line and a saved run need
 to name, default and check a job's options without importing torch (the jobs themselves live in
-pof.pretrain, pof.posttrain and pof.method).
+pof.training.pretrain, pof.training.posttrain and pof.method).
 
     PretrainConfig    pre-training (SGD or SAM) of a registry model
     PostTrainConfig   post-training with PoF or a control; METHODS, default_post_lr

@@ -177,27 +177,3 @@ def grid_size(name: str, steps, dims: int, samples: int | None = None) -> int:
             f"{int(MAX_GRID_POINTS ** (1 / dims))} steps per axis."
         )
     return points
-
-
-def saved_config(cls, run, command: str):
-    """The configuration saved in a run folder, checked like a new one: a corrupt or hand-edited
-    config.json is refused with its path named, before anything is resumed."""
-    from .runs.run import RunError
-
-    try:
-        saved = run.config_to_resume(command)
-        if not isinstance(saved, dict):
-            raise TypeError(f"'config' is {type(saved).__name__}, not an object")
-        return cls(**saved)
-    except RunError:
-        raise
-    except ConfigError as e:
-        raise ConfigError(
-            f"{run.config_file}: {e} It cannot be resumed as saved; start the run again with "
-            f"--overwrite."
-        ) from None
-    except (TypeError, KeyError, AttributeError, ValueError) as e:
-        raise RunError(
-            f"{run.config_file} is not a valid {command} configuration ({type(e).__name__}: {e}); "
-            f"it cannot be resumed. Start the run again with --overwrite."
-        ) from None

@@ -1,9 +1,9 @@
 """Interrupting a training job at a chosen step, the same on a fast machine as on a slow one.
 
-The epoch loop polls `Run.cancel_requested` once before every step (pof.loop.fit). These helpers run
-`python -m pof ...` in a child whose poll is replaced: at the chosen poll the job either kills
-itself (SIGKILL: no handler runs, as with the OOM killer) or holds still until its cancel file
-appears, so a test acts on a job that is exactly there, however fast it trains.
+The epoch loop polls `Run.cancel_requested` once before every step (pof.training.loop.fit).
+These helpers run `python -m pof ...` in a child whose poll is replaced: at the chosen poll the
+job either kills itself (SIGKILL: no handler runs, as with the OOM killer) or holds still until
+its cancel file appears, so a test acts on a job that is exactly there, however fast it trains.
 """
 
 import os
@@ -18,7 +18,7 @@ _CHILD = """
 import os, signal, sys, time
 from pathlib import Path
 from pof.cli import main
-from pof.runs import Run
+from pof.runs.run import Run
 
 action, at, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 polls = 0

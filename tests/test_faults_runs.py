@@ -568,7 +568,7 @@ def test_begin_resume_clears_a_stale_cancel_records_its_pid_and_refuses_a_live_j
     queued = Run(tmp_path / "q")
     queued.queue(
         os.getpid()
-    )  # pof.jobqueue queued this very process, and the user cancelled it while starting
+    )  # pof.runs.jobqueue queued this very process, and the user cancelled it while starting
     queued.request_cancel()
     queued.begin_resume()
     assert queued.cancel_requested()
@@ -595,7 +595,7 @@ def test_queueing_a_folder_again_drops_an_old_cancel_but_keeps_one_for_the_same_
     run.queue(os.getpid())  # a new job for the same folder: the old request must not cancel it
     assert not run.cancel_requested()
     run.request_cancel()
-    run.queue(os.getpid())  # the same job announced twice (the app, then pof.jobqueue itself)
+    run.queue(os.getpid())  # the same job announced twice (the app, then pof.runs.jobqueue itself)
     assert run.cancel_requested()
 
 
@@ -767,9 +767,9 @@ def test_no_file_content_crashes_or_hangs_a_reader(status, config, metrics):
 
 
 def test_a_job_the_app_queued_that_refuses_its_input_says_why_in_its_folder(tmp_path):
-    """The app starts jobs through pof.jobqueue, which marks the folder queued under its pid and
-    execs
-    the command: a refusal before the run exists must leave the reason, not a mute dead job."""
+    """The app starts jobs through pof.runs.jobqueue, which marks the folder queued under its pid
+    and execs the command: a refusal before the run exists must leave the reason, not a mute dead
+    job."""
     root = tmp_path / "runs"
     folder = root / "bogus"
     env = dict(os.environ)

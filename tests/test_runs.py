@@ -8,7 +8,7 @@ from pof.runs.run import Run, RunError, list_runs
 
 WRITER = textwrap.dedent("""
     import sys
-    from pof.runs import Run
+    from pof.runs.run import Run
     run = Run(sys.argv[1])
     for i in range(1500):
         run.set_status("running", progress=i / 1500, note="x" * (i % 7000))
@@ -84,7 +84,7 @@ def test_overwriting_keeps_a_cancel_meant_for_the_queued_job_itself_and_drops_a_
     )  # a new run: the old request is stale
     assert not (tmp_path / "r" / "cancel").exists()
     queued = Run(tmp_path / "q")
-    queued.queue(os.getpid())  # as pof.jobqueue does before it execs into the job (same pid)
+    queued.queue(os.getpid())  # as pof.runs.jobqueue does before it execs into the job (same pid)
     queued.request_cancel()  # the user cancels while the job is still starting up
     Run.create(tmp_path / "q", {"command": "x"}, overwrite=True)
     assert Run(tmp_path / "q").cancel_requested()

@@ -1,8 +1,9 @@
 """Post-train: choose a trained model and a dataset that fits it, configure PoF or a control, start
 it as a background job and watch it.
 
-The app's first page: a bundled model's card is read without torch (pof.catalogue.bundled_card),
-and torch is imported only to load a checkpoint that is not bundled.
+The app's first page: a bundled model's card is read without torch
+(pof.models.catalogue.bundled_card), and torch is imported only to load a checkpoint that is not
+bundled.
 """
 
 from pathlib import Path
@@ -42,15 +43,15 @@ def bundled_model_card(entry: dict, mtime: float) -> dict:
 def model_card(path: str, mtime: float) -> dict:
     """What the checkpoint is, from its metadata and its weights loaded into its architecture:
     NaN or infinite weights are found here, not in the job."""
-    from pof.models import registry as archs
     from pof.models.loading import load_checkpoint
     from pof.models.metadata import read_metadata
     from pof.models.networks import count_parameters
+    from pof.models.registry import runs_user_code
 
     meta = read_metadata(path)
     # never run code named inside a file just to draw its card, unless this app saved the file
     # itself
-    if archs.runs_user_code(meta["arch"]) and Path(path).parent != imported_dir():
+    if runs_user_code(meta["arch"]) and Path(path).parent != imported_dir():
         raise CheckpointError(
             f"it is built by code ({meta['arch']}); post-train it from the command line "
             f"(python -m pof post-train {path} ...), which runs that code."

@@ -1,5 +1,6 @@
 """The datasets' names, options and paths: what the app's pages, the catalogue and the configs
-need to name and check a dataset without loading it, in pure Python (no torch; pof.data loads them).
+need to name and check a dataset without loading it, in pure Python (no torch; pof.data.load
+loads them).
 """
 
 from __future__ import annotations

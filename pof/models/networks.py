@@ -1,6 +1,6 @@
 """The registry's networks. Every model is `classifier(features(x))`: PoF trains `features` and
 perturbs `classifier` (a single nn.Linear). Foreign modules are split at their last nn.Linear. The
-registry itself (names, default arguments) is pof.archs.ARCHS, which needs no torch.
+registry itself (names, default arguments) is pof.models.registry.ARCHS, which needs no torch.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Where a model's architecture comes from: one spec string, four sources.
 
-    cnn-small, resnet20, ...        the project's registry (ARCHS below; the networks: pof.models)
+    cnn-small, resnet20, ...        the project's registry (ARCHS below; the networks: networks)
     torchvision:resnet18            any torchvision classification model, by its own name and
                                     arguments
     path/to/file.py:build           the user's own code: a function returning an nn.Module
@@ -9,10 +9,11 @@
 
 The last two sources run the user's own code (a factory, or a program's graph); say so wherever a
 user picks them. TorchScript is not a source: it is deprecated in this PyTorch, and torch.export
-replaces it (see pof.loading).
+replaces it (see pof.models.export).
 
 Naming and checking an architecture needs no torch: the registry is plain data here, and torch is
-imported only to build a model (the app's pages read checkpoint metadata without it).
+imported only to build a model (pof.models.build; the app's pages read checkpoint metadata
+without it).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Run jobs one at a time: `python -m pof.jobqueue RUN ROOT -- ARGS...` waits for its turn among
-the jobs queued under ROOT, then replaces itself with `python ARGS...` (same pid).
+"""Run jobs one at a time: `python -m pof.runs.jobqueue RUN ROOT -- ARGS...` waits for its turn
+among the jobs queued under ROOT, then replaces itself with `python ARGS...` (same pid).
 
 A turn is a slot: an exclusive flock on ROOT/.slots/N.lock. The job's process holds it for its
 whole life (the descriptor survives exec) and the kernel releases it when the process ends, however
@@ -80,7 +80,7 @@ def wait_for_slot(run: Run, root: Path, slots: int) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 4 or argv[2] != "--":
-        print("usage: python -m pof.jobqueue RUN ROOT -- ARGS...", file=sys.stderr)
+        print("usage: python -m pof.runs.jobqueue RUN ROOT -- ARGS...", file=sys.stderr)
         return 2
     run, root, args = Run(Path(argv[0])), Path(argv[1]), argv[3:]
     try:

@@ -43,6 +43,6 @@ def pid_alive(pid: int, since: float | None = None) -> bool:
 
 
 def is_mine(pid) -> bool:
-    """A status pid that stands for this process: pof.jobqueue queues a folder under its own pid and
-    then execs into the job, which keeps that pid."""
+    """A status pid that stands for this process: pof.runs.jobqueue queues a folder under its own
+    pid and then execs into the job, which keeps that pid."""
     return pid == os.getpid()

@@ -11,8 +11,9 @@ A reader never sees a torn status (pof.files replaces it atomically) or a torn m
 line is written with a single write(); a trailing line without its newline is still being written
 and is skipped). Readers never raise because of what a file holds: an unreadable status reads as
 state "broken" with the reason, a bad metrics line is skipped, and a job whose process is gone
-reads as "failed". How a folder is claimed lives in pof.runcreate, how a file is read safely in
-pof.runfiles and whether a job's process lives in pof.liveness.
+reads as "failed". Where each file lives and the status: pof.runs.folder; how a folder is
+claimed: pof.runs.create; how a file is read safely: pof.runs.reading; whether a job's process
+lives: pof.runs.liveness.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+from ..validate import ConfigError
 from .create import claim_for_resume, create_run
 from .folder import STALE_SECONDS, RunFolder
 from .reading import (
@@ -135,6 +137,28 @@ class Run(RunFolder):
                 f"{self.path} already finished all {saved.get('epochs')} epochs; nothing to resume."
             )
         return saved["config"]
+
+    def saved_config(self, cls, command: str):
+        """The configuration saved in a run folder, checked like a new one: a corrupt or hand-edited
+        config.json is refused with its path named, before anything is resumed."""
+        try:
+            saved = self.config_to_resume(command)
+            if not isinstance(saved, dict):
+                raise TypeError(f"'config' is {type(saved).__name__}, not an object")
+            return cls(**saved)
+        except RunError:
+            raise
+        except ConfigError as e:
+            raise ConfigError(
+                f"{self.config_file}: {e} It cannot be resumed as saved; start the run again with "
+                f"--overwrite."
+            ) from None
+        except (TypeError, KeyError, AttributeError, ValueError) as e:
+            raise RunError(
+                f"{self.config_file} is not a valid {command} configuration "
+                f"({type(e).__name__}: {e}); it cannot be resumed. Start the run again with "
+                f"--overwrite."
+            ) from None
 
     # --- reading (anyone) ---
     def config(self) -> dict:

@@ -131,7 +131,7 @@ def post_train(
     Under torchrun every rank calls this; rank 0 writes the folder."""
     if resume:
         run = Run(run_dir)
-        cfg = check.saved_config(PostTrainConfig, run, "post-train")
+        cfg = run.saved_config(PostTrainConfig, "post-train")
     elif not isinstance(cfg, PostTrainConfig):
         raise ConfigError(f"post_train takes a PostTrainConfig, got {type(cfg).__name__}.")
     if not str(cfg.checkpoint).strip():

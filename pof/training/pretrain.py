@@ -1,8 +1,8 @@
 """Pre-training: a model trained from scratch (Nesterov SGD or SAM), the baseline PoF post-trains.
 
-A driver of the epoch loop (pof.loop): it checks the configuration, loads the data, builds the model
-and the optimizer, creates the run folder and hands them to `fit`. Its configuration,
-PretrainConfig, lives in pof.config (no torch).
+A driver of the epoch loop (pof.training.loop): it checks the configuration, loads the data,
+builds the model and the optimizer, creates the run folder and hands them to `fit`. Its
+configuration, PretrainConfig, lives in pof.config (no torch).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def pretrain(
     """
     if resume:
         run = Run(run_dir)
-        cfg = check.saved_config(PretrainConfig, run, "pretrain")
+        cfg = run.saved_config(PretrainConfig, "pretrain")
     elif not isinstance(cfg, PretrainConfig):
         raise ConfigError(f"pretrain takes a PretrainConfig, got {type(cfg).__name__}.")
     else:
