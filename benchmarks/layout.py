@@ -13,14 +13,15 @@ counted.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-PACKAGES = ("pof", "analysis", "app")
+# the import graph as the tests read it (tests/importgraph.py), of the checkout measured
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from importgraph import PACKAGES, circles, import_graph
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -28,69 +29,11 @@ def module_name(root: Path, path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph(root: Path) -> dict[str, set[str]]:
-    """Every import between the project's modules, at any depth of a file (lazy ones too)."""
-    files = {module_name(root, p): p for pkg in PACKAGES for p in (root / pkg).rglob("*.py")}
-    graph: dict[str, set[str]] = {m: set() for m in files}
-    for name, path in files.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join([*up, base] if base else up)
-                targets = [f"{base}.{a.name}" for a in node.names] + [base]
-            else:
-                continue
-            # `from pkg import module` names the module; `from module import name` the module
-            hit = next((t for t in targets if t in files and t != name), None)
-            if hit:
-                graph[name].add(hit)
-    return graph
-
-
-def circles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan), sorted."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    sys.setrecursionlimit(10_000)
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return sorted(found)
-
-
 def folders(root: Path) -> dict[str, int]:
     return {
-        str(d.relative_to(root)): sum(1 for p in d.glob("*.py") if p.name != "__init__.py")
+        str(d.relative_to(root)): sum(
+            1 for p in d.glob("*.py") if p.name not in ("__init__.py", "__main__.py")
+        )
         for pkg in PACKAGES
         for d in [root / pkg, *(p for p in (root / pkg).rglob("*") if p.is_dir())]
         if any(d.glob("*.py"))
@@ -108,8 +51,6 @@ def journey(root: Path, foreign: bool) -> tuple[list[str], Counter, list[str]]:
     import torch
     from safetensors.torch import load_file
 
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
     compare = importlib.import_module("analysis.compare")
     reports = importlib.import_module("analysis.reports")
     ckpt = root / "assets" / "digits-cnn-small-sgd.safetensors"
@@ -166,7 +107,8 @@ def main() -> None:
         for p in (root / pkg).rglob("*.py")
     }
     largest_file = max(lines, key=lines.get)
-    found = circles(import_graph(root))
+    sys.path.insert(0, str(root))
+    found = circles(import_graph())
     journeys = {kind: journey(root, kind == "foreign") for kind in ("project", "foreign")}
     commit = subprocess.run(
         ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
