@@ -2,4 +2,6 @@
 per-layer sharpness, loss-landscape slices. One function per report (analysis.reports), typed
 results in one file format (analysis.results), one content-keyed cache (analysis.cache), options
 declared once (analysis.configs); the CLI (analysis.cli) and the report jobs (analysis.compare) are
-thin front ends on them. Imports pof for models, data and checkpoints; never Streamlit or Plotly."""
+thin front ends on them. The Learn page's small experiments are analysis.learn, their typed
+results analysis.learn_results. Imports pof for models, data and checkpoints; never Streamlit or
+Plotly."""

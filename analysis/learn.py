@@ -1,8 +1,9 @@
 """Small experiments that teach flat minima (the app's Learn page), built only from the project's
 engine: pof's point sets, MLP, optimizers, SAM step and the PoF unit; this package's Hessian
 operator, Lanczos, Hutchinson trace, landscapes and sharpness measures. On the 2-D point sets each
-runs in well under a second on a 2-core CPU. Results are plain data (dicts of lists and floats) that
-a figure builder can draw; nothing here knows about a user interface.
+runs in well under a second on a 2-core CPU. Results are frozen dataclasses of numbers and lists
+(analysis.learn_results) that a figure builder can draw; nothing here knows about a user
+interface.
 
 Trained models are cached by their recipe and shared: every function that moves weights works on
 its own copy, so two callers never see each other's displaced weights.
@@ -14,7 +15,7 @@ import copy
 import dataclasses
 import math
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -23,8 +24,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.hessian import HessianOperator, hutchinson_trace, top_eigenvalues
-from analysis.landscape import Directions, eval_tensors, evaluate_grid, grid, random_directions
+from analysis.landscape import (
+    Directions,
+    Landscape,
+    eval_tensors,
+    evaluate_grid,
+    grid,
+    random_directions,
+)
 from analysis.lastlayer import features_and_probs, last_layer_hessian
+from analysis.learn_results import (
+    Curvature,
+    DecisionMap,
+    EigenSlice,
+    EtaCurve,
+    FlatnessRow,
+    FlatnessTable,
+    LastLayerSummary,
+    PerturbationInfo,
+    PoFWalkthrough,
+    Points,
+    RecipeCurvature,
+    RescaledModel,
+    RescalingReport,
+    TrainingSummary,
+    TrainTestSlice,
+)
 from analysis.sharpness import worst_case_sharpness
 from pof.config import PoFConfig, PretrainConfig
 from pof.data.batches import Batches
@@ -61,7 +86,7 @@ class Recipe:
         return f"{opt}, batch {self.batch_size}, lr {self.lr:g}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Trained:
     model: Classifier  # shared by every caller of train(): copy it before moving its weights
     recipe: Recipe
@@ -75,8 +100,16 @@ class Trained:
         False  # the training loss became NaN or infinite: nothing about it can be measured
     )
 
-    def summary(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("model", "recipe")}
+    def summary(self) -> TrainingSummary:
+        return TrainingSummary(
+            self.steps,
+            self.reached_target,
+            self.train_loss,
+            self.train_acc,
+            self.test_loss,
+            self.test_acc,
+            self.diverged,
+        )
 
 
 @lru_cache(maxsize=16)
@@ -162,10 +195,11 @@ def _train(r: Recipe) -> Trained:
 
 def curvature(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, probes: int = 100, keep_vector: bool = False
-) -> dict:
+) -> Curvature:
     """Top Hessian eigenvalue (Lanczos, with its residual), Hutchinson trace (with its standard
-    error) and the exact last-layer Hessian, in the shapes the app's Hessian figure reads. With
-    keep_vector, "vector" holds the top eigenvector as a {parameter name: tensor} direction."""
+    error) and the exact last-layer Hessian (its `hessian()` is what the app's Hessian figure
+    reads). With keep_vector, `vector` holds the top eigenvector as a {parameter name: tensor}
+    direction."""
     model = copy.deepcopy(model)
     op = HessianOperator(model, [(x, y)])
     try:
@@ -174,16 +208,12 @@ def curvature(
     finally:
         op.close()
     Ft, P = features_and_probs(model, [(x, y)])
-    out = {
-        "top": top.to_dict(),
-        "trace": trace.to_dict(),
-        "last_layer": last_layer_hessian(Ft, P, top_k=1).to_dict(),
-    }
-    out["last_layer"].pop("spectrum", None)
+    last_layer = dataclasses.replace(last_layer_hessian(Ft, P, top_k=1), spectrum=None)
+    vector = None
     if keep_vector:
-        vector = op.unflatten(top.vectors[0].to(torch.float32))
-        out["vector"] = dict(zip(op.names, vector, strict=True))
-    return out
+        pieces = op.unflatten(top.vectors[0].to(torch.float32))
+        vector = dict(zip(op.names, pieces, strict=True))
+    return Curvature(dataclasses.replace(top, vectors=None), trace, last_layer, vector)
 
 
 def _trained_finite(r: Recipe) -> Trained:
@@ -197,17 +227,19 @@ def _trained_finite(r: Recipe) -> Trained:
 
 
 @lru_cache(maxsize=32)
-def recipe_curvature(r: Recipe) -> dict:
+def recipe_curvature(r: Recipe) -> RecipeCurvature:
     """curvature() of train(r) on its training set, with the top eigenvector, and its worst-case
     sharpness, plain and adaptive (the latter blind to rescaling layers; see rescaled())."""
     x, y = _recipe_tensors(r, "train")
     model = _trained_finite(r).model
-    out = curvature(model, x, y, keep_vector=True)
-    for key, adaptive in (("sharpness", False), ("adaptive", True)):
-        out[key] = worst_case_sharpness(
-            copy.deepcopy(model), x, y, rho=SHARPNESS_RHO, adaptive=adaptive
-        ).to_dict()
-    return out
+    c = curvature(model, x, y, keep_vector=True)
+    sharpness, adaptive = (
+        worst_case_sharpness(copy.deepcopy(model), x, y, rho=SHARPNESS_RHO, adaptive=adaptive)
+        for adaptive in (False, True)
+    )
+    return RecipeCurvature(
+        c.top, c.trace, c.last_layer, c.vector, sharpness=sharpness, adaptive=adaptive
+    )
 
 
 # --- pictures of a model -----------------------------------------------------------------------
@@ -216,7 +248,7 @@ SHARPNESS_RHO = 0.05  # the radius of the worst-case sharpness shown (SAM's defa
 
 
 @torch.no_grad()
-def decision_map(model: nn.Module, d: Dataset, steps: int = 90, margin: float = 0.4) -> dict:
+def decision_map(model: nn.Module, d: Dataset, steps: int = 90, margin: float = 0.4) -> DecisionMap:
     """P(class 1) on a grid over the data's bounding box (in the data's own coordinates)."""
     x = torch.cat([d.x_train, d.x_test])
     lo, hi = x.min(0).values - margin, x.max(0).values + margin
@@ -225,17 +257,17 @@ def decision_map(model: nn.Module, d: Dataset, steps: int = 90, margin: float = 
     pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
     mean, std = torch.tensor(d.mean), torch.tensor(d.std)
     p = torch.softmax(model((pts - mean) / std), 1)[:, 1].reshape(steps, steps)
-    return {"x": gx.tolist(), "y": gy.tolist(), "p": p.tolist()}
+    return DecisionMap(gx.tolist(), gy.tolist(), p.tolist())
 
 
-def points(d: Dataset, split: str = "train") -> dict:
+def points(d: Dataset, split: str = "train") -> Points:
     x, y = (d.x_train, d.y_train) if split == "train" else (d.x_test, d.y_test)
-    return {"x": x[:, 0].tolist(), "y": x[:, 1].tolist(), "label": y.tolist()}
+    return Points(x[:, 0].tolist(), x[:, 1].tolist(), y.tolist())
 
 
 def along(
     model: nn.Module, direction: dict[str, torch.Tensor], ts: list[float], x, y, eval_set: str
-) -> dict:
+) -> Landscape:
     """Loss and accuracy at w + t d for every t (analysis.landscape's exact evaluator), on a
     copy."""
     model = copy.deepcopy(model)
@@ -243,36 +275,36 @@ def along(
         [{n: direction.get(n, torch.zeros_like(p)) for n, p in model.named_parameters()}],
         {"kind": "given", "count": 1},
     )
-    return evaluate_grid(model, dirs, [ts], x, y, eval_set).to_dict()
+    return evaluate_grid(model, dirs, [ts], x, y, eval_set)
 
 
-def eigen_slice(r: Recipe, width: float, steps: int = 41) -> dict:
+def eigen_slice(r: Recipe, width: float, steps: int = 41) -> EigenSlice:
     """Section 1: the training loss along the unit top eigenvector, next to its quadratic model
     L(0) + L'(0) t + lambda t^2 / 2, whose curvature is the top eigenvalue by definition."""
     c = recipe_curvature(r)
-    lam = c["top"]["eigenvalues"][0]
+    lam = c.top.eigenvalues[0]
     ts = grid(-width, width, steps)
     x, y = _recipe_tensors(r, "train")
-    s = along(train(r).model, c["vector"], ts, x, y, "train")
-    loss0 = s["loss"][steps // 2]
+    s = along(train(r).model, c.vector, ts, x, y, "train")
+    loss0 = s.loss[steps // 2]
     h = 0.01  # the curve's own slope and second derivative at t = 0, by central differences
-    left, mid, right = along(train(r).model, c["vector"], [-h, 0.0, h], x, y, "train")["loss"]
+    left, mid, right = along(train(r).model, c.vector, [-h, 0.0, h], x, y, "train").loss
     slope = (right - left) / (
         2 * h
     )  # training stopped near, not at, the bottom: a small slope remains
-    return {
-        "t": ts,
-        "loss": s["loss"],
-        "quadratic": [loss0 + slope * t + 0.5 * lam * t * t for t in ts],
-        "lambda": lam,
-        "slope": slope,
-        "second_derivative": (left - 2 * mid + right) / h**2,
-    }
+    return EigenSlice(
+        t=ts,
+        loss=s.loss,
+        quadratic=[loss0 + slope * t + 0.5 * lam * t * t for t in ts],
+        eigenvalue=lam,
+        slope=slope,
+        second_derivative=(left - 2 * mid + right) / h**2,
+    )
 
 
 def train_test_slice(
     r: Recipe, width: float, seed: int, shift: float = 0.0, steps: int = 41
-) -> dict:
+) -> TrainTestSlice:
     """Section 2: training and test loss along one filter-normalized random direction (Li et al.
     2018, so that two models' distances are comparable), how far the test minimum sits from w, and
     how much the training loss rises at w if its landscape moves by `shift` along the direction."""
@@ -282,26 +314,25 @@ def train_test_slice(
     x, y = _recipe_tensors(r, "train")
     tr = along(model, d, ts, x, y, "train")
     te = along(model, d, ts, *_recipe_tensors(r, "test"), "test")
-    moved, at_w = along(model, d, [-shift, 0.0], x, y, "train")["loss"]
-    k = int(np.nanargmin(te["loss"]))
-    return {
-        "t": ts,
-        "train": tr["loss"],
-        "test": te["loss"],
-        "test_min_t": ts[k],
-        "test_at_w": te["loss"][steps // 2],
-        "test_min": te["loss"][k],
-        "shift_rise": moved - at_w,
-    }
+    moved, at_w = along(model, d, [-shift, 0.0], x, y, "train").loss
+    k = int(np.nanargmin(te.loss))
+    return TrainTestSlice(
+        t=ts,
+        train=tr.loss,
+        test=te.loss,
+        test_min_t=ts[k],
+        test_at_w=te.loss[steps // 2],
+        test_min=te.loss[k],
+        shift_rise=moved - at_w,
+    )
 
 
-def surface(r: Recipe, width: float = 1.0, steps: int = 21, seed: int = 0) -> dict:
-    """The training loss on a 2-D filter-normalized plane through the solution (a Landscape
-    dict)."""
+def surface(r: Recipe, width: float = 1.0, steps: int = 21, seed: int = 0) -> Landscape:
+    """The training loss on a 2-D filter-normalized plane through the solution."""
     model = copy.deepcopy(_trained_finite(r).model)
     dirs = random_directions(model, 2, seed=seed, normalization="filter")
     axes = [grid(-width, width, steps)] * 2
-    return evaluate_grid(model, dirs, axes, *_recipe_tensors(r, "train"), "train").to_dict()
+    return evaluate_grid(model, dirs, axes, *_recipe_tensors(r, "train"), "train")
 
 
 # --- PoF, one step at a time -------------------------------------------------------------------
@@ -316,7 +347,7 @@ def pof_walkthrough(
     feature_steps: int,
     lr: float,
     cfg: PoFConfig | None = None,
-) -> dict:
+) -> PoFWalkthrough:
     """POF.md's steps on a copy of a trained 2-D classifier, every intermediate kept (from the PoF
     unit's own record): the weak batch, the exact last-layer gradient, the line search's bracket and
     grid, eta*, the perturbation for a chosen gamma, and the decision boundary it implies; then
@@ -339,9 +370,8 @@ def pof_walkthrough(
     with torch.no_grad():
         perturbed.classifier.weight.add_(shown.delta_W)
         perturbed.classifier.bias.add_(shown.delta_b)
-    before = _last_layer(model, x, y)
     tx, ty, _, _ = eval_tensors(d, d.mean, d.std, "test", None)
-    before["test_loss"], before["test_acc"] = _loss_acc(model, tx, ty)
+    before = _last_layer(model, (x, y), (tx, ty))
     boundary0, boundary_perturbed = decision_map(model, d), decision_map(perturbed, d)
     if feature_steps:
         train_batches = Batches(d.x_train, d.y_train, d.mean, d.std, 128, seed=weak_seed)
@@ -358,38 +388,42 @@ def pof_walkthrough(
                     break
             epoch += 1
         model.eval()
-    after = _last_layer(model, x, y)
-    after["test_loss"], after["test_acc"] = _loss_acc(model, tx, ty)
-    return {
-        "weak": {
-            "x": d.x_train[shown.weak_index, 0].tolist(),
-            "y": d.x_train[shown.weak_index, 1].tolist(),
-            "label": d.y_train[shown.weak_index].tolist(),
-        },
-        "info": shown.diagnostics(),
-        "loss0": shown.weak_loss,
-        "curve": {"eta": etas, "loss": curve},
-        "bracket": {"eta": search.bracket, "loss": search.bracket_losses},
-        "grid": {"eta": search.grid, "loss": search.grid_losses},
-        "boundary": boundary0,
-        "boundary_perturbed": boundary_perturbed,
-        "boundary_after": decision_map(model, d) if feature_steps else None,
-        "before": before,
-        "after": after,
-    }
+    after = _last_layer(model, (x, y), (tx, ty))
+    return PoFWalkthrough(
+        weak=Points(
+            d.x_train[shown.weak_index, 0].tolist(),
+            d.x_train[shown.weak_index, 1].tolist(),
+            d.y_train[shown.weak_index].tolist(),
+        ),
+        info=PerturbationInfo(**shown.diagnostics()),
+        loss0=shown.weak_loss,
+        curve=EtaCurve(etas, curve),
+        bracket=EtaCurve(search.bracket, search.bracket_losses),
+        grid=EtaCurve(search.grid, search.grid_losses),
+        boundary=boundary0,
+        boundary_perturbed=boundary_perturbed,
+        boundary_after=decision_map(model, d) if feature_steps else None,
+        before=before,
+        after=after,
+    )
 
 
-def _last_layer(model, x, y) -> dict:
+def _last_layer(model, train_xy, test_xy) -> LastLayerSummary:
+    """The last layer's exact Hessian on the training tensors, and loss and accuracy on both."""
+    x, y = train_xy
     Ft, P = features_and_probs(model, [(x, y)])
     h = last_layer_hessian(Ft, P, top_k=1)
     loss, acc = _loss_acc(model, x, y)
-    return {
-        "top": h.top_eigenvalues[0],
-        "trace": h.trace,
-        "loss": loss,
-        "acc": acc,
-        "n_samples": h.n_samples,
-    }
+    test_loss, test_acc = _loss_acc(model, *test_xy)
+    return LastLayerSummary(
+        top=h.top_eigenvalues[0],
+        trace=h.trace,
+        loss=loss,
+        acc=acc,
+        n_samples=h.n_samples,
+        test_loss=test_loss,
+        test_acc=test_acc,
+    )
 
 
 # --- the parameterization caveat ---------------------------------------------------------------
@@ -410,40 +444,36 @@ def rescaled(model: Classifier, alpha: float) -> Classifier:
     return out
 
 
-def rescaling_report(r: Recipe, alpha: float, seed: int = 0, width: float = 1.0) -> dict:
+def rescaling_report(r: Recipe, alpha: float, seed: int = 0, width: float = 1.0) -> RescalingReport:
     """The same function before and after rescaling: its outputs, curvature, a filter-normalized
     slice and worst-case sharpness, plain and adaptive (Kwon et al. 2021's |w|-scaled ball)."""
     x, y = _recipe_tensors(r, "train")
     base = _trained_finite(r).model
-    out = {}
+    models, logits = {}, []
     for label, m in (("original", base), (f"rescaled, alpha {alpha:g}", rescaled(base, alpha))):
         # the original's numbers are section 1's (same probes, same radius): one network, one value
         c = recipe_curvature(r) if m is base else curvature(m, x, y)
         d = random_directions(m, 1, seed=seed, normalization="filter").vectors[0]
         with torch.no_grad():
-            logits = m(x)
-        out[label] = {
-            "logits": logits,
-            "curvature": {k: c[k] for k in ("top", "trace", "last_layer")},
-            "slice": along(m, d, grid(-width, width, 31), x, y, "train"),
-            "sharpness": c["sharpness"]
+            logits.append(m(x))
+        models[label] = RescaledModel(
+            curvature=Curvature(c.top, c.trace, c.last_layer),
+            slice=along(m, d, grid(-width, width, 31), x, y, "train"),
+            sharpness=c.sharpness
             if m is base
-            else worst_case_sharpness(copy.deepcopy(m), x, y, rho=SHARPNESS_RHO).to_dict(),
-            "adaptive": c["adaptive"]
+            else worst_case_sharpness(copy.deepcopy(m), x, y, rho=SHARPNESS_RHO),
+            adaptive=c.adaptive
             if m is base
-            else worst_case_sharpness(
-                copy.deepcopy(m), x, y, rho=SHARPNESS_RHO, adaptive=True
-            ).to_dict(),
-        }
-    ra, rb = out.values()
-    diff = float((ra.pop("logits") - rb.pop("logits")).abs().max())
-    return {"models": out, "max_logit_change": diff}
+            else worst_case_sharpness(copy.deepcopy(m), x, y, rho=SHARPNESS_RHO, adaptive=True),
+        )
+    diff = float((logits[0] - logits[1]).abs().max())
+    return RescalingReport(models, diff)
 
 
 # --- does flatness predict the test loss? -------------------------------------------------------
 
 
-def flatness_and_test_loss(recipes: list[Recipe]) -> dict:
+def flatness_and_test_loss(recipes: list[Recipe]) -> FlatnessTable:
     """Top eigenvalue and test loss of several recipes, and their Spearman rank correlation: how far
     flatness goes in predicting generalization in this small setting."""
     from scipy.stats import spearmanr
@@ -452,24 +482,24 @@ def flatness_and_test_loss(recipes: list[Recipe]) -> dict:
     for r in recipes:
         t = train(r)
         rows.append(
-            {
-                "recipe": r.describe(),
-                "top_eigenvalue": recipe_curvature(r)["top"]["eigenvalues"][0],
-                "train_loss": t.train_loss,
-                "test_loss": t.test_loss,
-                "test_acc": t.test_acc,
-                "steps": t.steps,
-                "reached_target": t.reached_target,
-            }
+            FlatnessRow(
+                recipe=r.describe(),
+                top_eigenvalue=recipe_curvature(r).top.eigenvalues[0],
+                train_loss=t.train_loss,
+                test_loss=t.test_loss,
+                test_acc=t.test_acc,
+                steps=t.steps,
+                reached_target=t.reached_target,
+            )
         )
-    rho = spearmanr([r["top_eigenvalue"] for r in rows], [r["test_loss"] for r in rows]).statistic
-    return {"rows": rows, "spearman": float(rho)}
+    rho = spearmanr([r.top_eigenvalue for r in rows], [r.test_loss for r in rows]).statistic
+    return FlatnessTable(rows, float(rho))
 
 
 # --- the bundled digits models ------------------------------------------------------------------
 
 
-def bundled_last_layer(paths: dict[str, str]) -> dict:
+def bundled_last_layer(paths: dict[str, str]) -> dict[str, LastLayerSummary]:
     """For project checkpoints (e.g. the bundled digits SGD and SAM models): the last layer's exact
     Hessian on the whole training set, and training and test loss and accuracy."""
     from pof.models.loading import data_for, load_checkpoint
@@ -478,12 +508,9 @@ def bundled_last_layer(paths: dict[str, str]) -> dict:
     for label, path in paths.items():
         model, meta = load_checkpoint(path)
         d = data_for(path, meta["dataset"])
-        row = {}
-        for split in ("train", "test"):
-            x, y, _, _ = eval_tensors(d, meta["mean"], meta["std"], split, None)
-            if split == "train":
-                row.update(_last_layer(model, x, y))
-            else:
-                row["test_loss"], row["test_acc"] = _loss_acc(model, x, y)
-        out[label] = row
+        train_xy, test_xy = (
+            eval_tensors(d, meta["mean"], meta["std"], split, None)[:2]
+            for split in ("train", "test")
+        )
+        out[label] = _last_layer(model, train_xy, test_xy)
     return out

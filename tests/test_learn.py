@@ -58,61 +58,53 @@ def test_curvature_matches_the_exact_hessian(sharp):
     x, y = learn.tensors("moons", 200, 0.25, "train")
     c = learn.recipe_curvature(SHARP)
     evals = torch.linalg.eigvalsh(_dense_hessian(sharp.model, x, y))
-    assert c["top"]["eigenvalues"][0] == pytest.approx(float(evals[-1]), rel=1e-4)
-    se = c["trace"]["stderr"]
-    assert abs(c["trace"]["trace"] - float(evals.sum())) < 4 * se
+    assert c.top.eigenvalues[0] == pytest.approx(float(evals[-1]), rel=1e-4)
+    se = c.trace.stderr
+    assert abs(c.trace.trace - float(evals.sum())) < 4 * se
     # the eigenvector it keeps is a unit vector with H v = lambda v
-    v = torch.cat([t.reshape(-1) for t in c["vector"].values()]).double()
+    v = torch.cat([t.reshape(-1) for t in c.vector.values()]).double()
     assert v.norm().item() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_the_curvature_of_the_slice_at_the_bottom_is_the_top_eigenvalue():
     s = learn.eigen_slice(SHARP, width=0.2, steps=41)  # t spaced 0.01
-    lam, mid, h = s["lambda"], 20, s["t"][21] - s["t"][20]
-    second = (s["loss"][mid + 1] - 2 * s["loss"][mid] + s["loss"][mid - 1]) / h**2
+    lam, mid, h = s.eigenvalue, 20, s.t[21] - s.t[20]
+    second = (s.loss[mid + 1] - 2 * s.loss[mid] + s.loss[mid - 1]) / h**2
     assert second == pytest.approx(lam, rel=0.03)
-    assert s["second_derivative"] == pytest.approx(lam, rel=0.03)
-    slope = (s["loss"][mid + 1] - s["loss"][mid - 1]) / (2 * h)
-    assert s["slope"] == pytest.approx(
+    assert s.second_derivative == pytest.approx(lam, rel=0.03)
+    slope = (s.loss[mid + 1] - s.loss[mid - 1]) / (2 * h)
+    assert s.slope == pytest.approx(
         slope, rel=0.05, abs=1e-4
     )  # the small slope left where training stopped
-    assert s["quadratic"][mid] == s["loss"][mid]
-    assert s["quadratic"][0] == pytest.approx(s["loss"][mid] - 0.2 * s["slope"] + lam * 0.02)
+    assert s.quadratic[mid] == s.loss[mid]
+    assert s.quadratic[0] == pytest.approx(s.loss[mid] - 0.2 * s.slope + lam * 0.02)
 
 
 def test_small_batches_with_sam_find_a_flatter_minimum_at_the_same_training_loss(sharp):
     flat = learn.train(FLAT)
     assert abs(flat.train_loss - sharp.train_loss) < 0.01
     assert (
-        learn.recipe_curvature(FLAT)["top"]["eigenvalues"][0]
-        < learn.recipe_curvature(SHARP)["top"]["eigenvalues"][0] / 3
+        learn.recipe_curvature(FLAT).top.eigenvalues[0]
+        < learn.recipe_curvature(SHARP).top.eigenvalues[0] / 3
     )
 
 
 def test_train_test_slice_reads_the_shift_off_the_measured_training_curve(sharp):
     s = learn.train_test_slice(SHARP, width=1.0, seed=3, shift=0.5)
-    k = s["t"].index(-0.5)
-    assert s["shift_rise"] == pytest.approx(s["train"][k] - s["train"][20], abs=1e-6)
-    assert s["test_at_w"] == pytest.approx(sharp.test_loss, rel=1e-5)
-    assert (
-        min(s["test"]) == s["test_min"]
-        and s["test"][s["t"].index(s["test_min_t"])] == s["test_min"]
-    )
+    k = s.t.index(-0.5)
+    assert s.shift_rise == pytest.approx(s.train[k] - s.train[20], abs=1e-6)
+    assert s.test_at_w == pytest.approx(sharp.test_loss, rel=1e-5)
+    assert min(s.test) == s.test_min and s.test[s.t.index(s.test_min_t)] == s.test_min
 
 
 def test_rescaling_keeps_the_function_changes_the_hessian_and_not_the_invariant_measures():
     rep = learn.rescaling_report(FLAT, 5.0)
-    assert rep["max_logit_change"] < 1e-4
-    orig, scaled = rep["models"].values()
-    assert (
-        scaled["curvature"]["top"]["eigenvalues"][0]
-        > 2 * orig["curvature"]["top"]["eigenvalues"][0]
-    )
-    assert scaled["slice"]["loss"] == pytest.approx(
-        orig["slice"]["loss"], rel=1e-4
-    )  # filter-normalized
-    assert scaled["adaptive"]["increase"] == pytest.approx(orig["adaptive"]["increase"], rel=1e-3)
-    assert scaled["sharpness"]["increase"] != pytest.approx(orig["sharpness"]["increase"], rel=0.05)
+    assert rep.max_logit_change < 1e-4
+    orig, scaled = rep.models.values()
+    assert scaled.curvature.top.eigenvalues[0] > 2 * orig.curvature.top.eigenvalues[0]
+    assert scaled.slice.loss == pytest.approx(orig.slice.loss, rel=1e-4)  # filter-normalized
+    assert scaled.adaptive.increase == pytest.approx(orig.adaptive.increase, rel=1e-3)
+    assert scaled.sharpness.increase != pytest.approx(orig.sharpness.increase, rel=0.05)
     with pytest.raises(ValueError, match="positive"):
         learn.rescaled(learn.train(FLAT).model, -1.0)
 
@@ -123,46 +115,46 @@ def test_pof_walkthrough_follows_pof_md_step_by_step():
     w = learn.pof_walkthrough(
         model, d, weak_size=32, weak_seed=4, gamma=1.5, feature_steps=0, lr=0.01
     )
-    info = w["info"]
+    info = w.info
     # the weak batch drawn is 32 training points
     xs = set(zip(d.x_train[:, 0].tolist(), d.x_train[:, 1].tolist(), strict=True))
-    assert len(w["weak"]["x"]) == 32
-    assert all(p in xs for p in zip(w["weak"]["x"], w["weak"]["y"], strict=True))
+    assert len(w.weak.x) == 32
+    assert all(p in xs for p in zip(w.weak.x, w.weak.y, strict=True))
     # step 2 by autograd: the exact last-layer gradient on the weak batch
     mean, std = torch.tensor(d.mean), torch.tensor(d.std)
-    wx = (torch.tensor([w["weak"]["x"], w["weak"]["y"]]).T - mean) / std
-    wy = torch.tensor(w["weak"]["label"])
+    wx = (torch.tensor([w.weak.x, w.weak.y]).T - mean) / std
+    wy = torch.tensor(w.weak.label)
     W = model.classifier.weight.detach().clone().requires_grad_()
     b = model.classifier.bias.detach().clone().requires_grad_()
     with torch.no_grad():
         phi = model.features(wx)
     loss = F.cross_entropy(phi @ W.T + b, wy)
     gW, gb = torch.autograd.grad(loss, (W, b))
-    assert w["loss0"] == pytest.approx(loss.item(), rel=1e-5)
-    assert info["grad_norm"] == pytest.approx(math.sqrt((gW**2).sum() + (gb**2).sum()), rel=1e-4)
+    assert w.loss0 == pytest.approx(loss.item(), rel=1e-5)
+    assert info.grad_norm == pytest.approx(math.sqrt((gW**2).sum() + (gb**2).sum()), rel=1e-4)
     # steps 3-5: eta_max ends the doubling, eta* is the grid's first minimum, delta = gamma eta* g
-    bracket = w["bracket"]
-    assert bracket["eta"][-1] == info["eta_max"]
-    assert all(v <= w["loss0"] for v in bracket["loss"][:-1])
-    assert bracket["loss"][-1] > w["loss0"] or info["eta_max"] >= PoFConfig().line_search_max_lr
-    g = w["grid"]
-    assert len(g["eta"]) == 16 and g["eta"][-1] == info["eta_max"]
-    assert info["eta_star"] == g["eta"][g["loss"].index(min(g["loss"]))]
-    assert info["delta_norm"] == pytest.approx(1.5 * info["eta_star"] * info["grad_norm"], rel=1e-5)
+    bracket = w.bracket
+    assert bracket.eta[-1] == info.eta_max
+    assert all(v <= w.loss0 for v in bracket.loss[:-1])
+    assert bracket.loss[-1] > w.loss0 or info.eta_max >= PoFConfig().line_search_max_lr
+    g = w.grid
+    assert len(g.eta) == 16 and g.eta[-1] == info.eta_max
+    assert info.eta_star == g.eta[g.loss.index(min(g.loss))]
+    assert info.delta_norm == pytest.approx(1.5 * info.eta_star * info.grad_norm, rel=1e-5)
     # no feature steps: nothing changed
-    assert w["boundary_after"] is None and w["after"] == w["before"]
-    assert w["boundary_perturbed"]["p"] != w["boundary"]["p"]
+    assert w.boundary_after is None and w.after == w.before
+    assert w.boundary_perturbed.p != w.boundary.p
 
 
 def test_pof_walkthrough_with_gamma_zero_leaves_the_boundary_and_training_moves_the_features():
     model, meta = load_checkpoint(MOONS)
     d = data_for(MOONS, meta["dataset"])
     still = learn.pof_walkthrough(model, d, 32, 0, gamma=0.0, feature_steps=0, lr=0.01)
-    assert still["info"]["delta_norm"] == 0 and still["boundary_perturbed"] == still["boundary"]
+    assert still.info.delta_norm == 0 and still.boundary_perturbed == still.boundary
     moved = learn.pof_walkthrough(model, d, 32, 0, gamma=2.0, feature_steps=20, lr=0.01)
-    assert moved["boundary_after"]["p"] != moved["boundary"]["p"]
-    assert moved["after"]["top"] != moved["before"]["top"]
-    assert moved["before"] == still["before"]  # the caller's model is never modified
+    assert moved.boundary_after.p != moved.boundary.p
+    assert moved.after.top != moved.before.top
+    assert moved.before == still.before  # the caller's model is never modified
     assert torch.equal(load_checkpoint(MOONS)[0].classifier.weight, model.classifier.weight)
 
 
@@ -191,12 +183,12 @@ def test_flatness_and_test_loss_rank_correlation_is_computed_from_the_rows():
 
     recipes = [SHARP, FLAT, learn.Recipe(batch_size=8, **TOY)]
     t = learn.flatness_and_test_loss(recipes)
-    assert [r["recipe"] for r in t["rows"]] == [r.describe() for r in recipes]
-    assert t["rows"][0]["top_eigenvalue"] == learn.recipe_curvature(SHARP)["top"]["eigenvalues"][0]
+    assert [r.recipe for r in t.rows] == [r.describe() for r in recipes]
+    assert t.rows[0].top_eigenvalue == learn.recipe_curvature(SHARP).top.eigenvalues[0]
     expected = spearmanr(
-        [r["top_eigenvalue"] for r in t["rows"]], [r["test_loss"] for r in t["rows"]]
+        [r.top_eigenvalue for r in t.rows], [r.test_loss for r in t.rows]
     ).statistic
-    assert t["spearman"] == pytest.approx(expected)
+    assert t.spearman == pytest.approx(expected)
 
 
 def test_a_diverging_recipe_is_flagged_and_nothing_is_measured_on_it():

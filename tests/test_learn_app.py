@@ -63,18 +63,16 @@ def test_the_page_has_five_sections_each_with_references_and_computed_numbers(pa
 def test_section_1_shows_each_networks_measured_curvature_and_the_slice_follows_the_width(page):
     table = page.table[0].value  # rows: the measures; columns: the two networks
     values = list(table.loc["λ_max (Lanczos)"])
-    assert values == [
-        _fmt(learn.recipe_curvature(r)["top"]["eigenvalues"][0]) for r in (SHARP, FLAT)
-    ]
+    assert values == [_fmt(learn.recipe_curvature(r).top.eigenvalues[0]) for r in (SHARP, FLAT)]
     assert list(table.loc["adaptive sharpness (ρ = 0.05)"]) == [
-        _fmt(learn.recipe_curvature(r)["adaptive"]["increase"]) for r in (SHARP, FLAT)
+        _fmt(learn.recipe_curvature(r).adaptive.increase) for r in (SHARP, FLAT)
     ]
     assert float(values[0]) > 3 * float(values[1])  # the sharp one is sharper, measured
     before = _chart(page, "s1-fig")
     page.slider(key="s1-width").set_value(3.0).run()
     after = _chart(page, "s1-fig")
     assert max(after["data"][0]["x"]) == 3.0 and max(before["data"][0]["x"]) == 1.5
-    assert after["data"][0]["y"] == learn.eigen_slice(SHARP, 3.0)["loss"]
+    assert after["data"][0]["y"] == learn.eigen_slice(SHARP, 3.0).loss
 
 
 def test_section_2_the_rise_from_a_shift_grows_with_the_shift_and_is_the_engines(page):
@@ -83,7 +81,7 @@ def test_section_2_the_rise_from_a_shift_grows_with_the_shift_and_is_the_engines
     page.slider(key="s2-shift").set_value(0.6).run()
     large = rises(page)
     assert all(b > a for a, b in zip(small, large, strict=True))
-    assert large[0] == float(_fmt(learn.train_test_slice(SHARP, 1.0, 0, shift=0.6)["shift_rise"]))
+    assert large[0] == float(_fmt(learn.train_test_slice(SHARP, 1.0, 0, shift=0.6).shift_rise))
     assert large[0] > large[1]  # the same shift costs the sharp network more
 
 
@@ -106,7 +104,7 @@ def test_section_3_digits_table_is_the_exact_last_layer_and_the_whole_network_is
     exact = learn.bundled_last_layer(
         {"SGD": str(ROOT / "assets/digits-cnn-small-sgd.safetensors")}
     )["SGD"]
-    assert _fmt(exact["top"]) in table.value.to_string()
+    assert _fmt(exact.top) in table.value.to_string()
     page.button(key="s3-digits-job").click().run()
     jobs = [p.parent for p in runs_root.glob("compare/*/hessian/status.json")]
     assert len(jobs) == 1  # RUNS/compare/KEY/hessian, keyed like the Inspect page's comparisons

@@ -1,0 +1,10 @@
+"""The Learn page's sections (app/views/learn.py composes them, in order): one module per section,
+each an st.fragment with its own cached computations, and `common` for what they share.
+
+- `s1_flatness`: 1. What flatness is (the top eigenvector's slice, λ_max, trace);
+- `s2_shift`: 2. Why it might matter (a shifted training landscape and the test loss);
+- `s3_recipes`: 3. What makes minima flat or sharp (two recipes side by side);
+- `s3_digits`: section 3 on the bundled digits SGD and SAM models (a background job);
+- `s4_pof`: 4. What PoF does, step by step;
+- `s5_caveats`: 5. The caveats (rescaling, flatness vs. test loss, what the paper measured).
+"""

@@ -1,0 +1,86 @@
+"""What the Learn page's sections share: the pair of networks they compare, the references, number
+formatting, the cached computations more than one section reads, and the plain form in which
+app.figures' Learn builders take analysis.learn's typed results."""
+
+import dataclasses
+
+import streamlit as st
+
+from analysis import learn
+from analysis.learn_results import DecisionMap, EigenSlice, Points, RecipeCurvature, TrainingSummary
+from pof.config import PoFConfig
+
+# The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained
+# until its training loss first reaches 0.15. Full-batch gradient descent settles in a sharp
+# valley; small batches with SAM find a flat one (measured below, not assumed).
+TOY = dict(dataset="moons", points=200, noise=0.25, target_loss=0.15)
+SHARP = learn.Recipe(batch_size=100, optimizer="sgd", **TOY)
+FLAT = learn.Recipe(batch_size=16, optimizer="sam", rho=0.2, **TOY)
+PAIR = {"sharp (full batch, SGD)": SHARP, "flat (batch 16, SAM)": FLAT}
+BATCHES = [4, 8, 16, 32, 64, 100]
+POF = PoFConfig()  # the paper's settings, as the post-training uses them
+REFS = {
+    "hochreiter": "Hochreiter & Schmidhuber, *Flat Minima*, Neural Computation 1997",
+    "keskar": (
+        "Keskar et al., *On Large-Batch Training for Deep Learning: Generalization Gap and Sharp "
+        "Minima*, ICLR 2017"
+    ),
+    "dinh": "Dinh et al., *Sharp Minima Can Generalize For Deep Nets*, ICML 2017",
+    "li": "Li et al., *Visualizing the Loss Landscape of Neural Nets*, NeurIPS 2018",
+    "foret": (
+        "Foret et al., *Sharpness-Aware Minimization for Efficiently Improving Generalization*, "
+        "ICLR 2021"
+    ),
+    "kwon": "Kwon et al., *ASAM: Adaptive Sharpness-Aware Minimization*, ICML 2021",
+    "jiang": "Jiang et al., *Fantastic Generalization Measures and Where to Find Them*, ICLR 2020",
+    "sato": (
+        "Sato et al., *PoF: Post-Training of Feature Extractor for Improving Generalization*, "
+        "ICML 2022"
+    ),
+}
+
+
+def refs(*keys: str) -> None:
+    st.caption("References: " + "; ".join(REFS[k] for k in keys) + ".")
+
+
+def fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+# --- cached computations (frozen results: cached across reruns and sessions) ----------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
+def trained(r: learn.Recipe) -> TrainingSummary:
+    return learn.train(r).summary()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
+def curvature(r: learn.Recipe) -> RecipeCurvature:
+    return dataclasses.replace(learn.recipe_curvature(r), vector=None)  # no tensors in the cache
+
+
+# --- app.figures' Learn builders read plain dicts (a result's to_dict() form) --------------------
+
+
+def eigen_slice_plain(s: EigenSlice) -> dict:
+    """An eigenvector slice as app.figures.eigen_slices reads it (its eigenvalue as "lambda")."""
+    return {**s.to_dict(), "lambda": s.eigenvalue}
+
+
+def panel(
+    m: DecisionMap,
+    pts: Points,
+    boundaries: dict[str, DecisionMap] | None = None,
+    highlight: tuple[str, Points] | None = None,
+) -> dict:
+    """One panel of app.figures.decision_maps: a decision map and the data over it, with other
+    boundaries (dashed) and highlighted points (named rings) when given."""
+    p = {"map": m.to_dict(), "points": pts.to_dict()}
+    if boundaries:
+        p["boundaries"] = {name: b.to_dict() for name, b in boundaries.items()}
+    if highlight:
+        name, h = highlight
+        p["highlight"] = {**h.to_dict(), "name": name}
+    return p

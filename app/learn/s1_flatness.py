@@ -1,0 +1,94 @@
+"""Section 1 of the Learn page, what flatness is: the loss along each network's top eigenvector
+next to its quadratic model, and the curvature measured several ways."""
+
+import streamlit as st
+
+from analysis import learn
+from analysis.learn_results import EigenSlice
+from app.figures import eigen_slices
+from app.learn.common import PAIR, TOY, curvature, eigen_slice_plain, fmt, refs, trained
+
+
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
+def eigen_slice(r: learn.Recipe, width: float) -> EigenSlice:
+    return learn.eigen_slice(r, width)
+
+
+@st.fragment
+def what_flatness_is() -> None:
+    st.header("1. What flatness is")
+    st.markdown(
+        "Near a minimum w\\*, the loss is nearly quadratic: L(w\\* + t·v) ≈ L(w\\*) + ½·t²·vᵀHv, "
+        "where H is the "
+        "**Hessian**, the matrix of second derivatives of the loss with respect to the weights. "
+        "The direction in "
+        "which the loss climbs fastest is H's top eigenvector, and the curvature along it is the "
+        "**top "
+        "eigenvalue λ_max**: large λ_max, sharp minimum; small λ_max, flat minimum. The **trace** "
+        "of H, the sum of "
+        "all its eigenvalues, sums the curvature over all directions. The two networks below were "
+        "trained on the "
+        f"same {TOY['points'] // 2} points until their training loss first fell to "
+        f"{TOY['target_loss']:g} — the same "
+        "height, different shapes. (Training stopped there, so each sits near, not exactly at, "
+        "the bottom of its "
+        "valley: the dashed model keeps the small slope L'(0) it still has.)"
+    )
+    width = st.slider(
+        "How far to walk along the top eigenvector (t, in parameter-space distance)",
+        0.1,
+        4.0,
+        1.5,
+        0.1,
+        key="s1-width",
+    )
+    slices = {label: eigen_slice(r, width) for label, r in PAIR.items()}
+    st.plotly_chart(
+        eigen_slices({k: eigen_slice_plain(s) for k, s in slices.items()}),
+        width="stretch",
+        key="s1-fig",
+    )
+    st.caption(
+        "What to look at: near t = 0 each curve sits on its dashed parabola, whose curvature is "
+        "that "
+        "network's λ_max. Widen the walk: further out the real loss leaves the quadratic picture."
+    )
+    rows = {}
+    for (
+        label,
+        r,
+    ) in PAIR.items():  # one table: five numbers per network do not fit side by side as metrics
+        c, t = curvature(r), trained(r)
+        rows[label] = {
+            "recipe": f"{r.describe()}, {t.steps} steps",
+            "training loss": fmt(t.train_loss),
+            "λ_max (Lanczos)": fmt(c.top.eigenvalues[0]),
+            "L''(0) of the curve (central difference)": fmt(slices[label].second_derivative),
+            "trace (Hutchinson, ± one s.e.)": (f"{fmt(c.trace.trace)} ± {c.trace.stderr:.2g}"),
+            f"adaptive sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(c.adaptive.increase),
+        }
+    st.table(rows)
+    st.caption(
+        "L''(0) is λ_max found another way: the curve's own second derivative at t = 0. Adaptive "
+        "sharpness is the largest rise of the training loss within a ball scaled by |w| per "
+        "weight (Kwon et "
+        "al. 2021): unchanged when layers are rescaled (section 5)."
+    )
+    sharp, flat = (curvature(r) for r in PAIR.values())
+    ratio = sharp.top.eigenvalues[0] / flat.top.eigenvalues[0]
+    if sharp.adaptive.increase > flat.adaptive.increase:
+        st.markdown(
+            f"λ_max differs {ratio:.1f}-fold, and adaptive sharpness, which no rescaling of "
+            "layers can "
+            "change, orders the two networks the same way."
+        )
+    else:
+        st.markdown(
+            f"λ_max differs {ratio:.1f}-fold, but **adaptive sharpness orders them the other way** "
+            f"({fmt(sharp.adaptive.increase)} vs {fmt(flat.adaptive.increase)}): part "
+            "of the λ_max gap "
+            'is the scale of the weights, not the shape of the valley. Which minimum is "flat" '
+            "depends on how "
+            "flatness is measured — section 5 shows why."
+        )
+    refs("hochreiter", "keskar", "kwon")
