@@ -15,15 +15,9 @@ from analysis.compare import (
     part_dir,
 )
 from app.comparison import watch_parts
-from app.figures import (
-    contours_2d,
-    decision_maps,
-    eigen_slices,
-    hessian_bars,
-    line_search_figure,
-    slices_1d,
-    train_test_slices,
-)
+from app.figures.landscapes import contours_2d, slices_1d
+from app.figures.learn import decision_maps, eigen_slices, line_search_figure, train_test_slices
+from app.figures.spectra import hessian_bars
 from app.jobs import runs_root, start_job
 from pof.config import PoFConfig
 from pof.models.catalogue import ASSETS, bundled
