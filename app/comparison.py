@@ -12,17 +12,9 @@ import json
 import streamlit as st
 
 from analysis.results import to_dict
-from app.figures import (
-    LAYER_METRICS,
-    contours_2d,
-    density_figure,
-    hessian_bars,
-    interpolation_figure,
-    layer_rows,
-    layers_figure,
-    slices_1d,
-    surfaces_3d,
-)
+from app.figures.landscapes import contours_2d, interpolation_figure, slices_1d, surfaces_3d
+from app.figures.layers import LAYER_METRICS, layer_rows, layers_figure
+from app.figures.spectra import density_figure, hessian_bars
 from app.jobs import log_tail
 from app.live import fraction, time_left
 from pof.runs.run import BROKEN

@@ -115,7 +115,7 @@ def _live_state(run: Run) -> None:
 
 @st.fragment(run_every=4.0)
 def _live_curves(run: Run) -> None:
-    from app.figures import training_curves
+    from app.figures.training import training_curves
 
     epochs = run.epochs()
     if epochs:

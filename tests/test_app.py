@@ -4,7 +4,7 @@ import pytest
 from conftest import ROOT, run_cli, wait_for_state
 from streamlit.testing.v1 import AppTest
 
-from app.figures import training_curves
+from app.figures.training import training_curves
 from pof.runs.run import Run
 
 

@@ -323,7 +323,7 @@ def _fake(scale: float, spread: float = 1.0) -> LayerReport:
 
 
 def test_layer_rows_and_figure():
-    from app.figures import layer_rows, layers_figure
+    from app.figures.layers import layer_rows, layers_figure
 
     reports = {"before": _fake(1.0), "after": _fake(0.5)}
     rows = layer_rows(reports)
@@ -359,7 +359,7 @@ def test_layer_rows_and_figure():
 def test_the_whole_network_reference_sits_at_its_value_on_a_log_axis():
     """The reference is a trace in data units (a shape's annotation would be placed in log10
     units)."""
-    from app.figures import layers_figure
+    from app.figures.layers import layers_figure
 
     rows = [
         _row(0, "conv", "conv", 10, 1.0, 0.01, 0.5, 0.1),

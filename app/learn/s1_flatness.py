@@ -5,7 +5,7 @@ import streamlit as st
 
 from analysis import learn
 from analysis.learn_results import EigenSlice
-from app.figures import eigen_slices
+from app.figures.learn import eigen_slices
 from app.learn.common import PAIR, TOY, curvature, eigen_slice_plain, fmt, refs, trained
 
 

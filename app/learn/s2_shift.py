@@ -5,7 +5,7 @@ import streamlit as st
 
 from analysis import learn
 from analysis.learn_results import TrainTestSlice
-from app.figures import train_test_slices
+from app.figures.learn import train_test_slices
 from app.learn.common import FLAT, PAIR, SHARP, fmt, refs, trained
 
 

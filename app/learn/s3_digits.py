@@ -14,7 +14,7 @@ from analysis.compare import (
 )
 from analysis.learn_results import LastLayerSummary
 from app.comparison import watch_parts
-from app.figures import hessian_bars
+from app.figures.spectra import hessian_bars
 from app.jobs import runs_root, start_job
 from app.learn.common import fmt, refs
 from pof.models.catalogue import ASSETS, bundled

@@ -7,7 +7,9 @@ import streamlit as st
 from analysis import learn
 from analysis.landscape import Landscape
 from analysis.learn_results import DecisionMap, Points
-from app.figures import contours_2d, decision_maps, hessian_bars
+from app.figures.landscapes import contours_2d
+from app.figures.learn import decision_maps
+from app.figures.spectra import hessian_bars
 from app.learn.common import BATCHES, FLAT, SHARP, TOY, curvature, fmt, panel, refs, trained
 
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from analysis import learn
 from analysis.learn_results import PoFWalkthrough
-from app.figures import decision_maps, line_search_figure
+from app.figures.learn import decision_maps, line_search_figure
 from app.learn.common import POF, fmt, panel, refs
 from pof.models.catalogue import ASSETS
 

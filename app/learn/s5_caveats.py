@@ -5,7 +5,8 @@ import streamlit as st
 
 from analysis import learn
 from analysis.learn_results import FlatnessTable, RescalingReport
-from app.figures import hessian_bars, slices_1d
+from app.figures.landscapes import slices_1d
+from app.figures.spectra import hessian_bars
 from app.learn.common import FLAT, TOY, fmt, refs
 
 

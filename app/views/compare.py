@@ -7,7 +7,7 @@ import streamlit as st
 
 from analysis.compare import PARTS, load_report, part_dir
 from app.comparison import PART_TITLES, show_figure, show_results, watch_parts
-from app.figures import method_curves
+from app.figures.training import method_curves
 from app.jobs import read_config, runs_root, start_job
 from app.live import url_run
 from pof.runs.run import Run, RunError, list_runs

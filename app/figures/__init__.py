@@ -1,0 +1,11 @@
+"""Figure builders: pure functions, data in, Plotly figure out (testable without a browser); no
+Streamlit here. Import each from its module:
+
+- training: loss and accuracy per epoch (one run; several post-training runs)
+- spectra: Hessian top eigenvalues, traces and eigenvalue densities
+- layers: per-layer sharpness, a table and a figure along the depth of the network
+- landscapes: 1-D slices, 3-D surfaces, contour maps, interpolation between two checkpoints
+- learn: the Learn page's experiments (decision maps, eigenvector slices, train/test slices, line
+  search)
+- style: what they share (results read into their types, one colour per label)
+"""
