@@ -13,13 +13,18 @@ directions, an unknown dataset, an unwritable --out); 3 stopped.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from analysis import cache
+from analysis.compare import PARTS, interpolation_label
 from analysis.configs import (
     HessianConfig,
     InterpolationConfig,
@@ -28,7 +33,16 @@ from analysis.configs import (
     ReportConfig,
     SharpnessConfig,
 )
-from analysis.reports import KINDS, EvalData
+from analysis.reports import (
+    KINDS,
+    EvalData,
+    directions_of,
+    hessian_of,
+    interpolation_of,
+    landscape_of,
+    layers_of,
+    sharpness_of,
+)
 from pof import validate as check
 from pof.cli import add_data_args, add_model_args, model_source, run_command
 from pof.data.names import data_options
@@ -37,17 +51,6 @@ from pof.progress import Stopped
 from pof.validate import ConfigError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 2, 3
-
-# the command -> its config; flags of these fields are generated (tests/test_analysis_options.py)
-CONFIGS = {
-    "hessian": HessianConfig,
-    "layers": LayersConfig,
-    "landscape": LandscapeConfig,
-    "interpolate": InterpolationConfig,
-    "sharpness": SharpnessConfig,
-    "report": ReportConfig,
-    "compare": ReportConfig,
-}
 
 
 # --- progress bars -----------------------------------------------------------------------------
@@ -89,6 +92,9 @@ def _hvp_bar(quiet: bool, desc: str):
     return progress, bar.close
 
 
+# --- one generic measurement: checkpoints -> cached reports -> shown ---------------------------
+
+
 def _eval_data(args, cfg, checkpoint: str) -> EvalData:
     return EvalData(
         checkpoint,
@@ -105,9 +111,7 @@ def _eval_data(args, cfg, checkpoint: str) -> EvalData:
 
 def _options(cfg) -> dict:
     """What a result depends on among the options (the device does not change it)."""
-    from dataclasses import asdict
-
-    return {k: v for k, v in asdict(cfg).items() if k != "device"}
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "device"}
 
 
 def _cached(args, kind: str, key: str, compute, **about):
@@ -119,51 +123,82 @@ def _cached(args, kind: str, key: str, compute, **about):
     return saved.results, path
 
 
-# --- commands ----------------------------------------------------------------------------------
+class Found(NamedTuple):
+    """One report of a measurement: its label, the result, its file and the data it was on."""
+
+    label: str
+    result: Any
+    path: Path
+    eval_set: str
 
 
-def cmd_hessian(args, cfg: HessianConfig) -> int:
-    from analysis.reports import hessian_report, last_layer_report
+def _checkpoints(args, command: Command) -> tuple[list[str], bool]:
+    """The checkpoints named by the command's positional arguments, and whether each gets its own
+    report (CKPT ...) rather than one report on all of them (interpolate's A B)."""
+    files, each = [], False
+    for names, kw in command.positional:
+        value = getattr(args, names[0])
+        files += value if isinstance(value, list) else [value]
+        each = each or kw.get("nargs") == "+"
+    return files, each
 
-    data = _eval_data(args, cfg, args.checkpoint)
-    key = cache.key("hessian", [args.checkpoint], data=data.spec, options=_options(cfg))
 
-    def compute():
-        progress, close = _bar(args.quiet)
-        try:
-            return {
-                args.checkpoint: hessian_report(
-                    data.model,
-                    data.batches(cfg.hessian_batch),
-                    data.eval_set,
-                    top_k=cfg.top_k,
-                    tol=cfg.tol,
-                    trace=cfg.trace,
-                    layer_eigenvalues=cfg.per_layer,
-                    probes=cfg.probes,
-                    density=cfg.density,
-                    density_steps=cfg.density_steps,
-                    density_runs=cfg.density_runs,
-                    seed=cfg.seed,
-                    last_layer=last_layer_report(data.model, data.dataset, data.meta, cfg.top_k),
-                    split=data.meta["split"],
-                    progress=progress,
-                )
-            }
-        finally:
-            close()
+def measure(args, cfg, command: Command) -> int:
+    """The command's reports, each read from the cache in --out or computed by its library
+    function (analysis.reports) and stored there; then printed (or, with --json, dumped)."""
+    files, each = _checkpoints(args, command)
+    groups = [[f] for f in files] if each else [files]
+    if each:  # refuse bad input before the first (minutes-long) report, not after it
+        from pof.models.formats import CheckpointError
 
-    found, path = _cached(args, "hessian", key, compute, checkpoint=args.checkpoint)
-    (result,) = found.values()
-    if args.json:
-        print(json.dumps({"checkpoint": args.checkpoint, **result.to_dict()}, indent=1))
+        for checkpoint in files:
+            if not Path(checkpoint).is_file():
+                raise CheckpointError(f"no such checkpoint file: {checkpoint}")
+    found = []
+    try:
+        for group in groups:
+            found.append(_report(args, cfg, command, group))
+    except Stopped:  # between two checkpoints' reports: those finished are cached
+        if not each:
+            raise
+        print("stopped", file=sys.stderr)
+        return EXIT_STOPPED
+    if getattr(args, "json", False):
+        dicts = [{"checkpoint": f.label, **f.result.to_dict()} for f in found]
+        print(json.dumps(dicts if each else dicts[0], indent=1))
         return EXIT_OK
-    _print_hessian(args.checkpoint, result)
-    print(f"saved: {path}")
+    command.show(found)
     return EXIT_OK
 
 
-def _print_hessian(checkpoint: str, r) -> None:
+def _report(args, cfg, command: Command, files: list[str]) -> Found:
+    """One report on `files` (the first is measured; the others are the library function's
+    further models), from the cache or computed and cached."""
+    data = _eval_data(args, cfg, files[0])
+    others = [data.load_other(f) for f in files[1:]]
+    key = cache.key(command.kind, files, data=data.spec, **command.key(cfg))
+    label = files[0] if len(files) == 1 else interpolation_label(*files)
+
+    def compute():
+        progress, close = command.bar(args.quiet, files[0])
+        try:
+            return {label: command.compute(data, cfg, *others, progress=progress)}
+        finally:
+            close()
+
+    about = {"checkpoint": files[0]} if len(files) == 1 else {"checkpoints": files}
+    found, path = _cached(args, command.kind, key, compute, **about)
+    (result,) = found.values()
+    if command.beside is not None:
+        command.beside(path, result)
+    return Found(label, result, path, data.eval_set)
+
+
+# --- how each measurement is shown -------------------------------------------------------------
+
+
+def _show_hessian(found: list[Found]) -> None:
+    ((checkpoint, r, path, _),) = found
     top = r.top
     print(f"{checkpoint}: {r.parameters} parameters; {r.eval_set}")
     values = ", ".join(
@@ -196,20 +231,35 @@ def _print_hessian(checkpoint: str, r) -> None:
             f"density: {d.steps} Lanczos steps x {len(d.nodes)} runs, support "
             f"[{min(d.grid):.4g}, {max(d.grid):.4g}]"
         )
+    print(f"saved: {path}")
 
 
 def _layers_csv(path: Path, report) -> None:
+    """The per-layer table beside its JSON, as CSV (written once)."""
     import csv
     import io
 
     from pof.files import write_atomic
 
+    path = path.with_suffix(".csv")
+    if path.exists():
+        return
     rows = [row.to_dict() for row in report.rows]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(path, text.getvalue())
+
+
+def _show_layers(found: list[Found]) -> None:
+    """Each checkpoint's table, then per layer the ratios of the others to the first."""
+    for checkpoint, r, path, _ in found:
+        _print_layers(checkpoint, r)
+        print(f"  saved: {path} and {path.with_suffix('.csv').name}")
+    first = found[0]
+    for other in found[1:]:
+        _print_ratios((first.label, first.result), (other.label, other.result))
 
 
 def _print_layers(checkpoint: str, r) -> None:
@@ -273,78 +323,36 @@ def _print_ratios(first: tuple, other: tuple) -> None:
         print(f"  ({missing} layer(s) of the second checkpoint have no counterpart by name)")
 
 
-def _layer_result(args, cfg: LayersConfig, checkpoint: str):
-    """One checkpoint's report, from the cache in --out or computed (and cached as JSON + CSV)."""
-    from analysis.layers import layer_report
-
-    data = _eval_data(args, cfg, checkpoint)
-    key = cache.key("layers", [checkpoint], data=data.spec, options=_options(cfg))
-
-    def compute():
-        progress, close = _hvp_bar(args.quiet, Path(checkpoint).name)
-        try:
-            report = layer_report(
-                data.model,
-                data.batches(cfg.hessian_batch),
-                classifier=data.meta.get("classifier"),
-                probes=cfg.probes,
-                tol=cfg.tol,
-                max_steps=cfg.max_steps,
-                seed=cfg.seed,
-                block_eigenvalues=not cfg.traces_only,
-                progress=progress,
-            )
-        finally:
-            close()
-        return {checkpoint: _with_eval_set(report, data.eval_set)}
-
-    found, path = _cached(args, "layers", key, compute, checkpoint=checkpoint)
-    (report,) = found.values()
-    if not path.with_suffix(".csv").exists():
-        _layers_csv(path.with_suffix(".csv"), report)
-    return report, path
+def _show_interpolation(found: list[Found]) -> None:
+    ((_, line, path, _),) = found
+    for a, lo, ac in zip(line.axes[0], line.loss, line.accuracy, strict=True):
+        print(f"alpha {a:+.3f}  loss {lo:.4f}  accuracy {ac:.4f}")
+    print(f"{line.eval_set}; saved {path}")
 
 
-def _with_eval_set(report, eval_set: str):
-    import dataclasses
+def _show_sharpness(found: list[Found]) -> None:
+    ((_, result, path, eval_set),) = found
+    for m in result.measures:
+        se = (
+            f" ± {m.increase_stderr:.2g}, max {m.max_increase:.4g}"
+            if m.increase_stderr is not None
+            else ""
+        )
+        print(f"{m.kind:<22} radius {m.radius:g}: loss {m.base_loss:.4f} -> +{m.increase:.4g}{se}")
+    print(f"{eval_set}; saved {path}")
 
-    return dataclasses.replace(report, eval_set=eval_set)
 
-
-def cmd_layers(args, cfg: LayersConfig) -> int:
-    from pof.models.formats import CheckpointError
-
-    # refuse bad input before the first (minutes-long) report, not after it
-    for checkpoint in args.checkpoints:
-        if not Path(checkpoint).is_file():
-            raise CheckpointError(f"no such checkpoint file: {checkpoint}")
-    reports = []
-    try:
-        for checkpoint in args.checkpoints:
-            reports.append((checkpoint, *_layer_result(args, cfg, checkpoint)))
-    except Stopped:
-        print("stopped", file=sys.stderr)
-        return EXIT_STOPPED
-    if args.json:
-        print(json.dumps([{"checkpoint": c, **r.to_dict()} for c, r, _ in reports], indent=1))
-        return EXIT_OK
-    for checkpoint, report, path in reports:
-        _print_layers(checkpoint, report)
-        print(f"  saved: {path} and {path.with_suffix('.csv').name}")
-    for checkpoint, report, _ in reports[1:]:
-        _print_ratios((reports[0][0], reports[0][1]), (checkpoint, report))
-    return EXIT_OK
+# --- landscape: directions, a second checkpoint, and a grid that resumes -----------------------
 
 
 def _directions(args, cfg: LandscapeConfig, data):
-    from analysis.landscape import Directions, difference_direction, random_directions
+    from analysis.landscape import Directions, difference_direction
 
     model = data.model
-    random = (cfg.seed, cfg.normalization, cfg.include_bias_bn, cfg.layers)
     if args.towards:  # axis 1 runs from this checkpoint (0) to the other (1); axis 2 is random
         dirs = difference_direction(model, data.load_other(args.towards))
         if cfg.dims == 2:
-            extra = random_directions(model, 1, *random)
+            extra = directions_of(model, cfg, 1)
             meta = {"kind": "difference + random", "towards": args.towards, "random": extra.meta}
             dirs = Directions(dirs.vectors + extra.vectors, {**meta, "count": 2})
         return dirs
@@ -358,7 +366,7 @@ def _directions(args, cfg: LandscapeConfig, data):
         dirs.vectors = dirs.vectors[: cfg.dims]
         dirs.check_fits(model)
         return dirs
-    dirs = random_directions(model, cfg.dims, *random)
+    dirs = directions_of(model, cfg)
     if args.directions:
         dirs.save(args.directions)
         print(
@@ -368,13 +376,14 @@ def _directions(args, cfg: LandscapeConfig, data):
     return dirs
 
 
-def cmd_landscape(args, cfg: LandscapeConfig) -> int:
+def landscape(args, cfg: LandscapeConfig, command: Command) -> int:
+    """The grid along the directions for the checkpoint (and --compare's), each cached; a grid
+    stopped half-way is kept beside the cache and continued by the same command."""
     from analysis import results
-    from analysis.landscape import Landscape, evaluate_grid, grid
+    from analysis.landscape import Landscape
 
     data = _eval_data(args, cfg, args.checkpoint)
     dirs = _directions(args, cfg, data)
-    axes = [grid(cfg.range[0], cfg.range[1], cfg.steps)] * cfg.dims
     dir_key = hashlib.sha256(
         b"".join(v.numpy().tobytes() for d in dirs.vectors for v in d.values())
     ).hexdigest()
@@ -387,39 +396,36 @@ def cmd_landscape(args, cfg: LandscapeConfig) -> int:
     try:
         for ckpt, model in models:
             key = cache.key(
-                "landscape",
+                command.kind,
                 [ckpt],
                 dirs=dir_key,
-                axes=axes,
+                axes=cfg.axes,
                 data=data.spec,
                 batch=cfg.batch_size,
             )
             partial_path = out / f"{key}.partial.json"
 
             def compute(ckpt=ckpt, model=model, partial_path=partial_path):
-                saved = results.load(partial_path, "landscape", Landscape, cache.warn)
+                saved = results.load(partial_path, command.kind, Landscape, cache.warn)
                 partial = saved.results.get(ckpt) if saved else None
                 if partial:
                     print(
                         f"continuing {partial.done}/{partial.total} points from {partial_path}",
                         file=sys.stderr,
                     )
-                res = evaluate_grid(
+                res = landscape_of(
+                    data,
+                    cfg,
                     model,
                     dirs,
-                    axes,
-                    data.x,
-                    data.y,
-                    data.eval_set,
-                    cfg.batch_size,
-                    partial,
-                    lambda r: results.save(partial_path, "landscape", {ckpt: r}),
-                    progress,
+                    partial=partial,
+                    save_partial=lambda r: results.save(partial_path, command.kind, {ckpt: r}),
+                    progress=progress,
                 )
                 return {ckpt: res}
 
             try:
-                found, path = _cached(args, "landscape", key, compute, checkpoint=ckpt)
+                found, path = _cached(args, command.kind, key, compute, checkpoint=ckpt)
             except (Stopped, KeyboardInterrupt):
                 print(
                     f"stopped; rerun the same command to continue from {partial_path}",
@@ -441,71 +447,7 @@ def cmd_landscape(args, cfg: LandscapeConfig) -> int:
     return EXIT_OK
 
 
-def cmd_interpolate(args, cfg: InterpolationConfig) -> int:
-    from analysis.landscape import grid, interpolate
-
-    data = _eval_data(args, cfg, args.checkpoint_a)
-    other = data.load_other(args.checkpoint_b)
-    alphas = grid(cfg.range[0], cfg.range[1], cfg.steps)
-    files = [args.checkpoint_a, args.checkpoint_b]
-    key = cache.key("interpolation", files, alphas=alphas, data=data.spec, batch=cfg.batch_size)
-
-    def compute():
-        progress, close = _bar(args.quiet)
-        try:
-            line = interpolate(
-                data.model, other, alphas, data.x, data.y, data.eval_set, cfg.batch_size, progress
-            )
-        finally:
-            close()
-        return {f"{args.checkpoint_a} → {args.checkpoint_b}": line}
-
-    found, path = _cached(args, "interpolation", key, compute, checkpoints=files)
-    (line,) = found.values()
-    for a, lo, ac in zip(line.axes[0], line.loss, line.accuracy, strict=True):
-        print(f"alpha {a:+.3f}  loss {lo:.4f}  accuracy {ac:.4f}")
-    print(f"{line.eval_set}; saved {path}")
-    return EXIT_OK
-
-
-def cmd_sharpness(args, cfg: SharpnessConfig) -> int:
-    from analysis.reports import sharpness_report
-
-    data = _eval_data(args, cfg, args.checkpoint)
-    key = cache.key("sharpness", [args.checkpoint], data=data.spec, options=_options(cfg))
-
-    def compute():
-        progress, close = _bar(args.quiet)
-        try:
-            return {
-                args.checkpoint: sharpness_report(
-                    data.model,
-                    data.x,
-                    data.y,
-                    data.eval_set,
-                    rho=cfg.rho,
-                    steps=cfg.steps,
-                    sigma=cfg.sigma,
-                    noise_samples=cfg.noise_samples,
-                    seed=cfg.seed,
-                    batch_size=cfg.batch_size,
-                    progress=progress,
-                )
-            }
-        finally:
-            close()
-
-    found, path = _cached(args, "sharpness", key, compute, checkpoint=args.checkpoint)
-    (result,) = found.values()
-    for m in result.measures:
-        se = (
-            f" ± {m.increase_stderr:.2g}, max {m.max_increase:.4g}"
-            if m.increase_stderr is not None
-            else ""
-        )
-        print(f"{m.kind:<22} radius {m.radius:g}: loss {m.base_loss:.4f} -> +{m.increase:.4g}{se}")
-    print(f"{data.eval_set}; saved {path}")
-    return EXIT_OK
+# --- the comparison parts (analysis.compare's jobs) ---------------------------------------------
 
 
 def _run_parts(compute_part, parts, quiet: bool) -> int:
@@ -522,7 +464,7 @@ def _run_parts(compute_part, parts, quiet: bool) -> int:
     return EXIT_OK
 
 
-def cmd_report(args, cfg: ReportConfig) -> int:
+def report_parts(args, cfg: ReportConfig, command: Command) -> int:
     from analysis.compare import report
 
     return _run_parts(
@@ -530,7 +472,18 @@ def cmd_report(args, cfg: ReportConfig) -> int:
     )
 
 
-def cmd_compare(args, cfg: ReportConfig) -> int:
+def _report_folder(args) -> Path | str:
+    """The run, or with one part that part's own folder, the one the app queued (its log gets a
+    traceback, its status a refusal)."""
+    return Path(args.run) / "analysis" / args.part[0] if len(args.part) == 1 else args.run
+
+
+def _compare_folder(args) -> Path | None:
+    """With one part and --out, that part's own folder (as `report`'s)."""
+    return Path(args.out) / args.part[0] if len(args.part) == 1 and args.out else None
+
+
+def compare_parts(args, cfg: ReportConfig, command: Command) -> int:
     from analysis.compare import PAIR_ONLY, Subject, comparison_dir, compute, labels_for
     from pof.models.metadata import dataset_of
 
@@ -551,63 +504,59 @@ def cmd_compare(args, cfg: ReportConfig) -> int:
     )
 
 
+# --- the commands --------------------------------------------------------------------------------
+
+
+def _arg(*names: str, **kw) -> tuple:
+    """An argument as the table holds it: its names and argparse's keywords."""
+    return names, kw
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand. Its flags: `positional`, the data and model flags (`checkpoint_flags`), one
+    per field of `config` (pof.options; a `range` field as --range LO HI), --out (`out`), --quiet,
+    then the hand-written `flags`. `run(args, config, command)` does its work; `measure` is the
+    generic one, for which `compute` (analysis.reports: EvalData, config, further models -> a
+    result of `kind`) makes a report, `key` names what in the config its cache key depends on,
+    `bar` draws its progress, `beside` writes a file next to the cached JSON, and `show` prints
+    the reports. `folder(args)` is the run folder its errors are reported to, if any."""
+
+    config: type
+    run: Callable[..., int]
+    help: str
+    description: str | None = None
+    positional: tuple = (_arg("checkpoint"),)
+    flags: tuple = ()
+    checkpoint_flags: bool = True
+    out: bool = True
+    folder: Callable[[argparse.Namespace], Path | str | None] = lambda args: None
+    # a measurement (run=measure); a landscape uses `kind` too
+    kind: str = ""
+    compute: Callable[..., Any] | None = None
+    key: Callable[[Any], dict] = lambda cfg: {"options": _options(cfg)}
+    bar: Callable = lambda quiet, checkpoint: _bar(quiet)
+    beside: Callable[[Path, Any], None] | None = None
+    show: Callable[[list[Found]], None] | None = None
+
+
+PART = _arg(
+    "--part", nargs="+", choices=PARTS, default=list(PARTS), help="which analyses to compute"
+)
+
 COMMANDS = {
-    "hessian": cmd_hessian,
-    "layers": cmd_layers,
-    "landscape": cmd_landscape,
-    "interpolate": cmd_interpolate,
-    "sharpness": cmd_sharpness,
-    "report": cmd_report,
-    "compare": cmd_compare,
-}
-
-
-# --- parser ------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from analysis.compare import PARTS
-
-    parser = argparse.ArgumentParser(
-        prog="python -m analysis",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-
-    def command(name: str, positional: list[tuple], **kw) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, formatter_class=fmt, **kw)
-        for args, more in positional:
-            p.add_argument(*args, **more)
-        if name != "report":  # a run's checkpoints say what they are and what they were trained on
-            add_data_args(p, required=False)  # --dataset (default: the checkpoint's) ...
-            add_model_args(p)
-        add_options(p, CONFIGS[name])
-        if name not in ("report", "compare"):
-            p.add_argument("--out", default="results", help="folder for results (and the cache)")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-        return p
-
-    def range_flag(p, cls):
-        """--range LO HI: two numbers (a hand-written flag of the config's `range` field)."""
-        (f,) = [f for f in dataclasses.fields(cls) if f.name == "range"]
-        p.add_argument(
-            "--range",
-            type=float,
-            nargs=2,
-            default=list(f.default),
-            metavar=("LO", "HI"),
-            help=f.metadata["help"],
-        )
-
-    one = [(("checkpoint",), {})]
-    p = command("hessian", one, help="top eigenvalues, trace, density, per layer; exact last layer")
-    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
-
-    p = command(
-        "layers",
-        [(("checkpoints",), {"nargs": "+", "metavar": "CKPT"})],
+    "hessian": Command(
+        HessianConfig,
+        measure,
+        help="top eigenvalues, trace, density, per layer; exact last layer",
+        flags=(_arg("--json", action="store_true", help="print the whole result as JSON"),),
+        kind="hessian",
+        compute=hessian_of,
+        show=_show_hessian,
+    ),
+    "layers": Command(
+        LayersConfig,
+        measure,
         help="per-layer sharpness: each layer's Hessian block trace and top eigenvalue",
         description="For every parameterized layer (bias folded in, each normalization layer its "
         "own block): its Hessian block's trace ± standard error, trace per parameter, top "
@@ -616,82 +565,150 @@ def build_parser() -> argparse.ArgumentParser:
         "eigenvalue costs one full-network Hessian-vector product per Lanczos step. Cached as "
         "JSON (and CSV) in --out; with two or more checkpoints, the ratios to the first are "
         "printed per layer.",
-    )
-    p.add_argument(
-        "--json", action="store_true", help="print the reports as a JSON list (one per checkpoint)"
-    )
-
-    p = command("landscape", one, help="1-D or 2-D loss/accuracy slices along saved directions")
-    range_flag(p, LandscapeConfig)
-    p.add_argument(
-        "--compare", default=None, help="a second checkpoint, evaluated along the same directions"
-    )
-    p.add_argument(
-        "--directions",
-        default=None,
-        help="directions file (safetensors, whatever its name): read if it exists, else made and "
-        "saved there",
-    )
-    p.add_argument(
-        "--towards",
-        default=None,
-        metavar="CKPT",
-        help="first axis: the direction from the checkpoint to CKPT over parameters (0 = "
-        "checkpoint, 1 = CKPT's parameters with the checkpoint's BN statistics; `interpolate` "
-        "moves those too)",
-    )
-
-    p = command(
-        "interpolate",
-        [(("checkpoint_a",), {}), (("checkpoint_b",), {})],
+        positional=(_arg("checkpoints", nargs="+", metavar="CKPT"),),
+        flags=(
+            _arg(
+                "--json",
+                action="store_true",
+                help="print the reports as a JSON list (one per checkpoint)",
+            ),
+        ),
+        kind="layers",
+        compute=layers_of,
+        bar=lambda quiet, checkpoint: _hvp_bar(quiet, Path(checkpoint).name),
+        beside=_layers_csv,
+        show=_show_layers,
+    ),
+    "landscape": Command(
+        LandscapeConfig,
+        landscape,
+        help="1-D or 2-D loss/accuracy slices along saved directions",
+        flags=(
+            _arg("--compare", help="a second checkpoint, evaluated along the same directions"),
+            _arg(
+                "--directions",
+                help="directions file (safetensors, whatever its name): read if it exists, else "
+                "made and saved there",
+            ),
+            _arg(
+                "--towards",
+                metavar="CKPT",
+                help="first axis: the direction from the checkpoint to CKPT over parameters (0 = "
+                "checkpoint, 1 = CKPT's parameters with the checkpoint's BN statistics; "
+                "`interpolate` moves those too)",
+            ),
+        ),
+        kind="landscape",
+    ),
+    "interpolate": Command(
+        InterpolationConfig,
+        measure,
         help="loss/accuracy on the line between two checkpoints",
-    )
-    range_flag(p, InterpolationConfig)
-
-    command("sharpness", one, help="worst-case (plain, adaptive) and average-case sharpness")
-
-    p = command(
-        "report",
-        [(("run",), {"help": "a finished post-training run folder"})],
+        positional=(_arg("checkpoint_a"), _arg("checkpoint_b")),
+        kind="interpolation",
+        compute=interpolation_of,
+        key=lambda cfg: {"alphas": cfg.alphas, "batch": cfg.batch_size},
+        show=_show_interpolation,
+    ),
+    "sharpness": Command(
+        SharpnessConfig,
+        measure,
+        help="worst-case (plain, adaptive) and average-case sharpness",
+        kind="sharpness",
+        compute=sharpness_of,
+        show=_show_sharpness,
+    ),
+    "report": Command(
+        ReportConfig,
+        report_parts,
         help="before vs after for a post-training run: per layer, Hessians, landscapes, "
         "interpolation",
         description="Everything the app's Compare page shows, for RUN/checkpoints/initial and "
         "final; each part is written to RUN/analysis/PART/result.json (a run folder with its own "
         "status).",
-    )
-    p.add_argument(
-        "--part", nargs="+", choices=PARTS, default=list(PARTS), help="which analyses to compute"
-    )
-
-    p = command(
-        "compare",
-        [
-            (
-                ("checkpoints",),
-                {"nargs": "+", "metavar": "CHECKPOINT", "help": "one or two checkpoints"},
-            )
-        ],
+        positional=(_arg("run", help="a finished post-training run folder"),),
+        flags=(PART,),
+        checkpoint_flags=False,  # a run's checkpoints say what they are and what they were on
+        out=False,
+        folder=_report_folder,
+    ),
+    "compare": Command(
+        ReportConfig,
+        compare_parts,
         help="the same analyses for any one or two checkpoints (yours included)",
         description="Everything the app's Inspect page shows, for one checkpoint or two (the "
         "first draws the landscape directions; the interpolation runs from the first to the "
         "second); each part is written to OUT/PART/result.json.",
+        positional=(
+            _arg("checkpoints", nargs="+", metavar="CHECKPOINT", help="one or two checkpoints"),
+        ),
+        flags=(
+            PART,
+            _arg(
+                "--label",
+                action="append",
+                metavar="NAME",
+                help="what to call each checkpoint in the results, in order (default: its file "
+                "name)",
+            ),
+            _arg(
+                "--out",
+                help="folder for the parts (default: results/compare/KEY, KEY from the "
+                "checkpoints' content, the data and the options)",
+            ),
+        ),
+        out=False,
+        folder=_compare_folder,
+    ),
+}
+
+# the command -> its config; flags of these fields are generated (tests/test_analysis_options.py)
+CONFIGS = {name: command.config for name, command in COMMANDS.items()}
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def _range_flag(p: argparse.ArgumentParser, cls) -> None:
+    """--range LO HI: two numbers (the hand-written flag of a config's `range` field, if any)."""
+    for f in dataclasses.fields(cls):
+        if f.name == "range":
+            p.add_argument(
+                "--range",
+                type=float,
+                nargs=2,
+                default=list(f.default),
+                metavar=("LO", "HI"),
+                help=f.metadata["help"],
+            )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--part", nargs="+", choices=PARTS, default=list(PARTS), help="which analyses to compute"
-    )
-    p.add_argument(
-        "--label",
-        action="append",
-        default=None,
-        metavar="NAME",
-        help="what to call each checkpoint in the results, in order (default: its file name)",
-    )
-    p.add_argument(
-        "--out",
-        default=None,
-        help="folder for the parts (default: results/compare/KEY, KEY from the checkpoints' "
-        "content, the data and the options)",
-    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(
+            name,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            help=command.help,
+            description=command.description,
+        )
+        for names, kw in command.positional:
+            p.add_argument(*names, **kw)
+        if command.checkpoint_flags:
+            add_data_args(p, required=False)  # --dataset (default: the checkpoint's) ...
+            add_model_args(p)
+        add_options(p, command.config)
+        if command.out:
+            p.add_argument("--out", default="results", help="folder for results (and the cache)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        _range_flag(p, command.config)
+        for names, kw in command.flags:
+            p.add_argument(*names, **copy.deepcopy(kw))  # a default list of each parser's own
     return parser
 
 
@@ -714,18 +731,9 @@ def check_options(args):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)  # argparse refuses unknown options itself, with exit 2
+    command = COMMANDS[args.command]
 
     def handler(a):
-        return COMMANDS[a.command](a, check_options(a))
+        return command.run(a, check_options(a), command)
 
-    run_dir = args.run if args.command == "report" else None
-    parts = getattr(args, "part", None) or []
-    if len(parts) == 1 and (args.command == "report" or getattr(args, "out", None)):
-        # one part: its own folder, the one the app queued (its log gets a traceback, its status
-        # a refusal)
-        run_dir = (
-            Path(args.run) / "analysis" / parts[0]
-            if args.command == "report"
-            else Path(args.out) / parts[0]
-        )
-    return run_command(handler, args, run_dir)
+    return run_command(handler, args, command.folder(args))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from analysis.landscape import grid
 from analysis.layers import MAX_STEPS, PROBES, TOL
 from pof import validate as check
 from pof.options import option
@@ -147,6 +148,11 @@ class LandscapeConfig(EvalConfig):
         _range("--range", self.range)
         check.grid_size("--steps", self.steps, self.dims, self.samples)
 
+    @property
+    def axes(self) -> list[list[float]]:
+        """The grid's coordinates along each of the `dims` directions."""
+        return [grid(self.range[0], self.range[1], self.steps)] * self.dims
+
 
 @dataclass(frozen=True)
 class InterpolationConfig(EvalConfig):
@@ -163,6 +169,11 @@ class InterpolationConfig(EvalConfig):
         hessian_options(seed=self.seed)
         _range("--range", self.range)
         check.grid_size("--steps", self.steps, 1, self.samples)
+
+    @property
+    def alphas(self) -> list[float]:
+        """The coefficients of the line's points."""
+        return grid(self.range[0], self.range[1], self.steps)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ report jobs (analysis.compare) and, through those jobs, the app all call these:
 - `sharpness_report`: worst-case (plain, adaptive) and average-case sharpness.
 
 Each returns a frozen result (analysis.results); `KINDS` names the result type of each kind of
-saved file. `EvalData` is a checkpoint's model with its fixed evaluation tensor.
+saved file. `EvalData` is a checkpoint's model with its fixed evaluation tensor; `hessian_of`,
+`layers_of`, `sharpness_of`, `landscape_of` and `interpolation_of` compute a report on an EvalData
+with the options of its config (analysis.configs), each config's fields mapped onto its function
+here, once (and `directions_of` a landscape's random directions).
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from analysis.configs import (
+    HessianConfig,
+    InterpolationConfig,
+    LandscapeConfig,
+    LayersConfig,
+    SharpnessConfig,
+)
 from analysis.hessian import (
     Density,
     HessianOperator,
@@ -30,7 +40,14 @@ from analysis.hessian import (
     spectral_density,
     top_eigenvalues,
 )
-from analysis.landscape import Landscape, eval_tensors, evaluate_grid, interpolate
+from analysis.landscape import (
+    Directions,
+    Landscape,
+    eval_tensors,
+    evaluate_grid,
+    interpolate,
+    random_directions,
+)
 from analysis.lastlayer import LastLayerHessian, features_and_probs, last_layer_hessian
 from analysis.layers import LayerReport, layer_report
 from analysis.results import Result
@@ -42,12 +59,18 @@ __all__ = [
     "EvalData",
     "HessianReport",
     "SharpnessReport",
+    "directions_of",
     "evaluate_grid",
+    "hessian_of",
     "hessian_report",
     "interpolate",
+    "interpolation_of",
+    "landscape_of",
     "last_layer_report",
     "layer_report",
+    "layers_of",
     "load_model",
+    "sharpness_of",
     "sharpness_report",
 ]
 
@@ -236,4 +259,143 @@ def sharpness_report(
             worst_case_sharpness(model, x, y, rho, steps, adaptive=True, **kw),
             average_case_sharpness(model, x, y, sigma, noise_samples, seed, **kw),
         ]
+    )
+
+
+# --- a report of an EvalData with its config's options ------------------------------------------
+
+
+def hessian_of(
+    data: EvalData,
+    cfg: HessianConfig,
+    *,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> HessianReport:
+    """`hessian_report` on `data`'s evaluation set (in batches of `cfg.hessian_batch`), with the
+    exact last layer on the whole training split."""
+    return hessian_report(
+        data.model,
+        data.batches(cfg.hessian_batch),
+        data.eval_set,
+        top_k=cfg.top_k,
+        tol=cfg.tol,
+        trace=cfg.trace,
+        layer_eigenvalues=cfg.per_layer,
+        probes=cfg.probes,
+        density=cfg.density,
+        density_steps=cfg.density_steps,
+        density_runs=cfg.density_runs,
+        seed=cfg.seed,
+        last_layer=last_layer_report(data.model, data.dataset, data.meta, cfg.top_k),
+        split=data.meta["split"],
+        progress=progress,
+        should_stop=should_stop,
+    )
+
+
+def layers_of(
+    data: EvalData,
+    cfg: LayersConfig,
+    *,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> LayerReport:
+    """`layer_report` on `data`'s evaluation set, which it states."""
+    report = layer_report(
+        data.model,
+        data.batches(cfg.hessian_batch),
+        classifier=data.meta.get("classifier"),
+        probes=cfg.probes,
+        tol=cfg.tol,
+        max_steps=cfg.max_steps,
+        seed=cfg.seed,
+        block_eigenvalues=not cfg.traces_only,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    return dataclasses.replace(report, eval_set=data.eval_set)
+
+
+def sharpness_of(
+    data: EvalData,
+    cfg: SharpnessConfig,
+    *,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> SharpnessReport:
+    """`sharpness_report` on `data`'s evaluation set."""
+    return sharpness_report(
+        data.model,
+        data.x,
+        data.y,
+        data.eval_set,
+        rho=cfg.rho,
+        steps=cfg.steps,
+        sigma=cfg.sigma,
+        noise_samples=cfg.noise_samples,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        progress=progress,
+        should_stop=should_stop,
+    )
+
+
+def directions_of(model: nn.Module, cfg: LandscapeConfig, count: int | None = None) -> Directions:
+    """`count` (default `cfg.dims`) random directions for `model`, drawn and scaled as `cfg` says
+    (seed, normalization, biases and BN, layers)."""
+    count = cfg.dims if count is None else count
+    return random_directions(
+        model, count, cfg.seed, cfg.normalization, cfg.include_bias_bn, cfg.layers
+    )
+
+
+def landscape_of(
+    data: EvalData,
+    cfg: LandscapeConfig,
+    model: nn.Module,
+    dirs: Directions,
+    *,
+    partial: Landscape | None = None,
+    save_partial=None,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> Landscape:
+    """`evaluate_grid` of `model` (data's own, or another on the same data) on `cfg.axes` along
+    `dirs`, on `data`'s evaluation set; `partial` continued, `save_partial` called on the way."""
+    return evaluate_grid(
+        model,
+        dirs,
+        cfg.axes,
+        data.x,
+        data.y,
+        data.eval_set,
+        cfg.batch_size,
+        partial,
+        save_partial,
+        progress,
+        should_stop,
+    )
+
+
+def interpolation_of(
+    data: EvalData,
+    cfg: InterpolationConfig,
+    other: nn.Module,
+    *,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> Landscape:
+    """`interpolate` from `data`'s model (0) to `other` (1) at `cfg.alphas`, on `data`'s
+    evaluation set."""
+    return interpolate(
+        data.model,
+        other,
+        cfg.alphas,
+        data.x,
+        data.y,
+        data.eval_set,
+        cfg.batch_size,
+        progress,
+        should_stop,
     )
