@@ -346,7 +346,7 @@ def _show_sharpness(found: list[Found]) -> None:
 
 
 def _directions(args, cfg: LandscapeConfig, data):
-    from analysis.landscape import Directions, difference_direction
+    from analysis.measures.landscape import Directions, difference_direction
 
     model = data.model
     if args.towards:  # axis 1 runs from this checkpoint (0) to the other (1); axis 2 is random
@@ -380,7 +380,7 @@ def landscape(args, cfg: LandscapeConfig, command: Command) -> int:
     """The grid along the directions for the checkpoint (and --compare's), each cached; a grid
     stopped half-way is kept beside the cache and continued by the same command."""
     from analysis import results
-    from analysis.landscape import Landscape
+    from analysis.measures.landscape import Landscape
 
     data = _eval_data(args, cfg, args.checkpoint)
     dirs = _directions(args, cfg, data)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from analysis import cache, results
 from analysis.configs import ReportConfig, hessian_options
-from analysis.landscape import (
+from analysis.measures.landscape import (
     Directions,
     eval_tensors,
     evaluate_grid,
@@ -31,7 +31,7 @@ from analysis.landscape import (
     interpolate,
     random_directions,
 )
-from analysis.layers import layer_report
+from analysis.measures.layers import layer_report
 from analysis.reports import KINDS, hessian_report, last_layer_report, load_model
 from pof import validate as check
 from pof.models.formats import CheckpointError, ModelSource

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analysis.landscape import grid
-from analysis.layers import MAX_STEPS, PROBES, TOL
+from analysis.measures.landscape import grid
+from analysis.measures.layers import MAX_STEPS, PROBES, TOL
 from pof import validate as check
 from pof.options import option
 

@@ -23,16 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.hessian import HessianOperator, hutchinson_trace, top_eigenvalues
-from analysis.landscape import (
-    Directions,
-    Landscape,
-    eval_tensors,
-    evaluate_grid,
-    grid,
-    random_directions,
-)
-from analysis.lastlayer import features_and_probs, last_layer_hessian
 from analysis.learn_results import (
     Curvature,
     DecisionMap,
@@ -50,7 +40,17 @@ from analysis.learn_results import (
     TrainingSummary,
     TrainTestSlice,
 )
-from analysis.sharpness import worst_case_sharpness
+from analysis.measures.hessian import HessianOperator, hutchinson_trace, top_eigenvalues
+from analysis.measures.landscape import (
+    Directions,
+    Landscape,
+    eval_tensors,
+    evaluate_grid,
+    grid,
+    random_directions,
+)
+from analysis.measures.lastlayer import features_and_probs, last_layer_hessian
+from analysis.measures.sharpness import worst_case_sharpness
 from pof.config import PoFConfig, PretrainConfig
 from pof.data.batches import Batches
 from pof.data.dataset import Dataset
@@ -268,8 +268,8 @@ def points(d: Dataset, split: str = "train") -> Points:
 def along(
     model: nn.Module, direction: dict[str, torch.Tensor], ts: list[float], x, y, eval_set: str
 ) -> Landscape:
-    """Loss and accuracy at w + t d for every t (analysis.landscape's exact evaluator), on a
-    copy."""
+    """Loss and accuracy at w + t d for every t (analysis.measures.landscape's exact evaluator),
+    on a copy."""
     model = copy.deepcopy(model)
     dirs = Directions(
         [{n: direction.get(n, torch.zeros_like(p)) for n, p in model.named_parameters()}],

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from analysis.hessian import TopEigen, TraceResult
-from analysis.landscape import Landscape
-from analysis.lastlayer import LastLayerHessian
+from analysis.measures.hessian import TopEigen, TraceResult
+from analysis.measures.landscape import Landscape
+from analysis.measures.lastlayer import LastLayerHessian
+from analysis.measures.sharpness import Sharpness
 from analysis.reports import HessianReport
 from analysis.results import UNSAVED, Result
-from analysis.sharpness import Sharpness
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@ report jobs (analysis.compare) and, through those jobs, the app all call these:
 
 - `hessian_report`: whole-network top eigenvalues, trace, density, and the exact last layer;
 - `last_layer_report`: the last layer's exact Hessian on the whole training set;
-- `layer_report` (analysis.layers): per-layer sharpness;
-- `evaluate_grid` (analysis.landscape): 1-D and 2-D landscapes along given directions;
-- `interpolate` (analysis.landscape): the line between two checkpoints;
+- `layer_report` (analysis.measures.layers): per-layer sharpness;
+- `evaluate_grid` (analysis.measures.landscape): 1-D and 2-D landscapes along given directions;
+- `interpolate` (analysis.measures.landscape): the line between two checkpoints;
 - `sharpness_report`: worst-case (plain, adaptive) and average-case sharpness.
 
 Each returns a frozen result (analysis.results); `KINDS` names the result type of each kind of
@@ -30,7 +30,7 @@ from analysis.configs import (
     LayersConfig,
     SharpnessConfig,
 )
-from analysis.hessian import (
+from analysis.measures.hessian import (
     Density,
     HessianOperator,
     TopEigen,
@@ -40,7 +40,7 @@ from analysis.hessian import (
     spectral_density,
     top_eigenvalues,
 )
-from analysis.landscape import (
+from analysis.measures.landscape import (
     Directions,
     Landscape,
     eval_tensors,
@@ -48,10 +48,10 @@ from analysis.landscape import (
     interpolate,
     random_directions,
 )
-from analysis.lastlayer import LastLayerHessian, features_and_probs, last_layer_hessian
-from analysis.layers import LayerReport, layer_report
+from analysis.measures.lastlayer import LastLayerHessian, features_and_probs, last_layer_hessian
+from analysis.measures.layers import LayerReport, layer_report
+from analysis.measures.sharpness import Sharpness, average_case_sharpness, worst_case_sharpness
 from analysis.results import Result
-from analysis.sharpness import Sharpness, average_case_sharpness, worst_case_sharpness
 from pof.progress import Progress, ShouldStop
 
 __all__ = [

@@ -21,9 +21,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from analysis.hessian import HessianOperator, top_eigenvalues
-from analysis.landscape import evaluate_grid, grid, loss_and_accuracy, random_directions
-from analysis.lastlayer import features_and_probs, last_layer_hessian
+from analysis.measures.hessian import HessianOperator, top_eigenvalues
+from analysis.measures.landscape import evaluate_grid, grid, loss_and_accuracy, random_directions
+from analysis.measures.lastlayer import features_and_probs, last_layer_hessian
 from pof.data.batches import Batches
 from pof.data.load import load_dataset
 from pof.models.networks import build_model

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from analysis.lastlayer import features_and_probs, last_layer_hessian
+from analysis.measures.lastlayer import features_and_probs, last_layer_hessian
 from pof.config import METHODS, PostTrainConfig, PretrainConfig
 from pof.data.batches import Batches
 from pof.data.load import load_dataset

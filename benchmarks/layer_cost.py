@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.hessian import (
+from analysis.measures.hessian import (
     BlockOperator,
     HessianOperator,
     _rademacher,
@@ -35,7 +35,7 @@ from analysis.hessian import (
     layer_groups,
     top_eigenvalues,
 )
-from analysis.layers import MAX_STEPS, PROBES, TOL, layer_report
+from analysis.measures.layers import MAX_STEPS, PROBES, TOL, layer_report
 
 CALLS = {"n": 0}
 _hvp = HessianOperator.hvp

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 from analysis import results
-from analysis.landscape import Landscape
+from analysis.measures.landscape import Landscape
 from pof.training.pretrain import PretrainConfig, pretrain
 
 

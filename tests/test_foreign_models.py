@@ -14,7 +14,7 @@ import torch
 import torchvision
 from conftest import ROOT, run_cli
 
-from analysis.layers import layer_report
+from analysis.measures.layers import layer_report
 from pof.data.batches import Batches
 from pof.data.load import load_dataset
 from pof.models.formats import CheckpointError, ModelSource

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, hessian
 
-from analysis.hessian import (
+from analysis.measures.hessian import (
     BlockOperator,
     HessianOperator,
     hutchinson_trace,

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, hessian
 
-from analysis.landscape import (
+from analysis.measures.landscape import (
     Directions,
     evaluate_grid,
     grid,
@@ -17,7 +17,7 @@ from analysis.landscape import (
     loss_and_accuracy,
     random_directions,
 )
-from analysis.sharpness import average_case_sharpness, worst_case_sharpness
+from analysis.measures.sharpness import average_case_sharpness, worst_case_sharpness
 from pof.models.networks import build_model
 from pof.progress import Stopped
 

@@ -1,5 +1,5 @@
-"""Per-layer sharpness (analysis.layers) against the exact Hessian's diagonal blocks; its CLI and
-figures."""
+"""Per-layer sharpness (analysis.measures.layers) against the exact Hessian's diagonal blocks; its
+CLI and figures."""
 
 import csv
 import json
@@ -17,8 +17,8 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from analysis import results
-from analysis.hessian import HessianOperator, layer_groups
-from analysis.layers import HvpCount, LayerReport, LayerRow, WholeNetwork, layer_report
+from analysis.measures.hessian import HessianOperator, layer_groups
+from analysis.measures.layers import HvpCount, LayerReport, LayerRow, WholeNetwork, layer_report
 from pof.progress import Stopped
 
 

@@ -1,5 +1,5 @@
-"""Per-layer sharpness (analysis.layers reports): a table row per layer (layer_rows) and one metric
-along the depth of the network, with the ratio of two labels (layers_figure)."""
+"""Per-layer sharpness (analysis.measures.layers reports): a table row per layer (layer_rows) and
+one metric along the depth of the network, with the ratio of two labels (layers_figure)."""
 
 from __future__ import annotations
 

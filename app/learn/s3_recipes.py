@@ -5,8 +5,8 @@ Hessian)."""
 import streamlit as st
 
 from analysis import learn
-from analysis.landscape import Landscape
 from analysis.learn_results import DecisionMap, Points
+from analysis.measures.landscape import Landscape
 from app.figures.landscapes import contours_2d
 from app.figures.learn import decision_maps
 from app.figures.spectra import hessian_bars

@@ -15,7 +15,7 @@ What it costs, in Hessian-vector products (each one a full-network forward and d
   whole-network one; small blocks converge in few steps.
 - the whole network's top eigenvalue: the same Lanczos on the full operator.
 
-    from analysis.layers import layer_report
+    from analysis.measures.layers import layer_report
     report = layer_report(model, [(x, y)], classifier="classifier")
     for row in report.rows:
         print(row.name, row.trace, row.top_eigenvalue)
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from analysis.hessian import (
+from analysis.measures.hessian import (
     BlockOperator,
     HessianOperator,
     hutchinson_trace,

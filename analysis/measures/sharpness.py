@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.landscape import loss_and_accuracy
+from analysis.measures.landscape import loss_and_accuracy
 from analysis.results import Result
 from pof.progress import Progress, ShouldStop, check_stop
 
