@@ -101,7 +101,7 @@ def load_checkpoint(
     source = source or ModelSource(arch, dict(arch_args or {}))
     file = read_model_file(path)  # 1-3
     spec = architecture(file, source, dataset, allow_code)  # 4
-    model = build_model(file, spec)  # 5
+    model = build_architecture(file, spec)  # 5
     fitted = fit_weights(file, model, source, spec.arch)  # 6
     meta = describe(file, spec, source, dataset, fitted.notes)
     if fitted.state:
@@ -166,7 +166,7 @@ def architecture(
 # --- 5: build -------------------------------------------------------------------------------------
 
 
-def build_model(file: ModelFile, spec: Architecture) -> nn.Module:
+def build_architecture(file: ModelFile, spec: Architecture) -> nn.Module:
     """An untrained model of the architecture, refused with the file named when it cannot be built
     (or when the export program a checkpoint was written from has changed since)."""
     path = file.path
