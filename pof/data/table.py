@@ -5,9 +5,9 @@ line and column.
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,47 +15,114 @@ import torch
 from .dataset import Dataset, existing_file, integer_classes, own_dataset
 from .names import DatasetError, short_repr
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Integer labels are decimal digits with an optional sign ("07" is 7); anything else ("0.5",
+# "1e3", "seven") makes every label of the file a class name.
 _INT = re.compile(r"[+-]?[0-9]+")
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header and the non-blank rows, each with its line number (for error messages)."""
-    rows: list[tuple[int, list[str]]] = []
+class _Long:
+    """A row with more cells than the header, kept in its place as one cell (by on_bad_lines)."""
+
+    def __init__(self, cells: list[str]):
+        self.cells = cells
+
+
+def _parse(path: Path, on_bad_lines) -> pd.DataFrame:
+    import pandas as pd  # on first use: importing pof.data need not import pandas
+
+    # Every cell as its text (dtype=object, no "NA"/"null" read as missing), so labels stay what
+    # the file says and numbers are parsed below. The python engine leaves the cells a short row
+    # lacks as None, distinct from an empty cell; blank lines stay rows, so that row numbers can
+    # be turned into line numbers. -sig: spreadsheet exports start with a BOM.
+    return pd.read_csv(
+        path,
+        header=None,
+        dtype=object,
+        keep_default_na=False,
+        skip_blank_lines=False,
+        engine="python",
+        encoding="utf-8-sig",
+        on_bad_lines=on_bad_lines,
+    )
+
+
+def _read_csv(path: Path) -> tuple[list[str], pd.DataFrame, np.ndarray]:
+    """The header, the non-blank rows as text cells (columns named by the header) and each row's
+    line number (for error messages)."""
+    import pandas as pd
+
+    long_rows = False
     try:
-        with open(
-            path, newline="", encoding="utf-8-sig"
-        ) as f:  # -sig: spreadsheet exports start with a BOM
-            reader = csv.reader(f)
-            try:
-                header = [h.strip() for h in next(reader)]
-            except StopIteration:
+        try:
+            raw = _parse(path, "error")
+        except pd.errors.ParserError as e:
+            if not str(e).startswith("Expected "):  # "Expected 2 fields in line 3, saw 4"
+                raise
+            if str(e).startswith("Expected 0 "):  # nothing to keep a long row in
                 raise DatasetError(
-                    f"{path} is empty; a CSV needs a header row naming its columns."
+                    f"{path}: the header row (line 1) is blank; a CSV needs a header row naming "
+                    f"its columns."
                 ) from None
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) != len(header):
-                    raise DatasetError(
-                        f"{path} line {reader.line_num}: {len(row)} cells, but the header names "
-                        f"{len(header)} columns."
-                    )
-                rows.append((reader.line_num, row))
+            # Every row was read, but one is longer than the header, and pandas names only the
+            # first such by its row count. Read again with those rows kept in place, so that
+            # rows are checked in file order below. (A callable on_bad_lines would also drop a
+            # row the csv module cannot read, so it is used only once the file is known to read.)
+            raw, long_rows = _parse(path, lambda cells: [_Long(cells)]), True
+    except pd.errors.EmptyDataError:
+        raise DatasetError(
+            f"{path} is empty; a CSV needs a header row naming its columns."
+        ) from None
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path} is not a UTF-8 text CSV file ({e}).") from e
-    except csv.Error as e:
+    except pd.errors.ParserError as e:
         raise DatasetError(f"{path} is not a readable CSV file: {e}.") from e
+    if raw.empty:  # blank lines only
+        return [], pd.DataFrame(), np.zeros(0, dtype=np.int64)
+    header = [h.strip() for h in raw.iloc[0]]
+    cells = raw.notna().sum(axis=1).to_numpy(copy=True)  # a short row's missing cells are None
+    if long_rows:
+        for i in np.flatnonzero(raw[0].map(lambda c: isinstance(c, _Long)).to_numpy()):
+            cells[i] = len(raw.iat[i, 0].cells)
+            raw.iat[i, 0] = "".join(raw.iat[i, 0].cells)  # blank if its cells are; keeps breaks
+    lines = np.arange(1, len(raw) + 1)
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        physical = sum(1 for _ in f)  # lines as the csv module and an editor count them
+    if physical != len(raw):
+        # A quoted cell spans lines: count its line breaks, so that a row's number is the line on
+        # which it ends.
+        breaks = raw.apply(lambda col: col.str.count(r"\r\n|\r|\n")).fillna(0).sum(axis=1)
+        lines += breaks.cumsum().to_numpy(dtype=np.int64)
+    # Rows of empty or blank cells are skipped, whatever their length: look at a column only in
+    # the rows that are blank so far (usually none after the first column).
+    keep = np.zeros(len(raw), dtype=bool)
+    for column in raw.columns:
+        blank = ~keep
+        keep[blank] = raw[column][blank].str.strip().fillna("").ne("").to_numpy()
+        if keep.all():
+            break
+    keep[0] = False  # the header
+    rows, lines, cells = raw[keep], lines[keep], cells[keep]
+    odd = np.flatnonzero(cells != len(header))
+    if len(odd):
+        raise DatasetError(
+            f"{path} line {lines[odd[0]]}: {cells[odd[0]]} cells, but the header names "
+            f"{len(header)} columns."
+        )
     if not all(header) or len(set(header)) != len(header):
         raise DatasetError(
             f"{path}: every column needs its own non-empty name in the header row; found {header}."
         )
-    return header, rows
+    rows.columns = header
+    return header, rows, lines
 
 
 def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
     """Features (float32), labels (stripped strings), split (or None) and line numbers of one CSV
     file."""
-    header, rows = _read_csv(path)
+    header, rows, lines = _read_csv(path)
     if label_column not in header:
         raise DatasetError(
             f"{path} has no label column {label_column!r}; its columns are {header}. "
@@ -70,57 +137,53 @@ def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
     features = [h for h in header if h != label_column and not (has_split and h == "split")]
     if not features:
         raise DatasetError(f"{path} has no feature columns besides {label_column!r}.")
-    if not rows:
+    if rows.empty:
         raise DatasetError(f"{path} has a header but no rows.")
-    lab = header.index(label_column)
-    labels = [row[lab].strip() for _, row in rows]
-    empty = next((line for (line, _), v in zip(rows, labels, strict=True) if not v), None)
-    if empty is not None:
-        raise DatasetError(f"{path} line {empty}: the label ({label_column!r}) is empty.")
+    labels = rows[label_column].str.strip()
+    empty = np.flatnonzero((labels == "").to_numpy())
+    if len(empty):
+        raise DatasetError(f"{path} line {lines[empty[0]]}: the label ({label_column!r}) is empty.")
     split = None
     if has_split:
-        split = [row[header.index("split")].strip().lower() for _, row in rows]
-        odd = next(
-            (
-                (line, v)
-                for (line, _), v in zip(rows, split, strict=True)
-                if v not in ("train", "test")
-            ),
-            None,
-        )
-        if odd:
+        split = rows["split"].str.strip().str.lower()
+        odd = np.flatnonzero(~split.isin(("train", "test")).to_numpy())
+        if len(odd):
             raise DatasetError(
-                f"{path} line {odd[0]}: split is {odd[1]!r}; it must be 'train' or 'test'."
+                f"{path} line {lines[odd[0]]}: split is {split.iloc[odd[0]]!r}; it must be "
+                f"'train' or 'test'."
             )
-    cols = [header.index(h) for h in features]
-    x = np.empty((len(rows), len(cols)), dtype=np.float64)  # float32 (checked for overflow) below
-    for r, (line, row) in enumerate(rows):
-        for j, c in enumerate(cols):
-            try:
-                x[r, j] = float(row[c])
-            except ValueError:
-                raise DatasetError(
-                    f"{path} line {line}, column {header[c]!r}: {short_repr(row[c])} is not a "
-                    f"number; "
-                    f"every column except the label{' and split' if has_split else ''} must be "
-                    f"numeric."
-                ) from None
+        split = split.tolist()
+    text = rows[features].to_numpy()
+    try:
+        # float() of each cell, as Python reads a number (surrounding spaces, "1e3", "inf")
+        x = text.astype(np.float64)  # float32 (checked for overflow) below
+    except ValueError:
+        for r, row in enumerate(text):  # name the first cell that is not a number
+            for j, cell in enumerate(row):
+                try:
+                    float(cell)
+                except ValueError:
+                    raise DatasetError(
+                        f"{path} line {lines[r]}, column {features[j]!r}: {short_repr(cell)} is "
+                        f"not a number; every column except the label"
+                        f"{' and split' if has_split else ''} must be numeric."
+                    ) from None
+        raise
     with np.errstate(over="ignore"):
         x = x.astype(np.float32)
     bad = np.argwhere(~np.isfinite(x))
     if len(bad):
         r, j = bad[0]
         raise DatasetError(
-            f"{path} line {rows[r][0]}, column {features[j]!r}: "
-            f"{short_repr(rows[r][1][cols[j]])} is "
+            f"{path} line {lines[r]}, column {features[j]!r}: {short_repr(text[r, j])} is "
             f"NaN or infinite (as float32); {len(bad)} such cells. Remove or impute them first."
         )
     return {
         "features": features,
         "x": x,
-        "labels": labels,
+        "labels": labels.tolist(),
         "split": split,
-        "lines": [line for line, _ in rows],
+        "lines": lines.tolist(),
     }
 
 
