@@ -54,7 +54,7 @@ from analysis.measures.sharpness import worst_case_sharpness
 from pof.config import PoFConfig, PretrainConfig
 from pof.data.batches import Batches
 from pof.data.dataset import Dataset
-from pof.data.load import point_set
+from pof.data.offline import point_set
 from pof.method.pof import PoF, losses_along
 from pof.models.networks import Classifier, mlp
 from pof.training.optim import make_optimizer, plain_step, sam_step

@@ -1,6 +1,7 @@
 """A dataset in memory, and what every source shares: the statistics that normalize it, stated
-or computed, and the checks of labels and files (the sources: pof.data.load; their names and
-options, without torch: pof.data.names).
+or computed, and the checks of labels and files (the sources: offline, downloads, imagefolder,
+arrays, table, dispatched by pof.data.load; their names and options, without torch:
+pof.data.names).
 """
 
 from __future__ import annotations
@@ -200,6 +201,3 @@ def existing_file(text: str) -> Path:
     except (OSError, ValueError) as e:  # a NUL byte, a name too long ...
         raise DatasetError(f"No such file: {text} ({e})") from e
     return path.resolve()
-
-
-# --- the user's own arrays: npz or safetensors -------------------------------------------------

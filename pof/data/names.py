@@ -68,7 +68,7 @@ _MNIST = [
     "8 - eight",
     "9 - nine",
 ]
-# (input shape, class names) of each named dataset, as pof.data.load_dataset returns them
+# (input shape, class names) of each named dataset, as pof.data.load.load_dataset returns them
 SIGNATURES = {
     "digits": ((1, 8, 8), _TEN),
     "moons": ((2,), ["0", "1"]),
