@@ -270,6 +270,12 @@ def test_csv_pair_with_integer_labels_matches_columns_by_name(tmp_path):
         ("a,label\n1,0\n2,1\n", {}, r"add a column named 'split'.*csv:TRAIN.csv,TEST.csv"),
         ("a,label\n1,0,7\n", {}, r"line 2: 3 cells, but the header names 2 columns"),
         ("", {}, r"is empty; a CSV needs a header row"),
+        (
+            "a,label,split\n1,0,train\n2,99999999999999999999,test\n",
+            {},
+            r"labels must be integers 0..K-1; found values beyond int64",
+        ),
+        ('a,label,split\n1,0,train\n2,"1"x,test\n', {}, r"not a readable CSV file"),
     ],
 )
 def test_csv_errors_name_the_row_and_column(tmp_path, text, kw, message):

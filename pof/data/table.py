@@ -191,7 +191,12 @@ def _csv_label_indices(
     labels: list[str], lines: list[tuple[Path, int]], stated: list[str] | None, where: str
 ) -> tuple[np.ndarray, list[str], str]:
     if all(_INT.fullmatch(v) for v in labels):
-        y = np.array([int(v) for v in labels], dtype=np.int64) if labels else np.zeros(0, np.int64)
+        values = [int(v) for v in labels]
+        if any(not -(2**63) <= v < 2**63 for v in values):
+            raise DatasetError(
+                f"{where}: labels must be integers 0..K-1; found values beyond int64."
+            )
+        y = np.array(values, dtype=np.int64) if labels else np.zeros(0, np.int64)
         classes, order = integer_classes(y, stated, where)
         return y, classes, order
     classes, order = (
