@@ -1,23 +1,39 @@
 """The Learn page's experiments (analysis.learn results): decision maps of 2-D toy data, the loss
 along the top eigenvector with its quadratic model, training against test loss along a direction,
-and PoF's line search on the weak batch (eta_max, eta*, gamma)."""
+and PoF's line search on the weak batch (eta_max, eta*, gamma). Each builder reads analysis.learn's
+typed results (analysis.learn_results); a decision-map panel is a MapPanel."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.learn_results import DecisionMap, EigenSlice, PoFWalkthrough, Points, TrainTestSlice
 from app.figures.style import label_color
 
 CLASS_COLORS = ("#1f77b4", "#ff7f0e")  # class 0, class 1 of a 2-D point set
 
 
-def _boundary(m: dict, color: str, dash: str, name: str, show: bool) -> go.Contour:
+@dataclass(frozen=True)
+class MapPanel:
+    """One panel of decision_maps: a decision map and the data over it, with other boundaries
+    ({name: decision map}, drawn as dashed lines) and highlighted points (name, points: drawn as
+    open rings, e.g. a weak batch)."""
+
+    map: DecisionMap
+    points: Points
+    boundaries: dict[str, DecisionMap] = field(default_factory=dict)
+    highlight: tuple[str, Points] | None = None
+
+
+def _boundary(m: DecisionMap, color: str, dash: str, name: str, show: bool) -> go.Contour:
     """Only the p = 0.5 line of a decision map, drawn as a line."""
     return go.Contour(
-        x=m["x"],
-        y=m["y"],
-        z=m["p"],
+        x=m.x,
+        y=m.y,
+        z=m.p,
         contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "lines"},
         line={"color": color, "dash": dash, "width": 3},
         showscale=False,
@@ -28,10 +44,9 @@ def _boundary(m: dict, color: str, dash: str, name: str, show: bool) -> go.Conto
     )
 
 
-def decision_maps(panels: dict[str, dict]) -> go.Figure:
+def decision_maps(panels: dict[str, MapPanel]) -> go.Figure:
     """One panel per label: P(class 1) as a background, the data on top and the boundary p = 0.5.
-    A panel may add "boundaries" ({name: decision map}, drawn as dashed lines) and "highlight"
-    (points drawn as open rings, e.g. a weak batch)."""
+    A panel may add other boundaries (dashed lines) and highlighted points (open rings)."""
     fig = make_subplots(
         rows=1,
         cols=len(panels),
@@ -39,17 +54,17 @@ def decision_maps(panels: dict[str, dict]) -> go.Figure:
         shared_yaxes=True,
         horizontal_spacing=0.04,
     )
-    names = list(dict.fromkeys(n for p in panels.values() for n in p.get("boundaries", {})))
+    names = list(dict.fromkeys(n for p in panels.values() for n in p.boundaries))
     extra_colors = dict(
         zip(names, ["#d62728", "#2ca02c", "#9467bd", "#8c564b"] * 4, strict=False)
     )  # one colour per name
     for i, (_label, p) in enumerate(panels.items()):
-        m = p["map"]
+        m = p.map
         fig.add_trace(
             go.Heatmap(
-                x=m["x"],
-                y=m["y"],
-                z=m["p"],
+                x=m.x,
+                y=m.y,
+                z=m.p,
                 zmin=0,
                 zmax=1,
                 colorscale="RdBu_r",
@@ -61,13 +76,13 @@ def decision_maps(panels: dict[str, dict]) -> go.Figure:
             row=1,
             col=i + 1,
         )
-        pts = p["points"]
+        pts = p.points
         for c in (0, 1):
-            idx = [k for k, lab in enumerate(pts["label"]) if lab == c]
+            idx = [k for k, lab in enumerate(pts.label) if lab == c]
             fig.add_trace(
                 go.Scatter(
-                    x=[pts["x"][k] for k in idx],
-                    y=[pts["y"][k] for k in idx],
+                    x=[pts.x[k] for k in idx],
+                    y=[pts.y[k] for k in idx],
                     mode="markers",
                     marker={
                         "color": CLASS_COLORS[c],
@@ -82,18 +97,18 @@ def decision_maps(panels: dict[str, dict]) -> go.Figure:
                 col=i + 1,
             )
         fig.add_trace(_boundary(m, "black", "solid", "boundary", i == 0), row=1, col=i + 1)
-        for name, other in p.get("boundaries", {}).items():
+        for name, other in p.boundaries.items():
             fig.add_trace(
                 _boundary(other, extra_colors[name], "dash", name, True), row=1, col=i + 1
             )
-        if p.get("highlight"):
-            h = p["highlight"]
+        if p.highlight is not None:
+            name, h = p.highlight
             fig.add_trace(
                 go.Scatter(
-                    x=h["x"],
-                    y=h["y"],
+                    x=h.x,
+                    y=h.y,
                     mode="markers",
-                    name=h.get("name", "highlighted"),
+                    name=name,
                     marker={
                         "symbol": "circle-open",
                         "size": 9,
@@ -110,7 +125,7 @@ def decision_maps(panels: dict[str, dict]) -> go.Figure:
     return fig
 
 
-def eigen_slices(slices: dict[str, dict]) -> go.Figure:
+def eigen_slices(slices: dict[str, EigenSlice]) -> go.Figure:
     """The loss along each model's unit top eigenvector (solid) and its quadratic model
     L(0) + L'(0) t + lambda t^2 / 2 (dashed): its curvature is the top eigenvalue."""
     fig = go.Figure()
@@ -118,8 +133,8 @@ def eigen_slices(slices: dict[str, dict]) -> go.Figure:
         color = label_color(label, i)
         fig.add_trace(
             go.Scatter(
-                x=s["t"],
-                y=s["loss"],
+                x=s.t,
+                y=s.loss,
                 name=f"{label}: loss",
                 line={"color": color},
                 legendgroup=label,
@@ -127,14 +142,14 @@ def eigen_slices(slices: dict[str, dict]) -> go.Figure:
         )
         fig.add_trace(
             go.Scatter(
-                x=s["t"],
-                y=s["quadratic"],
-                name=f"{label}: L(0) + L'(0)t + λt²/2, λ = {s['lambda']:.3g}",
+                x=s.t,
+                y=s.quadratic,
+                name=f"{label}: L(0) + L'(0)t + λt²/2, λ = {s.eigenvalue:.3g}",
                 line={"color": color, "dash": "dash"},
                 legendgroup=label,
             )
         )
-    top = max(max(s["loss"]) for s in slices.values())
+    top = max(max(s.loss) for s in slices.values())
     fig.update_yaxes(title_text="training loss", range=[0, top * 1.05])
     fig.update_xaxes(
         title_text="t: distance along the top eigenvector (unit length in parameter space)"
@@ -143,7 +158,7 @@ def eigen_slices(slices: dict[str, dict]) -> go.Figure:
     return fig
 
 
-def train_test_slices(slices: dict[str, dict], shift: float) -> go.Figure:
+def train_test_slices(slices: dict[str, TrainTestSlice], shift: float) -> go.Figure:
     """Per label: training loss (dotted), test loss (solid) along one direction, and the training
     curve moved by `shift` (dashed): what the test loss would be if the test landscape were the
     training landscape shifted (the picture of the PoF paper's first figure, from measured
@@ -153,8 +168,8 @@ def train_test_slices(slices: dict[str, dict], shift: float) -> go.Figure:
         show = i == 0
         fig.add_trace(
             go.Scatter(
-                x=s["t"],
-                y=s["train"],
+                x=s.t,
+                y=s.train,
                 name="training loss",
                 line={"dash": "dot", "color": "#1f77b4"},
                 legendgroup="train",
@@ -165,8 +180,8 @@ def train_test_slices(slices: dict[str, dict], shift: float) -> go.Figure:
         )
         fig.add_trace(
             go.Scatter(
-                x=s["t"],
-                y=s["test"],
+                x=s.t,
+                y=s.test,
                 name="test loss (measured)",
                 line={"color": "#d62728"},
                 legendgroup="test",
@@ -177,8 +192,8 @@ def train_test_slices(slices: dict[str, dict], shift: float) -> go.Figure:
         )
         fig.add_trace(
             go.Scatter(
-                x=[t + shift for t in s["t"]],
-                y=s["train"],
+                x=[t + shift for t in s.t],
+                y=s.train,
                 name=f"training loss shifted by {shift:g}",
                 line={"dash": "dash", "color": "#7f7f7f"},
                 legendgroup="shifted",
@@ -194,23 +209,23 @@ def train_test_slices(slices: dict[str, dict], shift: float) -> go.Figure:
     return fig
 
 
-def line_search_figure(w: dict) -> go.Figure:
+def line_search_figure(w: PoFWalkthrough) -> go.Figure:
     """PoF's line search on the weak batch: the loss along -g, the doubling bracket, the grid of
     grid in (0, eta_max], eta_max and eta*, and the chosen step gamma eta*."""
-    info = w["info"]
+    info = w.info
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
-            x=w["curve"]["eta"],
-            y=w["curve"]["loss"],
+            x=w.curve.eta,
+            y=w.curve.loss,
             name="weak-batch loss along −g",
             line={"color": "#1f77b4"},
         )
     )
     fig.add_trace(
         go.Scatter(
-            x=w["bracket"]["eta"],
-            y=w["bracket"]["loss"],
+            x=w.bracket.eta,
+            y=w.bracket.loss,
             mode="markers",
             name="doubling bracket",
             marker={"symbol": "square", "size": 10, "color": "#ff7f0e"},
@@ -218,19 +233,19 @@ def line_search_figure(w: dict) -> go.Figure:
     )
     fig.add_trace(
         go.Scatter(
-            x=w["grid"]["eta"],
-            y=w["grid"]["loss"],
+            x=w.grid.eta,
+            y=w.grid.loss,
             mode="markers",
-            name=f"grid k·η_max/{len(w['grid']['eta'])}",
+            name=f"grid k·η_max/{len(w.grid.eta)}",
             marker={"size": 6, "color": "#2ca02c"},
         )
     )
-    fig.add_hline(y=w["loss0"], line_dash="dot", line_color="#7f7f7f", annotation_text="L'(w0)")
-    step = info["gamma"] * info["eta_star"]
+    fig.add_hline(y=w.loss0, line_dash="dot", line_color="#7f7f7f", annotation_text="L'(w0)")
+    step = info.gamma * info.eta_star
     for x, text, color, where in (
-        (info["eta_max"], "η_max", "#ff7f0e", "top"),
-        (info["eta_star"], "η*", "#2ca02c", "top"),
-        (step, f"γη* (γ = {info['gamma']:.2f})", "#d62728", "bottom right"),
+        (info.eta_max, "η_max", "#ff7f0e", "top"),
+        (info.eta_star, "η*", "#2ca02c", "top"),
+        (step, f"γη* (γ = {info.gamma:.2f})", "#d62728", "bottom right"),
     ):
         fig.add_vline(
             x=x, line_dash="dash", line_color=color, annotation_text=text, annotation_position=where

@@ -1,13 +1,12 @@
 """What the Learn page's sections share: the pair of networks they compare, the references, number
-formatting, the cached computations more than one section reads, and the plain form in which
-app.figures' Learn builders take analysis.learn's typed results."""
+formatting, and the cached computations more than one section reads."""
 
 import dataclasses
 
 import streamlit as st
 
 from analysis import learn
-from analysis.learn_results import DecisionMap, EigenSlice, Points, RecipeCurvature, TrainingSummary
+from analysis.learn_results import RecipeCurvature, TrainingSummary
 from pof.config import PoFConfig
 
 # The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained
@@ -59,28 +58,3 @@ def trained(r: learn.Recipe) -> TrainingSummary:
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def curvature(r: learn.Recipe) -> RecipeCurvature:
     return dataclasses.replace(learn.recipe_curvature(r), vector=None)  # no tensors in the cache
-
-
-# --- app.figures' Learn builders read plain dicts (a result's to_dict() form) --------------------
-
-
-def eigen_slice_plain(s: EigenSlice) -> dict:
-    """An eigenvector slice as app.figures.eigen_slices reads it (its eigenvalue as "lambda")."""
-    return {**s.to_dict(), "lambda": s.eigenvalue}
-
-
-def panel(
-    m: DecisionMap,
-    pts: Points,
-    boundaries: dict[str, DecisionMap] | None = None,
-    highlight: tuple[str, Points] | None = None,
-) -> dict:
-    """One panel of app.figures.decision_maps: a decision map and the data over it, with other
-    boundaries (dashed) and highlighted points (named rings) when given."""
-    p = {"map": m.to_dict(), "points": pts.to_dict()}
-    if boundaries:
-        p["boundaries"] = {name: b.to_dict() for name, b in boundaries.items()}
-    if highlight:
-        name, h = highlight
-        p["highlight"] = {**h.to_dict(), "name": name}
-    return p

@@ -6,7 +6,7 @@ import streamlit as st
 from analysis import learn
 from analysis.learn_results import EigenSlice
 from app.figures.learn import eigen_slices
-from app.learn.common import PAIR, TOY, curvature, eigen_slice_plain, fmt, refs, trained
+from app.learn.common import PAIR, TOY, curvature, fmt, refs, trained
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
@@ -43,11 +43,7 @@ def what_flatness_is() -> None:
         key="s1-width",
     )
     slices = {label: eigen_slice(r, width) for label, r in PAIR.items()}
-    st.plotly_chart(
-        eigen_slices({k: eigen_slice_plain(s) for k, s in slices.items()}),
-        width="stretch",
-        key="s1-fig",
-    )
+    st.plotly_chart(eigen_slices(slices), width="stretch", key="s1-fig")
     st.caption(
         "What to look at: near t = 0 each curve sits on its dashed parabola, whose curvature is "
         "that "

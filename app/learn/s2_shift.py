@@ -45,11 +45,7 @@ def why_it_matters() -> None:
     )
     seed = c2.number_input("Direction (random seed)", 0, 999, 0, key="s2-seed")
     slices = {label: train_test_slice(r, int(seed), shift) for label, r in PAIR.items()}
-    st.plotly_chart(
-        train_test_slices({k: s.to_dict() for k, s in slices.items()}, shift),
-        width="stretch",
-        key="s2-fig",
-    )
+    st.plotly_chart(train_test_slices(slices, shift), width="stretch", key="s2-fig")
     st.caption(
         "What to look at: at t = 0 (the trained weights), how much higher the dashed, shifted "
         "curve is "

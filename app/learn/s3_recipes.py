@@ -8,9 +8,9 @@ from analysis import learn
 from analysis.learn_results import DecisionMap, Points
 from analysis.measures.landscape import Landscape
 from app.figures.landscapes import contours_2d
-from app.figures.learn import decision_maps
+from app.figures.learn import MapPanel, decision_maps
 from app.figures.spectra import hessian_bars
-from app.learn.common import BATCHES, FLAT, SHARP, TOY, curvature, fmt, panel, refs, trained
+from app.learn.common import BATCHES, FLAT, SHARP, TOY, curvature, fmt, refs, trained
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
@@ -111,7 +111,7 @@ def what_makes_them() -> None:
         refs("keskar", "foret", "li")
         return
     st.plotly_chart(
-        decision_maps({label: panel(*picture(r)) for label, r in recipes.items()}),
+        decision_maps({label: MapPanel(*picture(r)) for label, r in recipes.items()}),
         width="stretch",
         key="s3-boundary",
     )

@@ -6,8 +6,8 @@ import streamlit as st
 
 from analysis import learn
 from analysis.learn_results import PoFWalkthrough
-from app.figures.learn import decision_maps, line_search_figure
-from app.learn.common import POF, fmt, panel, refs
+from app.figures.learn import MapPanel, decision_maps, line_search_figure
+from app.learn.common import POF, fmt, refs
 from pof.models.catalogue import ASSETS
 
 
@@ -79,7 +79,7 @@ def pof_step_by_step() -> None:
     info = w.info
     points = learn.points(bundled_moons()[1])
     panels = {
-        "w0 (solid) and the perturbed layer w̃ (dashed)": panel(
+        "w0 (solid) and the perturbed layer w̃ (dashed)": MapPanel(
             w.boundary,
             points,
             boundaries={"boundary with w̃": w.boundary_perturbed},
@@ -87,7 +87,7 @@ def pof_step_by_step() -> None:
         )
     }
     if w.boundary_after is not None:
-        panels[f"after {steps} PoF steps (solid) vs before (dashed)"] = panel(
+        panels[f"after {steps} PoF steps (solid) vs before (dashed)"] = MapPanel(
             w.boundary_after, points, boundaries={"boundary before": w.boundary}
         )
     st.plotly_chart(decision_maps(panels), width="stretch", key="s4-boundary")
@@ -96,7 +96,7 @@ def pof_step_by_step() -> None:
         "perturbation; PoF "
         "teaches the features to do well under such shifted boundaries."
     )
-    st.plotly_chart(line_search_figure(w.to_dict()), width="stretch", key="s4-search")
+    st.plotly_chart(line_search_figure(w), width="stretch", key="s4-search")
     st.caption(
         "What to look at: the squares double η until the loss rises above L'(w0) (η_max); the "
         "dots are the "
