@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from analysis import cache
 from analysis.compare import PARTS, interpolation_label
@@ -32,6 +32,16 @@ from analysis.configs import (
     LayersConfig,
     ReportConfig,
     SharpnessConfig,
+)
+from analysis.console import (
+    Found,
+    bar,
+    hvp_bar,
+    layers_csv,
+    show_hessian,
+    show_interpolation,
+    show_layers,
+    show_sharpness,
 )
 from analysis.reports import (
     KINDS,
@@ -51,45 +61,6 @@ from pof.progress import Stopped
 from pof.validate import ConfigError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 2, 3
-
-
-# --- progress bars -----------------------------------------------------------------------------
-
-
-def _bar(quiet: bool):
-    """A tqdm bar per stage label on stderr, as a pof.progress callback, and its closer."""
-    if quiet:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bars = {}
-
-    def progress(done: int, total: int, label: str, **_) -> None:
-        bar = bars.get(label)
-        if bar is None or bar.total != total:
-            if bar is not None:
-                bar.close()
-            bar = bars[label] = tqdm(total=total, desc=label, dynamic_ncols=True, file=sys.stderr)
-        bar.update(done - bar.n)
-
-    return progress, lambda: [b.close() for b in bars.values()]
-
-
-def _hvp_bar(quiet: bool, desc: str):
-    """One bar for the whole per-layer report, counted in Hessian-vector products: its total
-    shrinks when a Lanczos run converges early, so the time left tqdm shows is an upper bound."""
-    if quiet:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=1, desc=desc, unit="hvp", dynamic_ncols=True, file=sys.stderr)
-
-    def progress(done: int, total: int, label: str, **_) -> None:
-        bar.total = total
-        bar.set_postfix_str(label, refresh=False)
-        bar.update(done - bar.n)
-
-    return progress, bar.close
 
 
 # --- one generic measurement: checkpoints -> cached reports -> shown ---------------------------
@@ -121,15 +92,6 @@ def _cached(args, kind: str, key: str, compute, **about):
     if hit:
         print(f"(cached: {path})", file=sys.stderr)
     return saved.results, path
-
-
-class Found(NamedTuple):
-    """One report of a measurement: its label, the result, its file and the data it was on."""
-
-    label: str
-    result: Any
-    path: Path
-    eval_set: str
 
 
 def _checkpoints(args, command: Command) -> tuple[list[str], bool]:
@@ -194,154 +156,6 @@ def _report(args, cfg, command: Command, files: list[str]) -> Found:
     return Found(label, result, path, data.eval_set)
 
 
-# --- how each measurement is shown -------------------------------------------------------------
-
-
-def _show_hessian(found: list[Found]) -> None:
-    ((checkpoint, r, path, _),) = found
-    top = r.top
-    print(f"{checkpoint}: {r.parameters} parameters; {r.eval_set}")
-    values = ", ".join(
-        f"{v:.6g}{'' if c else ' (not converged)'}"
-        for v, c in zip(top.eigenvalues, top.converged, strict=True)
-    )
-    print(f"top eigenvalues: {values}  [{top.iterations} Lanczos steps, tol {top.tol:g}]")
-    if r.trace is not None:
-        t = r.trace
-        print(f"trace: {t.trace:.6g} ± {t.stderr:.2g} (Hutchinson, {t.n_probes} probes)")
-        for layer in t.layers:
-            top_l = "" if layer.top_eigenvalue is None else f"  top {layer.top_eigenvalue:.4g}"
-            print(
-                f"  {layer.name:<28} {layer.kind:<10} {layer.n_params:>9} params  trace "
-                f"{layer.trace:.4g} ± {layer.trace_stderr:.2g}  per param "
-                f"{layer.trace_per_param:.3g}{top_l}"
-            )
-    ll = r.last_layer
-    if ll is None:
-        print(f"last layer: not computed ({r.split})")
-    else:
-        print(
-            f"last layer (exact, {ll.n_samples} samples, {ll.method}): top "
-            + ", ".join(f"{v:.6g}" for v in ll.top_eigenvalues)
-            + f"; trace {ll.trace:.6g}"
-        )
-    if r.density is not None:
-        d = r.density
-        print(
-            f"density: {d.steps} Lanczos steps x {len(d.nodes)} runs, support "
-            f"[{min(d.grid):.4g}, {max(d.grid):.4g}]"
-        )
-    print(f"saved: {path}")
-
-
-def _layers_csv(path: Path, report) -> None:
-    """The per-layer table beside its JSON, as CSV (written once)."""
-    import csv
-    import io
-
-    from pof.files import write_atomic
-
-    path = path.with_suffix(".csv")
-    if path.exists():
-        return
-    rows = [row.to_dict() for row in report.rows]
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(path, text.getvalue())
-
-
-def _show_layers(found: list[Found]) -> None:
-    """Each checkpoint's table, then per layer the ratios of the others to the first."""
-    for checkpoint, r, path, _ in found:
-        _print_layers(checkpoint, r)
-        print(f"  saved: {path} and {path.with_suffix('.csv').name}")
-    first = found[0]
-    for other in found[1:]:
-        _print_ratios((first.label, first.result), (other.label, other.result))
-
-
-def _print_layers(checkpoint: str, r) -> None:
-    w = r.whole
-    print(f"{checkpoint}: {w.parameters} parameters; {r.eval_set}; {r.mode}")
-    print(
-        f"  {'layer':<28} {'kind':<10} {'params':>9}  {'trace':>10} ± {'se':<8}  "
-        f"{'per param':>10}  {'top eig':>10}  {'share':>7}"
-    )
-    for row in r.rows:
-        top = (
-            "-"
-            if row.top_eigenvalue is None
-            else f"{row.top_eigenvalue:.4g}" + ("" if row.top_converged else "?")
-        )
-        name = row.name + (" *" if row.is_classifier else "")
-        print(
-            f"  {name:<28} {row.kind:<10} {row.n_params:>9}  {row.trace:>10.4g} ± "
-            f"{row.trace_stderr:<8.2g}  {row.trace_per_param:>10.3g}  {top:>10}  "
-            f"{100 * row.share_of_trace:>6.1f}%"
-        )
-    top = f"{w.top_eigenvalue:.4g}" + ("" if w.converged else "?")
-    print(
-        f"  {'whole network':<28} {'':<10} {w.parameters:>9}  {w.trace:>10.4g} ± "
-        f"{w.trace_stderr:<8.2g}  {w.trace_per_param:>10.3g}  {top:>10}  {100.0:>6.1f}%"
-    )
-    h, s = r.hvp, r.seconds
-    print(f"  * classifier; ? not converged to tol {r.tol:g}")
-    print(
-        f"  Hessian-vector products: {h.trace} for every trace ({r.n_probes} probes, one pass), "
-        f"{h.blocks} for the block eigenvalues, {h.whole_top} for the whole network's; {h.total} "
-        f"in {s['total']:.1f} s"
-    )
-
-
-def _print_ratios(first: tuple, other: tuple) -> None:
-    """Per layer, other / first: above 1 the other checkpoint is sharper there."""
-
-    def ratio(a, b):
-        return f"{b / a:.3g}" if a and b is not None else "-"
-
-    (name_a, a), (name_b, b) = first, other
-    theirs = {row.name: row for row in b.rows}
-    print(f"{name_b} / {name_a}:")
-    print(f"  {'layer':<28} {'top eig':>9}  {'trace':>9}")
-    for row in a.rows:
-        o = theirs.get(row.name)
-        if o is not None:
-            name = row.name + (" *" if row.is_classifier else "")
-            print(
-                f"  {name:<28} {ratio(row.top_eigenvalue, o.top_eigenvalue):>9}  "
-                f"{ratio(row.trace, o.trace):>9}"
-            )
-    wa, wb = a.whole, b.whole
-    print(
-        f"  {'whole network':<28} {ratio(wa.top_eigenvalue, wb.top_eigenvalue):>9}  "
-        f"{ratio(wa.trace, wb.trace):>9}"
-    )
-    missing = len(b.rows) - sum(row.name in theirs for row in a.rows)
-    if missing:
-        print(f"  ({missing} layer(s) of the second checkpoint have no counterpart by name)")
-
-
-def _show_interpolation(found: list[Found]) -> None:
-    ((_, line, path, _),) = found
-    for a, lo, ac in zip(line.axes[0], line.loss, line.accuracy, strict=True):
-        print(f"alpha {a:+.3f}  loss {lo:.4f}  accuracy {ac:.4f}")
-    print(f"{line.eval_set}; saved {path}")
-
-
-def _show_sharpness(found: list[Found]) -> None:
-    ((_, result, path, eval_set),) = found
-    for m in result.measures:
-        se = (
-            f" ± {m.increase_stderr:.2g}, max {m.max_increase:.4g}"
-            if m.increase_stderr is not None
-            else ""
-        )
-        print(f"{m.kind:<22} radius {m.radius:g}: loss {m.base_loss:.4f} -> +{m.increase:.4g}{se}")
-    print(f"{eval_set}; saved {path}")
-
-
 # --- landscape: directions, a second checkpoint, and a grid that resumes -----------------------
 
 
@@ -392,7 +206,7 @@ def landscape(args, cfg: LandscapeConfig, command: Command) -> int:
         models.append((args.compare, data.load_other(args.compare)))
     out = Path(args.out)
     shown = []
-    progress, close = _bar(args.quiet)
+    progress, close = bar(args.quiet)
     try:
         for ckpt, model in models:
             key = cache.key(
@@ -452,7 +266,7 @@ def landscape(args, cfg: LandscapeConfig, command: Command) -> int:
 
 def _run_parts(compute_part, parts, quiet: bool) -> int:
     for part in parts:
-        progress, close = _bar(quiet)
+        progress, close = bar(quiet)
         try:
             job = compute_part(part, progress)
         finally:
@@ -535,7 +349,7 @@ class Command:
     kind: str = ""
     compute: Callable[..., Any] | None = None
     key: Callable[[Any], dict] = lambda cfg: {"options": _options(cfg)}
-    bar: Callable = lambda quiet, checkpoint: _bar(quiet)
+    bar: Callable = lambda quiet, checkpoint: bar(quiet)
     beside: Callable[[Path, Any], None] | None = None
     show: Callable[[list[Found]], None] | None = None
 
@@ -552,7 +366,7 @@ COMMANDS = {
         flags=(_arg("--json", action="store_true", help="print the whole result as JSON"),),
         kind="hessian",
         compute=hessian_of,
-        show=_show_hessian,
+        show=show_hessian,
     ),
     "layers": Command(
         LayersConfig,
@@ -575,9 +389,9 @@ COMMANDS = {
         ),
         kind="layers",
         compute=layers_of,
-        bar=lambda quiet, checkpoint: _hvp_bar(quiet, Path(checkpoint).name),
-        beside=_layers_csv,
-        show=_show_layers,
+        bar=lambda quiet, checkpoint: hvp_bar(quiet, Path(checkpoint).name),
+        beside=layers_csv,
+        show=show_layers,
     ),
     "landscape": Command(
         LandscapeConfig,
@@ -608,7 +422,7 @@ COMMANDS = {
         kind="interpolation",
         compute=interpolation_of,
         key=lambda cfg: {"alphas": cfg.alphas, "batch": cfg.batch_size},
-        show=_show_interpolation,
+        show=show_interpolation,
     ),
     "sharpness": Command(
         SharpnessConfig,
@@ -616,7 +430,7 @@ COMMANDS = {
         help="worst-case (plain, adaptive) and average-case sharpness",
         kind="sharpness",
         compute=sharpness_of,
-        show=_show_sharpness,
+        show=show_sharpness,
     ),
     "report": Command(
         ReportConfig,

@@ -17,6 +17,7 @@ import importlib
 import subprocess
 import sys
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 # the import graph as the tests read it (tests/importgraph.py), of the checkout measured
@@ -40,12 +41,12 @@ def folders(root: Path) -> dict[str, int]:
     }
 
 
-def journey(root: Path, foreign: bool) -> tuple[list[str], Counter, list[str]]:
-    """(the bounces, entries per module, the path) of loading one checkpoint as
-    analysis.compare.compute does: the bundled digits model, or (foreign) its weights saved as a
-    Lightning-style {'state_dict': {'model.…': …}} with torch.save, given with --arch cnn-small. A
-    bounce is a call back into a module that is still on the call stack beneath another one: the
-    journey going back and forth between modules."""
+def journey(root: Path, foreign: bool) -> tuple[list[str], int, Counter, list[str]]:
+    """(the bounces, the deepest nesting of modules, entries per module, the path) of loading one
+    checkpoint as analysis.compare.compute does: the bundled digits model, or (foreign) its weights
+    saved as a Lightning-style {'state_dict': {'model.…': …}} with torch.save, given with --arch
+    cnn-small. A bounce is a call back into a module that is still on the call stack beneath
+    another one: the journey going back and forth between modules."""
     import tempfile
 
     import torch
@@ -67,6 +68,7 @@ def journey(root: Path, foreign: bool) -> tuple[list[str], Counter, list[str]]:
     prefix = str(root / "pof")
     path: list[str] = []
     bounces: list[str] = []
+    depth = [0]  # the most module changes on the call stack at once
 
     def profile(frame, event, _arg):
         # a call into project code, seen from the nearest project frame beneath it (library code in
@@ -88,13 +90,15 @@ def journey(root: Path, foreign: bool) -> tuple[list[str], Counter, list[str]]:
             path.append(step)
             if callee in below[1:]:  # back into a module still waiting for this call
                 bounces.append(step)
+            chain = [callee, *below]  # the modules on the stack, innermost first
+            depth[0] = max(depth[0], 1 + sum(a != b for a, b in pairwise(chain)))
 
     sys.setprofile(profile)
     try:
         load()
     finally:
         sys.setprofile(None)
-    return bounces, Counter(step.rpartition(".")[0] for step in path), path
+    return bounces, depth[0], Counter(step.rpartition(".")[0] for step in path), path
 
 
 def main() -> None:
@@ -117,10 +121,11 @@ def main() -> None:
     print(f"largest folder      {largest_folder}: {sizes[largest_folder]} modules")
     print(f"largest file        {largest_file}: {lines[largest_file]} lines")
     print(f"import circles      {len(found)}" + "".join(f"\n  {' <-> '.join(c)}" for c in found))
-    for kind, (bounces, entries, path) in journeys.items():
+    for kind, (bounces, depth, entries, path) in journeys.items():
         print(
             f"{kind} checkpoint's journey: {len(path)} calls into another module, "
-            f"{len(entries)} modules, {len(bounces)} bounces back into a module still waiting below"
+            f"{len(entries)} modules, nested {depth} modules deep at most, {len(bounces)} bounces "
+            "back into a module still waiting below"
             + (f" ({', '.join(bounces)})" if bounces else "")
         )
         for module, n in entries.most_common():
