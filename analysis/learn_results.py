@@ -194,3 +194,22 @@ class FlatnessTable(Result):
 
     rows: list[FlatnessRow]
     spearman: float
+
+
+@dataclass(frozen=True)
+class EdgeOfStability(Result):
+    """Full-batch gradient descent at step size eta, measured every few steps: the training loss
+    and the top Hessian eigenvalue of the full-batch loss (Lanczos, with its residual
+    |H v - lambda v| and whether it met its tolerance). Gradient descent on a quadratic with
+    curvature lambda diverges once lambda > 2 / eta: `threshold`."""
+
+    eta: float
+    steps: list[int]  # the steps measured (0: the initialization)
+    loss: list[float]  # the full-batch training loss at each
+    lam_max: list[float]  # the top Hessian eigenvalue at each
+    residual: list[float]  # its residual |H v - lambda v| (unit v)
+    converged: list[bool]  # residual <= tol * lambda
+    hvps: int  # Hessian-vector products spent on all the eigenvalues together
+    threshold: float  # 2 / eta
+    diverged: bool = False  # the loss became NaN or infinite (measured up to there)
+    settings: str = ""  # the data, network and loss, in words

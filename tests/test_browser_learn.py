@@ -12,6 +12,7 @@ SECTIONS = {
     "3. What makes minima flat or sharp": ("s3-a-batch", "s3-bars"),
     "4. What PoF does, step by step": ("s4-gamma", "s4-search"),
     "5. The caveats": ("s5-alpha", "s5-bars"),
+    "6. The edge of stability": ("s6-lr", "s6-fig"),
 }
 
 
@@ -45,7 +46,7 @@ def test_each_section_redraws_its_own_figure_when_its_slider_moves(server, page,
         page.get_by_role("heading", name=header).wait_for(timeout=120_000)
     page.wait_for_function(
         "[...document.querySelectorAll('.js-plotly-plot')]"
-        ".filter(e => (e.data || []).length).length >= 9",
+        ".filter(e => (e.data || []).length).length >= 10",
         timeout=120_000,
     )
     _shot(page, tmp_path, "learn-page")

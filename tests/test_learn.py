@@ -219,3 +219,77 @@ def test_sessions_training_one_recipe_at_once_get_one_network():
     for r in results[1:]:
         assert r.steps == results[0].steps
         assert all(torch.equal(first[k], v) for k, v in r.model.state_dict().items())
+
+
+# --- the edge of stability ----------------------------------------------------------------------
+# Settings (analysis.learn.EOS_*): the 100 normalized training points of two moons (200 points,
+# noise 0.25) regressed onto sin(2 x1) cos(2 x2); MLP 2-32-32-1 with tanh, torch's default
+# initialization with seed 0; loss ½ · mean squared error; plain full-batch gradient descent (no
+# momentum) for 1200 steps, λ_max every 20. The phenomenon needs a squared loss and a smooth
+# activation (with cross-entropy λ_max falls again as the loss goes to zero) and η large enough
+# that 2/η is within reach of progressive sharpening: at η = 0.1 it is not reached in 1200 steps.
+EOS_ETA = 0.2
+
+
+def _mse_dense_top(model, x, t) -> float:
+    """The largest eigenvalue of the full Hessian of ½ · MSE, formed exactly in float64."""
+    model = copy.deepcopy(model).double()
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss(v):
+        chunks = dict(
+            zip(
+                names,
+                (
+                    c.view(s)
+                    for c, s in zip(v.split([s.numel() for s in shapes]), shapes, strict=True)
+                ),
+                strict=True,
+            )
+        )
+        return 0.5 * F.mse_loss(
+            torch.func.functional_call(model, chunks, (x.double(),)), t.double()
+        )
+
+    return float(
+        torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss, flat, vectorize=True))[-1]
+    )
+
+
+def test_full_batch_gradient_descent_rises_to_the_edge_of_stability_and_stays_there():
+    r = learn.edge_of_stability(EOS_ETA)
+    assert r.threshold == 2 / EOS_ETA and not r.diverged
+    assert r.steps[0] == 0 and r.steps[-1] == learn.EOS_STEPS and len(r.steps) == len(r.lam_max)
+    # every λ_max is Lanczos-converged; the first is the exact Hessian's top eigenvalue
+    assert all(r.converged) and max(r.residual) <= learn.EOS_TOL * max(r.lam_max)
+    x, t = learn.eos_tensors()
+    assert r.lam_max[0] == pytest.approx(_mse_dense_top(learn.eos_network(0), x, t), rel=1e-3)
+    # λ_max rises: it starts well below 2/η (measured: 3.28, 0.33 of 10)
+    assert r.lam_max[0] < 0.5 * r.threshold
+    # then it stays within ±20 % of 2/η over the last quarter (measured: 0.91-1.09 of 2/η)
+    last = r.lam_max[len(r.lam_max) * 3 // 4 :]
+    assert all(0.8 * r.threshold <= lam <= 1.2 * r.threshold for lam in last), [
+        round(lam / r.threshold, 3) for lam in last
+    ]
+    # while the loss keeps falling overall (not monotonically: it spikes at the edge)
+    quarter = len(r.loss) // 4
+    assert r.loss[-1] < r.loss[0] / 10  # measured: 0.118 -> 0.007
+    assert sum(r.loss[-quarter:]) < sum(r.loss[quarter : 2 * quarter])
+    assert sum(r.loss[quarter : 2 * quarter]) < sum(r.loss[:quarter])
+
+
+def test_a_smaller_step_sharpens_for_longer_below_its_higher_edge():
+    big, small = learn.edge_of_stability(EOS_ETA), learn.edge_of_stability(EOS_ETA / 2)
+    assert small.threshold == 2 * big.threshold and not small.diverged
+    # progressive sharpening: the smaller step's λ_max keeps rising and never reaches its 2/η
+    # (measured: 3.28 -> 9.3, 0.16 -> 0.47 of 20)
+    assert max(small.lam_max) < small.threshold
+    assert small.lam_max[-1] > 2.5 * small.lam_max[0]
+    # the larger step reaches 0.9 of its edge early (measured: by step 420 of 1200)
+    first = next(
+        s for s, lam in zip(big.steps, big.lam_max, strict=True) if lam >= 0.9 * big.threshold
+    )
+    assert first < learn.EOS_STEPS // 2
+    assert learn.edge_of_stability(EOS_ETA) is big  # cached

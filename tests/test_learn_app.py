@@ -45,18 +45,19 @@ def _fmt(x):
     return f"{x:.3g}"
 
 
-def test_the_page_has_five_sections_each_with_references_and_computed_numbers(page):
+def test_the_page_has_six_sections_each_with_references_and_computed_numbers(page):
     assert [h.value for h in page.header] == [
         "1. What flatness is",
         "2. Why it might matter",
         "3. What makes minima flat or sharp",
         "4. What PoF does, step by step",
         "5. The caveats",
+        "6. The edge of stability",
     ]
-    assert len(page.get("plotly_chart")) == 9
-    assert sum(c.value.startswith("References:") for c in page.caption) == 5
+    assert len(page.get("plotly_chart")) == 10
+    assert sum(c.value.startswith("References:") for c in page.caption) == 6
     assert (
-        sum(c.value.startswith("What to look at") for c in page.caption) == 9
+        sum(c.value.startswith("What to look at") for c in page.caption) == 10
     )  # one under each figure
 
 
@@ -141,3 +142,30 @@ def test_section_5_rescaling_moves_the_hessian_but_not_the_adaptive_sharpness(pa
     page.button(key="s5-table").click().run()
     assert len(page.dataframe[0].value) == 6
     assert any("Spearman rank correlation" in m.value for m in page.markdown)
+
+
+def test_section_6_the_learning_rate_moves_both_runs_and_the_numbers_are_the_engines(page):
+    def shown(at):
+        data = _chart(at, "s6-fig")["data"]  # per run: loss, λ_max, 2/η
+        return [(d["name"], d["y"]) for d in data]
+
+    before = shown(page)
+    assert [name for name, _ in before][2] == "η = 0.2: 2/η = 10"
+    assert before[1][1] == learn.edge_of_stability(0.2).lam_max
+    assert before[4][1] == learn.edge_of_stability(0.1).lam_max
+    assert any(
+        "Cohen et al., *Gradient Descent on Neural Networks" in c.value for c in page.caption
+    )
+    page.select_slider(key="s6-lr").set_value(0.4).run()
+    after = shown(page)
+    fast, slow = learn.edge_of_stability(0.4), learn.edge_of_stability(0.2)
+    assert after[0][1] == fast.loss and after[1][1] == fast.lam_max
+    assert after[2][1] == [2 / 0.4, 2 / 0.4] and after[5][1] == [2 / 0.2, 2 / 0.2]
+    assert after[4][1] == slow.lam_max and after != before
+    metrics = _metrics(page)
+    assert ("λ_max at step 0", _fmt(fast.lam_max[0])) in metrics
+    last = [lam / fast.threshold for lam in fast.lam_max[len(fast.lam_max) * 3 // 4 :]]
+    assert ("λ_max ÷ (2/η), last quarter", f"{sum(last) / len(last):.2f}") in metrics
+    assert ("final training loss", _fmt(fast.loss[-1])) in metrics
+    assert min(last) >= 0.8 and max(last) <= 1.2  # on the edge, as section 6 says
+    assert f"{min(last):.2f}–{max(last):.2f} of 2/η = 5" in " ".join(m.value for m in page.markdown)

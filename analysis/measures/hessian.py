@@ -56,10 +56,18 @@ class CurvatureOperator(Protocol):
 
 
 class HessianOperator:
-    """v -> H v for the mean cross-entropy over `batches` (weighted by batch size), in eval mode."""
+    """v -> H v for the mean cross-entropy over `batches` (weighted by batch size), in eval mode.
+    `loss` replaces the cross-entropy (a mean over the batch, called as loss(outputs, targets)),
+    e.g. for a regression loss."""
 
-    def __init__(self, model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]):
+    def __init__(
+        self,
+        model: nn.Module,
+        batches: list[tuple[torch.Tensor, torch.Tensor]],
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    ):
         self.model = model
+        self.loss = loss
         self.was_training = model.training
         model.eval()
         self.batches = list(batches)
@@ -71,7 +79,7 @@ class HessianOperator:
         self._grads = self._gradient(*self.batches[0]) if len(self.batches) == 1 else None
 
     def _gradient(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor | None]:
-        loss = F.cross_entropy(self.model(x), y)
+        loss = self.loss(self.model(x), y)
         return list(torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True))
 
     def _grad_of_grad(self, grads, v, retain: bool) -> list[torch.Tensor]:
@@ -231,13 +239,17 @@ def top_eigenvalues(
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
     keep_vectors: bool = False,
+    start: torch.Tensor | None = None,
 ) -> TopEigen:
     """The k largest (algebraic) eigenvalues by Lanczos, run until the Ritz residual estimates
     |beta_m s_m| of all k fall below tol * |lambda_1|, then checked with true residuals (one more
     product each). Unlike power iteration, this does not stall on close eigenvalues and returns
-    them in order."""
-    gen = torch.Generator().manual_seed(seed)
-    start = torch.randn(op.dim, generator=gen, dtype=torch.float64).to(op.params[0])
+    them in order. `start` (flat) warm-starts Lanczos, e.g. from the top eigenvector of a nearby
+    matrix; by default it starts from a random vector drawn with `seed`."""
+    if start is None:
+        gen = torch.Generator().manual_seed(seed)
+        start = torch.randn(op.dim, generator=gen, dtype=torch.float64)
+    start = start.to(op.params[0])
 
     def converged(alphas, betas) -> bool:  # Ritz residual estimates |beta_m s_m| of the top k
         if len(alphas) < k:

@@ -1,7 +1,9 @@
 """The Learn page's experiments (analysis.learn results): decision maps of 2-D toy data, the loss
 along the top eigenvector with its quadratic model, training against test loss along a direction,
-and PoF's line search on the weak batch (eta_max, eta*, gamma). Each builder reads analysis.learn's
-typed results (analysis.learn_results); a decision-map panel is a MapPanel."""
+PoF's line search on the weak batch (eta_max, eta*, gamma), and the edge of stability (training
+loss and lambda_max over the steps of full-batch gradient descent, against 2 / eta). Each builder
+reads analysis.learn's typed results (analysis.learn_results); a decision-map panel is a
+MapPanel."""
 
 from __future__ import annotations
 
@@ -10,7 +12,14 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.learn_results import DecisionMap, EigenSlice, PoFWalkthrough, Points, TrainTestSlice
+from analysis.learn_results import (
+    DecisionMap,
+    EdgeOfStability,
+    EigenSlice,
+    PoFWalkthrough,
+    Points,
+    TrainTestSlice,
+)
 from app.figures.style import label_color
 
 CLASS_COLORS = ("#1f77b4", "#ff7f0e")  # class 0, class 1 of a 2-D point set
@@ -253,4 +262,57 @@ def line_search_figure(w: PoFWalkthrough) -> go.Figure:
     fig.update_xaxes(title_text="η: step along −g, the last layer's gradient on the weak batch")
     fig.update_yaxes(title_text="weak-batch loss")
     fig.update_layout(height=380, margin={"t": 50}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def edge_of_stability(runs: dict[str, EdgeOfStability]) -> go.Figure:
+    """Per run (one colour each): the full-batch training loss (left, log scale) and lambda_max
+    (right) over the steps of gradient descent, with its threshold 2 / eta as a dotted line."""
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=["training loss (full batch)", "λ_max, the top Hessian eigenvalue"],
+        horizontal_spacing=0.1,
+    )
+    for i, (label, r) in enumerate(runs.items()):
+        color = label_color(label, i)
+        fig.add_trace(
+            go.Scatter(
+                x=r.steps,
+                y=r.loss,
+                name=f"{label}: loss",
+                line={"color": color},
+                legendgroup=label,
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=r.steps,
+                y=r.lam_max,
+                name=f"{label}: λ_max",
+                line={"color": color},
+                legendgroup=label,
+            ),
+            row=1,
+            col=2,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[r.steps[0], r.steps[-1]],
+                y=[r.threshold, r.threshold],
+                mode="lines",
+                name=f"{label}: 2/η = {r.threshold:.3g}",
+                line={"color": color, "dash": "dot"},
+                legendgroup=label,
+                hoverinfo="name",
+            ),
+            row=1,
+            col=2,
+        )
+    fig.update_yaxes(title_text="½ · mean squared error", type="log", row=1, col=1)
+    fig.update_yaxes(title_text="λ_max", rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(title_text="step of gradient descent")
+    fig.update_layout(height=400, margin={"t": 50}, legend={"orientation": "h", "y": -0.25})
     return fig

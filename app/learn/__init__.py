@@ -6,5 +6,6 @@ each an st.fragment with its own cached computations, and `common` for what they
 - `s3_recipes`: 3. What makes minima flat or sharp (two recipes side by side);
 - `s3_digits`: section 3 on the bundled digits SGD and SAM models (a background job);
 - `s4_pof`: 4. What PoF does, step by step;
-- `s5_caveats`: 5. The caveats (rescaling, flatness vs. test loss, what the paper measured).
+- `s5_caveats`: 5. The caveats (rescaling, flatness vs. test loss, what the paper measured);
+- `s6_stability`: 6. The edge of stability (λ_max against 2/η under full-batch gradient descent).
 """

@@ -32,6 +32,10 @@ REFS = {
     ),
     "kwon": "Kwon et al., *ASAM: Adaptive Sharpness-Aware Minimization*, ICML 2021",
     "jiang": "Jiang et al., *Fantastic Generalization Measures and Where to Find Them*, ICLR 2020",
+    "cohen": (
+        "Cohen et al., *Gradient Descent on Neural Networks Typically Occurs at the Edge of "
+        "Stability*, ICLR 2021"
+    ),
     "sato": (
         "Sato et al., *PoF: Post-Training of Feature Extractor for Improving Generalization*, "
         "ICML 2022"

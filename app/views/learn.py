@@ -8,7 +8,15 @@ order."""
 
 import streamlit as st
 
-from app.learn import s1_flatness, s2_shift, s3_digits, s3_recipes, s4_pof, s5_caveats
+from app.learn import (
+    s1_flatness,
+    s2_shift,
+    s3_digits,
+    s3_recipes,
+    s4_pof,
+    s5_caveats,
+    s6_stability,
+)
 
 st.title("Learn: what a flat minimum is")
 st.markdown(
@@ -32,3 +40,4 @@ s3_recipes.what_makes_them()
 s3_digits.digits_pair_section()
 s4_pof.pof_step_by_step()
 s5_caveats.caveats()
+s6_stability.edge_of_stability_section()
