@@ -21,16 +21,12 @@ from app.learn import (
 st.title("Learn: what a flat minimum is")
 st.markdown(
     "A minimum of the training loss is **flat** when the loss stays low as the weights move away "
-    "from it, "
-    "and **sharp** when it climbs quickly. The idea that flat minima generalize better is old "
-    "(Hochreiter & Schmidhuber 1997) and still debated. This page shows it with experiments small "
-    "enough "
-    "to run while you watch: tiny networks on 2-D point sets, trained and measured by the same "
-    "engine as the "
-    "rest of the app. Every number is computed, not typed in. The first visit trains and measures "
-    "the "
-    "page's networks (about 8 seconds on a 2-core CPU, once); after that each change answers "
-    "within a second."
+    "from it, and **sharp** when it climbs quickly. The idea that flat minima generalize better is "
+    "old (Hochreiter & Schmidhuber 1997) and still debated. This page shows it with experiments "
+    "small enough to run while you watch: tiny networks on 2-D point sets, trained and measured by "
+    "the same engine as the rest of the app. Every number is computed, not typed in. The first "
+    "visit trains and measures the page's networks (about 10 seconds on a 2-core CPU, once); after "
+    "that each change answers within one or two seconds."
 )
 st.caption("The figures: drag to zoom, double-click to reset; hover for values.")
 
