@@ -13,6 +13,7 @@ counted.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import subprocess
 import sys
@@ -102,7 +103,11 @@ def journey(root: Path, foreign: bool) -> tuple[list[str], int, Counter, list[st
 
 
 def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1]).resolve()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "repo", nargs="?", default=Path(__file__).resolve().parents[1], help="a checkout to measure"
+    )
+    root = Path(parser.parse_args().repo).resolve()
     sizes = folders(root)
     largest_folder = max(sizes, key=sizes.get)
     lines = {
