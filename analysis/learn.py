@@ -51,9 +51,9 @@ from analysis.measures.landscape import (
     grid,
     random_directions,
 )
-from analysis.measures.lastlayer import features_and_probs, last_layer_hessian
 from analysis.measures.sharpness import worst_case_sharpness
 from pof.config import PoFConfig, PretrainConfig
+from pof.curvature.lastlayer import features_and_probs, last_layer_hessian
 from pof.data.batches import Batches
 from pof.data.dataset import Dataset
 from pof.data.offline import point_set

@@ -13,10 +13,10 @@ import torch
 
 from analysis.measures.hessian import TopEigen, TraceResult
 from analysis.measures.landscape import Landscape
-from analysis.measures.lastlayer import LastLayerHessian
 from analysis.measures.sharpness import Sharpness
 from analysis.reports import HessianReport
 from analysis.results import UNSAVED, Result
+from pof.curvature.lastlayer import LastLayerHessian
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,10 @@ from analysis.measures.landscape import (
     interpolate,
     random_directions,
 )
-from analysis.measures.lastlayer import LastLayerHessian, features_and_probs, last_layer_hessian
 from analysis.measures.layers import LayerReport, layer_report
 from analysis.measures.sharpness import Sharpness, average_case_sharpness, worst_case_sharpness
 from analysis.results import Result
+from pof.curvature.lastlayer import LastLayerHessian, features_and_probs, last_layer_hessian
 from pof.progress import Progress, ShouldStop
 
 __all__ = [

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from analysis.measures.hessian import HessianOperator, top_eigenvalues
 from analysis.measures.landscape import evaluate_grid, grid, loss_and_accuracy, random_directions
-from analysis.measures.lastlayer import features_and_probs, last_layer_hessian
+from pof.curvature.lastlayer import features_and_probs, last_layer_hessian
 from pof.data.batches import Batches
 from pof.data.load import load_dataset
 from pof.models.networks import build_model

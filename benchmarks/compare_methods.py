@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from analysis.measures.lastlayer import features_and_probs, last_layer_hessian
 from pof.config import METHODS, PostTrainConfig, PretrainConfig
+from pof.curvature.lastlayer import features_and_probs, last_layer_hessian
 from pof.data.batches import Batches
 from pof.data.load import load_dataset
 from pof.models.loading import load_checkpoint

@@ -30,9 +30,9 @@ import torch
 from analysis.measures.hessian import (
     BlockOperator,
     HessianOperator,
-    _rademacher,
     hutchinson_trace,
     layer_groups,
+    rademacher,
     top_eigenvalues,
 )
 from analysis.measures.layers import MAX_STEPS, PROBES, TOL, layer_report
@@ -103,7 +103,7 @@ def separate_block_traces(model, batches, probes: int):
             block, gen = BlockOperator(op, idx), torch.Generator().manual_seed(0)
             samples = []
             for _ in range(probes):
-                v = _rademacher(block.dim, gen, block.params[0])
+                v = rademacher(block.dim, gen, block.params[0])
                 samples.append(float(v @ block.matvec(v)))
             out[name] = (
                 float(np.mean(samples)),

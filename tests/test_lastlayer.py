@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from analysis.measures.lastlayer import (
+from pof.curvature.lastlayer import (
     dense_hessian,
     features_and_probs,
     hessian_vector_product,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.results import Result
+from ..results import Result
 
 DENSE_MAX_DIM = 4096  # above this C (D+1), never form the matrix
 DENSE_MAX_FLOPS = (
@@ -38,7 +38,7 @@ class LastLayerHessian(Result):
 @torch.no_grad()
 def features_and_probs(model, batches, split=None) -> tuple[torch.Tensor, torch.Tensor]:
     """F~ = [features, 1] (N, D+1) and softmax probabilities (N, C), in eval mode, float64."""
-    from pof.models.split import split_model
+    from ..models.split import split_model
 
     split = split or split_model(model)
     was = model.training
