@@ -30,6 +30,7 @@ from .config import (
     PoFConfig,
     PostTrainConfig,
     PretrainConfig,
+    TrackConfig,
 )
 from .data.names import DatasetError, data_options
 from .options import add_options, cli_fields, from_args, to_argv
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=_field_help(PretrainConfig, "arch_args"),
     )
     _add_data_option_flags(p)
+    _add_tracking_flags(p)
     _add_job_flags(p)
 
     _add_post_train_parser(sub)
@@ -259,7 +261,16 @@ def _add_post_train_parser(sub) -> None:
     _add_data_option_flags(p)
     add_model_args(p)
     add_options(p.add_argument_group("PoF (POF.md defaults)"), PoFConfig)
+    _add_tracking_flags(p)
     _add_job_flags(p)
+
+
+def _add_tracking_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "curvature over time (written to curvature.jsonl in the run folder; "
+        "python -m analysis track RUN computes it afterwards from saved checkpoints)"
+    )
+    add_options(g, TrackConfig)
 
 
 def _progress_bar(quiet: bool):
@@ -293,7 +304,11 @@ def pretrain_config(args):
     (ConfigError)."""
 
     return from_args(
-        PretrainConfig, args, arch_args=dict(args.arch_arg), data_options=data_options(args)
+        PretrainConfig,
+        args,
+        arch_args=dict(args.arch_arg),
+        data_options=data_options(args),
+        tracking=from_args(TrackConfig, args),
     )
 
 
@@ -314,6 +329,7 @@ def post_train_config(args):
         key_map=list(args.key_map),
         data_options=data_options(args),
         pof=from_args(PoFConfig, args),
+        tracking=from_args(TrackConfig, args),
     )
 
 
@@ -326,10 +342,11 @@ def config_argv(cfg) -> list[str]:
     if isinstance(cfg, PostTrainConfig):
         source = ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map)
         flags = to_argv(cfg, exclude=("arch", "classifier"))  # model_source_argv gives those
-        argv = [*flags, *to_argv(cfg.pof), *model_source_argv(source), *data]
+        argv = [*flags, *to_argv(cfg.pof), *to_argv(cfg.tracking), *model_source_argv(source)]
+        argv += data
         return ["post-train", str(cfg.checkpoint), *argv]
     model = model_source_argv(ModelSource(arch_args=cfg.arch_args))
-    return ["pretrain", *to_argv(cfg), *model, *data]
+    return ["pretrain", *to_argv(cfg), *to_argv(cfg.tracking), *model, *data]
 
 
 def model_source_argv(source) -> list[str]:

@@ -5,6 +5,7 @@ pof.training.pretrain, pof.training.posttrain and pof.method).
     PretrainConfig    pre-training (SGD or SAM) of a registry model
     PostTrainConfig   post-training with PoF or a control; METHODS, default_post_lr
     PoFConfig         PoF's own options (the line search, gamma, the weak batch)
+    TrackConfig       curvature recorded during either job (cadence, probe subset)
 """
 
 from __future__ import annotations
@@ -124,6 +125,58 @@ class PoFConfig:
         return asdict(self)
 
 
+# --- curvature over time ----------------------------------------------------------------------
+
+TRACK_MAX_SAMPLES = 8192  # a probe subset is one batch of Hessian-vector products; more is a job
+
+
+@dataclass
+class TrackConfig:
+    """Curvature recorded during a training job (pof.curvature.tracker)."""
+
+    track: bool = option(
+        False,
+        "record curvature during training: the top Hessian eigenvalue against the stability "
+        "threshold, the last layer's exact numbers and every layer's trace, on a fixed probe "
+        "subset of the training data",
+    )
+    track_every: int | None = option(
+        None, "steps between curvature points (default: one point per epoch)", metavar="STEPS"
+    )
+    track_samples: int = option(256, "training examples in the probe subset")
+    track_probes: int = option(
+        8, "Hutchinson probe vectors per point (each layer's trace and its standard error)"
+    )
+
+    def __post_init__(self):
+        check_bools(self, ("track",))
+        if self.track_every is not None:
+            check.positive_int("track_every (steps between curvature points)", self.track_every)
+        check.positive_int("track_samples (the probe subset)", self.track_samples)
+        if self.track_samples > TRACK_MAX_SAMPLES:
+            raise ConfigError(
+                f"track_samples is {self.track_samples}: the probe subset is one batch of "
+                f"Hessian-vector products at every point; use at most {TRACK_MAX_SAMPLES}."
+            )
+        check.positive_int("track_probes (Hutchinson probe vectors)", self.track_probes, 2)
+        if self.track_probes > 1000:
+            raise ConfigError(
+                f"track_probes is {self.track_probes}: each is a Hessian-vector product at every "
+                f"point; use at most 1000."
+            )
+
+
+def _track_of(value) -> TrackConfig:
+    if isinstance(value, dict):
+        try:
+            return TrackConfig(**value)
+        except TypeError as e:
+            raise ConfigError(f"tracking: {e}") from None
+    if not isinstance(value, TrackConfig):
+        raise ConfigError(f"tracking must be a TrackConfig, got {value!r}.")
+    return value
+
+
 # --- pre-training ------------------------------------------------------------------------------
 
 # The paper's step schedule, 0.2x at epochs 60/120/160/200 of 250, as fractions of the run.
@@ -174,8 +227,12 @@ class PretrainConfig:
     save_every: int = option(
         0, "also keep a checkpoint every N epochs (0: only initial, last, best, final)"
     )
+    tracking: TrackConfig = option(
+        help="curvature over time (their flags: the tracking group)", factory=TrackConfig, cli=False
+    )
 
     def __post_init__(self):
+        self.tracking = _track_of(self.tracking)
         validate_common(self)
         check.choice("model", self.model, list(ARCHS))
         check.arch_args("arch_args", self.arch_args, ARCHS[self.model].defaults)
@@ -271,8 +328,12 @@ class PostTrainConfig:
     seed: int = option(0, "seed for data order, weak batches and gamma")
     device: str = option("auto", DEVICE_HELP)
     save_every: int = option(0, "also keep a checkpoint every N epochs")
+    tracking: TrackConfig = option(
+        help="curvature over time (their flags: the tracking group)", factory=TrackConfig, cli=False
+    )
 
     def __post_init__(self):
+        self.tracking = _track_of(self.tracking)
         if isinstance(self.pof, dict):
             try:
                 self.pof = PoFConfig(**self.pof)

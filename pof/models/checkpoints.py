@@ -41,10 +41,14 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict) -> Pat
 # --- resume state: model and optimizer of the last finished epoch, in one file ------------------
 
 
-def save_resume_state(path: Path, model: nn.Module, optimizer, epoch: int, best_acc: float) -> None:
+def save_resume_state(
+    path: Path, model: nn.Module, optimizer, epoch: int, best_acc: float, extra=None
+) -> None:
     """Model and optimizer state in one file, so a kill can never leave them out of step: tensors
-    under "model.NAME" and "optim.INDEX.NAME", the optimizer's other values in the metadata."""
+    under "model.NAME" and "optim.INDEX.NAME", the optimizer's other values in the metadata, and
+    `extra` tensors (e.g. the curvature tracker's last eigenvector) under "extra.NAME"."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"extra.{k}": v for k, v in (extra or {}).items()})
     sd = optimizer.state_dict()
     scalars = {}
     for idx, st in sd["state"].items():
@@ -62,8 +66,9 @@ def save_resume_state(path: Path, model: nn.Module, optimizer, epoch: int, best_
     write_safetensors(tensors, meta, path)
 
 
-def load_resume_state(path: Path, model: nn.Module, optimizer) -> tuple[int, float]:
-    """Load what save_resume_state wrote into `model` and `optimizer`; returns (epoch, best_acc)."""
+def load_resume_state(path: Path, model: nn.Module, optimizer) -> tuple[int, float, dict]:
+    """Load what save_resume_state wrote into `model` and `optimizer`; returns (epoch, best_acc,
+    the extra tensors)."""
     tensors, meta = read_safetensors(path)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict = {}
@@ -75,4 +80,5 @@ def load_resume_state(path: Path, model: nn.Module, optimizer) -> tuple[int, flo
         idx, _, name = k.partition(".")
         state.setdefault(int(idx), {})[name] = v
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return int(meta["epoch"]), float(meta["best_acc"])
+    extra = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
+    return int(meta["epoch"]), float(meta["best_acc"]), extra

@@ -40,6 +40,16 @@ class RunFolder:
         return self.path / "metrics.jsonl"
 
     @property
+    def curvature_file(self) -> Path:
+        """A tracked job's curvature series: one JSON line per point (pof.curvature.tracker)."""
+        return self.path / "curvature.jsonl"
+
+    @property
+    def curvature_setup_file(self) -> Path:
+        """How the series is measured: probe subset, cadence, threshold rule; written once."""
+        return self.path / "curvature.json"
+
+    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 

@@ -3,6 +3,8 @@
     RUN/config.json          the configuration the run was started with (written once)
     RUN/status.json          state, progress, pid, heartbeat, error; replaced atomically
     RUN/metrics.jsonl        append-only, one JSON object per line (kind: step, epoch or event)
+    RUN/curvature.json       a tracked job: how its curvature is measured (probe subset, cadence)
+    RUN/curvature.jsonl      a tracked job: one curvature point per line, appended like metrics
     RUN/checkpoints/*.safetensors   initial, epoch-NNNN, last, best, final (+ resume.safetensors)
     RUN/cancel               present = please stop at the next step
     RUN/log.txt              the job's stdout/stderr when started in the background
@@ -64,7 +66,7 @@ class Run(RunFolder):
     def __post_init__(self):
         super().__post_init__()
         self.bad_lines = 0  # metrics lines skipped by the last metrics() (not JSON objects)
-        self._tail_checked = False
+        self._tail_checked: set[Path] = set()
 
     # --- writing (the job) ---
     @classmethod
@@ -98,18 +100,23 @@ class Run(RunFolder):
             self.set_status("running", **fields)
 
     def log(self, kind: str, **record) -> None:
-        line = (
-            json.dumps({"kind": kind, "time": time.time(), **record}, allow_nan=True) + "\n"
-        ).encode()
+        self._append(self.metrics_file, {"kind": kind, "time": time.time(), **record})
+
+    def log_curvature(self, point: dict) -> None:
+        """Append one curvature point (pof.curvature.tracker.CurvaturePoint.to_dict())."""
+        self._append(self.curvature_file, {"time": time.time(), **point})
+
+    def _append(self, path: Path, record: dict) -> None:
+        line = (json.dumps(record, allow_nan=True) + "\n").encode()
         # One os.write on an O_APPEND descriptor: the line lands whole, after any earlier line.
-        fd = os.open(self.metrics_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            if not self._tail_checked:
+            if path not in self._tail_checked:
                 # a writer killed mid-line left a torn line: end it, or ours is lost too
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     line = b"\n" + line
-                self._tail_checked = True
+                self._tail_checked.add(path)
             os.write(fd, line)
         finally:
             os.close(fd)
@@ -195,14 +202,39 @@ class Run(RunFolder):
     def metrics(self, kind: str | None = None) -> list[dict]:
         """The records of the log (of `kind`), in order; lines that are not JSON objects are skipped
         and counted in `bad_lines`. An unreadable log has no records."""
+        return self._read_lines(self.metrics_file, kind)
+
+    def _read_lines(self, path: Path, kind: str | None = None) -> list[dict]:
         self.bad_lines = 0
         try:
-            with open_regular(self.metrics_file) as f:
+            with open_regular(path) as f:
                 data = f.read()
         except OSError:
             return []
         # after the last newline: still being written
         return self._records(data[: data.rfind(b"\n") + 1], kind)
+
+    def curvature(self) -> list[dict]:
+        """The curvature series of a tracked job, one point per step in step order: after a resume
+        the later record of a step wins (the resumed job measures the same point again). Lines
+        that are not points are skipped and counted in `bad_lines`; an untracked run has none."""
+        by_step = {}
+        for r in self._read_lines(self.curvature_file):
+            step = r.get("step")
+            if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+                by_step[step] = r
+            else:
+                self.bad_lines += 1
+        return [by_step[s] for s in sorted(by_step)]
+
+    def curvature_setup(self) -> dict | None:
+        """How the series is measured (pof.curvature.tracker.Tracker.setup), or None: untracked or
+        unreadable."""
+        try:
+            setup, problem = json_object(self.curvature_setup_file, CONFIG_LIMIT)
+        except OSError:
+            return None
+        return None if problem else setup
 
     def last(self, kind: str, tail_bytes: int = 1 << 16) -> dict | None:
         """The newest record of `kind`, reading the log from its end (a live view polls this)."""

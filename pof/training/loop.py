@@ -6,6 +6,9 @@ last, best, every `save_every` epochs, final) and the resume state of the last f
 stops at the next step when a cancel is requested, fails on a non-finite loss (Diverged), and with
 `resume` continues from the last finished epoch exactly: same weights, optimizer state, data order.
 Under torchrun every rank runs the loop; only the main rank writes, and the ranks agree on stopping.
+With a curvature `tracker` (pof.curvature.tracker) the main rank also records a curvature point
+before the first step and whenever one is due, into the run's curvature series; the tracker's
+state is saved with the resume state, so a resumed run records the same series.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..curvature.tracker import Tracker
 from ..data.batches import Batches
 from ..data.dataset import Dataset
 from ..models.checkpoints import load_resume_state, save_checkpoint, save_resume_state
@@ -56,6 +60,8 @@ class Loop:
     is_main: bool = True  # distributed: only rank 0 writes the run folder
     # distributed: combine (stop, diverged) flags over all ranks so that every rank stops together
     sync_flags: Callable[[bool, bool], tuple[bool, bool]] = _agree
+    tracker: Tracker | None = None  # curvature over time (main rank only)
+    probe_indices: list[int] | None = None  # the tracker's probe subset, recorded in the run
 
     @property
     def steps_per_epoch(self) -> int:
@@ -141,14 +147,34 @@ def _start(loop: Loop) -> tuple[int, float]:
             loop.run.checkpoint("initial"), loop.model, _checkpoint_meta(loop, 0, record)
         )
         loop.run.log("epoch", **record)
+        if loop.tracker:
+            _begin_tracking(loop)
     return 0, -1.0
+
+
+def _begin_tracking(loop: Loop) -> None:
+    from ..files import write_json_atomic
+
+    setup = {**loop.tracker.setup(), "probe_indices": loop.probe_indices}
+    write_json_atomic(loop.run.curvature_setup_file, setup)
+    _track(loop, 0)
+
+
+def _track(loop: Loop, step: int) -> None:
+    """Record the curvature point after `step` optimizer steps, with the rate of the step that led
+    there (before the first step: the first step's)."""
+    spe = loop.steps_per_epoch
+    point = loop.tracker.point(step, step / spe, loop.lr_at(max(step - 1, 0) / spe))
+    loop.run.log_curvature(point.to_dict())
 
 
 def _load_resume(loop: Loop) -> tuple[int, float]:
     """(first epoch to train, best test accuracy so far) of a run continued from its folder."""
     path = loop.run.checkpoint("resume")
     if path.exists():
-        start, best_acc = load_resume_state(path, loop.model, loop.optimizer)
+        start, best_acc, extra = load_resume_state(path, loop.model, loop.optimizer)
+        if loop.tracker:
+            loop.tracker.load_state({k[6:]: v for k, v in extra.items() if k.startswith("track.")})
     else:  # stopped in its first epoch: start again from the saved initial weights
         initial = loop.run.checkpoint("initial")
         if not initial.exists():
@@ -158,6 +184,8 @@ def _load_resume(loop: Loop) -> tuple[int, float]:
             )
         loop.model.load_state_dict(read_safetensors(initial)[0])
         start, best_acc = 0, -1.0
+        if loop.tracker and loop.is_main and not loop.run.curvature_setup_file.exists():
+            _begin_tracking(loop)  # killed before its first point
     if loop.is_main:
         loop.run.log("event", event="resume", epoch=start)
     return start, best_acc
@@ -199,6 +227,9 @@ def _train_epoch(
         extras = sums.add(out, len(yb))
         if loop.is_main:
             _report_step(loop, epoch, i, out, len(yb), sums.lr, extras, progress)
+            done = epoch * loop.steps_per_epoch + i + 1
+            if loop.tracker and loop.tracker.due(done, loop.steps_per_epoch):
+                _track(loop, done)
     return sums
 
 
@@ -261,8 +292,9 @@ def _end_epoch(
         _save_epoch(loop, epoch + 1, record, test, best_acc)
     best_acc = max(best_acc, test["acc"])
     if loop.is_main:
+        extra = {f"track.{k}": v for k, v in loop.tracker.state().items()} if loop.tracker else {}
         save_resume_state(
-            loop.run.checkpoint("resume"), loop.model, loop.optimizer, epoch + 1, best_acc
+            loop.run.checkpoint("resume"), loop.model, loop.optimizer, epoch + 1, best_acc, extra
         )
         loop.run.set_status(
             "running",

@@ -38,6 +38,7 @@ from ..runs.run import Run, RunError
 from ..validate import ConfigError
 from .loop import Loop, fit
 from .optim import plain_step, sam_step
+from .tracking import make_tracker
 
 
 def _refuse_overwriting_source(out: Path, ckpt: Path) -> None:
@@ -183,6 +184,20 @@ def post_train(
         else torch.optim.SGD(trainable, **sgd)
     )
 
+    # the probe subset is checked (size, memory) before the run folder exists
+    tracked = (
+        make_tracker(
+            cfg.tracking,
+            model,
+            Batches(dataset.x_train, dataset.y_train, meta["mean"], meta["std"], 1, device),
+            cfg.seed,
+            sgd,
+            split=split,
+        )
+        if ddp.is_main
+        else None
+    )
+
     if resume:
         if ddp.is_main:
             run.begin_resume()
@@ -297,6 +312,8 @@ def post_train(
         on_epoch_start=on_epoch_start,
         is_main=ddp.is_main,
         sync_flags=ddp.sync_flags,
+        tracker=tracked[0] if tracked else None,
+        probe_indices=tracked[1] if tracked else None,
     )
     progress = progress if ddp.is_main else None
     try:

@@ -22,11 +22,13 @@ from ..data.load import load_dataset
 from ..data.names import parse_augment
 from ..device import pick_device
 from ..models.networks import arch_args, build_model, count_parameters
+from ..models.split import split_model
 from ..progress import Progress, ShouldStop
 from ..runs.run import Run
 from ..validate import ConfigError
 from .loop import Loop, fit
 from .optim import lr_schedule, make_optimizer, plain_step, sam_step
+from .tracking import make_tracker
 
 
 def build(model: str, input_shape, num_classes: int, args: dict) -> nn.Module:
@@ -84,12 +86,6 @@ def pretrain(
     full_args = arch_args(cfg.model, **cfg.arch_args)
     model = build(cfg.model, dataset.input_shape, dataset.num_classes, full_args).to(device)
     milestones = cfg.resolved_milestones()
-    if resume:
-        run.begin_resume()
-    else:
-        run = Run.create(run_dir, _run_config(cfg, model, milestones), overwrite=overwrite)
-    optimizer = make_optimizer(model.parameters(), cfg)
-    lr_at = lr_schedule(cfg.lr, cfg.schedule, cfg.epochs, milestones, cfg.lr_decay)
     train = Batches(
         dataset.x_train,
         dataset.y_train,
@@ -101,6 +97,21 @@ def pretrain(
         shuffle=True,
         seed=cfg.seed,
     )
+    # the probe subset is checked (size, memory) before the run folder exists
+    tracked = make_tracker(
+        cfg.tracking,
+        model,
+        train,
+        cfg.seed,
+        dict(momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay),
+        split=split_model(model),
+    )
+    if resume:
+        run.begin_resume()
+    else:
+        run = Run.create(run_dir, _run_config(cfg, model, milestones), overwrite=overwrite)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    lr_at = lr_schedule(cfg.lr, cfg.schedule, cfg.epochs, milestones, cfg.lr_decay)
     test = Batches(
         dataset.x_test, dataset.y_test, dataset.mean, dataset.std, 1024, device, shuffle=False
     )
@@ -108,7 +119,19 @@ def pretrain(
     meta["provenance"] = _provenance(cfg, milestones, lr_at, augment)
     step = sam_step(model, optimizer) if cfg.optimizer == "sam" else plain_step(model, optimizer)
     loop = Loop(
-        run, model, optimizer, step, train, test, dataset, cfg.epochs, lr_at, meta, cfg.save_every
+        run,
+        model,
+        optimizer,
+        step,
+        train,
+        test,
+        dataset,
+        cfg.epochs,
+        lr_at,
+        meta,
+        cfg.save_every,
+        tracker=tracked[0] if tracked else None,
+        probe_indices=tracked[1] if tracked else None,
     )
     fit(loop, resume=resume, progress=progress, should_stop=should_stop)
     return run
