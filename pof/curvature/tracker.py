@@ -27,7 +27,6 @@ eigenvalue usually settles below it.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -113,6 +112,22 @@ class Tracker:
 
     def point(self, step: int, epoch: float, lr: float) -> CurvaturePoint:
         started = time.perf_counter()
+        modes = [(m, m.training) for m in self.model.modules()]  # each module's, as training set it
+        # the whole network's Hessian, also over layers the job keeps frozen (PoF's classifier),
+        # so that every method's series measures the same matrix
+        frozen = [p for p in self.model.parameters() if not p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(True)
+        try:
+            return self._point(step, epoch, lr, started)
+        finally:
+            for p in frozen:
+                p.requires_grad_(False)
+                p.grad = None
+            for m, training in modes:
+                m.training = training
+
+    def _point(self, step: int, epoch: float, lr: float, started: float) -> CurvaturePoint:
         op = HessianOperator(self.model, [(self.x, self.y)], F.cross_entropy)
         try:
             warm = self.vector is not None
@@ -160,7 +175,7 @@ class Tracker:
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         v = tensors.get("vector")
-        n = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        n = sum(p.numel() for p in self.model.parameters())
         self.vector = v if v is not None and v.numel() == n and bool(v.isfinite().all()) else None
 
     def setup(self) -> dict:
@@ -172,6 +187,7 @@ class Tracker:
             "tol": TOL,
             "max_steps": MAX_STEPS,
             "mode": "eval (batch norm: running statistics), mean cross-entropy",
+            "parameters": "all, frozen ones included",
             "momentum": self.momentum,
             "nesterov": self.nesterov,
             "weight_decay": self.weight_decay,
@@ -220,7 +236,3 @@ def _numel(out) -> int:
     if isinstance(out, (tuple, list)):
         return sum(_numel(o) for o in out)
     return 0
-
-
-def finite(p: CurvaturePoint) -> bool:
-    return all(math.isfinite(v) for v in (p.top_eigenvalue, p.trace))

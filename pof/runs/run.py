@@ -20,6 +20,7 @@ lives: pof.runs.liveness.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -152,6 +153,16 @@ class Run(RunFolder):
             saved = self.config_to_resume(command)
             if not isinstance(saved, dict):
                 raise TypeError(f"'config' is {type(saved).__name__}, not an object")
+            unknown = _unknown_options(cls, saved)
+            if unknown:
+                from .. import __version__
+
+                raise RunError(
+                    f"{self.config_file} holds options this version ({__version__}) does not "
+                    f"know: {', '.join(unknown)}. It was written by version "
+                    f"{self.config().get('version', '?')}; resume it with that version. Nothing "
+                    f"in {self.path} was changed."
+                )
             return cls(**saved)
         except RunError:
             raise
@@ -298,6 +309,18 @@ class Run(RunFolder):
             "test_acc": number(last.get("test_acc")),
             "error": text(error),
         }
+
+
+def _unknown_options(cls, saved: dict, prefix: str = "") -> list[str]:
+    """Keys of a saved configuration (and of its nested configurations) that `cls` has no field
+    for: options of a newer version, which this one cannot honour."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [prefix + k for k in saved if k not in fields]
+    for name, f in fields.items():
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default) and isinstance(saved.get(name), dict):
+            unknown += _unknown_options(type(default), saved[name], f"{prefix}{name}.")
+    return sorted(unknown)
 
 
 def list_runs(root: str | Path) -> list[Run]:
