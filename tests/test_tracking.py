@@ -59,7 +59,7 @@ def test_tracking_never_changes_training(runs):
     steps_a, steps_b = tracked.metrics("step"), plain.metrics("step")
     assert len(steps_a) == len(steps_b) == 44
     assert all(_same_numbers(a, b) for a, b in zip(steps_a, steps_b, strict=True))
-    drop = NOT_TIMES + ("epoch_time",)
+    drop = (*NOT_TIMES, "epoch_time")
     for a, b in zip(tracked.epochs(), plain.epochs(), strict=True):
         assert {k: v for k, v in a.items() if k not in drop} == {
             k: v for k, v in b.items() if k not in drop

@@ -1,6 +1,7 @@
 """Curvature over time: what a training job records, point by point, on a fixed probe subset.
 
-At each point (every K optimizer steps, or at each epoch's end, and once before the first step)
+At each point (every K optimizer steps or at each epoch's end, once before the first step and once
+after the last)
 the tracker measures on the same probe subset of the training data, in eval mode:
 
 - the whole network's top Hessian eigenvalue with its residual, by Lanczos warm-started from the
@@ -106,9 +107,10 @@ class Tracker:
     missing_last_layer: str | None = None
     vector: torch.Tensor | None = field(default=None, repr=False)  # the last top eigenvector
 
-    def due(self, step: int, steps_per_epoch: int) -> bool:
-        """Whether a point is recorded after `step` optimizer steps."""
-        return step % (self.every or steps_per_epoch) == 0
+    def due(self, step: int, steps_per_epoch: int, total_steps: int) -> bool:
+        """Whether a point is recorded after `step` optimizer steps: at the cadence, and at the
+        end of training whatever the cadence."""
+        return step % (self.every or steps_per_epoch) == 0 or step == total_steps
 
     def point(self, step: int, epoch: float, lr: float) -> CurvaturePoint:
         started = time.perf_counter()

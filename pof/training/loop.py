@@ -228,7 +228,7 @@ def _train_epoch(
         if loop.is_main:
             _report_step(loop, epoch, i, out, len(yb), sums.lr, extras, progress)
             done = epoch * loop.steps_per_epoch + i + 1
-            if loop.tracker and loop.tracker.due(done, loop.steps_per_epoch):
+            if loop.tracker and loop.tracker.due(done, loop.steps_per_epoch, loop.total_steps):
                 _track(loop, done)
     return sums
 
