@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from pof.cli import build_parser, config_argv, post_train_config, pretrain_config
-from pof.config import PoFConfig, PostTrainConfig, PretrainConfig
+from pof.config import PoFConfig, PostTrainConfig, PretrainConfig, TrackConfig
 from pof.options import cli_fields
 
 # Flags that say where and how a job runs, not what it computes: no config field.
@@ -24,8 +24,8 @@ HAND_FLAGS = {
 }
 # command -> (its config, {field holding a nested config: that config's class})
 COMMANDS = {
-    "pretrain": (PretrainConfig, {}),
-    "post-train": (PostTrainConfig, {"pof": PoFConfig}),
+    "pretrain": (PretrainConfig, {"tracking": TrackConfig}),
+    "post-train": (PostTrainConfig, {"pof": PoFConfig, "tracking": TrackConfig}),
 }
 
 
@@ -54,7 +54,7 @@ def test_every_flag_is_a_field_and_every_field_a_flag(command):
 
 
 def test_every_field_is_declared_with_its_help_text():
-    for cls in (PretrainConfig, PostTrainConfig, PoFConfig):
+    for cls in (PretrainConfig, PostTrainConfig, PoFConfig, TrackConfig):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
 
@@ -106,6 +106,7 @@ PRETRAIN = [
         seed=9,
         device="cpu",
         save_every=2,
+        tracking=TrackConfig(track=True, track_samples=32),
     ),
     PretrainConfig(
         dataset="csv:a.csv,b.csv",
@@ -145,6 +146,7 @@ POST_TRAIN = [
         seed=3,
         device="cpu",
         save_every=1,
+        tracking=TrackConfig(track=True, track_every=5, track_samples=64, track_probes=3),
     ),
 ]
 

@@ -52,6 +52,7 @@ def _same_numbers(a: dict, b: dict) -> bool:
     }
 
 
+@pytest.mark.slow
 def test_tracking_never_changes_training(runs):
     tracked, plain = runs
     wa, wb = _weights(tracked.checkpoint("final")), _weights(plain.checkpoint("final"))
@@ -67,6 +68,7 @@ def test_tracking_never_changes_training(runs):
     assert plain.curvature() == [] and plain.curvature_setup() is None
 
 
+@pytest.mark.slow
 def test_the_series_is_recorded_at_its_cadence_with_the_rate_in_force(runs):
     tracked, _ = runs
     points, setup = tracked.curvature(), tracked.curvature_setup()
@@ -85,6 +87,7 @@ def test_the_series_is_recorded_at_its_cadence_with_the_rate_in_force(runs):
         assert p["last_layer_top"] > 0 and p["last_layer_trace"] > p["last_layer_top"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step, checkpoint", [(0, "initial"), (22, "epoch-0001"), (44, "final")])
 def test_points_agree_with_a_cold_analysis_of_the_saved_weights(runs, step, checkpoint):
     tracked, _ = runs
@@ -104,6 +107,7 @@ def test_points_agree_with_a_cold_analysis_of_the_saved_weights(runs, step, chec
     assert point["last_layer_trace"] == pytest.approx(exact.trace, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_tracked_job_killed_half_way_resumes_to_the_same_series(runs, tmp_path):
     tracked, _ = runs
     out = tmp_path / "broken"
@@ -119,6 +123,7 @@ def test_a_tracked_job_killed_half_way_resumes_to_the_same_series(runs, tmp_path
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow
 def test_pretraining_with_sam_is_tracked_and_unchanged_by_it(tmp_path):
     args = ["pretrain", "--optimizer", "sam", "--epochs", "1", "--batch-size", "256"]
     args += ["--quiet", "--no-nesterov"]
@@ -133,6 +138,7 @@ def test_pretraining_with_sam_is_tracked_and_unchanged_by_it(tmp_path):
     assert all(p["threshold"] == pytest.approx((2 + 1.8) / p["lr"] - 5e-4) for p in points)
 
 
+@pytest.mark.slow
 def test_a_bad_cadence_is_refused_on_the_command_line_before_any_folder(tmp_path):
     out = tmp_path / "run"
     proc = run_cli(*POST, "--track", "--track-every", "0", "--out", out, check=2)
@@ -195,6 +201,7 @@ def test_a_model_without_a_linear_classifier_still_has_its_whole_and_layer_serie
     assert model.training  # its mode is given back
 
 
+@pytest.mark.slow
 def test_a_run_written_by_a_newer_version_is_refused_and_left_as_it_was(tmp_path):
     out = tmp_path / "newer"
     run_cli(*POST[:4], "--epochs", "1", "--quiet", "--out", out, check=0)
