@@ -7,9 +7,9 @@ background job runs.
 
 Everything runs against `streamlit run app/main.py` on a free port with a fresh, empty runs folder
 (POF_RUNS), in headless Chromium, in two phases with a FRESH SERVER EACH:
-  1. idle: start the server; time from it being healthy to /learn fully drawn (all 5 section headers
-     and at least 9 Plotly charts holding data; the first visit trains the page's networks). Then,
-     --repeats times, for each of the 5 sections in turn: focus that section's slider (the pairs of
+  1. idle: start the server; time from it being healthy to /learn fully drawn (all 6 section headers
+     and at least 10 Plotly charts holding data; the first visit trains the page's networks). Then,
+     --repeats times, for each of the 6 sections in turn: focus that section's slider (the pairs of
      tests/test_browser_learn.py), press an arrow key, and time from the key press to the section's
      chart showing different data (Plotly's own `data`, `layout.shapes` and annotations). The next
      press waits until the fragment's run has finished.
@@ -64,6 +64,7 @@ SECTIONS = {
     "3. What makes minima flat or sharp": ("s3-a-batch", "s3-bars"),
     "4. What PoF does, step by step": ("s4-gamma", "s4-search"),
     "5. The caveats": ("s5-alpha", "s5-bars"),
+    "6. The edge of stability": ("s6-lr", "s6-fig"),
 }
 SHOWN = (
     "e && e.data ? JSON.stringify([e.data.map(t => [t.x, t.y, t.z]), "
@@ -122,14 +123,14 @@ def wait_healthy(url: str) -> float:
 
 
 def cold_load(page, url: str, healthy: float) -> tuple[float, dict]:
-    """Server healthy -> every section header shown and >= 9 charts drawn; also when each header
+    """Server healthy -> every section header shown and >= 10 charts drawn; also when each header
     showed."""
     page.goto(url + "/learn")
     headers = {}
     for header in SECTIONS:
         page.get_by_role("heading", name=header).wait_for(timeout=TIMEOUT_MS)
         headers[header] = time.perf_counter() - healthy
-    page.wait_for_function(f"{CHARTS_JS} >= 9", timeout=TIMEOUT_MS)
+    page.wait_for_function(f"{CHARTS_JS} >= 10", timeout=TIMEOUT_MS)
     elapsed = time.perf_counter() - healthy
     # the whole script has run before any slider moves
     page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
@@ -284,7 +285,7 @@ def main() -> None:
     print("| | idle | while a job runs | ratio running/idle | target (< 3 s) |")
     print("|---|---|---|---|---|")
     print(
-        "| cold first load of /learn (server healthy → 5 headers, ≥ 9 charts) | "
+        "| cold first load of /learn (server healthy → 6 headers, ≥ 10 charts) | "
         f"{idle['cold']:.2f} s | {busy['cold']:.2f} s | {busy['cold'] / idle['cold']:.2f} | "
         f"{'met' if max(idle['cold'], busy['cold']) < 3 else 'missed'} |"
     )
