@@ -45,7 +45,7 @@ def test_the_top_eigenvalue_figure_carries_the_series_its_residuals_and_the_thre
     lam, threshold = fig.data
     assert list(lam.x) == [p["epoch"] for p in points]
     assert list(lam.y) == [p["top_eigenvalue"] for p in points]
-    assert list(lam.error_y.array) == [p["top_residual"] for p in points]  # every estimate ± its own
+    assert list(lam.error_y.array) == [p["top_residual"] for p in points]  # each ± its own
     assert setup["threshold_rule"] in threshold.name
     assert list(threshold.y) == [p["threshold"] for p in points]
     # the line follows the schedule: each point's threshold is the rule at that point's η
@@ -142,9 +142,7 @@ def test_track_curvature_on_the_post_train_form_starts_a_tracked_job(runs_root):
     assert any("probe subset of 48 training examples" in c.value for c in at.caption)
 
 
-def test_the_runs_page_draws_a_tracked_run_and_says_when_a_run_was_not_tracked(
-    tracked, runs_root
-):
+def test_the_runs_page_draws_a_tracked_run_and_says_when_a_run_was_not_tracked(tracked, runs_root):
     run, points, _ = tracked
     shutil.copytree(run.path, runs_root / "tracked")
     at = _app().switch_page("views/runs.py").run()
