@@ -252,4 +252,11 @@ def captions(setup: dict | None, points: list[dict] | None = None) -> dict[str, 
         "with few probes a small trace can come out negative). Layers in network order, first at "
         "the top; red is positive curvature, blue negative."
     )
+    classifier = setup.get("classifier")
+    if points and classifier and classifier not in layer_names(points):
+        layers += (
+            f" The classifier ({classifier}) has no row: this job keeps it frozen (as PoF does), "
+            "and only the layers it trains are measured; the classifier's exact numbers are in "
+            "the last-layer figure."
+        )
     return {"top": top, "last_layer": last, "layers": layers}
