@@ -129,6 +129,7 @@ SLOW_FIXTURES = {  # module fixtures that train or measure
     "test_analysis_cli.py": {"ckpts"},  # pre-training runs through the CLI
     "test_app.py": {"finished_pof_run"},  # a PoF run and its whole analysis
     "test_app_faults.py": {"good_runs"},  # pre-training and post-training runs
+    "test_curvature_app.py": {"tracked"},  # a tracked pre-training through the CLI (10-20 s)
     "test_layers.py": {"tiny", "two_checkpoints"},  # an exact Hessian (56 s); two pre-trainings
     "test_learn.py": {"sharp"},  # trains the Learn page's sharp network (17 s)
     "test_post_train.py": {"ckpts"},  # pre-training runs through the CLI
@@ -147,6 +148,9 @@ SLOW_TESTS = {
         "test_a_crafted_run_in_the_url_is_refused_and_nothing_outside_is_read_or_written",  # 42 s
         "test_a_dead_and_a_broken_run_do_not_hold_up_a_job_started_from_the_app",  # 21 s
         "test_a_restarted_app_keeps_showing_a_running_job_live",  # 9 s
+    },
+    "test_curvature_app.py": {  # 16 s: a tracked post-training job started from the page
+        "test_track_curvature_on_the_post_train_form_starts_a_tracked_job"
     },
     "test_catalogue.py": {"test_offline_bundled_models_reach_their_recorded_test_accuracy"},  # 7 s
     "test_inspect_app.py": {

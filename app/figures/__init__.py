@@ -7,5 +7,7 @@ Streamlit here. Import each from its module:
 - landscapes: 1-D slices, 3-D surfaces, contour maps, interpolation between two checkpoints
 - learn: the Learn page's experiments (decision maps, eigenvector slices, train/test slices, line
   search)
+- curvature: curvature over training of one tracked run (λ_max against the stability threshold,
+  the last layer's exact top eigenvalue, a layer × time map of per-layer traces) and their captions
 - style: what they share (results read into their types, one colour per label)
 """

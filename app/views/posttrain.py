@@ -10,11 +10,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.curvature_view import TRACK_LABELS, in_field_labels, show_curvature, tracking_fields
 from app.jobs import read_config, runs_root, start_job
 from app.live import free_name, live_status, url_run
 from app.uploads import imported_dir
 from pof.cli import config_argv
-from pof.config import METHODS, PoFConfig, PostTrainConfig, default_post_lr
+from pof.config import METHODS, PoFConfig, PostTrainConfig, TrackConfig, default_post_lr
 from pof.data.names import DATASETS, TORCHVISION, default_data_root
 from pof.models.catalogue import DEFAULT_MODEL, bundled, bundled_card, incompatibility, verify
 from pof.models.formats import CheckpointError
@@ -30,6 +31,15 @@ METHOD_HELP = {
     "finetune": "control: plain fine-tuning of every layer",
     "sam": "control: SAM on every layer",
     "random-direction": "control: PoF's perturbation length in a random direction",
+}
+# the options' names in the library's messages -> this page's fields
+FIELD_LABELS = {
+    "epochs": "Epochs",
+    "lr": "Learning rate",
+    "weak_batch_size": "Weak batch size",
+    "gamma_max": "gamma max",
+    "seed": "Seed",
+    **TRACK_LABELS,
 }
 
 
@@ -227,6 +237,13 @@ else:
 st.subheader("2 · Configure")
 pd = PoFConfig()
 lr_default, lr_reason = default_post_lr(meta)
+# outside the form, so that ticking it shows the tracking fields inside the form at once
+track = st.checkbox(
+    "Track curvature",
+    help="record, during the job, the whole network's top Hessian eigenvalue against the "
+    "stability threshold of the learning rate, the last layer's exact top eigenvalue and every "
+    "layer's trace, on a fixed probe subset of the training data; drawn live below",
+)
 with st.form("post-train"):
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox(
@@ -264,6 +281,7 @@ with st.form("post-train"):
     )
     seed = c3.number_input("Seed", 0, 10_000, 0, help="data order, weak batches and gamma")
     st.caption(METHOD_HELP["pof"] + ". Weak batch and gamma apply to pof and random-direction.")
+    tracking = tracking_fields(track)
     start = st.form_submit_button(
         "Start", type="primary", disabled=dataset is None or bool(nonfinite)
     )
@@ -280,9 +298,10 @@ if start and dataset and not nonfinite:
             lr=None if lr == float(lr_default) else lr,  # None: the CLI records why it chose it
             pof=PoFConfig(weak_batch_size=int(weak), gamma_max=float(gamma)),
             seed=int(seed),
+            tracking=TrackConfig(**tracking),
         )
     except ConfigError as e:
-        st.error(f"Not started: {e}")
+        st.error(f"Not started: {in_field_labels(str(e), FIELD_LABELS)}")
         st.stop()
     source_name = (
         Path(path).parents[1].name
@@ -301,4 +320,5 @@ chosen = st.session_state.get("selected_run") or url_run(root)
 if chosen and (Path(chosen) / "status.json").exists():
     st.subheader(f"3 · Watch: {Path(chosen).name}")
     live_status(Run(chosen))
+    show_curvature(Run(chosen))
     st.page_link("views/compare.py", label="Compare before and after", icon=":material/compare:")

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from app.curvature_view import show_curvature
 from app.jobs import read_config, run_path, runs_root, start_job
 from app.live import live_status
 from pof.cli import config_argv
@@ -103,6 +104,7 @@ else:
     )
     run = Run(choice)
     live_status(run)
+    show_curvature(run)
     if run.config_file.exists():  # a queued job writes it once its process is up
         cfg, why = read_config(run)
         with st.expander("Configuration"):
