@@ -12,12 +12,19 @@ from app.jobs import read_config
 from pof.config import TRACK_MAX_SAMPLES, TrackConfig
 from pof.runs.run import Run, number_text
 
-# the tracking options' names in the library's messages -> the fields of the Post-train form
+# the tracking options' names in the library's messages -> the fields of the training forms
 TRACK_LABELS = {
     "track_every": "Steps between points",
     "track_samples": "Probe subset",
     "track_probes": "Probe vectors",
 }
+
+
+TRACK_HELP = (
+    "record, during the job, the whole network's top Hessian eigenvalue against the stability "
+    "threshold of the learning rate, the last layer's exact top eigenvalue and every layer's "
+    "trace, on a fixed probe subset of the training data; drawn live on this page"
+)
 
 
 def in_field_labels(message: str, labels: dict[str, str]) -> str:
@@ -28,8 +35,8 @@ def in_field_labels(message: str, labels: dict[str, str]) -> str:
 
 
 def tracking_fields(ticked: bool) -> dict:
-    """Inside the Post-train form: when `ticked`, the tracking fields (cadence, probe subset,
-    probe vectors); returns the keyword arguments of a TrackConfig."""
+    """Inside a training form (Post-train, Pre-train): when `ticked`, the tracking fields
+    (cadence, probe subset, probe vectors); returns the keyword arguments of a TrackConfig."""
     if not ticked:
         return {"track": False}
     d = TrackConfig()

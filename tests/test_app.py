@@ -128,6 +128,24 @@ def test_pretrain_start_creates_a_run_folder_and_a_background_job(runs_root):
     assert at.metric[0].value == "2"
 
 
+def test_the_pretrain_form_starts_a_tracked_job_when_its_box_is_ticked(runs_root):
+    at = _runs_page()
+    assert not [n for n in at.number_input if n.label == "Probe subset"]
+    next(c for c in at.checkbox if c.label == "Track curvature").check().run()
+    fields = {n.label: n for n in at.number_input}
+    fields["Epochs"].set_value(1)
+    fields["Steps between points"].set_value(4)
+    fields["Probe subset"].set_value(64)
+    at.text_input[0].set_value("tracked")
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert not at.exception and "Started tracked" in at.success[0].value
+    run = Run(runs_root / "tracked")
+    wait_for_state(run)
+    tracking = run.config()["config"]["tracking"]
+    assert tracking == {"track": True, "track_every": 4, "track_samples": 64, "track_probes": 8}
+    assert [p["step"] for p in run.curvature()] == [0, 4, 8, 11]  # 1347 images: 11 batches
+
+
 def test_bad_combinations_and_occupied_names_are_refused(runs_root):
     run_cli(
         "pretrain",

@@ -250,13 +250,7 @@ def captions(setup: dict | None, points: list[dict] | None = None) -> dict[str, 
         f"Each layer's sharpness: the trace of its diagonal block of the Hessian, by Hutchinson "
         f"with {probes} probe vectors on the {samples} probe examples (hover: ± standard error; "
         "with few probes a small trace can come out negative). Layers in network order, first at "
-        "the top; red is positive curvature, blue negative."
+        "the top; red is positive curvature, blue negative. Layers a job keeps frozen (PoF's "
+        "classifier) are measured too, so every method's series covers the same network."
     )
-    classifier = setup.get("classifier")
-    if points and classifier and classifier not in layer_names(points):
-        layers += (
-            f" The classifier ({classifier}) has no row: this job keeps it frozen (as PoF does), "
-            "and only the layers it trains are measured; the classifier's exact numbers are in "
-            "the last-layer figure."
-        )
     return {"top": top, "last_layer": last, "layers": layers}

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.curvature_view import TRACK_LABELS, in_field_labels, show_curvature, tracking_fields
+from app.curvature_view import (
+    TRACK_HELP,
+    TRACK_LABELS,
+    in_field_labels,
+    show_curvature,
+    tracking_fields,
+)
 from app.jobs import read_config, runs_root, start_job
 from app.live import free_name, live_status, url_run
 from app.uploads import imported_dir
@@ -238,12 +244,7 @@ st.subheader("2 · Configure")
 pd = PoFConfig()
 lr_default, lr_reason = default_post_lr(meta)
 # outside the form, so that ticking it shows the tracking fields inside the form at once
-track = st.checkbox(
-    "Track curvature",
-    help="record, during the job, the whole network's top Hessian eigenvalue against the "
-    "stability threshold of the learning rate, the last layer's exact top eigenvalue and every "
-    "layer's trace, on a fixed probe subset of the training data; drawn live below",
-)
+track = st.checkbox("Track curvature", help=TRACK_HELP)
 with st.form("post-train"):
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox(

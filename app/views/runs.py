@@ -2,15 +2,23 @@
 
 import streamlit as st
 
-from app.curvature_view import show_curvature
+from app.curvature_view import (
+    TRACK_HELP,
+    TRACK_LABELS,
+    in_field_labels,
+    show_curvature,
+    tracking_fields,
+)
 from app.jobs import read_config, run_path, runs_root, start_job
 from app.live import live_status
 from pof.cli import config_argv
-from pof.config import PretrainConfig
+from pof.config import PretrainConfig, TrackConfig
 from pof.data.names import OFFLINE
 from pof.models.registry import ARCHS
 from pof.runs.run import Run, list_runs
 from pof.validate import ConfigError
+
+FIELD_LABELS = {"epochs": "Epochs", "lr": "Learning rate", "seed": "Seed", **TRACK_LABELS}
 
 root = runs_root()
 st.title("Runs")
@@ -21,6 +29,8 @@ st.caption(
 )
 
 with st.expander("Pre-train a model", expanded=not list_runs(root)):
+    # outside the form, so that ticking it shows the tracking fields inside the form at once
+    track = st.checkbox("Track curvature", key="pretrain-track", help=TRACK_HELP)
     with st.form("pretrain"):
         c1, c2, c3 = st.columns(3)
         dataset = c1.selectbox(
@@ -38,6 +48,7 @@ with st.expander("Pre-train a model", expanded=not list_runs(root)):
         lr = c2.number_input("Learning rate", 1e-5, 10.0, 0.05, format="%.4f")
         seed = c3.number_input("Seed", 0, 10_000, 0)
         name = st.text_input("Run name", placeholder="dataset-model-optimizer-seed")
+        tracking = tracking_fields(track)
         submitted = st.form_submit_button("Start", type="primary")
     if submitted:
         name = name.strip() or f"{dataset}-{model}-{optimizer}-{seed}"
@@ -55,9 +66,10 @@ with st.expander("Pre-train a model", expanded=not list_runs(root)):
                 epochs=int(epochs),
                 lr=float(lr),
                 seed=int(seed),
+                tracking=TrackConfig(**tracking),
             )
         except ConfigError as e:
-            refused = refused or f"Not started: {e}"
+            refused = refused or f"Not started: {in_field_labels(str(e), FIELD_LABELS)}"
         if refused:
             st.error(refused)
         elif model != "mlp" and dataset != "digits":
