@@ -53,7 +53,7 @@ import torch
 from pof.config import PostTrainConfig, PretrainConfig, TrackConfig
 from pof.curvature.lanczos import top_eigenvalues
 from pof.curvature.operators import HessianOperator
-from pof.curvature.tracker import MAX_STEPS, TOL, _seed, probe_indices
+from pof.curvature.tracker import MAX_STEPS, TOL, Tracker, _seed, probe_indices
 from pof.data.batches import Batches
 from pof.data.load import load_dataset
 from pof.models.loading import load_checkpoint
@@ -78,6 +78,7 @@ class Case:
         self.name, self.ckpt, self.dataset = name, Path(ckpt), dataset
         self.data_options, self.epochs, self.variants = data_options, epochs, variants
         self._steps = None
+        self.slug = name.split(" ")[0].replace("/", "")
 
     def steps_per_epoch(self) -> int:
         if self._steps is None:
@@ -176,13 +177,40 @@ def cifar_case(args) -> Case:
 # --- part 1: overhead --------------------------------------------------------------------------
 
 
-def timed_run(case: Case, tracking: TrackConfig, out: Path) -> tuple[float, list[dict]]:
-    t0 = time.perf_counter()
+POINT_CPU = [0.0]  # process CPU seconds spent in Tracker.point, summed (see instrument())
+
+
+def instrument() -> None:
+    """Count the CPU time of every curvature point: on a shared machine a run's CPU time, unlike
+    its wall time, does not grow with what else runs (with one torch thread it is the work done)."""
+    original = Tracker.point
+
+    def point(self, *a, **kw):
+        t0 = time.process_time()
+        try:
+            return original(self, *a, **kw)
+        finally:
+            POINT_CPU[0] += time.process_time() - t0
+
+    Tracker.point = point
+
+
+def timed_run(case: Case, tracking: TrackConfig, out: Path) -> dict:
+    """One PoF post-training: its wall and CPU seconds, its points and their seconds."""
+    POINT_CPU[0] = 0.0
+    t0, c0 = time.perf_counter(), time.process_time()
     post_train(case.config("pof", case.epochs, tracking), out, overwrite=True)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     points = Run(out).curvature()
     shutil.rmtree(out, ignore_errors=True)
-    return wall, points
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "points": len(points),
+        "hvp": sum(p["hvp"] for p in points),
+        "seconds": sum(p["seconds"] for p in points),
+        "point_cpu": POINT_CPU[0],
+    }
 
 
 def overhead(case: Case, args) -> None:
@@ -192,39 +220,46 @@ def overhead(case: Case, args) -> None:
         f"\n== overhead: {case.name}, PoF {case.epochs} epochs of {spe} steps, "
         f"{args.repeats} repeats, alternating"
     )
-    out = Path(args.work) / "overhead-run"
+    out = Path(args.work) / f"overhead-{case.slug}-{os.getpid()}"
     if not getattr(args, "_warmed", False):  # once per process: caches, allocator, lazy imports
         timed_run(case, tracking_of("samples=16,probes=2", spe), out)
         args._warmed = True
-    walls = {name: [] for name, _ in settings}
-    shares = {name: [] for name, _ in settings}
-    info = {}
+    res = {name: [] for name, _ in settings}
     for r in range(args.repeats):
         order = settings[r % len(settings) :] + settings[: r % len(settings)]
         for name, spec in order:
-            wall, points = timed_run(case, tracking_of(spec, spe), out)
-            walls[name].append(wall)
-            secs = sum(p["seconds"] for p in points)
-            shares[name].append(secs / wall)
-            info[name] = (len(points), sum(p["hvp"] for p in points) / max(len(points), 1))
+            m = timed_run(case, tracking_of(spec, spe), out)
+            res[name].append(m)
             print(
-                f"  repeat {r + 1} {name:<28} {wall:7.2f} s  points {len(points):3d}  "
-                f"tracker {secs:7.2f} s  ({load()})",
+                f"  repeat {r + 1} {name:<24} wall {m['wall']:7.2f} s  cpu {m['cpu']:7.2f} s  "
+                f"points {m['points']:3d}  Σseconds {m['seconds']:6.2f}  "
+                f"point cpu {m['point_cpu']:6.2f} s  ({load()})",
                 flush=True,
             )
     print(
-        f"{'setting':<28} {'wall s (median)':>15} {'ratio-1 mean':>12} {'[min, max]':>18} "
-        f"{'points':>6} {'hvp/pt':>6} {'Σseconds/wall':>13}"
+        "ratio-1: tracked / untracked - 1, mean of paired repeats [min, max]; share: the points'"
+        " time / the tracked run's (Σ of their 'seconds' / wall; their CPU / the run's CPU)"
     )
-    base = walls["untracked"]
+    print(
+        f"{'setting':<24} {'wall s':>7} {'wall ratio-1':>22} {'cpu s':>7} {'cpu ratio-1':>22} "
+        f"{'points':>6} {'hvp/pt':>6} {'Σs/wall':>8} {'cpu share':>9}"
+    )
+    base = res["untracked"]
+
+    def spread(key, ms):
+        rs = [a[key] / b[key] - 1 for a, b in zip(ms, base, strict=True)]
+        return f"{statistics.mean(rs):7.1%} [{min(rs):5.1%}, {max(rs):5.1%}]"
+
     for name, _ in settings:
-        w = walls[name]
-        ratios = [a / b - 1 for a, b in zip(w, base, strict=True)]
-        n, hvp = info.get(name, (0, 0))
+        ms = res[name]
+        pts = ms[0]["points"]
+        hvp = ms[0]["hvp"] / pts if pts else 0.0
+        share_wall = statistics.mean(m["seconds"] / m["wall"] for m in ms)
+        share_cpu = statistics.mean(m["point_cpu"] / m["cpu"] for m in ms)
         print(
-            f"{name:<28} {statistics.median(w):15.2f} {statistics.mean(ratios):12.1%} "
-            f"[{min(ratios):7.1%}, {max(ratios):7.1%}] {n:6d} {hvp:6.1f} "
-            f"{statistics.mean(shares[name]):13.1%}"
+            f"{name:<24} {statistics.median(m['wall'] for m in ms):7.2f} "
+            f"{spread('wall', ms):>22} {statistics.median(m['cpu'] for m in ms):7.2f} "
+            f"{spread('cpu', ms):>22} {pts:6d} {hvp:6.1f} {share_wall:8.1%} {share_cpu:9.1%}"
         )
 
 
@@ -233,11 +268,9 @@ def overhead(case: Case, args) -> None:
 
 def kept_run(case: Case, method: str, args) -> Run:
     """A tracked post-training with a checkpoint per epoch, made once and reused."""
-    slug = case.name.split(" ")[0].replace("/", "")
     lr = args.layer_lr
-    out = Path(args.work) / (
-        f"{slug}-{method}-{case.layer_epochs}e-p{case.layer_probes}" + (f"-lr{lr:g}" if lr else "")
-    )
+    name = f"{case.slug}-{method}-{case.layer_epochs}e-p{case.layer_probes}"
+    out = Path(args.work) / (name + (f"-lr{lr:g}" if lr else ""))
     run = Run(out)
     if not (out / "checkpoints" / "final.safetensors").exists():
         t0 = time.perf_counter()
@@ -353,7 +386,7 @@ def layers(case: Case, args) -> None:
             else:
                 cells.append(f"{a:.4g} -> {b:.4g} ({b / a:.3f})")
         print(f"{label:<26} " + "   ".join(f"{m}: {c}" for m, c in zip(series, cells, strict=True)))
-    path = Path(args.work) / f"layers-{case.name.split(' ')[0].replace('/', '')}.json"
+    path = Path(args.work) / f"layers-{case.slug}.json"
     path.write_text(json.dumps(series))
 
 
@@ -404,6 +437,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu, {load()}")
+    instrument()
     cases = []
     if not args.skip_digits:
         cases.append(
