@@ -202,7 +202,7 @@ def show_sharpness(found: list[Found]) -> None:
 
 
 def show_track(setup: dict, points: list[dict], path: Path) -> None:
-    """A run's checkpoint curvature series: one line per checkpoint, each estimate with its error."""
+    """A run's checkpoint curvature series: a line per checkpoint, each estimate with its error."""
     print(
         f"{'checkpoint':<12} {'epoch':>5} {'lr':>9} {'lambda_max':>11} {'residual':>9} "
         f"{'threshold':>10} {'trace':>10} {'± se':>8} {'last layer':>10}"

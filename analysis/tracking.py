@@ -191,7 +191,9 @@ def _checkpoints(run: Run, config: dict) -> list[tuple[str, int, Path]]:
     for name in names:
         m = EPOCH_FILE.fullmatch(name)
         if m and int(m.group(1)) > 0:
-            found.append((name.removesuffix(".safetensors"), int(m.group(1)), run.checkpoints / name))
+            found.append(
+                (name.removesuffix(".safetensors"), int(m.group(1)), run.checkpoints / name)
+            )
     final = run.checkpoint("final")
     epochs = config.get("epochs")
     if final.is_file() and isinstance(epochs, int) and epochs not in {e for _, e, _ in found}:
@@ -282,15 +284,15 @@ def track_run(
     total = len(p.checkpoints)
     job.set_status("running", progress=0.0, stage=f"0/{total} checkpoints")
     try:
-        tracker = Tracker(
-            first_model, x, y, None, p.probes, p.seed, **p.optimizer, split=None
-        )
+        tracker = Tracker(first_model, x, y, None, p.probes, p.seed, **p.optimizer, split=None)
         for i, (name, epoch, path) in enumerate(p.checkpoints):
             if stop():
                 raise Stopped()
             model, meta = (first_model, first_meta) if i == 0 else load_model(path, p.dataset)
             model.to(device)
-            split = split_model(model, classifier=meta["classifier"]) if meta["classifier"] else None
+            split = (
+                split_model(model, classifier=meta["classifier"]) if meta["classifier"] else None
+            )
             if p.frozen and split is not None:
                 split.classifier.requires_grad_(False)  # as the job trained (and tracked) it
             tracker.model, tracker.split = model, split
