@@ -245,6 +245,8 @@ def top_eigenvalue_over_time(
     for i, (label, points) in enumerate(runs.items()):
         color = run_color(i)
         pts = [p for p in points if _num(p.get("top_eigenvalue")) is not None]
+        if not pts:
+            continue  # a run without a series keeps its colour (its index) for the others
         xs = [p["epoch"] for p in pts]
         ys = [p["top_eigenvalue"] for p in pts]
         positive = positive and all(y > 0 for y in ys)
