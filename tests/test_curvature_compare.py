@@ -78,6 +78,8 @@ def test_ratio_panels_show_one_at_the_start_and_a_unit_line():
     cls = next(t for t in fig.data if t.name == "ft (finetune)" and t.mode and t.xaxis == "x4")
     assert list(cls.y) == pytest.approx([1.0, 0.5])
     assert {s.y0 for s in fig.layout.shapes} == {1.0} and len(fig.layout.shapes) == 4
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["a", "b", "noisy (no value)", "classifier"]  # no ratio: said in its title
 
 
 def test_heatmaps_per_run_share_one_log_scale_and_say_each_ratio_with_its_error():

@@ -100,6 +100,7 @@ def _band(fig, xs, ys, errs, color, label, row, col) -> None:
             y=upper + lower[::-1],
             fill="toself",
             fillcolor=_rgba(color, 0.18),
+            mode="lines",
             line={"width": 0},
             hoverinfo="skip",
             legendgroup=label,
@@ -114,10 +115,16 @@ def _band(fig, xs, ys, errs, color, label, row, col) -> None:
 def _panels(runs: dict[str, list[dict]], values, y_title: str, unit_line: float | None):
     names = layer_names(runs)
     rows, cols = _grid(len(names))
+    titles = [
+        name
+        if any(v is not None for pts in runs.values() for v in values(pts, name)[1])
+        else f"{name} (no value)"
+        for name in names
+    ]
     fig = make_subplots(
         rows=rows,
         cols=cols,
-        subplot_titles=names or ["no layers"],
+        subplot_titles=titles or ["no layers"],
         horizontal_spacing=0.06,
         vertical_spacing=min(0.12, 0.5 / max(rows, 1)),
     )
@@ -301,7 +308,10 @@ def top_eigenvalue_over_time(
             )
             positive = positive and all(y > 0 for _, y in th)
     fig.update_xaxes(title_text="epoch (0 = the starting checkpoint)")
-    fig.update_yaxes(title_text="eigenvalue", type="log" if positive else "linear")
+    if positive:
+        fig.update_yaxes(title_text="eigenvalue", type="log", dtick="D2")
+    else:
+        fig.update_yaxes(title_text="eigenvalue")
     fig.update_layout(
         height=420,
         margin={"t": 60, "b": 40},
