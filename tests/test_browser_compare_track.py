@@ -61,5 +61,6 @@ def test_compare_page_draws_curvature_over_time_and_computes_the_control_s(
     assert sorted(heat) == ["finetune-frozen (finetune-frozen)", "pof (pof)"], names
     assert not page.get_by_role("button", name="Compute curvature over time (1 run)").count()
     assert (runs / "finetune-frozen/analysis/track/curvature.jsonl").exists()
-    page.get_by_text("from its 4 checkpoints").first.wait_for()
+    # computed on a probe subset of the live series' size, with as many probes
+    page.get_by_text("from its 4 checkpoints, 64 probe examples, 4 probes").first.wait_for()
     _shot(page, tmp_path, "track-2-both")

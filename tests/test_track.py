@@ -212,6 +212,9 @@ def test_compare_page_draws_curvature_over_time_and_computes_a_missing_series(
     charts = at.get("plotly_chart")
     assert "finetune (finetune): λ_max" in _names(charts[1])
     assert not any(b.label.startswith("Compute curvature") for b in at.button)
-    assert "from its 3 checkpoints" in " ".join(c.value for c in at.caption)
+    # like for like: the probe subset's size and probe count of the live series beside it
+    assert "from its 3 checkpoints, 64 probe examples, 4 probes" in " ".join(
+        c.value for c in at.caption
+    )
     # the series is in the run's analysis folder; its live files were never created
     assert not (root / "finetune" / "curvature.jsonl").exists()

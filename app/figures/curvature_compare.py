@@ -203,9 +203,8 @@ def ratio_heatmaps(runs: dict[str, list[dict]]) -> go.Figure:
             zrow, trow = [], []
             for e in epochs:
                 r, err = by_epoch.get(e, (None, None))
-                ok = r is not None and r > 0
-                zrow.append(math.log2(r) if ok else None)
-                trow.append(f"{r:.2f} ± {err:.2f}" if ok else "")
+                zrow.append(math.log2(r) if r is not None and r > 0 else None)
+                trow.append(f"{r:.2f} ± {err:.2f}" if r is not None else "")
             z.append(zrow)
             text.append(trow)
         fig.add_trace(
@@ -249,6 +248,7 @@ def top_eigenvalue_over_time(
     orders of magnitude above λ_max in post-training."""
     fig = go.Figure()
     positive = True
+    shown: list[float] = []
     for i, (label, points) in enumerate(runs.items()):
         color = run_color(i)
         pts = [p for p in points if _num(p.get("top_eigenvalue")) is not None]
@@ -257,6 +257,7 @@ def top_eigenvalue_over_time(
         xs = [p["epoch"] for p in pts]
         ys = [p["top_eigenvalue"] for p in pts]
         positive = positive and all(y > 0 for y in ys)
+        shown += ys
         fig.add_trace(
             go.Scatter(
                 x=xs,
@@ -293,6 +294,7 @@ def top_eigenvalue_over_time(
                 )
             )
             positive = positive and all(y > 0 for _, y in last)
+            shown += [y for _, y in last]
         th = [(p["epoch"], _num(p.get("threshold"))) for p in points]
         th = [(x, y) for x, y in th if y is not None]
         if thresholds and th:
@@ -307,9 +309,13 @@ def top_eigenvalue_over_time(
                 )
             )
             positive = positive and all(y > 0 for _, y in th)
+            shown += [y for _, y in th]
     fig.update_xaxes(title_text="epoch (0 = the starting checkpoint)")
-    if positive:
-        fig.update_yaxes(title_text="eigenvalue", type="log", dtick="D2")
+    if positive and shown:
+        ticks = _ticks_125(min(shown), max(shown))
+        fig.update_yaxes(
+            title_text="eigenvalue", type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks]
+        )
     else:
         fig.update_yaxes(title_text="eigenvalue")
     fig.update_layout(
@@ -318,3 +324,11 @@ def top_eigenvalue_over_time(
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
     )
     return fig
+
+
+def _ticks_125(lo: float, hi: float) -> list[float]:
+    """1-2-5 ticks covering [lo, hi] on a log axis, each labelled with its value."""
+    out = []
+    for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1):
+        out += [m * 10.0**k for m in (1, 2, 5) if lo / 1.5 <= m * 10.0**k <= hi * 1.5]
+    return out

@@ -160,10 +160,12 @@ def curvature_over_time() -> None:
     run's live series (--track), else the one computed from its checkpoints, else a button that
     computes it in the background (python -m analysis track RUN)."""
     st.subheader("Curvature over the post-training")
-    found, sources, untracked = {}, [], []
+    found, sources, untracked, series_of = {}, [], [], {}
     for r in family:
         label = f"{r.path.name} ({configs[str(r.path)].get('method')})"
         s = curvature_series(r.path)
+        if s is not None:
+            series_of[label] = s
         found[label] = s.points if s else []  # family order: the colours of the curves above
         if s is None:
             untracked.append(r)
@@ -201,8 +203,19 @@ def curvature_over_time() -> None:
         help="python -m analysis track RUN, a background job per run: the top eigenvalue, every "
         "layer's trace and the last layer's, at each saved checkpoint, into RUN/analysis/track/",
     ):
+        # the probe subset's size and probe count of a sibling's live series, so that the series
+        # compare like for like (the subset itself follows from each run's seed)
+        live = next((x.setup for x in series_of.values() if x.source == "live"), {})
+        same = [
+            part
+            for key in ("samples", "probes")
+            if isinstance(live.get(key), int)
+            for part in (f"--{key}", str(live[key]))
+        ]
         for r in startable:
-            start_job(track_dir(r.path), ["-m", "analysis", "track", str(r.path), "--quiet"], root)
+            start_job(
+                track_dir(r.path), ["-m", "analysis", "track", str(r.path), *same, "--quiet"], root
+            )
         st.rerun()
     if not any(found.values()):
         return
