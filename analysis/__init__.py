@@ -7,6 +7,7 @@ per-layer sharpness, loss-landscape slices.
     cache           one content-keyed cache; configs: every option declared once
     cli, console    `python -m analysis` (a table of commands) and what it prints on a terminal
     compare         the report jobs the app starts, one run folder per part
+    tracking        a run's curvature over time from its saved checkpoints (`analysis track`)
     learn           the Learn page's small experiments; learn_results: their typed results
 
 Imports pof for models, data and checkpoints; never Streamlit or Plotly.

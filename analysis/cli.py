@@ -32,6 +32,7 @@ from analysis.configs import (
     LayersConfig,
     ReportConfig,
     SharpnessConfig,
+    TrackRunConfig,
 )
 from analysis.console import (
     Found,
@@ -42,6 +43,7 @@ from analysis.console import (
     show_interpolation,
     show_layers,
     show_sharpness,
+    show_track,
 )
 from analysis.reports import (
     KINDS,
@@ -318,6 +320,38 @@ def compare_parts(args, cfg: ReportConfig, command: Command) -> int:
     )
 
 
+# --- curvature over time from a run's checkpoints (analysis.tracking) ---------------------------
+
+
+def track(args, cfg: TrackRunConfig, command: Command) -> int:
+    """The run's curvature series from its checkpoints, into RUN/analysis/track; printed (or, with
+    --json, dumped)."""
+    from analysis.tracking import plan, track_run
+
+    planned = plan(args.run, cfg)
+    if planned.state in ("queued", "running"):
+        print(
+            f"note: {planned.run.path} is still {planned.state}; the series covers the "
+            f"{len(planned.checkpoints)} checkpoints saved so far (run this again later for the "
+            f"rest).",
+            file=sys.stderr,
+        )
+    progress, close = bar(args.quiet)
+    try:
+        job = track_run(args.run, cfg, progress, planned=planned)
+    finally:
+        close()
+    if job.status().get("state") != "done":
+        print(f"stopped; run the same command again to recompute {job.path}", file=sys.stderr)
+        return EXIT_STOPPED
+    setup, points = job.curvature_setup(), job.curvature()
+    if args.json:
+        print(json.dumps({"setup": setup, "points": points}, indent=1))
+        return EXIT_OK
+    show_track(setup, points, job.path)
+    return EXIT_OK
+
+
 # --- the commands --------------------------------------------------------------------------------
 
 
@@ -473,6 +507,30 @@ COMMANDS = {
         ),
         out=False,
         folder=_compare_folder,
+    ),
+    "track": Command(
+        TrackRunConfig,
+        track,
+        help="curvature over time from a run's saved checkpoints (initial, epoch-NNNN, final)",
+        description="The series a training job records with --track, computed afterwards from "
+        "the checkpoints the run kept (initial, every epoch-NNNN of --save-every, final): the "
+        "whole network's top Hessian eigenvalue (Lanczos warm-started from checkpoint to "
+        "checkpoint) against the stability threshold of the rate each epoch ended with, every "
+        "layer's trace ± standard error and the last layer's exact numbers, on the run's probe "
+        "subset. Written to RUN/analysis/track/curvature.json and curvature.jsonl (a live series "
+        "in RUN/curvature.jsonl is never touched); a running job is measured on the checkpoints "
+        "saved so far.",
+        positional=(_arg("run", help="a pretrain or post-train run folder"),),
+        flags=(
+            _arg(
+                "--json",
+                action="store_true",
+                help='print {"setup": ..., "points": [...]} as JSON',
+            ),
+        ),
+        checkpoint_flags=False,  # the run's checkpoints say what they are and what they were on
+        out=False,
+        folder=lambda args: Path(args.run) / "analysis" / "track",
     ),
 }
 

@@ -238,3 +238,43 @@ class ReportConfig:
             raise check.ConfigError(
                 f"layer_traces_only must be true or false, got {self.layer_traces_only!r}."
             )
+
+
+@dataclass(frozen=True)
+class TrackRunConfig:
+    """The options of a run's curvature series computed from its checkpoints (analysis.tracking).
+    Left unset, each is the run's own: a tracked run's probe subset and probe count, its seed."""
+
+    samples: int | None = option(
+        None,
+        "training examples in the probe subset (default: the run's --track-samples, else 256)",
+    )
+    probes: int | None = option(
+        None, "Hutchinson probe vectors per point (default: the run's --track-probes, else 8)"
+    )
+    seed: int | None = option(
+        None, "seed of the probe subset and the random vectors (default: the run's --seed)"
+    )
+    device: str = option("auto", "cpu, cuda, mps or auto (CUDA when present)")
+
+    def __post_init__(self):
+        from pof.config import TRACK_MAX_SAMPLES
+        from pof.device import check_device
+
+        if self.samples is not None:
+            check.positive_int("--samples", self.samples)
+            if self.samples > TRACK_MAX_SAMPLES:
+                raise check.ConfigError(
+                    f"--samples is {self.samples}: the probe subset is one batch of "
+                    f"Hessian-vector products; use at most {TRACK_MAX_SAMPLES}."
+                )
+        if self.probes is not None:
+            check.positive_int("--probes", self.probes, 2, " (two for a standard error)")
+            if self.probes > 1000:
+                raise check.ConfigError(
+                    f"--probes is {self.probes}: each is a Hessian-vector product at every "
+                    f"checkpoint; use at most 1000."
+                )
+        if self.seed is not None:
+            hessian_options(seed=self.seed)
+        check_device(self.device)

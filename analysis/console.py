@@ -199,3 +199,24 @@ def show_sharpness(found: list[Found]) -> None:
         )
         print(f"{m.kind:<22} radius {m.radius:g}: loss {m.base_loss:.4f} -> +{m.increase:.4g}{se}")
     print(f"{eval_set}; saved {path}")
+
+
+def show_track(setup: dict, points: list[dict], path: Path) -> None:
+    """A run's checkpoint curvature series: a line per checkpoint, each estimate with its error."""
+    print(
+        f"{'checkpoint':<12} {'epoch':>5} {'lr':>9} {'lambda_max':>11} {'residual':>9} "
+        f"{'threshold':>10} {'trace':>10} {'± se':>8} {'last layer':>10}"
+    )
+    for p in points:
+        last = p.get("last_layer_top")
+        print(
+            f"{p.get('checkpoint', ''):<12} {p['epoch']:>5g} {p['lr']:>9.3g} "
+            f"{p['top_eigenvalue']:>11.5g} {p['top_residual']:>9.2g} {p['threshold']:>10.4g} "
+            f"{p['trace']:>10.5g} {p['trace_stderr']:>8.2g} "
+            f"{'-' if last is None else format(last, '.5g'):>10}"
+        )
+    print(
+        f"{setup.get('samples')} probe examples (seed {setup.get('seed')}), "
+        f"{setup.get('probes')} Hutchinson probes, threshold {setup.get('threshold_rule')}; "
+        f"parameters: {setup.get('parameters')}; saved in {path}"
+    )

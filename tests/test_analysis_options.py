@@ -15,6 +15,7 @@ from analysis.configs import (
     LayersConfig,
     ReportConfig,
     SharpnessConfig,
+    TrackRunConfig,
 )
 from pof.cli import add_data_args, add_model_args
 from pof.options import cli_fields, flag_name, to_argv
@@ -165,6 +166,7 @@ EXAMPLES = {
     ),
 }
 EXAMPLES["compare"] = (["a.safetensors"], EXAMPLES["report"][1])
+EXAMPLES["track"] = (["runs/a"], TrackRunConfig(samples=64, probes=4, seed=7, device="cpu"))
 
 
 @pytest.mark.parametrize("command", list(CONFIGS))

@@ -6,7 +6,15 @@ the same as the Inspect page's."""
 import streamlit as st
 
 from analysis.compare import PARTS, load_report, part_dir
+from analysis.tracking import job_dir as track_dir
+from analysis.tracking import series as curvature_series
 from app.comparison import PART_TITLES, show_figure, show_results, watch_parts
+from app.figures.curvature_compare import (
+    layer_ratio_panels,
+    layer_trace_panels,
+    ratio_heatmaps,
+    top_eigenvalue_over_time,
+)
 from app.figures.training import method_curves
 from app.jobs import read_config, runs_root, start_job
 from app.live import url_run
@@ -116,11 +124,23 @@ if missing and st.button(
     st.rerun()  # redraw without the button: the jobs are queued now
 
 
+def track_jobs() -> dict[tuple[str, str], Run]:
+    """The curvature-over-time jobs (python -m analysis track) of this checkpoint's runs that were
+    ever started."""
+    return {
+        (str(r.path), "track"): Run(track_dir(r.path)) for r in family if track_dir(r.path).exists()
+    }
+
+
 watch_parts(
-    jobs(),
+    {**jobs(), **track_jobs()},
     {
-        key: PART_TITLES[key[1]].capitalize() + (f" · {Run(key[0]).path.name}" if control else "")
-        for key in jobs()
+        **{
+            key: PART_TITLES[key[1]].capitalize()
+            + (f" · {Run(key[0]).path.name}" if control else "")
+            for key in jobs()
+        },
+        **{key: f"Curvature over time · {Run(key[0]).path.name}" for key in track_jobs()},
     },
 )
 
@@ -132,6 +152,94 @@ st.caption(
 )
 curves = {f"{r.path.name} ({configs[str(r.path)].get('method')})": r.epochs() for r in family}
 show_figure(method_curves(curves), "curves", curves, run.path.name)
+
+
+def curvature_over_time() -> None:
+    """Per-layer sharpness and λ_max over the epochs of every method run on this checkpoint: each
+    run's live series (--track), else the one computed from its checkpoints, else a button that
+    computes it in the background (python -m analysis track RUN)."""
+    st.subheader("Curvature over the post-training")
+    found, sources, untracked, series_of = {}, [], [], {}
+    for r in family:
+        label = f"{r.path.name} ({configs[str(r.path)].get('method')})"
+        s = curvature_series(r.path)
+        if s is not None:
+            series_of[label] = s
+        found[label] = s.points if s else []  # family order: the colours of the curves above
+        if s is None:
+            untracked.append(r)
+            continue
+        how = (
+            "recorded live"
+            + (f" every {s.setup['every']} steps" if isinstance(s.setup.get("every"), int) else "")
+            if s.source == "live"
+            else f"from its {len(s.points)} checkpoints"
+        )
+        sources.append(
+            f"{label}: {how}, {s.setup.get('samples', '?')} probe examples, "
+            f"{s.setup.get('probes', '?')} probes"
+        )
+    busy = {
+        str(r.path)
+        for r in untracked
+        if Run(track_dir(r.path)).status().get("state") in ("queued", "running")
+    }
+    startable = [
+        r for r in untracked if r.status().get("state") == "done" and str(r.path) not in busy
+    ]
+    if untracked:
+        st.caption(
+            "No curvature series yet for "
+            + ", ".join(r.path.name for r in untracked)
+            + ": it is recorded by a job started with --track, or computed afterwards from the "
+            "run's checkpoints (initial, every epoch-NNNN of --save-every, final)."
+        )
+    if startable and st.button(
+        f"Compute curvature over time ({len(startable)} run{'s' if len(startable) > 1 else ''})",
+        key="compute-track",
+        help="python -m analysis track RUN, a background job per run: the top eigenvalue, every "
+        "layer's trace and the last layer's, at each saved checkpoint, into RUN/analysis/track/",
+    ):
+        # the probe subset's size and probe count of a sibling's live series, so that the series
+        # compare like for like (the subset itself follows from each run's seed)
+        live = next((x.setup for x in series_of.values() if x.source == "live"), {})
+        same = [
+            part
+            for key in ("samples", "probes")
+            if isinstance(live.get(key), int)
+            for part in (f"--{key}", str(live[key]))
+        ]
+        for r in startable:
+            start_job(
+                track_dir(r.path), ["-m", "analysis", "track", str(r.path), *same, "--quiet"], root
+            )
+        st.rerun()
+    if not any(found.values()):
+        return
+    st.caption(
+        "; ".join(sources)
+        + ". Error bars: the Lanczos residual of λ_max (open markers: not converged) and one "
+        "standard error of each Hutchinson trace."
+    )
+    prefix = f"{run.path.name}-over-time"
+    show_figure(top_eigenvalue_over_time(found), "top-over-time", found, prefix)
+    st.caption(
+        "λ_max of the whole network (solid), the last layer's exact top eigenvalue (dotted) and "
+        "the stability threshold of each run's learning rate (dashed): above it, gradient "
+        "descent at that rate would diverge along the top direction."
+    )
+    show_figure(layer_ratio_panels(found), "layer-ratios", found, prefix)
+    st.caption(
+        "Each layer's trace relative to the starting checkpoint (trace at epoch e / at epoch 0, "
+        "± its propagated standard error): below the dotted 1 the layer got flatter. A layer whose "
+        "starting trace is within two standard errors of 0 has no ratio."
+    )
+    show_figure(ratio_heatmaps(found), "layer-ratio-heatmap", found, prefix)
+    show_figure(layer_trace_panels(found), "layer-traces", found, prefix)
+    st.caption("Each layer's Hessian block trace over the epochs, ± one standard error (band).")
+
+
+curvature_over_time()
 
 results = reports.get(str(run.path), {})
 control_results = reports.get(str(control.path), {}) if control else {}
