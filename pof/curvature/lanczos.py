@@ -2,7 +2,7 @@
 
 Lanczos instead of PyHessian's power iteration, which stalls at its default tolerance and can
 return eigenvalues out of order. `top_eigenvalues(start=...)` warm-starts it from a nearby
-matrix's eigenvector: a curvature tracker then pays a handful of products per point.
+matrix's eigenvector, as a curvature tracker does from one point to the next.
 """
 
 from __future__ import annotations
