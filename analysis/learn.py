@@ -350,9 +350,9 @@ def pof_walkthrough(
     lr: float,
     cfg: PoFConfig | None = None,
 ) -> PoFWalkthrough:
-    """POF.md's steps on a copy of a trained 2-D classifier, every intermediate kept (from the PoF
-    unit's own record): the weak batch, the exact last-layer gradient, the line search's bracket and
-    grid, eta*, the perturbation for a chosen gamma, and the decision boundary it implies; then
+    """PoF's steps (docs/method.md) on a copy of a trained 2-D classifier, every intermediate kept
+    (from the PoF unit's own record): the weak batch, the exact last-layer gradient, the line
+    search's bracket and grid, eta*, the perturbation for a chosen gamma, and the decision boundary it implies; then
     `feature_steps` of PoF's own feature training (the first against this perturbation, the rest
     each drawing its own weak batch and gamma, as the method does), with the last layer's exact
     Hessian before and after."""

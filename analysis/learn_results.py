@@ -141,7 +141,7 @@ class EtaCurve(Result):
 
 @dataclass(frozen=True)
 class PoFWalkthrough(Result):
-    """POF.md's steps on a 2-D classifier, every intermediate kept."""
+    """docs/method.md's steps on a 2-D classifier, every intermediate kept."""
 
     weak: Points  # the weak batch
     info: PerturbationInfo

@@ -172,8 +172,8 @@ class EvalData:
 
 
 def last_layer_report(model: nn.Module, dataset, meta: dict, top_k: int) -> LastLayerHessian | None:
-    """The exact Hessian of the last linear layer on the whole training split (POF.md's closed
-    form), or None when the model has no linear last layer to split off."""
+    """The exact Hessian of the last linear layer on the whole training split (its closed form,
+    docs/method.md), or None when the model has no linear last layer to split off."""
     if not meta.get("classifier"):
         return None
     from pof.data.batches import Batches

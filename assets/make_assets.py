@@ -26,10 +26,11 @@ from pof.models.tensors import read_safetensors
 HERE = Path(__file__).resolve().parent
 
 CIFAR_NOTE = (
-    "Trained on the CIFAR-10 image folder in ../shared/data/cifar10-jpeg.zip (all 60,000 images "
-    "re-encoded as JPEG), not on torchvision's binary release: JPEG changes pixels slightly, so "
-    "accuracy on the original CIFAR-10 test set can differ by a point or so. Use it with the "
-    "torchvision dataset cifar10 (needs the network once) or with imagefolder:PATH on that folder."
+    "Trained on CIFAR-10 as a JPEG image folder (all 60,000 images re-encoded as JPEG, "
+    "train/<class>/*.jpg and test/<class>/*.jpg), not on torchvision's binary release: JPEG "
+    "changes pixels slightly, so accuracy on the original CIFAR-10 test set can differ by a point "
+    "or so. Use it with the torchvision dataset cifar10 (needs the network once) or with "
+    "imagefolder:PATH on such a folder."
 )
 
 # id -> (pretrain arguments, dataset name recorded for users, description, note)
@@ -78,8 +79,8 @@ def build(entry_id: str, work: Path, cifar_root: str | None) -> dict:
     if entry_id.startswith("cifar10"):
         if not cifar_root:
             sys.exit(
-                "cifar10-cnn-small needs --cifar-root: unzip ../shared/data/cifar10-jpeg.zip and "
-                "point at it."
+                "cifar10-cnn-small needs --cifar-root: a CIFAR-10 image folder (train/<class>/*, "
+                "test/<class>/*)."
             )
         args = [*args, "--dataset", f"imagefolder:{Path(cifar_root).resolve()}"]
     run_dir = work / entry_id

@@ -2,8 +2,8 @@
 
 Pre-trains a model (or takes --checkpoint), post-trains it with every --method for the same epochs
 and learning rate over several seeds, and prints one table: test error and loss (mean +- std over
-seeds), the exact last-layer Hessian's top eigenvalue and trace on the whole training set (POF.md's
-closed form), and wall time. Results also go to OUT/results.json.
+seeds), the exact last-layer Hessian's top eigenvalue and trace on the whole training set (the
+closed form of docs/method.md), and wall time. Results also go to OUT/results.json.
 
     python benchmarks/compare_methods.py --dataset digits --model cnn-small --pretrain-epochs 30 \\
         --epochs 10 --seeds 0 1 2 --out /tmp/compare-digits

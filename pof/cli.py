@@ -260,7 +260,7 @@ def _add_post_train_parser(sub) -> None:
     add_options(p, PostTrainConfig, exclude=("arch", "classifier"))
     _add_data_option_flags(p)
     add_model_args(p)
-    add_options(p.add_argument_group("PoF (POF.md defaults)"), PoFConfig)
+    add_options(p.add_argument_group("PoF (defaults: docs/method.md)"), PoFConfig)
     _add_tracking_flags(p)
     _add_job_flags(p)
 

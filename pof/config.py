@@ -109,13 +109,13 @@ class PoFConfig:
         if ratio > 2.0**60:
             raise ConfigError(
                 f"line_search_max_lr / line_search_init_lr is {ratio:.3g}: more than 60 doublings; "
-                f"bring them closer (POF.md: 1 and 100)."
+                f"bring them closer (the paper: 1 and 100)."
             )
         check.positive_int("num_partitions", self.num_partitions)
         if self.num_partitions > 100_000:
             raise ConfigError(
                 f"num_partitions is {self.num_partitions}: each is a loss evaluation at every "
-                f"step; use at most 100000 (POF.md: 16)."
+                f"step; use at most 100000 (the paper: 16)."
             )
         check.finite("gamma_max", self.gamma_max, 0)
         check.choice("weak_bn_mode", self.weak_bn_mode, ("train", "batch", "eval"))

@@ -1,6 +1,6 @@
 """The Learn page's experiments (analysis.learn) against exact answers: the full Hessian of the
-tiny networks formed with torch.func, POF.md's steps recomputed by hand, the rescaled network's
-outputs."""
+tiny networks formed with torch.func, PoF's steps (docs/method.md) recomputed by hand, the
+rescaled network's outputs."""
 
 import copy
 import math

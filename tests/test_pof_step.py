@@ -17,7 +17,8 @@ from pof.method.pof import PoF, last_layer_grad, line_search
 
 
 def naive_line_search(feats, y, layer: nn.Linear, cfg: PoFConfig):
-    """POF.md steps 2-4 written the obvious way: write the weights into the layer, call it."""
+    """Steps 2-4 (docs/method.md) written the obvious way: write the weights into the layer and
+    call it."""
     W0, b0 = layer.weight.detach().clone(), layer.bias.detach().clone()
     loss = F.cross_entropy(layer(feats), y)
     gW, gb = torch.autograd.grad(loss, [layer.weight, layer.bias])
@@ -97,7 +98,7 @@ def test_affine_line_search_picks_exactly_the_naive_eta(dtype):
         # A - eta B and F (W0 - eta gW)^T round differently
         tol = 1e-12 if dtype == torch.float64 else 2e-5
         assert abs(got.loss_star - ref[2]) <= tol * max(1.0, abs(ref[2])), (seed, got, ref)
-        # what the search reports having evaluated is the doubling and the grid of POF.md
+        # what the search reports having evaluated is the doubling and the grid of docs/method.md
         assert got.bracket == [cfg.line_search_init_lr * 2**k for k in range(len(got.bracket))]
         assert got.bracket[-1] == got.eta_max and len(got.bracket_losses) == len(got.bracket)
         assert got.grid == [

@@ -1,6 +1,6 @@
-"""Section 4 of the Learn page, what PoF does step by step: POF.md's steps on the bundled two-moons
-MLP (weak batch, gradient, line search, perturbed boundary, feature training), every number
-measured."""
+"""Section 4 of the Learn page, what PoF does step by step: its steps (docs/method.md) on the
+bundled two-moons MLP (weak batch, gradient, line search, perturbed boundary, feature training),
+every number measured."""
 
 import streamlit as st
 
@@ -139,8 +139,7 @@ def pof_step_by_step() -> None:
     st.caption(
         f"After {steps} feature-training steps at learning rate {lr:g}, measured on all "
         f"{len(bundled_moons()[1].x_train)} training points (the last layer's Hessian is exact: "
-        "POF.md's "
-        "closed form), arrows = change from before."
+        "its closed form), arrows = change from before."
     )
     if lr < 0.001 or steps == 0:
         st.info(

@@ -1,4 +1,4 @@
-"""Exact Hessian of the cross-entropy loss with respect to the last linear layer (POF.md).
+"""Exact Hessian of the cross-entropy loss with respect to the last linear layer (docs/method.md).
 
 With f~_i = [phi(x_i); 1] and p_i = softmax(W phi(x_i) + b), the Hessian over w = (W, b) is
 

@@ -1,4 +1,4 @@
-"""PoF, the method (Sato et al., ICML 2022; POF.md, "The algorithm, step by step"), in one unit.
+"""PoF, the method (Sato et al., ICML 2022; docs/method.md, "One step"), in one unit.
 
 Usage:
     pof = PoF(model.features, model.classifier, optimizer, weak=Batches(x_train, y_train, ...))
@@ -109,8 +109,8 @@ class PoF:
     perturbation: "pof"; "none" (the frozen-head fine-tune, delta = 0); "random" (delta of PoF's
                 length in a Gaussian direction: tests that the data-driven direction matters)
     seed, rank: the weak batches and gammas come from this unit's own generator, one per
-                (seed, epoch, rank), so that every rank draws its own (POF.md, multi-GPU) and an
-                epoch replays exactly on resume
+                (seed, epoch, rank), so that every rank draws its own (docs/method.md, "Several
+                processes") and an epoch replays exactly on resume
     features_train: the module the feature step calls (features wrapped for data parallelism);
                 the weak forward calls `features` itself
     """
@@ -143,7 +143,7 @@ class PoF:
         self.gen = epoch_generator(self.seed, epoch, stream=1 + self.rank)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> PoFStepRecord:
-        """All of POF.md's steps for one training batch (x, y)."""
+        """All of docs/method.md's steps for one training batch (x, y)."""
         p = None if self.perturbation == "none" else self.perturb()  # steps 1-5
         return self.feature_step(x, y, p)  # step 6
 
@@ -242,7 +242,7 @@ def losses_along(
 def line_search(
     A: torch.Tensor, B: torch.Tensor, y: torch.Tensor, loss0: float, cfg: PoFConfig
 ) -> LineSearch:
-    """Steps 3 and 4 of POF.md on affine logits.
+    """Steps 3 and 4 of docs/method.md on affine logits.
 
     Bracket: eta = init; while L(eta) <= L(0) and eta < max: eta *= 2. The sequence of etas the
     loop can visit is known in advance (init * 2^k up to the first one >= max), so all of them are

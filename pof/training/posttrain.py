@@ -1,6 +1,6 @@
 """Post-training of a trained classifier: PoF and its fair controls, single process or torchrun.
 
-Methods (POF.md, "What to compare it against"), all with the same data order, seeds, learning rate
+Methods (docs/method.md, "Controls"), all with the same data order, seeds, learning rate
 and optimizer, so that their differences are the methods':
     pof               features trained under the perturbed last layer w0 + delta (delta: weak batch)
     finetune-frozen   identical, delta = 0
