@@ -352,10 +352,10 @@ def pof_walkthrough(
 ) -> PoFWalkthrough:
     """PoF's steps (docs/method.md) on a copy of a trained 2-D classifier, every intermediate kept
     (from the PoF unit's own record): the weak batch, the exact last-layer gradient, the line
-    search's bracket and grid, eta*, the perturbation for a chosen gamma, and the decision boundary it implies; then
-    `feature_steps` of PoF's own feature training (the first against this perturbation, the rest
-    each drawing its own weak batch and gamma, as the method does), with the last layer's exact
-    Hessian before and after."""
+    search's bracket and grid, eta*, the perturbation for a chosen gamma, and the decision
+    boundary it implies; then `feature_steps` of PoF's own feature training (the first against
+    this perturbation, the rest each drawing its own weak batch and gamma, as the method does),
+    with the last layer's exact Hessian before and after."""
     cfg = dataclasses.replace(cfg or PoFConfig(), weak_batch_size=weak_size)  # for every step
     model = copy.deepcopy(model)
     x, y, _, _ = eval_tensors(d, d.mean, d.std, "train", None)
