@@ -108,8 +108,8 @@ def has_last_layer(points: list[dict], setup: dict | None = None) -> bool:
 
 def last_layer_figure(points: list[dict], setup: dict | None = None) -> go.Figure:
     """The last layer's top eigenvalue over training, exact (closed form, nothing estimated), with
-    the whole network's λ_max dotted for reference (the last layer's block of the same Hessian
-    cannot exceed it)."""
+    the whole network's λ_max dotted for reference on its own axis at the right (the last layer's
+    block of the same Hessian cannot exceed it, and is often far below it)."""
     classifier = (setup or {}).get("classifier") or "last layer"
     shown = [p for p in points if _finite(p.get("last_layer_top"))]
     fig = go.Figure()
@@ -137,11 +137,21 @@ def last_layer_figure(points: list[dict], setup: dict | None = None) -> go.Figur
             name="whole network λ_max (for reference)",
             line={"color": LAMBDA_COLOR, "dash": "dot", "width": 1},
             opacity=0.6,
+            yaxis="y2",  # often 100x larger: on one axis it would flatten the last layer's curve
             hovertemplate="epoch %{x:.2f}<br>whole network λ_max %{y:.4g}<extra></extra>",
         )
     )
     fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text="top eigenvalue")
+    fig.update_yaxes(title_text="last layer's top eigenvalue")
+    fig.update_layout(
+        yaxis2={
+            "title": {"text": "whole network λ_max", "font": {"color": LAMBDA_COLOR}},
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "tickfont": {"color": LAMBDA_COLOR},
+        }
+    )
     fig.update_layout(
         title=f"Top eigenvalue of the last layer ({classifier}), exact",
         height=340,
@@ -242,7 +252,7 @@ def captions(setup: dict | None, points: list[dict] | None = None) -> dict[str, 
         f"The last layer's ({setup.get('classifier') or 'classifier'}) top eigenvalue, exact (its "
         f"closed form on the same {samples} examples: nothing is estimated, so no error bars). "
         "It is a block of the same Hessian, so it cannot exceed the whole network's λ_max "
-        "(dotted)."
+        "(dotted, right-hand axis)."
         if not missing
         else f"No last-layer curve: {missing}"
     )
