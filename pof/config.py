@@ -166,14 +166,15 @@ class TrackConfig:
             )
 
 
-def _track_of(value) -> TrackConfig:
+def _nested(name: str, cls, value):
+    """A nested configuration (PostTrainConfig.pof, .tracking) from itself or its saved dict."""
     if isinstance(value, dict):
         try:
-            return TrackConfig(**value)
+            return cls(**value)
         except TypeError as e:
-            raise ConfigError(f"tracking: {e}") from None
-    if not isinstance(value, TrackConfig):
-        raise ConfigError(f"tracking must be a TrackConfig, got {value!r}.")
+            raise ConfigError(f"{name}: {e}") from None
+    if not isinstance(value, cls):
+        raise ConfigError(f"{name} must be a {cls.__name__}, got {value!r}.")
     return value
 
 
@@ -232,7 +233,7 @@ class PretrainConfig:
     )
 
     def __post_init__(self):
-        self.tracking = _track_of(self.tracking)
+        self.tracking = _nested("tracking", TrackConfig, self.tracking)
         validate_common(self)
         check.choice("model", self.model, list(ARCHS))
         check.arch_args("arch_args", self.arch_args, ARCHS[self.model].defaults)
@@ -333,14 +334,8 @@ class PostTrainConfig:
     )
 
     def __post_init__(self):
-        self.tracking = _track_of(self.tracking)
-        if isinstance(self.pof, dict):
-            try:
-                self.pof = PoFConfig(**self.pof)
-            except TypeError as e:
-                raise ConfigError(f"pof: {e}") from None
-        if not isinstance(self.pof, PoFConfig):
-            raise ConfigError(f"pof must be a PoFConfig, got {self.pof!r}.")
+        self.tracking = _nested("tracking", TrackConfig, self.tracking)
+        self.pof = _nested("pof", PoFConfig, self.pof)
         check.choice("method", self.method, METHODS)
         if not isinstance(self.checkpoint, (str, os.PathLike)):
             raise ConfigError(f"checkpoint must be a path, got {self.checkpoint!r}.")
