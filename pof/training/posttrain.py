@@ -13,6 +13,7 @@ Its configuration (PostTrainConfig, METHODS, default_post_lr) lives in pof.confi
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -142,8 +143,32 @@ def post_train(
         check.output_dir("--out", run_dir)
         if overwrite:
             _refuse_overwriting_source(Path(run_dir), ckpt)
-    # everything that can be refused is checked before the run folder is created
     ddp, device = init_distributed(cfg.device)
+    try:
+        run = _post_train(cfg, ckpt, run_dir, resume, overwrite, progress, should_stop, ddp, device)
+    except BaseException:
+        if ddp.owned:
+            _leave_process_group(succeeded=False)
+        raise
+    if ddp.owned:
+        _leave_process_group(succeeded=True)
+    return run
+
+
+def _leave_process_group(succeeded: bool) -> None:
+    """DDP's reducer keeps the process group alive past destroy_process_group; if it is only
+    freed while the interpreter shuts down, gloo's threads abort the rank ("terminate called
+    without an active exception", SIGABRT) after a finished run. So: free it now, wait for every
+    rank (one still writing must not lose its peers), then take the group down."""
+    gc.collect()
+    if succeeded:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
+def _post_train(cfg, ckpt, run_dir, resume, overwrite, progress, should_stop, ddp, device) -> Run:
+    # everything that can be refused is checked before the run folder is created
+    run = Run(run_dir) if resume else None
     dataset_name = dataset_of(ckpt, cfg.dataset)
     dataset = data_for(ckpt, cfg.dataset, cfg.data_root, cfg.data_options, cfg.svhn_extra)
     model, meta = load_checkpoint(
@@ -316,11 +341,5 @@ def post_train(
         probe_indices=tracked[1] if tracked else None,
     )
     progress = progress if ddp.is_main else None
-    try:
-        fit(loop, resume=resume, progress=progress, should_stop=should_stop)
-    finally:
-        if ddp.owned:
-            # joins gloo's threads: a rank that exits with them running can abort ("terminate
-            # called without an active exception", SIGABRT) after the run has finished
-            dist.destroy_process_group()
+    fit(loop, resume=resume, progress=progress, should_stop=should_stop)
     return run
