@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.classroom import job_refusal, note_job
 from pof.runs.run import Run, RunError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,6 +19,10 @@ NAME_RULE = (
     f"with '.', so no '..'; no absolute path), at most {MAX_NAME} characters, and stays inside "
     "the runs folder"
 )
+
+
+class JobRefused(Exception):
+    """A job this session may not start now (shared mode's cap); the message says why."""
 
 
 def runs_root() -> Path:
@@ -68,6 +73,9 @@ def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subpr
         not Path(run_dir).resolve().is_relative_to(root)
     ):  # the pages confine names; this is the last guard
         raise ValueError(f"{run_dir} is outside the runs folder {root}")
+    refused = job_refusal()
+    if refused:
+        raise JobRefused(refused)
     run = Run(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -85,6 +93,7 @@ def start_job(run_dir: Path, args: list[str], root: Path | None = None) -> subpr
     # listed and watched at once, though the CLI needs seconds to start; queue() drops an earlier
     # job's cancel request and ignores an unreadable old status, so a folder is simply started again
     run.queue(proc.pid)
+    note_job(run.path)
     return proc
 
 

@@ -13,6 +13,7 @@ from analysis.compare import (
     part_dir,
 )
 from analysis.learn_results import LastLayerSummary
+from app.classroom import job_refusal
 from app.comparison import watch_parts
 from app.figures.spectra import hessian_bars
 from app.jobs import runs_root, start_job
@@ -83,6 +84,9 @@ def digits_pair_section() -> None:
             "Compute the whole network's Hessian for this pair (background job)",
             key="s3-digits-job",
         ):
+            if refused := job_refusal():
+                st.error(refused)
+                return
             start_job(
                 job.path,
                 [

@@ -8,6 +8,7 @@ import streamlit as st
 from analysis.compare import PARTS, load_report, part_dir
 from analysis.tracking import job_dir as track_dir
 from analysis.tracking import series as curvature_series
+from app.classroom import job_refusal
 from app.comparison import PART_TITLES, show_figure, show_results, watch_parts
 from app.figures.curvature_compare import (
     layer_ratio_panels,
@@ -119,6 +120,9 @@ if missing and st.button(
     help="each analysis is a background job (they run one after another); results stay in "
     "RUN/analysis/ and show at once next time",
 ):
+    if refused := job_refusal(len(missing)):
+        st.error(refused)
+        st.stop()
     for (run_path, part), job in missing:
         start_job(job.path, ["-m", "analysis", "report", run_path, "--part", part, "--quiet"], root)
     st.rerun()  # redraw without the button: the jobs are queued now
@@ -209,6 +213,9 @@ def curvature_over_time() -> None:
             if isinstance(live.get(key), int)
             for part in (f"--{key}", str(live[key]))
         ]
+        if refused := job_refusal(len(startable)):
+            st.error(refused)
+            return
         for r in startable:
             start_job(
                 track_dir(r.path), ["-m", "analysis", "track", str(r.path), *same, "--quiet"], root

@@ -19,6 +19,7 @@ from analysis.compare import (
     load_results,
     part_dir,
 )
+from app.classroom import job_refusal
 from app.comparison import PART_TITLES, show_results, watch_parts
 from app.jobs import runs_root, start_job
 from app.uploads import (
@@ -472,6 +473,9 @@ if missing and st.button(
     help="each is a background job (they run one after another); the results stay in "
     f"{out} and show at once next time",
 ):
+    if refused := job_refusal(len(missing)):
+        st.error(refused)
+        st.stop()
     for part in missing:
         start_job(jobs[part].path, job_args(part), root)
     st.rerun()

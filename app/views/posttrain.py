@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.classroom import job_refusal
 from app.curvature_view import (
     TRACK_HELP,
     TRACK_LABELS,
@@ -309,6 +310,9 @@ if start and dataset and not nonfinite:
         if kind == "my runs" and Path(path).parent != imported_dir()
         else Path(path).stem
     )
+    if refused := job_refusal():
+        st.error(refused)
+        st.stop()
     target = free_name(root, f"{source_name}-{method}-{seed}")
     args = ["-m", "pof", *config_argv(cfg), "--out", str(target), "--quiet"]
     start_job(target, args, root)

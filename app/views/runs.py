@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from app.classroom import job_refusal
 from app.curvature_view import (
     TRACK_HELP,
     TRACK_LABELS,
@@ -76,6 +77,8 @@ with st.expander("Pre-train a model", expanded=not list_runs(root)):
             st.error(f"{model} needs images; use mlp for the 2-D set {dataset}.")
         elif (target / "status.json").exists():
             st.error(f"{target} already holds a run; choose another name.")
+        elif refused := job_refusal():
+            st.error(refused)
         else:
             args = ["-m", "pof", *config_argv(cfg), "--out", str(target), "--quiet"]
             start_job(target, args, root)

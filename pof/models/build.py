@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from .registry import ArchError, kind_of, torchvision_names
+from .trust import check_code
 
 
 def torchvision_model(
@@ -155,6 +156,7 @@ def build(
             raise ArchError(f"cannot build {arch} with {args}: {e}") from e
     if kind == "torchvision":
         return torchvision_model(arch.split(":", 1)[1], args, state, num_classes)
+    check_code(arch)  # the user's own code or program: refused here before it is read or run
     if kind == "export":
         from .export import load_export
 
