@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from app.classroom import banner
 from app.torch_threads import one_torch_thread
 
 one_torch_thread()  # the app's process only; torch itself is imported by the pages that need it
@@ -14,4 +15,6 @@ pages = [
     st.Page("views/inspect.py", title="Inspect", icon=":material/biotech:"),
     st.Page("views/learn.py", title="Learn", icon=":material/school:"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+banner()  # shared with a class: what a student may do here (and a wrong setting, stopped)
+page.run()

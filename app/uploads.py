@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from app.classroom import session_token, shared
 from app.jobs import runs_root
 from pof.files import write_atomic, write_json_atomic
 
@@ -19,7 +20,8 @@ KNOWN_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".pt2", ".bin")
 
 
 def uploads_dir() -> Path:
-    return runs_root() / ".uploads"
+    """RUNS/.uploads; shared with a class, each browser session has its own folder in it."""
+    return runs_root() / ".uploads" / (session_token() if shared() else "")
 
 
 def imported_dir() -> Path:

@@ -67,8 +67,20 @@ def _free_port() -> int:
 @pytest.fixture
 def server(tmp_path):
     """`streamlit run app/main.py` on a free port with its own runs folder: (url, runs folder)."""
+    yield from _serve(tmp_path)
+
+
+@pytest.fixture
+def shared_server(tmp_path):
+    """The app as a teacher serves it to a class (POF_CLASSROOM=1), with small limits that a test
+    reaches quickly: 50 KB of uploads and one job per session; nothing is allowed to run."""
+    limits = {"POF_CLASSROOM": "1", "POF_UPLOAD_QUOTA_MB": "0.05", "POF_MAX_JOBS": "1"}
+    yield from _serve(tmp_path, limits)
+
+
+def _serve(tmp_path, extra_env=None):
     port = _free_port()
-    env = {**os.environ, "POF_RUNS": str(tmp_path / "runs")}
+    env = {**os.environ, "POF_RUNS": str(tmp_path / "runs"), **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
         cwd=ROOT,
@@ -196,6 +208,11 @@ SLOW_TESTS = {
     "test_runs.py": {"test_readers_never_see_a_torn_status_or_metrics_line"},  # 14 s
     "test_sam.py": {"test_one_sam_step_is_the_hand_computed_one"},  # 4.5 s
 }
+SLOW_TESTS["test_classroom.py"] = {  # the CLI in subprocesses: 16-60 s under load
+    "test_os_system_as_the_architecture_runs_nothing_in_either_mode",
+    "test_own_code_runs_by_default_and_in_a_classroom_only_when_the_teacher_allows_it",
+    "test_registry_and_torchvision_architectures_need_no_allow_list",  # builds a resnet18: 7 s
+}
 SLOW_MODULES = {
     "test_jobqueue.py",  # every test runs jobs in subprocesses: 4-17 s each
     # all but three of its 83 tests run the CLI in a subprocess: 2.5-67 s each, 410 s in all
@@ -220,7 +237,7 @@ def _slow(item) -> bool:
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "server" in item.fixturenames:
+        if {"server", "shared_server"} & set(item.fixturenames):
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.slow)
         elif _slow(item):

@@ -19,7 +19,7 @@ from analysis.compare import (
     load_results,
     part_dir,
 )
-from app.classroom import job_refusal
+from app.classroom import job_refusal, shared, upload_refusal
 from app.comparison import PART_TITLES, show_results, watch_parts
 from app.jobs import runs_root, start_job
 from app.uploads import (
@@ -37,6 +37,7 @@ from pof.models.formats import CheckpointError, LoadError, ModelSource
 from pof.models.loading import data_for, import_checkpoint
 from pof.models.metadata import read_metadata
 from pof.models.registry import runs_user_code, short_name
+from pof.models.trust import CodeRefused, check_code
 from pof.options import to_argv
 from pof.runs.run import Run, list_runs
 
@@ -61,7 +62,7 @@ def pick(slot: str, optional: bool) -> str | None:
     kinds = (["none"] if optional else []) + [
         "bundled models",
         "my runs",
-        "a path on this server",
+        *([] if shared() else ["a path on this server"]),  # shared with a class: no server paths
         "an upload",
     ]
     kind = st.radio(f"Checkpoint {slot} from", kinds, horizontal=True, key=f"{slot}-kind")
@@ -131,12 +132,16 @@ def pick_upload(slot: str) -> str | None:
         f"checkpoint, or a torch.export .pt2; pickled objects other than tensors are refused)",
         key=f"{slot}-upload",
     )
+    stored = list_uploads()
     if (
         up is not None and st.session_state.get(f"{slot}-file-id") != up.file_id
     ):  # a new upload: store it once
+        if refused := upload_refusal(up.name, up.size, sum(n["bytes"] for _, n in stored)):
+            st.error(refused)
+            return None
         st.session_state[f"{slot}-file-id"] = up.file_id
         st.session_state[f"{slot}-stored"] = str(save_upload(up.name, up.getvalue()))
-    stored = list_uploads()
+        stored = list_uploads()
     if not stored:
         return None
     paths = [str(p) for p, _ in stored]
@@ -233,12 +238,19 @@ with st.expander("A model of your own: architecture, classifier, keys", expanded
         help="OLD=NEW prefix renames, comma-separated; a prefix shared by all keys (module., "
         "model.) is stripped without it",
     ).strip()
+    if runs_user_code(arch):
+        try:
+            check_code(arch)  # Python's own modules, and in a shared app the teacher's list
+        except CodeRefused as e:
+            st.error(f"Architecture: {e}")
+            st.stop()
     if runs_user_code(arch) and not arch.startswith("export:"):
         st.warning(
             f"Building the model runs your own code ({arch}) on this machine, in the app and in "
             "the job."
         )
-    allow_code = st.checkbox(
+    # shared with a class, the teacher's list decides whose code runs, here as everywhere
+    allow_code = shared() or st.checkbox(
         "Also run code named inside a checkpoint's metadata",
         key="allow-code",
         help="a checkpoint written by `pof import` from your own factory names that factory; "
@@ -264,7 +276,9 @@ why_not = {
     d: next((why for m in metas.values() if m and (why := incompatibility(m, d))), None)
     for d in candidates
 }
-choices = [d for d in candidates if why_not[d] is None] + ["a file or folder of my own ..."]
+choices = [d for d in candidates if why_not[d] is None] + (
+    [] if shared() else ["a file or folder of my own ..."]  # a path on the server
+)
 d1, d2, d3 = st.columns([1, 2, 1])
 dataset = d1.selectbox(
     "Data",

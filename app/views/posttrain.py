@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.classroom import job_refusal
+from app.classroom import job_refusal, shared
 from app.curvature_view import (
     TRACK_HELP,
     TRACK_LABELS,
@@ -101,7 +101,7 @@ for r in list_runs(root):
 own += [str(p) for p in sorted(imported_dir().glob("*.safetensors"))]  # saved on the Inspect page
 kind = st.radio(
     "From",
-    ["bundled models", "my runs", "a checkpoint file"],
+    ["bundled models", "my runs"] + ([] if shared() else ["a checkpoint file"]),  # no server paths
     horizontal=True,
     help="bundled: pretrained checkpoints that ship in assets/; my runs: finished runs under the "
     "runs folder",
@@ -209,7 +209,7 @@ offered = [d for d, why in fits.items() if why is None]
 c1, c2 = st.columns([1, 2])
 dataset = c1.selectbox(
     "Dataset",
-    [*offered, "image folder ..."],
+    [*offered] + ([] if shared() else ["image folder ..."]),
     help="only datasets with the model's input shape and classes are offered",
 )
 if dataset == "image folder ...":
