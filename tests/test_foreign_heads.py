@@ -132,3 +132,45 @@ def test_squeezenet_is_refused_naming_its_relu_and_works_without_it(user, tmp_pa
     _post_train(user / "squeeze.pt", tmp_path / "yes", *mine, check=0)
     config = json.loads((tmp_path / "yes" / "config.json").read_text())
     assert "classifier = classifier.1 (1x1 Conv2d" in config["split"]
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["fixed-batch", "dynamic-batch"])
+def test_an_export_program_measures_like_its_eager_model_and_refuses_post_training(
+    user, tmp_path, dynamic
+):
+    torch.manual_seed(0)
+    mine = _module(user).build().eval()
+    torch.save(mine.state_dict(), user / "mine.pt")
+    shapes = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamic else {}
+    # traced with 5 inputs: 16 test and 32 train images leave a last chunk of 1 and 2 to pad
+    torch.export.save(
+        torch.export.export(mine, (torch.randn(5, 3, 32, 32),), **shapes), user / "p.pt2"
+    )
+    data = ["--dataset", f"npz:{user / 'images.npz'}"]
+    eager = [user / "mine.pt", "--arch", f"{user / 'heads.py'}:build", *data]
+    program = [user / "p.pt2", *data]
+
+    def evaluate(args):
+        return json.loads(run_cli("evaluate", *args, "--split", "both", "--json", check=0).stdout)
+
+    def hessian(args):
+        proc = _analysis("hessian", *args, "--json", "--quiet", "--out", tmp_path / "r")
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    ours, theirs = evaluate(program), evaluate(eager)
+    for split in ("train", "test"):
+        assert ours[split]["acc"] == theirs[split]["acc"]
+        assert ours[split]["loss"] == pytest.approx(theirs[split]["loss"], abs=1e-6)
+    ours, theirs = hessian(program), hessian(eager)
+    assert ours["top"]["eigenvalues"][0] == pytest.approx(theirs["top"]["eigenvalues"][0], rel=1e-4)
+    assert ours["last_layer"] is None and "fixed graph" in ours["split"]
+    layers = _analysis("layers", *program, "--probes", "2", "--quiet", "--out", tmp_path / "r")
+    assert layers.returncode == 0 and "head.1" in layers.stdout, layers.stderr
+    landscape = _analysis("landscape", *program, "--steps", "3", "--quiet", "--out", tmp_path / "r")
+    assert landscape.returncode == 0, landscape.stderr
+    # PoF trains the feature extractor; a fixed graph cannot be: refused, with what to save instead
+    proc = _post_train(user / "p.pt2", tmp_path / "run", *data, check=2)
+    assert "an exported program is a fixed graph" in proc.stderr
+    assert "model.state_dict()" in proc.stderr and "--classifier" not in proc.stderr
+    assert not (tmp_path / "run").exists()
