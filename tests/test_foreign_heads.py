@@ -174,3 +174,39 @@ def test_an_export_program_measures_like_its_eager_model_and_refuses_post_traini
     assert "an exported program is a fixed graph" in proc.stderr
     assert "model.state_dict()" in proc.stderr and "--classifier" not in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_timm_state_dict_by_name_evaluates_measures_and_post_trains(tmp_path):
+    import timm
+
+    # the practitioner's resnet10t, trained on 8x8 grey digits: one input channel, ten classes
+    mine = timm.create_model("resnet10t", pretrained=False, in_chans=1, num_classes=10).eval()
+    torch.save(mine.state_dict(), tmp_path / "r10t.pt")
+    args = [tmp_path / "r10t.pt", "--arch", "timm:resnet10t", "--dataset", "digits"]
+    evaluated = run_cli("evaluate", *args, check=0).stdout
+    assert "classifier = fc (Linear 512 -> 10)" in evaluated
+    layers = _analysis(
+        "layers", *args, "--samples", "32", "--probes", "2", "--traces-only",
+        "--quiet", "--out", tmp_path / "r",
+    )  # fmt: skip
+    assert layers.returncode == 0 and "conv1.0" in layers.stdout, layers.stderr
+    _post_train(tmp_path / "r10t.pt", tmp_path / "run", *args[1:], check=0)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"] == "timm:resnet10t" and "fc" in config["split"]
+
+
+def test_timm_names_are_checked_and_a_missing_timm_says_how_to_install_it(tmp_path):
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "w.pt")
+    common = ["evaluate", tmp_path / "w.pt", "--dataset", "digits", "--arch"]
+    proc = run_cli(*common, "timm:resnt10t", check=2)
+    assert "timm has no model 'resnt10t'; did you mean resnet10t" in proc.stderr
+    # a Python without timm: `import timm` fails, as it does where the extra is not installed
+    code = "import sys; sys.modules['timm'] = None; import pof.cli as c; sys.exit(c.main())"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *map(str, common), "timm:resnet10t"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "pip install 'pof-flatness[timm]'" in proc.stderr, proc.stderr

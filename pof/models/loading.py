@@ -156,7 +156,7 @@ def architecture(
     elif not source.arch:
         raise CheckpointError(
             f"{path} holds weights only: give its architecture with --arch (a registry name, "
-            f"torchvision:NAME, path/to/file.py:function or package.module:function)."
+            f"torchvision:NAME, timm:NAME, path/to/file.py:function or package.module:function)."
         )
     else:
         arch = source.arch
