@@ -114,6 +114,7 @@ def test_the_users_conv_head_model_evaluates_measures_and_post_trains(user, tmp_
     assert "head.1 *" in layers.stdout or "head.1*" in layers.stdout.replace(" ", "")
     hessian = _analysis("hessian", user / "mine.pt", *own, "--json", "--out", tmp_path / "r")
     assert hessian.returncode == 0, hessian.stderr
+    assert json.loads(hessian.stdout)["last_layer"]["dim"] == 3 * 17  # exact, on the conv head
     proc = _post_train(user / "mine.pt", tmp_path / "run", *own, check=0)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert "classifier = head.1 (1x1 Conv2d" in config["split"], proc.stdout
