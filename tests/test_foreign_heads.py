@@ -211,3 +211,17 @@ def test_timm_names_are_checked_and_a_missing_timm_says_how_to_install_it(tmp_pa
         timeout=300,
     )
     assert proc.returncode == 2 and "pip install 'pof-flatness[timm]'" in proc.stderr, proc.stderr
+
+
+def test_a_1x1_convolution_that_is_no_head_is_refused_without_a_misleading_reason():
+    # the last 1x1 convolution sits inside the body: a 3x3 one makes the logits, so no split
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+    with pytest.raises(ValueError, match=r"output is not 0\(features\)") as refused:
+        split_model(model, example=torch.randn(2, 3, 8, 8))
+    assert "sits between" not in str(refused.value)
+    # with a ReLU after a real head, the reason names it
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match=r"^1 \(ReLU\) sits between the 1x1 convolution 0 "):
+        split_model(model, example=torch.randn(2, 3, 8, 8))

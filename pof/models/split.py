@@ -107,7 +107,8 @@ class _UpTo(nn.Module):
 
 def _after_conv(model: nn.Module, conv: nn.Module, example: torch.Tensor) -> list[str]:
     """The layers a forward pass runs after `conv` and before its pooling that are neither pooling
-    nor pass-through (dropout, flatten, identity): each makes the head nonlinear."""
+    nor pass-through (dropout, flatten, identity): each makes the head nonlinear. Empty when
+    `conv` is not the model's last layer with weights (then it is no head to explain)."""
     names = {m: n for n, m in model.named_modules()}
     order: list[nn.Module] = []
     hooks = [
@@ -127,6 +128,8 @@ def _after_conv(model: nn.Module, conv: nn.Module, example: torch.Tensor) -> lis
     for m in order[order.index(conv) + 1 :]:
         if isinstance(m, _POOL):
             break
+        if next(m.parameters(recurse=False), None) is not None:
+            return []  # a layer with weights follows: the convolution is no head at all
         if not isinstance(m, _PASS):
             between.append(f"{names[m]} ({type(m).__name__})")
     return between
@@ -184,7 +187,8 @@ def split_model(
             model.train(was)
         if between:
             raise ValueError(
-                f"{', '.join(between)} sits between the 1x1 convolution {name} and the global "
+                f"{', '.join(between)} {'sit' if len(between) > 1 else 'sits'} between the 1x1 "
+                f"convolution {name} and the global "
                 f"pooling, so the logits are not a linear function of pooled features and PoF "
                 f"has no last layer to perturb. Replace it by nn.Identity (then fine-tune the "
                 f"model) so that {name} becomes a linear layer on the pooled features."
