@@ -203,6 +203,11 @@ def test_a_torch_export_program_needs_no_code(user):
     for n in (1, 4, 9):
         x = torch.randn(n, 3, 16, 16)
         assert torch.allclose(fixed(x), mine(x), atol=1e-6)
+    # ... unless its batch norm uses batch statistics (exported in training mode): rows mix
+    program = torch.export.export(mine.train(), (torch.randn(4, 3, 16, 16),))
+    torch.export.save(program, user / "train-mode.pt2")
+    with pytest.raises(CheckpointError, match=r"exported in training mode(.|\n)*model.eval\(\)"):
+        load_checkpoint(user / "train-mode.pt2", data)
 
 
 def test_a_program_with_a_pickled_payload_is_refused_unread(user, tmp_path, monkeypatch):

@@ -74,6 +74,12 @@ def load_export(path: Path) -> nn.Module:
             "torch.export.export(model, (x,), "
             "dynamic_shapes=({0: torch.export.Dim('batch')},))."
         )
+    if fixed and _batch_statistics(program):
+        raise LoadError(
+            f"{path} was exported in training mode for batches of exactly {fixed[0]}: its batch "
+            "norm uses each batch's own statistics, so a batch of another size cannot be run in "
+            "chunks of it. Export it in eval mode (model.eval() before torch.export.export)."
+        )
     module = program.module()
     module.train = types.MethodType(_fixed_mode, module)
     module.eval = types.MethodType(lambda self: _fixed_mode(self, False), module)
@@ -83,6 +89,19 @@ def load_export(path: Path) -> nn.Module:
         module.fixed_batch = fixed[0]
         object.__setattr__(module, "forward", _in_chunks(module.forward, fixed[0]))
     return module
+
+
+def _batch_statistics(program) -> bool:
+    """Whether a batch norm of the graph normalizes with the batch's own statistics (exported in
+    training mode): then rows mix, and padding a chunk would change the real rows' outputs."""
+    for node in program.graph.nodes:
+        name = str(node.target)
+        if node.op != "call_function" or "batch_norm" not in name or "no_training" in name:
+            continue
+        if name.startswith("aten.batch_norm") and len(node.args) > 5 and not node.args[5]:
+            continue  # aten.batch_norm(input, weight, bias, mean, var, training=False, ...)
+        return True
+    return False
 
 
 def _in_chunks(forward, size: int):
