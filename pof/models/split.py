@@ -157,7 +157,7 @@ def split_model(
                 f"{classifier} is a {type(layer).__name__}, neither a Linear layer nor a 1x1 "
                 "convolution before global average pooling."
             )
-        name, how = classifier, "its name"
+        name, how = classifier, "name (given or recorded)"
     else:
         linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         convs = [(n, m) for n, m in model.named_modules() if is_head_conv(m)]
