@@ -277,7 +277,8 @@ class PostTrainConfig:
     arch: str | None = option(
         None,
         "its architecture: a registry name (mlp, cnn-small, resnet20, resnet56, wrn-16-4, "
-        "wrn-28-10, resnet18-cifar), torchvision:NAME (any torchvision classification model), or "
+        "wrn-28-10, resnet18-cifar), torchvision:NAME (any torchvision classification model), "
+        "timm:NAME (any timm model, untrained: needs the optional extra timm), or "
         "your own factory path/to/file.py:function or package.module:function (this runs your "
         "code). Not needed for a torch.export .pt2, which carries its architecture",
     )

@@ -220,6 +220,8 @@ SLOW_MODULES = {
     # every test pre-trains through the CLI, or runs it repeatedly (not timed one by one)
     "test_train_cli.py",
     "test_learn_app.py",  # the Learn page trains its networks: 39 s for the first, 1-20 s after
+    # conv heads, SqueezeNet, export programs, timm: the CLI in subprocesses, 5-110 s each
+    "test_foreign_heads.py",
     "test_track.py",  # three post-trainings, then `analysis track` in subprocesses: 20-100 s each
 }
 

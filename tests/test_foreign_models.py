@@ -186,9 +186,8 @@ def test_a_torch_export_program_needs_no_code(user):
     x = torch.randn(5, 3, 16, 16)
     assert torch.allclose(model(x), mine(x), atol=1e-6)
     assert meta["arch"] == f"export:{user / 'model.pt2'}" and meta["classifier"] is None
-    assert (
-        "no usable last layer" in meta["split"]
-    )  # PoF and the exact last layer need a Linear module
+    # PoF trains the feature extractor: a fixed graph cannot be, and the split says what to save
+    assert "fixed graph" in meta["split"] and "state_dict()" in meta["split"]
     rows = _table(model, meta, data, seed=2).rows
     assert [(r.name, r.kind) for r in rows] == [
         ("body.0", "conv"),
@@ -197,12 +196,18 @@ def test_a_torch_export_program_needs_no_code(user):
         ("body.5", "batchnorm"),
         ("head.fc", "linear"),
     ]
-    # a program traced for one batch size is refused with how to export it instead
+    # a program traced for one batch size runs any batch in chunks of it, the last one padded
     torch.export.save(torch.export.export(mine, (torch.randn(4, 3, 16, 16),)), user / "fixed.pt2")
-    with pytest.raises(
-        CheckpointError, match=r"exported for batches of exactly 4(.|\n)*dynamic_shapes"
-    ):
-        load_checkpoint(user / "fixed.pt2", data)
+    fixed, meta = load_checkpoint(user / "fixed.pt2", data)
+    assert meta["provenance"]["fixed_batch"] == 4
+    for n in (1, 4, 9):
+        x = torch.randn(n, 3, 16, 16)
+        assert torch.allclose(fixed(x), mine(x), atol=1e-6)
+    # ... unless its batch norm uses batch statistics (exported in training mode): rows mix
+    program = torch.export.export(mine.train(), (torch.randn(4, 3, 16, 16),))
+    torch.export.save(program, user / "train-mode.pt2")
+    with pytest.raises(CheckpointError, match=r"exported in training mode(.|\n)*model.eval\(\)"):
+        load_checkpoint(user / "train-mode.pt2", data)
 
 
 def test_a_program_with_a_pickled_payload_is_refused_unread(user, tmp_path, monkeypatch):

@@ -68,5 +68,5 @@ def test_foreign_module_with_work_after_the_last_linear_is_refused():
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh())
     with pytest.raises(ValueError, match="something follows"):
         split_model(model, example=torch.randn(5, 4))
-    with pytest.raises(ValueError, match=r"no nn.Linear"):
-        split_model(nn.Sequential(nn.Conv2d(1, 1, 1)))
+    with pytest.raises(ValueError, match=r"neither an nn.Linear layer nor a 1x1 convolution"):
+        split_model(nn.Sequential(nn.Conv2d(1, 1, 3)))

@@ -208,8 +208,9 @@ with st.expander("A model of your own: architecture, classifier, keys", expanded
             key="arch",
             placeholder="torchvision:resnet18",
             help="a registry name (cnn-small, resnet20, mlp, ...), torchvision:NAME (any "
-            "torchvision classification model), or your own factory path/to/file.py:function or "
-            "package.module:function, a function that returns the nn.Module",
+            "torchvision classification model), timm:NAME (any timm model), or your own factory "
+            "path/to/file.py:function or package.module:function, a function that returns the "
+            "nn.Module",
         ).strip()
         or None
     )

@@ -1,6 +1,7 @@
 """An untrained model from an architecture spec (pof.models.registry names the sources): the
-project's registry, torchvision's classification models, the user's own factory, or a torch.export
-program. Where the spec leaves the number of classes open, it is read off the weights to be loaded.
+project's registry, torchvision's classification models, timm's models, the user's own factory,
+or a torch.export program. Where the spec leaves the number of classes open, it is read off the
+weights to be loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .registry import ArchError, kind_of, torchvision_names
+from .registry import TIMM_MISSING, ArchError, kind_of, timm_names, torchvision_names
 from .trust import check_code
 
 
@@ -43,6 +44,45 @@ def torchvision_model(
         return torchvision.models.get_model(name, **args)
     except (TypeError, ValueError) as e:
         raise ArchError(f"torchvision:{name} cannot be built with {args}: {e}") from e
+
+
+def timm_model(
+    name: str, args: dict, state: dict | None, num_classes: int | None, input_shape=None
+) -> nn.Module:
+    """A timm model, untrained (its weights come from the user's file: nothing is downloaded),
+    with as many input channels as the data has unless told otherwise."""
+    try:
+        import timm
+    except ImportError:
+        raise ArchError(TIMM_MISSING) from None
+    names = timm_names()
+    if name.split(".", 1)[0] not in names:  # "resnet10t" or a tagged "resnet10t.a1_in1k"
+        close = difflib.get_close_matches(name, names, n=3)
+        raise ArchError(
+            f"timm has no model {name!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+            + " (timm.list_models())"
+        )
+    args = dict(args)
+    if args.pop("pretrained", False):
+        raise ArchError(
+            f"timm:{name} is built untrained here: its weights come from your file, and nothing "
+            "is downloaded. Leave out pretrained."
+        )
+    if input_shape is not None and len(input_shape) == 3:
+        args.setdefault("in_chans", int(input_shape[0]))
+
+    def make(**extra):
+        return timm.create_model(name, pretrained=False, **args, **extra)
+
+    if "num_classes" not in args:
+        n = _classes_off_weights(make, state) or num_classes
+        if n:
+            args["num_classes"] = n
+    try:
+        return make()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ArchError(f"timm:{name} cannot be built with {args}: {e}") from e
 
 
 def _classes_off_weights(make, state: dict | None) -> int | None:
@@ -156,6 +196,8 @@ def build(
             raise ArchError(f"cannot build {arch} with {args}: {e}") from e
     if kind == "torchvision":
         return torchvision_model(arch.split(":", 1)[1], args, state, num_classes)
+    if kind == "timm":
+        return timm_model(arch.split(":", 1)[1], args, state, num_classes, input_shape)
     check_code(arch)  # the user's own code or program: refused here before it is read or run
     if kind == "export":
         from .export import load_export

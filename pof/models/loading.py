@@ -156,7 +156,7 @@ def architecture(
     elif not source.arch:
         raise CheckpointError(
             f"{path} holds weights only: give its architecture with --arch (a registry name, "
-            f"torchvision:NAME, path/to/file.py:function or package.module:function)."
+            f"torchvision:NAME, timm:NAME, path/to/file.py:function or package.module:function)."
         )
     else:
         arch = source.arch
@@ -260,17 +260,31 @@ def check_on_data(model: nn.Module, meta: dict, dataset, file: ModelFile) -> Non
             f"losses and curvature of this model are meaningless."
         )
     meta["nonfinite"] = bad
+    if file.kind == "export":
+        meta["classifier"], meta["split"] = None, EXPORT_SPLIT
+        if getattr(model, "fixed_batch", None) and "provenance" in meta:
+            meta["provenance"]["fixed_batch"] = model.fixed_batch  # run in chunks of it
+        return
     try:
         split = split_model(model, example, classifier=meta.get("classifier"))
         meta["classifier"], meta["split"] = split.classifier_name, split.describe()
     except ValueError as e:
         meta["classifier"], meta["split"] = (
             None,
-            (
-                f"no usable last layer: {e} Every analysis but PoF and the exact "
-                f"last-layer Hessian works; name the layer with --classifier."
-            ),
+            f"no usable last layer: {e} Every analysis but PoF and the exact last-layer "
+            f"Hessian works.",
         )
+
+
+# what an export program can do; messages name no command-line flag (the app shows them too)
+EXPORT_SPLIT = (
+    "an exported program is a fixed graph: its weights cannot be trained and its last layer "
+    "cannot be split off, so PoF (which trains the feature extractor under a perturbed last "
+    "layer) and the exact last-layer Hessian cannot run on it. Evaluation and every other "
+    "analysis (Hessian, per-layer, landscape, sharpness) work. To post-train, save the weights "
+    "instead (model.state_dict() with torch.save, or a safetensors file) and load them with the "
+    "model's class or factory, or as a registry or torchvision architecture."
+)
 
 
 def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:

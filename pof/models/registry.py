@@ -1,8 +1,10 @@
-"""Where a model's architecture comes from: one spec string, four sources.
+"""Where a model's architecture comes from: one spec string, five sources.
 
     cnn-small, resnet20, ...        the project's registry (ARCHS below; the networks: networks)
     torchvision:resnet18            any torchvision classification model, by its own name and
                                     arguments
+    timm:resnet10t                  any timm model (the optional extra `timm`), untrained: the
+                                    weights come from the user's file, nothing is downloaded
     path/to/file.py:build           the user's own code: a function returning an nn.Module
     package.module:build            the same, importable from the current directory
     export:path/to/model.pt2        a torch.export program, which carries its architecture
@@ -62,7 +64,7 @@ class ArchError(ValueError):
 
 
 def kind_of(arch: str) -> str:
-    """'registry', 'torchvision', 'export' or 'code'."""
+    """'registry', 'torchvision', 'timm', 'export' or 'code'."""
     if arch in ARCHS:
         return "registry"
     if arch in RENAMED:
@@ -72,14 +74,16 @@ def kind_of(arch: str) -> str:
         )
     if arch.startswith("torchvision:"):
         return "torchvision"
+    if arch.startswith("timm:"):
+        return "timm"
     if arch.startswith("export:"):
         return "export"
     if ":" in arch:
         return "code"
     raise ArchError(
         f"Unknown architecture {arch!r}. Give a registry name ({', '.join(ARCHS)}), "
-        "torchvision:NAME (e.g. torchvision:resnet18), your own factory as "
-        "path/to/file.py:function or package.module:function, or export:model.pt2."
+        "torchvision:NAME (e.g. torchvision:resnet18), timm:NAME (e.g. timm:resnet10t), your own "
+        "factory as path/to/file.py:function or package.module:function, or export:model.pt2."
     )
 
 
@@ -87,7 +91,10 @@ def runs_user_code(arch: str | None) -> bool:
     return (
         bool(arch)
         and arch not in ARCHS
-        and (arch.startswith("export:") or (":" in arch and not arch.startswith("torchvision:")))
+        and (
+            arch.startswith("export:")
+            or (":" in arch and not arch.startswith(("torchvision:", "timm:")))
+        )
     )
 
 
@@ -105,6 +112,7 @@ def describe(arch: str) -> str:
     return {
         "registry": "this project's registry",
         "torchvision": "torchvision",
+        "timm": "timm",
         "export": "a torch.export program",
         "code": "your own code",
     }[kind_of(arch)]
@@ -118,3 +126,18 @@ def torchvision_names() -> list[str]:
     import torchvision
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+# --- timm (optional) ------------------------------------------------------------------------------
+
+TIMM_MISSING = (
+    "timm is not installed. It is an optional extra of this project: "
+    "pip install 'pof-flatness[timm]' (or pip install timm)."
+)
+
+
+def timm_names() -> list[str]:
+    """Every architecture timm can build (without pretrained tags); ImportError without timm."""
+    import timm
+
+    return timm.list_models()

@@ -184,7 +184,8 @@ def _post_train(cfg, ckpt, run_dir, resume, overwrite, progress, should_stop, dd
             f"post-training would only spread them. Start from a checkpoint of an earlier epoch."
         )
     if meta["classifier"] is None:
-        raise CheckpointError(f"PoF needs the model's last linear layer: {meta['split']}")
+        # PoF and its controls perturb or freeze the last linear layer: say why this model has none
+        raise CheckpointError(f"{ckpt} cannot be post-trained: {meta['split']}")
     lr, lr_reason = (cfg.lr, "given") if cfg.lr is not None else default_post_lr(meta)
     batch_size = cfg.batch_size or _recorded_batch_size(meta) or 256
     augment = parse_augment(cfg.augment, dataset.augment)
