@@ -2,6 +2,7 @@
 own architectures included), their cards, and per-layer sharpness, Hessian spectra, landscapes and
 the interpolation between them, each a background job cached by the checkpoints' content."""
 
+import time
 from argparse import ArgumentTypeError
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +22,7 @@ from analysis.compare import (
 )
 from app.comparison import PART_TITLES, show_results, watch_parts
 from app.jobs import runs_root, start_job
+from app.messages import human_size, say
 from app.uploads import (
     MAX_UPLOAD_MB,
     delete_upload,
@@ -31,6 +33,7 @@ from app.uploads import (
 )
 from pof.cli import _arch_arg, data_option_argv, model_source_argv
 from pof.data.names import DATASETS, DatasetError
+from pof.hints import marked
 from pof.models.catalogue import bundled, incompatibility, verify
 from pof.models.formats import CheckpointError, LoadError, ModelSource
 from pof.models.loading import data_for, import_checkpoint
@@ -82,7 +85,7 @@ def pick(slot: str, optional: bool) -> str | None:
         try:
             verify(catalogue[key])
         except CheckpointError as e:
-            st.error(str(e))
+            st.error(say(e))
             return None
         return catalogue[key]["path"]
     if kind == "my runs":
@@ -146,8 +149,10 @@ def pick_upload(slot: str) -> str | None:
         "Uploaded file",
         paths,
         key=f"{slot}-stored",
+        # the user's own name, size and time: the name it is stored under means nothing to them
         format_func=lambda p: (
-            f"{notes[p]['name']} ({notes[p]['bytes'] / 1e6:.1f} MB, stored as {Path(p).name})"
+            f"{notes[p]['name']} ({human_size(notes[p]['bytes'])}, uploaded "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(notes[p]['uploaded']))})"
         ),
     )
     if st.button("Delete this upload", key=f"{slot}-delete"):
@@ -251,7 +256,7 @@ try:
         [m.strip() for m in key_map.split(",") if m.strip()],
     )
 except (LoadError, ValueError, ArgumentTypeError) as e:
-    st.error(f"{e}")
+    st.error(say(e))
     st.stop()
 
 trained_on = [m["dataset"] for m in metas.values() if m and m.get("dataset")]
@@ -324,7 +329,7 @@ def card(
             path, dataset=data, source=ModelSource(**source), allow_code=allow_code
         )
     except (CheckpointError, DatasetError, ValueError, OSError) as e:
-        return {"error": str(e)}
+        return {"error": marked(e)}  # worded for this page where it is shown
     return {
         "meta": {k: v for k, v in meta.items() if k != "provenance"},
         "provenance": meta.get("provenance") or {},
@@ -350,7 +355,7 @@ cards = {
 for slot, (p, c) in zip("AB"[: len(cards)], cards.items(), strict=True):
     st.markdown(f"**{slot}: {shown[p]}{' (uploaded)' if p in uploaded else ''}**")
     if "error" in c:
-        st.error(f"This checkpoint cannot be used: {c['error']}")
+        st.error(f"This checkpoint cannot be used: {say(c['error'], names=uploaded)}")
         continue
     meta, prov = c["meta"], c["provenance"]
     cols = st.columns(5)
@@ -377,7 +382,7 @@ for slot, (p, c) in zip("AB"[: len(cards)], cards.items(), strict=True):
         "post-train": f"post-trained with {prov.get('method')}",
     }
     st.caption(
-        f"Split: {meta['split']}. Numbers recorded in the file: "
+        f"Split: {say(meta['split'], names=uploaded)}. Numbers recorded in the file: "
         f"{origin.get(prov.get('kind'), 'trained by this project') if prov else 'none'}. Measured "
         "on "
         f"{c['data']}."
@@ -393,7 +398,7 @@ for slot, (p, c) in zip("AB"[: len(cards)], cards.items(), strict=True):
         )
     for warning in meta.get("warnings", []):
         if not (meta["nonfinite"] and "NaN or infinite" in warning):  # said above, as an error
-            st.warning(warning)
+            st.warning(say(warning, names=uploaded))
     if prov.get("kind") == "foreign" and st.button(
         "Save as a project checkpoint",
         key=f"import-{slot}",
@@ -407,7 +412,7 @@ for slot, (p, c) in zip("AB"[: len(cards)], cards.items(), strict=True):
             )
             st.success(f"Saved {target}; choose it under 'my runs' from now on.")
         except (CheckpointError, DatasetError, ValueError, OSError) as e:
-            st.error(f"Not saved: {e}")
+            st.error(f"Not saved: {say(e, names=uploaded)}")
 if any("error" in c or c["meta"]["nonfinite"] for c in cards.values()):
     st.stop()  # nothing to compute on a model that cannot be used
 

@@ -28,6 +28,7 @@ from torch import nn
 from ..data.batches import Batches
 from ..data.load import load_dataset
 from ..data.names import short_repr
+from ..hints import Said, ask, file_ref, marked
 from .build import build
 from .checkpoints import save_checkpoint
 from .formats import (
@@ -124,7 +125,9 @@ def read_model_file(path: Path) -> ModelFile:
             require(meta, path)
         return ModelFile(path, kind, state, meta)
     if kind == "torch":
-        return ModelFile(path, kind, unwrap(torch_load(str(path), str(path)), str(path)), None)
+        return ModelFile(
+            path, kind, unwrap(torch_load(str(path), file_ref(path)), file_ref(path)), None
+        )
     return ModelFile(path, kind, {}, None)  # export: the weights come with the program
 
 
@@ -140,7 +143,8 @@ def architecture(
     if not file.foreign:
         if runs_user_code(meta["arch"]) and not allow_code:
             raise CheckpointError(
-                f"{path} is built by code named in its metadata ({meta['arch']}); it is only "
+                f"{file_ref(path)} is built by code named in its metadata ({meta['arch']}); it "
+                "is only "
                 f"run when you load the file yourself from the command line or allow it."
             )
         return Architecture(
@@ -148,14 +152,16 @@ def architecture(
         )
     if dataset is None:
         raise CheckpointError(
-            f"{path} is a {FOREIGN[file.kind]} without this project's metadata: give the dataset "
-            f"it was trained on (--dataset) for its input shape, normalization and classes."
+            f"{file_ref(path)} is a {FOREIGN[file.kind]} without this project's metadata: give "
+            "the dataset "
+            f"it was trained on ({ask('dataset')}) for its input shape, normalization and classes."
         )
     if file.kind == "export":
         arch = f"export:{path.resolve()}"
     elif not source.arch:
         raise CheckpointError(
-            f"{path} holds weights only: give its architecture with --arch (a registry name, "
+            f"{file_ref(path)} holds weights only: give its architecture with {ask('arch')} (a "
+            "registry name, "
             f"torchvision:NAME, path/to/file.py:function or package.module:function)."
         )
     else:
@@ -179,17 +185,19 @@ def build_architecture(file: ModelFile, spec: Architecture) -> nn.Module:
             state=file.state,
         )
     except (ArchError, LoadError) as e:
-        raise CheckpointError(f"{path}: {e}") from e
+        raise CheckpointError(f"{file_ref(path)}: {marked(e)}") from e
     except (RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as e:
         # arguments that pass the architecture's signature but not its layers (width=-1, ...)
         raise CheckpointError(
-            f"{path}: cannot build {spec.arch} with {short_repr(spec.args)}: {clean(e)}. Check the "
-            f"architecture arguments (--arch-arg)."
+            f"{file_ref(path)}: cannot build {spec.arch} with {short_repr(spec.args)}: "
+            f"{clean(e)}. Check the "
+            f"architecture arguments ({ask('arch_args')})."
         ) from e
     program = (file.meta or {}).get("program_sha256")
     if program and file_sha256(spec.arch.split(":", 1)[1]) != program:
         raise CheckpointError(
-            f"{path}: the program {spec.arch} has changed since the checkpoint was written."
+            f"{file_ref(path)}: the program {spec.arch} has changed since the checkpoint was "
+            "written."
         )
     return model
 
@@ -205,7 +213,7 @@ def fit_weights(file: ModelFile, model: nn.Module, source: ModelSource, arch: st
     state, notes = file.state, []
     if file.foreign:
         state, notes = fit_keys(state, model, source.key_map)
-    return Fitted(check_keys(state, model, str(file.path), arch), notes)
+    return Fitted(check_keys(state, model, file_ref(file.path), arch), notes)
 
 
 def describe(
@@ -266,9 +274,9 @@ def check_on_data(model: nn.Module, meta: dict, dataset, file: ModelFile) -> Non
     except ValueError as e:
         meta["classifier"], meta["split"] = (
             None,
-            (
-                f"no usable last layer: {e} Every analysis but PoF and the exact "
-                f"last-layer Hessian works; name the layer with --classifier."
+            Said(
+                f"no usable last layer: {marked(e)} Every analysis but PoF and the exact "
+                f"last-layer Hessian works; name the layer with {ask('classifier')}."
             ),
         )
 
@@ -295,15 +303,18 @@ def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
             f"{dataset.name} has the checkpoint's classes in another order "
             f"({', '.join(dataset.classes[:4])}, ... vs {', '.join(names[:4])}, ...): every "
             f"label would be read as another class. State the order with "
-            f"--classes {','.join(names)}."
+            f"{ask('classes', ','.join(names))}."
         )
     if (not names or foreign) and order == "alphabetical":
         return [
-            f"The class order of {dataset.name} comes only from sorting its names alphabetically "
-            f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), "
-            f"and the model records none. If the model was trained with another order, every "
-            f"number will be wrong: state it "
-            f"with --classes."
+            Said(
+                f"The class order of {dataset.name} comes only from sorting its names "
+                "alphabetically "
+                f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), "
+                f"and the model records none. If the model was trained with another order, every "
+                f"number will be wrong: state it "
+                f"with {ask('classes')}."
+            )
         ]
     return []
 
@@ -319,13 +330,13 @@ def probe(model: nn.Module, meta: dict, dataset, path: Path) -> torch.Tensor:
             out = model.eval()(x)
     except Exception as e:
         raise CheckpointError(
-            f"{path} ({meta['arch']}) cannot take the inputs of {dataset.name} "
+            f"{file_ref(path)} ({meta['arch']}) cannot take the inputs of {dataset.name} "
             f"(shape {tuple(x.shape[1:])}): {clean(e)}"
         ) from e
     if not isinstance(out, torch.Tensor) or out.shape != (2, dataset.num_classes):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise CheckpointError(
-            f"{path} ({meta['arch']}) returns {shape} for a batch of 2; a classifier of "
+            f"{file_ref(path)} ({meta['arch']}) returns {shape} for a batch of 2; a classifier of "
             f"{dataset.name} must return (2, {dataset.num_classes}) logits."
         )
     return x
@@ -371,9 +382,14 @@ def import_checkpoint(
     every command and the app take it without --arch or --dataset; returns its metadata."""
     out = Path(out)
     if out.suffix != ".safetensors":
-        raise CheckpointError(f"{out}: a project checkpoint is a .safetensors file; name it so.")
+        raise CheckpointError(
+            f"{file_ref(out)}: a project checkpoint is a .safetensors file; name it so."
+        )
     if out.exists() and not overwrite:
-        raise CheckpointError(f"{out} exists; give --overwrite to replace it, or another --out.")
+        raise CheckpointError(
+            f"{file_ref(out)} exists; give {ask('overwrite')} to replace it, or another "
+            f"{ask('out')}."
+        )
     model, meta = load_checkpoint(path, dataset=dataset, source=source)
     meta["provenance"] = {**meta["provenance"], "kind": "imported"}
     meta["data_options"] = {k: v for k, v in (data_options or {}).items() if v is not None}

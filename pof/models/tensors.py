@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..hints import ask
 from .formats import LoadError, clean
 from .metadata import parse_metadata, unreadable
 
@@ -48,7 +49,8 @@ def torch_load(data, what: str):
             raise LoadError(
                 f"{what} holds a pickled Python object ({found.group(1)}), not only tensors. It "
                 "was not loaded: unpickling it would run code. Save the weights instead: "
-                "torch.save(model.state_dict(), PATH) (and give the architecture with --arch), "
+                "torch.save(model.state_dict(), PATH) (and give the architecture with "
+                f"{ask('arch')}), "
                 "or export the model with torch.export.save."
             ) from e
         raise LoadError(f"{what} could not be read as a PyTorch file: {msg}") from e
