@@ -33,7 +33,7 @@ def test_weights_only_file_asks_for_the_architecture_in_each_interfaces_words(tm
 
 
 def test_key_suggestion_names_the_rename_field(tmp_path):
-    """Keys under another name: the CLI suggests --key-map, the app the value in its Rename keys field."""
+    """Keys under another name: the CLI suggests --key-map, the app the value in its field."""
     factory = tmp_path / "net.py"
     factory.write_text(
         "from collections import OrderedDict\n"
