@@ -45,12 +45,13 @@ def clean(message: str) -> str:
 @dataclass
 class ModelSource:
     """How to turn a file without this project's metadata into a model (the CLI's --arch,
-    --arch-arg, --classifier and --key-map; the app's fields of the same names)."""
+    --arch-arg, --classifier, --key-map and --weights-key; the app's fields of the same names)."""
 
     arch: str | None = None
     arch_args: dict = field(default_factory=dict)
     classifier: str | None = None  # qualified name of the last layer, e.g. "head.fc"
     key_map: list[str] = field(default_factory=list)  # "old=new" prefix renames, applied in order
+    weights_key: str | None = None  # the container's key holding the weights, when several fit
 
     def __post_init__(self):
         for m in self.key_map:

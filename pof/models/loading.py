@@ -50,12 +50,15 @@ from .tensors import read_safetensors, torch_load, unwrap
 @dataclass(frozen=True)
 class ModelFile:
     """Steps 1-3: a model file read. `meta` is this project's metadata (checked), None for a
-    foreign file; `state` is empty for an export program, whose weights come with its graph."""
+    foreign file; `state` is empty for an export program, whose weights come with its graph.
+    `found` holds each state dict of a container by its key ("" for the usual places) when there
+    is more than that one: step 6 keeps the one that fits; `state` is the largest, to build by."""
 
     path: Path
     kind: str  # safetensors, torch or export (formats.FOREIGN)
     state: dict[str, torch.Tensor]
     meta: dict | None
+    found: dict[str, dict] = field(default_factory=dict)
 
     @property
     def foreign(self) -> bool:
@@ -105,6 +108,7 @@ def load_checkpoint(
     model = build_architecture(file, spec)  # 5
     fitted = fit_weights(file, model, source, spec.arch)  # 6
     meta = describe(file, spec, source, dataset, fitted.notes)
+    meta["notes"] = list(fitted.notes)  # what was done to the file's keys, for the caller to say
     if fitted.state:
         model.load_state_dict(fitted.state)
     check_on_data(model, meta, dataset, file)  # 7
@@ -125,9 +129,8 @@ def read_model_file(path: Path) -> ModelFile:
             require(meta, path)
         return ModelFile(path, kind, state, meta)
     if kind == "torch":
-        return ModelFile(
-            path, kind, unwrap(torch_load(str(path), file_ref(path)), file_ref(path)), None
-        )
+        found = unwrap(torch_load(str(path), file_ref(path)), file_ref(path))
+        return ModelFile(path, kind, max(found.values(), key=len), None, found)
     return ModelFile(path, kind, {}, None)  # export: the weights come with the program
 
 
@@ -207,13 +210,47 @@ def build_architecture(file: ModelFile, spec: Architecture) -> nn.Module:
 
 def fit_weights(file: ModelFile, model: nn.Module, source: ModelSource, arch: str) -> Fitted:
     """The file's weights with keys that fit the model: a foreign state dict gets the user's renames
-    and loses a shared prefix; then every key and shape is checked (the error pairs the keys)."""
+    and loses a shared prefix; then every key and shape is checked (the error pairs the keys).
+    Of a container's several state dicts, the one that fits (or the one the user names)."""
+    what = file_ref(file.path)
     if not file.state:
         return Fitted({})
-    state, notes = file.state, []
-    if file.foreign:
-        state, notes = fit_keys(state, model, source.key_map)
-    return Fitted(check_keys(state, model, file_ref(file.path), arch), notes)
+    if not file.foreign:
+        return Fitted(check_keys(file.state, model, what, arch))
+    found = file.found or {"": file.state}
+    if source.weights_key is not None:
+        if source.weights_key not in found:
+            raise LoadError(
+                f"{what} has no state dict under {source.weights_key!r}; it has "
+                f"{_keys(found)}. Name one of those with {ask('weights_key')}."
+            )
+        found = {source.weights_key: found[source.weights_key]}
+    fits, refused = {}, {}
+    for key, state in found.items():
+        try:
+            fitted, notes = fit_keys(state, model, source.key_map)
+            notes = ([f"read the weights under the key {key!r}"] if key else []) + notes
+            fits[key] = Fitted(check_keys(fitted, model, what, arch), notes)
+        except LoadError as e:
+            refused[key] = e
+    if len(fits) == 1:
+        return next(iter(fits.values()))
+    if fits:
+        raise LoadError(
+            f"{what} holds several state dicts that fit {arch}, under {_keys(fits)}: name the one "
+            f"to use with {ask('weights_key', next(iter(fits)))}."
+        )
+    if len(refused) == 1:
+        raise next(iter(refused.values()))
+    key = max(refused, key=lambda k: len(found[k]))  # the likeliest: the most tensors
+    raise LoadError(
+        f"{what} holds state dicts under {_keys(found)} and none fits {arch}. Under {key!r}: "
+        f"{marked(refused[key])}"
+    )
+
+
+def _keys(found: dict) -> str:
+    return ", ".join(repr(k) for k in found)
 
 
 def describe(

@@ -149,8 +149,10 @@ def post_train(
     model, meta = load_checkpoint(
         ckpt,
         dataset=dataset,
-        source=ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map),
+        source=ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map, cfg.weights_key),
     )
+    for note in meta["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     for warning in meta["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if meta["nonfinite"]:
