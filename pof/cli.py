@@ -452,6 +452,13 @@ def cmd_evaluate(args) -> int:
         )
         batches = Batches(x, y, meta["mean"], meta["std"], 1024, device, shuffle=False)
         results[split] = evaluate(model, batches, dataset.num_classes)
+    test = results.get("test")
+    if test and (meta.get("provenance") or {}).get("kind") in ("foreign", "imported"):
+        from .training.evaluation import chance_warning
+
+        warning = chance_warning(test["acc"], 0.0, dataset.num_classes, dataset.name)
+        if warning:  # a model of another origin that sees its data otherwise than in training
+            print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(
             json.dumps(

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..data.batches import Batches
 from ..data.load import load_dataset
-from ..data.names import short_repr
+from ..data.names import STATED, short_repr
 from ..hints import Said, ask, file_ref, marked
 from .build import build
 from .checkpoints import save_checkpoint
@@ -109,6 +109,7 @@ def load_checkpoint(
     fitted = fit_weights(file, model, source, spec.arch)  # 6
     meta = describe(file, spec, source, dataset, fitted.notes)
     meta["notes"] = list(fitted.notes)  # what was done to the file's keys, for the caller to say
+    meta["normalization_source"] = normalization_source(file, dataset)
     if fitted.state:
         model.load_state_dict(fitted.state)
     check_on_data(model, meta, dataset, file)  # 7
@@ -283,6 +284,16 @@ def describe(
     if file.kind == "export":
         meta["program_sha256"] = meta["provenance"]["sha256"]
     return meta
+
+
+def normalization_source(file: ModelFile, dataset) -> str:
+    """Where the mean and std the inputs are normalized with come from."""
+    if not file.foreign:
+        return "recorded in the checkpoint"
+    how = getattr(dataset, "normalization", "")
+    if how == STATED:
+        return "stated by you"
+    return f"the data's default ({how})" if how else "the data's default"
 
 
 # --- 7: check on the data, and split --------------------------------------------------------------

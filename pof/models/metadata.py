@@ -17,7 +17,7 @@ from .registry import RENAMED
 
 FORMAT = "pof-checkpoint/1"
 # what loading found out about this copy, not part of the format
-TRANSIENT = ("warnings", "nonfinite", "notes")
+TRANSIENT = ("warnings", "nonfinite", "notes", "normalization_source")
 META_KEY = "pof"
 
 
