@@ -446,7 +446,7 @@ def show_card(c: dict, name: str) -> None:
         f"- **Classifier:** `{meta['classifier']}`" if meta["classifier"] else "",
         f"- **Normalization:** {normalization_text(meta)}",
         f"- **Test accuracy:** {how}" if c["accuracy"] else "",
-        f"- **Weights:** {'; '.join(keys)}" if keys else "",
+        f"- **Loading:** {'; '.join(keys)}" if keys else "",
     ]
     st.markdown("\n".join(line for line in lines if line))
     acc = c["accuracy"]
