@@ -61,3 +61,20 @@ def test_sizes_read_in_human_units():
     assert human_size(11_800) == "11.8 KB"
     assert human_size(3_200_000) == "3.2 MB"
     assert human_size(512) == "512 bytes"
+
+
+def test_post_train_page_points_a_state_dict_to_the_inspect_pages_fields(runs_root, tmp_path):
+    """The Post-train page takes project checkpoints only: for a state dict it names where the
+    app asks for an architecture, not the command line's flags."""
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    path = tmp_path / "weights.pt"
+    torch.save(nn.Linear(64, 10).state_dict(), path)
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60).run()
+    at.radio[0].set_value("a checkpoint file").run()
+    at.text_input[0].set_value(str(path)).run()
+    error = at.error[0].value
+    assert "without this project's metadata" in error
+    assert "the 'Architecture' field of the Inspect page" in error
+    assert "'Save as a project checkpoint'" in error and "--" not in error
