@@ -136,7 +136,8 @@ def comparison_dir(root: str | Path, subject: Subject, cfg: ReportConfig) -> Pat
         dataset=subject.dataset,
         data_files=cache.data_digests(subject.dataset),
         data=subject.data_options,
-        source=asdict(subject.source),
+        # an unset weights key is left out: results cached before it existed keep their key
+        source={k: v for k, v in asdict(subject.source).items() if v or k != "weights_key"},
         config=asdict(cfg),
     )
     return Path(root) / "compare" / key.removeprefix("compare-")

@@ -145,6 +145,8 @@ class EvalData:
         self.device = pick_device(device)
         self.source = source
         self.model, self.meta = load_model(checkpoint, self.dataset, source)
+        for note in self.meta["notes"]:
+            print(f"note: {note}", file=sys.stderr)
         for warning in self.meta["warnings"]:
             print(f"warning: {warning}", file=sys.stderr)
         self.model.to(self.device)

@@ -120,7 +120,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     PostTrainConfig's arch, arch_args, classifier and key_map."""
 
     g = p.add_argument_group("a model of your own (files without this project's metadata)")
-    _add_fields(g, PostTrainConfig, ("arch", "classifier"))
+    _add_fields(g, PostTrainConfig, ("arch", "classifier", "weights_key"))
     g.add_argument(
         "--arch-arg",
         action="append",
@@ -144,10 +144,15 @@ def model_source(args):
 
     if args.arch in ARCHS:  # the registry's arguments are known: check them like pretrain's
         validate.arch_args("--arch-arg", dict(args.arch_arg), ARCHS[args.arch].defaults)
-    return ModelSource(args.arch, dict(args.arch_arg), args.classifier, list(args.key_map))
+    return ModelSource(
+        args.arch, dict(args.arch_arg), args.classifier, list(args.key_map), args.weights_key
+    )
 
 
 def print_warnings(meta: dict) -> None:
+    """What loading did to a file's keys, and what the user must know, on stderr."""
+    for n in meta.get("notes", []):
+        print(f"note: {n}", file=sys.stderr)
     for w in meta.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
 
@@ -257,7 +262,7 @@ def _add_post_train_parser(sub) -> None:
     p.add_argument(
         "checkpoint", nargs="?", default=None, help=_field_help(PostTrainConfig, "checkpoint")
     )
-    add_options(p, PostTrainConfig, exclude=("arch", "classifier"))
+    add_options(p, PostTrainConfig, exclude=("arch", "classifier", "weights_key"))
     _add_data_option_flags(p)
     add_model_args(p)
     add_options(p.add_argument_group("PoF (defaults: docs/method.md)"), PoFConfig)
@@ -340,8 +345,10 @@ def config_argv(cfg) -> list[str]:
 
     data = data_option_argv(cfg.data_options)
     if isinstance(cfg, PostTrainConfig):
-        source = ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map)
-        flags = to_argv(cfg, exclude=("arch", "classifier"))  # model_source_argv gives those
+        source = ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map, cfg.weights_key)
+        flags = to_argv(
+            cfg, exclude=("arch", "classifier", "weights_key")
+        )  # model_source_argv gives those
         argv = [*flags, *to_argv(cfg.pof), *to_argv(cfg.tracking), *model_source_argv(source)]
         argv += data
         return ["post-train", str(cfg.checkpoint), *argv]
@@ -350,13 +357,14 @@ def config_argv(cfg) -> list[str]:
 
 
 def model_source_argv(source) -> list[str]:
-    """--arch, --arch-arg, --classifier and --key-map that reproduce a
+    """--arch, --arch-arg, --classifier, --key-map and --weights-key that reproduce a
     pof.models.formats.ModelSource (the flags `add_model_args` parses; the registry's --arch-arg as
     well)."""
     argv = ["--arch", source.arch] if source.arch else []
     argv += [a for k, v in source.arch_args.items() for a in ("--arch-arg", f"{k}={json.dumps(v)}")]
     argv += ["--classifier", source.classifier] if source.classifier else []
-    return argv + [a for m in source.key_map for a in ("--key-map", m)]
+    argv += [a for m in source.key_map for a in ("--key-map", m)]
+    return argv + (["--weights-key", source.weights_key] if source.weights_key else [])
 
 
 def data_option_argv(options: dict) -> list[str]:
@@ -444,6 +452,13 @@ def cmd_evaluate(args) -> int:
         )
         batches = Batches(x, y, meta["mean"], meta["std"], 1024, device, shuffle=False)
         results[split] = evaluate(model, batches, dataset.num_classes)
+    test = results.get("test")
+    if test and (meta.get("provenance") or {}).get("kind") in ("foreign", "imported"):
+        from .training.evaluation import chance_warning
+
+        warning = chance_warning(test["acc"], 0.0, dataset.num_classes, dataset.name)
+        if warning:  # a model of another origin that sees its data otherwise than in training
+            print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(
             json.dumps(

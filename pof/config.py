@@ -299,6 +299,12 @@ class PostTrainConfig:
         factory=list,
         cli=False,
     )
+    weights_key: str | None = option(
+        None,
+        "the key of a saved dict that holds the weights (e.g. model_state), when several of its "
+        "entries are state dicts that fit (default: the one that fits)",
+        metavar="KEY",
+    )
     method: str = option(
         "pof",
         "pof; finetune-frozen (same, no perturbation); finetune (all layers); sam (all layers, "
@@ -343,7 +349,7 @@ class PostTrainConfig:
         validate_common(self, dataset_optional=True)
         if self.lr is not None:
             check.finite("lr", self.lr, 0, check.MAX_LR, lo_open=True)
-        for name in ("arch", "classifier"):
+        for name in ("arch", "classifier", "weights_key"):
             check.optional_str(name, getattr(self, name))
         if not isinstance(self.arch_args, dict) or not isinstance(self.key_map, list):
             raise ConfigError("arch_args must be a dict and key_map a list of OLD=NEW strings.")

@@ -305,7 +305,7 @@ def test_inspect_card_says_a_checkpoint_holds_nan_weights_and_offers_nothing_to_
     assert not at.exception
     assert any("NaN or infinite weights" in e.value for e in at.error)
     assert {m.label: m.value for m in at.metric}[
-        "test accuracy (recorded)"
+        "test accuracy (measured)"
     ] == "invalid: NaN/inf weights"
     assert not any(b.label.startswith("Compute") for b in at.button)
 

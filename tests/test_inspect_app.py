@@ -3,6 +3,7 @@ user's own architectures included, their cards, and the per-layer view computed 
 
 import json
 import os
+import re
 import textwrap
 
 import numpy as np
@@ -40,14 +41,27 @@ def _text(at, label):
     return next(t for t in at.text_input if t.label == label)
 
 
+def _card_lines(at, field: str) -> list[str]:
+    """The value of a card's line (**Field:** value) on each card, in order."""
+    return [
+        line.split(f"**{field}:** ", 1)[1]
+        for m in at.markdown
+        for line in m.value.splitlines()
+        if f"**{field}:** " in line
+    ]
+
+
 def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
     at = _inspect()
     assert not at.exception and at.title[0].value == "Inspect checkpoints"
     _radio(at, "Checkpoint B from").set_value("bundled models").run()
-    names = [m.value for m in at.metric if m.label == "architecture"]
-    assert names == ["cnn-small", "cnn-small"]
-    accs = [m.value for m in at.metric if m.label == "test accuracy (recorded)"]
-    assert accs == ["99.11%", "99.56%"]  # SGD and SAM, as the manifest records them
+    assert _card_lines(at, "Architecture") == ["`cnn-small` (width=32)"] * 2
+    accs = [m.value for m in at.metric if m.label == "test accuracy (measured)"]
+    assert accs == ["99.1%", "99.6%"]  # SGD and SAM, measured: what the manifest records
+    assert (
+        _card_lines(at, "Normalization")
+        == ["mean 0.3053; std 0.3758, recorded in the checkpoint"] * 2
+    )
     next(n for n in at.number_input if n.label.startswith("Training samples")).set_value(100).run()
     next(b for b in at.button if b.label == "Compute 1 analysis").click().run()
     assert not at.exception
@@ -140,11 +154,9 @@ def test_a_foreign_model_on_the_users_own_data_gets_its_card(runs_root, tmp_path
     assert not at.exception and not at.error
     assert any("runs your own code" in w.value for w in at.warning)  # said plainly
     metrics = {m.label: m.value for m in at.metric}
-    assert (
-        metrics["classifier"] == "head"
-        and metrics["parameters"] == f"{2 * 16 * 12 + 12 + 12 * 3 + 3:,}"
-    )
-    assert metrics["test accuracy (recorded)"] == "n/a"
+    assert _card_lines(at, "Classifier") == ["`head`"]
+    assert metrics["parameters"] == f"{2 * 16 * 12 + 12 + 12 * 3 + 3:,}"
+    assert re.fullmatch(r"\d+\.\d%", metrics["test accuracy (measured)"])
     assert any(
         "stripped" not in c.value and "a torch file of another origin" in c.value
         for c in at.caption
@@ -163,8 +175,8 @@ def test_a_foreign_model_on_the_users_own_data_gets_its_card(runs_root, tmp_path
         next(s for s in again.selectbox if s.label == "Data").value
         == f"npz:{tmp_path / 'mine.npz'}"
     )
-    metrics = {m.label: m.value for m in again.metric}
-    assert metrics["classifier"] == "head" and metrics["architecture"] == "ownnet.py:build"
+    assert _card_lines(again, "Classifier") == ["`head`"]
+    assert _card_lines(again, "Architecture") == [f"`{tmp_path / 'ownnet.py'}:build`"]
     assert any("imported with `pof import`" in c.value for c in again.caption)
 
 

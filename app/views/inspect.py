@@ -2,6 +2,7 @@
 own architectures included), their cards, and per-layer sharpness, Hessian spectra, landscapes and
 the interpolation between them, each a background job cached by the checkpoints' content."""
 
+import time
 from argparse import ArgumentTypeError
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ from analysis.compare import (
 from app.classroom import job_refusal, shared, upload_refusal
 from app.comparison import PART_TITLES, show_results, watch_parts
 from app.jobs import runs_root, start_job
+from app.messages import human_size, say
 from app.uploads import (
     MAX_UPLOAD_MB,
     delete_upload,
@@ -32,11 +34,12 @@ from app.uploads import (
 )
 from pof.cli import _arch_arg, data_option_argv, model_source_argv
 from pof.data.names import DATASETS, DatasetError
+from pof.hints import marked
 from pof.models.catalogue import bundled, incompatibility, verify
 from pof.models.formats import CheckpointError, LoadError, ModelSource
 from pof.models.loading import data_for, import_checkpoint
 from pof.models.metadata import read_metadata
-from pof.models.registry import runs_user_code, short_name
+from pof.models.registry import runs_user_code
 from pof.models.trust import CodeRefused, check_code
 from pof.options import to_argv
 from pof.runs.run import Run, list_runs
@@ -84,7 +87,7 @@ def pick(slot: str, optional: bool) -> str | None:
         try:
             verify(catalogue[key])
         except CheckpointError as e:
-            st.error(str(e))
+            st.error(say(e))
             return None
         return catalogue[key]["path"]
     if kind == "my runs":
@@ -152,8 +155,10 @@ def pick_upload(slot: str) -> str | None:
         "Uploaded file",
         paths,
         key=f"{slot}-stored",
+        # the user's own name, size and time: the name it is stored under means nothing to them
         format_func=lambda p: (
-            f"{notes[p]['name']} ({notes[p]['bytes'] / 1e6:.1f} MB, stored as {Path(p).name})"
+            f"{notes[p]['name']} ({human_size(notes[p]['bytes'])}, uploaded "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(notes[p]['uploaded']))})"
         ),
     )
     if st.button("Delete this upload", key=f"{slot}-delete"):
@@ -245,6 +250,17 @@ with st.expander("A model of your own: architecture, classifier, keys", expanded
         except CodeRefused as e:
             st.error(f"Architecture: {e}")
             st.stop()
+    weights_key = (
+        f1.text_input(
+            "Weights key",
+            key="weights-key",
+            placeholder="model_state",
+            help="the key of a saved dict that holds the weights; needed only when several of "
+            "its entries are state dicts that fit the model (the one that fits is found without "
+            "it)",
+        ).strip()
+        or None
+    )
     if runs_user_code(arch) and not arch.startswith("export:"):
         st.warning(
             f"Building the model runs your own code ({arch}) on this machine, in the app and in "
@@ -263,9 +279,10 @@ try:
         dict(_arch_arg(a.strip()) for a in arch_args.split(",") if a.strip()),
         classifier,
         [m.strip() for m in key_map.split(",") if m.strip()],
+        weights_key,
     )
 except (LoadError, ValueError, ArgumentTypeError) as e:
-    st.error(f"{e}")
+    st.error(say(e))
     st.stop()
 
 trained_on = [m["dataset"] for m in metas.values() if m and m.get("dataset")]
@@ -280,7 +297,7 @@ why_not = {
 choices = [d for d in candidates if why_not[d] is None] + (
     [] if shared() else ["a file or folder of my own ..."]  # a path on the server
 )
-d1, d2, d3 = st.columns([1, 2, 1])
+d1, d2, d3, d4 = st.columns([1, 2, 1, 1])
 dataset = d1.selectbox(
     "Data",
     choices,
@@ -317,8 +334,34 @@ if refused:
     )
 if not dataset:
     st.stop()
+normalization = d4.text_input(
+    "Normalization",
+    key="normalization",
+    placeholder="0.5 / 0.25",
+    help="the mean / std the model's training normalized its inputs with (one per channel, "
+    "images in [0, 1] units, or one for all; 'none': inputs as they are; 'auto': computed from "
+    "the training split). Default: the data's own. A project checkpoint's recorded one always "
+    "applies",
+).strip()
+stats = {}
+if normalization.lower() == "none":
+    stats = {"mean": "0", "std": "1"}
+elif normalization.lower() == "auto":
+    stats = {"mean": "auto", "std": "auto"}
+elif normalization:
+    mean_text, slash, std_text = normalization.partition("/")
+    if not slash or not mean_text.strip() or not std_text.strip():
+        st.error("Normalization: give mean / std, e.g. 0.5 / 0.25, or none, or auto.")
+        st.stop()
+    stats = {"mean": mean_text.strip(), "std": std_text.strip()}
 data_options = {
-    k: v for k, v in (("classes", classes or None), ("label_column", label_column or None)) if v
+    k: v
+    for k, v in (
+        ("classes", classes or None),
+        ("label_column", label_column or None),
+        *stats.items(),
+    )
+    if v
 }
 
 
@@ -333,6 +376,7 @@ def card(
     process: reading a file and one tiny forward; the analyses are jobs."""
     from pof.models.loading import load_checkpoint
     from pof.models.networks import count_parameters
+    from pof.training.evaluation import accuracy_within
 
     try:
         data = data_for(path, dataset, options=data_options)
@@ -340,12 +384,19 @@ def card(
             path, dataset=data, source=ModelSource(**source), allow_code=allow_code
         )
     except (CheckpointError, DatasetError, ValueError, OSError) as e:
-        return {"error": str(e)}
+        return {"error": marked(e)}  # worded for this page where it is shown
+    # one evaluation pass, held to about a second (the page's own process): a larger test set is
+    # measured on a seeded sample of it, with that sample's standard error
+    accuracy = None
+    if not meta["nonfinite"]:
+        accuracy = accuracy_within(model, data.x_test, data.y_test, meta["mean"], meta["std"])
     return {
         "meta": {k: v for k, v in meta.items() if k != "provenance"},
         "provenance": meta.get("provenance") or {},
         "parameters": count_parameters(model),
         "data": data.describe(),
+        "data_name": data.name,
+        "accuracy": accuracy,
     }
 
 
@@ -363,37 +414,80 @@ cards = {
     )
     for p in paths
 }
+
+
+def accuracy_text(acc: dict | None, recorded) -> tuple[str, str]:
+    """The measured test accuracy (± its standard error when measured on a sample) and its help."""
+    if acc is None:
+        return "invalid: NaN/inf weights", "no accuracy of NaN or infinite weights means anything"
+    whole = acc["n"] == acc["total"]
+    value = f"{acc['acc']:.1%}" if whole else f"{acc['acc']:.1%} ± {acc['se']:.1%}"
+    how = (
+        f"measured on all {acc['total']} test examples"
+        if whole
+        else f"measured on a seeded sample of {acc['n']} of the {acc['total']} test examples "
+        f"(± one standard error; the whole set would take about {acc['seconds_all']:.0f} s)"
+    )
+    if isinstance(recorded, (int, float)):
+        how += f"; recorded in the file: {recorded:.2%}"
+    return value, how
+
+
+def normalization_text(meta: dict) -> str:
+    mean, std = meta["mean"], meta["std"]
+    if all(m == 0 for m in mean) and all(v == 1 for v in std):
+        stats = "none (mean 0, std 1: inputs as they are read)"
+    else:
+        stats = "mean " + ", ".join(f"{m:.4g}" for m in mean)
+        stats += "; std " + ", ".join(f"{v:.4g}" for v in std)
+    return f"{stats}, {meta.get('normalization_source', 'recorded in the checkpoint')}"
+
+
+def show_card(c: dict, name: str) -> None:
+    """What the model is and what it does on the data: measured accuracy, the whole architecture,
+    the normalization in force, and what was done to the file's keys to load it."""
+    meta, prov = c["meta"], c["provenance"]
+    cols = st.columns(3)
+    cols[0].metric("parameters", f"{c['parameters']:,}")
+    cols[1].metric("classes", meta["num_classes"])
+    value, how = accuracy_text(c["accuracy"], (meta.get("metrics") or {}).get("test_acc"))
+    cols[2].metric("test accuracy (measured)", value, help=how)
+    arch = meta["arch"]
+    if arch.startswith("export:"):  # its spec holds where the file is stored: say its name
+        arch = f"torch.export program {name}"
+    args = ", ".join(f"{k}={v}" for k, v in meta["arch_args"].items())
+    keys = meta.get("notes") or prov.get("key_notes") or []
+    lines = [
+        f"- **Architecture:** `{arch}`" + (f" ({args})" if args else ""),
+        f"- **Classifier:** `{meta['classifier']}`" if meta["classifier"] else "",
+        f"- **Normalization:** {normalization_text(meta)}",
+        f"- **Test accuracy:** {how}" if c["accuracy"] else "",
+        f"- **Loading:** {'; '.join(keys)}" if keys else "",
+    ]
+    st.markdown("\n".join(line for line in lines if line))
+    acc = c["accuracy"]
+    if acc and prov.get("kind") in ("foreign", "imported"):
+        from pof.training.evaluation import chance_warning
+
+        warning = chance_warning(acc["acc"], acc["se"], meta["num_classes"], c["data_name"])
+        if warning:
+            st.warning(say(warning))
+
+
 for slot, (p, c) in zip("AB"[: len(cards)], cards.items(), strict=True):
     st.markdown(f"**{slot}: {shown[p]}{' (uploaded)' if p in uploaded else ''}**")
     if "error" in c:
-        st.error(f"This checkpoint cannot be used: {c['error']}")
+        st.error(f"This checkpoint cannot be used: {say(c['error'], names=uploaded)}")
         continue
     meta, prov = c["meta"], c["provenance"]
-    cols = st.columns(5)
-    cols[0].metric(
-        "architecture",
-        short_name(meta["arch"]),
-        help=f"{meta['arch']} " + ", ".join(f"{k}={v}" for k, v in meta["arch_args"].items()),
-    )
-    cols[1].metric("parameters", f"{c['parameters']:,}")
-    cols[2].metric("classifier", meta["classifier"] or "none")
-    test_acc = (meta.get("metrics") or {}).get("test_acc")
-    cols[3].metric(
-        "test accuracy (recorded)",
-        "invalid: NaN/inf weights"
-        if meta["nonfinite"]
-        else f"{test_acc:.2%}"
-        if isinstance(test_acc, (int, float))
-        else "n/a",
-    )
-    cols[4].metric("classes", meta["num_classes"])
+    show_card(c, shown[p])
     origin = {
-        "foreign": f"a {prov.get('format', '')} file of another origin, read as {meta['arch']}",
+        "foreign": f"a {prov.get('format', '')} file of another origin",
         "imported": "imported with `pof import`",
         "post-train": f"post-trained with {prov.get('method')}",
     }
     st.caption(
-        f"Split: {meta['split']}. Numbers recorded in the file: "
+        f"Split: {say(meta['split'], names=uploaded)}. Numbers recorded in the file: "
         f"{origin.get(prov.get('kind'), 'trained by this project') if prov else 'none'}. Measured "
         "on "
         f"{c['data']}."
@@ -409,7 +503,7 @@ for slot, (p, c) in zip("AB"[: len(cards)], cards.items(), strict=True):
         )
     for warning in meta.get("warnings", []):
         if not (meta["nonfinite"] and "NaN or infinite" in warning):  # said above, as an error
-            st.warning(warning)
+            st.warning(say(warning, names=uploaded))
     if prov.get("kind") == "foreign" and st.button(
         "Save as a project checkpoint",
         key=f"import-{slot}",
@@ -423,7 +517,7 @@ for slot, (p, c) in zip("AB"[: len(cards)], cards.items(), strict=True):
             )
             st.success(f"Saved {target}; choose it under 'my runs' from now on.")
         except (CheckpointError, DatasetError, ValueError, OSError) as e:
-            st.error(f"Not saved: {e}")
+            st.error(f"Not saved: {say(e, names=uploaded)}")
 if any("error" in c or c["meta"]["nonfinite"] for c in cards.values()):
     st.stop()  # nothing to compute on a model that cannot be used
 

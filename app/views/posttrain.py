@@ -20,6 +20,7 @@ from app.curvature_view import (
 )
 from app.jobs import read_config, runs_root, start_job
 from app.live import free_name, live_status, url_run
+from app.messages import say
 from app.uploads import imported_dir
 from pof.cli import config_argv
 from pof.config import METHODS, PoFConfig, PostTrainConfig, TrackConfig, default_post_lr
@@ -150,7 +151,7 @@ try:
     else:
         card = model_card(path, mtime)
 except (CheckpointError, OSError, KeyError, TypeError, ValueError) as e:  # unreadable or unusable
-    st.error(f"This checkpoint cannot be used: {e}")
+    st.error(f"This checkpoint cannot be used: {say(e, {'dataset': 'Dataset'}, page='Post-train')}")
     # a model of the user's own: the Inspect page reads it
     if "without this project's metadata" in str(e):
         st.page_link(

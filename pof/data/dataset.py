@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..hints import ask
 from .names import AS_IS, COMPUTED, STATED, DatasetError
 
 
@@ -163,7 +164,7 @@ def integer_classes(
         raise DatasetError(
             f"{where}: labels must be integers 0..K-1, but no example has label {gap} while "
             f"labels go up to {k - 1}{hint}. Map them to 0..K-1, or state all {k} class names "
-            f"with classes / --classes if some classes really have no examples."
+            f"with {ask('classes')} if some classes really have no examples."
         )
     return [str(i) for i in range(k)], "numeric"
 

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..hints import ask
 from .dataset import Dataset, make
 from .names import DatasetError, default_data_root
 
 _TV_FILES = {
     "cifar10": "cifar-10-python.tar.gz (or the extracted cifar-10-batches-py/)",
     "cifar100": "cifar-100-python.tar.gz (or the extracted cifar-100-python/)",
-    "svhn": "train_32x32.mat and test_32x32.mat (extra_32x32.mat for --svhn-extra)",
+    "svhn": f"train_32x32.mat and test_32x32.mat (extra_32x32.mat for {ask('svhn_extra')})",
     "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the .gz files, unpacked)",
     "fashion_mnist": (
         "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the .gz files, unpacked)"
@@ -47,8 +48,9 @@ def torchvision_dataset(
             raise DatasetError(
                 f"Cannot load {name} from {folder}: {type(e).__name__}: {e}\n"
                 f"Put {_TV_FILES[name]} into {folder} (from a machine with network access, "
-                f"torchvision downloads them there), or pick another --data-root / $POF_DATA. "
-                f"Offline alternatives: digits, moons, circles, spirals, imagefolder:PATH."
+                f"torchvision downloads them there), or pick another {ask('data_root')} / "
+                "$POF_DATA. Offline alternatives: digits, moons, circles, spirals, "
+                "imagefolder:PATH."
             ) from e
 
     def arrays(ds):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..hints import ask
 from ..progress import Progress
 from .arrays import arrays_dataset
 from .dataset import Dataset, apply_normalization, fit_stat
@@ -28,7 +29,7 @@ def _check_registry_request(name: str, classes: list[str] | None, mean, std) -> 
         raise DatasetError(
             f"{name}'s classes are fixed by the registry"
             + (f" ({', '.join(names)})" if names else f" ({NUM_CLASSES[name]} of them)")
-            + "; classes / --classes must list exactly these, in this order, or be left out."
+            + f"; {ask('classes')} must list exactly these, in this order, or be left out."
         )
     for value, what in ((mean, "mean"), (std, "std")):
         fit_stat(value, shape[0], what, name, "channel" if len(shape) == 3 else "feature")
@@ -61,7 +62,7 @@ def load_dataset(
     mean, std = parse_stats(mean, "mean"), parse_stats(std, "std")
     if label_column is not None and not name.startswith("csv:"):
         raise DatasetError(
-            f"label_column / --label-column applies to csv:PATH datasets only, not {name!r}."
+            f"{ask('label_column')} applies to csv:PATH datasets only, not {name!r}."
         )
     root = Path(root) if root else None
     if name.startswith("imagefolder:"):
@@ -83,7 +84,7 @@ def load_dataset(
         if classes is not None and classes != d.classes:  # cifar100's 100 names are only known now
             raise DatasetError(
                 f"{name}'s classes are fixed by the registry ({', '.join(d.classes[:5])}, ...); "
-                f"classes / --classes must list exactly these, in this order, or be left out."
+                f"{ask('classes')} must list exactly these, in this order, or be left out."
             )
     else:
         raise DatasetError(

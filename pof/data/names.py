@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hints import Hinted, ask
 
-class DatasetError(Exception):
+
+class DatasetError(Hinted):
     """A dataset cannot be loaded; the message says what is missing and how to get it."""
 
 
@@ -196,7 +198,7 @@ def data_options(args) -> dict:
     if label_column is not None:
         if not isinstance(label_column, str) or not label_column.strip():
             raise DatasetError(
-                f"--label-column must name a column of the CSV file, got "
+                f"{ask('label_column')} must name a column of the CSV file, got "
                 f"{short_repr(label_column)}."
             )
         label_column = label_column.strip()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..hints import ask
 from .dataset import Dataset, existing_file, integer_classes, own_dataset
 from .names import DatasetError, short_repr
 
@@ -126,7 +127,7 @@ def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
     if label_column not in header:
         raise DatasetError(
             f"{path} has no label column {label_column!r}; its columns are {header}. "
-            f"Name the label column with label_column / --label-column."
+            f"Name the label column with {ask('label_column')}."
         )
     has_split = "split" in header and label_column != "split"
     if has_split and two_files:
@@ -208,7 +209,7 @@ def _csv_label_indices(
         path, line = lines[unknown]
         raise DatasetError(
             f"{path} line {line}: label {labels[unknown]!r} is not among the stated classes "
-            f"{short_repr(classes, 200)}; add it to classes / --classes (in label order)."
+            f"{short_repr(classes, 200)}; add it to {ask('classes')} (in label order)."
         )
     return np.array([index[v] for v in labels], dtype=np.int64), classes, order
 

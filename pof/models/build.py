@@ -15,6 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..hints import ask
 from .registry import TIMM_MISSING, ArchError, kind_of, timm_names, torchvision_names
 from .trust import check_code
 
@@ -113,7 +114,7 @@ def _factory(target: str):
     if where.endswith(".py"):
         path = Path(where).expanduser().resolve()
         if not path.is_file():
-            raise ArchError(f"No such file: {path} (from --arch {target}).")
+            raise ArchError(f"No such file: {path} (from {ask('arch', target)}).")
         # a module name unique to the file, so two factories named alike never shadow each other
         name = "pof_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
         spec = importlib.util.spec_from_file_location(name, path)
@@ -127,7 +128,8 @@ def _factory(target: str):
             module = importlib.import_module(where)
         except ImportError as e:
             raise ArchError(
-                f"Cannot import {where!r} (from --arch {target}): {e}. Run from the folder that "
+                f"Cannot import {where!r} (from {ask('arch', target)}): {e}. Run from the "
+                "folder that "
                 f"holds it, or give path/to/file.py:{fn}."
             ) from e
     factory = getattr(module, fn, None)
@@ -188,7 +190,7 @@ def build(
         n = int(head.shape[0]) if head is not None else num_classes
         if input_shape is None or n is None:
             raise ArchError(
-                f"{arch} needs the input shape and the number of classes: give --dataset."
+                f"{arch} needs the input shape and the number of classes: give {ask('dataset')}."
             )
         try:
             return build_model(arch, input_shape, n, **args)

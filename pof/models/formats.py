@@ -19,14 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..hints import Hinted, ask, file_ref
+
 if TYPE_CHECKING:
     pass
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-class CheckpointError(Exception):
-    """A checkpoint cannot be used; the message says what is wrong and what to do."""
+class CheckpointError(Hinted):
+    """A checkpoint cannot be used; the message says what is wrong and what to do (marking what
+    to give and the file with pof.hints, so each interface words them its own way)."""
 
 
 class LoadError(CheckpointError, ValueError):
@@ -42,20 +45,22 @@ def clean(message: str) -> str:
 @dataclass
 class ModelSource:
     """How to turn a file without this project's metadata into a model (the CLI's --arch,
-    --arch-arg, --classifier and --key-map; the app's fields of the same names)."""
+    --arch-arg, --classifier, --key-map and --weights-key; the app's fields of the same names)."""
 
     arch: str | None = None
     arch_args: dict = field(default_factory=dict)
     classifier: str | None = None  # qualified name of the last layer, e.g. "head.fc"
     key_map: list[str] = field(default_factory=list)  # "old=new" prefix renames, applied in order
+    weights_key: str | None = None  # the container's key holding the weights, when several fit
 
     def __post_init__(self):
         for m in self.key_map:
             old, sep, _ = m.partition("=")
             if not sep or not old:
                 raise LoadError(
-                    f"--key-map {m!r}: give OLD=NEW (a key prefix in the file and what it should "
-                    "become)."
+                    f"{ask('key_map', repr(m))}: give OLD=NEW (a key prefix in the file and "
+                    "what it "
+                    "should become)."
                 )
 
 
@@ -68,9 +73,9 @@ def sniff(path: Path) -> str:
         with open(path, "rb") as f:
             head = f.read(16)
     except FileNotFoundError:
-        raise LoadError(f"No such file: {path}.") from None
+        raise LoadError(f"No such file: {file_ref(path)}.") from None
     except IsADirectoryError:
-        raise LoadError(f"{path} is a folder, not a model file.") from None
+        raise LoadError(f"{file_ref(path)} is a folder, not a model file.") from None
     if head[:2] == b"PK":
         try:
             with zipfile.ZipFile(path) as z:
@@ -110,15 +115,17 @@ def refuse_unreadable(path: Path, kind: str) -> None:
         return
     if kind == "torchscript":
         raise LoadError(
-            f"{path} is a TorchScript archive. TorchScript is deprecated in this PyTorch and its "
+            f"{file_ref(path)} is a TorchScript archive. TorchScript is deprecated in this "
+            "PyTorch and its "
             "archives carry compiled code, so they are not read. Save the weights "
-            "(torch.save(model.state_dict(), PATH)) with --arch, or export the model: "
+            f"(torch.save(model.state_dict(), PATH)) with {ask('arch')}, or export the model: "
             "torch.export.save(torch.export.export(model, (x,), dynamic_shapes=...), "
             "'model.pt2')."
         )
     with open(path, "rb") as f:
         head = f.read(8)
     raise LoadError(
-        f"{path} is not a model file this tool reads (safetensors, a torch.save state dict, a "
+        f"{file_ref(path)} is not a model file this tool reads (safetensors, a torch.save state "
+        "dict, a "
         f"Lightning .ckpt, or a torch.export .pt2); its first bytes are {head!r}."
     )

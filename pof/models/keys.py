@@ -10,6 +10,7 @@ import difflib
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from ..hints import ask
 from .formats import LoadError
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def fit_keys(state: dict, model: nn.Module, key_map: list[str]) -> tuple[dict, l
         hit = [k for k in state if k.startswith(old)]
         if not hit:
             raise LoadError(
-                f"--key-map {m}: no key starts with {old!r} (keys look like "
+                f"{ask('key_map', m)}: no key starts with {old!r} (keys look like "
                 f"{', '.join(list(state)[:3])})."
             )
         state = {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in state.items()}
@@ -82,7 +83,7 @@ def _key_suggestion(
     (old, new), count = renames.most_common(1)[0]
     if not old or count < max(2, len(pairs) // 2):  # explaining only a few pairs is a guess
         return pairs, None
-    return pairs, f"--key-map {old}={new}"
+    return pairs, ask("key_map", f"{old}={new}")
 
 
 def check_keys(state: dict, model: nn.Module, what: str, arch: str) -> dict:
@@ -125,6 +126,7 @@ def check_keys(state: dict, model: nn.Module, what: str, arch: str) -> dict:
     if wrong:
         lines.append("  shapes: " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else ""))
     lines.append(
-        "Check --arch and --arch-arg (e.g. num_classes=...), or rename keys with --key-map OLD=NEW."
+        f"Check {ask('arch')} and {ask('arch_args')} (e.g. num_classes=...), or rename keys with "
+        f"{ask('key_map', 'OLD=NEW')}."
     )
     raise LoadError("\n".join(lines))

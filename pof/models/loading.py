@@ -27,7 +27,8 @@ from torch import nn
 
 from ..data.batches import Batches
 from ..data.load import load_dataset
-from ..data.names import short_repr
+from ..data.names import STATED, short_repr
+from ..hints import Said, ask, file_ref, marked
 from .build import build
 from .checkpoints import save_checkpoint
 from .formats import (
@@ -49,12 +50,15 @@ from .tensors import read_safetensors, torch_load, unwrap
 @dataclass(frozen=True)
 class ModelFile:
     """Steps 1-3: a model file read. `meta` is this project's metadata (checked), None for a
-    foreign file; `state` is empty for an export program, whose weights come with its graph."""
+    foreign file; `state` is empty for an export program, whose weights come with its graph.
+    `found` holds each state dict of a container by its key ("" for the usual places) when there
+    is more than that one: step 6 keeps the one that fits; `state` is the largest, to build by."""
 
     path: Path
     kind: str  # safetensors, torch or export (formats.FOREIGN)
     state: dict[str, torch.Tensor]
     meta: dict | None
+    found: dict[str, dict] = field(default_factory=dict)
 
     @property
     def foreign(self) -> bool:
@@ -104,6 +108,8 @@ def load_checkpoint(
     model = build_architecture(file, spec)  # 5
     fitted = fit_weights(file, model, source, spec.arch)  # 6
     meta = describe(file, spec, source, dataset, fitted.notes)
+    meta["notes"] = list(fitted.notes)  # what was done to the file's keys, for the caller to say
+    meta["normalization_source"] = normalization_source(file, dataset)
     if fitted.state:
         model.load_state_dict(fitted.state)
     check_on_data(model, meta, dataset, file)  # 7
@@ -124,7 +130,8 @@ def read_model_file(path: Path) -> ModelFile:
             require(meta, path)
         return ModelFile(path, kind, state, meta)
     if kind == "torch":
-        return ModelFile(path, kind, unwrap(torch_load(str(path), str(path)), str(path)), None)
+        found = unwrap(torch_load(str(path), file_ref(path)), file_ref(path))
+        return ModelFile(path, kind, max(found.values(), key=len), None, found)
     return ModelFile(path, kind, {}, None)  # export: the weights come with the program
 
 
@@ -140,7 +147,8 @@ def architecture(
     if not file.foreign:
         if runs_user_code(meta["arch"]) and not allow_code:
             raise CheckpointError(
-                f"{path} is built by code named in its metadata ({meta['arch']}); it is only "
+                f"{file_ref(path)} is built by code named in its metadata ({meta['arch']}); it "
+                "is only "
                 f"run when you load the file yourself from the command line or allow it."
             )
         return Architecture(
@@ -148,15 +156,17 @@ def architecture(
         )
     if dataset is None:
         raise CheckpointError(
-            f"{path} is a {FOREIGN[file.kind]} without this project's metadata: give the dataset "
-            f"it was trained on (--dataset) for its input shape, normalization and classes."
+            f"{file_ref(path)} is a {FOREIGN[file.kind]} without this project's metadata: give "
+            "the dataset "
+            f"it was trained on ({ask('dataset')}) for its input shape, normalization and classes."
         )
     if file.kind == "export":
         arch = f"export:{path.resolve()}"
     elif not source.arch:
         raise CheckpointError(
-            f"{path} holds weights only: give its architecture with --arch (a registry name, "
-            f"torchvision:NAME, timm:NAME, path/to/file.py:function or package.module:function)."
+            f"{file_ref(path)} holds weights only: give its architecture with {ask('arch')} (a "
+            "registry name, torchvision:NAME, timm:NAME, path/to/file.py:function or "
+            "package.module:function)."
         )
     else:
         arch = source.arch
@@ -179,17 +189,19 @@ def build_architecture(file: ModelFile, spec: Architecture) -> nn.Module:
             state=file.state,
         )
     except (ArchError, LoadError) as e:
-        raise CheckpointError(f"{path}: {e}") from e
+        raise CheckpointError(f"{file_ref(path)}: {marked(e)}") from e
     except (RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as e:
         # arguments that pass the architecture's signature but not its layers (width=-1, ...)
         raise CheckpointError(
-            f"{path}: cannot build {spec.arch} with {short_repr(spec.args)}: {clean(e)}. Check the "
-            f"architecture arguments (--arch-arg)."
+            f"{file_ref(path)}: cannot build {spec.arch} with {short_repr(spec.args)}: "
+            f"{clean(e)}. Check the "
+            f"architecture arguments ({ask('arch_args')})."
         ) from e
     program = (file.meta or {}).get("program_sha256")
     if program and file_sha256(spec.arch.split(":", 1)[1]) != program:
         raise CheckpointError(
-            f"{path}: the program {spec.arch} has changed since the checkpoint was written."
+            f"{file_ref(path)}: the program {spec.arch} has changed since the checkpoint was "
+            "written."
         )
     return model
 
@@ -199,13 +211,47 @@ def build_architecture(file: ModelFile, spec: Architecture) -> nn.Module:
 
 def fit_weights(file: ModelFile, model: nn.Module, source: ModelSource, arch: str) -> Fitted:
     """The file's weights with keys that fit the model: a foreign state dict gets the user's renames
-    and loses a shared prefix; then every key and shape is checked (the error pairs the keys)."""
+    and loses a shared prefix; then every key and shape is checked (the error pairs the keys).
+    Of a container's several state dicts, the one that fits (or the one the user names)."""
+    what = file_ref(file.path)
     if not file.state:
         return Fitted({})
-    state, notes = file.state, []
-    if file.foreign:
-        state, notes = fit_keys(state, model, source.key_map)
-    return Fitted(check_keys(state, model, str(file.path), arch), notes)
+    if not file.foreign:
+        return Fitted(check_keys(file.state, model, what, arch))
+    found = file.found or {"": file.state}
+    if source.weights_key is not None:
+        if source.weights_key not in found:
+            raise LoadError(
+                f"{what} has no state dict under {source.weights_key!r}; it has "
+                f"{_keys(found)}. Name one of those with {ask('weights_key')}."
+            )
+        found = {source.weights_key: found[source.weights_key]}
+    fits, refused = {}, {}
+    for key, state in found.items():
+        try:
+            fitted, notes = fit_keys(state, model, source.key_map)
+            notes = ([f"read the weights under the key {key!r}"] if key else []) + notes
+            fits[key] = Fitted(check_keys(fitted, model, what, arch), notes)
+        except LoadError as e:
+            refused[key] = e
+    if len(fits) == 1:
+        return next(iter(fits.values()))
+    if fits:
+        raise LoadError(
+            f"{what} holds several state dicts that fit {arch}, under {_keys(fits)}: name the one "
+            f"to use with {ask('weights_key', next(iter(fits)))}."
+        )
+    if len(refused) == 1:
+        raise next(iter(refused.values()))
+    key = max(refused, key=lambda k: len(found[k]))  # the likeliest: the most tensors
+    raise LoadError(
+        f"{what} holds state dicts under {_keys(found)} and none fits {arch}. Under {key!r}: "
+        f"{marked(refused[key])}"
+    )
+
+
+def _keys(found: dict) -> str:
+    return ", ".join(repr(k) for k in found)
 
 
 def describe(
@@ -240,6 +286,16 @@ def describe(
     return meta
 
 
+def normalization_source(file: ModelFile, dataset) -> str:
+    """Where the mean and std the inputs are normalized with come from."""
+    if not file.foreign:
+        return "recorded in the checkpoint"
+    how = getattr(dataset, "normalization", "")
+    if how == STATED:
+        return "stated by you"
+    return f"the data's default ({how})" if how else "the data's default"
+
+
 # --- 7: check on the data, and split --------------------------------------------------------------
 
 
@@ -271,8 +327,10 @@ def check_on_data(model: nn.Module, meta: dict, dataset, file: ModelFile) -> Non
     except ValueError as e:
         meta["classifier"], meta["split"] = (
             None,
-            f"no usable last layer: {e} Every analysis but PoF and the exact last-layer "
-            f"Hessian works.",
+            Said(
+                f"no usable last layer: {marked(e)} Every analysis but PoF and the exact "
+                f"last-layer Hessian works."
+            ),
         )
 
 
@@ -309,15 +367,18 @@ def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
             f"{dataset.name} has the checkpoint's classes in another order "
             f"({', '.join(dataset.classes[:4])}, ... vs {', '.join(names[:4])}, ...): every "
             f"label would be read as another class. State the order with "
-            f"--classes {','.join(names)}."
+            f"{ask('classes', ','.join(names))}."
         )
     if (not names or foreign) and order == "alphabetical":
         return [
-            f"The class order of {dataset.name} comes only from sorting its names alphabetically "
-            f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), "
-            f"and the model records none. If the model was trained with another order, every "
-            f"number will be wrong: state it "
-            f"with --classes."
+            Said(
+                f"The class order of {dataset.name} comes only from sorting its names "
+                "alphabetically "
+                f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), "
+                f"and the model records none. If the model was trained with another order, every "
+                f"number will be wrong: state it "
+                f"with {ask('classes')}."
+            )
         ]
     return []
 
@@ -333,13 +394,13 @@ def probe(model: nn.Module, meta: dict, dataset, path: Path) -> torch.Tensor:
             out = model.eval()(x)
     except Exception as e:
         raise CheckpointError(
-            f"{path} ({meta['arch']}) cannot take the inputs of {dataset.name} "
+            f"{file_ref(path)} ({meta['arch']}) cannot take the inputs of {dataset.name} "
             f"(shape {tuple(x.shape[1:])}): {clean(e)}"
         ) from e
     if not isinstance(out, torch.Tensor) or out.shape != (2, dataset.num_classes):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise CheckpointError(
-            f"{path} ({meta['arch']}) returns {shape} for a batch of 2; a classifier of "
+            f"{file_ref(path)} ({meta['arch']}) returns {shape} for a batch of 2; a classifier of "
             f"{dataset.name} must return (2, {dataset.num_classes}) logits."
         )
     return x
@@ -385,9 +446,14 @@ def import_checkpoint(
     every command and the app take it without --arch or --dataset; returns its metadata."""
     out = Path(out)
     if out.suffix != ".safetensors":
-        raise CheckpointError(f"{out}: a project checkpoint is a .safetensors file; name it so.")
+        raise CheckpointError(
+            f"{file_ref(out)}: a project checkpoint is a .safetensors file; name it so."
+        )
     if out.exists() and not overwrite:
-        raise CheckpointError(f"{out} exists; give --overwrite to replace it, or another --out.")
+        raise CheckpointError(
+            f"{file_ref(out)} exists; give {ask('overwrite')} to replace it, or another "
+            f"{ask('out')}."
+        )
     model, meta = load_checkpoint(path, dataset=dataset, source=source)
     meta["provenance"] = {**meta["provenance"], "kind": "imported"}
     meta["data_options"] = {k: v for k, v in (data_options or {}).items() if v is not None}

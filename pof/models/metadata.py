@@ -11,12 +11,13 @@ import math
 from pathlib import Path
 
 from ..data.names import short_repr
+from ..hints import ask, file_ref
 from .formats import FOREIGN, CheckpointError, refuse_unreadable, sniff
 from .registry import RENAMED
 
 FORMAT = "pof-checkpoint/1"
 # what loading found out about this copy, not part of the format
-TRANSIENT = ("warnings", "nonfinite")
+TRANSIENT = ("warnings", "nonfinite", "notes", "normalization_source")
 META_KEY = "pof"
 
 
@@ -43,9 +44,9 @@ def read_file_metadata(path: Path) -> dict | None:
 def unreadable(path: Path, e: Exception) -> CheckpointError:
     """The error for a safetensors file that cannot be opened."""
     if isinstance(e, FileNotFoundError):
-        return CheckpointError(f"No checkpoint at {path}.")
+        return CheckpointError(f"No checkpoint at {file_ref(path)}.")
     return CheckpointError(
-        f"{path} is not a readable safetensors file ({e}). It may be truncated or "
+        f"{file_ref(path)} is not a readable safetensors file ({e}). It may be truncated or "
         f"not a checkpoint; re-create it."
     )
 
@@ -57,10 +58,11 @@ def parse_metadata(raw: dict, path: Path) -> dict | None:
     try:
         meta = json.loads(raw[META_KEY])
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: its metadata is not valid JSON ({e}).") from e
+        raise CheckpointError(f"{file_ref(path)}: its metadata is not valid JSON ({e}).") from e
     if not isinstance(meta, dict):
         raise CheckpointError(
-            f"{path}: its metadata is a JSON {type(meta).__name__}, not an object; the file was "
+            f"{file_ref(path)}: its metadata is a JSON {type(meta).__name__}, not an object; "
+            "the file was "
             f"not written by this project (or was edited). Re-create or re-import it."
         )
     return meta
@@ -82,9 +84,9 @@ def read_metadata(path: str | Path) -> dict:
     refuse_unreadable(path, kind)  # not a model file at all, or TorchScript
     if meta is None:
         raise CheckpointError(
-            f"{path} is a {FOREIGN[kind]} without this project's metadata: say what it is with "
-            f"--arch (and --dataset), or write a project checkpoint once with "
-            f"`python -m pof import {path} --arch ARCH --dataset DATA --out model.safetensors`."
+            f"{file_ref(path)} is a {FOREIGN[kind]} without this project's metadata: say what "
+            "it is with "
+            f"{ask('arch')} (and {ask('dataset')}), or {ask('import', file_ref(path))}."
         )
     return meta
 
@@ -99,10 +101,11 @@ def dataset_of(path: str | Path, given: str | None = None) -> str:
 def dataset_named(path: Path, kind: str, meta: dict | None) -> str:
     if meta is None:
         raise CheckpointError(
-            f"{path} is a {FOREIGN.get(kind, 'file')} that names no dataset; give --dataset."
+            f"{file_ref(path)} is a {FOREIGN.get(kind, 'file')} that names no dataset; give "
+            f"{ask('dataset')}."
         )
     if not meta.get("dataset"):
-        raise CheckpointError(f"{path} names no dataset; give --dataset.")
+        raise CheckpointError(f"{file_ref(path)} names no dataset; give {ask('dataset')}.")
     return meta["dataset"]
 
 
@@ -111,7 +114,8 @@ def require(meta: dict, path: Path) -> None:
     crafted header is refused here, with the field named, not deep inside a job."""
     if meta.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path} has metadata format {meta.get('format')!r}; this version reads {FORMAT}."
+            f"{file_ref(path)} has metadata format {meta.get('format')!r}; this version reads "
+            f"{FORMAT}."
         )
     if meta.get("arch") in RENAMED:  # written before the registry's CIFAR variants were renamed
         meta["arch"] = RENAMED[meta["arch"]]
@@ -126,17 +130,19 @@ def require(meta: dict, path: Path) -> None:
     for key, typ in types.items():
         if key not in meta:
             raise CheckpointError(
-                f"{path}: metadata lacks {key!r}; the file was not written by this project."
+                f"{file_ref(path)}: metadata lacks {key!r}; the file was not written by this "
+                "project."
             )
         if not isinstance(meta[key], typ) or isinstance(meta[key], bool):
             raise CheckpointError(
-                f"{path}: metadata {key!r} is {short_repr(meta[key])}, not a JSON {JSON_TYPE[typ]}."
+                f"{file_ref(path)}: metadata {key!r} is {short_repr(meta[key])}, not a JSON "
+                f"{JSON_TYPE[typ]}."
             )
     _check_optional(meta, path)
 
     def bad(key, what):
         raise CheckpointError(
-            f"{path}: metadata {key!r} is {short_repr(meta[key])}; it must be {what}. "
+            f"{file_ref(path)}: metadata {key!r} is {short_repr(meta[key])}; it must be {what}. "
             f"The file was edited or not written by this project; re-create or re-import it."
         )
 
@@ -173,7 +179,7 @@ def _check_optional(meta: dict, path: Path) -> None:
     for key, typ in OPTIONAL.items():
         if meta.get(key) is not None and not isinstance(meta[key], typ):
             raise CheckpointError(
-                f"{path}: metadata {key!r} is {short_repr(meta[key])}, not a JSON "
+                f"{file_ref(path)}: metadata {key!r} is {short_repr(meta[key])}, not a JSON "
                 f"{JSON_TYPE[typ]}. "
                 f"The file was edited or not written by this project; re-create or re-import it."
             )

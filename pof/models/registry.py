@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..hints import Hinted
+
 
 @dataclass(frozen=True)
 class Arch:
@@ -59,7 +61,7 @@ def split_text(classifier_name: str, in_features: int, out_features: int, how: s
     )
 
 
-class ArchError(ValueError):
+class ArchError(Hinted, ValueError):
     """An architecture spec cannot be built; the message says why and what to give instead."""
 
 

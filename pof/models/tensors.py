@@ -4,7 +4,7 @@ safetensors        tensors, plus this project's metadata when it wrote the file
 torch.save files   torch.load(weights_only=True) (zip or legacy pickle), then the state dict
                    is unwrapped from the containers people save: {'state_dict' | 'model' |
                    'model_state_dict' | 'net': ...}, Lightning .ckpt files, nested a level or
-                   two
+                   two, or any key of a dict whose value is a state dict
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..hints import ask
 from .formats import LoadError, clean
 from .metadata import parse_metadata, unreadable
 
@@ -48,20 +49,34 @@ def torch_load(data, what: str):
             raise LoadError(
                 f"{what} holds a pickled Python object ({found.group(1)}), not only tensors. It "
                 "was not loaded: unpickling it would run code. Save the weights instead: "
-                "torch.save(model.state_dict(), PATH) (and give the architecture with --arch), "
+                "torch.save(model.state_dict(), PATH) (and give the architecture with "
+                f"{ask('arch')}), "
                 "or export the model with torch.export.save."
             ) from e
         raise LoadError(f"{what} could not be read as a PyTorch file: {msg}") from e
 
 
-def unwrap(obj, what: str) -> dict[str, torch.Tensor]:
-    """The state dict inside what torch.load returned: itself, or under a common wrapper key
-    (Lightning keeps it under 'state_dict', many scripts under 'model' or 'model_state_dict')."""
+def _is_state(obj) -> bool:
+    import torch
+
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def unwrap(obj, what: str) -> dict[str, dict[str, torch.Tensor]]:
+    """The state dicts inside what torch.load returned, by the key they were found under ("" for
+    the file itself or a common wrapper: Lightning keeps it under 'state_dict', many scripts under
+    'model' or 'model_state_dict'). A container with an unusual key ({'epoch': 3, 'model_state':
+    ..., 'optim_state': ...}) gives each of its values that is a state dict; the loader keeps the
+    one that fits the model."""
     import torch
 
     for _ in range(3):  # wrappers nest at most a couple of levels in practice
-        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return dict(obj)
+        if _is_state(obj):
+            return {"": dict(obj)}
         if not isinstance(obj, dict):
             break
         inner = next((obj[k] for k in WRAPPERS if isinstance(obj.get(k), dict)), None)
@@ -71,12 +86,14 @@ def unwrap(obj, what: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict):
         tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
         if tensors and all(isinstance(k, str) for k in tensors):
-            return (
-                tensors  # a state dict with a few non-tensor extras (e.g. `_metadata`-like entries)
-            )
+            # a state dict with a few non-tensor extras (e.g. `_metadata`-like entries)
+            return {"": tensors}
+        found = {str(k): dict(v) for k, v in obj.items() if _is_state(v)}
+        if found:
+            return found
         keys = ", ".join(map(str, list(obj)[:12]))
         raise LoadError(
             f"{what} holds a dict without a state dict in it (top-level keys: {keys}). Expected "
-            f"tensors, or one of {', '.join(repr(w) for w in WRAPPERS)} holding them."
+            f"tensors, or a key holding them (such as {', '.join(repr(w) for w in WRAPPERS)})."
         )
     raise LoadError(f"{what} holds a {type(obj).__name__}, not a state dict of tensors.")

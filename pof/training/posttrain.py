@@ -174,8 +174,10 @@ def _post_train(cfg, ckpt, run_dir, resume, overwrite, progress, should_stop, dd
     model, meta = load_checkpoint(
         ckpt,
         dataset=dataset,
-        source=ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map),
+        source=ModelSource(cfg.arch, cfg.arch_args, cfg.classifier, cfg.key_map, cfg.weights_key),
     )
+    for note in meta["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     for warning in meta["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if meta["nonfinite"]:
