@@ -273,16 +273,30 @@ def test_layers_command_writes_json_and_csv_agrees_with_the_library_and_reads_it
     assert again.stderr.count("(cached") == 2 and [p.stat().st_mtime_ns for p in jsons] == mtimes
     out = again.stdout
     assert "classifier *" in out and "whole network" in out and f"{b} / {a}:" in out
-    ra, rb = first[0]["whole"], first[1]["whole"]
-    ratio_line = next(
-        line
-        for line in out.splitlines()[out.splitlines().index(f"{b} / {a}:") :]
-        if line.strip().startswith("whole network")
-    )
-    assert ratio_line.split()[2:] == [
-        f"{rb['top_eigenvalue'] / ra['top_eigenvalue']:.3g}",
-        f"{rb['trace'] / ra['trace']:.3g}",
-    ]
+    ratio_lines = out.splitlines()[out.splitlines().index(f"{b} / {a}:") :]
+    for ra, rb in [(first[0]["whole"], first[1]["whole"])] + list(
+        zip(first[0]["rows"], first[1]["rows"], strict=True)
+    ):
+        name = "whole network" if "parameters" in ra else ra["name"]
+        line = next(x for x in ratio_lines if x.strip().startswith(name))
+        # every ratio ± its error by hand: r sqrt((sa/a)^2 + (sb/b)^2)
+        r = rb["trace"] / ra["trace"]
+        se = abs(r) * math.hypot(
+            ra["trace_stderr"] / ra["trace"], rb["trace_stderr"] / rb["trace"]
+        )
+        if ra["trace"] > 2 * ra["trace_stderr"]:
+            assert f"{r:.3g} ± {se:.2g}" in line, line
+            assert ("≈1" in line.split("±")[-1]) == (abs(r - 1) < 2 * se), line
+        r = rb["top_eigenvalue"] / ra["top_eigenvalue"]
+        res_a, res_b = ra.get("top_residual"), rb.get("top_residual")
+        se = abs(r) * math.hypot(res_a / ra["top_eigenvalue"], res_b / rb["top_eigenvalue"])
+        assert f"{r:.3g} ± {se:.2g}" in line, line
+    # each checkpoint's table: every trace ± its error, "≈0" exactly where |trace| < 2 se
+    table = out.splitlines()[: out.splitlines().index(f"{b} / {a}:")]
+    for row in first[0]["rows"]:
+        line = next(x for x in table if x.strip().startswith(row["name"]))
+        assert f"± {row['trace_stderr']:.2g}" in line
+        assert ("≈0" in line) == (abs(row["trace"]) < 2 * row["trace_stderr"]), line
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -332,11 +346,14 @@ def test_layer_rows_and_figure():
         r["trace ratio"] == pytest.approx(0.5) and r["top_eigenvalue ratio"] == pytest.approx(0.5)
         for r in rows
     )
+    # both traces ± 10 %: 0.5 * sqrt(0.1^2 + 0.1^2); the eigenvalues' residuals are 0
+    assert [r["trace ratio se"] for r in rows] == pytest.approx([0.5 * math.sqrt(0.02)] * 4)
+    assert [r["top_eigenvalue ratio se"] for r in rows] == [0.0] * 4
     assert rows[0]["before trace"] == 1.0 and rows[0]["after top_eigenvalue"] == 1.0
     assert "trace ratio" not in layer_rows({"only": _fake(1.0)})[0]
 
     fig = layers_figure(reports, "trace")
-    lines = [t for t in fig.data if t.type == "scatter"]
+    lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines+markers"]
     assert [t.name for t in lines] == ["before", "after"] and list(lines[0].x) == [
         "conv",
         "bn",
@@ -347,6 +364,10 @@ def test_layer_rows_and_figure():
     assert list(lines[0].marker.symbol) == ["circle"] * 3 + ["star"]
     bars = [t for t in fig.data if t.type == "bar"]
     assert len(bars) == 1 and list(bars[0].y) == pytest.approx([0.5] * 4)  # the ratio panel
+    assert list(bars[0].error_y.array) == pytest.approx([0.5 * math.sqrt(0.02)] * 4)
+    band = [t for t in fig.data if t.type == "scatter" and t.fill == "tonexty"]  # where a ratio cannot be told from 1
+    assert len(band) == 1 and band[0].y[0] == pytest.approx(1 - 2 * 0.5 * math.sqrt(0.02))
+    assert fig.layout.xaxis.type == "category" and fig.layout.xaxis2.type == "category"
     assert fig.layout.yaxis.type != "log"  # values within one decade
     wide = layers_figure(
         {"x": _fake(1.0, spread=20.0)}, "top_eigenvalue"
