@@ -274,16 +274,13 @@ def test_layers_command_writes_json_and_csv_agrees_with_the_library_and_reads_it
     out = again.stdout
     assert "classifier *" in out and "whole network" in out and f"{b} / {a}:" in out
     ratio_lines = out.splitlines()[out.splitlines().index(f"{b} / {a}:") :]
-    for ra, rb in [(first[0]["whole"], first[1]["whole"])] + list(
-        zip(first[0]["rows"], first[1]["rows"], strict=True)
-    ):
+    pairs = zip(first[0]["rows"], first[1]["rows"], strict=True)
+    for ra, rb in [(first[0]["whole"], first[1]["whole"]), *pairs]:
         name = "whole network" if "parameters" in ra else ra["name"]
         line = next(x for x in ratio_lines if x.strip().startswith(name))
         # every ratio ± its error by hand: r sqrt((sa/a)^2 + (sb/b)^2)
         r = rb["trace"] / ra["trace"]
-        se = abs(r) * math.hypot(
-            ra["trace_stderr"] / ra["trace"], rb["trace_stderr"] / rb["trace"]
-        )
+        se = abs(r) * math.hypot(ra["trace_stderr"] / ra["trace"], rb["trace_stderr"] / rb["trace"])
         if ra["trace"] > 2 * ra["trace_stderr"]:
             assert f"{r:.3g} ± {se:.2g}" in line, line
             assert ("≈1" in line.split("±")[-1]) == (abs(r - 1) < 2 * se), line
@@ -365,7 +362,8 @@ def test_layer_rows_and_figure():
     bars = [t for t in fig.data if t.type == "bar"]
     assert len(bars) == 1 and list(bars[0].y) == pytest.approx([0.5] * 4)  # the ratio panel
     assert list(bars[0].error_y.array) == pytest.approx([0.5 * math.sqrt(0.02)] * 4)
-    band = [t for t in fig.data if t.type == "scatter" and t.fill == "tonexty"]  # where a ratio cannot be told from 1
+    # the band where a ratio cannot be told from 1
+    band = [t for t in fig.data if t.type == "scatter" and t.fill == "tonexty"]
     assert len(band) == 1 and band[0].y[0] == pytest.approx(1 - 2 * 0.5 * math.sqrt(0.02))
     assert fig.layout.xaxis.type == "category" and fig.layout.xaxis2.type == "category"
     assert fig.layout.yaxis.type != "log"  # values within one decade

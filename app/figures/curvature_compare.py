@@ -214,8 +214,9 @@ def ratio_heatmaps(runs: dict[str, list[dict]]) -> go.Figure:
         )
         fig.update_xaxes(title_text="epoch", type="category", row=1, col=i + 1)
     # layer names are categories, even when they read as numbers ("1", "3" of an nn.Sequential)
-    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array",
-                     categoryarray=names)
+    fig.update_yaxes(
+        autorange="reversed", type="category", categoryorder="array", categoryarray=names
+    )
     fig.update_layout(
         coloraxis={
             "colorscale": "RdBu_r",
