@@ -27,6 +27,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from analysis.measures.hessian import (
@@ -262,3 +263,97 @@ def layer_report(
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b != 0 else math.nan
+
+
+# --- what a report will cost, said before it starts ------------------------------------------
+
+TYPICAL_STEPS = 10  # Lanczos steps a block usually needs at TOL (see PROBES above)
+LONG_SECONDS = 120.0  # above this, suggest traces only
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class LayerCost(Result):
+    """A report's expected cost: Hessian-vector products from the settings (low: every Lanczos run
+    converging in TYPICAL_STEPS; high: every one running to max_steps), times one product's
+    measured time (the fastest and slowest of a few timed on this model and data)."""
+
+    hvp: tuple[int, int]  # (low, high) with the settings asked for
+    traces_only_hvp: tuple[int, int]  # the same without the blocks' eigenvalues
+    seconds_per_hvp: tuple[float, float]
+    block_eigenvalues: bool
+    timed_on: str = " on this model and data"  # what the products were timed on
+
+    def seconds(self, traces_only: bool = False) -> tuple[float, float]:
+        lo, hi = self.traces_only_hvp if traces_only else self.hvp
+        return lo * self.seconds_per_hvp[0], hi * self.seconds_per_hvp[1]
+
+    @property
+    def long(self) -> bool:
+        return self.seconds()[1] > LONG_SECONDS
+
+    def text(self, models: int = 1) -> str:
+        """'about 40 s to 2.1 min: 130 to 420 Hessian-vector products at 0.31 to 0.35 s each';
+        with `models` reports, all of them."""
+        lo, hi = (models * s for s in self.seconds())
+        (n_lo, n_hi), (t_lo, t_hi) = self.hvp, self.seconds_per_hvp
+        each = f" for each of {models} checkpoints" if models > 1 else ""
+        return (
+            f"about {_duration(lo)} to {_duration(hi)}: {n_lo} to {n_hi} Hessian-vector "
+            f"products{each} at {t_lo:.2g} to "
+            f"{t_hi:.2g} s each, measured{self.timed_on}"
+        )
+
+    def suggestion(self, how: str, models: int = 1) -> str:
+        """Traces only (`how`: the flag or field that asks for it), with its own cost, when the
+        report is long ('' otherwise)."""
+        if not self.long or not self.block_eigenvalues:
+            return ""
+        lo, hi = (models * s for s in self.seconds(traces_only=True))
+        return (
+            f"That is long: {how} (every layer's trace, no block eigenvalues) would take about "
+            f"{_duration(lo)} to {_duration(hi)}."
+        )
+
+
+def layer_cost(
+    model: nn.Module,
+    batches,
+    *,
+    probes: int = PROBES,
+    max_steps: int = MAX_STEPS,
+    block_eigenvalues: bool = True,
+    timed: int = 2,
+    timed_on: str = " on this model and data",
+) -> LayerCost:
+    """What layer_report with these settings will cost on (model, batches): the products it plans
+    and the measured time of `timed` of them, after one untimed warm-up product."""
+    op = HessianOperator(model, batches)
+    try:
+        dims = [BlockOperator(op, idx).dim for _, _, idx in layer_groups(model, op.names)]
+
+        def planned(steps: int) -> tuple[int, int]:
+            whole = min(steps, max_steps, op.dim) + 1
+            blocks = sum(min(steps, max_steps, d) + 1 for d in dims)
+            return probes + whole, probes + whole + blocks
+
+        low, high = planned(TYPICAL_STEPS), planned(max_steps)
+        gen = torch.Generator().manual_seed(0)
+        times = []
+        for i in range(timed + 1):
+            v = [torch.randn(p.shape, generator=gen).to(p) for p in op.params]
+            t = time.perf_counter()
+            op.hvp(v)
+            if i:  # the first pays one-off allocations
+                times.append(time.perf_counter() - t)
+    finally:
+        op.close()
+    hvp = (low[1], high[1]) if block_eigenvalues else (low[0], high[0])
+    return LayerCost(hvp, (low[0], high[0]), (min(times), max(times)), block_eigenvalues, timed_on)

@@ -30,7 +30,7 @@ from app.uploads import (
     save_upload,
 )
 from pof.cli import _arch_arg, data_option_argv, model_source_argv
-from pof.data.names import DATASETS, DatasetError
+from pof.data.names import DATASETS, SIGNATURES, DatasetError
 from pof.models.catalogue import bundled, incompatibility, verify
 from pof.models.formats import CheckpointError, LoadError, ModelSource
 from pof.models.loading import data_for, import_checkpoint
@@ -280,10 +280,14 @@ if dataset == "a file or folder of my own ...":
         ).strip()
         or None
     )
+own_names = SIGNATURES.get(dataset, (None, None))[1]  # known without loading the data
 classes = d3.text_input(
     "Class order",
     key="classes",
-    placeholder="cat,dog",
+    # the chosen data's own names as the example, never another dataset's
+    placeholder=",".join(own_names[:4]) + (",…" if len(own_names) > 4 else "")
+    if own_names
+    else "names in label order",
     help="class names in label order (default: the data's own; folders: alphabetical)",
 ).strip()
 label_column = (
