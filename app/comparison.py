@@ -15,8 +15,9 @@ from analysis.results import to_dict
 from app.figures.landscapes import contours_2d, interpolation_figure, slices_1d, surfaces_3d
 from app.figures.layers import LAYER_METRICS, layer_rows, layer_table, layers_figure
 from app.figures.spectra import density_figure, hessian_bars
-from app.jobs import log_tail
+from app.jobs import log_tail, runs_root
 from app.live import fraction, time_left
+from pof.runs.jobqueue import waiting_text
 from pof.runs.run import BROKEN
 
 PART_TITLES = {
@@ -38,12 +39,14 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
         status = job.status()
         states[key] = state = status.get("state")
         if state == "queued":
-            st.progress(0.0, text=f"{names[key]}: queued")
+            st.progress(0.0, text=f"{names[key]}: {waiting_text(job, runs_root())}")
         elif state == "running":
             st.progress(
                 fraction(status.get("progress")),
                 text=f"{names[key]}: {status.get('stage', '')}{time_left(status)}",
             )
+            if status.get("estimate"):  # measured by the job itself as it started
+                st.caption(f"{names[key]}: {status['estimate']}")
         elif (
             state in ("failed", BROKEN) and key not in done
         ):  # broken: its status.json is unreadable
