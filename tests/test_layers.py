@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -389,3 +390,68 @@ def test_the_whole_network_reference_sits_at_its_value_on_a_log_axis():
     assert fig.layout.yaxis.type == "log" and not fig.layout.shapes and not fig.layout.annotations
     whole = [t for t in fig.data if t.name == "sgd: whole network"]
     assert len(whole) == 1 and list(whole[0].y) == [80.0, 80.0]
+
+
+# --- the cost, said before starting ------------------------------------------------------------
+
+
+def test_the_command_says_how_long_before_starting_and_the_count_falls_in_its_range(tmp_path):
+    ckpt = ROOT / "assets" / "moons-mlp.safetensors"
+    proc = _run(ckpt, "--samples", "200", "--probes", "12", "--out", tmp_path, "--json")
+    first = proc.stderr.splitlines()[0]
+    m = re.search(
+        r"expected about (.+) \((.+) to (.+)\): \d+ Hessian-vector products likely, (\d+) to "
+        r"(\d+) possible, at ([\d.e-]+) to ([\d.e-]+) s each, measured on this model and data",
+        first,
+    )
+    assert first.startswith("moons-mlp.safetensors: ") and m, proc.stderr[:2000]
+    (report,) = json.loads(proc.stdout)
+    low, high = int(m[4]), int(m[5])
+    # the products the report used lie in the planned range
+    assert low <= report["hvp"]["total"] <= high, (low, report["hvp"], high)
+    assert float(m[6]) <= float(m[7])
+
+
+def test_a_long_estimate_suggests_traces_only_with_its_own_cost():
+    from analysis.measures.layers import LayerCost
+
+    long = LayerCost((48, 300, 438), (33, 41, 81), (0.5, 0.6), True)
+    assert long.seconds() == pytest.approx((24.0, 165.0, 262.8)) and long.long
+    assert long.text(models=2).startswith(
+        "about 5.5 min (48 s to 8.8 min): 300 Hessian-vector products likely, 48 to 438 possible "
+        "for each of 2 checkpoints, at 0.5 to 0.6 s each"
+    )
+    assert long.suggestion("--traces-only") == (
+        "That is long: --traces-only (every layer's trace, no block eigenvalues) would take "
+        "about 23 s (16 s to 49 s)."
+    )
+    short = LayerCost((48, 118, 180), (33, 41, 81), (0.1, 0.1), True)
+    assert not short.long and short.suggestion("--traces-only") == ""
+
+
+def test_the_apps_per_layer_job_states_its_measured_estimate_as_its_first_line(tmp_path):
+    from analysis.compare import ReportConfig, Subject, compute
+
+    ckpt = str(ROOT / "assets" / "moons-mlp.safetensors")
+    said = []
+    job = compute(
+        tmp_path,
+        Subject({"a": ckpt, "b": ckpt}, "moons"),
+        ReportConfig(samples=100, probes=6, layer_steps=10),
+        "layers",
+        progress=lambda done, total, label: said.append(label),
+    )
+    status = job.status()
+    assert status["state"] == "done" and said[0] == status["estimate"], said[:3]
+    assert re.fullmatch(
+        r"expected about .+ \(.+ to .+\): \d+ Hessian-vector products likely, \d+ to \d+ "
+        r"possible for each of 2 checkpoints, at .+ s each, measured on this model and data",
+        status["estimate"],
+    )
+    n = sum(r.hvp.total for r in results_of(job).values())
+    low, high = map(int, re.search(r"(\d+) to (\d+) possible", status["estimate"]).groups())
+    assert 2 * low <= n <= 2 * high
+
+
+def results_of(job):
+    return results.load(job.path / "result.json", "layers", LayerReport).results

@@ -267,7 +267,9 @@ def _ratio(a: float, b: float) -> float:
 
 # --- what a report will cost, said before it starts ------------------------------------------
 
-TYPICAL_STEPS = 10  # Lanczos steps a block usually needs at TOL (see PROBES above)
+# Lanczos steps per run: at least one convergence check (top_eigenvalues checks every 2 steps);
+# a block usually needs about 10 at TOL (see PROBES above)
+MIN_STEPS, TYPICAL_STEPS = 2, 10
 LONG_SECONDS = 120.0  # above this, suggest traces only
 
 
@@ -281,45 +283,47 @@ def _duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class LayerCost(Result):
-    """A report's expected cost: Hessian-vector products from the settings (low: every Lanczos run
-    converging in TYPICAL_STEPS; high: every one running to max_steps), times one product's
-    measured time (the fastest and slowest of a few timed on this model and data)."""
+    """A report's expected cost: Hessian-vector products from the settings, (least, likely, most):
+    every Lanczos run stopping at its first convergence check (MIN_STEPS), converging in
+    TYPICAL_STEPS, or running to max_steps; times one product's measured time (the fastest and
+    slowest of a few timed on this model and data)."""
 
-    hvp: tuple[int, int]  # (low, high) with the settings asked for
-    traces_only_hvp: tuple[int, int]  # the same without the blocks' eigenvalues
+    hvp: tuple[int, int, int]  # with the settings asked for
+    traces_only_hvp: tuple[int, int, int]  # the same without the blocks' eigenvalues
     seconds_per_hvp: tuple[float, float]
     block_eigenvalues: bool
     timed_on: str = " on this model and data"  # what the products were timed on
 
-    def seconds(self, traces_only: bool = False) -> tuple[float, float]:
-        lo, hi = self.traces_only_hvp if traces_only else self.hvp
-        return lo * self.seconds_per_hvp[0], hi * self.seconds_per_hvp[1]
+    def seconds(self, traces_only: bool = False) -> tuple[float, float, float]:
+        least, likely, most = self.traces_only_hvp if traces_only else self.hvp
+        fast, slow = self.seconds_per_hvp
+        return least * fast, likely * (fast + slow) / 2, most * slow
 
     @property
     def long(self) -> bool:
         return self.seconds()[1] > LONG_SECONDS
 
     def text(self, models: int = 1) -> str:
-        """'about 40 s to 2.1 min: 130 to 420 Hessian-vector products at 0.31 to 0.35 s each';
-        with `models` reports, all of them."""
-        lo, hi = (models * s for s in self.seconds())
-        (n_lo, n_hi), (t_lo, t_hi) = self.hvp, self.seconds_per_hvp
+        """'about 63 s (24 s to 4.0 min): 118 Hessian-vector products likely, 48 to 438
+        possible, at 0.54 to 0.55 s each, measured ...'; with `models` reports, all of them."""
+        lo, mid, hi = (models * s for s in self.seconds())
+        (n_lo, n_mid, n_hi), (t_lo, t_hi) = self.hvp, self.seconds_per_hvp
         each = f" for each of {models} checkpoints" if models > 1 else ""
         return (
-            f"about {_duration(lo)} to {_duration(hi)}: {n_lo} to {n_hi} Hessian-vector "
-            f"products{each} at {t_lo:.2g} to "
+            f"about {_duration(mid)} ({_duration(lo)} to {_duration(hi)}): {n_mid} "
+            f"Hessian-vector products likely, {n_lo} to {n_hi} possible{each}, at {t_lo:.2g} to "
             f"{t_hi:.2g} s each, measured{self.timed_on}"
         )
 
     def suggestion(self, how: str, models: int = 1) -> str:
         """Traces only (`how`: the flag or field that asks for it), with its own cost, when the
-        report is long ('' otherwise)."""
+        report is likely long ('' otherwise)."""
         if not self.long or not self.block_eigenvalues:
             return ""
-        lo, hi = (models * s for s in self.seconds(traces_only=True))
+        lo, mid, hi = (models * s for s in self.seconds(traces_only=True))
         return (
             f"That is long: {how} (every layer's trace, no block eigenvalues) would take about "
-            f"{_duration(lo)} to {_duration(hi)}."
+            f"{_duration(mid)} ({_duration(lo)} to {_duration(hi)})."
         )
 
 
@@ -339,12 +343,12 @@ def layer_cost(
     try:
         dims = [BlockOperator(op, idx).dim for _, _, idx in layer_groups(model, op.names)]
 
-        def planned(steps: int) -> tuple[int, int]:
+        def planned(steps: int) -> tuple[int, int]:  # (traces only, all) if every run takes steps
             whole = min(steps, max_steps, op.dim) + 1
             blocks = sum(min(steps, max_steps, d) + 1 for d in dims)
             return probes + whole, probes + whole + blocks
 
-        low, high = planned(TYPICAL_STEPS), planned(max_steps)
+        plans = [planned(steps) for steps in (MIN_STEPS, TYPICAL_STEPS, max_steps)]
         gen = torch.Generator().manual_seed(0)
         times = []
         for i in range(timed + 1):
@@ -355,5 +359,6 @@ def layer_cost(
                 times.append(time.perf_counter() - t)
     finally:
         op.close()
-    hvp = (low[1], high[1]) if block_eigenvalues else (low[0], high[0])
-    return LayerCost(hvp, (low[0], high[0]), (min(times), max(times)), block_eigenvalues, timed_on)
+    traces_only = tuple(p[0] for p in plans)
+    hvp = tuple(p[1] for p in plans) if block_eigenvalues else traces_only
+    return LayerCost(hvp, traces_only, (min(times), max(times)), block_eigenvalues, timed_on)
