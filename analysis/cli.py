@@ -52,6 +52,7 @@ from analysis.reports import (
     hessian_of,
     interpolation_of,
     landscape_of,
+    layers_cost_of,
     layers_of,
     sharpness_of,
 )
@@ -144,6 +145,9 @@ def _report(args, cfg, command: Command, files: list[str]) -> Found:
     label = files[0] if len(files) == 1 else interpolation_label(*files)
 
     def compute():
+        if command.estimate is not None and not args.quiet:
+            estimate = command.estimate(data, cfg)
+            print(f"{Path(files[0]).name}: {estimate}", file=sys.stderr, flush=True)
         progress, close = command.bar(args.quiet, files[0])
         try:
             return {label: command.compute(data, cfg, *others, progress=progress)}
@@ -156,6 +160,12 @@ def _report(args, cfg, command: Command, files: list[str]) -> Found:
     if command.beside is not None:
         command.beside(path, result)
     return Found(label, result, path, data.eval_set)
+
+
+def layers_estimate(data: EvalData, cfg: LayersConfig) -> str:
+    cost = layers_cost_of(data, cfg)
+    advice = cost.suggestion("--traces-only")
+    return f"expected {cost.text()}" + (f"\n{advice}" if advice else "")
 
 
 # --- landscape: directions, a second checkpoint, and a grid that resumes -----------------------
@@ -386,6 +396,7 @@ class Command:
     bar: Callable = lambda quiet, checkpoint: bar(quiet)
     beside: Callable[[Path, Any], None] | None = None
     show: Callable[[list[Found]], None] | None = None
+    estimate: Callable[[EvalData, Any], str] | None = None  # said before computing
 
 
 PART = _arg(
@@ -426,6 +437,7 @@ COMMANDS = {
         bar=lambda quiet, checkpoint: hvp_bar(quiet, Path(checkpoint).name),
         beside=layers_csv,
         show=show_layers,
+        estimate=layers_estimate,
     ),
     "landscape": Command(
         LandscapeConfig,

@@ -31,7 +31,7 @@ from analysis.measures.landscape import (
     interpolate,
     random_directions,
 )
-from analysis.measures.layers import layer_report
+from analysis.measures.layers import layer_cost, layer_report
 from analysis.reports import KINDS, hessian_report, last_layer_report, load_model
 from pof import validate as check
 from pof.models.formats import CheckpointError, ModelSource
@@ -157,6 +157,16 @@ def _layers(models, dataset, cfg, progress, stop) -> dict:
     out = {}
     for i, (label, (model, meta)) in enumerate(models.items()):
         batches, train_set = _train_batches(dataset, meta, cfg)
+        if i == 0:  # the job's first line: how long it will take, measured on the first model
+            cost = layer_cost(
+                model,
+                batches,
+                probes=cfg.probes,
+                max_steps=cfg.layer_steps,
+                block_eigenvalues=not cfg.layer_traces_only,
+            )
+            estimate = "expected " + cost.text(len(models))
+            progress(0.0, estimate, estimate=estimate)
         rep = layer_report(
             model,
             batches,
@@ -292,8 +302,11 @@ def compute(
     )
     job.set_status("running", progress=0.0, stage="loading the data and the checkpoints")
 
-    def prog(fraction: float, label: str) -> None:
-        job.heartbeat(progress=fraction, stage=label)
+    def prog(fraction: float, label: str, **fields) -> None:
+        if fields:  # the estimate: written at once, and it stays in the status
+            job.set_status("running", progress=fraction, stage=label, **fields)
+        else:
+            job.heartbeat(progress=fraction, stage=label)
         if progress:
             progress(int(fraction * 1000), 1000, label)
 

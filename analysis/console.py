@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from analysis.uncertainty import format_ratio, ratio, within_noise
+
 
 def bar(quiet: bool):
     """A tqdm bar per stage label on stderr, as a pof.progress callback, and its closer."""
@@ -121,11 +123,15 @@ def show_layers(found: list[Found]) -> None:
         _print_ratios((first.label, first.result), (other.label, other.result))
 
 
+def _noise(value, stderr) -> str:
+    return "≈0" if within_noise(value, stderr) else ""
+
+
 def _print_layers(checkpoint: str, r) -> None:
     w = r.whole
     print(f"{checkpoint}: {w.parameters} parameters; {r.eval_set}; {r.mode}")
     print(
-        f"  {'layer':<28} {'kind':<10} {'params':>9}  {'trace':>10} ± {'se':<8}  "
+        f"  {'layer':<28} {'kind':<10} {'params':>9}  {'trace':>10} ± {'se':<8}    "
         f"{'per param':>10}  {'top eig':>10}  {'share':>7}"
     )
     for row in r.rows:
@@ -137,16 +143,22 @@ def _print_layers(checkpoint: str, r) -> None:
         name = row.name + (" *" if row.is_classifier else "")
         print(
             f"  {name:<28} {row.kind:<10} {row.n_params:>9}  {row.trace:>10.4g} ± "
-            f"{row.trace_stderr:<8.2g}  {row.trace_per_param:>10.3g}  {top:>10}  "
-            f"{100 * row.share_of_trace:>6.1f}%"
+            f"{row.trace_stderr:<8.2g} {_noise(row.trace, row.trace_stderr):<2}  "
+            f"{row.trace_per_param:>10.3g}  {top:>10}  {100 * row.share_of_trace:>6.1f}%"
         )
     top = f"{w.top_eigenvalue:.4g}" + ("" if w.converged else "?")
     print(
         f"  {'whole network':<28} {'':<10} {w.parameters:>9}  {w.trace:>10.4g} ± "
-        f"{w.trace_stderr:<8.2g}  {w.trace_per_param:>10.3g}  {top:>10}  {100.0:>6.1f}%"
+        f"{w.trace_stderr:<8.2g} {_noise(w.trace, w.trace_stderr):<2}  "
+        f"{w.trace_per_param:>10.3g}  {top:>10}  {100.0:>6.1f}%"
     )
     h, s = r.hvp, r.seconds
-    print(f"  * classifier; ? not converged to tol {r.tol:g}")
+    print(f"  * classifier; ? not converged to tol {r.tol:g}; ± one standard error")
+    if any(within_noise(row.trace, row.trace_stderr) for row in r.rows):
+        print(
+            "  ≈0: within noise (|trace| < 2 se), indistinguishable from zero; a negative "
+            "Hutchinson estimate is noise, not negative curvature"
+        )
     print(
         f"  Hessian-vector products: {h.trace} for every trace ({r.n_probes} probes, one pass), "
         f"{h.blocks} for the block eigenvalues, {h.whole_top} for the whole network's; {h.total} "
@@ -154,28 +166,44 @@ def _print_layers(checkpoint: str, r) -> None:
     )
 
 
+def _ratio_text(a, sa, b, sb, marked: bool = False) -> str:
+    r = ratio(a, sa, b, sb, marked)
+    return format_ratio(r) + (" ≈1" if r is not None and not r.differs_from_one else "")
+
+
 def _print_ratios(first: tuple, other: tuple) -> None:
-    """Per layer, other / first: above 1 the other checkpoint is sharper there."""
-
-    def ratio(a, b):
-        return f"{b / a:.3g}" if a and b is not None else "-"
-
+    """Per layer, other / first ± its first-order error from both: above 1 the other checkpoint
+    is sharper there. An eigenvalue's error is its Lanczos residual."""
     (name_a, a), (name_b, b) = first, other
     theirs = {row.name: row for row in b.rows}
     print(f"{name_b} / {name_a}:")
-    print(f"  {'layer':<28} {'top eig':>9}  {'trace':>9}")
+    print(f"  {'layer':<28} {'top eig':>20}  {'trace':>20}")
+
+    def line(name, ta, sta, tb, stb, ea, ra, eb, rb, marked):
+        eig = "-" if ea is None or eb is None else _ratio_text(ea, ra, eb, rb, marked)
+        print(f"  {name:<28} {eig:>20}  {_ratio_text(ta, sta, tb, stb):>20}")
+
     for row in a.rows:
         o = theirs.get(row.name)
         if o is not None:
-            name = row.name + (" *" if row.is_classifier else "")
-            print(
-                f"  {name:<28} {ratio(row.top_eigenvalue, o.top_eigenvalue):>9}  "
-                f"{ratio(row.trace, o.trace):>9}"
+            unconverged = row.top_converged is False or o.top_converged is False
+            line(
+                row.name + (" *" if row.is_classifier else ""),
+                *(row.trace, row.trace_stderr, o.trace, o.trace_stderr),
+                *(row.top_eigenvalue, row.top_residual, o.top_eigenvalue, o.top_residual),
+                unconverged,
             )
     wa, wb = a.whole, b.whole
+    line(
+        "whole network",
+        *(wa.trace, wa.trace_stderr, wb.trace, wb.trace_stderr),
+        *(wa.top_eigenvalue, wa.top_residual, wb.top_eigenvalue, wb.top_residual),
+        not (wa.converged and wb.converged),
+    )
     print(
-        f"  {'whole network':<28} {ratio(wa.top_eigenvalue, wb.top_eigenvalue):>9}  "
-        f"{ratio(wa.trace, wb.trace):>9}"
+        "  ± one standard error, propagated from both (an eigenvalue's: its residual); "
+        "≈1: within noise of 1 (2 se); ? an eigenvalue not converged; - no ratio (the first "
+        "value is not clearly above zero)"
     )
     missing = len(b.rows) - sum(row.name in theirs for row in a.rows)
     if missing:

@@ -48,7 +48,7 @@ from analysis.measures.landscape import (
     interpolate,
     random_directions,
 )
-from analysis.measures.layers import LayerReport, layer_report
+from analysis.measures.layers import LayerCost, LayerReport, layer_cost, layer_report
 from analysis.measures.sharpness import Sharpness, average_case_sharpness, worst_case_sharpness
 from analysis.results import Result
 from pof.curvature.lastlayer import LastLayerHessian, features_and_probs, last_layer_hessian
@@ -317,6 +317,17 @@ def layers_of(
         should_stop=should_stop,
     )
     return dataclasses.replace(report, eval_set=data.eval_set)
+
+
+def layers_cost_of(data: EvalData, cfg: LayersConfig) -> LayerCost:
+    """What `layers_of` with `cfg` will cost on `data` (a few products timed)."""
+    return layer_cost(
+        data.model,
+        data.batches(cfg.hessian_batch),
+        probes=cfg.probes,
+        max_steps=cfg.max_steps,
+        block_eigenvalues=not cfg.traces_only,
+    )
 
 
 def sharpness_of(

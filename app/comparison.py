@@ -13,10 +13,11 @@ import streamlit as st
 
 from analysis.results import to_dict
 from app.figures.landscapes import contours_2d, interpolation_figure, slices_1d, surfaces_3d
-from app.figures.layers import LAYER_METRICS, layer_rows, layers_figure
+from app.figures.layers import LAYER_METRICS, layer_rows, layer_table, layers_figure
 from app.figures.spectra import density_figure, hessian_bars
-from app.jobs import log_tail
+from app.jobs import log_tail, runs_root
 from app.live import fraction, time_left
+from pof.runs.jobqueue import waiting_text
 from pof.runs.run import BROKEN
 
 PART_TITLES = {
@@ -38,12 +39,14 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
         status = job.status()
         states[key] = state = status.get("state")
         if state == "queued":
-            st.progress(0.0, text=f"{names[key]}: queued")
+            st.progress(0.0, text=f"{names[key]}: {waiting_text(job, runs_root())}")
         elif state == "running":
             st.progress(
                 fraction(status.get("progress")),
                 text=f"{names[key]}: {status.get('stage', '')}{time_left(status)}",
             )
+            if status.get("estimate"):  # measured by the job itself as it started
+                st.caption(f"{names[key]}: {status['estimate']}")
         elif (
             state in ("failed", BROKEN) and key not in done
         ):  # broken: its status.json is unreadable
@@ -123,7 +126,29 @@ def show_layers(reports: dict, prefix: str) -> None:
     )
     rows = layer_rows(reports)
     show_figure(layers_figure(reports, metric), f"layers-{metric}", reports, prefix)
-    st.dataframe(rows, width="stretch", hide_index=True, key=f"{prefix}-layer-table")
+    table = layer_table(reports)
+    # short texts in narrow columns, so that the table fits the page; every number in the CSV
+    st.dataframe(
+        table,
+        width="stretch",
+        hide_index=True,
+        key=f"{prefix}-layer-table",
+        column_config={
+            k: st.column_config.Column(width="small" if k in ("kind", "params") else None)
+            for k in table[0]
+        },
+    )
+    st.caption(
+        "Trace ± one standard error (Hutchinson). “≈ 0 (within noise)”: |trace| < 2 standard "
+        "errors, indistinguishable from zero; a negative Hutchinson estimate is noise, not "
+        "negative curvature. ? marks a top eigenvalue not converged."
+        + (
+            " Ratios are second / first ± their error propagated from both (an eigenvalue's: its "
+            "Lanczos residual); “≈ 1”: within two errors of 1, no difference shown."
+            if len(reports) == 2
+            else ""
+        )
+    )
     st.download_button(
         "table (CSV)", _csv(rows), f"{prefix}-layers.csv", "text/csv", key="csv-layers"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.jobs import log_tail, run_path, runs_root, safe_name
-from pof.runs.jobqueue import job_slots, queue_state
+from pof.runs.jobqueue import waiting_text
 from pof.runs.run import Run, number_text
 
 
@@ -28,16 +28,8 @@ def fraction(value) -> float:
 def state_box(run: Run, status: dict, root: Path | None = None) -> None:
     state = status.get("state", "unknown")
     if state == "queued":
-        root = root or runs_root()
-        ahead, running = queue_state(
-            run, root
-        )  # dead and broken runs are not counted (pof.runs.jobqueue)
-        st.progress(
-            0.0,
-            text="queued: starting"
-            if ahead == 0 and running < job_slots()
-            else f"queued: waiting ({running} running, {ahead} ahead in the queue)",
-        )
+        # behind what: the running job's kind, model and start (pof.runs.jobqueue)
+        st.progress(0.0, text=waiting_text(run, root or runs_root()))
     elif state == "running":
         st.progress(
             fraction(status.get("progress")),

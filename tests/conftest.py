@@ -147,6 +147,10 @@ SLOW_FIXTURES = {  # module fixtures that train or measure
     "test_post_train.py": {"ckpts"},  # pre-training runs through the CLI
 }
 SLOW_TESTS = {
+    "test_layers.py": {  # the CLI and a comparison job on the moons model: 22-25 s each
+        "test_the_command_says_how_long_before_starting_and_the_count_falls_in_its_range",
+        "test_the_apps_per_layer_job_states_its_measured_estimate_as_its_first_line",
+    },
     "test_app.py": {
         "test_pretrain_start_creates_a_run_folder_and_a_background_job",  # 28 s
         "test_bad_combinations_and_occupied_names_are_refused",  # 22 s

@@ -1,5 +1,7 @@
 """The app's pages through Streamlit's AppTest (no browser), with real run folders and jobs."""
 
+import time
+
 import pytest
 from conftest import ROOT, run_cli, wait_for_state
 from streamlit.testing.v1 import AppTest
@@ -382,8 +384,10 @@ def test_runs_page_shows_a_queued_job_waiting_for_the_running_one(runs_root):
         wait_for_state(Run(runs_root / name), ("running",) if name == "long" else ("queued",))
     at = _runs_page()
     assert at.selectbox[-1].value == str(runs_root / "next")  # the newest job is shown first
+    # behind what: the running job's kind, model and start time
+    started = time.strftime("%H:%M", time.localtime(Run(runs_root / "long").status()["started"]))
     assert [p.proto.text for p in at.get("progress")] == [
-        "queued: waiting (1 running, 0 ahead in the queue)"
+        f"queued behind pretrain on mlp (started {started})"
     ]
     next(b for b in at.button if b.label == "Cancel").click().run()
     assert (

@@ -7,7 +7,7 @@ import time
 from conftest import wait_for_state
 
 from app.jobs import start_job
-from pof.runs.jobqueue import queue_position
+from pof.runs.jobqueue import queue_position, waiting_text
 from pof.runs.run import Run
 
 
@@ -44,6 +44,12 @@ def test_queued_jobs_wait_for_the_running_one_and_start_in_order(tmp_path):
     assert b.status()["state"] == c.status()["state"] == "queued"
     assert [queue_position(b, root), queue_position(c, root)] == [0, 1]
     assert not b.config_file.exists()  # its CLI has not started
+    # each says what it waits behind: the running job's kind, model and start time
+    started = time.strftime("%H:%M", time.localtime(Run(root / "a").status()["started"]))
+    assert waiting_text(b, root) == f"queued behind pretrain on mlp (started {started})"
+    assert waiting_text(c, root) == (
+        f"queued behind pretrain on mlp (started {started}); number 2 in the queue"
+    )
     Run(root / "a").request_cancel()
     finished = wait_for_state(Run(root / "a"), ("cancelled",))["finished"]
     for run in (b, c):

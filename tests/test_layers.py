@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -273,16 +274,27 @@ def test_layers_command_writes_json_and_csv_agrees_with_the_library_and_reads_it
     assert again.stderr.count("(cached") == 2 and [p.stat().st_mtime_ns for p in jsons] == mtimes
     out = again.stdout
     assert "classifier *" in out and "whole network" in out and f"{b} / {a}:" in out
-    ra, rb = first[0]["whole"], first[1]["whole"]
-    ratio_line = next(
-        line
-        for line in out.splitlines()[out.splitlines().index(f"{b} / {a}:") :]
-        if line.strip().startswith("whole network")
-    )
-    assert ratio_line.split()[2:] == [
-        f"{rb['top_eigenvalue'] / ra['top_eigenvalue']:.3g}",
-        f"{rb['trace'] / ra['trace']:.3g}",
-    ]
+    ratio_lines = out.splitlines()[out.splitlines().index(f"{b} / {a}:") :]
+    pairs = zip(first[0]["rows"], first[1]["rows"], strict=True)
+    for ra, rb in [(first[0]["whole"], first[1]["whole"]), *pairs]:
+        name = "whole network" if "parameters" in ra else ra["name"]
+        line = next(x for x in ratio_lines if x.strip().startswith(name))
+        # every ratio ± its error by hand: r sqrt((sa/a)^2 + (sb/b)^2)
+        r = rb["trace"] / ra["trace"]
+        se = abs(r) * math.hypot(ra["trace_stderr"] / ra["trace"], rb["trace_stderr"] / rb["trace"])
+        if ra["trace"] > 2 * ra["trace_stderr"]:
+            assert f"{r:.3g} ± {se:.2g}" in line, line
+            assert ("≈1" in line.split("±")[-1]) == (abs(r - 1) < 2 * se), line
+        r = rb["top_eigenvalue"] / ra["top_eigenvalue"]
+        res_a, res_b = ra.get("top_residual"), rb.get("top_residual")
+        se = abs(r) * math.hypot(res_a / ra["top_eigenvalue"], res_b / rb["top_eigenvalue"])
+        assert f"{r:.3g} ± {se:.2g}" in line, line
+    # each checkpoint's table: every trace ± its error, "≈0" exactly where |trace| < 2 se
+    table = out.splitlines()[: out.splitlines().index(f"{b} / {a}:")]
+    for row in first[0]["rows"]:
+        line = next(x for x in table if x.strip().startswith(row["name"]))
+        assert f"± {row['trace_stderr']:.2g}" in line
+        assert ("≈0" in line) == (abs(row["trace"]) < 2 * row["trace_stderr"]), line
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -332,11 +344,14 @@ def test_layer_rows_and_figure():
         r["trace ratio"] == pytest.approx(0.5) and r["top_eigenvalue ratio"] == pytest.approx(0.5)
         for r in rows
     )
+    # both traces ± 10 %: 0.5 * sqrt(0.1^2 + 0.1^2); the eigenvalues' residuals are 0
+    assert [r["trace ratio se"] for r in rows] == pytest.approx([0.5 * math.sqrt(0.02)] * 4)
+    assert [r["top_eigenvalue ratio se"] for r in rows] == [0.0] * 4
     assert rows[0]["before trace"] == 1.0 and rows[0]["after top_eigenvalue"] == 1.0
     assert "trace ratio" not in layer_rows({"only": _fake(1.0)})[0]
 
     fig = layers_figure(reports, "trace")
-    lines = [t for t in fig.data if t.type == "scatter"]
+    lines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines+markers"]
     assert [t.name for t in lines] == ["before", "after"] and list(lines[0].x) == [
         "conv",
         "bn",
@@ -347,6 +362,11 @@ def test_layer_rows_and_figure():
     assert list(lines[0].marker.symbol) == ["circle"] * 3 + ["star"]
     bars = [t for t in fig.data if t.type == "bar"]
     assert len(bars) == 1 and list(bars[0].y) == pytest.approx([0.5] * 4)  # the ratio panel
+    assert list(bars[0].error_y.array) == pytest.approx([0.5 * math.sqrt(0.02)] * 4)
+    # the band where a ratio cannot be told from 1
+    band = [t for t in fig.data if t.type == "scatter" and t.fill == "tonexty"]
+    assert len(band) == 1 and band[0].y[0] == pytest.approx(1 - 2 * 0.5 * math.sqrt(0.02))
+    assert fig.layout.xaxis.type == "category" and fig.layout.xaxis2.type == "category"
     assert fig.layout.yaxis.type != "log"  # values within one decade
     wide = layers_figure(
         {"x": _fake(1.0, spread=20.0)}, "top_eigenvalue"
@@ -370,3 +390,68 @@ def test_the_whole_network_reference_sits_at_its_value_on_a_log_axis():
     assert fig.layout.yaxis.type == "log" and not fig.layout.shapes and not fig.layout.annotations
     whole = [t for t in fig.data if t.name == "sgd: whole network"]
     assert len(whole) == 1 and list(whole[0].y) == [80.0, 80.0]
+
+
+# --- the cost, said before starting ------------------------------------------------------------
+
+
+def test_the_command_says_how_long_before_starting_and_the_count_falls_in_its_range(tmp_path):
+    ckpt = ROOT / "assets" / "moons-mlp.safetensors"
+    proc = _run(ckpt, "--samples", "200", "--probes", "12", "--out", tmp_path, "--json")
+    first = proc.stderr.splitlines()[0]
+    m = re.search(
+        r"expected about (.+) \((.+) to (.+)\): \d+ Hessian-vector products likely, (\d+) to "
+        r"(\d+) possible, at ([\d.e-]+) to ([\d.e-]+) s each, measured on this model and data",
+        first,
+    )
+    assert first.startswith("moons-mlp.safetensors: ") and m, proc.stderr[:2000]
+    (report,) = json.loads(proc.stdout)
+    low, high = int(m[4]), int(m[5])
+    # the products the report used lie in the planned range
+    assert low <= report["hvp"]["total"] <= high, (low, report["hvp"], high)
+    assert float(m[6]) <= float(m[7])
+
+
+def test_a_long_estimate_suggests_traces_only_with_its_own_cost():
+    from analysis.measures.layers import LayerCost
+
+    long = LayerCost((48, 300, 438), (33, 41, 81), (0.5, 0.6), True)
+    assert long.seconds() == pytest.approx((24.0, 165.0, 262.8)) and long.long
+    assert long.text(models=2).startswith(
+        "about 5.5 min (48 s to 8.8 min): 300 Hessian-vector products likely, 48 to 438 possible "
+        "for each of 2 checkpoints, at 0.5 to 0.6 s each"
+    )
+    assert long.suggestion("--traces-only") == (
+        "That is long: --traces-only (every layer's trace, no block eigenvalues) would take "
+        "about 23 s (16 s to 49 s)."
+    )
+    short = LayerCost((48, 118, 180), (33, 41, 81), (0.1, 0.1), True)
+    assert not short.long and short.suggestion("--traces-only") == ""
+
+
+def test_the_apps_per_layer_job_states_its_measured_estimate_as_its_first_line(tmp_path):
+    from analysis.compare import ReportConfig, Subject, compute
+
+    ckpt = str(ROOT / "assets" / "moons-mlp.safetensors")
+    said = []
+    job = compute(
+        tmp_path,
+        Subject({"a": ckpt, "b": ckpt}, "moons"),
+        ReportConfig(samples=100, probes=6, layer_steps=10),
+        "layers",
+        progress=lambda done, total, label: said.append(label),
+    )
+    status = job.status()
+    assert status["state"] == "done" and said[0] == status["estimate"], said[:3]
+    assert re.fullmatch(
+        r"expected about .+ \(.+ to .+\): \d+ Hessian-vector products likely, \d+ to \d+ "
+        r"possible for each of 2 checkpoints, at .+ s each, measured on this model and data",
+        status["estimate"],
+    )
+    n = sum(r.hvp.total for r in results_of(job).values())
+    low, high = map(int, re.search(r"(\d+) to (\d+) possible", status["estimate"]).groups())
+    assert 2 * low <= n <= 2 * high
+
+
+def results_of(job):
+    return results.load(job.path / "result.json", "layers", LayerReport).results

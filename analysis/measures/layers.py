@@ -27,6 +27,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from analysis.measures.hessian import (
@@ -262,3 +263,102 @@ def layer_report(
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b != 0 else math.nan
+
+
+# --- what a report will cost, said before it starts ------------------------------------------
+
+# Lanczos steps per run: at least one convergence check (top_eigenvalues checks every 2 steps);
+# a block usually needs about 10 at TOL (see PROBES above)
+MIN_STEPS, TYPICAL_STEPS = 2, 10
+LONG_SECONDS = 120.0  # above this, suggest traces only
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class LayerCost(Result):
+    """A report's expected cost: Hessian-vector products from the settings, (least, likely, most):
+    every Lanczos run stopping at its first convergence check (MIN_STEPS), converging in
+    TYPICAL_STEPS, or running to max_steps; times one product's measured time (the fastest and
+    slowest of a few timed on this model and data)."""
+
+    hvp: tuple[int, int, int]  # with the settings asked for
+    traces_only_hvp: tuple[int, int, int]  # the same without the blocks' eigenvalues
+    seconds_per_hvp: tuple[float, float]
+    block_eigenvalues: bool
+    timed_on: str = " on this model and data"  # what the products were timed on
+
+    def seconds(self, traces_only: bool = False) -> tuple[float, float, float]:
+        least, likely, most = self.traces_only_hvp if traces_only else self.hvp
+        fast, slow = self.seconds_per_hvp
+        return least * fast, likely * (fast + slow) / 2, most * slow
+
+    @property
+    def long(self) -> bool:
+        return self.seconds()[1] > LONG_SECONDS
+
+    def text(self, models: int = 1) -> str:
+        """'about 63 s (24 s to 4.0 min): 118 Hessian-vector products likely, 48 to 438
+        possible, at 0.54 to 0.55 s each, measured ...'; with `models` reports, all of them."""
+        lo, mid, hi = (models * s for s in self.seconds())
+        (n_lo, n_mid, n_hi), (t_lo, t_hi) = self.hvp, self.seconds_per_hvp
+        each = f" for each of {models} checkpoints" if models > 1 else ""
+        return (
+            f"about {_duration(mid)} ({_duration(lo)} to {_duration(hi)}): {n_mid} "
+            f"Hessian-vector products likely, {n_lo} to {n_hi} possible{each}, at {t_lo:.2g} to "
+            f"{t_hi:.2g} s each, measured{self.timed_on}"
+        )
+
+    def suggestion(self, how: str, models: int = 1) -> str:
+        """Traces only (`how`: the flag or field that asks for it), with its own cost, when the
+        report is likely long ('' otherwise)."""
+        if not self.long or not self.block_eigenvalues:
+            return ""
+        lo, mid, hi = (models * s for s in self.seconds(traces_only=True))
+        return (
+            f"That is long: {how} (every layer's trace, no block eigenvalues) would take about "
+            f"{_duration(mid)} ({_duration(lo)} to {_duration(hi)})."
+        )
+
+
+def layer_cost(
+    model: nn.Module,
+    batches,
+    *,
+    probes: int = PROBES,
+    max_steps: int = MAX_STEPS,
+    block_eigenvalues: bool = True,
+    timed: int = 2,
+    timed_on: str = " on this model and data",
+) -> LayerCost:
+    """What layer_report with these settings will cost on (model, batches): the products it plans
+    and the measured time of `timed` of them, after one untimed warm-up product."""
+    op = HessianOperator(model, batches)
+    try:
+        dims = [BlockOperator(op, idx).dim for _, _, idx in layer_groups(model, op.names)]
+
+        def planned(steps: int) -> tuple[int, int]:  # (traces only, all) if every run takes steps
+            whole = min(steps, max_steps, op.dim) + 1
+            blocks = sum(min(steps, max_steps, d) + 1 for d in dims)
+            return probes + whole, probes + whole + blocks
+
+        plans = [planned(steps) for steps in (MIN_STEPS, TYPICAL_STEPS, max_steps)]
+        gen = torch.Generator().manual_seed(0)
+        times = []
+        for i in range(timed + 1):
+            v = [torch.randn(p.shape, generator=gen).to(p) for p in op.params]
+            t = time.perf_counter()
+            op.hvp(v)
+            if i:  # the first pays one-off allocations
+                times.append(time.perf_counter() - t)
+    finally:
+        op.close()
+    traces_only = tuple(p[0] for p in plans)
+    hvp = tuple(p[1] for p in plans) if block_eigenvalues else traces_only
+    return LayerCost(hvp, traces_only, (min(times), max(times)), block_eigenvalues, timed_on)

@@ -19,6 +19,8 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.uncertainty import ratio
+
 RUN_COLORS = ("#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#17becf")  # method_curves'
 MAX_COLS = 4
 
@@ -64,21 +66,10 @@ def trace_ratios(points: list[dict], name: str) -> tuple[list, list, list]:
     standard errors (independent probes at each point); a layer whose starting trace is not
     clearly positive (below two standard errors) has no ratio: None."""
     xs, ts, ses = layer_series(points, name)
-    if not ts or ts[0] is None:
+    if not ts or ratio(ts[0], ses[0], ts[0], ses[0]) is None:
         return xs, [None] * len(xs), [None] * len(xs)
-    t0, se0 = ts[0], ses[0]
-    if t0 <= 2 * se0 or t0 <= 0:
-        return xs, [None] * len(xs), [None] * len(xs)
-    ratios, errs = [], []
-    for t, se in zip(ts, ses, strict=True):
-        if t is None:
-            ratios.append(None)
-            errs.append(None)
-            continue
-        r = t / t0
-        ratios.append(r)
-        errs.append(math.sqrt((se / t0) ** 2 + (r * se0 / t0) ** 2))
-    return xs, ratios, errs
+    found = [ratio(ts[0], ses[0], t, se) for t, se in zip(ts, ses, strict=True)]
+    return xs, [r and r.value for r in found], [r and r.error for r in found]
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -222,7 +213,10 @@ def ratio_heatmaps(runs: dict[str, list[dict]]) -> go.Figure:
             col=i + 1,
         )
         fig.update_xaxes(title_text="epoch", type="category", row=1, col=i + 1)
-    fig.update_yaxes(autorange="reversed")
+    # layer names are categories, even when they read as numbers ("1", "3" of an nn.Sequential)
+    fig.update_yaxes(
+        autorange="reversed", type="category", categoryorder="array", categoryarray=names
+    )
     fig.update_layout(
         coloraxis={
             "colorscale": "RdBu_r",

@@ -33,7 +33,7 @@ from app.uploads import (
     save_upload,
 )
 from pof.cli import _arch_arg, data_option_argv, model_source_argv
-from pof.data.names import DATASETS, DatasetError
+from pof.data.names import DATASETS, SIGNATURES, DatasetError
 from pof.hints import marked
 from pof.models.catalogue import bundled, incompatibility, verify
 from pof.models.formats import CheckpointError, LoadError, ModelSource
@@ -313,10 +313,14 @@ if dataset == "a file or folder of my own ...":
         ).strip()
         or None
     )
+own_names = SIGNATURES.get(dataset, (None, None))[1]  # known without loading the data
 classes = d3.text_input(
     "Class order",
     key="classes",
-    placeholder="cat,dog",
+    # the chosen data's own names as the example, never another dataset's
+    placeholder=",".join(own_names[:4]) + (",…" if len(own_names) > 4 else "")
+    if own_names
+    else "names in label order",
     help="class names in label order (default: the data's own; folders: alphabetical)",
 ).strip()
 label_column = (
@@ -576,6 +580,56 @@ def job_args(part: str) -> list[str]:
     return args + data_option_argv(data_options) + model_source_argv(source)
 
 
+@st.cache_data(max_entries=16, show_spinner="Timing a Hessian-vector product ...")
+def layers_estimate(path, digest, dataset, data_options, source, allow_code, cfg, models) -> str:
+    """Before Compute, the per-layer job's cost: its products timed in this process on a few
+    samples (light: well under a second on the bundled models), scaled to the samples asked for.
+    The job measures it again on all of them as it starts."""
+    import dataclasses
+
+    from analysis.measures.landscape import eval_tensors
+    from analysis.measures.layers import layer_cost
+    from pof.models.loading import load_checkpoint
+
+    try:
+        data = data_for(path, dataset, options=data_options)
+        model, meta = load_checkpoint(
+            path, dataset=data, source=ModelSource(**source), allow_code=allow_code
+        )
+        total = min(cfg.samples, len(data.y_train))
+        x, y, n, _ = eval_tensors(data, meta["mean"], meta["std"], "train", 64, cfg.seed)
+    except (CheckpointError, DatasetError, ValueError, OSError):
+        return ""  # the card says why
+    cost = layer_cost(
+        model,
+        [(x, y)],
+        probes=cfg.probes,
+        max_steps=cfg.layer_steps,
+        block_eigenvalues=not cfg.layer_traces_only,
+        timed=1,
+        timed_on=f" here on {n} samples and scaled to {total}",
+    )
+    # a product's time grows with the samples, at most in proportion (fixed costs do not scale)
+    scale = max(1.0, total / n)
+    t = cost.seconds_per_hvp[1]
+    cost = dataclasses.replace(cost, seconds_per_hvp=(t * max(1.0, scale / 2), t * scale))
+    advice = cost.suggestion("tick “Per layer: traces only”", models)
+    return f"Per layer: {cost.text(models)}. {advice}".strip()
+
+
+if "layers" in missing:
+    st.caption(
+        layers_estimate(
+            paths[0],
+            digests[paths[0]],
+            dataset,
+            data_options,
+            asdict(source),
+            allow_code or Path(paths[0]).parent == imported_dir(),
+            cfg,
+            len(paths),
+        )
+    )
 if missing and st.button(
     f"Compute {len(missing)} analys{'is' if len(missing) == 1 else 'es'}",
     type="primary",

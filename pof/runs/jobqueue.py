@@ -60,6 +60,57 @@ def queue_state(run: Run, root: Path) -> tuple[int, int]:
     return ahead, running
 
 
+def blocker(run: Run, root: Path) -> tuple[Run, dict] | None:
+    """The job `run` waits behind, with its status: the running one (the earliest started), else
+    the last live job queued before it; None when nothing is in its way."""
+    mine = (run.status().get("created", 0), str(run.path))
+    running, ahead = [], []
+    for other in list_runs(root):
+        if other.path == run.path:
+            continue
+        status = other.status()
+        if status.get("state") == "running":
+            running.append((status.get("started", 0), other, status))
+        elif status.get("state") == "queued" and (status.get("created", 0), str(other.path)) < mine:
+            ahead.append(((status.get("created", 0), str(other.path)), other, status))
+    if running:
+        return min(running, key=lambda t: t[0])[1:]
+    return max(ahead, key=lambda t: t[0])[1:] if ahead else None
+
+
+def job_title(run: Run, status: dict) -> str:
+    """What a job is, for a person: 'post-train (pof) on cnn-small (started 14:05)', from its
+    config; a job whose config is not written yet is named by its folder."""
+    try:
+        config = run.config()
+    except Exception:  # not started yet, or unreadable: its folder still names it
+        config = {}
+    kind = config.get("command") or run.path.name
+    if config.get("part"):
+        kind = f"{config['part']} analysis"
+    elif config.get("method"):
+        kind += f" ({config['method']})"
+    subject = config.get("subject") or {}
+    models = list(subject.get("checkpoints") or {}) or [
+        m for m in (config.get("model"), config.get("run")) if m
+    ]
+    on = f" on {' and '.join(Path(str(m)).name for m in models)}" if models else ""
+    when = status.get("started") if status.get("state") == "running" else None
+    since = f" (started {time.strftime('%H:%M', time.localtime(when))})" if when else ""
+    return f"{kind}{on}{since}"
+
+
+def waiting_text(run: Run, root: Path) -> str:
+    """'queued behind post-train (pof) on cnn-small (started 14:05)' (with its place when others
+    wait before it too), or 'queued: starting' when nothing is in the way."""
+    ahead, running = queue_state(run, root)
+    found = blocker(run, root)
+    if found is None or (ahead == 0 and running < job_slots()):
+        return "queued: starting"
+    place = f"; number {ahead + 1} in the queue" if ahead else ""
+    return f"queued behind {job_title(*found)}{place}"
+
+
 def queue_position(run: Run, root: Path) -> int:
     """How many live queued jobs under `root` were queued before `run` (0: next in line)."""
     return queue_state(run, root)[0]
