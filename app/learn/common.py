@@ -10,12 +10,12 @@ from analysis.learn_results import RecipeCurvature, TrainingSummary
 from pof.config import PoFConfig
 
 # The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained
-# until its training loss first reaches 0.15. Full-batch gradient descent settles in a sharp
-# valley; small batches with SAM find a flat one (measured below, not assumed).
+# until its training loss first reaches 0.15. They are named by their recipe, not "sharp" and
+# "flat": λ_max and the trace order them one way, adaptive sharpness the other (section 1 says so).
 TOY = dict(dataset="moons", points=200, noise=0.25, target_loss=0.15)
-SHARP = learn.Recipe(batch_size=100, optimizer="sgd", **TOY)
-FLAT = learn.Recipe(batch_size=16, optimizer="sam", rho=0.2, **TOY)
-PAIR = {"sharp (full batch, SGD)": SHARP, "flat (batch 16, SAM)": FLAT}
+LARGE_BATCH = learn.Recipe(batch_size=100, optimizer="sgd", **TOY)
+SMALL_SAM = learn.Recipe(batch_size=16, optimizer="sam", rho=0.2, **TOY)
+PAIR = {"large-batch SGD": LARGE_BATCH, "small-batch SAM": SMALL_SAM}  # recipes: section 1
 BATCHES = [4, 8, 16, 32, 64, 100]
 POF = PoFConfig()  # the paper's settings, as the post-training uses them
 REFS = {

@@ -10,7 +10,7 @@ from analysis.measures.landscape import Landscape
 from app.figures.landscapes import contours_2d
 from app.figures.learn import MapPanel, decision_maps
 from app.figures.spectra import hessian_bars
-from app.learn.common import BATCHES, FLAT, SHARP, TOY, curvature, fmt, refs, trained
+from app.learn.common import BATCHES, LARGE_BATCH, SMALL_SAM, TOY, curvature, fmt, refs, trained
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
@@ -88,8 +88,8 @@ def what_makes_them() -> None:
     ca, cb = st.columns(2)
     ca.markdown("**Recipe A**")
     cb.markdown("**Recipe B**")
-    ra = recipe_inputs(ca, "s3-a", SHARP, dataset, target)
-    rb = recipe_inputs(cb, "s3-b", FLAT, dataset, target)
+    ra = recipe_inputs(ca, "s3-a", LARGE_BATCH, dataset, target)
+    rb = recipe_inputs(cb, "s3-b", SMALL_SAM, dataset, target)
     recipes = {f"A: {ra.describe()}": ra, f"B: {rb.describe()}": rb}
     summaries = {label: trained(r) for label, r in recipes.items()}
     chance = 1 / learn.toy_data(dataset, TOY["points"], TOY["noise"]).num_classes

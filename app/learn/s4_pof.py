@@ -33,20 +33,17 @@ def pof_step_by_step() -> None:
     st.header("4. What PoF does, step by step")
     st.markdown(
         "PoF (Sato et al. 2022) post-trains a network that is already trained. It keeps the last "
-        "layer w0 fixed and "
-        "trains only the feature extractor — but under a **perturbed** last layer, w̃ = w0 − "
-        "γ·η\\*·g, pointing where "
-        "*another* batch would move it. Here on the bundled two-moons MLP, one step at a time: "
-        "(1) draw a **weak "
-        "batch** (circled); (2) compute the last layer's exact gradient **g** on it; (3) walk "
-        "along −g, doubling η "
-        "until the weak-batch loss exceeds its starting value (**η_max**); (4) take the best of "
-        f"{POF.num_partitions} "
-        "points in (0, η_max] (**η\\***); (5) scale by **γ** (PoF draws it from U(0, "
-        f"{POF.gamma_max:g}); here you "
-        "choose); (6) train the "
-        "features for a few steps against the perturbed layer — every later step draws its own "
-        "weak batch and γ."
+        "layer w0 fixed and trains only the feature extractor — but under a **perturbed** last "
+        "layer, w̃ = w0 − γ·η\\*·g, moved the way *another* batch would move it. Here on the "
+        "bundled two-moons MLP, one step at a time: (1) draw a **weak batch** (circled); (2) "
+        "compute the last layer's exact gradient **g** of the weak-batch loss L_w; (3) walk "
+        "along −g, doubling η while L_w(w0 − η·g) stays at or below L_w(w0) and η is below "
+        f"{POF.line_search_max_lr:g} (**η_max**: where it stops); (4) of {POF.num_partitions} "
+        "evenly spaced points in (0, η_max], take the one where L_w is lowest (**η\\***): the "
+        "step to the weak batch's own minimum along −g, which *lowers* its loss; (5) scale by "
+        f"**γ** (PoF draws it from U(0, {POF.gamma_max:g}); here you choose): γ = 2 reaches "
+        "about as far past that minimum as w0 sits before it; (6) train the features for a few "
+        "steps against the perturbed layer — every later step draws its own weak batch and γ."
     )
     c1, c2, c3 = st.columns(3)
     weak = c1.select_slider(
@@ -65,7 +62,8 @@ def pof_step_by_step() -> None:
         2.0,
         0.05,
         key="s4-gamma",
-        help="2: the far bank of the weak batch's valley, PoF's largest perturbation",
+        help="2: about the far side of the weak batch's valley along −g, PoF's largest "
+        "perturbation",
     )
     steps = c3.slider("Feature-training steps", 0, 100, 20, 5, key="s4-steps")
     lr = c3.select_slider(
@@ -98,10 +96,9 @@ def pof_step_by_step() -> None:
     )
     st.plotly_chart(line_search_figure(w), width="stretch", key="s4-search")
     st.caption(
-        "What to look at: the squares double η until the loss rises above L'(w0) (η_max); the "
-        "dots are the "
-        f"{POF.num_partitions}-point grid; η* is the lowest of them; γη* is the step actually "
-        "taken."
+        "What to look at: the squares double η while the weak-batch loss L_w stays at or below "
+        f"L_w(w0) (η_max is where it stops); the dots are the {POF.num_partitions}-point grid; "
+        "η* is the lowest of them; γη* is the step actually taken."
     )
     m = st.columns(5)
     m[0].metric("‖g‖", fmt(info.grad_norm))
@@ -113,7 +110,8 @@ def pof_step_by_step() -> None:
         fmt(info.weak_loss_star),
         f"{info.weak_loss_star - info.weak_loss:+.3g}",
         delta_color="inverse",
-        help=f"L'(w0) = {fmt(info.weak_loss)}; the arrow: the change from it",
+        help=f"L_w(w0) = {fmt(info.weak_loss)}, the weak-batch loss at w0; the arrow: the "
+        "change from it",
     )
     b, a = w.before, w.after
     m = st.columns(4)

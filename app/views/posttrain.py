@@ -30,8 +30,8 @@ from pof.validate import ConfigError
 
 METHOD_HELP = {
     "pof": (
-        "PoF: train the feature extractor against a last layer perturbed towards the weak "
-        "batch's worst case"
+        "PoF: train the feature extractor against a last layer moved along another batch's "
+        "gradient, by up to twice the step that minimises that batch's loss on the line"
     ),
     "finetune-frozen": "control: the same training with the last layer frozen and unperturbed",
     "finetune": "control: plain fine-tuning of every layer",
