@@ -1,13 +1,18 @@
 """What the Learn page's sections share: the pair of networks they compare, the references, number
-formatting, and the cached computations more than one section reads."""
+formatting, the disk store of its results, and the cached computations more than one section
+reads."""
 
 import dataclasses
+from pathlib import Path
 
 import streamlit as st
 
 from analysis import learn
 from analysis.learn_results import RecipeCurvature, TrainingSummary
+from analysis.learn_store import Store
+from app.jobs import runs_root
 from pof.config import PoFConfig
+from pof.models.catalogue import ASSETS
 
 # The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained
 # until its training loss first reaches 0.15. They are named by their recipe, not "sharp" and
@@ -51,14 +56,38 @@ def fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+# --- the disk store: shipped entries in assets/learn, computed ones in RUNS/.cache/learn -------
+
+_STORES: dict[Path, Store] = {}
+
+
+def store() -> Store:
+    """The store of the runs root in force; trained networks and their curvature go there too."""
+    root = runs_root()
+    if root not in _STORES:
+        _STORES[root] = Store(root / ".cache" / "learn", shipped=ASSETS / "learn")
+    learn.use_store(_STORES[root])
+    return _STORES[root]
+
+
+def stored(kind: str, cls: type, compute, **about):
+    """compute()'s result, read from the store when it holds one for `about` (its arguments)."""
+    about = {
+        k: dataclasses.asdict(v) if isinstance(v, learn.Recipe) else v for k, v in about.items()
+    }
+    return store().result(kind, cls, compute, **about)
+
+
 # --- cached computations (frozen results: cached across reruns and sessions) ----------------------
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def trained(r: learn.Recipe) -> TrainingSummary:
+    store()
     return learn.train(r).summary()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def curvature(r: learn.Recipe) -> RecipeCurvature:
+    store()
     return dataclasses.replace(learn.recipe_curvature(r), vector=None)  # no tensors in the cache

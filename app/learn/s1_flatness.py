@@ -6,12 +6,12 @@ import streamlit as st
 from analysis import learn
 from analysis.learn_results import EigenSlice
 from app.figures.learn import eigen_slices
-from app.learn.common import PAIR, TOY, curvature, fmt, refs, trained
+from app.learn.common import PAIR, TOY, curvature, fmt, refs, stored, trained
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def eigen_slice(r: learn.Recipe, width: float) -> EigenSlice:
-    return learn.eigen_slice(r, width)
+    return stored("eigen-slice", EigenSlice, lambda: learn.eigen_slice(r, width), r=r, width=width)
 
 
 @st.fragment

@@ -6,12 +6,19 @@ import streamlit as st
 from analysis import learn
 from analysis.learn_results import TrainTestSlice
 from app.figures.learn import train_test_slices
-from app.learn.common import PAIR, fmt, refs, trained
+from app.learn.common import PAIR, fmt, refs, stored, trained
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def train_test_slice(r: learn.Recipe, seed: int, shift: float) -> TrainTestSlice:
-    return learn.train_test_slice(r, 1.0, seed, shift=shift)
+    return stored(
+        "train-test-slice",
+        TrainTestSlice,
+        lambda: learn.train_test_slice(r, 1.0, seed, shift=shift),
+        r=r,
+        seed=seed,
+        shift=shift,
+    )
 
 
 @st.fragment

@@ -5,25 +5,32 @@ every number measured."""
 import streamlit as st
 
 from analysis import learn
-from analysis.learn_results import PoFWalkthrough
+from analysis.cache import file_digest
+from analysis.learn_results import PoFWalkthrough, Points
 from app.figures.learn import MapPanel, decision_maps, line_search_figure
-from app.learn.common import POF, fmt, refs
+from app.learn.common import POF, fmt, refs, stored
 from pof.models.catalogue import ASSETS
+
+MOONS = ASSETS / "moons-mlp.safetensors"  # the bundled two-moons MLP
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def walkthrough(
     weak_size: int, weak_seed: int, gamma: float, steps: int, lr: float
 ) -> PoFWalkthrough:
-    model, d = bundled_moons()
-    return learn.pof_walkthrough(model, d, weak_size, weak_seed, gamma, steps, lr)
+    def compute():
+        model, d = bundled_moons()
+        return learn.pof_walkthrough(model, d, weak_size, weak_seed, gamma, steps, lr)
+
+    args = dict(weak_size=weak_size, weak_seed=weak_seed, gamma=gamma, steps=steps, lr=lr)
+    return stored("pof-walkthrough", PoFWalkthrough, compute, model=file_digest(MOONS), **args)
 
 
 @st.cache_resource(show_spinner=False)
 def bundled_moons():
     from pof.models.loading import data_for, load_checkpoint
 
-    path = ASSETS / "moons-mlp.safetensors"
+    path = MOONS
     model, meta = load_checkpoint(path)
     return model, data_for(path, meta["dataset"])
 
@@ -75,7 +82,9 @@ def pof_step_by_step() -> None:
     )
     w = walkthrough(weak, int(seed), gamma, steps, lr)
     info = w.info
-    points = learn.points(bundled_moons()[1])
+    points = stored(  # the training points, without reading the data set (sklearn: slow)
+        "moons-points", Points, lambda: learn.points(bundled_moons()[1]), model=file_digest(MOONS)
+    )
     panels = {
         "w0 (solid) and the perturbed layer w̃ (dashed)": MapPanel(
             w.boundary,
@@ -136,7 +145,7 @@ def pof_step_by_step() -> None:
     m[3].metric("test accuracy", f"{a.test_acc:.1%}", f"{a.test_acc - b.test_acc:+.1%}")
     st.caption(
         f"After {steps} feature-training steps at learning rate {lr:g}, measured on all "
-        f"{len(bundled_moons()[1].x_train)} training points (the last layer's Hessian is exact: "
+        f"{len(points.x)} training points (the last layer's Hessian is exact: "
         "its closed form), arrows = change from before."
     )
     if lr < 0.001 or steps == 0:

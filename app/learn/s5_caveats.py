@@ -7,12 +7,18 @@ from analysis import learn
 from analysis.learn_results import FlatnessTable, RescalingReport
 from app.figures.landscapes import slices_1d
 from app.figures.spectra import hessian_bars
-from app.learn.common import SMALL_SAM, TOY, fmt, refs
+from app.learn.common import SMALL_SAM, TOY, fmt, refs, stored
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def rescaling(alpha: float) -> RescalingReport:
-    return learn.rescaling_report(SMALL_SAM, alpha)
+    return stored(
+        "rescaling",
+        RescalingReport,
+        lambda: learn.rescaling_report(SMALL_SAM, alpha),
+        r=SMALL_SAM,
+        alpha=alpha,
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
