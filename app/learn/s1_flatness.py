@@ -30,7 +30,7 @@ def what_flatness_is() -> None:
         f"to {TOY['target_loss']:g} — the same height, different shapes. Training stopped "
         "there, so each sits near, not exactly at, the bottom of its valley: along the "
         "eigenvector a small slope L′(0) remains, which the dashed model keeps. (On this page "
-        "L′ and L″ are the slope and second derivative along the curve drawn.)"
+        "L′(0) and L″(0) are always the slope and second derivative at t = 0 of the curve drawn.)"
     )
     width = st.slider(
         "How far to walk along the top eigenvector (t, in parameter-space distance)",
