@@ -3,6 +3,7 @@ formatting, the disk store of its results, and the cached computations more than
 reads."""
 
 import dataclasses
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -68,6 +69,24 @@ def store() -> Store:
         _STORES[root] = Store(root / ".cache" / "learn", shipped=ASSETS / "learn")
     learn.use_store(_STORES[root])
     return _STORES[root]
+
+
+_warmed = threading.Lock()
+
+
+def warm_up() -> None:
+    """Once per server, after the first view: import in the background what the first new slider
+    value would otherwise import while the reader waits (scikit-learn, for the point sets; the
+    machinery torch loads with its first optimizer): seconds of imports, no computation."""
+    if _warmed.acquire(blocking=False):
+        threading.Thread(target=_import_ahead, name="learn-warm-up", daemon=True).start()
+
+
+def _import_ahead() -> None:
+    import torch
+
+    learn.toy_data(TOY["dataset"], TOY["points"], TOY["noise"])
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
 
 def stored(kind: str, cls: type, compute, **about):
