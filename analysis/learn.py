@@ -6,7 +6,9 @@ runs in well under a second on a 2-core CPU. Results are frozen dataclasses of n
 interface.
 
 Trained models are cached by their recipe and shared: every function that moves weights works on
-its own copy, so two callers never see each other's displaced weights.
+its own copy, so two callers never see each other's displaced weights. With use_store(), trained
+networks and their curvature are also kept on disk (analysis.learn_store), so that a new process
+reads them instead of training and measuring again.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from analysis.learn_results import (
     TrainingSummary,
     TrainTestSlice,
 )
+from analysis.learn_store import Store
 from analysis.measures.hessian import HessianOperator, hutchinson_trace, top_eigenvalues
 from analysis.measures.landscape import (
     Directions,
@@ -142,12 +145,38 @@ _TRAINING = (
 )  # the initialization draws from torch's global generator: one at a time
 
 
+_store: Store | None = None  # where trained networks and their curvature are kept on disk
+
+
+def use_store(store: Store | None) -> None:
+    """Keep trained networks and recipe_curvature() in `store` from now on (None: memory only)."""
+    global _store
+    _store = store
+
+
 @lru_cache(maxsize=32)
 def train(r: Recipe) -> Trained:
-    """Train a fresh MLP by the recipe with the project's own optimizers and steps (SGD or SAM).
-    Serialized: two app sessions asking for the same recipe at once must get the same network."""
-    with _TRAINING:
-        return _train(r)
+    """Train a fresh MLP by the recipe with the project's own optimizers and steps (SGD or SAM),
+    or read it from the store. Serialized: two app sessions asking for the same recipe at once
+    must get the same network."""
+    if _store is None:
+        with _TRAINING:
+            return _train(r)
+
+    def fresh():
+        with _TRAINING:
+            t = _train(r)
+        return t.summary(), t.model.state_dict()
+
+    s, state = _store.get("trained", TrainingSummary, fresh, recipe=dataclasses.asdict(r))
+    # its shape from the weights, not the data (reading a point set imports scikit-learn: slow)
+    weights = [k for k in state if k.startswith("features.") and k.endswith(".weight")]
+    first = min(weights, key=lambda k: int(k.split(".")[1]))
+    with _TRAINING:  # the initialization (overwritten) draws from torch's global generator
+        model = mlp((state[first].shape[1],), state["classifier.weight"].shape[0], r.hidden)
+    model.load_state_dict(state)
+    model.eval()
+    return Trained(model, r, *dataclasses.astuple(s)[:6], diverged=s.diverged)
 
 
 def _train(r: Recipe) -> Trained:
@@ -231,7 +260,20 @@ def _trained_finite(r: Recipe) -> Trained:
 @lru_cache(maxsize=32)
 def recipe_curvature(r: Recipe) -> RecipeCurvature:
     """curvature() of train(r) on its training set, with the top eigenvector, and its worst-case
-    sharpness, plain and adaptive (the latter blind to rescaling layers; see rescaled())."""
+    sharpness, plain and adaptive (the latter blind to rescaling layers; see rescaled()); read
+    from the store when there is one."""
+    if _store is None:
+        return _recipe_curvature(r)
+
+    def fresh():
+        c = _recipe_curvature(r)
+        return dataclasses.replace(c, vector=None), c.vector
+
+    c, vector = _store.get("curvature", RecipeCurvature, fresh, recipe=dataclasses.asdict(r))
+    return dataclasses.replace(c, vector=vector)
+
+
+def _recipe_curvature(r: Recipe) -> RecipeCurvature:
     x, y = _recipe_tensors(r, "train")
     model = _trained_finite(r).model
     c = curvature(model, x, y, keep_vector=True)

@@ -104,6 +104,21 @@ class Points(Result):
 
 
 @dataclass(frozen=True)
+class DigitsPair(Result):
+    """The bundled digits models' LastLayerSummary by label (SGD, SAM)."""
+
+    models: dict[str, LastLayerSummary]
+
+
+@dataclass(frozen=True)
+class Picture(Result):
+    """A network's decision map over its training points."""
+
+    map: DecisionMap
+    points: Points
+
+
+@dataclass(frozen=True)
 class LastLayerSummary(Result):
     """The last layer's exact Hessian (top eigenvalue, trace) on the training set, with the model's
     training and test loss and accuracy."""

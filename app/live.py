@@ -80,7 +80,8 @@ def _live_state(run: Run) -> None:
         cols[0].metric(
             "eta*",
             number_text(s.get("eta_star"), ".3g"),
-            help="the line search's step on the weak batch",
+            help="the step along −g that minimises the weak batch's loss (the line search's best "
+            "grid point)",
         )
         cols[1].metric(
             "gamma",
@@ -95,8 +96,8 @@ def _live_state(run: Run) -> None:
         cols[3].metric(
             "rejected steps",
             number_text(last.get("rejected_count", 0) if last else 0, ".0f"),
-            help="steps of the last finished epoch whose line search found no bracket below the "
-            "cap",
+            help="steps of the last finished epoch taken without a perturbation because η_max "
+            "reached the rejection cap (the weak batch's loss never rose along −g before it)",
         )
     if last:
         cols = st.columns(3)

@@ -228,6 +228,7 @@ SLOW_MODULES = {
     "test_learn_app.py",  # the Learn page trains its networks: 39 s for the first, 1-20 s after
     # conv heads, SqueezeNet, export programs, timm: the CLI in subprocesses, 5-110 s each
     "test_foreign_heads.py",
+    "test_learn_store.py",  # trains and measures tiny networks: 0.2-13 s each on a busy machine
     "test_track.py",  # three post-trainings, then `analysis track` in subprocesses: 20-100 s each
 }
 

@@ -76,3 +76,24 @@ def test_each_section_redraws_its_own_figure_when_its_slider_moves(server, page,
         print(f"{header}: redrawn {elapsed:.2f} s after the slider moved")
         _shot(page, tmp_path, f"learn-{slider}")
     assert not page.locator("[data-testid=stException]").count()
+
+
+def test_a_first_visit_draws_every_section_from_the_shipped_results(server, page):
+    """A new user's first visit (an empty runs folder) trains and measures nothing: every result
+    comes from assets/learn, verified, and nothing is written to the runs folder's cache."""
+    url, runs = server
+    t0 = time.perf_counter()
+    page.goto(url + "/learn")
+    for header in SECTIONS:
+        page.get_by_role("heading", name=header).wait_for(timeout=120_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('.js-plotly-plot')]"
+        ".filter(e => (e.data || []).length).length >= 10",
+        timeout=120_000,
+    )
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000
+    )
+    print(f"first visit drawn in {time.perf_counter() - t0:.2f} s")
+    assert not page.locator("[data-testid=stException]").count()
+    assert not list(runs.glob(".cache/learn/*")), "the first visit computed results"

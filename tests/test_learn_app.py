@@ -2,6 +2,7 @@
 (analysis.learn) for the settings on the page, and moving a control changes what it should."""
 
 import json
+import re
 
 import pytest
 from conftest import ROOT, wait_for_state
@@ -20,6 +21,17 @@ FLAT = learn.Recipe(
     noise=0.25,
     target_loss=0.15,
 )
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    """The engine's own numbers for the page's pair, computed here without any disk store: what
+    the page (which reads shipped or cached results) must agree with."""
+    learn.use_store(None)
+    out = {}
+    for r in (SHARP, FLAT):
+        out[r] = (learn.train.__wrapped__(r), learn.recipe_curvature.__wrapped__(r))
+    return out
 
 
 @pytest.fixture
@@ -169,3 +181,62 @@ def test_section_6_the_learning_rate_moves_both_runs_and_the_numbers_are_the_eng
     assert ("final training loss", _fmt(fast.loss[-1])) in metrics
     assert min(last) >= 0.8 and max(last) <= 1.2  # on the edge, as section 6 says
     assert f"{min(last):.2f}–{max(last):.2f} of 2/η = 5" in " ".join(m.value for m in page.markdown)
+
+
+def _texts(at) -> list[str]:
+    return [m.value for m in at.markdown] + [c.value for c in at.caption]
+
+
+def test_the_first_view_is_read_from_the_shipped_results_and_nothing_is_computed(page, runs_root):
+    from app.learn.common import store
+
+    assert store().computed == []  # assets/learn holds every result the first view shows
+    assert not list(runs_root.glob(".cache/learn/*"))
+
+
+def test_one_symbol_one_meaning_l_prime_is_a_slope_and_l_w_the_weak_batch_loss(page):
+    words = " ".join(
+        _texts(page) + [json.dumps(json.loads(c.proto.spec)) for c in page.get("plotly_chart")]
+    )
+    assert "L'" not in words  # one spelling
+    primes = re.findall(r"L[′″]\S{0,3}", words)
+    assert primes and all(p.startswith(("L′(0)", "L″(0)")) for p in primes), primes
+    section4 = " ".join(t for t in _texts(page) if "weak" in t)
+    assert (
+        "L_w(w0)" in section4
+        and "L_w(w0)" in _chart(page, "s4-search")["layout"]["annotations"][0]["text"]
+    )
+    assert "worst case" not in words
+
+
+def test_section_1_says_at_a_minimum_and_orders_the_pair_as_the_engine_measures(page, fresh):
+    intro = next(t for t in _texts(page) if t.startswith("Near a minimum"))
+    assert "where the gradient is zero" in intro and "Only at a minimum" in intro
+    labels = {SHARP: "large-batch SGD", FLAT: "small-batch SAM"}
+    top = {labels[r]: c.top.eigenvalues[0] for r, (_, c) in fresh.items()}
+    adaptive = {labels[r]: c.adaptive.increase for r, (_, c) in fresh.items()}
+    by_top, by_adaptive = max(top, key=top.get), max(adaptive, key=adaptive.get)
+    text = next(t for t in _texts(page) if t.startswith("λ_max is"))
+    assert f"larger for the {by_top} network" in text
+    assert ("orders them the other way" in text) == (by_top != by_adaptive)
+    slopes = next(t for t in _texts(page) if t.startswith("How near a minimum"))
+    for r in fresh:
+        s = learn.eigen_slice(r, 1.5)
+        assert f"{labels[r]}: L′(0) = {_fmt(s.slope)}" in slopes
+
+
+def test_section_2_names_the_networks_by_recipe_and_states_what_was_measured(page, fresh):
+    text = next(t for t in _texts(page) if t.startswith("Measured on these two networks"))
+    (a, _), (b, _) = fresh[SHARP], fresh[FLAT]
+    assert f"test losses are {_fmt(a.test_loss)} and {_fmt(b.test_loss)}" in text
+    assert f"test accuracies {a.test_acc:.1%} and {b.test_acc:.1%}" in text
+    lower = "large-batch SGD" if a.test_loss < b.test_loss else "small-batch SAM"
+    if f"{a.test_acc:.1%}" == f"{b.test_acc:.1%}":
+        assert "only the test loss" in text and f"lower for the {lower} network" in text
+    rise = {r: learn.train_test_slice(r, 1.0, 0, shift=0.3).shift_rise for r in (SHARP, FLAT)}
+    same = (rise[SHARP] < rise[FLAT]) == (a.test_loss < b.test_loss)
+    assert (", the same network whose" in text) == same
+    # the pair is named by recipe: no sentence about these two calls one "the flat/sharp network"
+    section2 = text + next(c.value for c in page.caption if "the shift costs" in c.value)
+    assert not re.search(r"\b(the )?(flat|sharp)(ter)? (one|network)", section2), section2
+    assert "generalize better" not in section2

@@ -153,7 +153,7 @@ def eigen_slices(slices: dict[str, EigenSlice]) -> go.Figure:
             go.Scatter(
                 x=s.t,
                 y=s.quadratic,
-                name=f"{label}: L(0) + L'(0)t + λt²/2, λ = {s.eigenvalue:.3g}",
+                name=f"{label}: L(0) + L′(0)t + λt²/2, λ = {s.eigenvalue:.3g}",
                 line={"color": color, "dash": "dash"},
                 legendgroup=label,
             )
@@ -249,7 +249,7 @@ def line_search_figure(w: PoFWalkthrough) -> go.Figure:
             marker={"size": 6, "color": "#2ca02c"},
         )
     )
-    fig.add_hline(y=w.loss0, line_dash="dot", line_color="#7f7f7f", annotation_text="L'(w0)")
+    fig.add_hline(y=w.loss0, line_dash="dot", line_color="#7f7f7f", annotation_text="L_w(w0)")
     step = info.gamma * info.eta_star
     for x, text, color, where in (
         (info.eta_max, "η_max", "#ff7f0e", "top"),

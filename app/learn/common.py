@@ -1,21 +1,27 @@
 """What the Learn page's sections share: the pair of networks they compare, the references, number
-formatting, and the cached computations more than one section reads."""
+formatting, the disk store of its results, and the cached computations more than one section
+reads."""
 
 import dataclasses
+import threading
+from pathlib import Path
 
 import streamlit as st
 
 from analysis import learn
 from analysis.learn_results import RecipeCurvature, TrainingSummary
+from analysis.learn_store import Store
+from app.jobs import runs_root
 from pof.config import PoFConfig
+from pof.models.catalogue import ASSETS
 
 # The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained
-# until its training loss first reaches 0.15. Full-batch gradient descent settles in a sharp
-# valley; small batches with SAM find a flat one (measured below, not assumed).
+# until its training loss first reaches 0.15. They are named by their recipe, not "sharp" and
+# "flat": λ_max and the trace order them one way, adaptive sharpness the other (section 1 says so).
 TOY = dict(dataset="moons", points=200, noise=0.25, target_loss=0.15)
-SHARP = learn.Recipe(batch_size=100, optimizer="sgd", **TOY)
-FLAT = learn.Recipe(batch_size=16, optimizer="sam", rho=0.2, **TOY)
-PAIR = {"sharp (full batch, SGD)": SHARP, "flat (batch 16, SAM)": FLAT}
+LARGE_BATCH = learn.Recipe(batch_size=100, optimizer="sgd", **TOY)
+SMALL_SAM = learn.Recipe(batch_size=16, optimizer="sam", rho=0.2, **TOY)
+PAIR = {"large-batch SGD": LARGE_BATCH, "small-batch SAM": SMALL_SAM}  # recipes: section 1
 BATCHES = [4, 8, 16, 32, 64, 100]
 POF = PoFConfig()  # the paper's settings, as the post-training uses them
 REFS = {
@@ -51,14 +57,56 @@ def fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+# --- the disk store: shipped entries in assets/learn, computed ones in RUNS/.cache/learn -------
+
+_STORES: dict[Path, Store] = {}
+
+
+def store() -> Store:
+    """The store of the runs root in force; trained networks and their curvature go there too."""
+    root = runs_root()
+    if root not in _STORES:
+        _STORES[root] = Store(root / ".cache" / "learn", shipped=ASSETS / "learn")
+    learn.use_store(_STORES[root])
+    return _STORES[root]
+
+
+_warmed = threading.Lock()
+
+
+def warm_up() -> None:
+    """Once per server, after the first view: import in the background what the first new slider
+    value would otherwise import while the reader waits (scikit-learn, for the point sets; the
+    machinery torch loads with its first optimizer): seconds of imports, no computation."""
+    if _warmed.acquire(blocking=False):
+        threading.Thread(target=_import_ahead, name="learn-warm-up", daemon=True).start()
+
+
+def _import_ahead() -> None:
+    import torch
+
+    learn.toy_data(TOY["dataset"], TOY["points"], TOY["noise"])
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
+def stored(kind: str, cls: type, compute, **about):
+    """compute()'s result, read from the store when it holds one for `about` (its arguments)."""
+    about = {
+        k: dataclasses.asdict(v) if isinstance(v, learn.Recipe) else v for k, v in about.items()
+    }
+    return store().result(kind, cls, compute, **about)
+
+
 # --- cached computations (frozen results: cached across reruns and sessions) ----------------------
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def trained(r: learn.Recipe) -> TrainingSummary:
+    store()
     return learn.train(r).summary()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def curvature(r: learn.Recipe) -> RecipeCurvature:
+    store()
     return dataclasses.replace(learn.recipe_curvature(r), vector=None)  # no tensors in the cache

@@ -6,33 +6,31 @@ import streamlit as st
 from analysis import learn
 from analysis.learn_results import EigenSlice
 from app.figures.learn import eigen_slices
-from app.learn.common import PAIR, TOY, curvature, fmt, refs, trained
+from app.learn.common import PAIR, TOY, curvature, fmt, refs, stored, trained
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def eigen_slice(r: learn.Recipe, width: float) -> EigenSlice:
-    return learn.eigen_slice(r, width)
+    return stored("eigen-slice", EigenSlice, lambda: learn.eigen_slice(r, width), r=r, width=width)
 
 
 @st.fragment
 def what_flatness_is() -> None:
     st.header("1. What flatness is")
     st.markdown(
-        "Near a minimum w\\*, the loss is nearly quadratic: L(w\\* + t·v) ≈ L(w\\*) + ½·t²·vᵀHv, "
-        "where H is the "
-        "**Hessian**, the matrix of second derivatives of the loss with respect to the weights. "
-        "The direction in "
-        "which the loss climbs fastest is H's top eigenvector, and the curvature along it is the "
-        "**top "
-        "eigenvalue λ_max**: large λ_max, sharp minimum; small λ_max, flat minimum. The **trace** "
-        "of H, the sum of "
-        "all its eigenvalues, sums the curvature over all directions. The two networks below were "
-        "trained on the "
-        f"same {TOY['points'] // 2} points until their training loss first fell to "
-        f"{TOY['target_loss']:g} — the same "
-        "height, different shapes. (Training stopped there, so each sits near, not exactly at, "
-        "the bottom of its "
-        "valley: the dashed model keeps the small slope L'(0) it still has.)"
+        "Near a minimum w\\*, where the gradient is zero, the loss is nearly quadratic: "
+        "L(w\\* + t·v) ≈ L(w\\*) + ½·t²·vᵀHv, where H is the **Hessian**, the matrix of second "
+        "derivatives of the loss with respect to the weights. Of all unit directions v, H's top "
+        "eigenvector is the one along which the loss curves upward most, and that curvature is "
+        "the **top eigenvalue λ_max**: large λ_max, sharp minimum; small λ_max, flat minimum. "
+        "Only at a minimum is it also the direction in which the loss climbs fastest: elsewhere "
+        "the gradient's linear term dominates near w. The **trace** of H, the sum of all its "
+        "eigenvalues, sums the curvature over all directions. The two networks below were "
+        f"trained on the same {TOY['points'] // 2} points until their training loss first fell "
+        f"to {TOY['target_loss']:g} — the same height, different shapes. Training stopped "
+        "there, so each sits near, not exactly at, the bottom of its valley: along the "
+        "eigenvector a small slope L′(0) remains, which the dashed model keeps. (On this page "
+        "L′(0) and L″(0) are always the slope and second derivative at t = 0 of the curve drawn.)"
     )
     width = st.slider(
         "How far to walk along the top eigenvector (t, in parameter-space distance)",
@@ -59,32 +57,45 @@ def what_flatness_is() -> None:
             "recipe": f"{r.describe()}, {t.steps} steps",
             "training loss": fmt(t.train_loss),
             "λ_max (Lanczos)": fmt(c.top.eigenvalues[0]),
-            "L''(0) of the curve (central difference)": fmt(slices[label].second_derivative),
+            "L″(0) of the curve (central difference)": fmt(slices[label].second_derivative),
             "trace (Hutchinson, ± one s.e.)": (f"{fmt(c.trace.trace)} ± {c.trace.stderr:.2g}"),
             f"adaptive sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(c.adaptive.increase),
         }
     st.table(rows)
     st.caption(
-        "L''(0) is λ_max found another way: the curve's own second derivative at t = 0. Adaptive "
+        "L″(0) is λ_max found another way: the curve's own second derivative at t = 0. Adaptive "
         "sharpness is the largest rise of the training loss within a ball scaled by |w| per "
         "weight (Kwon et "
         "al. 2021): unchanged when layers are rescaled (section 5)."
     )
-    sharp, flat = (curvature(r) for r in PAIR.values())
-    ratio = sharp.top.eigenvalues[0] / flat.top.eigenvalues[0]
-    if sharp.adaptive.increase > flat.adaptive.increase:
-        st.markdown(
-            f"λ_max differs {ratio:.1f}-fold, and adaptive sharpness, which no rescaling of "
-            "layers can "
-            "change, orders the two networks the same way."
-        )
-    else:
-        st.markdown(
-            f"λ_max differs {ratio:.1f}-fold, but **adaptive sharpness orders them the other way** "
-            f"({fmt(sharp.adaptive.increase)} vs {fmt(flat.adaptive.increase)}): part "
-            "of the λ_max gap "
-            'is the scale of the weights, not the shape of the valley. Which minimum is "flat" '
-            "depends on how "
-            "flatness is measured — section 5 shows why."
-        )
+    near = ", ".join(
+        f"{label}: L′(0) = {fmt(s.slope)}, t > {fmt(2 * abs(s.slope) / s.eigenvalue)}"
+        for label, s in slices.items()
+    )
+    st.markdown(
+        "How near a minimum: the slope's term t·L′(0) is smaller than the curvature's ½·λ_max·t² "
+        f"once |t| > 2·|L′(0)|/λ_max ({near}), so beyond that the eigenvector's curvature, not the "
+        "leftover slope, shapes the curve."
+    )
+    st.markdown(ordering({label: curvature(r) for label, r in PAIR.items()}))
     refs("hochreiter", "keskar", "kwon")
+
+
+def ordering(c: dict) -> str:
+    """Which network each measure calls the sharper, from the measured numbers."""
+    (a, ca), (b, cb) = c.items()
+    top = {a: ca.top.eigenvalues[0], b: cb.top.eigenvalues[0]}
+    adaptive = {a: ca.adaptive.increase, b: cb.adaptive.increase}
+    by_top, by_adaptive = max(top, key=top.get), max(adaptive, key=adaptive.get)
+    ratio = max(top.values()) / min(top.values())
+    text = (
+        f"λ_max is {ratio:.1f} times larger for the {by_top} network; adaptive sharpness "
+        f"({fmt(adaptive[a])} vs {fmt(adaptive[b])}) "
+    )
+    if by_top == by_adaptive:
+        return text + "orders the two the same way, and no rescaling of layers can change it."
+    return (
+        text + f"**orders them the other way**: it is larger for the {by_adaptive} network. Part "
+        "of the λ_max gap is the scale of the weights, not the shape of the valley: which of "
+        'the two is "flatter" depends on how flatness is measured — section 5 shows why.'
+    )

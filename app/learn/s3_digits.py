@@ -4,6 +4,7 @@ Hessian, and their whole-network Hessian as a background job (the Inspect page's
 import streamlit as st
 
 from analysis import learn
+from analysis.cache import file_digest
 from analysis.compare import (
     ReportConfig,
     Subject,
@@ -12,12 +13,12 @@ from analysis.compare import (
     load_results,
     part_dir,
 )
-from analysis.learn_results import LastLayerSummary
+from analysis.learn_results import DigitsPair, LastLayerSummary
 from app.classroom import job_refusal
 from app.comparison import watch_parts
 from app.figures.spectra import hessian_bars
 from app.jobs import runs_root, start_job
-from app.learn.common import fmt, refs
+from app.learn.common import fmt, refs, stored
 from pof.models.catalogue import ASSETS, bundled
 from pof.options import to_argv
 from pof.runs.run import Run
@@ -25,12 +26,17 @@ from pof.runs.run import Run
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def digits_pair() -> dict[str, LastLayerSummary]:
-    return learn.bundled_last_layer(
-        {
-            "SGD": str(ASSETS / "digits-cnn-small-sgd.safetensors"),
-            "SAM": str(ASSETS / "digits-cnn-small-sam.safetensors"),
-        }
+    paths = {
+        label: str(ASSETS / f"digits-cnn-small-{label.lower()}.safetensors")
+        for label in ("SGD", "SAM")
+    }
+    pair = stored(
+        "digits-pair",
+        DigitsPair,
+        lambda: DigitsPair(learn.bundled_last_layer(paths)),
+        files=[file_digest(p) for p in paths.values()],
     )
+    return pair.models
 
 
 def digits_pair_section() -> None:

@@ -5,23 +5,36 @@ Hessian)."""
 import streamlit as st
 
 from analysis import learn
-from analysis.learn_results import DecisionMap, Points
+from analysis.learn_results import Picture
 from analysis.measures.landscape import Landscape
 from app.figures.landscapes import contours_2d
 from app.figures.learn import MapPanel, decision_maps
 from app.figures.spectra import hessian_bars
-from app.learn.common import BATCHES, FLAT, SHARP, TOY, curvature, fmt, refs, trained
+from app.learn.common import (
+    BATCHES,
+    LARGE_BATCH,
+    SMALL_SAM,
+    TOY,
+    curvature,
+    fmt,
+    refs,
+    stored,
+    trained,
+)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
-def picture(r: learn.Recipe) -> tuple[DecisionMap, Points]:
-    d = learn.toy_data(r.dataset, r.points, r.noise)
-    return learn.decision_map(learn.train(r).model, d), learn.points(d)
+def picture(r: learn.Recipe) -> Picture:
+    def compute():
+        d = learn.toy_data(r.dataset, r.points, r.noise)
+        return Picture(learn.decision_map(learn.train(r).model, d), learn.points(d))
+
+    return stored("picture", Picture, compute, r=r)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def surface(r: learn.Recipe) -> Landscape:
-    return learn.surface(r)
+    return stored("surface", Landscape, lambda: learn.surface(r), r=r)
 
 
 def recipe_inputs(
@@ -88,11 +101,12 @@ def what_makes_them() -> None:
     ca, cb = st.columns(2)
     ca.markdown("**Recipe A**")
     cb.markdown("**Recipe B**")
-    ra = recipe_inputs(ca, "s3-a", SHARP, dataset, target)
-    rb = recipe_inputs(cb, "s3-b", FLAT, dataset, target)
+    ra = recipe_inputs(ca, "s3-a", LARGE_BATCH, dataset, target)
+    rb = recipe_inputs(cb, "s3-b", SMALL_SAM, dataset, target)
     recipes = {f"A: {ra.describe()}": ra, f"B: {rb.describe()}": rb}
     summaries = {label: trained(r) for label, r in recipes.items()}
-    chance = 1 / learn.toy_data(dataset, TOY["points"], TOY["noise"]).num_classes
+    pictures = {label: picture(r) for label, r in recipes.items()}
+    chance = 1 / len(set(pictures[f"A: {ra.describe()}"].points.label))  # the data's classes
     for label, t in summaries.items():
         if t.diverged or t.train_acc <= chance + 0.05:
             st.error(
@@ -111,7 +125,9 @@ def what_makes_them() -> None:
         refs("keskar", "foret", "li")
         return
     st.plotly_chart(
-        decision_maps({label: MapPanel(*picture(r)) for label, r in recipes.items()}),
+        decision_maps(
+            {label: MapPanel(picture(r).map, picture(r).points) for label, r in recipes.items()}
+        ),
         width="stretch",
         key="s3-boundary",
     )

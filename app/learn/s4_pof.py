@@ -5,25 +5,32 @@ every number measured."""
 import streamlit as st
 
 from analysis import learn
-from analysis.learn_results import PoFWalkthrough
+from analysis.cache import file_digest
+from analysis.learn_results import PoFWalkthrough, Points
 from app.figures.learn import MapPanel, decision_maps, line_search_figure
-from app.learn.common import POF, fmt, refs
+from app.learn.common import POF, fmt, refs, stored
 from pof.models.catalogue import ASSETS
+
+MOONS = ASSETS / "moons-mlp.safetensors"  # the bundled two-moons MLP
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def walkthrough(
     weak_size: int, weak_seed: int, gamma: float, steps: int, lr: float
 ) -> PoFWalkthrough:
-    model, d = bundled_moons()
-    return learn.pof_walkthrough(model, d, weak_size, weak_seed, gamma, steps, lr)
+    def compute():
+        model, d = bundled_moons()
+        return learn.pof_walkthrough(model, d, weak_size, weak_seed, gamma, steps, lr)
+
+    args = dict(weak_size=weak_size, weak_seed=weak_seed, gamma=gamma, steps=steps, lr=lr)
+    return stored("pof-walkthrough", PoFWalkthrough, compute, model=file_digest(MOONS), **args)
 
 
 @st.cache_resource(show_spinner=False)
 def bundled_moons():
     from pof.models.loading import data_for, load_checkpoint
 
-    path = ASSETS / "moons-mlp.safetensors"
+    path = MOONS
     model, meta = load_checkpoint(path)
     return model, data_for(path, meta["dataset"])
 
@@ -33,20 +40,17 @@ def pof_step_by_step() -> None:
     st.header("4. What PoF does, step by step")
     st.markdown(
         "PoF (Sato et al. 2022) post-trains a network that is already trained. It keeps the last "
-        "layer w0 fixed and "
-        "trains only the feature extractor — but under a **perturbed** last layer, w̃ = w0 − "
-        "γ·η\\*·g, pointing where "
-        "*another* batch would move it. Here on the bundled two-moons MLP, one step at a time: "
-        "(1) draw a **weak "
-        "batch** (circled); (2) compute the last layer's exact gradient **g** on it; (3) walk "
-        "along −g, doubling η "
-        "until the weak-batch loss exceeds its starting value (**η_max**); (4) take the best of "
-        f"{POF.num_partitions} "
-        "points in (0, η_max] (**η\\***); (5) scale by **γ** (PoF draws it from U(0, "
-        f"{POF.gamma_max:g}); here you "
-        "choose); (6) train the "
-        "features for a few steps against the perturbed layer — every later step draws its own "
-        "weak batch and γ."
+        "layer w0 fixed and trains only the feature extractor — but under a **perturbed** last "
+        "layer, w̃ = w0 − γ·η\\*·g, moved the way *another* batch would move it. Here on the "
+        "bundled two-moons MLP, one step at a time: (1) draw a **weak batch** (circled); (2) "
+        "compute the last layer's exact gradient **g** of the weak-batch loss L_w; (3) walk "
+        "along −g, doubling η while L_w(w0 − η·g) stays at or below L_w(w0) and η is below "
+        f"{POF.line_search_max_lr:g} (**η_max**: where it stops); (4) of {POF.num_partitions} "
+        "evenly spaced points in (0, η_max], take the one where L_w is lowest (**η\\***): the "
+        "step to the weak batch's own minimum along −g, which *lowers* its loss; (5) scale by "
+        f"**γ** (PoF draws it from U(0, {POF.gamma_max:g}); here you choose): γ = 2 reaches "
+        "about as far past that minimum as w0 sits before it; (6) train the features for a few "
+        "steps against the perturbed layer — every later step draws its own weak batch and γ."
     )
     c1, c2, c3 = st.columns(3)
     weak = c1.select_slider(
@@ -65,7 +69,8 @@ def pof_step_by_step() -> None:
         2.0,
         0.05,
         key="s4-gamma",
-        help="2: the far bank of the weak batch's valley, PoF's largest perturbation",
+        help="2: about the far side of the weak batch's valley along −g, PoF's largest "
+        "perturbation",
     )
     steps = c3.slider("Feature-training steps", 0, 100, 20, 5, key="s4-steps")
     lr = c3.select_slider(
@@ -77,7 +82,9 @@ def pof_step_by_step() -> None:
     )
     w = walkthrough(weak, int(seed), gamma, steps, lr)
     info = w.info
-    points = learn.points(bundled_moons()[1])
+    points = stored(  # the training points, without reading the data set (sklearn: slow)
+        "moons-points", Points, lambda: learn.points(bundled_moons()[1]), model=file_digest(MOONS)
+    )
     panels = {
         "w0 (solid) and the perturbed layer w̃ (dashed)": MapPanel(
             w.boundary,
@@ -98,10 +105,9 @@ def pof_step_by_step() -> None:
     )
     st.plotly_chart(line_search_figure(w), width="stretch", key="s4-search")
     st.caption(
-        "What to look at: the squares double η until the loss rises above L'(w0) (η_max); the "
-        "dots are the "
-        f"{POF.num_partitions}-point grid; η* is the lowest of them; γη* is the step actually "
-        "taken."
+        "What to look at: the squares double η while the weak-batch loss L_w stays at or below "
+        f"L_w(w0) (η_max is where it stops); the dots are the {POF.num_partitions}-point grid; "
+        "η* is the lowest of them; γη* is the step actually taken."
     )
     m = st.columns(5)
     m[0].metric("‖g‖", fmt(info.grad_norm))
@@ -113,7 +119,8 @@ def pof_step_by_step() -> None:
         fmt(info.weak_loss_star),
         f"{info.weak_loss_star - info.weak_loss:+.3g}",
         delta_color="inverse",
-        help=f"L'(w0) = {fmt(info.weak_loss)}; the arrow: the change from it",
+        help=f"L_w(w0) = {fmt(info.weak_loss)}, the weak-batch loss at w0; the arrow: the "
+        "change from it",
     )
     b, a = w.before, w.after
     m = st.columns(4)
@@ -138,7 +145,7 @@ def pof_step_by_step() -> None:
     m[3].metric("test accuracy", f"{a.test_acc:.1%}", f"{a.test_acc - b.test_acc:+.1%}")
     st.caption(
         f"After {steps} feature-training steps at learning rate {lr:g}, measured on all "
-        f"{len(bundled_moons()[1].x_train)} training points (the last layer's Hessian is exact: "
+        f"{len(points.x)} training points (the last layer's Hessian is exact: "
         "its closed form), arrows = change from before."
     )
     if lr < 0.001 or steps == 0:

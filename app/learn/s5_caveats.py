@@ -7,12 +7,18 @@ from analysis import learn
 from analysis.learn_results import FlatnessTable, RescalingReport
 from app.figures.landscapes import slices_1d
 from app.figures.spectra import hessian_bars
-from app.learn.common import FLAT, TOY, fmt, refs
+from app.learn.common import SMALL_SAM, TOY, fmt, refs, stored
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def rescaling(alpha: float) -> RescalingReport:
-    return learn.rescaling_report(FLAT, alpha)
+    return stored(
+        "rescaling",
+        RescalingReport,
+        lambda: learn.rescaling_report(SMALL_SAM, alpha),
+        r=SMALL_SAM,
+        alpha=alpha,
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
@@ -39,7 +45,7 @@ def caveats() -> None:
         "the weights, or "
         "use **adaptive sharpness** (Kwon et al. 2021), which measures the worst loss within a "
         "ball scaled by |w|. "
-        "Both are unchanged by this rescaling. Try it on the flat network of section 1:"
+        "Both are unchanged by this rescaling. Try it on section 1's small-batch + SAM network:"
     )
     alpha = st.select_slider(
         "α: scale the first layer by α and the second by 1/α",

@@ -7,14 +7,16 @@ import streamlit as st
 from analysis import learn
 from analysis.learn_results import EdgeOfStability
 from app.figures.learn import edge_of_stability
-from app.learn.common import fmt, refs
+from app.learn.common import fmt, refs, stored
 
 LRS = [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def stability(eta: float) -> EdgeOfStability:
-    return learn.edge_of_stability(eta)
+    return stored(
+        "edge-of-stability", EdgeOfStability, lambda: learn.edge_of_stability(eta), eta=eta
+    )
 
 
 def last_quarter(r: EdgeOfStability) -> list[float]:

@@ -9,6 +9,7 @@ order."""
 import streamlit as st
 
 from app.learn import (
+    common,
     s1_flatness,
     s2_shift,
     s3_digits,
@@ -37,3 +38,4 @@ s3_digits.digits_pair_section()
 s4_pof.pof_step_by_step()
 s5_caveats.caveats()
 s6_stability.edge_of_stability_section()
+common.warm_up()  # the first new slider value then finds its imports done

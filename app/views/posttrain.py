@@ -32,8 +32,9 @@ from pof.validate import ConfigError
 
 METHOD_HELP = {
     "pof": (
-        "PoF: train the feature extractor against a last layer perturbed towards the weak "
-        "batch's worst case"
+        "PoF: train the feature extractor against a last layer moved by γ·η* along −g, where g "
+        "is its gradient on a second (weak) batch, η* the step that minimises that batch's loss "
+        "along −g, and γ drawn from U(0, gamma max)"
     ),
     "finetune-frozen": "control: the same training with the last layer frozen and unperturbed",
     "finetune": "control: plain fine-tuning of every layer",
@@ -272,8 +273,8 @@ with st.form("post-train"):
         1,
         4096,
         pd.weak_batch_size,
-        help="the batch B' whose last-layer gradient sets the perturbation's direction "
-        "(paper: 256)",
+        help="the batch B' whose last-layer gradient g sets the perturbation's direction, and "
+        "whose loss along −g its length (paper: 256)",
     )
     gamma = c2.number_input(
         "gamma max",
