@@ -129,6 +129,7 @@ SLOW_FIXTURES = {  # module fixtures that train or measure
     "test_analysis_cli.py": {"ckpts"},  # pre-training runs through the CLI
     "test_app.py": {"finished_pof_run"},  # a PoF run and its whole analysis
     "test_app_faults.py": {"good_runs"},  # pre-training and post-training runs
+    "test_crosscheck.py": {"mlp"},  # a pre-training, then two `analysis hessian` runs (25 s)
     "test_curvature_app.py": {"tracked"},  # a tracked pre-training through the CLI (10-20 s)
     "test_layers.py": {"tiny", "two_checkpoints"},  # an exact Hessian (56 s); two pre-trainings
     "test_learn.py": {"sharp"},  # trains the Learn page's sharp network (17 s)
