@@ -106,6 +106,7 @@ KINDS: dict[str, type] = {
     "landscape-2d": Landscape,
     "interpolation": Landscape,
     "sharpness": SharpnessReport,
+    "crosscheck": CrossCheck,
 }
 
 

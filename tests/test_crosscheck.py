@@ -2,10 +2,13 @@
 same model, data and seed, through the library and `python -m analysis hessian --cross-check`."""
 
 import json
+import re
+import time
 
 import pytest
 import torch
 from test_analysis_cli import run_analysis
+from test_browser import _shot
 from torch import nn
 
 from analysis.measures.crosscheck import cross_check, pyhessian_estimates
@@ -96,3 +99,40 @@ def test_the_hessian_command_prints_pyhessian_beside_its_own_numbers(mlp, tmp_pa
     line = next(s for s in printed.splitlines() if s.strip().startswith("top eigenvalue 1"))
     r = rows["top eigenvalue 1"]
     assert f"{r['ours']:.6g}" in line and f"{r['pyhessian']:.6g}" in line and "yes" in line
+
+
+# the fixtures server and page come from conftest
+def test_the_inspect_page_cross_checks_with_pyhessian_side_by_side(server, page, tmp_path):
+    url, runs = server
+    page.goto(url + "/inspect")
+    page.get_by_text("Inspect checkpoints").wait_for(timeout=60_000)
+    page.wait_for_function(  # the bundled model's card
+        "document.querySelectorAll('[data-testid=\"stMetricValue\"]').length >= 1", timeout=60_000
+    )
+    samples = page.get_by_role("spinbutton", name=re.compile("Training samples"))
+    samples.fill("100")
+    samples.press("Enter")
+    page.get_by_role("button", name="Cross-check with PyHessian").click()
+    table = page.locator("[data-testid=stTable] table")
+    t0 = time.time()
+    while not table.count():
+        assert time.time() - t0 < 300, page.content()[:2000]
+        assert not page.get_by_text(re.compile(r"cross-check failed")).count(), page.content()
+        time.sleep(1)
+    header = table.first.locator("thead").inner_text()
+    for column in ("This project", "PyHessian", "Relative difference", "Agree"):
+        assert column in header, header
+    body = table.first.locator("tbody tr")
+    rows = [body.nth(i).locator("th, td").all_inner_texts() for i in range(body.count())]
+    rows = [[c.strip() for c in r] for r in rows]
+    assert [r[0] for r in rows] == [*(f"top eigenvalue {i}" for i in range(1, 6)), "trace"]
+    # both columns hold numbers with their uncertainty, read back from the job's saved result
+    (saved,) = runs.glob("compare/*/crosscheck/result.json")
+    (check,) = json.loads(saved.read_text())["results"].values()
+    for shown, row in zip(rows, check["rows"], strict=True):
+        assert shown[1] == f"{row['ours']:.6g} ± {row['ours_error']:.2g}"
+        assert shown[2] == f"{row['pyhessian']:.6g} ± {row['pyhessian_error']:.2g}"
+    assert rows[-1][4] == "yes"  # the traces: the same probes on the CPU
+    page.get_by_text("How PyHessian was called").wait_for()
+    assert not page.get_by_role("button", name="Cross-check with PyHessian").count()
+    _shot(page, tmp_path, "inspect-crosscheck")

@@ -20,6 +20,7 @@ from analysis.compare import (
     part_dir,
 )
 from app.comparison import PART_TITLES, show_results, watch_parts
+from app.crosscheck_view import show_crosscheck
 from app.jobs import runs_root, start_job
 from app.uploads import (
     MAX_UPLOAD_MB,
@@ -480,3 +481,4 @@ if missing and st.button(
 watch_parts(jobs, {part: PART_TITLES[part].capitalize() for part in jobs}, set(results))
 series = {part: result for part, result in results.items() if part != "interpolation"}
 show_results(series, "inspect", results.get("interpolation"))
+show_crosscheck(out, paths, root, job_args)
