@@ -136,6 +136,12 @@ SLOW_FIXTURES = {  # module fixtures that train or measure
     "test_post_train.py": {"ckpts"},  # pre-training runs through the CLI
 }
 SLOW_TESTS = {
+    "test_crosscheck.py": {  # PyHessian and this project's estimates, and an exact Hessian: 4-7 s
+        "test_pyhessian_leaves_the_model_as_it_found_it_and_agrees_despite_stale_gradients",
+    },
+    "test_csv_split.py": {  # two pre-trainings and an evaluation through the CLI: 45 s
+        "test_the_split_is_stated_recorded_and_reused_by_the_commands",
+    },
     "test_app.py": {
         "test_pretrain_start_creates_a_run_folder_and_a_background_job",  # 28 s
         "test_bad_combinations_and_occupied_names_are_refused",  # 22 s
