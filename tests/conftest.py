@@ -141,6 +141,7 @@ SLOW_TESTS = {
     },
     "test_csv_split.py": {  # two pre-trainings and an evaluation through the CLI: 45 s
         "test_the_split_is_stated_recorded_and_reused_by_the_commands",
+        "test_the_inspect_card_states_the_drawn_split",  # a pre-training, then the page: 10 s
     },
     "test_app.py": {
         "test_pretrain_start_creates_a_run_folder_and_a_background_job",  # 28 s

@@ -129,3 +129,22 @@ def test_the_split_is_stated_recorded_and_reused_by_the_commands(tmp_path):
     refused = _pof(*args[:2], bad, *args[3:], "--out", tmp_path / "never", check=2)
     assert "column 'b'" in refused.stderr and "Encode it as numbers" in refused.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_the_inspect_card_states_the_drawn_split(tmp_path, runs_root):
+    from test_inspect_app import _inspect, _radio, _text
+
+    from pof.training.pretrain import PretrainConfig, pretrain
+
+    name = _write(tmp_path / "pets.csv", header="a,b,label")  # the page offers 'label' by itself
+    cfg = PretrainConfig(model="mlp", dataset=name, epochs=1, data_options={"split_seed": 3})
+    ckpt = pretrain(cfg, tmp_path / "run").checkpoint("final")
+    at = _inspect()
+    _radio(at, "Checkpoint A from").set_value("a path on this server").run()
+    _text(at, "Path of the model file").set_value(str(ckpt)).run()
+    assert not at.exception and not at.error, at.error
+    # the data line of the card: the split drawn with the recorded seed, not the default one
+    assert any(
+        "20 of 100 rows (0.2) for testing, stratified by label, seed 3" in c.value
+        for c in at.caption
+    ), ([c.value for c in at.caption], [(s.label, s.value) for s in at.selectbox])
