@@ -235,9 +235,7 @@ def hessian_report(
         op.close()
     check = None
     if pyhessian:
-        check = cross_check(
-            model, batches, top, tr, eval_set=eval_set, tol=tol, seed=seed, should_stop=should_stop
-        )
+        check = cross_check(model, batches, top, tr, eval_set=eval_set, tol=tol, **kw)
     return HessianReport(
         top, eval_set, op.dim, tr, dens, last_layer, split, op.n_hvp, cross_check=check
     )

@@ -136,3 +136,22 @@ def test_the_inspect_page_cross_checks_with_pyhessian_side_by_side(server, page,
     page.get_by_text("How PyHessian was called").wait_for()
     assert not page.get_by_role("button", name="Cross-check with PyHessian").count()
     _shot(page, tmp_path, "inspect-crosscheck")
+
+
+def test_a_parameter_the_loss_ignores_does_not_break_pyhessian():
+    class Net(nn.Module):  # a head left over from pre-training, unused by forward
+        def __init__(self):
+            super().__init__()
+            self.body, self.old_head = nn.Linear(5, 3), nn.Linear(3, 7)
+
+        def forward(self, x):
+            return self.body(x)
+
+    torch.manual_seed(1)
+    net = Net()
+    batches = [(torch.randn(40, 5), torch.randint(0, 3, (40,)))]
+    report = hessian_report(net, batches, "", top_k=2, probes=40, density=False, pyhessian=True)
+    rows = report.cross_check.rows
+    assert all(r.within for r in rows), rows  # PyHessian alone fails on such a parameter
+    assert all(p.requires_grad for p in net.parameters()) and net.training
+    assert "other draws than ours" in report.cross_check.how  # its probes span fewer parameters

@@ -12,6 +12,9 @@ with their agreement. PyHessian (PyPI 0.1) has known problems, handled here wher
   for a negative mean): every probe is run (tol = -inf, maxIter = probes);
 - its top-k eigenvalues can come back out of order: they are sorted;
 - its `density()` calls `torch.eig`, removed from PyTorch: it is never called;
+- it fails on a parameter the loss does not depend on (its gradient is None): such parameters are
+  left out of its view for the call (their Hessian rows are zero, so no eigenvalue or trace
+  changes), and given back;
 - it draws its vectors from the global random generator: that generator's state is restored
   (seeded with the same seed, on the CPU it draws the very Rademacher probes this project's trace
   draws, so the two traces then differ by rounding only; on a GPU its probes are other draws);
@@ -74,6 +77,15 @@ class PyHessianEstimates:
     eigenvalues: list[float]  # sorted, largest first
     residuals: list[float]
     trace_samples: list[float]  # v^T H v of every probe
+    same_probes: bool = False  # its probes were this project's (CPU, every parameter used)
+
+
+def _unused(model: nn.Module, batch) -> list[nn.Parameter]:
+    """The trainable parameters the loss on `batch` does not depend on."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    x, y = batch
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), params, allow_unused=True)
+    return [p for p, g in zip(params, grads, strict=True) if g is None]
 
 
 def _clear_grads(model: nn.Module) -> None:
@@ -100,7 +112,12 @@ def pyhessian_estimates(
     cuda = next(model.parameters()).is_cuda
     _clear_grads(model)
     devices = [torch.cuda.current_device()] if cuda else []
+    model.eval()
+    unused = _unused(model, batches[0])
+    used = [p for p in model.parameters() if p.requires_grad and all(p is not u for u in unused)]
     try:
+        for p in unused:
+            p.requires_grad_(False)
         with warnings.catch_warnings(), torch.random.fork_rng(devices=devices):
             warnings.filterwarnings("ignore", "Using backward.. with create_graph", UserWarning)
             torch.manual_seed(seed)
@@ -112,6 +129,8 @@ def pyhessian_estimates(
             torch.manual_seed(seed)
             samples = h.trace(maxIter=probes, tol=-math.inf)  # no early stop: every probe
             del h
+        for p in unused:
+            p.requires_grad_(True)
         check_stop(should_stop)
         _clear_grads(model)
         order = sorted(range(len(values)), key=lambda i: -values[i])
@@ -119,15 +138,19 @@ def pyhessian_estimates(
         try:
             residuals = []
             for i in order:
-                v = torch.cat([t.reshape(-1) for t in vectors[i]])
+                part = {id(p): t for p, t in zip(used, vectors[i], strict=True)}
+                v = torch.cat([part.get(id(p), torch.zeros_like(p)).reshape(-1) for p in op.params])
                 v = v / v.norm()
                 residuals.append(float((op.matvec(v) - values[i] * v).norm()))
         finally:
             op.close()
     finally:
+        for p in unused:
+            p.requires_grad_(True)
         _clear_grads(model)
         model.train(was_training)
-    return PyHessianEstimates([float(values[i]) for i in order], residuals, list(samples))
+    same = not cuda and not unused
+    return PyHessianEstimates([float(values[i]) for i in order], residuals, list(samples), same)
 
 
 def _row(name: str, a: float, ea: float, b: float, eb: float, bound: float) -> Agreement:
@@ -177,8 +200,7 @@ def cross_check(
     )
     if progress:
         progress(1, 1, "PyHessian")
-    cuda = next(model.parameters()).is_cuda
-    probes = "other draws than ours" if cuda else "the same vectors as ours"
+    probes = "the same vectors as ours" if theirs.same_probes else "other draws than ours"
     how = (
         f"PyHessian power iteration (tol {tol:g} on the change, at most {EIGEN_MAX_ITER} steps, "
         f"sorted) and Hutchinson trace ({trace.n_probes} Rademacher probes, {probes}, no early "
