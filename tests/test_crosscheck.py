@@ -25,13 +25,18 @@ def _net_and_batches():
     return net, [(x[:32], y[:32]), (x[32:], y[32:])]
 
 
+@pytest.mark.filterwarnings("ignore:Using backward.. with create_graph")  # the leftover, made here
 @pytest.mark.parametrize("one_batch", [True, False])
 def test_pyhessian_leaves_the_model_as_it_found_it_and_agrees_despite_stale_gradients(one_batch):
     net, batches = _net_and_batches()
     if one_batch:  # PyHessian's single-batch path (data=) rather than its dataloader path
         batches = [(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))]
-    for p in net.parameters():  # a training step's leftovers: PyHessian would add them to H's graph
-        p.grad = torch.full_like(p, 3.0)
+    # an earlier second-order call's leftovers: a gradient that still holds its graph, which
+    # PyHessian's constructor would add to its own (the Hessian counted twice)
+    net.eval()
+    x, y = batches[0]
+    nn.functional.cross_entropy(net(x), y).backward(create_graph=True)
+    net.train()
     state = torch.get_rng_state()
     theirs = pyhessian_estimates(net, batches, top_k=3, probes=30, tol=1e-6, seed=4)
     assert net.training  # PyHessian switched it to eval mode
