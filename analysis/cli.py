@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import cache
-from analysis.compare import PARTS, interpolation_label
+from analysis.compare import ON_REQUEST, PARTS, interpolation_label
 from analysis.configs import (
     HessianConfig,
     InterpolationConfig,
@@ -400,7 +400,12 @@ class Command:
 
 
 PART = _arg(
-    "--part", nargs="+", choices=PARTS, default=list(PARTS), help="which analyses to compute"
+    "--part",
+    nargs="+",
+    choices=PARTS + ON_REQUEST,
+    default=list(PARTS),
+    help="which analyses to compute (crosscheck: PyHessian's eigenvalues and trace beside this "
+    "project's, on request only)",
 )
 
 COMMANDS = {

@@ -41,6 +41,7 @@ from pof.progress import Stopped
 from pof.runs.run import Run, RunError
 
 __all__ = [
+    "ON_REQUEST",
     "PAIR_ONLY",
     "PARTS",
     "ReportConfig",
@@ -49,6 +50,7 @@ __all__ = [
     "compute",
     "hessian_options",
     "labels_for",
+    "load_part",
     "load_report",
     "load_results",
     "part_dir",
@@ -58,6 +60,8 @@ __all__ = [
 
 PARTS = ("layers", "hessian", "landscape-1d", "landscape-2d", "interpolation")
 PAIR_ONLY = ("interpolation",)  # needs two checkpoints
+# asked for on its own (the Inspect page's button), never among the analyses computed by default
+ON_REQUEST = ("crosscheck",)
 
 
 @dataclass
@@ -204,6 +208,26 @@ def _hessian(models, dataset, cfg, progress, stop) -> dict:
     return out
 
 
+def _crosscheck(models, dataset, cfg, progress, stop) -> dict:
+    """PyHessian's eigenvalues and trace beside this project's, on the Hessian part's data."""
+    out = {}
+    for i, (label, (model, meta)) in enumerate(models.items()):
+        batches, train_set = _train_batches(dataset, meta, cfg)
+        out[label] = hessian_report(
+            model,
+            batches,
+            train_set,
+            top_k=cfg.top_k,
+            probes=cfg.probes,
+            density=False,
+            seed=cfg.seed,
+            pyhessian=True,
+            progress=_share(progress, i, len(models), label),
+            should_stop=stop,
+        ).cross_check
+    return out
+
+
 def _landscape(dims, models, dataset, cfg, progress, stop) -> dict:
     first_model, first_meta = next(iter(models.values()))
     xte, yte, _, test_set = eval_tensors(
@@ -263,6 +287,7 @@ COMPUTE = {
     "landscape-1d": lambda *a: _landscape(1, *a),
     "landscape-2d": lambda *a: _landscape(2, *a),
     "interpolation": _interpolation,
+    "crosscheck": _crosscheck,
 }
 
 
@@ -277,8 +302,10 @@ def compute(
     out: str | Path, subject: Subject, cfg: ReportConfig, part: str, progress=None, should_stop=None
 ) -> Run:
     """Compute one part of the comparison into OUT/PART; returns that job's run folder."""
-    if part not in PARTS:
-        raise check.ConfigError(f"unknown analysis {part!r}; one of {', '.join(PARTS)}")
+    if part not in PARTS + ON_REQUEST:
+        raise check.ConfigError(
+            f"unknown analysis {part!r}; one of {', '.join(PARTS + ON_REQUEST)}"
+        )
     if part in PAIR_ONLY and len(subject.checkpoints) < 2:
         raise check.ConfigError(f"{part} needs two checkpoints.")
     if not isinstance(cfg, ReportConfig):
@@ -349,10 +376,25 @@ def load_results(out: str | Path, checkpoints: list[str | Path]) -> dict[str, di
         return {}
     found = {}
     for part in PARTS:
-        saved = results.load(part_dir(out, part) / "result.json", part, KINDS[part])
-        if saved is not None and saved.about.get("checkpoints") == digests:
-            found[part] = saved.results
+        saved = _load(out, part, digests)
+        if saved is not None:
+            found[part] = saved
     return found
+
+
+def _load(out, part: str, digests: list[str]) -> dict | None:
+    saved = results.load(part_dir(out, part) / "result.json", part, KINDS[part])
+    fresh = saved is not None and saved.about.get("checkpoints") == digests
+    return saved.results if fresh else None
+
+
+def load_part(out: str | Path, checkpoints: list[str | Path], part: str) -> dict | None:
+    """One part's results ({label: result}) under OUT, computed on these checkpoints' current
+    content; None when absent, stale or unreadable."""
+    try:
+        return _load(out, part, _digests(checkpoints))
+    except OSError:
+        return None
 
 
 def load_report(run_dir: str | Path) -> dict[str, dict]:

@@ -90,6 +90,11 @@ class HessianConfig(EvalConfig):
     density: bool = option(False, "spectral density (stochastic Lanczos quadrature)")
     density_steps: int = option(80, "Lanczos steps of the density")
     density_runs: int = option(1, "Lanczos runs (random starts) averaged by the density")
+    cross_check: bool = option(
+        False,
+        "also run PyHessian's own eigenvalues() and trace() on the same model, data, seed and "
+        "number of probes (implies --trace), and show both with their agreement",
+    )
 
     def __post_init__(self):
         super().__post_init__()

@@ -92,7 +92,27 @@ def show_hessian(found: list[Found]) -> None:
             f"density: {d.steps} Lanczos steps x {len(d.nodes)} runs, support "
             f"[{min(d.grid):.4g}, {max(d.grid):.4g}]"
         )
+    if r.cross_check is not None:
+        show_cross_check(r.cross_check)
     print(f"saved: {path}")
+
+
+def show_cross_check(c) -> None:
+    """This project's estimates and PyHessian's side by side, with their agreement."""
+    print(f"cross-check with PyHessian ({c.how}):")
+    print(f"  {'':<18} {'this project':>22} {'PyHessian':>22}  rel. diff  agree")
+    for row in c.rows:
+        ours = f"{row.ours:.6g} ± {row.ours_error:.2g}"
+        theirs = f"{row.pyhessian:.6g} ± {row.pyhessian_error:.2g}"
+        verdict = "yes" if row.within else f"NO (|diff| > {row.bound:.2g})"
+        print(
+            f"  {row.quantity:<18} {ours:>22} {theirs:>22}  "
+            f"{row.relative_difference:>9.2%}  {verdict}"
+        )
+    print(
+        "  (± : an eigenvalue's residual |Hv - λv|, a trace's standard error; agree: within "
+        "the sum of the residuals, or 2 standard errors of the traces' difference)"
+    )
 
 
 def layers_csv(path: Path, report) -> None:

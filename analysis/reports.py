@@ -30,6 +30,7 @@ from analysis.configs import (
     LayersConfig,
     SharpnessConfig,
 )
+from analysis.measures.crosscheck import CrossCheck, cross_check
 from analysis.measures.hessian import (
     Density,
     HessianOperator,
@@ -88,6 +89,7 @@ class HessianReport(Result):
     split: str = ""  # how the model splits into features and a classifier (or why it does not)
     hessian_vector_products: int = 0
     mode: str = MODE
+    cross_check: CrossCheck | None = None  # PyHessian's numbers beside these, on request
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ KINDS: dict[str, type] = {
     "landscape-2d": Landscape,
     "interpolation": Landscape,
     "sharpness": SharpnessReport,
+    "crosscheck": CrossCheck,
 }
 
 
@@ -208,13 +211,16 @@ def hessian_report(
     seed: int = 0,
     last_layer: LastLayerHessian | None = None,
     split: str = "",
+    pyhessian: bool = False,
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
 ) -> HessianReport:
     """The whole network's curvature on `batches` (in eval mode): the `top_k` largest eigenvalues
     (Lanczos to relative residual `tol`), on request the Hutchinson trace over `probes` probes
     (with each layer's block trace, and each block's top eigenvalue), and the spectral density;
-    `last_layer` (last_layer_report's) is carried along."""
+    `last_layer` (last_layer_report's) is carried along. With `pyhessian`, PyHessian's own
+    eigenvalues and trace on the same batches, seed and probe count are set beside them."""
+    trace = trace or pyhessian
     kw = {"seed": seed, "progress": progress, "should_stop": should_stop}
     op = HessianOperator(model, batches)
     try:
@@ -229,7 +235,12 @@ def hessian_report(
         dens = spectral_density(op, density_steps, density_runs, **kw) if density else None
     finally:
         op.close()
-    return HessianReport(top, eval_set, op.dim, tr, dens, last_layer, split, op.n_hvp)
+    check = None
+    if pyhessian:
+        check = cross_check(model, batches, top, tr, eval_set=eval_set, tol=tol, **kw)
+    return HessianReport(
+        top, eval_set, op.dim, tr, dens, last_layer, split, op.n_hvp, cross_check=check
+    )
 
 
 def sharpness_report(
@@ -291,6 +302,7 @@ def hessian_of(
         seed=cfg.seed,
         last_layer=last_layer_report(data.model, data.dataset, data.meta, cfg.top_k),
         split=data.meta["split"],
+        pyhessian=cfg.cross_check,
         progress=progress,
         should_stop=should_stop,
     )

@@ -101,6 +101,21 @@ def _add_data_option_flags(p: argparse.ArgumentParser) -> None:
         help="input standard deviation, like --mean (values > 0); if not given: from the training "
         "split for registry datasets and image folders, 1 for npz/csv",
     )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="csv without a split column: the share of each class's rows held out for testing "
+        "(a seeded split stratified by label, recorded with the run); 0.2 if not given",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="csv without a split column: the seed of that split; 0 if not given",
+    )
 
 
 def _add_fields(parser, config_cls, names: tuple[str, ...]) -> None:
@@ -368,9 +383,10 @@ def model_source_argv(source) -> list[str]:
 
 
 def data_option_argv(options: dict) -> list[str]:
-    """--classes, --label-column, --mean and --std that reproduce load_dataset's data options."""
+    """--classes, --label-column, --mean, --std, --test-fraction and --split-seed that reproduce
+    load_dataset's data options."""
     argv = []
-    for key in ("classes", "label_column", "mean", "std"):
+    for key in ("classes", "label_column", "mean", "std", "test_fraction", "split_seed"):
         value = options.get(key)
         if value is None:
             continue
@@ -402,7 +418,22 @@ def _finish(run) -> int:
         f"done: test acc {last['test_acc']:.4f}, test loss {last['test_loss']:.4f}; "
         f"checkpoint {run.checkpoint('final')}"
     )
+    _state_drawn_split(run.checkpoint("final"))
     return EXIT_OK
+
+
+def _state_drawn_split(checkpoint) -> None:
+    """Say so when the data's train/test split was drawn by the loader (a CSV without a split
+    column): the checkpoint records it, so a resume or an analysis uses the same one."""
+    from .models.metadata import read_metadata
+
+    options = read_metadata(checkpoint).get("data_options") or {}
+    if "test_fraction" in options:
+        print(
+            f"data: no split column, so {options['test_fraction']:g} of each class's rows were "
+            f"held out for testing (stratified, seed {options.get('split_seed')}); recorded in "
+            f"the checkpoint, so analyses and post-training of it use the same split"
+        )
 
 
 def cmd_post_train(args) -> int:

@@ -26,8 +26,8 @@ from .validate import ConfigError
 DATASET_HELP = (
     f"one of {', '.join(DATASETS)}; imagefolder:PATH (PATH/train/<class>/*, PATH/test/<class>/*); "
     f"npz:PATH (your arrays x_train, y_train, x_test, y_test in an .npz or safetensors file); "
-    f"csv:PATH (a CSV with a header, a label column and a split column of train/test) "
-    f"or csv:TRAIN.csv,TEST.csv"
+    f"csv:PATH (a CSV with a header, a label column and a split column of train/test, or none: "
+    f"a seeded split stratified by label, see --test-fraction) or csv:TRAIN.csv,TEST.csv"
 )
 DATA_ROOT_HELP = (
     "folder for torchvision downloads and decoded image-folder caches "
@@ -35,8 +35,8 @@ DATA_ROOT_HELP = (
 )
 SVHN_EXTRA_HELP = "SVHN: add the 531k 'extra' images to training, as the paper does"
 DATA_OPTIONS_HELP = (
-    "load_dataset's classes, label_column, mean and std (flags --classes, --label-column, --mean, "
-    "--std)"
+    "load_dataset's classes, label_column, mean, std, test_fraction and split_seed (flags "
+    "--classes, --label-column, --mean, --std, --test-fraction, --split-seed)"
 )
 AUGMENT_HELP = "'default' (per dataset), 'none', or e.g. 'crop=4,flip,cutout=16'"
 DEVICE_HELP = "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1 ..."

@@ -29,6 +29,8 @@ FLAGS = {
     "dataset": "--dataset",
     "classes": "--classes",
     "label_column": "--label-column",
+    "test_fraction": "--test-fraction",
+    "split_seed": "--split-seed",
     "mean": "--mean",
     "std": "--std",
     "data_root": "--data-root",

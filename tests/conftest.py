@@ -141,6 +141,7 @@ SLOW_FIXTURES = {  # module fixtures that train or measure
     "test_analysis_cli.py": {"ckpts"},  # pre-training runs through the CLI
     "test_app.py": {"finished_pof_run"},  # a PoF run and its whole analysis
     "test_app_faults.py": {"good_runs"},  # pre-training and post-training runs
+    "test_crosscheck.py": {"mlp"},  # a pre-training, then two `analysis hessian` runs (25 s)
     "test_curvature_app.py": {"tracked"},  # a tracked pre-training through the CLI (10-20 s)
     "test_layers.py": {"tiny", "two_checkpoints"},  # an exact Hessian (56 s); two pre-trainings
     "test_learn.py": {"sharp"},  # trains the Learn page's sharp network (17 s)
@@ -150,6 +151,13 @@ SLOW_TESTS = {
     "test_layers.py": {  # the CLI and a comparison job on the moons model: 22-25 s each
         "test_the_command_says_how_long_before_starting_and_the_count_falls_in_its_range",
         "test_the_apps_per_layer_job_states_its_measured_estimate_as_its_first_line",
+    },
+    "test_crosscheck.py": {  # PyHessian and this project's estimates, and an exact Hessian: 4-7 s
+        "test_pyhessian_leaves_the_model_as_it_found_it_and_agrees_despite_stale_gradients",
+    },
+    "test_csv_split.py": {  # two pre-trainings and an evaluation through the CLI: 45 s
+        "test_the_split_is_stated_recorded_and_reused_by_the_commands",
+        "test_the_inspect_card_states_the_drawn_split",  # a pre-training, then the page: 10 s
     },
     "test_app.py": {
         "test_pretrain_start_creates_a_run_folder_and_a_background_job",  # 28 s

@@ -89,6 +89,7 @@ EXAMPLES = {
             density=True,
             density_steps=40,
             density_runs=2,
+            cross_check=True,
         ),
     ),
     "layers": (

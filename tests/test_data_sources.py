@@ -249,7 +249,8 @@ def test_csv_pair_with_integer_labels_matches_columns_by_name(tmp_path):
         (
             CSV.replace("0.3,4", "0.3,"),
             {"label_column": "species"},
-            r"line 3, column 'weight': '' is not a number",
+            r"line 3, column 'weight': the cell is empty \(a missing value; 1 in this column\)\. "
+            r"Fill the missing cells",
         ),
         (
             CSV.replace("0.3,4", "0.3,nan"),
@@ -267,7 +268,8 @@ def test_csv_pair_with_integer_labels_matches_columns_by_name(tmp_path):
             r"line 4: split is 'validate'",
         ),
         (CSV.replace(",test", ",train"), {"label_column": "species"}, r"no row has split=test"),
-        ("a,label\n1,0\n2,1\n", {}, r"add a column named 'split'.*csv:TRAIN.csv,TEST.csv"),
+        # no split column: drawn, stratified, which needs two rows of each class
+        ("a,label\n1,0\n2,1\n", {}, r"class '0' has a single row: a stratified split needs"),
         ("a,label\n1,0,7\n", {}, r"line 2: 3 cells, but the header names 2 columns"),
         ("", {}, r"is empty; a CSV needs a header row"),
         (

@@ -21,6 +21,8 @@ HAND_FLAGS = {
     "label_column": "data_options",
     "mean": "data_options",
     "std": "data_options",
+    "test_fraction": "data_options",
+    "split_seed": "data_options",
 }
 # command -> (its config, {field holding a nested config: that config's class})
 COMMANDS = {

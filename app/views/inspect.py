@@ -22,6 +22,7 @@ from analysis.compare import (
 )
 from app.classroom import job_refusal, shared, upload_refusal
 from app.comparison import PART_TITLES, show_results, watch_parts
+from app.crosscheck_view import show_crosscheck
 from app.jobs import runs_root, start_job
 from app.messages import human_size, say
 from app.uploads import (
@@ -647,3 +648,4 @@ if missing and st.button(
 watch_parts(jobs, {part: PART_TITLES[part].capitalize() for part in jobs}, set(results))
 series = {part: result for part, result in results.items() if part != "interpolation"}
 show_results(series, "inspect", results.get("interpolation"))
+show_crosscheck(out, paths, root, job_args)

@@ -33,6 +33,10 @@ class Dataset:
     # can silently disagree with a checkpoint trained elsewhere, so callers warn about it.
     class_order: str = "registry"
     normalization: str = COMPUTED  # or STATED, AS_IS, or "mean ...; std ..." when they differ
+    # options the loader chose that must come back to give the same data (a CSV's seeded split):
+    # recorded with the run's checkpoints next to the options the user gave
+    options: dict = field(default_factory=dict)
+    split: str = ""  # how train and test were told apart, when the loader drew the split itself
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -50,6 +54,7 @@ class Dataset:
         return (
             f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test, "
             f"input {self.input_shape}, {self.num_classes} classes"
+            + (f"; {self.split}" if self.split else "")
         )
 
 

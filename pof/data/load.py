@@ -13,7 +13,15 @@ from .arrays import arrays_dataset
 from .dataset import Dataset, apply_normalization, fit_stat
 from .downloads import torchvision_dataset
 from .imagefolder import imagefolder_dataset
-from .names import DATASETS, NUM_CLASSES, SIGNATURES, DatasetError, parse_classes, parse_stats
+from .names import (
+    DATASETS,
+    NUM_CLASSES,
+    SIGNATURES,
+    DatasetError,
+    parse_classes,
+    parse_split,
+    parse_stats,
+)
 from .offline import digits, point_set
 from .table import csv_dataset
 
@@ -46,6 +54,8 @@ def load_dataset(
     label_column: str | None = None,
     mean=None,
     std=None,
+    test_fraction: float | None = None,
+    split_seed: int | None = None,
 ) -> Dataset:
     """Load a dataset by name: one of DATASETS, `imagefolder:PATH`, `npz:PATH` (npz or safetensors
     arrays x_train, y_train, x_test, y_test) or `csv:PATH` / `csv:TRAIN.csv,TEST.csv`.
@@ -53,6 +63,10 @@ def load_dataset(
     classes: the class names in label order; it replaces an image folder's alphabetical order, names
         integer labels, orders string labels, and must match a registry dataset's own list.
     label_column: the CSV column holding the labels (default "label"); CSV only.
+    test_fraction, split_seed: a single CSV without a split column is split by scikit-learn's
+        train_test_split, stratified by label: this share of the rows for testing (default 0.2),
+        drawn with this seed (default 0); the Dataset states the split and records both in
+        `options`. CSV only.
     mean, std: None (registry and image folders: computed from the training split; npz/csv: the
         numbers are used as they are), "auto" (computed from the training split), or numbers (one
         per channel, in [0, 1] units for images, or per feature; a single value is broadcast).
@@ -60,10 +74,10 @@ def load_dataset(
     # Every option is checked before any file is read or anything is downloaded.
     classes = parse_classes(classes)
     mean, std = parse_stats(mean, "mean"), parse_stats(std, "std")
-    if label_column is not None and not name.startswith("csv:"):
-        raise DatasetError(
-            f"{ask('label_column')} applies to csv:PATH datasets only, not {name!r}."
-        )
+    split = parse_split(test_fraction, split_seed)
+    for key, given in (("label_column", label_column), *split.items()):
+        if given is not None and not name.startswith("csv:"):
+            raise DatasetError(f"{ask(key)} applies to csv:PATH datasets only, not {name!r}.")
     root = Path(root) if root else None
     if name.startswith("imagefolder:"):
         d = imagefolder_dataset(
@@ -72,7 +86,7 @@ def load_dataset(
     elif name.startswith("npz:"):
         d = arrays_dataset(name.split(":", 1)[1], classes)
     elif name.startswith("csv:"):
-        d = csv_dataset(name.split(":", 1)[1], label_column, classes)
+        d = csv_dataset(name.split(":", 1)[1], label_column, classes, **split)
     elif name in DATASETS:
         _check_registry_request(name, classes, mean, std)
         if name == "digits":

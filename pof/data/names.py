@@ -118,6 +118,39 @@ def order_folder_classes(
 # --- stated class order and normalization -------------------------------------------------------
 
 
+# a CSV without a split column: this share of each class's rows is the test split (seeded)
+TEST_FRACTION, SPLIT_SEED = 0.2, 0
+
+
+def parse_split(test_fraction, split_seed) -> dict:
+    """`test_fraction` (in (0, 1)) and `split_seed` (0..2^32-1), the split of a CSV without a split
+    column, as load_dataset's keywords: only those given (None: the default)."""
+    out = {}
+    if test_fraction is not None:
+        try:
+            f = float(test_fraction)
+        except (TypeError, ValueError):
+            f = math.nan
+        if isinstance(test_fraction, bool) or not 0 < f < 1:
+            raise DatasetError(
+                f"test_fraction (--test-fraction) is the share of rows held out for testing, "
+                f"between 0 and 1 exclusive; got {short_repr(test_fraction)}."
+            )
+        out["test_fraction"] = f
+    if split_seed is not None:
+        if (
+            isinstance(split_seed, bool)
+            or not isinstance(split_seed, int)
+            or not 0 <= split_seed < 2**32
+        ):
+            raise DatasetError(
+                f"split_seed (--split-seed) is an integer from 0 to 2^32-1; got "
+                f"{short_repr(split_seed)}."
+            )
+        out["split_seed"] = split_seed
+    return out
+
+
 def parse_classes(value) -> list[str] | None:
     """`classes`: None, a list of names, or one comma-separated string; the names in label order."""
     if value is None:
@@ -207,6 +240,8 @@ def data_options(args) -> dict:
         "label_column": label_column,
         "mean": parse_stats(getattr(args, "mean", None), "mean"),
         "std": parse_stats(getattr(args, "std", None), "std"),
+        # only when given: the keys of other data's options stay as they were
+        **parse_split(getattr(args, "test_fraction", None), getattr(args, "split_seed", None)),
     }
 
 

@@ -1,6 +1,9 @@
-"""The user's own CSV files: one with a split column (train/test) or two (train, test) matched by
-column name; every column but the label (and split) must be numeric, and errors name the file,
-line and column.
+"""The user's own CSV files: one with a split column (train/test), one without (split here: a
+seeded split stratified by label, stated and recorded), or two (train, test) matched by column
+name. Every column but the label (and split) must be numeric: a text (categorical) or empty
+(missing) cell is refused by line and column, saying what to do, since no rule would encode or fill
+it without guessing. Labels are integers 0..K-1 (an integer-valued number such as 1.0 counts as
+one) or class names; numbers with a fraction (0.5, a regression target) are refused.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 
 from ..hints import ask
 from .dataset import Dataset, existing_file, integer_classes, own_dataset
-from .names import DatasetError, short_repr
+from .names import SPLIT_SEED, TEST_FRACTION, DatasetError, short_repr
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -159,16 +162,7 @@ def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
         # float() of each cell, as Python reads a number (surrounding spaces, "1e3", "inf")
         x = text.astype(np.float64)  # float32 (checked for overflow) below
     except ValueError:
-        for r, row in enumerate(text):  # name the first cell that is not a number
-            for j, cell in enumerate(row):
-                try:
-                    float(cell)
-                except ValueError:
-                    raise DatasetError(
-                        f"{path} line {lines[r]}, column {features[j]!r}: {short_repr(cell)} is "
-                        f"not a number; every column except the label"
-                        f"{' and split' if has_split else ''} must be numeric."
-                    ) from None
+        _refuse_cells(path, text, features, lines, has_split)
         raise
     with np.errstate(over="ignore"):
         x = x.astype(np.float32)
@@ -188,9 +182,61 @@ def _csv_table(path: Path, label_column: str, two_files: bool) -> dict:
     }
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_cells(path: Path, text: np.ndarray, features: list[str], lines, has_split) -> None:
+    """Name the first cell that is not a number: an empty one is a missing value (fill it), a text
+    one a category (encode it); say how many the column holds."""
+    numeric = np.vectorize(_is_number, otypes=[bool])(text) if text.size else text
+    r, j = np.argwhere(~numeric)[0]
+    column = text[:, j]
+    empty = np.char.strip(column.astype(str)) == ""
+    name = features[j]
+    if empty[r]:
+        raise DatasetError(
+            f"{path} line {lines[r]}, column {name!r}: the cell is empty (a missing value; "
+            f"{int(empty.sum())} in this column). Fill the missing cells first (e.g. with the "
+            f"column's mean or median) or drop those rows or the column."
+        )
+    words = sorted({c.strip() for c in column[~numeric[:, j] & ~empty]})
+    raise DatasetError(
+        f"{path} line {lines[r]}, column {name!r}: {short_repr(column[r])} is not a number; the "
+        f"column holds text in {int((~numeric[:, j]).sum())} rows ({short_repr(words[:5], 80)}"
+        f"{', ...' if len(words) > 5 else ''}), a categorical column. Encode it as numbers first "
+        f"(e.g. one 0/1 column per category) or drop it: every column except the label"
+        f"{' and split' if has_split else ''} must be numeric."
+    )
+
+
+def _integer_labels(labels: list[str], lines: list[tuple[Path, int]], where: str) -> list[str]:
+    """Labels that are all numbers: integer-valued ones ("1.0", "2e0") as integer text; a number
+    with a fraction (0.5, a regression target) or NaN/inf refused, naming its line."""
+    out = []
+    for i, v in enumerate(labels):
+        f = float(v)
+        if not (np.isfinite(f) and f == int(f)):
+            path, line = lines[i]
+            raise DatasetError(
+                f"{path} line {line}: the label {v!r} is a number but not an integer; labels are "
+                f"classes, integers 0..K-1 or names. A continuous target cannot be classified: "
+                f"bin it into classes (or round it) first, or check that the label column is the "
+                f"right one ({where})."
+            )
+        out.append(str(int(f)))
+    return out
+
+
 def _csv_label_indices(
     labels: list[str], lines: list[tuple[Path, int]], stated: list[str] | None, where: str
 ) -> tuple[np.ndarray, list[str], str]:
+    if labels and not all(_INT.fullmatch(v) for v in labels) and all(map(_is_number, labels)):
+        labels = _integer_labels(labels, lines, where)
     if all(_INT.fullmatch(v) for v in labels):
         values = [int(v) for v in labels]
         if any(not -(2**63) <= v < 2**63 for v in values):
@@ -214,7 +260,47 @@ def _csv_label_indices(
     return np.array([index[v] for v in labels], dtype=np.int64), classes, order
 
 
-def csv_dataset(text: str, label_column: str | None, stated: list[str] | None) -> Dataset:
+def _stratified_split(
+    path: Path, y: np.ndarray, classes: list[str], test_fraction: float, seed: int
+) -> tuple[np.ndarray, str]:
+    """Rows for training (a mask): scikit-learn's train_test_split stratified by label, so that
+    each class keeps its share in both splits; and the split stated."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y, minlength=len(classes))
+    few = [classes[c] for c in np.flatnonzero((counts > 0) & (counts < 2))]
+    if few:
+        raise DatasetError(
+            f"{path} has no split column and class {short_repr(few[0])} has a single row: a "
+            f"stratified split needs at least two rows of each class. Add rows, or add a column "
+            f"named 'split' with values train/test."
+        )
+    try:
+        _, test = train_test_split(
+            np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=y
+        )
+    except ValueError as e:  # fewer test (or training) rows than classes
+        raise DatasetError(
+            f"{path}: a {test_fraction:g} test fraction of {len(y)} rows cannot hold every one "
+            f"of the {int((counts > 0).sum())} classes in both splits ({e}). Change test_fraction "
+            f"(--test-fraction), add rows, or add a column named 'split' with values train/test."
+        ) from None
+    is_train = np.ones(len(y), dtype=bool)
+    is_train[test] = False
+    stated = (
+        f"split drawn here (no split column): {int((~is_train).sum())} of {len(y)} rows "
+        f"({test_fraction:g}) for testing, stratified by label, seed {seed}"
+    )
+    return is_train, stated
+
+
+def csv_dataset(
+    text: str,
+    label_column: str | None,
+    stated: list[str] | None,
+    test_fraction: float | None = None,
+    split_seed: int | None = None,
+) -> Dataset:
     label_column = label_column or "label"
     whole = Path(text.strip()).expanduser()
     parts = (
@@ -226,22 +312,36 @@ def csv_dataset(text: str, label_column: str | None, stated: list[str] | None) -
         )
     paths = [existing_file(p) for p in parts]
     tables = [_csv_table(p, label_column, len(paths) == 2) for p in paths]
+    drawn = {}  # the split's options, when it is drawn here
+    split_text = ""
+    asked = test_fraction is not None or split_seed is not None
     if len(paths) == 1:
         t = tables[0]
-        if t["split"] is None:
+        if asked and t["split"] is not None:
             raise DatasetError(
-                f"{paths[0]} says nothing about which rows are for training: add a column named "
-                f"'split' with values train/test, or give two files as csv:TRAIN.csv,TEST.csv."
+                f"{paths[0]} has a split column, which says which rows are for testing: "
+                f"test_fraction / split_seed apply to a CSV without one; leave them out."
             )
-        is_train = np.array([s == "train" for s in t["split"]])
+        lines = [(paths[0], line) for line in t["lines"]]
+        y, classes, order = _csv_label_indices(t["labels"], lines, stated, f"csv:{paths[0]}")
+        if t["split"] is None:
+            fraction = TEST_FRACTION if test_fraction is None else test_fraction
+            seed = SPLIT_SEED if split_seed is None else split_seed
+            is_train, split_text = _stratified_split(paths[0], y, classes, fraction, seed)
+            drawn = {"test_fraction": fraction, "split_seed": seed}
+        else:
+            is_train = np.array([s == "train" for s in t["split"]])
         for name, mask in (("train", is_train), ("test", ~is_train)):
             if not mask.any():
                 raise DatasetError(f"{paths[0]}: no row has split={name}; both splits need rows.")
-        lines = [(paths[0], line) for line in t["lines"]]
-        y, classes, order = _csv_label_indices(t["labels"], lines, stated, f"csv:{paths[0]}")
         xtr, xte, ytr, yte = t["x"][is_train], t["x"][~is_train], y[is_train], y[~is_train]
         features, name = t["features"], f"csv:{paths[0]}"
     else:
+        if asked:
+            raise DatasetError(
+                f"csv:{text} names a training and a test file: test_fraction / split_seed apply "
+                f"to a single CSV without a split column; leave them out."
+            )
         train, test = tables
         features = train["features"]
         if set(test["features"]) != set(features):
@@ -264,9 +364,11 @@ def csv_dataset(text: str, label_column: str | None, stated: list[str] | None) -
         ytr, yte = y[: len(xtr)], y[len(xtr) :]
     source = (
         f"CSV {', '.join(map(str, paths))}: {len(features)} feature columns, label column "
-        f"{label_column!r}" + (", split column" if len(paths) == 1 else "")
+        f"{label_column!r}"
+        + (", split column" if len(paths) == 1 and not drawn else "")
+        + (f"; {split_text}" if split_text else "")
     )
-    return own_dataset(
+    d = own_dataset(
         name,
         torch.from_numpy(np.ascontiguousarray(xtr)),
         ytr,
@@ -276,3 +378,5 @@ def csv_dataset(text: str, label_column: str | None, stated: list[str] | None) -
         order,
         source,
     )
+    d.options, d.split = drawn, split_text
+    return d

@@ -456,6 +456,9 @@ def import_checkpoint(
         )
     model, meta = load_checkpoint(path, dataset=dataset, source=source)
     meta["provenance"] = {**meta["provenance"], "kind": "imported"}
-    meta["data_options"] = {k: v for k, v in (data_options or {}).items() if v is not None}
+    meta["data_options"] = {
+        **{k: v for k, v in (data_options or {}).items() if v is not None},
+        **getattr(dataset, "options", {}),  # the loader's choices (a CSV's drawn split)
+    }
     save_checkpoint(out, model, meta)
     return meta

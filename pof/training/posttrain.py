@@ -309,7 +309,10 @@ def _post_train(cfg, ckpt, run_dir, resume, overwrite, progress, should_stop, dd
     post_meta["dataset"] = (
         dataset_name  # the data it was post-trained on (may be another copy of the source's)
     )
-    post_meta["data_options"] = {k: v for k, v in cfg.data_options.items() if v is not None}
+    post_meta["data_options"] = {  # with the loader's choices (a CSV's drawn split)
+        **{k: v for k, v in cfg.data_options.items() if v is not None},
+        **dataset.options,
+    }
     post_meta["provenance"] = {
         "kind": "post-train",
         "method": cfg.method,

@@ -160,7 +160,11 @@ def _model_meta(cfg: PretrainConfig, dataset: Dataset, full_args: dict) -> dict:
         "std": list(dataset.std),
         "dataset": cfg.dataset,
         "class_names": list(dataset.classes),
-        "data_options": {k: v for k, v in cfg.data_options.items() if v is not None},
+        # with the options the loader chose (a CSV's drawn split), so that the data comes back
+        "data_options": {
+            **{k: v for k, v in cfg.data_options.items() if v is not None},
+            **dataset.options,
+        },
     }
 
 
