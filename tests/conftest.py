@@ -203,6 +203,7 @@ SLOW_MODULES = {
     # every test pre-trains through the CLI, or runs it repeatedly (not timed one by one)
     "test_train_cli.py",
     "test_learn_app.py",  # the Learn page trains its networks: 39 s for the first, 1-20 s after
+    "test_hostile.py",  # every test runs the CLI in subprocesses, several times: 10-60 s each
     "test_signals.py",  # trainings and analyses in subprocesses, stopped by SIGTERM: 10-70 s each
     "test_track.py",  # three post-trainings, then `analysis track` in subprocesses: 20-100 s each
 }

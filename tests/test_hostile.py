@@ -1,0 +1,66 @@
+"""Hostile inputs, round two: odd files, absurd values, a queued job cancelled, resume from
+anywhere, user code that is not a model factory. Real files, real subprocesses; each must end with
+the documented exit code, a message and no traceback, and leave nothing behind."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, run_cli
+
+DIGITS = ROOT / "assets" / "digits-cnn-small-sgd.safetensors"
+
+
+def analysis_cli(*args, timeout=300):
+    """`python -m analysis ...` as a real subprocess."""
+    cmd = [sys.executable, "-m", "analysis", *map(str, args)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def _refused(proc, *words) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and all(w in proc.stderr for w in words), proc.stderr
+
+
+@pytest.fixture
+def odd_files(tmp_path):
+    """A FIFO, a socket, a folder and a character device, each named like a model file."""
+    os.mkfifo(tmp_path / "fifo.safetensors")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock.safetensors"))
+    (tmp_path / "dir.safetensors").mkdir()
+    yield {
+        "a FIFO (named pipe)": tmp_path / "fifo.safetensors",
+        "a socket": tmp_path / "sock.safetensors",
+        "a folder": tmp_path / "dir.safetensors",
+        "a character device": "/dev/zero",
+    }
+    sock.close()
+
+
+def test_a_fifo_socket_folder_or_device_as_a_checkpoint_is_refused_by_its_type(tmp_path, odd_files):
+    for kind, path in odd_files.items():
+        out = tmp_path / "out"
+        # a reader that opened the FIFO would wait for a writer forever: the timeout fails it
+        _refused(run_cli("evaluate", path, "--dataset", "digits", timeout=120), str(path), kind)
+        _refused(analysis_cli("hessian", path, "--out", out, timeout=120), str(path), kind)
+        if kind.startswith("a FIFO"):
+            _refused(run_cli("post-train", path, "--out", out, timeout=120), str(path), kind)
+        assert not out.exists()
+
+
+def test_a_fifo_as_a_data_file_or_an_image_is_refused_by_its_type(tmp_path):
+    os.mkfifo(tmp_path / "d.npz")
+    os.mkfifo(tmp_path / "d.csv")
+    for split in ("train", "test"):
+        (tmp_path / "img" / split / "a").mkdir(parents=True)
+    os.mkfifo(tmp_path / "img" / "train" / "a" / "x.png")
+    for spec in ("npz:" + str(tmp_path / "d.npz"), "csv:" + str(tmp_path / "d.csv")):
+        proc = run_cli("evaluate", DIGITS, "--dataset", spec, timeout=120)
+        _refused(proc, "a FIFO (named pipe), not a regular file")
+    out = tmp_path / "r"
+    proc = run_cli("pretrain", "--dataset", f"imagefolder:{tmp_path / 'img'}", "--out", out)
+    _refused(proc, "x.png is a FIFO")
+    assert not out.exists()
