@@ -64,3 +64,29 @@ def test_a_fifo_as_a_data_file_or_an_image_is_refused_by_its_type(tmp_path):
     proc = run_cli("pretrain", "--dataset", f"imagefolder:{tmp_path / 'img'}", "--out", out)
     _refused(proc, "x.png is a FIFO")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["pretrain", "--epochs", "100000000"], "epochs is 100,000,000: no run would ever finish"),
+        (["pretrain", "--batch-size", "1000000000"], "batch_size is 1,000,000,000"),
+        (["post-train", DIGITS, "--epochs", "100000000"], "use at most 100,000"),
+        (["post-train", DIGITS, "--batch-size", "1000000000"], "use at most 65,536"),
+        (["post-train", DIGITS, "--weak-batch-size", "1000000000"], "weak_batch_size is 1,0"),
+        (["pretrain", "--epochs", "5", "--milestones", "3", "300"], "300 lie beyond the last"),
+    ],
+    ids=["epochs", "batch", "post-epochs", "post-batch", "weak-batch", "milestones"],
+)
+def test_absurd_sizes_are_refused_before_any_folder(tmp_path, argv, words):
+    out = tmp_path / "r"
+    _refused(run_cli(*argv, "--dataset", "digits", "--out", out, timeout=120), words)
+    assert not out.exists()
+
+
+def test_samples_beyond_the_data_are_clamped_and_said(tmp_path):
+    proc = analysis_cli(
+        "hessian", DIGITS, "--samples", "100000000", "--top-k", "1", "--out", tmp_path / "h"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1347 of 1347 images (all: 100,000,000 were asked for)" in proc.stdout
