@@ -505,7 +505,10 @@ def cmd_runs(args) -> int:
             )
         return EXIT_OK
     run = Run(args.run)
-    if not run.config_file.exists():
+    # a job the app queued has a status but no config.json until it starts: it can be cancelled,
+    # and cancelled again (the second answer says it already stopped)
+    queued = args.runs_command == "cancel" and run.status_file.is_file()
+    if not run.config_file.exists() and not queued:
         raise RunError(f"{args.run} is not a run folder (no config.json).")
     if args.runs_command == "cancel":
         state = run.status()["state"]

@@ -90,3 +90,34 @@ def test_samples_beyond_the_data_are_clamped_and_said(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "1347 of 1347 images (all: 100,000,000 were asked for)" in proc.stdout
+
+
+def _queued_pretrain(root, name, epochs):
+    from app.jobs import start_job
+
+    argv = ["pretrain", "--dataset", "moons", "--model", "mlp", "--epochs", str(epochs)]
+    return start_job(root / name, ["-m", "pof", *argv, "--out", str(root / name), "--quiet"], root)
+
+
+def test_runs_cancel_stops_a_job_the_app_queued_and_a_second_cancel_is_harmless(tmp_path):
+    from conftest import wait_for_state
+
+    from pof.runs.run import Run
+
+    root = tmp_path / "runs"
+    first = _queued_pretrain(root, "long", 5000)
+    wait_for_state(Run(root / "long"), ("running",))
+    waiting = _queued_pretrain(root, "waiting", 2)
+    assert wait_for_state(Run(root / "waiting"), ("queued",))["pid"] == waiting.pid
+    assert not (root / "waiting" / "config.json").exists()  # its command has not started
+    for _ in range(2):  # twice, as an impatient user does
+        proc = run_cli("runs", "cancel", root / "waiting", check=0)
+        assert "cancel requested" in proc.stdout or "cancelled" in proc.stdout
+    assert waiting.wait(timeout=60) == 3
+    status = Run(root / "waiting").status()
+    assert status["state"] == "cancelled" and "queue" in status["message"]
+    assert not (root / "waiting" / "config.json").exists()  # it never ran
+    run_cli("runs", "cancel", root / "long", check=0)
+    run_cli("runs", "cancel", root / "long", check=0)
+    assert first.wait(timeout=120) == 3
+    assert Run(root / "long").status()["state"] == "cancelled"
