@@ -16,6 +16,7 @@ from pathlib import Path
 
 from analysis import results
 from analysis.results import Result, Saved
+from pof.files import regular_file
 
 _digests: dict[tuple, str] = {}  # (path, size, mtime) -> sha256: each file version is read once
 
@@ -28,7 +29,7 @@ def file_digest(path: str | Path) -> str:
     memo = (str(path), st.st_size, st.st_mtime_ns)
     if memo not in _digests:
         h = hashlib.sha256()
-        with open(path, "rb") as f:
+        with open(regular_file(path), "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
         _digests[memo] = h.hexdigest()

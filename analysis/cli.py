@@ -61,6 +61,7 @@ from pof.cli import add_data_args, add_model_args, model_source, run_command
 from pof.data.names import data_options
 from pof.options import add_options, from_args
 from pof.progress import Stopped
+from pof.signals import stop_on_sigterm
 from pof.validate import ConfigError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 2, 3
@@ -625,4 +626,5 @@ def main(argv=None) -> int:
     def handler(a):
         return command.run(a, check_options(a), command)
 
+    stop_on_sigterm()  # SIGTERM stops a job as a cancel does (exit 3)
     return run_command(handler, args, command.folder(args))

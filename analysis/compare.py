@@ -347,7 +347,7 @@ def compute(
                 raise CheckpointError(f"{label}: {e}") from None
         found = COMPUTE[part](models, dataset, cfg, prog, should_stop or job.cancel_requested)
         results.save(job.path / "result.json", part, found, checkpoints=digests)
-    except Stopped:
+    except (Stopped, KeyboardInterrupt):  # a cancel, Ctrl-C or SIGTERM (pof.signals)
         job.set_status("cancelled", message="stopped; start it again to recompute")
         return job
     except BaseException as e:

@@ -1,5 +1,13 @@
 import sys
 
-from .cli import main
+from .signals import stop_on_sigterm
 
-sys.exit(main())
+stop_on_sigterm()  # from the first instant: a SIGTERM while torch imports exits 3 too
+try:
+    from .cli import main
+
+    code = main()
+except KeyboardInterrupt:  # Ctrl-C or SIGTERM before a command took charge: nothing was started
+    print("interrupted", file=sys.stderr)
+    code = 3
+sys.exit(code)

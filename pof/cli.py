@@ -8,7 +8,8 @@ Exit codes (scripts can rely on them):
     2  bad input, refused before any work and without leaving a folder behind: an option out of
        range, an unknown dataset, an unusable or non-finite checkpoint, an occupied or unwritable
        run folder, a corrupt saved configuration on --resume
-    3  the run was cancelled (cancel file or Ctrl-C); it can be resumed with --resume
+    3  the run was cancelled (`runs cancel`, the app's Cancel, Ctrl-C or SIGTERM); it can be
+       resumed with --resume
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .config import (
 from .data.names import DatasetError, data_options
 from .options import add_options, cli_fields, from_args, to_argv
 from .progress import Stopped
+from .signals import stop_on_sigterm
 from .validate import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
@@ -549,7 +551,10 @@ def cmd_runs(args) -> int:
             )
         return EXIT_OK
     run = Run(args.run)
-    if not run.config_file.exists():
+    # a job the app queued has a status but no config.json until it starts: it can be cancelled,
+    # and cancelled again (the second answer says it already stopped)
+    queued = args.runs_command == "cancel" and run.status_file.is_file()
+    if not run.config_file.exists() and not queued:
         raise RunError(f"{args.run} is not a run folder (no config.json).")
     if args.runs_command == "cancel":
         state = run.status()["state"]
@@ -605,6 +610,7 @@ def run_command(handler, args, run_dir=None) -> int:
         return EXIT_BAD_INPUT
     except (KeyboardInterrupt, Stopped):
         print("interrupted; resume with --resume" if run_dir else "interrupted", file=sys.stderr)
+        _cancel_own(run_dir)
         return EXIT_CANCELLED
     # disk full, permissions changed mid-run ...: the machine's, not the input's
     except OSError as e:
@@ -624,6 +630,20 @@ def run_command(handler, args, run_dir=None) -> int:
         )
         _fail_queued(run_dir, f"unexpected {type(e).__name__}: {summary}")
         return EXIT_FAILED
+
+
+def _cancel_own(run_dir) -> None:
+    """Interrupted before the training loop took charge (loading data, building the model): a
+    folder this process holds must not read "running" with a dead pid."""
+    if run_dir is None:
+        return
+    from .runs.run import Run
+
+    run = Run(run_dir)
+    status = run.status()
+    if status.get("state") in ("queued", "running") and status.get("pid") == os.getpid():
+        with contextlib.suppress(OSError):
+            run.set_status("cancelled", message="interrupted; resume with --resume")
 
 
 def _fail_queued(run_dir, message: str) -> None:
@@ -672,4 +692,5 @@ def main(argv: list[str] | None = None) -> int:
         "runs": cmd_runs,
     }
     run_dir = args.out if args.command in ("pretrain", "post-train") else None
+    stop_on_sigterm()
     return run_command(handlers[args.command], args, run_dir)

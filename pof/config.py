@@ -42,14 +42,19 @@ AUGMENT_HELP = "'default' (per dataset), 'none', or e.g. 'crop=4,flip,cutout=16'
 DEVICE_HELP = "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1 ..."
 
 
+BATCH_WHY = "a batch is held in memory at once, so a batch this large never finishes a step"
+
+
 def validate_common(cfg, dataset_optional: bool = False) -> None:
     """Check the options both configurations have; `dataset_optional`: None names no dataset (a
     post-training then uses the checkpoint's own)."""
     from .device import check_device
 
     check.positive_int("epochs", cfg.epochs)
+    check.at_most("epochs", cfg.epochs, check.MAX_EPOCHS, "no run would ever finish")
     if cfg.batch_size is not None:
         check.positive_int("batch_size", cfg.batch_size)
+        check.at_most("batch_size", cfg.batch_size, check.MAX_BATCH, BATCH_WHY)
     check.finite("momentum", cfg.momentum, 0, 1, hi_open=True)
     check.finite("weight_decay", cfg.weight_decay, 0, 1)
     check.finite("rho (the SAM radius)", cfg.rho, 0, 1e3)
@@ -102,6 +107,7 @@ class PoFConfig:
 
     def __post_init__(self):
         check.positive_int("weak_batch_size", self.weak_batch_size)
+        check.at_most("weak_batch_size", self.weak_batch_size, check.MAX_BATCH, BATCH_WHY)
         check.finite("line_search_init_lr", self.line_search_init_lr, 0, lo_open=True)
         check.finite("line_search_max_lr", self.line_search_max_lr, self.line_search_init_lr)
         # the doubling bracket evaluates init * 2^k up to max: bound k, so a step stays one pass
@@ -247,6 +253,13 @@ class PretrainConfig:
                 raise ConfigError(f"milestones must be a list of epochs, got {self.milestones!r}.")
             for m in self.milestones:
                 check.positive_int("milestones (epochs at which the rate decays)", m)
+            late = [m for m in self.milestones if m > self.epochs]
+            if late:
+                raise ConfigError(
+                    f"milestones {', '.join(map(str, late))} lie beyond the last epoch "
+                    f"({self.epochs}): the rate would never decay there; give epochs from 1 to "
+                    f"{self.epochs}."
+                )
         check_bools(self, ("nesterov", "adaptive", "svhn_extra"))
 
     def resolved_milestones(self) -> list[int]:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from .hints import Hinted, file_ref
 
 
 def temp_name(path: Path) -> Path:
@@ -82,3 +85,29 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
 def write_json_atomic(path: str | Path, obj) -> None:
     """Replace `path` with `obj` as JSON; an object that cannot be saved fails before any write."""
     write_atomic(path, json.dumps(obj, indent=1))
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+class NotRegularFile(Hinted, OSError):
+    """A path that names something other than a regular file; the message says what it is."""
+
+
+def regular_file(path: str | Path, what: str = "file") -> Path:
+    """`path` if it names a regular file (links followed), checked by its type before anything
+    opens it: a FIFO or a socket would block its reader forever and a device would never end.
+    FileNotFoundError if nothing is there, NotRegularFile naming what is there instead."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise NotRegularFile(
+            f"{file_ref(path)} is {kind}, not a regular file; give the path of the {what} itself."
+        )
+    return Path(path)

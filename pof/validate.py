@@ -32,6 +32,19 @@ def positive_int(name: str, v, minimum: int = 1, why: str = "") -> int:
     return v
 
 
+# Absurd but finite sizes: accepted, they made a run folder and then never finished a step (a batch
+# of 1e9 images allocates without end) or an epoch count no machine reaches. Far above any real use.
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+
+
+def at_most(name: str, v: int, limit: int, why: str) -> int:
+    """`v` (an integer already checked) if it is at most `limit`; else ConfigError saying why."""
+    if v > limit:
+        raise ConfigError(f"{name} is {v:,}: {why}; use at most {limit:,}.")
+    return v
+
+
 def finite(
     name: str,
     v,

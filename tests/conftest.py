@@ -237,6 +237,8 @@ SLOW_MODULES = {
     # conv heads, SqueezeNet, export programs, timm: the CLI in subprocesses, 5-110 s each
     "test_foreign_heads.py",
     "test_learn_store.py",  # trains and measures tiny networks: 0.2-13 s each on a busy machine
+    "test_hostile.py",  # every test runs the CLI in subprocesses, several times: 10-60 s each
+    "test_signals.py",  # trainings and analyses in subprocesses, stopped by SIGTERM: 10-70 s each
     "test_track.py",  # three post-trainings, then `analysis track` in subprocesses: 20-100 s each
 }
 

@@ -155,6 +155,8 @@ def eval_tensors(dataset, mean, std, split: str, samples: int | None, seed: int 
         x, y = x[idx], y[idx]
     xb, yb = next(iter(Batches(x, y, mean, std, len(x), device, shuffle=False)))
     subset = f" (seeded subset, seed {seed})" if n < total else ""
+    if samples and samples > total:  # clamped, and said: the result is on fewer than asked for
+        subset = f" (all: {samples:,} were asked for)"
     return (
         xb,
         yb,

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..hints import ask
+from ..files import NotRegularFile, regular_file
+from ..hints import ask, marked
 from .names import AS_IS, COMPUTED, STATED, DatasetError
 
 
@@ -200,10 +201,9 @@ def existing_file(text: str) -> Path:
     try:
         if not text.strip() or not path.exists():
             raise DatasetError(f"No such file: {text}")
-        if not path.is_file():
-            raise DatasetError(
-                f"{text} is not a file (a folder?); give the path of the file itself."
-            )
+        regular_file(path, "data file")  # a FIFO or a device would hang the reader
+    except NotRegularFile as e:
+        raise DatasetError(marked(e)) from None
     except (OSError, ValueError) as e:  # a NUL byte, a name too long ...
         raise DatasetError(f"No such file: {text} ({e})") from e
     return path.resolve()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..files import replacing
+from ..files import regular_file, replacing
 from ..progress import Progress
 from .dataset import Dataset, fit_stat, make
 from .names import DatasetError, default_data_root, order_folder_classes
@@ -38,6 +38,11 @@ def _list_split(split_dir: Path) -> tuple[list[str], list[tuple[Path, str]]]:
         for f in sorted((split_dir / c).iterdir())
         if f.suffix.lower() in _IMAGE_SUFFIXES
     ]
+    for f, _ in files:  # a FIFO named like an image would hang the decoder
+        try:
+            regular_file(f, "image")
+        except OSError as e:
+            raise DatasetError(f"{e} Remove or replace it.") from None
     return classes, files
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..hints import Hinted, ask, file_ref
+from ..files import NotRegularFile, regular_file
+from ..hints import Hinted, ask, file_ref, marked
 
 if TYPE_CHECKING:
     pass
@@ -70,12 +71,12 @@ class ModelSource:
 def sniff(path: Path) -> str:
     """'safetensors', 'export', 'torchscript', 'torch' (zip or legacy torch.save) or 'unknown'."""
     try:
-        with open(path, "rb") as f:
+        with open(regular_file(path, "model file"), "rb") as f:
             head = f.read(16)
     except FileNotFoundError:
         raise LoadError(f"No such file: {file_ref(path)}.") from None
-    except IsADirectoryError:
-        raise LoadError(f"{file_ref(path)} is a folder, not a model file.") from None
+    except NotRegularFile as e:
+        raise LoadError(marked(e)) from None
     if head[:2] == b"PK":
         try:
             with zipfile.ZipFile(path) as z:

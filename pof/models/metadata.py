@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 
 from ..data.names import short_repr
-from ..hints import ask, file_ref
+from ..files import NotRegularFile, regular_file
+from ..hints import ask, file_ref, marked
 from .formats import FOREIGN, CheckpointError, refuse_unreadable, sniff
 from .registry import RENAMED
 
@@ -23,7 +24,7 @@ META_KEY = "pof"
 
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(regular_file(path), "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -34,7 +35,9 @@ def read_file_metadata(path: Path) -> dict | None:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="numpy") as f:  # "pt" would import torch
+        with safe_open(
+            str(regular_file(path, "checkpoint")), framework="numpy"
+        ) as f:  # "pt" would import torch
             raw = f.metadata() or {}
     except Exception as e:
         raise unreadable(path, e) from e
@@ -45,6 +48,8 @@ def unreadable(path: Path, e: Exception) -> CheckpointError:
     """The error for a safetensors file that cannot be opened."""
     if isinstance(e, FileNotFoundError):
         return CheckpointError(f"No checkpoint at {file_ref(path)}.")
+    if isinstance(e, NotRegularFile):
+        return CheckpointError(marked(e))
     return CheckpointError(
         f"{file_ref(path)} is not a readable safetensors file ({e}). It may be truncated or "
         f"not a checkpoint; re-create it."

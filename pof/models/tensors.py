@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..files import regular_file
 from ..hints import ask
 from .formats import LoadError, clean
 from .metadata import parse_metadata, unreadable
@@ -28,7 +29,7 @@ def read_safetensors(path: Path) -> tuple[dict, dict | None]:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(regular_file(path, "checkpoint")), framework="pt") as f:
             raw = f.metadata() or {}
             names = f.keys()  # a list: the handle itself is not iterable
             state = {k: f.get_tensor(k) for k in names}

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..signals import stop_on_sigterm, terminated
 from .run import Run, RunError, list_runs
 
 POLL_SECONDS = 0.5
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m pof.runs.jobqueue RUN ROOT -- ARGS...", file=sys.stderr)
         return 2
     run, root, args = Run(Path(argv[0])), Path(argv[1]), argv[3:]
+    stop_on_sigterm()  # a SIGTERM while waiting cancels the queued job (exec resets the handler)
     try:
         run.queue(os.getpid())
         fd = wait_for_slot(run, root, job_slots())
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot queue {run.path} under {root}: {e}", file=sys.stderr)
         return 2
     if fd is None:
-        run.set_status("cancelled", error="cancelled while waiting in the queue")
+        why = "stopped by SIGTERM" if terminated() else "cancelled"
+        run.set_status("cancelled", error=None, message=f"{why} while waiting in the queue")
         return 3
     os.set_inheritable(fd, True)  # the slot stays held by the job that exec replaces us with
     sys.stdout.flush()

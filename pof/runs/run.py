@@ -26,6 +26,7 @@ import os
 import time
 from pathlib import Path
 
+from ..signals import terminated
 from ..validate import ConfigError
 from .create import claim_for_resume, create_run
 from .folder import STALE_SECONDS, RunFolder
@@ -123,7 +124,8 @@ class Run(RunFolder):
             os.close(fd)
 
     def cancel_requested(self) -> bool:
-        return (self.path / "cancel").exists()
+        """A cancel file, or a SIGTERM to this process (pof.signals): stop at the next step."""
+        return terminated() or (self.path / "cancel").exists()
 
     def request_cancel(self) -> None:
         (self.path / "cancel").touch()

@@ -28,6 +28,7 @@ from ..models.checkpoints import load_resume_state, save_checkpoint, save_resume
 from ..models.tensors import read_safetensors
 from ..progress import Progress, ShouldStop
 from ..runs.run import Run, RunError
+from ..signals import terminated
 from .evaluation import evaluate
 
 
@@ -255,7 +256,8 @@ def _mark_cancelled(loop: Loop, epoch: int, step: int) -> None:
         loop.run.set_status(
             "cancelled",
             error=None,
-            message=f"cancelled during epoch {epoch + 1}; "
+            message=f"{'stopped by SIGTERM' if terminated() else 'cancelled'} during epoch "
+            f"{epoch + 1}; "
             f"the last finished epoch ({epoch}) can be resumed with --resume",
         )
 

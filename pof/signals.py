@@ -1,0 +1,35 @@
+"""SIGTERM, the signal `kill`, systemd, Docker and Slurm send first, stops a job as a cancel does.
+
+The handler only sets a flag. A job that polls for a stop (the training loop before every step,
+an analysis job between its units: `Run.cancel_requested` reads the flag) then stops at its next
+step, marks its run "cancelled" and leaves the state `--resume` continues from; the command exits 3
+(cancelled). A process that has not polled yet (still loading its data, or a command with no
+run folder) is interrupted at once, as Ctrl-C does, and exits 3 as well. A second SIGTERM always
+interrupts at once. SIGKILL cannot be caught: a killed job reads "failed" and resumes the same way.
+"""
+
+from __future__ import annotations
+
+import signal
+
+_term = False  # a SIGTERM arrived
+_polled = False  # something in this process polls for a stop, so the flag will be seen
+
+
+def stop_on_sigterm() -> None:
+    """Install the handler (in the main thread of a command-line process)."""
+    signal.signal(signal.SIGTERM, _on_term)
+
+
+def _on_term(signum, frame) -> None:
+    global _term
+    if _term or not _polled:
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+    _term = True
+
+
+def terminated() -> bool:
+    """Whether a SIGTERM asked this process to stop; calling it says that someone polls."""
+    global _polled
+    _polled = True
+    return _term

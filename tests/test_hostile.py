@@ -1,0 +1,123 @@
+"""Hostile inputs, round two: odd files, absurd values, a queued job cancelled, resume from
+anywhere, user code that is not a model factory. Real files, real subprocesses; each must end with
+the documented exit code, a message and no traceback, and leave nothing behind."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, run_cli
+
+DIGITS = ROOT / "assets" / "digits-cnn-small-sgd.safetensors"
+
+
+def analysis_cli(*args, timeout=300):
+    """`python -m analysis ...` as a real subprocess."""
+    cmd = [sys.executable, "-m", "analysis", *map(str, args)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def _refused(proc, *words) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and all(w in proc.stderr for w in words), proc.stderr
+
+
+@pytest.fixture
+def odd_files(tmp_path):
+    """A FIFO, a socket, a folder and a character device, each named like a model file."""
+    os.mkfifo(tmp_path / "fifo.safetensors")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock.safetensors"))
+    (tmp_path / "dir.safetensors").mkdir()
+    yield {
+        "a FIFO (named pipe)": tmp_path / "fifo.safetensors",
+        "a socket": tmp_path / "sock.safetensors",
+        "a folder": tmp_path / "dir.safetensors",
+        "a character device": "/dev/zero",
+    }
+    sock.close()
+
+
+def test_a_fifo_socket_folder_or_device_as_a_checkpoint_is_refused_by_its_type(tmp_path, odd_files):
+    for kind, path in odd_files.items():
+        out = tmp_path / "out"
+        # a reader that opened the FIFO would wait for a writer forever: the timeout fails it
+        _refused(run_cli("evaluate", path, "--dataset", "digits", timeout=120), str(path), kind)
+        _refused(analysis_cli("hessian", path, "--out", out, timeout=120), str(path), kind)
+        if kind.startswith("a FIFO"):
+            _refused(run_cli("post-train", path, "--out", out, timeout=120), str(path), kind)
+        assert not out.exists()
+
+
+def test_a_fifo_as_a_data_file_or_an_image_is_refused_by_its_type(tmp_path):
+    os.mkfifo(tmp_path / "d.npz")
+    os.mkfifo(tmp_path / "d.csv")
+    for split in ("train", "test"):
+        (tmp_path / "img" / split / "a").mkdir(parents=True)
+    os.mkfifo(tmp_path / "img" / "train" / "a" / "x.png")
+    for spec in ("npz:" + str(tmp_path / "d.npz"), "csv:" + str(tmp_path / "d.csv")):
+        proc = run_cli("evaluate", DIGITS, "--dataset", spec, timeout=120)
+        _refused(proc, "a FIFO (named pipe), not a regular file")
+    out = tmp_path / "r"
+    proc = run_cli("pretrain", "--dataset", f"imagefolder:{tmp_path / 'img'}", "--out", out)
+    _refused(proc, "x.png is a FIFO")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["pretrain", "--epochs", "100000000"], "epochs is 100,000,000: no run would ever finish"),
+        (["pretrain", "--batch-size", "1000000000"], "batch_size is 1,000,000,000"),
+        (["post-train", DIGITS, "--epochs", "100000000"], "use at most 100,000"),
+        (["post-train", DIGITS, "--batch-size", "1000000000"], "use at most 65,536"),
+        (["post-train", DIGITS, "--weak-batch-size", "1000000000"], "weak_batch_size is 1,0"),
+        (["pretrain", "--epochs", "5", "--milestones", "3", "300"], "300 lie beyond the last"),
+    ],
+    ids=["epochs", "batch", "post-epochs", "post-batch", "weak-batch", "milestones"],
+)
+def test_absurd_sizes_are_refused_before_any_folder(tmp_path, argv, words):
+    out = tmp_path / "r"
+    _refused(run_cli(*argv, "--dataset", "digits", "--out", out, timeout=120), words)
+    assert not out.exists()
+
+
+def test_samples_beyond_the_data_are_clamped_and_said(tmp_path):
+    proc = analysis_cli(
+        "hessian", DIGITS, "--samples", "100000000", "--top-k", "1", "--out", tmp_path / "h"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1347 of 1347 images (all: 100,000,000 were asked for)" in proc.stdout
+
+
+def _queued_pretrain(root, name, epochs):
+    from app.jobs import start_job
+
+    argv = ["pretrain", "--dataset", "moons", "--model", "mlp", "--epochs", str(epochs)]
+    return start_job(root / name, ["-m", "pof", *argv, "--out", str(root / name), "--quiet"], root)
+
+
+def test_runs_cancel_stops_a_job_the_app_queued_and_a_second_cancel_is_harmless(tmp_path):
+    from conftest import wait_for_state
+
+    from pof.runs.run import Run
+
+    root = tmp_path / "runs"
+    first = _queued_pretrain(root, "long", 5000)
+    wait_for_state(Run(root / "long"), ("running",))
+    waiting = _queued_pretrain(root, "waiting", 2)
+    assert wait_for_state(Run(root / "waiting"), ("queued",))["pid"] == waiting.pid
+    assert not (root / "waiting" / "config.json").exists()  # its command has not started
+    for _ in range(2):  # twice, as an impatient user does
+        proc = run_cli("runs", "cancel", root / "waiting", check=0)
+        assert "cancel requested" in proc.stdout or "cancelled" in proc.stdout
+    assert waiting.wait(timeout=60) == 3
+    status = Run(root / "waiting").status()
+    assert status["state"] == "cancelled" and "queue" in status["message"]
+    assert not (root / "waiting" / "config.json").exists()  # it never ran
+    run_cli("runs", "cancel", root / "long", check=0)
+    run_cli("runs", "cancel", root / "long", check=0)
+    assert first.wait(timeout=120) == 3
+    assert Run(root / "long").status()["state"] == "cancelled"
