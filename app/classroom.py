@@ -1,6 +1,6 @@
 """Shared (classroom) mode: a teacher serves the app to a class with POF_CLASSROOM=1. Then no
 student can make the server run code or read its files: model code runs only from the teacher's
-allow-list (pof.models.trust, which the jobs obey too), no page takes a path on the server, each
+allow-list (pof.models.registry, which the jobs obey too), no page takes a path on the server, each
 browser session keeps its uploads to itself within a quota, and it may have only a few jobs queued
 or running at once. The limits are read from the environment once, at start, and checked there."""
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from pof.models.trust import allowed_code, classroom
+from pof.models.registry import allowed_code, classroom
 from pof.runs.run import Run
 
 QUOTA_ENV, JOBS_ENV = "POF_UPLOAD_QUOTA_MB", "POF_MAX_JOBS"

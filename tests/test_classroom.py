@@ -1,4 +1,4 @@
-"""Whose code a model may run (pof.models.trust), through the real CLI: an architecture spec that
+"""Whose code a model may run (pof.models.registry), through the real CLI: an architecture spec that
 names a function of Python's own library is refused before anything is imported or called, in
 either mode; shared (classroom) mode runs model code only from the teacher's allow-list. A marker
 file that a successful `os:system` call would create is the proof."""
@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from pof.models.build import build
-from pof.models.registry import ArchError
-from pof.models.trust import CodeRefused, check_code
+from pof.models.registry import ArchError, CodeRefused, check_code
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -186,7 +186,9 @@ def test_files_that_are_neither_format_or_missing(tmp_path):
         load_dataset(f"npz:{truncated}")
     with pytest.raises(DatasetError, match=f"No such file: {tmp_path / 'absent.npz'}$"):
         load_dataset(f"npz:{tmp_path / 'absent.npz'}")
-    with pytest.raises(DatasetError, match="not a file"):
+    with pytest.raises(
+        DatasetError, match="is a folder, not a regular file; give the path of the data file itself"
+    ):
         load_dataset(f"npz:{tmp_path}")
 
 

@@ -40,8 +40,7 @@ from pof.models.catalogue import bundled, incompatibility, verify
 from pof.models.formats import CheckpointError, LoadError, ModelSource
 from pof.models.loading import data_for, import_checkpoint
 from pof.models.metadata import read_metadata
-from pof.models.registry import runs_user_code
-from pof.models.trust import CodeRefused, check_code
+from pof.models.registry import CodeRefused, check_code, runs_user_code
 from pof.options import to_argv
 from pof.runs.run import Run, list_runs
 

@@ -16,8 +16,14 @@ from pathlib import Path
 from torch import nn
 
 from ..hints import ask
-from .registry import TIMM_MISSING, ArchError, kind_of, timm_names, torchvision_names
-from .trust import check_code
+from .registry import (
+    TIMM_MISSING,
+    ArchError,
+    check_code,
+    kind_of,
+    timm_names,
+    torchvision_names,
+)
 
 
 def torchvision_model(
