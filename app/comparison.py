@@ -17,6 +17,7 @@ from app.figures.layers import LAYER_METRICS, layer_rows, layer_table, layers_fi
 from app.figures.spectra import density_figure, hessian_bars
 from app.jobs import log_tail, runs_root
 from app.live import fraction, time_left
+from app.messages import job_error
 from pof.runs.jobqueue import waiting_text
 from pof.runs.run import BROKEN
 
@@ -50,7 +51,7 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
         elif (
             state in ("failed", BROKEN) and key not in done
         ):  # broken: its status.json is unreadable
-            st.error(f"{names[key]} {state}: {status.get('error', '')}")
+            st.error(f"{names[key]} {state}: {job_error(status)}")
             st.code(log_tail(job), language=None)
     active = [k for k, s in states.items() if s in ("queued", "running")]
     if active and st.button("Cancel the analyses", key="cancel-analyses"):

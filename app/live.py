@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.jobs import log_tail, run_path, runs_root, safe_name
+from app.messages import job_error
 from pof.runs.jobqueue import waiting_text
 from pof.runs.run import Run, number_text
 
@@ -48,7 +49,7 @@ def state_box(run: Run, status: dict, root: Path | None = None) -> None:
     elif state == "cancelled":
         st.warning(status.get("message") or status.get("error") or "cancelled")
     else:  # failed, dead, broken (an unreadable status.json) or unknown: say so, with the log's end
-        st.error(f"{state}: {status.get('error', '')}")
+        st.error(f"{state}: {job_error(status, fields={'dataset': 'Dataset'}, page='job')}")
         tail = log_tail(run)
         if tail:
             st.code(tail, language=None)

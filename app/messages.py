@@ -4,6 +4,7 @@ original name, never where it is stored)."""
 
 from __future__ import annotations
 
+from app.uploads import list_uploads
 from pof.hints import marked, render
 
 # the Inspect page's fields, by the concept each one gives
@@ -53,8 +54,14 @@ def say(
     page: str = "Inspect",
 ) -> str:
     """An error, a pof.hints.Said or plain text, in the page's words, with files by their
-    `names` (keyed by stored path)."""
+    `names` (keyed by stored path; uploads always by the name they were uploaded with)."""
+    names = {**{str(p): note["name"] for p, note in list_uploads()}, **(names or {})}
     return render(marked(message), words_for(fields, page), names)
+
+
+def job_error(status: dict, **kw) -> str:
+    """A failed job's error (its status), in the page's words."""
+    return say(status.get("error_marked") or status.get("error", ""), **kw)
 
 
 def human_size(n: int) -> str:

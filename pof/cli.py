@@ -34,6 +34,7 @@ from .config import (
     TrackConfig,
 )
 from .data.names import DatasetError, data_options
+from .hints import marked
 from .options import add_options, cli_fields, from_args, to_argv
 from .progress import Stopped
 from .signals import stop_on_sigterm
@@ -606,7 +607,7 @@ def run_command(handler, args, run_dir=None) -> int:
         return EXIT_FAILED
     except input_errors() as e:
         print(f"error: {e}", file=sys.stderr)
-        _fail_queued(run_dir, str(e))
+        _fail_queued(run_dir, str(e), marked(e))
         return EXIT_BAD_INPUT
     except (KeyboardInterrupt, Stopped):
         print("interrupted; resume with --resume" if run_dir else "interrupted", file=sys.stderr)
@@ -646,10 +647,11 @@ def _cancel_own(run_dir) -> None:
             run.set_status("cancelled", message="interrupted; resume with --resume")
 
 
-def _fail_queued(run_dir, message: str) -> None:
+def _fail_queued(run_dir, message: str, marks: str | None = None) -> None:
     """The app's queue (pof.runs.jobqueue) marks a folder queued under this very pid, then execs the
     command: if the command refuses before it creates the run, say why in the folder, so the app
-    shows the reason instead of "stopped without reporting"."""
+    shows the reason instead of "stopped without reporting". A message that marks what to give
+    (pof.hints) keeps its marks in error_marked, for the app to word in its own fields."""
     if run_dir is None:
         return
     from .runs.run import Run
@@ -658,7 +660,8 @@ def _fail_queued(run_dir, message: str) -> None:
     status = run.status()
     if status.get("state") == "queued" and status.get("pid") == os.getpid():
         with contextlib.suppress(OSError):
-            run.set_status("failed", error=message)
+            extra = {"error_marked": marks} if marks and marks != message else {}
+            run.set_status("failed", error=message, **extra)
 
 
 def _log_traceback(run_dir) -> str:

@@ -219,7 +219,10 @@ SLOW_TESTS = {
     "test_pof_step.py": {"test_affine_line_search_picks_exactly_the_naive_eta"},  # 27 s each
     "test_runs.py": {"test_readers_never_see_a_torn_status_or_metrics_line"},  # 14 s
     "test_sam.py": {"test_one_sam_step_is_the_hand_computed_one"},  # 4.5 s
-    "test_messages.py": {"test_post_train_page_points_a_state_dict_to_the_inspect_pages_fields"},
+    "test_messages.py": {
+        "test_post_train_page_points_a_state_dict_to_the_inspect_pages_fields",  # the app runs
+        "test_a_job_refused_by_the_loader_is_reported_in_the_apps_words",  # a job: 11 s
+    },
     "test_weights_key.py": {"test_cli_says_which_key_and_which_prefix_it_used"},  # CLI runs
 }
 SLOW_TESTS["test_classroom.py"] = {  # the CLI in subprocesses: 16-60 s under load

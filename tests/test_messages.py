@@ -78,3 +78,26 @@ def test_post_train_page_points_a_state_dict_to_the_inspect_pages_fields(runs_ro
     assert "without this project's metadata" in error
     assert "the 'Architecture' field of the Inspect page" in error
     assert "'Save as a project checkpoint'" in error and "--" not in error
+
+
+def test_a_job_refused_by_the_loader_is_reported_in_the_apps_words(runs_root, tmp_path):
+    """A background job (here a post-training of an upload that holds weights only) fails in the
+    command line's words; the app reads the marks it kept and words them as its own."""
+    from conftest import wait_for_state
+
+    from app.jobs import start_job
+    from app.messages import job_error
+    from app.uploads import save_upload
+    from pof.runs.run import Run
+
+    stored = _stored_upload(tmp_path)
+    upload = save_upload("my.pt", stored.read_bytes())
+    run_dir = runs_root / "refused"
+    start_job(run_dir, ["-m", "pof", "post-train", str(upload), "--dataset", "digits",
+                        "--out", str(run_dir), "--quiet"], runs_root)  # fmt: skip
+    status = wait_for_state(Run(run_dir), ("failed",), timeout=120)
+    assert "give its architecture with --arch" in status["error"]
+    shown = job_error(status, fields={"dataset": "Dataset"}, page="job")  # as the Runs pages do
+    assert shown.startswith("my.pt holds weights only")
+    assert "the 'Architecture' field of the Inspect page" in shown
+    assert "--" not in shown and ".uploads" not in shown

@@ -62,7 +62,8 @@ def test_several_state_dicts_that_fit_are_named_and_one_is_chosen_by_key(tmp_pat
 
 
 def test_cli_says_which_key_and_which_prefix_it_used(tmp_path):
-    model, opt, _ = _trained_pair()
+    """...and takes --weights-key when several entries fit."""
+    model, opt, other = _trained_pair()
     unusual, parallel = tmp_path / "unusual.pt", tmp_path / "parallel.pt"
     torch.save({"epoch": 3, "model_state": model.state_dict(), "optim": opt.state_dict()}, unusual)
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, parallel)
@@ -76,3 +77,9 @@ def test_cli_says_which_key_and_which_prefix_it_used(tmp_path):
     notes = read_metadata(out)["provenance"]["key_notes"]
     assert notes == ["read the weights under the key 'model_state'"]
     assert json.loads(run_cli("evaluate", out, "--json", check=0).stdout)["test"]["acc"] > 0
+    several = tmp_path / "several.pt"
+    torch.save({"model_state": model.state_dict(), "ema_state": other.state_dict()}, several)
+    refused = run_cli("evaluate", several, *flags, check=2)
+    assert "name the one to use with --weights-key model_state" in refused.stderr
+    chosen = run_cli("evaluate", several, *flags, "--weights-key", "ema_state", check=0)
+    assert "note: read the weights under the key 'ema_state'" in chosen.stderr

@@ -134,9 +134,8 @@ def _factory(target: str):
             module = importlib.import_module(where)
         except ImportError as e:
             raise ArchError(
-                f"Cannot import {where!r} (from {ask('arch', target)}): {e}. Run from the "
-                "folder that "
-                f"holds it, or give path/to/file.py:{fn}."
+                f"Cannot import {where!r} (from {ask('arch', target)}): {e}. Run from the folder "
+                f"that holds it, or give path/to/file.py:{fn}."
             ) from e
     factory = getattr(module, fn, None)
     if not callable(factory):

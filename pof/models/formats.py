@@ -59,9 +59,8 @@ class ModelSource:
             old, sep, _ = m.partition("=")
             if not sep or not old:
                 raise LoadError(
-                    f"{ask('key_map', repr(m))}: give OLD=NEW (a key prefix in the file and "
-                    "what it "
-                    "should become)."
+                    f"{ask('key_map', repr(m))}: give OLD=NEW (a key prefix in the file and what "
+                    "it should become)."
                 )
 
 
@@ -116,9 +115,8 @@ def refuse_unreadable(path: Path, kind: str) -> None:
         return
     if kind == "torchscript":
         raise LoadError(
-            f"{file_ref(path)} is a TorchScript archive. TorchScript is deprecated in this "
-            "PyTorch and its "
-            "archives carry compiled code, so they are not read. Save the weights "
+            f"{file_ref(path)} is a TorchScript archive. TorchScript is deprecated in this PyTorch "
+            "and its archives carry compiled code, so they are not read. Save the weights "
             f"(torch.save(model.state_dict(), PATH)) with {ask('arch')}, or export the model: "
             "torch.export.save(torch.export.export(model, (x,), dynamic_shapes=...), "
             "'model.pt2')."
@@ -127,6 +125,5 @@ def refuse_unreadable(path: Path, kind: str) -> None:
         head = f.read(8)
     raise LoadError(
         f"{file_ref(path)} is not a model file this tool reads (safetensors, a torch.save state "
-        "dict, a "
-        f"Lightning .ckpt, or a torch.export .pt2); its first bytes are {head!r}."
+        f"dict, a Lightning .ckpt, or a torch.export .pt2); its first bytes are {head!r}."
     )

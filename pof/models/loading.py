@@ -147,18 +147,17 @@ def architecture(
     if not file.foreign:
         if runs_user_code(meta["arch"]) and not allow_code:
             raise CheckpointError(
-                f"{file_ref(path)} is built by code named in its metadata ({meta['arch']}); it "
-                "is only "
-                f"run when you load the file yourself from the command line or allow it."
+                f"{file_ref(path)} is built by code named in its metadata ({meta['arch']}); it is "
+                "only run when you load the file yourself from the command line or allow it."
             )
         return Architecture(
             meta["arch"], meta["arch_args"], meta["input_shape"], meta["num_classes"]
         )
     if dataset is None:
         raise CheckpointError(
-            f"{file_ref(path)} is a {FOREIGN[file.kind]} without this project's metadata: give "
-            "the dataset "
-            f"it was trained on ({ask('dataset')}) for its input shape, normalization and classes."
+            f"{file_ref(path)} is a {FOREIGN[file.kind]} without this project's metadata: give the "
+            f"dataset it was trained on ({ask('dataset')}) for its input shape, normalization and "
+            "classes."
         )
     if file.kind == "export":
         arch = f"export:{path.resolve()}"
@@ -193,9 +192,8 @@ def build_architecture(file: ModelFile, spec: Architecture) -> nn.Module:
     except (RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as e:
         # arguments that pass the architecture's signature but not its layers (width=-1, ...)
         raise CheckpointError(
-            f"{file_ref(path)}: cannot build {spec.arch} with {short_repr(spec.args)}: "
-            f"{clean(e)}. Check the "
-            f"architecture arguments ({ask('arch_args')})."
+            f"{file_ref(path)}: cannot build {spec.arch} with {short_repr(spec.args)}: {clean(e)}. "
+            f"Check the architecture arguments ({ask('arch_args')})."
         ) from e
     program = (file.meta or {}).get("program_sha256")
     if program and file_sha256(spec.arch.split(":", 1)[1]) != program:
@@ -373,11 +371,10 @@ def check_dataset(meta: dict, dataset, foreign: bool = False) -> list[str]:
         return [
             Said(
                 f"The class order of {dataset.name} comes only from sorting its names "
-                "alphabetically "
-                f"({', '.join(dataset.classes[:5])}{', ...' if dataset.num_classes > 5 else ''}), "
-                f"and the model records none. If the model was trained with another order, every "
-                f"number will be wrong: state it "
-                f"with {ask('classes')}."
+                f"alphabetically ({', '.join(dataset.classes[:5])}"
+                f"{', ...' if dataset.num_classes > 5 else ''}),"
+                " and the model records none. If the model was trained with another order, every "
+                f"number will be wrong: state it with {ask('classes')}."
             )
         ]
     return []

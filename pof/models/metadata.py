@@ -66,9 +66,8 @@ def parse_metadata(raw: dict, path: Path) -> dict | None:
         raise CheckpointError(f"{file_ref(path)}: its metadata is not valid JSON ({e}).") from e
     if not isinstance(meta, dict):
         raise CheckpointError(
-            f"{file_ref(path)}: its metadata is a JSON {type(meta).__name__}, not an object; "
-            "the file was "
-            f"not written by this project (or was edited). Re-create or re-import it."
+            f"{file_ref(path)}: its metadata is a JSON {type(meta).__name__}, not an object; the "
+            "file was not written by this project (or was edited). Re-create or re-import it."
         )
     return meta
 
@@ -89,9 +88,8 @@ def read_metadata(path: str | Path) -> dict:
     refuse_unreadable(path, kind)  # not a model file at all, or TorchScript
     if meta is None:
         raise CheckpointError(
-            f"{file_ref(path)} is a {FOREIGN[kind]} without this project's metadata: say what "
-            "it is with "
-            f"{ask('arch')} (and {ask('dataset')}), or {ask('import', file_ref(path))}."
+            f"{file_ref(path)} is a {FOREIGN[kind]} without this project's metadata: say what it "
+            f"is with {ask('arch')} (and {ask('dataset')}), or {ask('import', file_ref(path))}."
         )
     return meta
 
@@ -185,8 +183,8 @@ def _check_optional(meta: dict, path: Path) -> None:
         if meta.get(key) is not None and not isinstance(meta[key], typ):
             raise CheckpointError(
                 f"{file_ref(path)}: metadata {key!r} is {short_repr(meta[key])}, not a JSON "
-                f"{JSON_TYPE[typ]}. "
-                f"The file was edited or not written by this project; re-create or re-import it."
+                f"{JSON_TYPE[typ]}. The file was edited or not written by this project; re-create "
+                "or re-import it."
             )
 
 

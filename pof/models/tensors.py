@@ -51,8 +51,7 @@ def torch_load(data, what: str):
                 f"{what} holds a pickled Python object ({found.group(1)}), not only tensors. It "
                 "was not loaded: unpickling it would run code. Save the weights instead: "
                 "torch.save(model.state_dict(), PATH) (and give the architecture with "
-                f"{ask('arch')}), "
-                "or export the model with torch.export.save."
+                f"{ask('arch')}), or export the model with torch.export.save."
             ) from e
         raise LoadError(f"{what} could not be read as a PyTorch file: {msg}") from e
 
