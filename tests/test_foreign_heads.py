@@ -225,3 +225,15 @@ def test_a_1x1_convolution_that_is_no_head_is_refused_without_a_misleading_reaso
     model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(ValueError, match=r"^1 \(ReLU\) sits between the 1x1 convolution 0 "):
         split_model(model, example=torch.randn(2, 3, 8, 8))
+
+
+def test_a_conv_head_checkpoint_for_other_classes_is_refused_by_its_class_count(user):
+    from pof.data.load import load_dataset
+    from pof.models.formats import CheckpointError, ModelSource
+    from pof.models.loading import load_checkpoint
+
+    # ImageNet's 1000 classes, read off the 1x1 head's weights, against the user's 3
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), user / "imagenet.pt")
+    data = load_dataset(f"npz:{user / 'images.npz'}")
+    with pytest.raises(CheckpointError, match=r"returns \(2, 1000\) for a batch of 2"):
+        load_checkpoint(user / "imagenet.pt", data, source=ModelSource("torchvision:squeezenet1_1"))

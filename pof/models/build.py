@@ -93,7 +93,7 @@ def timm_model(
 
 
 def _classes_off_weights(make, state: dict | None) -> int | None:
-    """The number of outputs the weights' last linear layer has, found by building the model once
+    """The number of outputs the weights' last layer has, found by building the model once
     on the meta device (no memory, no time) to learn that layer's name."""
     import torch
     from torch import nn
@@ -105,9 +105,13 @@ def _classes_off_weights(make, state: dict | None) -> int | None:
             probe = make()
     except (TypeError, ValueError) as e:
         raise ArchError(str(e)) from e
+    from .split import is_head_conv
+
+    # the last nn.Linear, else the last 1x1 convolution (a SqueezeNet-style head): as split_model
     linears = [n for n, m in probe.named_modules() if isinstance(m, nn.Linear)]
-    w = state.get(f"{linears[-1]}.weight") if linears else None
-    return int(w.shape[0]) if w is not None and w.ndim == 2 else None
+    heads = linears or [n for n, m in probe.named_modules() if is_head_conv(m)]
+    w = state.get(f"{heads[-1]}.weight") if heads else None
+    return int(w.shape[0]) if w is not None and w.ndim in (2, 4) else None
 
 
 # --- the user's own code --------------------------------------------------------------------------
