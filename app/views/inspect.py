@@ -470,11 +470,14 @@ def job_args(part: str) -> list[str]:
     return args + data_option_argv(data_options) + model_source_argv(source)
 
 
+LIGHT_PARAMETERS = 2_000_000  # above, timing a product here could take seconds: the job does it
+
+
 @st.cache_data(max_entries=16, show_spinner="Timing a Hessian-vector product ...")
 def layers_estimate(path, digest, dataset, data_options, source, allow_code, cfg, models) -> str:
     """Before Compute, the per-layer job's cost: its products timed in this process on a few
-    samples (light: well under a second on the bundled models), scaled to the samples asked for.
-    The job measures it again on all of them as it starts."""
+    samples (light: well under a second on models up to LIGHT_PARAMETERS), scaled to the samples
+    asked for. The job measures it again on all of them as it starts."""
     import dataclasses
 
     from analysis.measures.landscape import eval_tensors
@@ -490,15 +493,21 @@ def layers_estimate(path, digest, dataset, data_options, source, allow_code, cfg
         x, y, n, _ = eval_tensors(data, meta["mean"], meta["std"], "train", 64, cfg.seed)
     except (CheckpointError, DatasetError, ValueError, OSError):
         return ""  # the card says why
+    light = sum(p.numel() for p in model.parameters()) <= LIGHT_PARAMETERS
     cost = layer_cost(
         model,
         [(x, y)],
         probes=cfg.probes,
         max_steps=cfg.layer_steps,
         block_eigenvalues=not cfg.layer_traces_only,
-        timed=1,
+        timed=1 if light else 0,
         timed_on=f" here on {n} samples and scaled to {total}",
     )
+    if not light:
+        return (
+            f"Per layer: {cost.counts_text(models)}. The job times one as it starts and says how "
+            "long as its first line; on a model this large, consider “Per layer: traces only”."
+        )
     # a product's time grows with the samples, at most in proportion (fixed costs do not scale)
     scale = max(1.0, total / n)
     t = cost.seconds_per_hvp[1]
