@@ -74,8 +74,9 @@ def show_hessian(found: list[Found]) -> None:
             top_l = "" if layer.top_eigenvalue is None else f"  top {layer.top_eigenvalue:.4g}"
             print(
                 f"  {layer.name:<28} {layer.kind:<10} {layer.n_params:>9} params  trace "
-                f"{layer.trace:.4g} ± {layer.trace_stderr:.2g}  per param "
-                f"{layer.trace_per_param:.3g}{top_l}"
+                f"{layer.trace:.4g} ± {layer.trace_stderr:.2g}"
+                f"{' (≈0, within noise)' if within_noise(layer.trace, layer.trace_stderr) else ''}"
+                f"  per param {layer.trace_per_param:.3g}{top_l}"
             )
     ll = r.last_layer
     if ll is None:

@@ -6,6 +6,7 @@ figures, each with its downloads."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 
@@ -66,6 +67,56 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
     seen.update({ids[k]: s for k, s in states.items()})
     if changed:
         st.rerun()  # a result arrived: redraw the figures below
+
+
+LIGHT_PARAMETERS = 2_000_000  # above, timing a product here could take seconds: the job does it
+
+
+@st.cache_data(max_entries=16, show_spinner="Timing a Hessian-vector product ...")
+def layers_estimate(
+    path, digest, dataset, data_options, source, allow_code, cfg, models, field=""
+) -> str:
+    """Before Compute, the per-layer job's cost for `models` checkpoints like the one at `path`:
+    its products timed in this process on a few samples (light: well under a second on models up
+    to LIGHT_PARAMETERS), scaled to the samples asked for; `field`, the page's traces-only field,
+    is suggested when it is long. The job measures it again on all of them as it starts."""
+    from analysis.measures.landscape import eval_tensors
+    from analysis.measures.layers import layer_cost
+    from pof.data.names import DatasetError
+    from pof.models.formats import CheckpointError, ModelSource
+    from pof.models.loading import data_for, load_checkpoint
+
+    try:
+        data = data_for(path, dataset, options=data_options)
+        model, meta = load_checkpoint(
+            path, dataset=data, source=ModelSource(**source), allow_code=allow_code
+        )
+        total = min(cfg.samples, len(data.y_train))
+        x, y, n, _ = eval_tensors(data, meta["mean"], meta["std"], "train", 64, cfg.seed)
+    except (CheckpointError, DatasetError, ValueError, OSError):
+        return ""  # the card says why
+    light = sum(p.numel() for p in model.parameters()) <= LIGHT_PARAMETERS
+    cost = layer_cost(
+        model,
+        [(x, y)],
+        probes=cfg.probes,
+        max_steps=cfg.layer_steps,
+        block_eigenvalues=not cfg.layer_traces_only,
+        timed=1 if light else 0,
+        timed_on=f" here on {n} samples and scaled to {total}",
+    )
+    if not light:
+        return (
+            f"Per layer: {cost.counts_text(models)}. The job times one as it starts and says how "
+            "long as its first line."
+            + (f" On a model this large, consider “{field}”." if field else "")
+        )
+    # a product's time grows with the samples, at most in proportion (fixed costs do not scale)
+    scale = max(1.0, total / n)
+    t = cost.seconds_per_hvp[1]
+    cost = dataclasses.replace(cost, seconds_per_hvp=(t * max(1.0, scale / 2), t * scale))
+    advice = cost.suggestion(f"tick “{field}”", models) if field else ""
+    return f"Per layer: {cost.text(models)}. {advice}".strip()
 
 
 def show_figure(fig, name: str, data, prefix: str) -> None:

@@ -338,6 +338,9 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(
     monkeypatch.setenv("POF_RUNS", str(root))
     at = _compare_page()
     assert len(at.get("plotly_chart")) == 1  # the curves; no analysis yet
+    # before Compute: how long the per-layer part will take, timed on the run's own model
+    (estimate,) = [c.value for c in at.caption if c.value.startswith("Per layer: about")]
+    assert "for each of 2 checkpoints" in estimate and "measured here on 64 samples" in estimate
     next(b for b in at.button if b.label == "Compute 5 analyses").click().run()
     assert not at.exception
     jobs = [

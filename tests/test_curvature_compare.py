@@ -91,6 +91,9 @@ def test_heatmaps_per_run_share_one_log_scale_and_say_each_ratio_with_its_error(
     assert list(pof.z[2]) == [None, None, None] and list(pof.text[2]) == ["", "", ""]
     assert pof.text[0][2].startswith("0.50 ± ")
     assert fig.layout.coloraxis.cmid == 0 and fig.data[1].coloraxis == "coloraxis"
+    # layer names are categories on every panel, even numbered ones ("1", "3")
+    numbered = ratio_heatmaps({"seq": [_point(0, {"1": (2.0, 0.1)}), _point(1, {"1": (1.0, 0.1)})]})
+    assert numbered.layout.yaxis.type == "category" and list(numbered.data[0].y) == ["1"]
 
 
 def test_top_eigenvalue_over_time_with_threshold_last_layer_and_residuals():

@@ -455,3 +455,27 @@ def test_the_apps_per_layer_job_states_its_measured_estimate_as_its_first_line(t
 
 def results_of(job):
     return results.load(job.path / "result.json", "layers", LayerReport).results
+
+
+def test_the_planned_products_by_hand_and_the_report_within_them():
+    from analysis.measures.layers import layer_cost
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))  # blocks of 25 and 18
+    x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
+    cost = layer_cost(model, [(x, y)], probes=6, max_steps=50, timed=0)
+    # least: every run stops at its first check (2 steps); likely: 10; most: min(50, its size);
+    # each + 1 residual. Whole network (43 parameters): 3, 11, 44; blocks: 3+3, 11+11, 26+19
+    assert cost.traces_only_hvp == (6 + 3, 6 + 11, 6 + 44)
+    assert cost.hvp == (6 + 3 + 6, 6 + 11 + 22, 6 + 44 + 45)
+    assert all(math.isnan(t) for t in cost.seconds_per_hvp)  # nothing timed
+    assert cost.counts_text() == "39 Hessian-vector products likely, 15 to 95 possible"
+    timed = layer_cost(model, [(x, y)], probes=6, max_steps=50, timed=2)
+    assert timed.hvp == cost.hvp and 0 < timed.seconds_per_hvp[0] <= timed.seconds_per_hvp[1]
+    used = layer_report(model, [(x, y)], probes=6, max_steps=50).hvp.total
+    assert cost.hvp[0] <= used <= cost.hvp[2]
+    assert layer_cost(model, [(x, y)], probes=6, block_eigenvalues=False, timed=0).hvp == (
+        9,
+        17,
+        50,
+    )

@@ -315,6 +315,14 @@ class LayerCost(Result):
             f"{t_hi:.2g} s each, measured{self.timed_on}"
         )
 
+    def counts_text(self, models: int = 1) -> str:
+        """The products alone, for when none was timed."""
+        (n_lo, n_mid, n_hi), each = self.hvp, f" for each of {models} checkpoints"
+        return (
+            f"{n_mid} Hessian-vector products likely, {n_lo} to {n_hi} possible"
+            f"{each if models > 1 else ''}"
+        )
+
     def suggestion(self, how: str, models: int = 1) -> str:
         """Traces only (`how`: the flag or field that asks for it), with its own cost, when the
         report is likely long ('' otherwise)."""
@@ -338,27 +346,35 @@ def layer_cost(
     timed_on: str = " on this model and data",
 ) -> LayerCost:
     """What layer_report with these settings will cost on (model, batches): the products it plans
-    and the measured time of `timed` of them, after one untimed warm-up product."""
-    op = HessianOperator(model, batches)
-    try:
-        dims = [BlockOperator(op, idx).dim for _, _, idx in layer_groups(model, op.names)]
+    and the measured time of `timed` of them, after one untimed warm-up product (timed=0: none,
+    the counts alone; the times are then NaN)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    dims = [
+        sum(params[j].numel() for j in idx)
+        for _, _, idx in layer_groups(model, [n for n, _ in named])
+    ]
+    dim = sum(p.numel() for p in params)
 
-        def planned(steps: int) -> tuple[int, int]:  # (traces only, all) if every run takes steps
-            whole = min(steps, max_steps, op.dim) + 1
-            blocks = sum(min(steps, max_steps, d) + 1 for d in dims)
-            return probes + whole, probes + whole + blocks
+    def planned(steps: int) -> tuple[int, int]:  # (traces only, all) if every run takes steps
+        whole = min(steps, max_steps, dim) + 1
+        blocks = sum(min(steps, max_steps, d) + 1 for d in dims)
+        return probes + whole, probes + whole + blocks
 
-        plans = [planned(steps) for steps in (MIN_STEPS, TYPICAL_STEPS, max_steps)]
-        gen = torch.Generator().manual_seed(0)
-        times = []
-        for i in range(timed + 1):
-            v = [torch.randn(p.shape, generator=gen).to(p) for p in op.params]
-            t = time.perf_counter()
-            op.hvp(v)
-            if i:  # the first pays one-off allocations
-                times.append(time.perf_counter() - t)
-    finally:
-        op.close()
+    plans = [planned(steps) for steps in (MIN_STEPS, TYPICAL_STEPS, max_steps)]
+    times = [math.nan]
+    if timed:  # building the operator is a forward and backward: only when timing
+        op = HessianOperator(model, batches)
+        try:
+            gen, times = torch.Generator().manual_seed(0), []
+            for i in range(timed + 1):
+                v = [torch.randn(p.shape, generator=gen).to(p) for p in op.params]
+                t = time.perf_counter()
+                op.hvp(v)
+                if i:  # the first pays one-off allocations
+                    times.append(time.perf_counter() - t)
+        finally:
+            op.close()
     traces_only = tuple(p[0] for p in plans)
     hvp = tuple(p[1] for p in plans) if block_eigenvalues else traces_only
     return LayerCost(hvp, traces_only, (min(times), max(times)), block_eigenvalues, timed_on)

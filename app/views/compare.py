@@ -3,13 +3,16 @@ checkpoint): per-layer sharpness, Hessian spectra, landscapes, interpolation, cu
 is its own background job whose result stays in the run folder; the figures are app.comparison's,
 the same as the Inspect page's."""
 
+from dataclasses import asdict
+
 import streamlit as st
 
-from analysis.compare import PARTS, load_report, part_dir
+from analysis.cache import file_digest
+from analysis.compare import PARTS, ReportConfig, load_report, part_dir
 from analysis.tracking import job_dir as track_dir
 from analysis.tracking import series as curvature_series
 from app.classroom import job_refusal
-from app.comparison import PART_TITLES, show_figure, show_results, watch_parts
+from app.comparison import PART_TITLES, layers_estimate, show_figure, show_results, watch_parts
 from app.figures.curvature_compare import (
     layer_ratio_panels,
     layer_trace_panels,
@@ -19,6 +22,8 @@ from app.figures.curvature_compare import (
 from app.figures.training import method_curves
 from app.jobs import read_config, runs_root, start_job
 from app.live import url_run
+from pof.models.formats import ModelSource
+from pof.models.metadata import dataset_of
 from pof.runs.run import Run, RunError, list_runs
 
 root = runs_root()
@@ -113,6 +118,21 @@ if len(finished) < len(compared):
             f"{r.path.name} ({r.status().get('state')})" for r in compared if r not in finished
         )
         + " has not finished yet."
+    )
+layer_runs = [Run(key[0]) for key, _ in missing if key[1] == "layers"]
+if layer_runs:  # before Compute: how long the per-layer parts will take (before and after each)
+    first = layer_runs[0].checkpoint("initial")
+    st.caption(
+        layers_estimate(
+            str(first),
+            file_digest(first),
+            dataset_of(first),
+            {},
+            asdict(ModelSource()),
+            False,
+            ReportConfig(),
+            2 * len(layer_runs),
+        )
     )
 if missing and st.button(
     f"Compute {len(missing)} analys{'is' if len(missing) == 1 else 'es'}",

@@ -21,7 +21,7 @@ from analysis.compare import (
     part_dir,
 )
 from app.classroom import job_refusal, shared, upload_refusal
-from app.comparison import PART_TITLES, show_results, watch_parts
+from app.comparison import PART_TITLES, layers_estimate, show_results, watch_parts
 from app.crosscheck_view import show_crosscheck
 from app.jobs import runs_root, start_job
 from app.messages import human_size, say
@@ -580,43 +580,6 @@ def job_args(part: str) -> list[str]:
     return args + data_option_argv(data_options) + model_source_argv(source)
 
 
-@st.cache_data(max_entries=16, show_spinner="Timing a Hessian-vector product ...")
-def layers_estimate(path, digest, dataset, data_options, source, allow_code, cfg, models) -> str:
-    """Before Compute, the per-layer job's cost: its products timed in this process on a few
-    samples (light: well under a second on the bundled models), scaled to the samples asked for.
-    The job measures it again on all of them as it starts."""
-    import dataclasses
-
-    from analysis.measures.landscape import eval_tensors
-    from analysis.measures.layers import layer_cost
-    from pof.models.loading import load_checkpoint
-
-    try:
-        data = data_for(path, dataset, options=data_options)
-        model, meta = load_checkpoint(
-            path, dataset=data, source=ModelSource(**source), allow_code=allow_code
-        )
-        total = min(cfg.samples, len(data.y_train))
-        x, y, n, _ = eval_tensors(data, meta["mean"], meta["std"], "train", 64, cfg.seed)
-    except (CheckpointError, DatasetError, ValueError, OSError):
-        return ""  # the card says why
-    cost = layer_cost(
-        model,
-        [(x, y)],
-        probes=cfg.probes,
-        max_steps=cfg.layer_steps,
-        block_eigenvalues=not cfg.layer_traces_only,
-        timed=1,
-        timed_on=f" here on {n} samples and scaled to {total}",
-    )
-    # a product's time grows with the samples, at most in proportion (fixed costs do not scale)
-    scale = max(1.0, total / n)
-    t = cost.seconds_per_hvp[1]
-    cost = dataclasses.replace(cost, seconds_per_hvp=(t * max(1.0, scale / 2), t * scale))
-    advice = cost.suggestion("tick “Per layer: traces only”", models)
-    return f"Per layer: {cost.text(models)}. {advice}".strip()
-
-
 if "layers" in missing:
     st.caption(
         layers_estimate(
@@ -628,6 +591,7 @@ if "layers" in missing:
             allow_code or Path(paths[0]).parent == imported_dir(),
             cfg,
             len(paths),
+            "Per layer: traces only",
         )
     )
 if missing and st.button(
