@@ -174,7 +174,7 @@ def press(page, slider: str, fig: str, seen: list[int]) -> tuple[float, bool, st
 def phase(pw, tmp: Path, a, label: str) -> dict:
     """--cold-repeats first visits, each on a fresh server and runs folder, then the slider presses
     on the last of them."""
-    colds, computed = [], []
+    colds, cpus, computed = [], [], []
     for i in range(a.cold_repeats):
         runs = tmp / f"runs-{label.replace(' ', '-')}-{i}"
         runs.mkdir()
@@ -186,38 +186,45 @@ def phase(pw, tmp: Path, a, label: str) -> dict:
                 executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
             )
             page = browser.new_page(viewport={"width": 1300, "height": 1200})
+            cpu0 = cpu_seconds(server.pid)
             cold, headers = cold_load(page, url)
             colds.append(cold)
+            cpus.append(cpu_seconds(server.pid) - cpu0)
             computed.append(len(list(runs.glob(".cache/learn/*.json"))))
             print(
-                f"[{label}] first visit {i + 1}: navigation -> /learn fully drawn {cold:.2f} s, "
+                f"[{label}] first visit {i + 1}: navigation -> /learn fully drawn {cold:.2f} s "
+                f"(server CPU {cpus[-1]:.2f} s), "
                 f"{computed[-1]} results computed (headers at "
                 + ", ".join(f"{h.split('.')[0]}: {t:.1f} s" for h, t in headers.items())
                 + ")",
                 flush=True,
             )
             if i == a.cold_repeats - 1:
-                times = presses(page, a.repeats, label)
+                times = presses(page, a.repeats, label, server.pid)
         finally:
             if browser:
                 browser.close()
             stop(server)
-    return {"cold": colds, "computed": computed, "times": times}
+    return {"cold": colds, "cpu": cpus, "computed": computed, "times": times}
 
 
-def presses(page, repeats: int, label: str) -> dict:
+def presses(page, repeats: int, label: str, pid: int) -> dict:
     seen = {}
     for slider, _ in SECTIONS.values():
         value, lo, _, step, _ = page.evaluate(SLIDER_JS, slider)
         seen[slider] = [round((value - lo) / step)] * 2
-    times = {h: {"new": [], "cached": []} for h in SECTIONS}
+    times = {h: {"new": [], "cached": [], "cpu": []} for h in SECTIONS}
     for rep in range(repeats):
         for header, (slider, fig) in SECTIONS.items():
+            cpu0 = cpu_seconds(pid)
             elapsed, cached, text = press(page, slider, fig, seen[slider])
+            cpu = cpu_seconds(pid) - cpu0  # the server's work, until its run finished
             times[header]["cached" if cached else "new"].append(elapsed)
+            if not cached:
+                times[header]["cpu"].append(cpu)
             print(
                 f"[{label}] repeat {rep + 1}, {header}: {slider} -> {text}"
-                f"{' (cached)' if cached else ''}: {elapsed:.2f} s",
+                f"{' (cached)' if cached else ''}: {elapsed:.2f} s (server CPU {cpu:.2f} s)",
                 flush=True,
             )
     assert not page.locator("[data-testid=stException]").count(), "the page shows an exception"
@@ -313,6 +320,11 @@ def report(a, idle: dict, busy: dict | None, job_share: float | None, load: list
         + " | < 3 s idle |"
     )
     print(
+        "| the server's CPU seconds for it (load-independent) | "
+        + " | ".join(spread(r["cpu"]) for r in phases.values())
+        + " | |"
+    )
+    print(
         "| results computed at the first visit (not shipped) | "
         + " | ".join(" ".join(map(str, r["computed"])) for r in phases.values())
         + " | 0 |"
@@ -321,14 +333,13 @@ def report(a, idle: dict, busy: dict | None, job_share: float | None, load: list
         f"\nslider key press → the section's chart shows the new value's data, median [min–max] of "
         f"{a.repeats} values that server had not shown\n"
     )
-    print("| section | " + " | ".join(phases) + " | target |")
-    print("|---" * (len(phases) + 2) + "|")
+    print(
+        "| section | " + " | ".join(f"{k}: wall | {k}: server CPU" for k in phases) + " | target |"
+    )
+    print("|---" * (2 * len(phases) + 2) + "|")
     for header, (slider, fig) in SECTIONS.items():
-        print(
-            f"| {header} (`{slider}` → `{fig}`) | "
-            + " | ".join(spread(r["times"][header]["new"]) for r in phases.values())
-            + " | < 1 s idle |"
-        )
+        t = [spread(r["times"][header][k]) for r in phases.values() for k in ("new", "cpu")]
+        print(f"| {header} (`{slider}` → `{fig}`) | " + " | ".join(t) + " | < 1 s idle |")
     if any(r["times"][h]["cached"] for r in phases.values() for h in SECTIONS):
         print(
             "\nvalues already shown by that server (cached): "

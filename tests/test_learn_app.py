@@ -190,7 +190,8 @@ def _texts(at) -> list[str]:
 def test_the_first_view_is_read_from_the_shipped_results_and_nothing_is_computed(page, runs_root):
     from app.learn.common import store
 
-    assert store().computed == []  # assets/learn holds every result the first view shows
+    # assets/learn holds every result the first view shows, for this engine's sources
+    assert store().computed == [], "stale shipped results: run python assets/make_learn_cache.py"
     assert not list(runs_root.glob(".cache/learn/*"))
 
 

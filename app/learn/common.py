@@ -77,7 +77,7 @@ _warmed = threading.Lock()
 def warm_up() -> None:
     """Once per server, after the first view: import in the background what the first new slider
     value would otherwise import while the reader waits (scikit-learn, for the point sets; the
-    machinery torch loads with its first optimizer): seconds of imports, no computation."""
+    machinery torch loads with its first optimizer): seconds of imports, no training."""
     if _warmed.acquire(blocking=False):
         threading.Thread(target=_import_ahead, name="learn-warm-up", daemon=True).start()
 

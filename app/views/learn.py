@@ -25,9 +25,11 @@ st.markdown(
     "from it, and **sharp** when it climbs quickly. The idea that flat minima generalize better is "
     "old (Hochreiter & Schmidhuber 1997) and still debated. This page shows it with experiments "
     "small enough to run while you watch: tiny networks on 2-D point sets, trained and measured by "
-    "the same engine as the rest of the app. Every number is computed, not typed in. The first "
-    "visit trains and measures the page's networks (about 10 seconds on a 2-core CPU, once); after "
-    "that each change answers within one or two seconds."
+    "the same engine as the rest of the app. Every number is computed, not typed in: the page's "
+    "networks and measurements come with the app, checked before they are used, so a first visit "
+    "trains nothing; a setting never computed before (another recipe, another γ) is trained and "
+    "measured while you wait — about a second on an idle 2-core machine, several times that on a "
+    "busy one."
 )
 st.caption("The figures: drag to zoom, double-click to reset; hover for values.")
 
