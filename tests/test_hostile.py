@@ -169,3 +169,32 @@ def test_a_standard_library_callable_as_architecture_runs_nothing_in_the_shared_
         with pytest.raises(CheckpointError, match=r"standard library.*refused"):
             load_checkpoint(sd, dataset=digits, source=source)
         assert not marker.exists()
+
+
+def test_resume_works_from_any_folder_and_refuses_a_moved_or_changed_checkpoint(tmp_path):
+    import shutil
+
+    from interrupt import _child, wait_for_file
+
+    from pof.runs.run import Run
+
+    src, out, held = tmp_path / "src", tmp_path / "r", tmp_path / "held"
+    src.mkdir()
+    shutil.copy(DIGITS, src / "m.safetensors")
+    argv = ["post-train", "m.safetensors", "--epochs", "2", "--batch-size", "64", "--quiet"]
+    # started with a relative path from its own folder, held in epoch 2 and cancelled there
+    proc = subprocess.Popen(
+        _child("hold", 22 + 3, held, [*argv, "--out", out]), cwd=src, stderr=subprocess.PIPE
+    )
+    wait_for_file(held, proc)
+    run_cli("runs", "cancel", out, check=0)
+    assert proc.wait(timeout=120) == 3
+    shutil.copy(ROOT / "assets" / "digits-cnn-small-sam.safetensors", src / "m.safetensors")
+    _refused(run_cli("post-train", "--out", out, "--resume"), "has changed since", "m.safetensors")
+    shutil.copy(DIGITS, src / "m.safetensors")
+    (src / "m.safetensors").rename(tmp_path / "moved.safetensors")
+    _refused(run_cli("post-train", "--out", out, "--resume"), "no longer there", "m.safetensors")
+    assert Run(out).status()["state"] == "cancelled"  # the refusals changed nothing
+    (tmp_path / "moved.safetensors").rename(src / "m.safetensors")
+    run_cli("post-train", "--out", out, "--resume", "--quiet", check=0)  # from the repository
+    assert Run(out).status()["state"] == "done" and Run(out).epochs()[-1]["epoch"] == 2
