@@ -121,3 +121,80 @@ def test_runs_cancel_stops_a_job_the_app_queued_and_a_second_cancel_is_harmless(
     run_cli("runs", "cancel", root / "long", check=0)
     assert first.wait(timeout=120) == 3
     assert Run(root / "long").status()["state"] == "cancelled"
+
+
+STDLIB_TARGETS = ["os:system", "subprocess:getoutput", "builtins:exec", "mymod:system"]
+
+
+def _state_dict_and_marker(tmp_path):
+    import torch
+
+    torch.save({"fc.weight": torch.zeros(10, 64)}, tmp_path / "sd.pt")
+    (tmp_path / "mymod.py").write_text("from os import system  # re-exported: still refused\n")
+    return tmp_path / "sd.pt", tmp_path / "MARKER"
+
+
+def test_a_standard_library_callable_as_architecture_runs_nothing_on_the_command_line(tmp_path):
+    sd, marker = _state_dict_and_marker(tmp_path)
+    targets = [*STDLIB_TARGETS, f"{os.__file__}:system"]
+    for target in targets:
+        argv = [sys.executable, "-m", "pof", "evaluate", sd, "--dataset", "digits"]
+        argv += ["--arch", target, "--arch-arg", f"command=touch {marker}"]
+        argv += [
+            "--arch-arg",
+            f"cmd=touch {marker}",
+            "--arch-arg",
+            f"source=open({str(marker)!r}, 'w')",
+        ]
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}:{tmp_path}"}
+        proc = subprocess.run(
+            list(map(str, argv)), cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        _refused(proc, target, "standard library", "refused")
+        assert not marker.exists()
+
+
+def test_a_standard_library_callable_as_architecture_runs_nothing_in_the_shared_loader(
+    tmp_path, monkeypatch
+):
+    from pof.data.load import load_dataset
+    from pof.models.formats import CheckpointError, ModelSource
+    from pof.models.loading import load_checkpoint
+
+    sd, marker = _state_dict_and_marker(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # mymod importable, as from the user's folder
+    digits = load_dataset("digits")
+    for target in STDLIB_TARGETS:
+        source = ModelSource(arch=target, arch_args={"command": f"touch {marker}"})
+        with pytest.raises(CheckpointError, match=r"standard library.*refused"):
+            load_checkpoint(sd, dataset=digits, source=source)
+        assert not marker.exists()
+
+
+def test_resume_works_from_any_folder_and_refuses_a_moved_or_changed_checkpoint(tmp_path):
+    import shutil
+
+    from interrupt import _child, wait_for_file
+
+    from pof.runs.run import Run
+
+    src, out, held = tmp_path / "src", tmp_path / "r", tmp_path / "held"
+    src.mkdir()
+    shutil.copy(DIGITS, src / "m.safetensors")
+    argv = ["post-train", "m.safetensors", "--epochs", "2", "--batch-size", "64", "--quiet"]
+    # started with a relative path from its own folder, held in epoch 2 and cancelled there
+    proc = subprocess.Popen(
+        _child("hold", 22 + 3, held, [*argv, "--out", out]), cwd=src, stderr=subprocess.PIPE
+    )
+    wait_for_file(held, proc)
+    run_cli("runs", "cancel", out, check=0)
+    assert proc.wait(timeout=120) == 3
+    shutil.copy(ROOT / "assets" / "digits-cnn-small-sam.safetensors", src / "m.safetensors")
+    _refused(run_cli("post-train", "--out", out, "--resume"), "has changed since", "m.safetensors")
+    shutil.copy(DIGITS, src / "m.safetensors")
+    (src / "m.safetensors").rename(tmp_path / "moved.safetensors")
+    _refused(run_cli("post-train", "--out", out, "--resume"), "no longer there", "m.safetensors")
+    assert Run(out).status()["state"] == "cancelled"  # the refusals changed nothing
+    (tmp_path / "moved.safetensors").rename(src / "m.safetensors")
+    run_cli("post-train", "--out", out, "--resume", "--quiet", check=0)  # from the repository
+    assert Run(out).status()["state"] == "done" and Run(out).epochs()[-1]["epoch"] == 2

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -52,6 +52,27 @@ def _refuse_overwriting_source(out: Path, ckpt: Path) -> None:
         raise RunError(
             f"--overwrite would delete the checkpoint it starts from: {ckpt} lies in {out}. "
             f"Give another --out (or copy the checkpoint out of {out} first)."
+        )
+
+
+def _check_source_unchanged(run: Run, ckpt: Path) -> None:
+    """A resume continues from the weights the run started from, or is refused saying why."""
+    saved = run.config().get("checkpoint_sha256")
+    try:
+        digest = file_sha256(ckpt)
+    except FileNotFoundError:
+        where = "" if ckpt.is_absolute() else " (relative to the folder it was started from)"
+        raise CheckpointError(
+            f"{run.path} started from {ckpt}{where}, which is no longer there (moved or deleted). "
+            f"Put it back there to resume, or start the run again with --overwrite."
+        ) from None
+    except OSError as e:
+        raise CheckpointError(f"{ckpt}, the checkpoint {run.path} started from: {e}") from None
+    if isinstance(saved, str) and digest != saved:
+        raise CheckpointError(
+            f"{ckpt} has changed since {run.path} started from it (sha256 {digest[:12]}..., was "
+            f"{saved[:12]}...): resuming would mix two models. Put the original back, or start "
+            f"the run again with --overwrite."
         )
 
 
@@ -138,8 +159,13 @@ def post_train(
         raise ConfigError(f"post_train takes a PostTrainConfig, got {type(cfg).__name__}.")
     if not str(cfg.checkpoint).strip():
         raise ConfigError("post-training needs a checkpoint to start from.")
-    ckpt = Path(cfg.checkpoint)
-    if not resume:
+    ckpt = Path(cfg.checkpoint).expanduser()
+    if resume:
+        _check_source_unchanged(run, ckpt)
+    else:
+        # saved absolute, with its hash: a resume works from any folder and notices a swapped file
+        ckpt = ckpt.absolute()
+        cfg = replace(cfg, checkpoint=str(ckpt))
         check.output_dir("--out", run_dir)
         if overwrite:
             _refuse_overwriting_source(Path(run_dir), ckpt)
