@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from analysis.compare import load_part, part_dir
+from app.classroom import job_refusal
 from app.jobs import log_tail, start_job
 from app.live import fraction, time_left
 from pof.runs.run import BROKEN, Run
@@ -43,8 +44,11 @@ def show_crosscheck(out: Path, paths: list[str], root: Path, args: Callable[[str
     found = load_part(out, paths, PART)
     idle = found is None and job.status().get("state") not in ("queued", "running")
     if idle and st.button("Cross-check with PyHessian", key="crosscheck", help=HELP):
-        start_job(job.path, args(PART), root)
-        st.rerun()
+        if refused := job_refusal():
+            st.error(refused)
+        else:
+            start_job(job.path, args(PART), root)
+            st.rerun()
     _watch(job, found is not None)
     for label, check in (found or {}).items():
         st.markdown(f"**{label}**: {check.eval_set}")
