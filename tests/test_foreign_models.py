@@ -18,7 +18,7 @@ from analysis.measures.layers import layer_report
 from pof.data.batches import Batches
 from pof.data.load import load_dataset
 from pof.models.formats import CheckpointError, ModelSource
-from pof.models.loading import load_checkpoint
+from pof.models.loading import import_checkpoint, load_checkpoint
 from pof.models.metadata import read_metadata
 
 USER_CODE = textwrap.dedent('''
@@ -196,6 +196,9 @@ def test_a_torch_export_program_needs_no_code(user):
         ("body.5", "batchnorm"),
         ("head.fc", "linear"),
     ]
+    # imported as a project checkpoint, it is still a program: the same explanation
+    import_checkpoint(user / "model.pt2", user / "imported.safetensors", data)
+    assert "fixed graph" in load_checkpoint(user / "imported.safetensors", data)[1]["split"]
     # a program traced for one batch size runs any batch in chunks of it, the last one padded
     torch.export.save(torch.export.export(mine, (torch.randn(4, 3, 16, 16),)), user / "fixed.pt2")
     fixed, meta = load_checkpoint(user / "fixed.pt2", data)

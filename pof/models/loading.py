@@ -314,7 +314,7 @@ def check_on_data(model: nn.Module, meta: dict, dataset, file: ModelFile) -> Non
             f"losses and curvature of this model are meaningless."
         )
     meta["nonfinite"] = bad
-    if file.kind == "export":
+    if file.kind == "export" or meta["arch"].startswith("export:"):  # a program, or imported one
         meta["classifier"], meta["split"] = None, EXPORT_SPLIT
         if getattr(model, "fixed_batch", None) and "provenance" in meta:
             meta["provenance"]["fixed_batch"] = model.fixed_batch  # run in chunks of it
@@ -339,7 +339,7 @@ EXPORT_SPLIT = (
     "layer) and the exact last-layer Hessian cannot run on it. Evaluation and every other "
     "analysis (Hessian, per-layer, landscape, sharpness) work. To post-train, save the weights "
     "instead (model.state_dict() with torch.save, or a safetensors file) and load them with the "
-    "model's class or factory, or as a registry or torchvision architecture."
+    "model's class or factory, or as a registry, torchvision or timm architecture."
 )
 
 
