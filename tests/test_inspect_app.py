@@ -2,6 +2,7 @@
 user's own architectures included, their cards, and the per-layer view computed as a job."""
 
 import json
+import math
 import os
 import re
 import textwrap
@@ -78,6 +79,7 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
         "digits-cnn-small-sam",
         "digits-cnn-small-sgd: whole network",
         "digits-cnn-small-sam: whole network",
+        "indistinguishable from 1 (± 2 se)",  # the band around the ratio panel's 1
     }
     ratio = next(t for t in charts[0]["data"] if t["type"] == "bar")  # the per-layer ratio panel
     table = at.dataframe[0].value
@@ -90,7 +92,7 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
         "features.4",
         "features.7",
         "features.8",
-        "classifier",
+        "classifier ★",
     ]
     result = load_results(
         job.path.parent,
@@ -105,6 +107,15 @@ def test_two_bundled_checkpoints_side_by_side_per_layer(runs_root):
     assert len(sgd) == len(sam) == 7
     assert ratio["y"] == pytest.approx(
         [b.top_eigenvalue / a.top_eigenvalue for a, b in zip(sgd, sam, strict=True)]
+    )
+    # each ± its error from both eigenvalues' residuals: r sqrt((ra/a)^2 + (rb/b)^2)
+    assert ratio["error_y"]["array"] == pytest.approx(
+        [
+            b.top_eigenvalue
+            / a.top_eigenvalue
+            * math.hypot(a.top_residual / a.top_eigenvalue, b.top_residual / b.top_eigenvalue)
+            for a, b in zip(sgd, sam, strict=True)
+        ]
     )
     assert [d.label for d in at.get("download_button")] == [
         "figure (HTML)",
