@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
+import threading
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +27,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load, save
 
-from pof.files import write_atomic, write_json_atomic
 from pof.results import SCHEMA, Result, ResultError, from_dict, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +132,14 @@ class Store:
         entry["sha256"] = _sha(_canonical(entry["result"]))
         if tensors is not None:
             data = save({k: v.detach().contiguous() for k, v in tensors.items()})
-            write_atomic(self.folder / f"{name}.safetensors", data)
+            _replace(self.folder / f"{name}.safetensors", data)
             entry["tensors"] = {"file": f"{name}.safetensors", "sha256": _sha(data)}
-        write_json_atomic(self.folder / f"{name}.json", entry)
+        _replace(self.folder / f"{name}.json", json.dumps(entry, indent=1).encode())
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Replace `path` at once, without fsync (seconds on a busy disk): an entry torn by a crash
+    fails its checksum and is computed again."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
