@@ -198,3 +198,30 @@ def test_resume_works_from_any_folder_and_refuses_a_moved_or_changed_checkpoint(
     (tmp_path / "moved.safetensors").rename(src / "m.safetensors")
     run_cli("post-train", "--out", out, "--resume", "--quiet", check=0)  # from the repository
     assert Run(out).status()["state"] == "done" and Run(out).epochs()[-1]["epoch"] == 2
+
+
+def test_odd_paths_links_and_headers_end_with_a_message_or_work(tmp_path):
+    import struct
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link.safetensors").symlink_to(tmp_path / "fifo")  # a link to a FIFO
+    (tmp_path / "l1").symlink_to(tmp_path / "l2")  # a loop of links
+    (tmp_path / "l2").symlink_to(tmp_path / "l1")
+    (tmp_path / "huge.safetensors").write_bytes(struct.pack("<Q", 10**18) + b"{}")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    cases = [
+        (["evaluate", tmp_path / "link.safetensors"], "is a FIFO (named pipe)"),
+        (["evaluate", tmp_path / "l1", "--dataset", "digits"], "Too many levels of symbolic"),
+        (["evaluate", tmp_path / "huge.safetensors", "--dataset", "digits"], "not a model file"),
+        (["pretrain", "--dataset", "digits", "--out", tmp_path / "dangling"], "not a folder"),
+        (["pretrain", "--dataset", f"npz:{tmp_path / 'l1'}", "--out", tmp_path / "x"], "l1"),
+    ]
+    for argv, words in cases:
+        _refused(run_cli(*argv, timeout=120), words)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "nowhere").exists()
+    out = tmp_path / "ü-日本 run"  # a unicode name with a space: trained, listed, shown
+    run_cli(
+        "pretrain", "--dataset", "moons", "--model", "mlp", "--epochs", "1", "--out", out, check=0
+    )
+    assert "ü-日本 run" in run_cli("runs", "list", tmp_path, check=0).stdout
+    assert "state: done" in run_cli("runs", "show", out, check=0).stdout
