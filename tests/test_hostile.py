@@ -75,8 +75,25 @@ def test_a_fifo_as_a_data_file_or_an_image_is_refused_by_its_type(tmp_path):
         (["post-train", DIGITS, "--batch-size", "1000000000"], "use at most 65,536"),
         (["post-train", DIGITS, "--weak-batch-size", "1000000000"], "weak_batch_size is 1,0"),
         (["pretrain", "--epochs", "5", "--milestones", "3", "300"], "300 lie beyond the last"),
+        (["post-train", DIGITS, "--num-partitions", "1000000000"], "use at most 100000"),
+        (["post-train", DIGITS, "--gamma-max", "nan"], "gamma_max must be a finite number"),
+        (["post-train", DIGITS, "--rejection-cap", "1e400"], "rejection_cap must be a finite"),
+        (["post-train", DIGITS, "--line-search-max-lr", "1e300"], "more than 60 doublings"),
+        (["pretrain", "--arch-arg", "width=99999999999"], "far beyond what fits in memory"),
     ],
-    ids=["epochs", "batch", "post-epochs", "post-batch", "weak-batch", "milestones"],
+    ids=[
+        "epochs",
+        "batch",
+        "post-epochs",
+        "post-batch",
+        "weak-batch",
+        "milestones",
+        "partitions",
+        "gamma-nan",
+        "cap-inf",
+        "line-search",
+        "width",
+    ],
 )
 def test_absurd_sizes_are_refused_before_any_folder(tmp_path, argv, words):
     out = tmp_path / "r"
