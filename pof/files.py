@@ -111,7 +111,5 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
         raise NotRegularFile(f"{path} cannot be opened: {e.strerror or e}.") from None
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-        raise NotRegularFile(
-            f"{path} is {kind}, not a regular file; give the path of the {what} itself."
-        )
+        raise NotRegularFile(f"{path} is {kind}, not a file; give the path of the {what} itself.")
     return Path(path)
