@@ -7,7 +7,7 @@ computing again. A landscape stopped half-way (Ctrl-C, killed job) continues whe
 Exit codes: 0 success; 1 a part failed or an unexpected error (a bug: one line on stderr, the
 traceback with POF_DEBUG=1 or in the part's log); 2 bad input, refused before any work (an option
 out of range, a grid too large to compute, an unusable or non-finite checkpoint, unusable
-directions, an unknown dataset, an unwritable --out); 3 stopped.
+directions, an unknown dataset, an unwritable --out); 3 stopped (a cancel, Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations

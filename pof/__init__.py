@@ -14,7 +14,8 @@ and the small pieces every package shares:
     config       the jobs' configurations (PretrainConfig, PostTrainConfig, PoFConfig), no torch
     options      config fields that make the command-line flags; validate: their checks
     device       where a job runs
-    files        the one atomic write; progress: the one progress/stop protocol
+    files        the one atomic write, the one file-type check; progress: the one progress/stop
+                 protocol; signals: SIGTERM as a cancel
     cli          `python -m pof`
 """
 

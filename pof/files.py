@@ -103,11 +103,17 @@ class NotRegularFile(Hinted, OSError):
 def regular_file(path: str | Path, what: str = "file") -> Path:
     """`path` if it names a regular file (links followed), checked by its type before anything
     opens it: a FIFO or a socket would block its reader forever and a device would never end.
-    FileNotFoundError if nothing is there, NotRegularFile naming what is there instead."""
-    mode = os.stat(path).st_mode
+    FileNotFoundError if nothing is there, NotRegularFile naming what is there instead (or why
+    the path cannot be followed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # a loop of links, a name too long, a file where a folder should be
+        raise NotRegularFile(f"{file_ref(path)} cannot be opened: {e.strerror or e}.") from None
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
         raise NotRegularFile(
-            f"{file_ref(path)} is {kind}, not a regular file; give the path of the {what} itself."
+            f"{file_ref(path)} is {kind}, not a file; give the path of the {what} itself."
         )
     return Path(path)

@@ -5,7 +5,9 @@ an analysis job between its units: `Run.cancel_requested` reads the flag) then s
 step, marks its run "cancelled" and leaves the state `--resume` continues from; the command exits 3
 (cancelled). A process that has not polled yet (still loading its data, or a command with no
 run folder) is interrupted at once, as Ctrl-C does, and exits 3 as well. A second SIGTERM always
-interrupts at once. SIGKILL cannot be caught: a killed job reads "failed" and resumes the same way.
+interrupts at once. SIGKILL cannot be caught: a killed job reads "failed" and resumes the same way;
+so does one killed by a SIGTERM in the first instants of the interpreter, before the handler is
+installed (the default action, exit 143).
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ def test_files_that_are_neither_format_or_missing(tmp_path):
     with pytest.raises(DatasetError, match=f"No such file: {tmp_path / 'absent.npz'}$"):
         load_dataset(f"npz:{tmp_path / 'absent.npz'}")
     with pytest.raises(
-        DatasetError, match="is a folder, not a regular file; give the path of the data file itself"
+        DatasetError, match="is a folder, not a file; give the path of the data file itself"
     ):
         load_dataset(f"npz:{tmp_path}")
 

@@ -59,7 +59,7 @@ def test_a_fifo_as_a_data_file_or_an_image_is_refused_by_its_type(tmp_path):
     os.mkfifo(tmp_path / "img" / "train" / "a" / "x.png")
     for spec in ("npz:" + str(tmp_path / "d.npz"), "csv:" + str(tmp_path / "d.csv")):
         proc = run_cli("evaluate", DIGITS, "--dataset", spec, timeout=120)
-        _refused(proc, "a FIFO (named pipe), not a regular file")
+        _refused(proc, "a FIFO (named pipe), not a file")
     out = tmp_path / "r"
     proc = run_cli("pretrain", "--dataset", f"imagefolder:{tmp_path / 'img'}", "--out", out)
     _refused(proc, "x.png is a FIFO")
@@ -75,8 +75,25 @@ def test_a_fifo_as_a_data_file_or_an_image_is_refused_by_its_type(tmp_path):
         (["post-train", DIGITS, "--batch-size", "1000000000"], "use at most 65,536"),
         (["post-train", DIGITS, "--weak-batch-size", "1000000000"], "weak_batch_size is 1,0"),
         (["pretrain", "--epochs", "5", "--milestones", "3", "300"], "300 lie beyond the last"),
+        (["post-train", DIGITS, "--num-partitions", "1000000000"], "use at most 100000"),
+        (["post-train", DIGITS, "--gamma-max", "nan"], "gamma_max must be a finite number"),
+        (["post-train", DIGITS, "--rejection-cap", "1e400"], "rejection_cap must be a finite"),
+        (["post-train", DIGITS, "--line-search-max-lr", "1e300"], "more than 60 doublings"),
+        (["pretrain", "--arch-arg", "width=99999999999"], "far beyond what fits in memory"),
     ],
-    ids=["epochs", "batch", "post-epochs", "post-batch", "weak-batch", "milestones"],
+    ids=[
+        "epochs",
+        "batch",
+        "post-epochs",
+        "post-batch",
+        "weak-batch",
+        "milestones",
+        "partitions",
+        "gamma-nan",
+        "cap-inf",
+        "line-search",
+        "width",
+    ],
 )
 def test_absurd_sizes_are_refused_before_any_folder(tmp_path, argv, words):
     out = tmp_path / "r"
@@ -198,3 +215,30 @@ def test_resume_works_from_any_folder_and_refuses_a_moved_or_changed_checkpoint(
     (tmp_path / "moved.safetensors").rename(src / "m.safetensors")
     run_cli("post-train", "--out", out, "--resume", "--quiet", check=0)  # from the repository
     assert Run(out).status()["state"] == "done" and Run(out).epochs()[-1]["epoch"] == 2
+
+
+def test_odd_paths_links_and_headers_end_with_a_message_or_work(tmp_path):
+    import struct
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link.safetensors").symlink_to(tmp_path / "fifo")  # a link to a FIFO
+    (tmp_path / "l1").symlink_to(tmp_path / "l2")  # a loop of links
+    (tmp_path / "l2").symlink_to(tmp_path / "l1")
+    (tmp_path / "huge.safetensors").write_bytes(struct.pack("<Q", 10**18) + b"{}")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    cases = [
+        (["evaluate", tmp_path / "link.safetensors"], "is a FIFO (named pipe)"),
+        (["evaluate", tmp_path / "l1", "--dataset", "digits"], "Too many levels of symbolic"),
+        (["evaluate", tmp_path / "huge.safetensors", "--dataset", "digits"], "not a model file"),
+        (["pretrain", "--dataset", "digits", "--out", tmp_path / "dangling"], "not a folder"),
+        (["pretrain", "--dataset", f"npz:{tmp_path / 'l1'}", "--out", tmp_path / "x"], "l1"),
+    ]
+    for argv, words in cases:
+        _refused(run_cli(*argv, timeout=120), words)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "nowhere").exists()
+    out = tmp_path / "ü-日本 run"  # a unicode name with a space: trained, listed, shown
+    run_cli(
+        "pretrain", "--dataset", "moons", "--model", "mlp", "--epochs", "1", "--out", out, check=0
+    )
+    assert "ü-日本 run" in run_cli("runs", "list", tmp_path, check=0).stdout
+    assert "state: done" in run_cli("runs", "show", out, check=0).stdout

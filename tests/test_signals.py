@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, wait_for_state
 from interrupt import held_before_step, wait_for_file
 
 from pof.models.tensors import read_safetensors
@@ -145,3 +145,43 @@ def test_jobs_outlive_the_apps_shutdown_and_a_sigterm_to_them_cancels_cleanly(tm
     assert status["state"] == "cancelled" and "SIGTERM" in status["message"], status
     run_cli("pretrain", "--out", root / "stopped", "--resume", "--quiet", check=0)
     _same_run(kept, stopped)
+
+
+def test_two_sigterms_or_a_sigint_also_leave_a_cancelled_run_and_two_resumes_race_safely(tmp_path):
+    for sig, twice in ((signal.SIGTERM, True), (signal.SIGINT, False)):
+        out, held = tmp_path / sig.name, tmp_path / f"held-{sig.name}"
+        proc = held_before_step(STEPS["pretrain"] + 3, held, *PRETRAIN, "--out", out, "--quiet")
+        wait_for_file(held, proc)
+        proc.send_signal(sig)
+        if twice:  # an impatient second kill interrupts at once: still cancelled, still exit 3
+            proc.send_signal(sig)
+        assert proc.wait(timeout=120) == 3
+        assert "Traceback" not in proc.communicate()[1]
+        assert Run(out).status()["state"] == "cancelled"
+    # two resumes of one run at the same instant: one continues it, the other is refused
+    out = tmp_path / "SIGTERM"
+    cmd = [sys.executable, "-m", "pof", "pretrain", "--out", str(out), "--resume", "--quiet"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    codes = sorted(p.wait(timeout=300) for p in procs)
+    errors = "".join(p.communicate()[1] for p in procs)
+    assert codes == [0, 2] and "Traceback" not in errors, errors
+    assert Run(out).status()["state"] == "done" and Run(out).epochs()[-1]["epoch"] == 3
+
+
+def test_sigterm_to_a_job_waiting_in_the_queue_cancels_it_before_it_starts(tmp_path):
+    from app.jobs import start_job
+
+    root = tmp_path / "runs"
+    argv = ["-m", "pof", "pretrain", "--dataset", "moons", "--model", "mlp", "--quiet"]
+    first = start_job(root / "long", [*argv, "--epochs", "5000", "--out", str(root / "long")], root)
+    wait_for_state(Run(root / "long"), ("running",))
+    waiting = start_job(root / "w", [*argv, "--epochs", "2", "--out", str(root / "w")], root)
+    wait_for_state(Run(root / "w"), ("queued",))
+    wait_for_handler(waiting)  # before it, the interpreter is still starting (see pof.signals)
+    waiting.send_signal(signal.SIGTERM)
+    assert waiting.wait(timeout=60) == 3
+    status = Run(root / "w").status()
+    assert status["state"] == "cancelled" and "SIGTERM while waiting" in status["message"]
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 3
+    assert Run(root / "long").status()["state"] == "cancelled"

@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run, root, args = Run(Path(argv[0])), Path(argv[1]), argv[3:]
     stop_on_sigterm()  # a SIGTERM while waiting cancels the queued job (exec resets the handler)
+    terminated()  # the wait below polls for it: the handler only sets the flag
     try:
         run.queue(os.getpid())
         fd = wait_for_slot(run, root, job_slots())
