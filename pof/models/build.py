@@ -12,7 +12,6 @@ import importlib
 import importlib.util
 import inspect
 import sys
-import sysconfig
 from pathlib import Path
 
 from torch import nn
@@ -119,31 +118,18 @@ def _classes_off_weights(make, state: dict | None) -> int | None:
 # --- the user's own code --------------------------------------------------------------------------
 
 
-_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
-
-
-def refuse_standard_library(target: str, where: str, factory=None) -> None:
-    """An architecture must name a factory that returns a model, never Python's own callables
-    (`os:system` with arch args `command=...` would run a shell command): refuse a standard-library
-    or builtin module, a file inside the standard library, and (once imported, before it is
-    called) a callable that comes from either, whatever module re-exports it. Called before the
-    import and again before the call; the one place a later allow-list would extend."""
-    modules = [where] if not where.endswith(".py") else []
-    if factory is not None:
-        modules.append(getattr(factory, "__module__", None) or "builtins")
-    for module in modules:
-        top = module.split(".")[0]
-        if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-            raise ArchError(
-                f"{target}: {module} is part of Python's standard library, not a model "
-                f"factory; calling it could run commands or touch files on this machine, so it is "
-                f"refused. Give a function of your own that returns an nn.Module "
-                f"(path/to/file.py:function or package.module:function)."
-            )
-    if where.endswith(".py") and Path(where).expanduser().resolve().is_relative_to(_STDLIB):
+def _refuse_library_callable(target: str, factory) -> None:
+    """A factory imported from the user's module may still be one of Python's own callables
+    re-exported there (`from os import system`): refused before it is called. (A spec that names
+    Python's library itself is refused before any import: registry.check_code.)"""
+    module = getattr(factory, "__module__", None) or "builtins"
+    top = module.split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
         raise ArchError(
-            f"{target}: {where} is a file of Python's standard library, not a model "
-            f"factory; it is refused. Give a file of your own."
+            f"{target}: this is {module}'s {getattr(factory, '__name__', 'callable')}, part of "
+            f"Python's standard library, not a model factory; calling it could run commands or "
+            f"touch files on this machine, so it is refused. Give a function of your own that "
+            f"returns an nn.Module."
         )
 
 
@@ -151,7 +137,6 @@ def _factory(target: str):
     where, _, fn = target.rpartition(":")
     if not where or not fn.isidentifier():
         raise ArchError(f"{target!r}: give path/to/file.py:function or package.module:function.")
-    refuse_standard_library(target, where)  # before anything is imported or run
     if where.endswith(".py"):
         path = Path(where).expanduser().resolve()
         if not path.is_file():
@@ -174,7 +159,7 @@ def _factory(target: str):
             ) from e
     factory = getattr(module, fn, None)
     if callable(factory):
-        refuse_standard_library(target, where, factory)  # mymod:system after `from os import *`
+        _refuse_library_callable(target, factory)  # mymod:system after `from os import system`
     if not callable(factory):
         found = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         raise ArchError(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,13 +192,18 @@ def allowed_code() -> set[str]:
 
 
 def _standard_library(spec: str) -> str | None:
-    """The standard-library or builtin module a `module:function` spec names, or None."""
+    """What of Python's own library a spec names (a module, or a file inside the standard
+    library's folder), or None."""
     where = spec.rpartition(":")[0].strip()
-    if not where or where.endswith(".py") or spec.startswith("export:"):
+    if not where or spec.startswith("export:"):
         return None
+    if where.endswith(".py"):
+        stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+        inside = Path(where).expanduser().resolve().is_relative_to(stdlib)
+        return "a file of Python's standard library" if inside else None
     top = where.split(".")[0]
     if top in sys.stdlib_module_names or top in sys.builtin_module_names or top == "__main__":
-        return top
+        return f"a function of Python's own {top!r} module (its standard library)"
     return None
 
 
@@ -206,9 +212,10 @@ def check_code(spec: str) -> None:
     stdlib = _standard_library(spec)
     if stdlib:
         raise CodeRefused(
-            f"{spec!r} names a function of Python's own {stdlib!r} module, which builds no model "
-            f"and is never called. Name the function of your code that returns your model "
-            f"(my_models.py:build or my_package.models:build)."
+            f"{spec!r} names {stdlib}, which builds no model: it is refused and never run, since "
+            f"with the architecture's arguments it could run commands or touch files here. Name "
+            f"the function of your code that returns your model (my_models.py:build or "
+            f"my_package.models:build)."
         )
     if classroom() and _normal(spec) not in allowed_code():
         allowed = sorted(allowed_code())
