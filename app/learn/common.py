@@ -83,7 +83,9 @@ def warm_up() -> None:
     machinery torch loads with its first optimizer): 2-3 CPU seconds of imports, no training.
     Started WARM_UP_DELAY later, so as not to slow the first view's drawing (measured: it did)."""
     if _warmed.acquire(blocking=False):
-        threading.Timer(WARM_UP_DELAY, _import_ahead).start()
+        timer = threading.Timer(WARM_UP_DELAY, _import_ahead)
+        timer.daemon = True  # never holds up the server's exit
+        timer.start()
 
 
 def _import_ahead() -> None:
