@@ -74,12 +74,18 @@ def store() -> Store:
 _warmed = threading.Lock()
 
 
+WARM_UP_DELAY = 5.0  # s: after the browser has drawn the first view, before the reader moves
+
+
 def warm_up() -> None:
     """Once per server, after the first view: import in the background what the first new slider
     value would otherwise import while the reader waits (scikit-learn, for the point sets; the
-    machinery torch loads with its first optimizer): seconds of imports, no training."""
+    machinery torch loads with its first optimizer): 2-3 CPU seconds of imports, no training.
+    Started WARM_UP_DELAY later, so as not to slow the first view's drawing (measured: it did)."""
     if _warmed.acquire(blocking=False):
-        threading.Thread(target=_import_ahead, name="learn-warm-up", daemon=True).start()
+        timer = threading.Timer(WARM_UP_DELAY, _import_ahead)
+        timer.daemon = True  # never holds up the server's exit
+        timer.start()
 
 
 def _import_ahead() -> None:
