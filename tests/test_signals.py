@@ -181,7 +181,7 @@ def test_sigterm_to_a_job_waiting_in_the_queue_cancels_it_before_it_starts(tmp_p
     waiting.send_signal(signal.SIGTERM)
     assert waiting.wait(timeout=60) == 3
     status = Run(root / "w").status()
-    assert status["state"] == "cancelled" and "SIGTERM while waiting" in status["message"]
+    assert status["state"] == "cancelled" and "SIGTERM while waiting" in status["error"]
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=120) == 3
     assert Run(root / "long").status()["state"] == "cancelled"
