@@ -19,8 +19,11 @@ _polled = False  # something in this process polls for a stop, so the flag will 
 
 
 def stop_on_sigterm() -> None:
-    """Install the handler (in the main thread of a command-line process)."""
-    signal.signal(signal.SIGTERM, _on_term)
+    """Install the handler (in the main thread of a command-line process), for SIGTERM and for
+    SIGHUP (the terminal that started the job was closed): both stop it as a cancel does."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # `nohup` asked to ignore it: keep that
+            signal.signal(sig, _on_term)
 
 
 def _on_term(signum, frame) -> None:
@@ -31,7 +34,7 @@ def _on_term(signum, frame) -> None:
 
 
 def terminated() -> bool:
-    """Whether a SIGTERM asked this process to stop; calling it says that someone polls."""
+    """Whether a SIGTERM (or SIGHUP) asked this process to stop; calling it says someone polls."""
     global _polled
     _polled = True
     return _term

@@ -147,8 +147,10 @@ def test_jobs_outlive_the_apps_shutdown_and_a_sigterm_to_them_cancels_cleanly(tm
     _same_run(kept, stopped)
 
 
-def test_two_sigterms_or_a_sigint_also_leave_a_cancelled_run_and_two_resumes_race_safely(tmp_path):
-    for sig, twice in ((signal.SIGTERM, True), (signal.SIGINT, False)):
+def test_two_sigterms_a_sigint_or_a_sighup_leave_a_cancelled_run_and_two_resumes_race_safely(
+    tmp_path,
+):
+    for sig, twice in ((signal.SIGTERM, True), (signal.SIGINT, False), (signal.SIGHUP, False)):
         out, held = tmp_path / sig.name, tmp_path / f"held-{sig.name}"
         proc = held_before_step(STEPS["pretrain"] + 3, held, *PRETRAIN, "--out", out, "--quiet")
         wait_for_file(held, proc)
@@ -185,3 +187,24 @@ def test_sigterm_to_a_job_waiting_in_the_queue_cancels_it_before_it_starts(tmp_p
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=120) == 3
     assert Run(root / "long").status()["state"] == "cancelled"
+
+
+def test_a_job_started_with_nohup_ignores_sighup_and_still_stops_on_sigterm(tmp_path):
+    from interrupt import _child
+
+    out, held = tmp_path / "r", tmp_path / "held"
+    argv = [*PRETRAIN, "--out", out, "--quiet"]
+    proc = subprocess.Popen(
+        ["nohup", *_child("hold", STEPS["pretrain"] + 3, held, argv)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_file(held, proc)
+    proc.send_signal(signal.SIGHUP)  # nohup asked for it to be ignored: the job carries on
+    time.sleep(1.0)
+    assert proc.poll() is None and Run(out).status()["state"] == "running"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 3
+    assert Run(out).status()["state"] == "cancelled"
