@@ -28,9 +28,9 @@ def stop_on_sigterm() -> None:
 
 def _on_term(signum, frame) -> None:
     global _term
-    if _term or not _polled:
+    again, _term = _term, True  # set even when raising: code that swallows the interrupt (seen
+    if again or not _polled:  # while a model loads) must not lose the request; the poll sees it
         raise KeyboardInterrupt("terminated (SIGTERM)")
-    _term = True
 
 
 def terminated() -> bool:

@@ -208,3 +208,26 @@ def test_a_job_started_with_nohup_ignores_sighup_and_still_stops_on_sigterm(tmp_
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 3
     assert Run(out).status()["state"] == "cancelled"
+
+
+_SWALLOW = """
+import os, signal, time
+from pof.signals import stop_on_sigterm, terminated
+
+stop_on_sigterm()
+try:  # nothing polls yet: the interrupt is raised, and here (as library code may) swallowed
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+except KeyboardInterrupt:
+    pass
+print("stop requested" if terminated() else "request lost")
+"""
+
+
+def test_a_sigterm_whose_interrupt_is_swallowed_is_still_seen_at_the_next_poll():
+    """Seen for real: a SIGTERM while `analysis compare` loaded its model was lost, and the job
+    ran to the end."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _SWALLOW], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "stop requested", proc
