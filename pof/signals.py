@@ -19,19 +19,22 @@ _polled = False  # something in this process polls for a stop, so the flag will 
 
 
 def stop_on_sigterm() -> None:
-    """Install the handler (in the main thread of a command-line process)."""
-    signal.signal(signal.SIGTERM, _on_term)
+    """Install the handler (in the main thread of a command-line process), for SIGTERM and for
+    SIGHUP (the terminal that started the job was closed): both stop it as a cancel does."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # `nohup` asked to ignore it: keep that
+            signal.signal(sig, _on_term)
 
 
 def _on_term(signum, frame) -> None:
     global _term
-    if _term or not _polled:
+    again, _term = _term, True  # set even when raising: code that swallows the interrupt (seen
+    if again or not _polled:  # while a model loads) must not lose the request; the poll sees it
         raise KeyboardInterrupt("terminated (SIGTERM)")
-    _term = True
 
 
 def terminated() -> bool:
-    """Whether a SIGTERM asked this process to stop; calling it says that someone polls."""
+    """Whether a SIGTERM (or SIGHUP) asked this process to stop; calling it says someone polls."""
     global _polled
     _polled = True
     return _term

@@ -132,7 +132,7 @@ def test_runs_cancel_stops_a_job_the_app_queued_and_a_second_cancel_is_harmless(
         assert "cancel requested" in proc.stdout or "cancelled" in proc.stdout
     assert waiting.wait(timeout=60) == 3
     status = Run(root / "waiting").status()
-    assert status["state"] == "cancelled" and "queue" in status["message"]
+    assert status["state"] == "cancelled" and "queue" in status["error"]
     assert not (root / "waiting" / "config.json").exists()  # it never ran
     run_cli("runs", "cancel", root / "long", check=0)
     run_cli("runs", "cancel", root / "long", check=0)

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if fd is None:
         why = "stopped by SIGTERM" if terminated() else "cancelled"
-        run.set_status("cancelled", error=None, message=f"{why} while waiting in the queue")
+        run.set_status("cancelled", error=f"{why} while waiting in the queue")
         return 3
     os.set_inheritable(fd, True)  # the slot stays held by the job that exec replaces us with
     sys.stdout.flush()
