@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app.classroom import session_token, shared
 from app.jobs import runs_root
-from pof.files import write_atomic, write_json_atomic
+from pof.files import regular_file, write_atomic, write_json_atomic
 
 # The largest upload Streamlit accepts, in MB: server.maxUploadSize in .streamlit/config.toml.
 MAX_UPLOAD_MB = 200
@@ -59,7 +59,8 @@ def list_uploads() -> list[tuple[Path, dict]]:
         if not path.is_file():
             continue
         try:
-            note = json.loads(path.with_name(path.name + ".json").read_text())
+            # by its type first: a FIFO put there would hang every page that lists uploads
+            note = json.loads(regular_file(path.with_name(path.name + ".json")).read_text())
             ok = (
                 isinstance(note, dict)
                 and isinstance(note.get("name"), str)

@@ -160,3 +160,18 @@ def test_a_wrong_limit_is_named_with_what_to_do(monkeypatch, value):
     monkeypatch.delenv("POF_MAX_JOBS")
     monkeypatch.setenv("POF_UPLOAD_QUOTA_MB", "2.5")
     assert limits().upload_quota_mb == 2.5 and limits().max_jobs == 5
+
+
+def test_a_fifo_as_an_uploads_note_does_not_hang_the_list(tmp_path, monkeypatch):
+    """The list reads each upload's note: a FIFO put in its place (by anyone with the server's
+    folder) is refused by its type, and the upload is listed by its stored name."""
+    from app.uploads import list_uploads, save_upload
+
+    monkeypatch.setenv("POF_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("POF_CLASSROOM", raising=False)
+    stored = save_upload("my.pt", b"0123456789")
+    note = stored.with_name(stored.name + ".json")
+    note.unlink()
+    os.mkfifo(note)
+    [(path, shown)] = list_uploads()  # returns: a reader of the FIFO would wait forever
+    assert path == stored and shown["name"] == stored.name and shown["bytes"] == 10
