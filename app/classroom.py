@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
@@ -109,6 +110,12 @@ def job_refusal(count: int = 1) -> str | None:
     )
 
 
+def may_cancel(path) -> bool:
+    """Shared with a class, a session cancels only the jobs it started (an analysis is shared by
+    everyone who asks for it, so one student's cancel would stop another's)."""
+    return not shared() or str(Path(path).resolve()) in st.session_state.get("classroom-jobs", [])
+
+
 def note_job(path) -> None:
     if shared():
-        st.session_state.setdefault("classroom-jobs", []).append(str(path))
+        st.session_state.setdefault("classroom-jobs", []).append(str(Path(path).resolve()))

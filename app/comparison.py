@@ -13,6 +13,7 @@ import json
 import streamlit as st
 
 from analysis.results import to_dict
+from app.classroom import may_cancel
 from app.figures.landscapes import contours_2d, interpolation_figure, slices_1d, surfaces_3d
 from app.figures.layers import LAYER_METRICS, layer_rows, layer_table, layers_figure
 from app.figures.spectra import density_figure, hessian_bars
@@ -55,8 +56,9 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
             st.error(f"{names[key]} {state}: {job_error(status)}")
             st.code(log_tail(job), language=None)
     active = [k for k, s in states.items() if s in ("queued", "running")]
-    if active and st.button("Cancel the analyses", key="cancel-analyses"):
-        for k in active:
+    mine = [k for k in active if may_cancel(jobs[k].path)]
+    if mine and st.button("Cancel the analyses", key="cancel-analyses"):
+        for k in mine:
             jobs[k].request_cancel()
     seen = st.session_state.setdefault("analysis_states", {})
     ids = {k: str(jobs[k].path) for k in states}

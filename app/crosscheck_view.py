@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from analysis.compare import load_part, part_dir
-from app.classroom import job_refusal
+from app.classroom import job_refusal, may_cancel
 from app.jobs import log_tail, start_job
 from app.live import fraction, time_left
 from pof.runs.run import BROKEN, Run
@@ -71,7 +71,7 @@ def _watch(job: Run, shown: bool) -> None:
             fraction(status.get("progress")),
             text=f"PyHessian cross-check: {state}, {stage}{time_left(status)}",
         )
-        if st.button("Cancel the cross-check", key="cancel-crosscheck"):
+        if may_cancel(job.path) and st.button("Cancel the cross-check", key="cancel-crosscheck"):
             job.request_cancel()
     elif state in ("failed", BROKEN) and not shown:
         st.error(f"PyHessian cross-check {state}: {status.get('error', '')}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.classroom import may_cancel
 from app.jobs import log_tail, run_path, runs_root, safe_name
 from app.messages import job_error
 from pof.runs.jobqueue import waiting_text
@@ -53,7 +54,11 @@ def state_box(run: Run, status: dict, root: Path | None = None) -> None:
         tail = log_tail(run)
         if tail:
             st.code(tail, language=None)
-    if state in ("queued", "running") and st.button("Cancel", key=f"cancel-{run.path}"):
+    if (
+        state in ("queued", "running")
+        and may_cancel(run.path)
+        and st.button("Cancel", key=f"cancel-{run.path}")
+    ):
         run.request_cancel()
 
 

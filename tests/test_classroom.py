@@ -175,3 +175,29 @@ def test_a_fifo_as_an_uploads_note_does_not_hang_the_list(tmp_path, monkeypatch)
     os.mkfifo(note)
     [(path, shown)] = list_uploads()  # returns: a reader of the FIFO would wait forever
     assert path == stored and shown["name"] == stored.name and shown["bytes"] == 10
+
+
+def test_in_a_shared_app_a_session_cancels_only_its_own_jobs(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import os
+        from pathlib import Path
+
+        import streamlit as st
+
+        from app.classroom import may_cancel, note_job
+
+        mine, other = Path(os.environ["MINE"]), Path(os.environ["OTHER"])
+        note_job(mine)
+        st.write(f"mine={may_cancel(mine)} relative={may_cancel(os.path.relpath(mine))}")
+        st.write(f"other={may_cancel(other)}")
+
+    monkeypatch.setenv("MINE", str(tmp_path / "runs" / "a"))
+    monkeypatch.setenv("OTHER", str(tmp_path / "runs" / "b"))
+    monkeypatch.setenv("POF_CLASSROOM", "1")
+    at = AppTest.from_function(page).run()
+    assert [m.value for m in at.markdown] == ["mine=True relative=True", "other=False"]
+    monkeypatch.delenv("POF_CLASSROOM")
+    at = AppTest.from_function(page).run()
+    assert [m.value for m in at.markdown] == ["mine=True relative=True", "other=True"]
