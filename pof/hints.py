@@ -78,7 +78,7 @@ def render(
             return names[path]
         try:
             return names.get(str(Path(path).resolve()), path)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: a loop of links (3.11)
             return path
 
     text = _FILED.sub(file_name, text)
