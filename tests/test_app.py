@@ -306,6 +306,7 @@ def test_compare_page_shows_every_chart_of_a_computed_report_instantly(
         "after",
         "before: whole network",
         "after: whole network",
+        "indistinguishable from 1 (± 2 se)",  # the ratio panel's band
     }
 
 
