@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 
+# pytest -n 2 (the README's command) runs two workers on the 2 cores: every process they start then
+# runs torch on one thread. Left at torch's default, each of them spins two OpenMP threads against
+# the other worker's, and CPU-bound tests take several times as long.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -2,6 +2,7 @@
 own process runs torch on one thread while the jobs it starts keep all of theirs."""
 
 import ast
+import os
 import subprocess
 import sys
 
@@ -12,9 +13,11 @@ FIRST_PAGES = ("app/views/posttrain.py", "app/views/runs.py")
 
 
 def _python(code: str) -> str:
-    """stdout of `python -c code` in a fresh process (this one has torch imported)."""
+    """stdout of `python -c code` in a fresh process (this one has torch imported), with torch's
+    own thread default (the suite's workers set one thread for the processes they start)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
