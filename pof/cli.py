@@ -36,7 +36,7 @@ from .config import (
 from .data.names import DatasetError, data_options
 from .hints import marked
 from .options import add_options, cli_fields, from_args, to_argv
-from .progress import Stopped
+from .progress import Diverged, Stopped
 from .signals import stop_on_sigterm
 from .validate import ConfigError
 
@@ -400,9 +400,9 @@ def data_option_argv(options: dict) -> list[str]:
 
 
 def cmd_pretrain(args) -> int:
+    cfg = pretrain_config(args)  # refused input is answered before torch is imported
     from .training.pretrain import pretrain
 
-    cfg = pretrain_config(args)
     update, close = _progress_bar(args.quiet)
     try:
         run = pretrain(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=update)
@@ -440,9 +440,9 @@ def _state_drawn_split(checkpoint) -> None:
 
 
 def cmd_post_train(args) -> int:
+    cfg = post_train_config(args)  # refused input is answered before torch is imported
     from .training.posttrain import post_train
 
-    cfg = post_train_config(args)
     main_rank = os.environ.get("RANK", "0") == "0"
     update, close = _progress_bar(args.quiet or not main_rank)
     try:
@@ -598,8 +598,6 @@ def run_command(handler, args, run_dir=None) -> int:
     input errors exit 2 with their message; a diverged run 1; Ctrl-C 3; a file-system error 1 with
     its message; anything else is a bug: 1, one line here and the traceback in RUN/log.txt (the
     run folder `run_dir`, if it holds a run), or on the terminal with POF_DEBUG=1."""
-    from .training.loop import Diverged
-
     try:
         return handler(args)
     except Diverged as e:

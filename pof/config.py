@@ -48,8 +48,6 @@ BATCH_WHY = "a batch is held in memory at once, so a batch this large never fini
 def validate_common(cfg, dataset_optional: bool = False) -> None:
     """Check the options both configurations have; `dataset_optional`: None names no dataset (a
     post-training then uses the checkpoint's own)."""
-    from .device import check_device
-
     check.positive_int("epochs", cfg.epochs)
     check.at_most("epochs", cfg.epochs, check.MAX_EPOCHS, "no run would ever finish")
     if cfg.batch_size is not None:
@@ -63,7 +61,10 @@ def validate_common(cfg, dataset_optional: bool = False) -> None:
         raise ConfigError(f"seed must be below 2^32, got {cfg.seed}.")
     check.positive_int("save_every (epochs; 0 = off)", cfg.save_every, 0)
     check.augment("augment", cfg.augment)
-    check_device(cfg.device)
+    if cfg.device != "auto":  # naming a device needs torch; "auto" (the default) does not
+        from .device import check_device
+
+        check_device(cfg.device)
     named = isinstance(cfg.dataset, str) and cfg.dataset.strip()
     if not named and not (dataset_optional and cfg.dataset is None):
         raise ConfigError(f"dataset must name a dataset, got {cfg.dataset!r}.")

@@ -29,3 +29,8 @@ def check_stop(should_stop: ShouldStop | None) -> None:
     """Raise Stopped when `should_stop` (if given) says so."""
     if should_stop is not None and should_stop():
         raise Stopped("stopped on request")
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite; the run folder says so and keeps the last good epoch.
+    (Here, torch-free, so that the CLI's error handling imports no torch.)"""

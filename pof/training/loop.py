@@ -26,14 +26,10 @@ from ..data.batches import Batches
 from ..data.dataset import Dataset
 from ..models.checkpoints import load_resume_state, save_checkpoint, save_resume_state
 from ..models.tensors import read_safetensors
-from ..progress import Progress, ShouldStop
+from ..progress import Diverged, Progress, ShouldStop
 from ..runs.run import Run, RunError
 from ..signals import terminated
 from .evaluation import evaluate
-
-
-class Diverged(Exception):
-    """The loss became NaN or infinite; the run folder says so and keeps the last good epoch."""
 
 
 def _agree(stop: bool, bad: bool) -> tuple[bool, bool]:
