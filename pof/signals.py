@@ -13,6 +13,7 @@ installed (the default action, exit 143).
 from __future__ import annotations
 
 import signal
+import sys
 
 _term = False  # a SIGTERM arrived
 _polled = False  # something in this process polls for a stop, so the flag will be seen
@@ -38,3 +39,16 @@ def terminated() -> bool:
     global _polled
     _polled = True
     return _term
+
+
+def run_entry(load_main) -> None:
+    """A command-line entry (`python -m pof`, `python -m analysis`): the handler is installed
+    before `load_main()` imports the command line (and torch with it), so a SIGTERM while it
+    imports exits 3 too; Ctrl-C or SIGTERM before a command took charge started nothing."""
+    stop_on_sigterm()
+    try:
+        code = load_main()()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 3
+    sys.exit(code)

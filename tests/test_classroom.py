@@ -83,36 +83,18 @@ def test_every_module_of_pythons_own_library_is_refused_before_it_is_imported(tm
 def test_own_code_runs_by_default_and_in_a_classroom_only_when_the_teacher_allows_it(
     tmp_path, weights
 ):
-    ok = _cli(tmp_path, "evaluate", weights, "--dataset", "digits", "--arch", "ownnet.py:build")
+    evaluate = ("evaluate", weights, "--dataset", "digits", "--arch", "ownnet.py:build")
+    ok = _cli(tmp_path, *evaluate)
     assert ok.returncode == 0, ok.stderr
 
-    refused = _cli(
-        tmp_path,
-        "evaluate",
-        weights,
-        "--dataset",
-        "digits",
-        "--arch",
-        "ownnet.py:build",
-        classroom=True,
-    )
+    refused = _cli(tmp_path, *evaluate, classroom=True)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "shared with a class" in refused.stderr and "nothing is allowed" in refused.stderr
 
     # the teacher's list names the file by its absolute path; the student's relative spelling of
     # the same file is the same spec
     allowed = f"{tmp_path / 'ownnet.py'}:build"
-    again = _cli(
-        tmp_path,
-        "evaluate",
-        weights,
-        "--dataset",
-        "digits",
-        "--arch",
-        "ownnet.py:build",
-        classroom=True,
-        allowed=allowed,
-    )
+    again = _cli(tmp_path, *evaluate, classroom=True, allowed=allowed)
     assert again.returncode == 0, again.stderr
 
 
