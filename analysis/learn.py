@@ -27,6 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.learn_results import (
+    EOS_DATA,
+    EOS_EVERY,
+    EOS_HIDDEN,
+    EOS_SETTINGS,
+    EOS_STEPS,
+    EOS_TOL,
     Curvature,
     DecisionMap,
     EdgeOfStability,
@@ -38,6 +44,7 @@ from analysis.learn_results import (
     PerturbationInfo,
     PoFWalkthrough,
     Points,
+    Recipe,
     RecipeCurvature,
     RescaledModel,
     RescalingReport,
@@ -63,32 +70,6 @@ from pof.data.offline import point_set
 from pof.method.pof import PoF, losses_along
 from pof.models.networks import Classifier, mlp
 from pof.training.optim import make_optimizer, plain_step, sam_step
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a tiny MLP is trained on a 2-D point set: until its training loss first falls to
-    `target_loss` (checked after every step) or `max_steps` pass, so that two recipes can be
-    compared at the same training loss rather than after the same number of epochs."""
-
-    dataset: str = "moons"
-    points: int = 400  # half for training, half for testing
-    noise: float = 0.25
-    hidden: tuple[int, ...] = (32, 32)
-    optimizer: str = "sgd"  # "sgd" (heavy-ball momentum) or "sam"
-    batch_size: int = 8
-    lr: float = 0.1
-    momentum: float = 0.9
-    rho: float = 0.05  # SAM's radius
-    target_loss: float = 0.1
-    max_steps: int = (
-        2000  # the slowest recipe (SAM, batch 4) then trains in about a second on 2 cores
-    )
-    seed: int = 0
-
-    def describe(self) -> str:
-        opt = f"SAM (rho {self.rho:g})" if self.optimizer == "sam" else "SGD"
-        return f"{opt}, batch {self.batch_size}, lr {self.lr:g}"
 
 
 @dataclass(frozen=True)
@@ -540,7 +521,17 @@ def flatness_and_test_loss(recipes: list[Recipe]) -> FlatnessTable:
     return FlatnessTable(rows, float(rho))
 
 
-# --- the bundled digits models ------------------------------------------------------------------
+# --- the bundled models ------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def bundled(path: str) -> tuple[nn.Module, Dataset]:
+    """A project checkpoint's model and its data set, loaded once and shared (copy the model before
+    moving its weights, as pof_walkthrough does)."""
+    from pof.models.loading import data_for, load_checkpoint
+
+    model, meta = load_checkpoint(path)
+    return model, data_for(path, meta["dataset"])
 
 
 def bundled_last_layer(paths: dict[str, str]) -> dict[str, LastLayerSummary]:
@@ -561,18 +552,6 @@ def bundled_last_layer(paths: dict[str, str]) -> dict[str, LastLayerSummary]:
 
 
 # --- the edge of stability ---------------------------------------------------------------------
-
-# Cohen et al. (ICLR 2021) saw it most cleanly with a squared loss and smooth activations on small
-# training sets; these settings show it within a few hundred steps (tests/test_learn.py measures):
-EOS_DATA = ("moons", 200, 0.25)  # its 100 training points, normalized: the inputs
-EOS_HIDDEN = (32, 32)  # 2 -> 32 -> 32 -> 1, tanh, PyTorch's default initialization (seed 0)
-EOS_STEPS = 1200  # full-batch gradient descent steps, no momentum, no weight decay
-EOS_EVERY = 20  # lambda_max and the loss every 20 steps
-EOS_TOL = 1e-3  # Lanczos' relative residual tolerance
-EOS_SETTINGS = (
-    "100 two-moons points (normalized) regressed onto sin(2 x1) cos(2 x2); MLP 2-32-32-1 with "
-    "tanh; loss ½ · mean squared error; full-batch gradient descent, no momentum"
-)
 
 
 def _half_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,22 +1,58 @@
-"""The Learn page's results (analysis.learn): frozen dataclasses in the style of analysis.results,
-so that `to_dict()` gives their plain form and `from_dict()` reads it back. They hold numbers, lists
-and the analysis's own results (TopEigen, TraceResult, LastLayerHessian, Sharpness, Landscape);
-the one tensor-valued field (a kept eigenvector) is in memory only. Every one pickles, so the app
-can cache them (st.cache_data).
+"""The Learn page's recipes and results (analysis.learn), importable without torch: the page
+draws its stored results before torch is loaded. The results are frozen dataclasses in the style of
+analysis.results, so that `to_dict()` gives their plain form and `from_dict()` reads it back. They
+hold numbers, lists and the analysis's own results (TopEigen, TraceResult, LastLayerHessian,
+Sharpness, Landscape); the one tensor-valued field (a kept eigenvector) is in memory only. Every
+one pickles, so the app can cache them (st.cache_data).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
-from analysis.measures.hessian import TopEigen, TraceResult
-from analysis.measures.landscape import Landscape
-from analysis.measures.sharpness import Sharpness
-from analysis.reports import HessianReport
+from analysis.measures.results import HessianReport, Landscape, Sharpness
 from analysis.results import UNSAVED, Result
-from pof.curvature.lastlayer import LastLayerHessian
+from pof.curvature.results import LastLayerHessian, TopEigen, TraceResult
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a tiny MLP is trained on a 2-D point set: until its training loss first falls to
+    `target_loss` (checked after every step) or `max_steps` pass, so that two recipes can be
+    compared at the same training loss rather than after the same number of epochs."""
+
+    dataset: str = "moons"
+    points: int = 400  # half for training, half for testing
+    noise: float = 0.25
+    hidden: tuple[int, ...] = (32, 32)
+    optimizer: str = "sgd"  # "sgd" (heavy-ball momentum) or "sam"
+    batch_size: int = 8
+    lr: float = 0.1
+    momentum: float = 0.9
+    rho: float = 0.05  # SAM's radius
+    target_loss: float = 0.1
+    max_steps: int = (
+        2000  # the slowest recipe (SAM, batch 4) then trains in about a second on 2 cores
+    )
+    seed: int = 0
+
+    def describe(self) -> str:
+        opt = f"SAM (rho {self.rho:g})" if self.optimizer == "sam" else "SGD"
+        return f"{opt}, batch {self.batch_size}, lr {self.lr:g}"
+
+
+# The edge-of-stability experiment (analysis.learn.edge_of_stability).
+# Cohen et al. (ICLR 2021) saw it most cleanly with a squared loss and smooth activations on small
+# training sets; these settings show it within a few hundred steps (tests/test_learn.py measures):
+EOS_DATA = ("moons", 200, 0.25)  # its 100 training points, normalized: the inputs
+EOS_HIDDEN = (32, 32)  # 2 -> 32 -> 32 -> 1, tanh, PyTorch's default initialization (seed 0)
+EOS_STEPS = 1200  # full-batch gradient descent steps, no momentum, no weight decay
+EOS_EVERY = 20  # lambda_max and the loss every 20 steps
+EOS_TOL = 1e-3  # Lanczos' relative residual tolerance
+EOS_SETTINGS = (
+    "100 two-moons points (normalized) regressed onto sin(2 x1) cos(2 x2); MLP 2-32-32-1 with "
+    "tanh; loss ½ · mean squared error; full-batch gradient descent, no momentum"
+)
 
 
 @dataclass(frozen=True)
@@ -40,10 +76,8 @@ class Curvature(Result):
     top: TopEigen
     trace: TraceResult
     last_layer: LastLayerHessian
-    # the top eigenvector as a {parameter name: tensor} direction, on request (in memory only)
-    vector: dict[str, torch.Tensor] | None = field(
-        default=None, repr=False, compare=False, metadata=UNSAVED
-    )
+    # the top eigenvector as a {parameter name: torch tensor} direction, on request (in memory only)
+    vector: dict | None = field(default=None, repr=False, compare=False, metadata=UNSAVED)
 
     def hessian(self) -> HessianReport:
         """The same numbers as the report type the app's Hessian figure reads."""

@@ -10,7 +10,8 @@ entry whose bytes do not match (a corrupted or edited file) is ignored and compu
 
 Entries are read first from the shipped folder (assets/learn, made by assets/make_learn_cache.py)
 and then from the writable one (a folder of the runs root); what is computed is written only to
-the writable one. Nothing is unpickled: JSON and safetensors only.
+the writable one. Nothing is unpickled: JSON and safetensors only. A result is read without torch
+(`peek`, and `result` when the entry is found); torch is imported only for an entry's tensors.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import threading
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-
-import torch
-from safetensors.torch import load, save
+from typing import TYPE_CHECKING
 
 from pof.results import SCHEMA, Result, ResultError, from_dict, to_dict
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 # the engine whose numbers an entry holds: editing any of these names new entries
@@ -36,8 +38,10 @@ ENGINE = (
     "analysis/learn_results.py",
     "analysis/measures/hessian.py",
     "analysis/measures/landscape.py",
+    "analysis/measures/results.py",
     "analysis/measures/sharpness.py",
     "pof/curvature/lastlayer.py",
+    "pof/curvature/results.py",
     "pof/data/batches.py",
     "pof/data/offline.py",
     "pof/method/pof.py",
@@ -51,8 +55,9 @@ def engine_digest() -> str:
     """SHA-256 over the engine's sources and the versions of the libraries that draw the numbers."""
     global _engine
     if _engine is None:
-        sklearn = metadata.version("scikit-learn")  # without importing it (seconds)
-        h = hashlib.sha256(f"torch {torch.__version__} sklearn {sklearn}".encode())
+        # the versions, without importing either (seconds)
+        versions = f"torch {metadata.version('torch')} sklearn {metadata.version('scikit-learn')}"
+        h = hashlib.sha256(versions.encode())
         for name in ENGINE:
             h.update(name.encode() + b"\0" + (ROOT / name).read_bytes())
         _engine = h.hexdigest()
@@ -103,7 +108,18 @@ class Store:
         """get() for a result without tensors."""
         return self.get(kind, cls, lambda: (compute(), None), **about)[0]
 
-    def _read(self, folder: Path, name: str, about: dict, cls: type):
+    def peek(self, kind: str, cls: type, **about) -> Result | None:
+        """The result of an entry that may hold tensors, read and verified without them (nor torch),
+        or None when there is no such entry: a trained network's summary, say."""
+        name, about = self.name(kind, about)
+        for folder in (self.shipped, self.folder):
+            if folder is not None:
+                found = self._read(folder, name, about, cls, tensors=False)
+                if found is not None:
+                    return found[0]
+        return None
+
+    def _read(self, folder: Path, name: str, about: dict, cls: type, tensors: bool = True):
         path = folder / f"{name}.json"
         if not path.is_file():
             return None
@@ -115,13 +131,15 @@ class Store:
                 raise ResultError("computed from something else")
             if d.get("sha256") != _sha(_canonical(d.get("result"))):
                 raise ResultError("its result does not match its checksum")
-            tensors = None
-            if d.get("tensors"):
-                data = (folder / f"{name}.safetensors").read_bytes()
-                if _sha(data) != d["tensors"]["sha256"]:
-                    raise ResultError("its tensors do not match their checksum")
-                tensors = load(data)
-            return from_dict(cls, d["result"]), tensors
+            result = from_dict(cls, d["result"])
+            if not (tensors and d.get("tensors")):
+                return result, None
+            data = (folder / f"{name}.safetensors").read_bytes()
+            if _sha(data) != d["tensors"]["sha256"]:
+                raise ResultError("its tensors do not match their checksum")
+            from safetensors.torch import load
+
+            return result, load(data)
         except (OSError, ValueError, KeyError, TypeError) as e:  # ResultError is a ValueError
             print(f"warning: ignoring {path.name} ({e}); computing it again", file=sys.stderr)
             return None
@@ -131,6 +149,8 @@ class Store:
         entry = {"schema": SCHEMA, "about": about, "result": to_dict(result)}
         entry["sha256"] = _sha(_canonical(entry["result"]))
         if tensors is not None:
+            from safetensors.torch import save
+
             data = save({k: v.detach().contiguous() for k, v in tensors.items()})
             _replace(self.folder / f"{name}.safetensors", data)
             entry["tensors"] = {"file": f"{name}.safetensors", "sha256": _sha(data)}

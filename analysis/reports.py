@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass
 
 from torch import nn
 
@@ -32,10 +31,7 @@ from analysis.configs import (
 )
 from analysis.measures.crosscheck import CrossCheck, cross_check
 from analysis.measures.hessian import (
-    Density,
     HessianOperator,
-    TopEigen,
-    TraceResult,
     hutchinson_trace,
     per_layer_top_eigenvalues,
     spectral_density,
@@ -50,8 +46,8 @@ from analysis.measures.landscape import (
     random_directions,
 )
 from analysis.measures.layers import LayerCost, LayerReport, layer_cost, layer_report
-from analysis.measures.sharpness import Sharpness, average_case_sharpness, worst_case_sharpness
-from analysis.results import Result
+from analysis.measures.results import HessianReport, SharpnessReport
+from analysis.measures.sharpness import average_case_sharpness, worst_case_sharpness
 from pof.curvature.lastlayer import LastLayerHessian, features_and_probs, last_layer_hessian
 from pof.progress import Progress, ShouldStop
 
@@ -74,28 +70,6 @@ __all__ = [
     "sharpness_of",
     "sharpness_report",
 ]
-
-MODE = "eval (BN running statistics)"
-
-
-@dataclass(frozen=True)
-class HessianReport(Result):
-    top: TopEigen  # the largest eigenvalues, sorted, with residuals
-    eval_set: str = ""  # what the whole-network numbers were measured on, stated
-    parameters: int = 0
-    trace: TraceResult | None = None  # Hutchinson, with its standard error (and layers on request)
-    density: Density | None = None
-    last_layer: LastLayerHessian | None = None  # exact; None without a linear last layer
-    split: str = ""  # how the model splits into features and a classifier (or why it does not)
-    hessian_vector_products: int = 0
-    mode: str = MODE
-    cross_check: CrossCheck | None = None  # PyHessian's numbers beside these, on request
-
-
-@dataclass(frozen=True)
-class SharpnessReport(Result):
-    measures: list[Sharpness]  # worst case, adaptive worst case, average case
-
 
 # the result type of each kind of saved result (a file's "kind")
 KINDS: dict[str, type] = {

@@ -1,32 +1,37 @@
-"""How fast the Learn page answers in a real browser: a new user's first visit, and, section by
-section, the time from moving a slider to that section's chart showing the new result, idle and
-while a background job runs.
+"""How fast the Learn chapters answer in a real browser: a new user's first visit, each chapter
+reached from the one before, and, chapter by chapter, the time from moving a slider to that
+chapter's chart showing the new result, idle and while a background job runs.
 
-    python benchmarks/learn_interactions.py [--repeats 5] [--cold-repeats 3] [--skip-job]
-                                            [--job-epochs 100000] [--server-omp-threads N]
+    python benchmarks/learn_interactions.py [--repeats 5] [--cold-repeats 3] [--read-seconds 10]
+                                            [--skip-job] [--job-epochs 100000]
+                                            [--server-omp-threads N]
 
 Everything runs against `streamlit run app/main.py` on a free port, in headless Chromium, in two
 phases (idle; while a job runs):
   1. first visits: --cold-repeats times, a FRESH SERVER with a fresh, empty runs folder (POF_RUNS),
-     as a new user has: time from navigating to /learn to the page fully drawn (all 6 section
-     headers and at least 10 Plotly charts holding data). The page's results come from what the
-     repository ships (assets/learn, analysis.learn_store); the entries it had to compute instead
-     (written to RUNS/.cache/learn) are counted and reported: 0 when the shipped set is current.
-  2. on the last of those servers, --repeats times, for each of the 6 sections in turn: focus that
-     section's slider (the pairs of tests/test_browser_learn.py), press an arrow key, and time from
-     the key press to the section's chart showing different data (Plotly's own `data`,
-     `layout.shapes` and annotations). The next press waits until the fragment's run has finished.
+     as a new user has: time from navigating to /learn to chapter 1 fully drawn (its header, its
+     chart holding data, the script run finished), the server's CPU seconds for it, and whether the
+     server had loaded torch by then (libtorch mapped in its process: it needs none to draw what
+     is shipped). The chapters' results come from what the repository ships (assets/learn,
+     analysis.learn_store); the entries it had to compute instead (written to RUNS/.cache/learn)
+     are counted and reported: 0 when the shipped set is current.
+  2. on the last of those servers, chapter after chapter as a reader goes: wait --read-seconds (the
+     reader reads; the page's background warm-up, 5 s after a first view, imports torch then),
+     press the chapter's slider --repeats times (the pairs of tests/test_browser_learn.py: focus,
+     an arrow key, time from the key press to the chapter's chart showing different data, Plotly's
+     own `data`, `layout.shapes` and annotations; the next press waits until the run has
+     finished), then click "Next" and time until the next chapter is drawn.
 The job (skipped with --skip-job): `python -m pof pretrain --model cnn-small --dataset digits
 --epochs <--job-epochs> --out <tmp>/busy --quiet` in its own process group (Nesterov SGD on both
 cores; killed at the end and checked to be still running then), started 5 s before the phase.
 
 Not flattering the numbers with Streamlit's cache: the page caches every result per argument in
 memory (st.cache_data, analysis.learn's lru_cache), so moving a slider back to a value it had is
-instant; each server starts with empty memory caches, and each slider moves ArrowLeft one step at a
-time from its default, so every press asks for a value this server has not shown. What it may read
-from disk is what a user's would: the shipped results (assets/make_learn_cache.py walks sections 1,
-2, 3 (recipe A's batch), 5 and 6 through every slider value; section 4's γ is computed). The
-slider with the least room (section 3's batch size: 100 -> 64 -> 32 -> 16 -> 8 -> 4; section 5's
+instant; each server starts with empty memory caches, and each slider moves one step at a time
+from its default, so every press asks for a value this server has not shown. What it may read
+from disk is what a user's would: the shipped results (assets/make_learn_cache.py walks chapters
+1, 2, 3 (recipe A's batch), 5 and 6 through every slider value; chapter 4's γ is computed). The
+slider with the least room (chapter 3's batch size: 100 -> 64 -> 32 -> 16 -> 8 -> 4; chapter 5's
 α: 5 -> 2 -> 1 -> 0.5 -> 0.2 -> 0.1) allows exactly 5 new values; with more --repeats the slider
 walks back through values it already showed (reported separately as "cached").
 Targets (issue 19): first visit < 3 s and every slider < 1 s on an idle machine. Each time is
@@ -50,20 +55,20 @@ import urllib.request
 from pathlib import Path
 
 # from this script's folder (sys.path[0] when it is run)
-from app_render import CHARTS_JS, CHROMIUM, cpu_seconds, free_port
+from app_render import CHARTS_JS, CHROMIUM, cpu_seconds, free_port, torch_loaded
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The sliders moved, the charts watched, and what a chart shows. tests/test_browser_learn.py holds
-# the same two: a deliberate copy, as benchmarks and tests do not import each other.
-# section -> (the slider moved, the figure that must change)
-SECTIONS = {
-    "1. What flatness is": ("s1-width", "s1-fig"),
-    "2. Why it might matter": ("s2-shift", "s2-fig"),
-    "3. What makes minima flat or sharp": ("s3-a-batch", "s3-bars"),
-    "4. What PoF does, step by step": ("s4-gamma", "s4-search"),
-    "5. The caveats": ("s5-alpha", "s5-bars"),
-    "6. The edge of stability": ("s6-lr", "s6-fig"),
+# The chapters, their sliders and the charts watched. tests/test_browser_learn.py holds the same:
+# a deliberate copy, as benchmarks and tests do not import each other.
+# chapter -> (its address, the slider moved, the figure that must change, its number of figures)
+CHAPTERS = {
+    "1. What flatness is": ("/learn", "s1-width", "s1-fig", 1),
+    "2. Why it might matter": ("/learn-why-it-matters", "s2-shift", "s2-fig", 1),
+    "3. What makes minima flat or sharp": ("/learn-recipes", "s3-a-batch", "s3-bars", 3),
+    "4. What PoF does, step by step": ("/learn-pof", "s4-gamma", "s4-search", 2),
+    "5. The caveats": ("/learn-caveats", "s5-alpha", "s5-bars", 2),
+    "6. The edge of stability": ("/learn-edge-of-stability", "s6-lr", "s6-fig", 1),
 }
 SHOWN = (
     "e && e.data ? JSON.stringify([e.data.map(t => [t.x, t.y, t.z]), "
@@ -121,20 +126,20 @@ def wait_healthy(url: str) -> float:
             time.sleep(0.05)
 
 
-def cold_load(page, url: str) -> tuple[float, dict]:
-    """Navigation to /learn -> every section header shown and >= 10 charts drawn; also when each
-    header showed."""
-    start = time.perf_counter()
-    page.goto(url + "/learn")
-    headers = {}
-    for header in SECTIONS:
-        page.get_by_role("heading", name=header).wait_for(timeout=TIMEOUT_MS)
-        headers[header] = time.perf_counter() - start
-    page.wait_for_function(f"{CHARTS_JS} >= 10", timeout=TIMEOUT_MS)
-    elapsed = time.perf_counter() - start
-    # the whole script has run before any slider moves
+def drawn(page, header: str, figures: int) -> None:
+    """Until the chapter's header shows, its charts hold data and its script run has finished."""
+    page.get_by_role("heading", name=header).wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_function(f"{CHARTS_JS} >= {figures}", timeout=TIMEOUT_MS)
     page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
-    return elapsed, headers
+
+
+def cold_load(page, url: str) -> float:
+    """Navigation to /learn -> chapter 1 drawn."""
+    (header, (path, _, _, figures)), *_ = CHAPTERS.items()
+    start = time.perf_counter()
+    page.goto(url + path)
+    drawn(page, header, figures)
+    return time.perf_counter() - start
 
 
 def choose(pos: int, last: int, seen: list[int]) -> tuple[str, bool]:
@@ -172,9 +177,9 @@ def press(page, slider: str, fig: str, seen: list[int]) -> tuple[float, bool, st
 
 
 def phase(pw, tmp: Path, a, label: str) -> dict:
-    """--cold-repeats first visits, each on a fresh server and runs folder, then the slider presses
-    on the last of them."""
-    colds, cpus, computed = [], [], []
+    """--cold-repeats first visits, each on a fresh server and runs folder, then the chapters in
+    turn on the last of them."""
+    colds, cpus, computed, torch = [], [], [], []
     for i in range(a.cold_repeats):
         runs = tmp / f"runs-{label.replace(' ', '-')}-{i}"
         runs.mkdir()
@@ -187,46 +192,53 @@ def phase(pw, tmp: Path, a, label: str) -> dict:
             )
             page = browser.new_page(viewport={"width": 1300, "height": 1200})
             cpu0 = cpu_seconds(server.pid)
-            cold, headers = cold_load(page, url)
-            colds.append(cold)
+            colds.append(cold_load(page, url))
             cpus.append(cpu_seconds(server.pid) - cpu0)
+            torch.append(torch_loaded(server.pid))
             computed.append(len(list(runs.glob(".cache/learn/*.json"))))
             print(
-                f"[{label}] first visit {i + 1}: navigation -> /learn fully drawn {cold:.2f} s "
-                f"(server CPU {cpus[-1]:.2f} s), "
-                f"{computed[-1]} results computed (headers at "
-                + ", ".join(f"{h.split('.')[0]}: {t:.1f} s" for h, t in headers.items())
-                + ")",
+                f"[{label}] first visit {i + 1}: navigation -> /learn drawn {colds[-1]:.2f} s "
+                f"(server CPU {cpus[-1]:.2f} s, torch {'loaded' if torch[-1] else 'not loaded'}),"
+                f" {computed[-1]} results computed",
                 flush=True,
             )
             if i == a.cold_repeats - 1:
-                times = presses(page, a.repeats, label, server.pid)
+                times = chapters(page, a, label, server.pid)
         finally:
             if browser:
                 browser.close()
             stop(server)
-    return {"cold": colds, "cpu": cpus, "computed": computed, "times": times}
+    return {"cold": colds, "cpu": cpus, "computed": computed, "torch": torch, "times": times}
 
 
-def presses(page, repeats: int, label: str, pid: int) -> dict:
-    seen = {}
-    for slider, _ in SECTIONS.values():
+def chapters(page, a, label: str, pid: int) -> dict:
+    """Each chapter in turn: read, move its slider --repeats times, then "Next" to the following
+    one, timed until it is drawn."""
+    times = {h: {"new": [], "cached": [], "cpu": [], "reached": []} for h in CHAPTERS}
+    headers = list(CHAPTERS)
+    for n, (header, (_, slider, fig, _)) in enumerate(CHAPTERS.items()):
+        time.sleep(a.read_seconds)
         value, lo, _, step, _ = page.evaluate(SLIDER_JS, slider)
-        seen[slider] = [round((value - lo) / step)] * 2
-    times = {h: {"new": [], "cached": [], "cpu": []} for h in SECTIONS}
-    for rep in range(repeats):
-        for header, (slider, fig) in SECTIONS.items():
+        seen = [round((value - lo) / step)] * 2
+        for rep in range(a.repeats):
             cpu0 = cpu_seconds(pid)
-            elapsed, cached, text = press(page, slider, fig, seen[slider])
+            elapsed, cached, text = press(page, slider, fig, seen)
             cpu = cpu_seconds(pid) - cpu0  # the server's work, until its run finished
             times[header]["cached" if cached else "new"].append(elapsed)
             if not cached:
                 times[header]["cpu"].append(cpu)
             print(
-                f"[{label}] repeat {rep + 1}, {header}: {slider} -> {text}"
+                f"[{label}] {header}, press {rep + 1}: {slider} -> {text}"
                 f"{' (cached)' if cached else ''}: {elapsed:.2f} s (server CPU {cpu:.2f} s)",
                 flush=True,
             )
+        if n + 1 < len(headers):
+            following = headers[n + 1]
+            t0 = time.perf_counter()
+            page.get_by_role("link", name=f"Next: {following}").click()
+            drawn(page, following, CHAPTERS[following][3])
+            times[following]["reached"].append(time.perf_counter() - t0)
+            print(f"[{label}] Next -> {following}: {time.perf_counter() - t0:.2f} s", flush=True)
     assert not page.locator("[data-testid=stException]").count(), "the page shows an exception"
     return times
 
@@ -244,6 +256,12 @@ def main() -> None:
     )
     p.add_argument("--repeats", type=int, default=5, help="presses of each slider")
     p.add_argument("--cold-repeats", type=int, default=3, help="first visits, one server each")
+    p.add_argument(
+        "--read-seconds",
+        type=float,
+        default=10.0,
+        help="seconds a reader spends on a chapter before moving its slider",
+    )
     p.add_argument("--skip-job", action="store_true", help="the idle phase only")
     p.add_argument(
         "--job-epochs",
@@ -314,10 +332,8 @@ def report(a, idle: dict, busy: dict | None, job_share: float | None, load: list
     print("| | " + " | ".join(phases) + " | target |")
     print("|---" * (len(phases) + 2) + "|")
     print(
-        f"| first visit, navigation → 6 headers and ≥ 10 charts (median [min–max] of "
-        f"{a.cold_repeats} fresh servers) | "
-        + " | ".join(spread(r["cold"]) for r in phases.values())
-        + " | < 3 s idle |"
+        f"| first visit, navigation → chapter 1 drawn (median [min–max] of {a.cold_repeats} fresh "
+        "servers) | " + " | ".join(spread(r["cold"]) for r in phases.values()) + " | < 3 s idle |"
     )
     print(
         "| the server's CPU seconds for it (load-independent) | "
@@ -325,28 +341,40 @@ def report(a, idle: dict, busy: dict | None, job_share: float | None, load: list
         + " | |"
     )
     print(
+        "| torch loaded by the server at that point | "
+        + " | ".join(f"{sum(r['torch'])} of {len(r['torch'])}" for r in phases.values())
+        + " | 0 |"
+    )
+    print(
         "| results computed at the first visit (not shipped) | "
         + " | ".join(" ".join(map(str, r["computed"])) for r in phases.values())
         + " | 0 |"
     )
     print(
-        f"\nslider key press → the section's chart shows the new value's data, median [min–max] of "
-        f"{a.repeats} values that server had not shown\n"
+        f'\nper chapter: "Next" from the chapter before → this one drawn; slider key press → its '
+        f"chart shows the new value's data, median [min–max] of {a.repeats} values that server had "
+        f"not shown (after {a.read_seconds:g} s of reading)\n"
     )
     print(
-        "| section | " + " | ".join(f"{k}: wall | {k}: server CPU" for k in phases) + " | target |"
+        "| chapter | "
+        + " | ".join(f"{k}: reached by Next | {k}: slider | {k}: server CPU" for k in phases)
+        + " | target |"
     )
-    print("|---" * (2 * len(phases) + 2) + "|")
-    for header, (slider, fig) in SECTIONS.items():
-        t = [spread(r["times"][header][k]) for r in phases.values() for k in ("new", "cpu")]
-        print(f"| {header} (`{slider}` → `{fig}`) | " + " | ".join(t) + " | < 1 s idle |")
-    if any(r["times"][h]["cached"] for r in phases.values() for h in SECTIONS):
+    print("|---" * (3 * len(phases) + 2) + "|")
+    for header, (_, slider, fig, _) in CHAPTERS.items():
+        t = [
+            spread(r["times"][header][k])
+            for r in phases.values()
+            for k in ("reached", "new", "cpu")
+        ]
+        print(f"| {header} (`{slider}` → `{fig}`) | " + " | ".join(t) + " | slider < 1 s idle |")
+    if any(r["times"][h]["cached"] for r in phases.values() for h in CHAPTERS):
         print(
             "\nvalues already shown by that server (cached): "
             + "; ".join(
                 f"{h.split('.')[0]}: "
                 + " / ".join(spread(r["times"][h]["cached"]) for r in phases.values())
-                for h in SECTIONS
+                for h in CHAPTERS
             )
         )
 

@@ -12,10 +12,10 @@ from conftest import ROOT
 FIRST_PAGES = ("app/views/posttrain.py", "app/views/runs.py")
 
 
-def _python(code: str) -> str:
+def _python(code: str, **env) -> str:
     """stdout of `python -c code` in a fresh process (this one has torch imported), with torch's
     own thread default (the suite's workers set one thread for the processes they start)."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env = {k: v for k, v in {**os.environ, **env}.items() if k != "OMP_NUM_THREADS"}
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -75,6 +75,34 @@ def test_a_bundled_models_card_and_the_default_learning_rate_need_no_torch():
         "print('torch' in sys.modules)"
     )
     assert out == "False"
+
+
+def test_a_first_visit_to_a_learn_chapter_reads_its_results_without_importing_torch(tmp_path):
+    """Torch (1.6 s of a first visit) is imported by a Learn chapter only when a result must be
+    computed, or, after the first view, by the background warm-up (5 s later). Chapter 3's part on
+    the bundled digits models looks for the Inspect page's comparison (analysis.compare), which
+    imports it: the one chapter that does, opened last here."""
+    out = _python(
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "from app.learn.chapters import CHAPTERS\n"
+        "for n in (1, 2, 4, 5, 6, 3):\n"
+        "    at = AppTest.from_file('app/main.py', default_timeout=120).run()  # Post-train\n"
+        "    at.switch_page(CHAPTERS[n - 1].page).run()\n"
+        "    assert not at.exception, at.exception\n"
+        "    print(n, len(at.get('plotly_chart')), 'torch' in sys.modules)\n",
+        POF_RUNS=str(tmp_path / "runs"),
+    )
+    shown = [line.split() for line in out.splitlines()[-6:]]
+    assert shown == [
+        ["1", "1", "False"],
+        ["2", "1", "False"],
+        ["4", "2", "False"],
+        ["5", "2", "False"],
+        ["6", "1", "False"],
+        ["3", "3", "True"],  # analysis.compare
+    ], out
+    assert not (tmp_path / "runs" / ".cache").exists()  # nothing computed: all of it shipped
 
 
 def test_the_app_runs_torch_on_one_thread_once_imported_and_its_jobs_keep_theirs():

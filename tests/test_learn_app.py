@@ -1,5 +1,6 @@
-"""The Learn page through AppTest, section by section: every number shown is the engine's
-(analysis.learn) for the settings on the page, and moving a control changes what it should."""
+"""The Learn chapters through AppTest, section by section, opened through the app's navigation
+(app/main.py): every number shown is the engine's (analysis.learn) for the settings on the page,
+and moving a control changes what it should."""
 
 import json
 import re
@@ -9,6 +10,7 @@ from conftest import ROOT, wait_for_state
 from streamlit.testing.v1 import AppTest
 
 from analysis import learn
+from app.learn.chapters import CHAPTERS
 from pof.runs.run import Run
 
 SHARP = learn.Recipe(batch_size=100, dataset="moons", points=200, noise=0.25, target_loss=0.15)
@@ -34,11 +36,17 @@ def fresh():
     return out
 
 
-@pytest.fixture
-def page(runs_root):
-    at = AppTest.from_file(str(ROOT / "app" / "views" / "learn.py"), default_timeout=120).run()
-    assert not at.exception
+def _open(number: int) -> AppTest:
+    """Chapter `number` of the Learn page, through the app's navigation."""
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
+    at.switch_page(CHAPTERS[number - 1].page).run()
+    assert not at.exception, at.exception
     return at
+
+
+@pytest.fixture
+def chapter(runs_root):
+    return _open
 
 
 def _chart(at, key: str) -> dict:
@@ -57,23 +65,31 @@ def _fmt(x):
     return f"{x:.3g}"
 
 
-def test_the_page_has_six_sections_each_with_references_and_computed_numbers(page):
-    assert [h.value for h in page.header] == [
-        "1. What flatness is",
-        "2. Why it might matter",
-        "3. What makes minima flat or sharp",
-        "4. What PoF does, step by step",
-        "5. The caveats",
-        "6. The edge of stability",
+def test_six_chapters_each_a_section_with_references_figures_and_the_way_on(chapter):
+    pages = [chapter(n) for n in range(1, 7)]
+    assert [[h.value for h in at.header] for at in pages] == [
+        ["1. What flatness is"],
+        ["2. Why it might matter"],
+        ["3. What makes minima flat or sharp"],
+        ["4. What PoF does, step by step"],
+        ["5. The caveats"],
+        ["6. The edge of stability"],
     ]
-    assert len(page.get("plotly_chart")) == 10
-    assert sum(c.value.startswith("References:") for c in page.caption) == 6
-    assert (
-        sum(c.value.startswith("What to look at") for c in page.caption) == 10
-    )  # one under each figure
+    assert [len(at.get("plotly_chart")) for at in pages] == [1, 1, 3, 2, 2, 1]
+    for at in pages:
+        assert sum(c.value.startswith("References:") for c in at.caption) == 1
+        # one under each figure
+        captions = sum(c.value.startswith("What to look at") for c in at.caption)
+        assert captions == len(at.get("plotly_chart"))
+    assert pages[0].title[0].value == "Learn: what a flat minimum is"  # and the introduction
+    links = [[link.proto.label for link in at.get("page_link")] for at in pages]
+    assert links[0] == ["Next: 2. Why it might matter"]
+    assert links[2] == ["Back: 2. Why it might matter", "Next: 4. What PoF does, step by step"]
+    assert links[5] == ["Back: 5. The caveats"]
 
 
-def test_section_1_shows_each_networks_measured_curvature_and_the_slice_follows_the_width(page):
+def test_section_1_shows_each_networks_measured_curvature_and_the_slice_follows_the_width(chapter):
+    page = chapter(1)
     table = page.table[0].value  # rows: the measures; columns: the two networks
     values = list(table.loc["λ_max (Lanczos)"])
     assert values == [_fmt(learn.recipe_curvature(r).top.eigenvalues[0]) for r in (SHARP, FLAT)]
@@ -88,7 +104,8 @@ def test_section_1_shows_each_networks_measured_curvature_and_the_slice_follows_
     assert after["data"][0]["y"] == learn.eigen_slice(SHARP, 3.0).loss
 
 
-def test_section_2_the_rise_from_a_shift_grows_with_the_shift_and_is_the_engines(page):
+def test_section_2_the_rise_from_a_shift_grows_with_the_shift_and_is_the_engines(chapter):
+    page = chapter(2)
     rises = lambda at: [float(v) for label, v in _metrics(at) if label == "rise from the shift"]
     small = rises(page)
     page.slider(key="s2-shift").set_value(0.6).run()
@@ -98,7 +115,8 @@ def test_section_2_the_rise_from_a_shift_grows_with_the_shift_and_is_the_engines
     assert large[0] > large[1]  # the same shift costs the sharp network more
 
 
-def test_section_3_recipes_retrain_and_a_recipe_that_misses_the_target_says_so(page):
+def test_section_3_recipes_retrain_and_a_recipe_that_misses_the_target_says_so(chapter):
+    page = chapter(3)
     page.select_slider(key="s3-a-batch").set_value(8).run()
     titles = [a["text"] for a in _chart(page, "s3-boundary")["layout"]["annotations"]]
     assert "A: SGD, batch 8, lr 0.1" in titles and "B: SAM (rho 0.2), batch 16, lr 0.1" in titles
@@ -111,9 +129,10 @@ def test_section_3_recipes_retrain_and_a_recipe_that_misses_the_target_says_so(p
 
 
 def test_section_3_digits_table_is_the_exact_last_layer_and_the_whole_network_is_a_background_job(
-    page, runs_root
+    chapter, runs_root
 ):
-    table = page.table[1]  # after section 1's
+    page = chapter(3)
+    table = page.table[0]  # the digits pair (chapter 3 has no other table)
     exact = learn.bundled_last_layer(
         {"SGD": str(ROOT / "assets/digits-cnn-small-sgd.safetensors")}
     )["SGD"]
@@ -130,7 +149,8 @@ def test_section_3_digits_table_is_the_exact_last_layer_and_the_whole_network_is
     assert wait_for_state(job, ("cancelled", "done"), timeout=120)["state"] == "cancelled"
 
 
-def test_section_4_gamma_zero_means_no_perturbation_and_no_steps_says_nothing_moves(page):
+def test_section_4_gamma_zero_means_no_perturbation_and_no_steps_says_nothing_moves(chapter):
+    page = chapter(4)
     assert dict(_metrics(page))["η*"] != "0"
     page.slider(key="s4-gamma").set_value(0.0).run()
     assert dict(_metrics(page))["‖δ‖ = γ·η*·‖g‖"] == "0"
@@ -139,7 +159,8 @@ def test_section_4_gamma_zero_means_no_perturbation_and_no_steps_says_nothing_mo
     assert len(_chart(page, "s4-boundary")["layout"]["annotations"]) == 1  # no "after" panel
 
 
-def test_section_5_rescaling_moves_the_hessian_but_not_the_adaptive_sharpness(page):
+def test_section_5_rescaling_moves_the_hessian_but_not_the_adaptive_sharpness(chapter):
+    page = chapter(5)
     page.select_slider(key="s5-alpha").set_value(10.0).run()
     rows = page.table[-1].value
     orig, scaled = rows.columns
@@ -156,7 +177,9 @@ def test_section_5_rescaling_moves_the_hessian_but_not_the_adaptive_sharpness(pa
     assert any("Spearman rank correlation" in m.value for m in page.markdown)
 
 
-def test_section_6_the_learning_rate_moves_both_runs_and_the_numbers_are_the_engines(page):
+def test_section_6_the_learning_rate_moves_both_runs_and_the_numbers_are_the_engines(chapter):
+    page = chapter(6)
+
     def shown(at):
         data = _chart(at, "s6-fig")["data"]  # per run: loss, λ_max, 2/η
         return [(d["name"], d["y"]) for d in data]
@@ -187,18 +210,27 @@ def _texts(at) -> list[str]:
     return [m.value for m in at.markdown] + [c.value for c in at.caption]
 
 
-def test_the_first_view_is_read_from_the_shipped_results_and_nothing_is_computed(page, runs_root):
+def test_the_first_view_is_read_from_the_shipped_results_and_nothing_is_computed(
+    chapter, runs_root
+):
     from app.learn.common import store
 
-    # assets/learn holds every result the first view shows, for this engine's sources
+    for n in range(1, 7):
+        chapter(n)
+    # assets/learn holds every result each chapter's first view shows, for this engine's sources
     assert store().computed == [], "stale shipped results: run python assets/make_learn_cache.py"
     assert not list(runs_root.glob(".cache/learn/*"))
 
 
-def test_one_symbol_one_meaning_l_prime_is_a_slope_and_l_w_the_weak_batch_loss(page):
+def test_one_symbol_one_meaning_l_prime_is_a_slope_and_l_w_the_weak_batch_loss(chapter):
+    pages = [chapter(n) for n in range(1, 7)]
     words = " ".join(
-        _texts(page) + [json.dumps(json.loads(c.proto.spec)) for c in page.get("plotly_chart")]
+        text
+        for at in pages
+        for text in _texts(at)
+        + [json.dumps(json.loads(c.proto.spec)) for c in at.get("plotly_chart")]
     )
+    page = pages[3]  # chapter 4: PoF's steps
     assert "L'" not in words  # one spelling
     primes = re.findall(r"L[′″]\S{0,3}", words)
     assert primes and all(p.startswith(("L′(0)", "L″(0)")) for p in primes), primes
@@ -210,7 +242,8 @@ def test_one_symbol_one_meaning_l_prime_is_a_slope_and_l_w_the_weak_batch_loss(p
     assert "worst case" not in words
 
 
-def test_section_1_says_at_a_minimum_and_orders_the_pair_as_the_engine_measures(page, fresh):
+def test_section_1_says_at_a_minimum_and_orders_the_pair_as_the_engine_measures(chapter, fresh):
+    page = chapter(1)
     intro = next(t for t in _texts(page) if t.startswith("Near a minimum"))
     assert "where the gradient is zero" in intro and "Only at a minimum" in intro
     labels = {SHARP: "large-batch SGD", FLAT: "small-batch SAM"}
@@ -226,7 +259,8 @@ def test_section_1_says_at_a_minimum_and_orders_the_pair_as_the_engine_measures(
         assert f"{labels[r]}: L′(0) = {_fmt(s.slope)}" in slopes
 
 
-def test_section_2_names_the_networks_by_recipe_and_states_what_was_measured(page, fresh):
+def test_section_2_names_the_networks_by_recipe_and_states_what_was_measured(chapter, fresh):
+    page = chapter(2)
     text = next(t for t in _texts(page) if t.startswith("Measured on these two networks"))
     (a, _), (b, _) = fresh[SHARP], fresh[FLAT]
     assert f"test losses are {_fmt(a.test_loss)} and {_fmt(b.test_loss)}" in text

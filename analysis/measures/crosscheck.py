@@ -39,37 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.measures.results import Agreement, CrossCheck
 from pof.curvature.lanczos import TopEigen
 from pof.curvature.operators import HessianOperator
 from pof.curvature.trace import TraceResult
 from pof.progress import Progress, ShouldStop, check_stop
-from pof.results import Result
 
 TRACE_Z = 2.0  # standard errors of the difference within which two traces agree
 EIGEN_MAX_ITER = 200  # power-iteration steps per eigenvalue (PyHessian's default is 100)
-
-
-@dataclass(frozen=True)
-class Agreement(Result):
-    """One quantity, estimated by both, with each one's uncertainty."""
-
-    quantity: str  # "top eigenvalue 1", ..., "trace"
-    ours: float
-    ours_error: float  # residual (eigenvalue) or standard error (trace)
-    pyhessian: float
-    pyhessian_error: float
-    relative_difference: float  # |ours - pyhessian| / max(|ours|, |pyhessian|)
-    bound: float  # the largest difference the uncertainties allow
-    within: bool  # |ours - pyhessian| <= bound
-
-
-@dataclass(frozen=True)
-class CrossCheck(Result):
-    rows: list[Agreement]
-    eval_set: str = ""
-    seed: int = 0
-    probes: int = 0
-    how: str = ""  # how PyHessian was called, stated
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from analysis.measures.results import Density
 from pof.curvature.lanczos import TopEigen, lanczos, top_eigenvalues, tridiag_eig
 from pof.curvature.operators import (
     BlockOperator,
@@ -30,7 +30,6 @@ from pof.curvature.operators import (
 )
 from pof.curvature.trace import LayerCurvature, TraceResult, hutchinson_trace
 from pof.progress import Progress, ShouldStop
-from pof.results import Result
 
 __all__ = [
     "BlockOperator",
@@ -79,17 +78,6 @@ def per_layer_top_eigenvalues(
 
 
 # --- spectral density -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Density(Result):
-    nodes: list[list[float]]  # per run: Ritz values (eigenvalues of the Lanczos tridiagonal)
-    weights: list[list[float]]  # per run: squared first components; each run sums to 1
-    grid: list[float]
-    density: list[float]  # Gaussian-smoothed, averaged over runs, integrates to 1 over the grid
-    sigma: float
-    steps: int
-    n_samples: int
 
 
 def spectral_density(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.results import Result
+from analysis.measures.results import Landscape
 from pof.models.checkpoints import write_safetensors
 from pof.models.tensors import read_safetensors
 from pof.progress import Progress, ShouldStop, Stopped, check_stop
@@ -231,24 +231,6 @@ class _Displaced:
         for n, p in self.params.items():
             p.copy_(self.origin[n])
         self.model.train(self.was_training)
-
-
-@dataclass(frozen=True)
-class Landscape(Result):
-    axes: list[list[float]]  # coordinates along each direction
-    # len(axes[0]) values (1-D) or a len(axes[0]) x len(axes[1]) grid; NaN = not computed yet
-    loss: list
-    accuracy: list
-    eval_set: str  # what it was evaluated on, stated
-    directions: dict  # the directions' metadata
-    done: int = 0
-    total: int = 0
-    extra: dict = field(default_factory=dict)
-
-    def origin_loss(self) -> float:
-        """The loss at coordinates 0 (the grid's middle when 0 is not on it)."""
-        i0 = tuple(a.index(0.0) if 0.0 in a else len(a) // 2 for a in self.axes)
-        return float(np.array(self.loss, dtype=float)[i0])
 
 
 def evaluate_grid(

@@ -5,27 +5,14 @@ weights are restored exactly afterwards."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from analysis.measures.landscape import loss_and_accuracy
-from analysis.results import Result
+from analysis.measures.results import Sharpness
 from pof.progress import Progress, ShouldStop, check_stop
-
-
-@dataclass(frozen=True)
-class Sharpness(Result):
-    kind: str  # "worst-case", "adaptive worst-case" or "average-case"
-    radius: float  # rho (worst case) or sigma (average case)
-    base_loss: float
-    increase: float  # max (worst case) or mean (average case) loss increase
-    increase_stderr: float | None  # average case only
-    max_increase: float | None  # average case: the largest of the samples
-    steps: int  # ascent steps or noise samples
-    eval_set: str
 
 
 def _loss_with_grad(model, params, x, y, batch_size):

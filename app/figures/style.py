@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from analysis.results import as_result
+from analysis.results import Result, as_result
 
 
 def typed(kind: str, reports: dict) -> dict:
     """{label: result} with each result of `kind`'s type (analysis.reports.KINDS); a dict in the
     result's to_dict() form (the Learn page's experiments) is read into that type."""
+    if all(isinstance(r, Result) for r in reports.values()):
+        return reports  # typed already: analysis.reports (it imports torch) is not needed
     from analysis.reports import KINDS
 
     return {label: as_result(KINDS[kind], r) for label, r in reports.items()}

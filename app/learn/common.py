@@ -1,6 +1,10 @@
 """What the Learn page's sections share: the pair of networks they compare, the references, number
 formatting, the disk store of its results, and the cached computations more than one section
-reads."""
+reads.
+
+A section's first view reads its results from the store without importing torch (1.6 s of a first
+visit): results are torch-free types (analysis.learn_results), and the engine that computes them,
+analysis.learn, is imported by `engine()` only when a result is not stored."""
 
 import dataclasses
 import threading
@@ -8,19 +12,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from analysis import learn
-from analysis.learn_results import RecipeCurvature, TrainingSummary
+from analysis.learn_results import Recipe, RecipeCurvature, TrainingSummary
 from analysis.learn_store import Store
 from app.jobs import runs_root
 from pof.config import PoFConfig
 from pof.models.catalogue import ASSETS
 
+MOONS = ASSETS / "moons-mlp.safetensors"  # the bundled two-moons MLP of section 4
+
 # The pair of sections 1, 2 and 5: 100 training points of two noisy moons, each network trained
 # until its training loss first reaches 0.15. They are named by their recipe, not "sharp" and
 # "flat": λ_max and the trace order them one way, adaptive sharpness the other (section 1 says so).
 TOY = dict(dataset="moons", points=200, noise=0.25, target_loss=0.15)
-LARGE_BATCH = learn.Recipe(batch_size=100, optimizer="sgd", **TOY)
-SMALL_SAM = learn.Recipe(batch_size=16, optimizer="sam", rho=0.2, **TOY)
+LARGE_BATCH = Recipe(batch_size=100, optimizer="sgd", **TOY)
+SMALL_SAM = Recipe(batch_size=16, optimizer="sam", rho=0.2, **TOY)
 PAIR = {"large-batch SGD": LARGE_BATCH, "small-batch SAM": SMALL_SAM}  # recipes: section 1
 BATCHES = [4, 8, 16, 32, 64, 100]
 POF = PoFConfig()  # the paper's settings, as the post-training uses them
@@ -67,8 +72,16 @@ def store() -> Store:
     root = runs_root()
     if root not in _STORES:
         _STORES[root] = Store(root / ".cache" / "learn", shipped=ASSETS / "learn")
-    learn.use_store(_STORES[root])
     return _STORES[root]
+
+
+def engine():
+    """analysis.learn, keeping its trained networks in the store: imported (with torch) the first
+    time a result must be computed or a network is needed."""
+    from analysis import learn
+
+    learn.use_store(store())
+    return learn
 
 
 _warmed = threading.Lock()
@@ -79,9 +92,10 @@ WARM_UP_DELAY = 5.0  # s: after the browser has drawn the first view, before the
 
 def warm_up() -> None:
     """Once per server, after the first view: import in the background what the first new slider
-    value would otherwise import while the reader waits (scikit-learn, for the point sets; the
-    machinery torch loads with its first optimizer): 2-3 CPU seconds of imports, no training.
-    Started WARM_UP_DELAY later, so as not to slow the first view's drawing (measured: it did)."""
+    value would otherwise import while the reader waits (torch and the engine, which the first view
+    does not need; scikit-learn, for the point sets; the machinery torch loads with its first
+    optimizer) and load chapter 4's bundled model: 3-4 CPU seconds, no training. Started
+    WARM_UP_DELAY later, so as not to slow the first view's drawing (measured: it did)."""
     if _warmed.acquire(blocking=False):
         timer = threading.Timer(WARM_UP_DELAY, _import_ahead)
         timer.daemon = True  # never holds up the server's exit
@@ -91,28 +105,33 @@ def warm_up() -> None:
 def _import_ahead() -> None:
     import torch
 
+    learn = engine()
     learn.toy_data(TOY["dataset"], TOY["points"], TOY["noise"])
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    learn.bundled(str(MOONS))
 
 
 def stored(kind: str, cls: type, compute, **about):
     """compute()'s result, read from the store when it holds one for `about` (its arguments)."""
-    about = {
-        k: dataclasses.asdict(v) if isinstance(v, learn.Recipe) else v for k, v in about.items()
-    }
+    about = {k: dataclasses.asdict(v) if isinstance(v, Recipe) else v for k, v in about.items()}
     return store().result(kind, cls, compute, **about)
 
 
 # --- cached computations (frozen results: cached across reruns and sessions) ----------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
-def trained(r: learn.Recipe) -> TrainingSummary:
-    store()
-    return learn.train(r).summary()
+# The two below read the entries analysis.learn writes for a trained network and its curvature
+# (with their tensors: the weights, the top eigenvector), without the tensors.
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
-def curvature(r: learn.Recipe) -> RecipeCurvature:
-    store()
-    return dataclasses.replace(learn.recipe_curvature(r), vector=None)  # no tensors in the cache
+def trained(r: Recipe) -> TrainingSummary:
+    found = store().peek("trained", TrainingSummary, recipe=dataclasses.asdict(r))
+    return found or engine().train(r).summary()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
+def curvature(r: Recipe) -> RecipeCurvature:
+    found = store().peek("curvature", RecipeCurvature, recipe=dataclasses.asdict(r))
+    # no tensors in the cache
+    return found or dataclasses.replace(engine().recipe_curvature(r), vector=None)

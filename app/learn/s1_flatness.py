@@ -3,15 +3,16 @@ next to its quadratic model, and the curvature measured several ways."""
 
 import streamlit as st
 
-from analysis import learn
-from analysis.learn_results import EigenSlice
+from analysis.learn_results import EigenSlice, Recipe
 from app.figures.learn import eigen_slices
-from app.learn.common import PAIR, TOY, curvature, fmt, refs, stored, trained
+from app.learn.common import PAIR, TOY, curvature, engine, fmt, refs, stored, trained
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
-def eigen_slice(r: learn.Recipe, width: float) -> EigenSlice:
-    return stored("eigen-slice", EigenSlice, lambda: learn.eigen_slice(r, width), r=r, width=width)
+def eigen_slice(r: Recipe, width: float) -> EigenSlice:
+    return stored(
+        "eigen-slice", EigenSlice, lambda: engine().eigen_slice(r, width), r=r, width=width
+    )
 
 
 @st.fragment
@@ -59,7 +60,7 @@ def what_flatness_is() -> None:
             "λ_max (Lanczos)": fmt(c.top.eigenvalues[0]),
             "L″(0) of the curve (central difference)": fmt(slices[label].second_derivative),
             "trace (Hutchinson, ± one s.e.)": (f"{fmt(c.trace.trace)} ± {c.trace.stderr:.2g}"),
-            f"adaptive sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(c.adaptive.increase),
+            f"adaptive sharpness (ρ = {c.adaptive.radius:g})": fmt(c.adaptive.increase),
         }
     st.table(rows)
     st.caption(

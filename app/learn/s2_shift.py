@@ -3,18 +3,17 @@ filter-normalized direction, and what a shifted training landscape would cost ea
 
 import streamlit as st
 
-from analysis import learn
-from analysis.learn_results import TrainTestSlice
+from analysis.learn_results import Recipe, TrainTestSlice
 from app.figures.learn import train_test_slices
-from app.learn.common import PAIR, fmt, refs, stored, trained
+from app.learn.common import PAIR, engine, fmt, refs, stored, trained
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
-def train_test_slice(r: learn.Recipe, seed: int, shift: float) -> TrainTestSlice:
+def train_test_slice(r: Recipe, seed: int, shift: float) -> TrainTestSlice:
     return stored(
         "train-test-slice",
         TrainTestSlice,
-        lambda: learn.train_test_slice(r, 1.0, seed, shift=shift),
+        lambda: engine().train_test_slice(r, 1.0, seed, shift=shift),
         r=r,
         seed=seed,
         shift=shift,

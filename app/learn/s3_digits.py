@@ -3,7 +3,6 @@ Hessian, and their whole-network Hessian as a background job (the Inspect page's
 
 import streamlit as st
 
-from analysis import learn
 from analysis.cache import file_digest
 from analysis.compare import (
     ReportConfig,
@@ -18,7 +17,7 @@ from app.classroom import job_refusal
 from app.comparison import watch_parts
 from app.figures.spectra import hessian_bars
 from app.jobs import runs_root, start_job
-from app.learn.common import fmt, refs, stored
+from app.learn.common import engine, fmt, refs, stored
 from pof.models.catalogue import ASSETS, bundled
 from pof.options import to_argv
 from pof.runs.run import Run
@@ -33,7 +32,7 @@ def digits_pair() -> dict[str, LastLayerSummary]:
     pair = stored(
         "digits-pair",
         DigitsPair,
-        lambda: DigitsPair(learn.bundled_last_layer(paths)),
+        lambda: DigitsPair(engine().bundled_last_layer(paths)),
         files=[file_digest(p) for p in paths.values()],
     )
     return pair.models

@@ -4,9 +4,8 @@ Hessian)."""
 
 import streamlit as st
 
-from analysis import learn
-from analysis.learn_results import Picture
-from analysis.measures.landscape import Landscape
+from analysis.learn_results import Picture, Recipe
+from analysis.measures.results import Landscape
 from app.figures.landscapes import contours_2d
 from app.figures.learn import MapPanel, decision_maps
 from app.figures.spectra import hessian_bars
@@ -16,6 +15,7 @@ from app.learn.common import (
     SMALL_SAM,
     TOY,
     curvature,
+    engine,
     fmt,
     refs,
     stored,
@@ -24,22 +24,20 @@ from app.learn.common import (
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
-def picture(r: learn.Recipe) -> Picture:
+def picture(r: Recipe) -> Picture:
     def compute():
-        d = learn.toy_data(r.dataset, r.points, r.noise)
-        return Picture(learn.decision_map(learn.train(r).model, d), learn.points(d))
+        d = engine().toy_data(r.dataset, r.points, r.noise)
+        return Picture(engine().decision_map(engine().train(r).model, d), engine().points(d))
 
     return stored("picture", Picture, compute, r=r)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
-def surface(r: learn.Recipe) -> Landscape:
-    return stored("surface", Landscape, lambda: learn.surface(r), r=r)
+def surface(r: Recipe) -> Landscape:
+    return stored("surface", Landscape, lambda: engine().surface(r), r=r)
 
 
-def recipe_inputs(
-    col, key: str, default: learn.Recipe, dataset: str, target: float
-) -> learn.Recipe:
+def recipe_inputs(col, key: str, default: Recipe, dataset: str, target: float) -> Recipe:
     batch = col.select_slider(
         "Batch size",
         BATCHES,
@@ -59,12 +57,12 @@ def recipe_inputs(
         "SAM's radius ρ", 0.01, 0.5, default.rho, 0.01, key=f"{key}-rho", disabled=opt != "sam"
     )
     rho = (
-        rho if opt == "sam" else learn.Recipe().rho
+        rho if opt == "sam" else Recipe().rho
     )  # SGD ignores it: one network, not one per slider value
     lr = col.select_slider(
         "Learning rate", [0.01, 0.03, 0.1, 0.3], value=default.lr, key=f"{key}-lr"
     )
-    return learn.Recipe(
+    return Recipe(
         dataset=dataset,
         points=TOY["points"],
         noise=TOY["noise"],

@@ -4,14 +4,10 @@ every number measured."""
 
 import streamlit as st
 
-from analysis import learn
 from analysis.cache import file_digest
 from analysis.learn_results import PoFWalkthrough, Points
 from app.figures.learn import MapPanel, decision_maps, line_search_figure
-from app.learn.common import POF, fmt, refs, stored
-from pof.models.catalogue import ASSETS
-
-MOONS = ASSETS / "moons-mlp.safetensors"  # the bundled two-moons MLP
+from app.learn.common import MOONS, POF, engine, fmt, refs, stored
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
@@ -19,20 +15,11 @@ def walkthrough(
     weak_size: int, weak_seed: int, gamma: float, steps: int, lr: float
 ) -> PoFWalkthrough:
     def compute():
-        model, d = bundled_moons()
-        return learn.pof_walkthrough(model, d, weak_size, weak_seed, gamma, steps, lr)
+        model, d = engine().bundled(str(MOONS))
+        return engine().pof_walkthrough(model, d, weak_size, weak_seed, gamma, steps, lr)
 
     args = dict(weak_size=weak_size, weak_seed=weak_seed, gamma=gamma, steps=steps, lr=lr)
     return stored("pof-walkthrough", PoFWalkthrough, compute, model=file_digest(MOONS), **args)
-
-
-@st.cache_resource(show_spinner=False)
-def bundled_moons():
-    from pof.models.loading import data_for, load_checkpoint
-
-    path = MOONS
-    model, meta = load_checkpoint(path)
-    return model, data_for(path, meta["dataset"])
 
 
 @st.fragment
@@ -83,7 +70,10 @@ def pof_step_by_step() -> None:
     w = walkthrough(weak, int(seed), gamma, steps, lr)
     info = w.info
     points = stored(  # the training points, without reading the data set (sklearn: slow)
-        "moons-points", Points, lambda: learn.points(bundled_moons()[1]), model=file_digest(MOONS)
+        "moons-points",
+        Points,
+        lambda: engine().points(engine().bundled(str(MOONS))[1]),
+        model=file_digest(MOONS),
     )
     panels = {
         "w0 (solid) and the perturbed layer w̃ (dashed)": MapPanel(

@@ -3,11 +3,10 @@ function, flatness against test loss over six recipes, and what the PoF paper me
 
 import streamlit as st
 
-from analysis import learn
-from analysis.learn_results import FlatnessTable, RescalingReport
+from analysis.learn_results import FlatnessTable, Recipe, RescalingReport
 from app.figures.landscapes import slices_1d
 from app.figures.spectra import hessian_bars
-from app.learn.common import SMALL_SAM, TOY, fmt, refs, stored
+from app.learn.common import SMALL_SAM, TOY, engine, fmt, refs, stored
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
@@ -15,7 +14,7 @@ def rescaling(alpha: float) -> RescalingReport:
     return stored(
         "rescaling",
         RescalingReport,
-        lambda: learn.rescaling_report(SMALL_SAM, alpha),
+        lambda: engine().rescaling_report(SMALL_SAM, alpha),
         r=SMALL_SAM,
         alpha=alpha,
     )
@@ -24,11 +23,11 @@ def rescaling(alpha: float) -> RescalingReport:
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def flatness_table() -> FlatnessTable:
     recipes = [
-        learn.Recipe(batch_size=b, optimizer=o, rho=0.2, **TOY)
+        Recipe(batch_size=b, optimizer=o, rho=0.2, **TOY)
         for b in (8, 32, 100)
         for o in ("sgd", "sam")
     ]
-    return learn.flatness_and_test_loss(recipes)
+    return engine().flatness_and_test_loss(recipes)
 
 
 @st.fragment
@@ -74,10 +73,8 @@ def caveats() -> None:
         k: {
             "λ_max": fmt(v.curvature.top.eigenvalues[0]),
             "trace": fmt(v.curvature.trace.trace),
-            f"worst-case sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(v.sharpness.increase),
-            f"adaptive worst-case sharpness (ρ = {learn.SHARPNESS_RHO:g})": fmt(
-                v.adaptive.increase
-            ),
+            f"worst-case sharpness (ρ = {v.sharpness.radius:g})": fmt(v.sharpness.increase),
+            f"adaptive worst-case sharpness (ρ = {v.adaptive.radius:g})": fmt(v.adaptive.increase),
         }
         for k, v in models.items()
     }

@@ -4,10 +4,9 @@ beside the same network trained at half the step size."""
 
 import streamlit as st
 
-from analysis import learn
-from analysis.learn_results import EdgeOfStability
+from analysis.learn_results import EOS_EVERY, EOS_SETTINGS, EOS_STEPS, EdgeOfStability
 from app.figures.learn import edge_of_stability
-from app.learn.common import fmt, refs, stored
+from app.learn.common import engine, fmt, refs, stored
 
 LRS = [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]
 
@@ -15,7 +14,7 @@ LRS = [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
 def stability(eta: float) -> EdgeOfStability:
     return stored(
-        "edge-of-stability", EdgeOfStability, lambda: learn.edge_of_stability(eta), eta=eta
+        "edge-of-stability", EdgeOfStability, lambda: engine().edge_of_stability(eta), eta=eta
     )
 
 
@@ -41,8 +40,8 @@ def edge_of_stability_section() -> None:
         "loss keeps falling, unevenly, over many steps. The step size sets how sharp a region "
         "gradient descent "
         "can stay in: a larger η keeps the network flatter. Below: "
-        f"{learn.EOS_SETTINGS}, {learn.EOS_STEPS} steps, λ_max (Lanczos, each warm-started "
-        f"from the last eigenvector) every {learn.EOS_EVERY} steps; beside it the same network "
+        f"{EOS_SETTINGS}, {EOS_STEPS} steps, λ_max (Lanczos, each warm-started "
+        f"from the last eigenvector) every {EOS_EVERY} steps; beside it the same network "
         "trained at half the step size."
     )
     eta = st.select_slider("Learning rate η", LRS, value=0.2, key="s6-lr")
@@ -62,7 +61,7 @@ def edge_of_stability_section() -> None:
         "there λ_max keeps climbing below it."
         + (
             f" At η = {eta:g} even the larger step does not reach its line within "
-            f"{learn.EOS_STEPS} steps: move the slider right."
+            f"{EOS_STEPS} steps: move the slider right."
             if max(first.lam_max) < 0.9 * first.threshold
             else ""
         )

@@ -4,5 +4,6 @@ operators   Hessian-vector products as a linear operator (whole network, one lay
 lanczos     top eigenvalues by Lanczos, residual-checked, warm-startable
 trace       Hutchinson's trace with its standard error, every layer's from the same probes
 lastlayer   the last linear layer's Hessian in closed form (exact)
+results     what they return: frozen results, importable without torch
 tracker     curvature over time: a training job's series, point by point
 """

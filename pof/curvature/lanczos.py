@@ -8,14 +8,13 @@ matrix's eigenvector, as a curvature tracker does from one point to the next.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..progress import Progress, ShouldStop, check_stop
-from ..results import UNSAVED, Result
 from .operators import CurvatureOperator
+from .results import TopEigen
 
 
 def lanczos(
@@ -70,21 +69,6 @@ def tridiag_eig(alphas, betas):
     from scipy.linalg import eigh_tridiagonal
 
     return eigh_tridiagonal(alphas, betas[: len(alphas) - 1])
-
-
-@dataclass(frozen=True)
-class TopEigen(Result):
-    eigenvalues: list[float]  # largest first
-    residuals: list[float]  # |H v - lambda v| with |v| = 1, computed with one more product each
-    converged: list[bool]  # residual <= tol * max(|lambda_1|, 1e-12)
-    iterations: int  # Lanczos steps (one Hessian-vector product each)
-    tol: float
-    n_samples: int
-    mode: str = "eval"
-    # unit eigenvectors (flat), on request
-    vectors: list[torch.Tensor] | None = field(
-        default=None, repr=False, compare=False, metadata=UNSAVED
-    )
 
 
 def top_eigenvalues(

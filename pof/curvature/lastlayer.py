@@ -11,28 +11,15 @@ C (D+1) is small, otherwise as a matrix-free operator (Lanczos on exact products
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from ..results import Result
+from .results import LastLayerHessian
 
 DENSE_MAX_DIM = 4096  # above this C (D+1), never form the matrix
 DENSE_MAX_FLOPS = (
     5e9  # forming it costs N (C (D+1))^2; above this Lanczos on exact products is faster
 )
-
-
-@dataclass(frozen=True)
-class LastLayerHessian(Result):
-    top_eigenvalues: list[float]  # largest first
-    trace: float
-    n_samples: int
-    dim: int  # C (D+1)
-    method: str  # "dense" or "matrix-free"
-    spectrum: list[float] | None = None  # every eigenvalue, largest first (dense only)
-    eval_set: str = ""  # what it was computed on, stated
 
 
 @torch.no_grad()

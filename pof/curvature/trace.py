@@ -7,35 +7,13 @@ v * Hv summed block by block gives every layer's trace from the same products.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..progress import Progress, ShouldStop, check_stop
-from ..results import Result
 from .operators import HessianOperator, layer_groups, rademacher
-
-
-@dataclass(frozen=True)
-class LayerCurvature(Result):
-    name: str  # module name, e.g. "features.0" (weight and bias together) or "features.1" (BN)
-    kind: str  # "conv", "linear", "batchnorm", "norm" (other normalizations), "other"
-    n_params: int
-    trace: float
-    trace_stderr: float
-    trace_per_param: float
-    top_eigenvalue: float | None = None
-    top_residual: float | None = None
-
-
-@dataclass(frozen=True)
-class TraceResult(Result):
-    trace: float
-    stderr: float
-    n_probes: int
-    n_samples: int
-    layers: list[LayerCurvature] = field(default_factory=list)
+from .results import LayerCurvature, TraceResult
 
 
 def hutchinson_trace(
