@@ -5,11 +5,11 @@
 Runs the app itself (streamlit's AppTest) with the Learn store writing here instead of the runs
 folder: each chapter's first view, then each chapter's main slider through all its values (the
 others at their defaults), so that a first visit and every such slider read results instead of
-computing them. Chapter 4's slider values are not shipped (660 KB each, with their three decision maps):
-a new γ or other setting of that chapter is computed while the reader waits (its first view
-is shipped), the bundled model loaded ahead by the warm-up. Every entry is
-named by the engine's sources and the library versions; after a change to them the page computes
-what is missing into the runs folder, and this script makes the shipped set current again.
+computing them. Chapter 4's slider values are not shipped (660 KB each, with their three decision
+maps): a new γ or other setting of that chapter is computed while the reader waits, its bundled
+model loaded ahead by the warm-up. Every entry is named by the engine's sources and the library
+versions; after a change to them the page computes what is missing into the runs folder, and this
+script makes the shipped set current again.
 """
 
 from __future__ import annotations
