@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import contourpy
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -37,18 +39,22 @@ class MapPanel:
     highlight: tuple[str, Points] | None = None
 
 
-def _boundary(m: DecisionMap, color: str, dash: str, name: str, show: bool) -> go.Contour:
-    """Only the p = 0.5 line of a decision map, drawn as a line."""
-    return go.Contour(
-        x=m.x,
-        y=m.y,
-        z=m.p,
-        contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "lines"},
+def _boundary(m: DecisionMap, color: str, dash: str, name: str, show: bool) -> go.Scatter:
+    """Only the p = 0.5 line of a decision map, as a line traced here by contourpy (matplotlib's
+    own contouring): the browser receives a few hundred points, not the whole grid once more as a
+    contour trace would (a chapter's redraw took about 1 s per MB of figure)."""
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for line in contourpy.contour_generator(m.x, m.y, np.asarray(m.p)).lines(0.5):
+        xs += [*line[:, 0].round(4).tolist(), None]  # None: a gap between separate pieces
+        ys += [*line[:, 1].round(4).tolist(), None]
+    return go.Scatter(
+        x=xs,
+        y=ys,
+        mode="lines",
         line={"color": color, "dash": dash, "width": 3},
-        showscale=False,
         name=name,
         showlegend=show,
-        colorscale=[[0, color], [1, color]],
         hoverinfo="skip",
     )
 
@@ -73,7 +79,7 @@ def decision_maps(panels: dict[str, MapPanel]) -> go.Figure:
             go.Heatmap(
                 x=m.x,
                 y=m.y,
-                z=m.p,
+                z=np.asarray(m.p).round(3),  # shown to 2 decimals: 3 keep the figure small
                 zmin=0,
                 zmax=1,
                 colorscale="RdBu_r",
@@ -90,8 +96,8 @@ def decision_maps(panels: dict[str, MapPanel]) -> go.Figure:
             idx = [k for k, lab in enumerate(pts.label) if lab == c]
             fig.add_trace(
                 go.Scatter(
-                    x=[pts.x[k] for k in idx],
-                    y=[pts.y[k] for k in idx],
+                    x=[round(pts.x[k], 4) for k in idx],  # 4 decimals: a smaller figure
+                    y=[round(pts.y[k], 4) for k in idx],
                     mode="markers",
                     marker={
                         "color": CLASS_COLORS[c],
