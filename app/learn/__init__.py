@@ -1,5 +1,6 @@
-"""The Learn page's sections (app/views/learn.py composes them, in order): one module per section,
-each an st.fragment with its own cached computations, and `common` for what they share.
+"""The Learn page's sections: one module per section, each an st.fragment with its own cached
+computations, `common` for what they share, and `chapters` for the six chapter pages
+(app/views/learn/, one per section, section 3's two parts on one page) that show them.
 
 - `s1_flatness`: 1. What flatness is (the top eigenvector's slice, λ_max, trace);
 - `s2_shift`: 2. Why it might matter (a shifted training landscape and the test loss);

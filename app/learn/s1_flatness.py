@@ -67,7 +67,7 @@ def what_flatness_is() -> None:
         "L″(0) is λ_max found another way: the curve's own second derivative at t = 0. Adaptive "
         "sharpness is the largest rise of the training loss within a ball scaled by |w| per "
         "weight (Kwon et "
-        "al. 2021): unchanged when layers are rescaled (section 5)."
+        "al. 2021): unchanged when layers are rescaled (chapter 5)."
     )
     near = ", ".join(
         f"{label}: L′(0) = {fmt(s.slope)}, t > {fmt(2 * abs(s.slope) / s.eigenvalue)}"
@@ -98,5 +98,5 @@ def ordering(c: dict) -> str:
     return (
         text + f"**orders them the other way**: it is larger for the {by_adaptive} network. Part "
         "of the λ_max gap is the scale of the weights, not the shape of the valley: which of "
-        'the two is "flatter" depends on how flatness is measured — section 5 shows why.'
+        'the two is "flatter" depends on how flatness is measured — chapter 5 shows why.'
     )

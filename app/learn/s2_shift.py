@@ -102,6 +102,6 @@ def measured(slices: dict, summaries: dict, shift: float) -> str:
     return text + (
         "Real test landscapes are not exact shifts: along this direction the measured test "
         f"minimum sits at t = {sa.test_min_t:+.2f} ({a}) and {sb.test_min_t:+.2f} ({b}) — try "
-        "other directions. Section 1 showed that adaptive sharpness ranks this pair differently "
-        "from λ_max; section 5 shows how far flatness goes as a predictor."
+        "other directions. Chapter 1 showed that adaptive sharpness ranks this pair differently "
+        "from λ_max; chapter 5 shows how far flatness goes as a predictor."
     )

@@ -44,7 +44,7 @@ def caveats() -> None:
         "the weights, or "
         "use **adaptive sharpness** (Kwon et al. 2021), which measures the worst loss within a "
         "ball scaled by |w|. "
-        "Both are unchanged by this rescaling. Try it on section 1's small-batch + SAM network:"
+        "Both are unchanged by this rescaling. Try it on chapter 1's small-batch + SAM network:"
     )
     alpha = st.select_slider(
         "α: scale the first layer by α and the second by 1/α",
