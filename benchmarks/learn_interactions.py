@@ -83,6 +83,10 @@ CHANGED_JS = (
     "([key, old]) => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
     f" const now = {SHOWN}; return now !== null && now !== old; }}"
 )
+HOLDS_JS = (
+    "key => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
+    " return !!(e && e.data && e.data.length); }"
+)
 IDLE_JS = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 SLIDER_JS = (
     "key => { const i = document.querySelector(`.st-key-${key} input[type=range]`);"
@@ -126,19 +130,21 @@ def wait_healthy(url: str) -> float:
             time.sleep(0.05)
 
 
-def drawn(page, header: str, figures: int) -> None:
-    """Until the chapter's header shows, its charts hold data and its script run has finished."""
+def drawn(page, header: str, figures: int, key: str) -> None:
+    """Until the chapter's header shows, its own chart `key` holds data, exactly its number of
+    charts is drawn (the chapter before has gone) and its script run has finished."""
     page.get_by_role("heading", name=header).wait_for(timeout=TIMEOUT_MS)
-    page.wait_for_function(f"{CHARTS_JS} >= {figures}", timeout=TIMEOUT_MS)
+    page.wait_for_function(HOLDS_JS, arg=key, timeout=TIMEOUT_MS)
+    page.wait_for_function(f"{CHARTS_JS} === {figures}", timeout=TIMEOUT_MS)
     page.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
 
 
 def cold_load(page, url: str) -> float:
     """Navigation to /learn -> chapter 1 drawn."""
-    (header, (path, _, _, figures)), *_ = CHAPTERS.items()
+    (header, (path, _, fig, figures)), *_ = CHAPTERS.items()
     start = time.perf_counter()
     page.goto(url + path)
-    drawn(page, header, figures)
+    drawn(page, header, figures, fig)
     return time.perf_counter() - start
 
 
@@ -236,7 +242,7 @@ def chapters(page, a, label: str, pid: int) -> dict:
             following = headers[n + 1]
             t0 = time.perf_counter()
             page.get_by_role("link", name=f"Next: {following}").click()
-            drawn(page, following, CHAPTERS[following][3])
+            drawn(page, following, CHAPTERS[following][3], CHAPTERS[following][2])
             times[following]["reached"].append(time.perf_counter() - t0)
             print(f"[{label}] Next -> {following}: {time.perf_counter() - t0:.2f} s", flush=True)
     assert not page.locator("[data-testid=stException]").count(), "the page shows an exception"

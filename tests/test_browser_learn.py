@@ -41,9 +41,17 @@ def _figure(page, key: str):
     )
 
 
-def _drawn(page, header: str, figures: int) -> None:
+def _drawn(page, header: str, figures: int, key: str) -> None:
+    """Until the chapter's header shows, its own figure `key` holds data, exactly its number of
+    figures is drawn (the chapter before has gone) and its script run has finished."""
     page.get_by_role("heading", name=header).wait_for(timeout=120_000)
-    page.wait_for_function(f"{DRAWN}.length >= {figures}", timeout=120_000)
+    page.wait_for_function(
+        "key => { const e = document.querySelector(`.st-key-${key} .js-plotly-plot`);"
+        " return !!(e && e.data && e.data.length); }",
+        arg=key,
+        timeout=120_000,
+    )
+    page.wait_for_function(f"{DRAWN}.length === {figures}", timeout=120_000)
     page.wait_for_function(IDLE, timeout=60_000)
 
 
@@ -55,7 +63,7 @@ def test_a_reader_goes_through_the_chapters_moving_each_slider(server, page, tmp
     for header in CHAPTERS:  # every chapter is listed in the navigation, under "Learn"
         assert sidebar.get_by_role("link", name=header).count() == 1, header
     for i, (header, (path, slider, fig)) in enumerate(CHAPTERS.items()):
-        _drawn(page, header, FIGURES[i])
+        _drawn(page, header, FIGURES[i], fig)
         assert page.url == url + path
         assert len(_figures(page)) == FIGURES[i]  # this chapter's figures, not the others'
         _shot(page, tmp_path, f"learn-{i + 1}")
@@ -80,7 +88,7 @@ def test_a_reader_goes_through_the_chapters_moving_each_slider(server, page, tmp
             page.get_by_role("link", name=f"Next: {following}").click()
     assert not page.locator("[data-testid=stException]").count()
     page.get_by_role("link", name="Back: 5. The caveats").click()
-    _drawn(page, "5. The caveats", 2)
+    _drawn(page, "5. The caveats", 2, "s5-bars")
     assert page.url == url + "/learn-caveats"
 
 
@@ -89,10 +97,10 @@ def test_a_first_visit_to_any_chapter_draws_it_from_the_shipped_results(server, 
     measures nothing: every result comes from assets/learn, verified, and nothing is written to the
     runs folder's cache."""
     url, runs = server
-    for i, (header, (path, _, _)) in enumerate(CHAPTERS.items()):
+    for i, (header, (path, _, fig)) in enumerate(CHAPTERS.items()):
         t0 = time.perf_counter()
         page.goto(url + path)
-        _drawn(page, header, FIGURES[i])
+        _drawn(page, header, FIGURES[i], fig)
         print(f"{path}: drawn in {time.perf_counter() - t0:.2f} s")
         assert not page.locator("[data-testid=stException]").count()
     computed = list(runs.glob(".cache/learn/*"))
