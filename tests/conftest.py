@@ -1,10 +1,15 @@
+import contextlib
+import functools
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -50,6 +55,139 @@ def run_cli(*args, check=None, timeout=300, **kw):
             f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
+
+
+# --- the command line in this process, as a fresh `python -m ...` would run it ------------------
+#
+# A subprocess pays for Python and the imports (torch: 1-3 s) before the first line of the command.
+# A test of a refusal (bad option, file or folder) runs the same entry in the test's own process
+# instead: `pof.signals.run_entry` around the command's `main`, stdout and stderr captured at the
+# file descriptors (capfd), the exit code from its SystemExit. Each command and each way it exits
+# keeps at least one test through a real subprocess (`run_cli`), and anything that may hang or
+# exhaust memory when the code is wrong (a FIFO, /dev/zero) stays in a subprocess whose timeout
+# fails it.
+
+# the warning filters of a fresh interpreter (python -W / PYTHONWARNINGS unset): the command
+# prints its warnings to stderr as it would there, instead of pytest recording (or raising) them
+_FRESH_FILTERS = [
+    ("default", DeprecationWarning, "__main__"),
+    ("ignore", DeprecationWarning, ""),
+    ("ignore", PendingDeprecationWarning, ""),
+    ("ignore", ImportWarning, ""),
+    ("ignore", ResourceWarning, ""),
+]
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+@contextlib.contextmanager
+def _as_a_fresh_process(cwd, env):
+    """Run the body as a new process would, and leave nothing behind: the signal handlers the entry
+    installs, pof.signals' flags, cwd, environment, sys.path, modules imported from temporary
+    folders (user code), the random generators, torch's threads and default dtype."""
+    import random
+    import signal
+
+    import numpy as np
+    import torch
+
+    from pof import signals
+
+    sigs = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not None]
+    handlers = {s: signal.getsignal(s) for s in sigs}
+    flags = (signals._term, signals._polled)
+    old_cwd, old_env, old_path = os.getcwd(), dict(os.environ), list(sys.path)
+    old_modules = set(sys.modules)
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())  # noqa: NPY002
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    signals._term = signals._polled = False  # a fresh process: no SIGTERM yet, nothing polls
+    try:
+        os.chdir(cwd)
+        os.environ.update({k: str(v) for k, v in (env or {}).items()})
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            for action, category, module in _FRESH_FILTERS:
+                warnings.filterwarnings(action, category=category, module=module, append=True)
+            warnings.showwarning = _print_warning
+            yield
+    finally:
+        os.chdir(old_cwd)
+        if dict(os.environ) != old_env:
+            os.environ.clear()
+            os.environ.update(old_env)
+        sys.path[:] = old_path
+        tmp = tempfile.gettempdir()
+        for name in set(sys.modules) - old_modules:
+            if str(getattr(sys.modules[name], "__file__", None) or "").startswith(tmp):
+                del sys.modules[name]
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        signals._term, signals._polled = flags
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])  # noqa: NPY002
+        torch.set_rng_state(rng[2])
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
+
+
+def _exit_code(code) -> int:
+    """The process's exit status for sys.exit(code), as the interpreter computes it."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def main_in_process(
+    capfd, module: str, *args, check=None, env=None, cwd=ROOT
+) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` (pof or analysis) run by its own entry in this process: the
+    CompletedProcess a subprocess would give (exit code, stdout, stderr); `check` as in run_cli."""
+    from pof.signals import run_entry
+
+    if module == "pof":
+        from pof.cli import main
+    elif module == "analysis":
+        from analysis.cli import main
+    else:
+        raise ValueError(module)
+    argv = [str(a) for a in args]
+    capfd.readouterr()  # only the command's own output below
+    with _as_a_fresh_process(cwd, env):
+        try:
+            run_entry(lambda: functools.partial(main, argv))  # always raises SystemExit
+            code = 0
+        except SystemExit as e:
+            code = _exit_code(e.code)
+        except Exception:  # uncaught: the interpreter prints the traceback and exits 1
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+    out, err = capfd.readouterr()
+    proc = subprocess.CompletedProcess([sys.executable, "-m", module, *argv], code, out, err)
+    if check is not None:
+        assert proc.returncode == check, (
+            f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+@pytest.fixture
+def pof_main(capfd):
+    """`pof_main(*args)`: `python -m pof ARGS` in this process (main_in_process), as run_cli."""
+    return functools.partial(main_in_process, capfd, "pof")
+
+
+@pytest.fixture
+def analysis_main(capfd):
+    """`analysis_main(*args)`: `python -m analysis ARGS` in this process (main_in_process)."""
+    return functools.partial(main_in_process, capfd, "analysis")
 
 
 def wait_for_state(run, states=("done",), timeout=180):
@@ -238,7 +376,7 @@ SLOW_TESTS["test_classroom.py"] = {  # the CLI in subprocesses: 16-60 s under lo
 }
 SLOW_MODULES = {
     "test_jobqueue.py",  # every test runs jobs in subprocesses: 4-17 s each
-    # all but three of its 83 tests run the CLI in a subprocess: 2.5-67 s each, 410 s in all
+    # most of its 83 tests run the CLI (as a subprocess, or in process: conftest.main_in_process)
     "test_faults_input.py",
     # every test pre-trains through the CLI, or runs it repeatedly (not timed one by one)
     "test_train_cli.py",

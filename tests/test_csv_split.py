@@ -107,7 +107,7 @@ def _pof(*args, check=0):
     return proc
 
 
-def test_the_split_is_stated_recorded_and_reused_by_the_commands(tmp_path):
+def test_the_split_is_stated_recorded_and_reused_by_the_commands(tmp_path, pof_main):
     name = _write(tmp_path / "pets.csv")
     run = tmp_path / "run"
     args = ["pretrain", "--dataset", name, "--label-column", "species", "--model", "mlp"]
@@ -126,7 +126,9 @@ def test_the_split_is_stated_recorded_and_reused_by_the_commands(tmp_path):
     assert "30 of 100 rows (0.3) for testing, stratified by label, seed 5" in shown
     # a categorical column is refused by name before any run folder is made
     bad = _write(tmp_path / "bad.csv", cells=lambda i, a, b, s: f"{a:.3f},x{i % 3},{s}")
-    refused = _pof(*args[:2], bad, *args[3:], "--out", tmp_path / "never", check=2)
+    # (in this process, conftest.main_in_process: the commands above ran for real)
+    refused = pof_main(*args[:2], bad, *args[3:], "--out", tmp_path / "never")
+    assert refused.returncode == 2, refused.stderr[-3000:]
     assert "column 'b'" in refused.stderr and "Encode it as numbers" in refused.stderr
     assert not (tmp_path / "never").exists()
 

@@ -1,6 +1,11 @@
 """Hostile input to every command, for real: each bad option, file or folder is built by the test,
-the command runs as a subprocess, and the outcome is asserted: exit code, a message that names the
-problem (never a traceback), and no folder left behind / no file changed."""
+the command runs, and the outcome is asserted: exit code, a message that names the problem (never a
+traceback), and no folder left behind / no file changed.
+
+Each command runs as a real subprocess (`run_cli`, `run_analysis`) in at least one test of each
+kind, and wherever it refuses before importing torch (0.1 s). A refusal that comes after the import
+(1-3 s in a fresh process) runs the same entry in this process instead (the `pof_main` and
+`analysis_main` fixtures, conftest.main_in_process), with the same assertions."""
 
 import contextlib
 import hashlib
@@ -102,11 +107,21 @@ PRETRAIN_BAD = [
 ]
 
 
+# answered once torch is imported (device, dataset, the memory a model needs): in this process
+PRETRAIN_AFTER_TORCH = {
+    "--model cnn-small --arch-arg width=100000",
+    "--device cuda:99",
+    "--device banana",
+    "--dataset nosuch",
+}
+
+
 @pytest.mark.parametrize("extra,message", PRETRAIN_BAD, ids=[" ".join(a) for a, _ in PRETRAIN_BAD])
-def test_pretrain_refuses_bad_options_before_making_a_folder(tmp_path, extra, message):
+def test_pretrain_refuses_bad_options_before_making_a_folder(tmp_path, pof_main, extra, message):
     out = tmp_path / "run"
+    cli = pof_main if " ".join(extra) in PRETRAIN_AFTER_TORCH else run_cli
     refused(
-        run_cli(
+        cli(
             "pretrain",
             "--model",
             "mlp",
@@ -150,10 +165,10 @@ def test_post_train_refuses_bad_options_before_making_a_folder(ckpt, tmp_path, e
     assert not out.exists()
 
 
-def test_post_train_without_a_checkpoint_is_input_error(tmp_path):
+def test_post_train_without_a_checkpoint_is_input_error(tmp_path, pof_main):
     refused(run_cli("post-train", "--out", tmp_path / "p"), "needs a CHECKPOINT")
     refused(
-        run_cli("post-train", tmp_path / "missing.safetensors", "--out", tmp_path / "p"),
+        pof_main("post-train", tmp_path / "missing.safetensors", "--out", tmp_path / "p"),
         "missing.safetensors",
     )
     assert not (tmp_path / "p").exists()
@@ -162,14 +177,18 @@ def test_post_train_without_a_checkpoint_is_input_error(tmp_path):
 # --- output paths that cannot be written ----------------------------------------------------------
 
 
-def test_output_paths_that_are_files_or_unwritable_are_refused(ckpt, tmp_path):
+def test_output_paths_that_are_files_or_unwritable_are_refused(
+    ckpt, tmp_path, pof_main, analysis_main
+):
     a_file = tmp_path / "file.txt"
     a_file.write_text("mine")
     for out in (a_file, a_file / "below"):
-        refused(run_cli("pretrain", "--model", "mlp", "--epochs", "1", "--out", out), "give")
-        refused(run_cli("post-train", ckpt, "--epochs", "1", "--out", out), "give")
-        refused(run_analysis("hessian", ckpt, "--out", out, "--quiet"), "give")
-        refused(run_analysis("compare", ckpt, "--part", "layers", "--out", out, "--quiet"), "give")
+        # each command line once for real, then in this process (they import torch first)
+        pof, analysis = (run_cli, run_analysis) if out == a_file else (pof_main, analysis_main)
+        refused(pof("pretrain", "--model", "mlp", "--epochs", "1", "--out", out), "give")
+        refused(pof("post-train", ckpt, "--epochs", "1", "--out", out), "give")
+        refused(analysis("hessian", ckpt, "--out", out, "--quiet"), "give")
+        refused(analysis_main("compare", ckpt, "--part", "layers", "--out", out, "--quiet"), "give")
     assert a_file.read_text() == "mine"
     # a folder nothing can be created in, even by root: /sys; else one read-only for other users
     if os.getuid() == 0:
@@ -177,25 +196,28 @@ def test_output_paths_that_are_files_or_unwritable_are_refused(ckpt, tmp_path):
     else:
         (tmp_path / "ro").mkdir(mode=0o555)
         ro = tmp_path / "ro" / "out"
-    refused(run_cli("pretrain", "--model", "mlp", "--epochs", "1", "--out", ro), "cannot write in")
-    refused(run_analysis("landscape", ckpt, "--out", ro, "--quiet"), "cannot write in")
+    refused(pof_main("pretrain", "--model", "mlp", "--epochs", "1", "--out", ro), "cannot write in")
+    refused(analysis_main("landscape", ckpt, "--out", ro, "--quiet"), "cannot write in")
     assert not ro.exists()
 
 
 # --- models that are not usable -------------------------------------------------------------------
 
 
-def test_a_nan_checkpoint_is_refused_by_evaluate_analysis_and_post_train(nan_ckpt, tmp_path):
+def test_a_nan_checkpoint_is_refused_by_evaluate_analysis_and_post_train(
+    nan_ckpt, tmp_path, pof_main, analysis_main
+):
+    # evaluate and compare (which fails the folder it made) for real, the others in this process
     refused(run_cli("evaluate", nan_ckpt), "NaN or infinite weights", "classifier.bias")
     for cmd in ("hessian", "landscape", "sharpness", "layers"):
         refused(
-            run_analysis(cmd, nan_ckpt, "--out", tmp_path / cmd, "--quiet"),
+            analysis_main(cmd, nan_ckpt, "--out", tmp_path / cmd, "--quiet"),
             "NaN or infinite",
             "classifier.bias",
         )
         assert not list((tmp_path / cmd).glob("*.json")) if (tmp_path / cmd).exists() else True
     refused(
-        run_cli("post-train", nan_ckpt, "--out", tmp_path / "post", "--epochs", "1"),
+        pof_main("post-train", nan_ckpt, "--out", tmp_path / "post", "--epochs", "1"),
         "NaN or infinite",
     )
     assert not (tmp_path / "post").exists()
@@ -225,21 +247,22 @@ META_BAD = {
 
 
 @pytest.mark.parametrize("case", list(META_BAD))
-def test_metadata_of_the_wrong_json_type_is_a_clear_refusal(ckpt, tmp_path, case):
+def test_metadata_of_the_wrong_json_type_is_a_clear_refusal(ckpt, tmp_path, pof_main, case):
     make, message = META_BAD[case]
     meta, state = _meta_and_state(ckpt)
     path = tmp_path / "crafted.safetensors"
     save_file(state, str(path), metadata={"pof": json.dumps(make(meta))})
-    refused(run_cli("evaluate", path, "--dataset", "digits"), message)
+    cli = run_cli if case == next(iter(META_BAD)) else pof_main  # the first for real
+    refused(cli("evaluate", path, "--dataset", "digits"), message)
 
 
-def test_unreadable_training_schedule_asks_for_lr_before_making_a_folder(ckpt, tmp_path):
+def test_unreadable_training_schedule_asks_for_lr_before_making_a_folder(ckpt, tmp_path, pof_main):
     meta, state = _meta_and_state(ckpt)
     meta["provenance"] = {"schedule": {"type": "step", "lr": "fast"}}
     path = tmp_path / "sched.safetensors"
     save_file(state, str(path), metadata={"pof": json.dumps(meta)})
     refused(
-        run_cli("post-train", path, "--out", tmp_path / "p", "--epochs", "1"),
+        pof_main("post-train", path, "--out", tmp_path / "p", "--epochs", "1"),
         "give the learning rate with --lr",
     )
     assert not (tmp_path / "p").exists()
@@ -266,13 +289,23 @@ GRID_BAD = [
 ]
 
 
+# for real: the first case of each command that no other test of this file runs as a subprocess
+GRID_REAL = {
+    "landscape --dims 2 --steps 100000",
+    "interpolate CKPT --steps -3",
+    "sharpness --rho -1",
+    "layers --probes 1",
+}
+
+
 @pytest.mark.parametrize("args,message", GRID_BAD, ids=[" ".join(a) for a, _ in GRID_BAD])
 def test_analysis_refuses_degenerate_and_absurd_sizes_before_any_work(
-    ckpt, tmp_path, args, message
+    ckpt, tmp_path, analysis_main, args, message
 ):
     cmd, rest = args[0], [str(ckpt) if a == "CKPT" else a for a in args[1:]]
     out = tmp_path / "results"
-    refused(run_analysis(cmd, ckpt, *rest, "--out", out, "--quiet"), message)
+    cli = run_analysis if " ".join(args) in GRID_REAL else analysis_main
+    refused(cli(cmd, ckpt, *rest, "--out", out, "--quiet"), message)
     assert not out.exists()
 
 
@@ -284,12 +317,13 @@ def test_report_of_a_folder_that_is_not_a_run(tmp_path):
 # --- run folders ----------------------------------------------------------------------------------
 
 
-def test_overwrite_onto_the_run_holding_the_source_checkpoint_deletes_nothing(tmp_path):
+def test_overwrite_onto_the_run_holding_the_source_checkpoint_deletes_nothing(tmp_path, pof_main):
     src = pretrain(PretrainConfig(model="mlp", dataset="digits", epochs=1), tmp_path / "src")
     before = {p.name: sha(p) for p in src.checkpoints.glob("*")}
     for out in (src.path, tmp_path):  # the run itself, and a folder that contains it
+        cli = run_cli if out == src.path else pof_main  # the second in this process
         refused(
-            run_cli(
+            cli(
                 "post-train", src.checkpoint("final"), "--out", out, "--overwrite", "--epochs", "1"
             ),
             "would delete the checkpoint it starts from",
@@ -298,26 +332,27 @@ def test_overwrite_onto_the_run_holding_the_source_checkpoint_deletes_nothing(tm
     assert Run(src.path).status()["state"] == "done"
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        "{truncated",
-        "[1, 2]",
-        '{"command": "pretrain", "config": {"epochs": "ten"}}',
-        '{"command": "pretrain", "config": {"epochs": 2, "bogus": 1}}',
-        '{"command": "pretrain", "config": [1]}',
-    ],
-)
-def test_resume_of_a_corrupt_or_wrong_typed_config_is_refused(tmp_path, config):
+CORRUPT_CONFIGS = [
+    "{truncated",
+    "[1, 2]",
+    '{"command": "pretrain", "config": {"epochs": "ten"}}',
+    '{"command": "pretrain", "config": {"epochs": 2, "bogus": 1}}',
+    '{"command": "pretrain", "config": [1]}',
+]
+
+
+@pytest.mark.parametrize("config", CORRUPT_CONFIGS)
+def test_resume_of_a_corrupt_or_wrong_typed_config_is_refused(tmp_path, pof_main, config):
     out = tmp_path / "r"
     pretrain(PretrainConfig(model="mlp", dataset="digits", epochs=1), out)
     Run(out).set_status("failed", error="pretend it crashed")
     (out / "config.json").write_text(config)
     files = {p: sha(p) for p in out.rglob("*") if p.is_file() and p.name != "status.json"}
-    err = refused(run_cli("pretrain", "--out", out, "--resume"), "config.json")
+    cli = run_cli if config == CORRUPT_CONFIGS[0] else pof_main  # the first for real
+    err = refused(cli("pretrain", "--out", out, "--resume"), "config.json")
     assert len(err.strip().splitlines()) == 1
     err = refused(
-        run_cli("post-train", "--out", out, "--resume")
+        cli("post-train", "--out", out, "--resume")
     )  # the file named, or "a pretrain run"
     assert "config.json" in err or "not a post-train run" in err
     assert {p: sha(p) for p in out.rglob("*") if p.is_file() and p.name != "status.json"} == files

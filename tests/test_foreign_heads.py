@@ -77,8 +77,9 @@ def _analysis(*args):
     )
 
 
-def _post_train(ckpt, out, *args, check):
-    return run_cli(
+def _post_train(ckpt, out, *args, check, cli=run_cli):
+    """`python -m pof post-train` for real, or with cli=pof_main in this process (a refusal)."""
+    return cli(
         "post-train", ckpt, "--method", "pof", "--epochs", "1", "--batch-size", "16",
         "--weak-batch-size", "16", "--out", out, *args, check=check,
     )  # fmt: skip
@@ -120,12 +121,12 @@ def test_the_users_conv_head_model_evaluates_measures_and_post_trains(user, tmp_
     assert "classifier = head.1 (1x1 Conv2d" in config["split"], proc.stdout
 
 
-def test_squeezenet_is_refused_naming_its_relu_and_works_without_it(user, tmp_path):
+def test_squeezenet_is_refused_naming_its_relu_and_works_without_it(user, tmp_path, pof_main):
     torch.save(torchvision.models.squeezenet1_1(num_classes=3).state_dict(), user / "squeeze.pt")
     data = ["--dataset", f"npz:{user / 'images.npz'}"]
     tv = ["--arch", "torchvision:squeezenet1_1", *data]
     for named in ([], ["--classifier", "classifier.1"]):
-        proc = _post_train(user / "squeeze.pt", tmp_path / "no", *tv, *named, check=2)
+        proc = _post_train(user / "squeeze.pt", tmp_path / "no", *tv, *named, check=2, cli=pof_main)
         assert "classifier.2 (ReLU) sits between the 1x1 convolution classifier.1" in proc.stderr
         assert "Replace it by nn.Identity" in proc.stderr and "--classifier" not in proc.stderr
         assert not (tmp_path / "no").exists()
@@ -137,7 +138,7 @@ def test_squeezenet_is_refused_naming_its_relu_and_works_without_it(user, tmp_pa
 
 @pytest.mark.parametrize("dynamic", [False, True], ids=["fixed-batch", "dynamic-batch"])
 def test_an_export_program_measures_like_its_eager_model_and_refuses_post_training(
-    user, tmp_path, dynamic
+    user, tmp_path, dynamic, pof_main
 ):
     torch.manual_seed(0)
     mine = _module(user).build().eval()
@@ -171,7 +172,7 @@ def test_an_export_program_measures_like_its_eager_model_and_refuses_post_traini
     landscape = _analysis("landscape", *program, "--steps", "3", "--quiet", "--out", tmp_path / "r")
     assert landscape.returncode == 0, landscape.stderr
     # PoF trains the feature extractor; a fixed graph cannot be: refused, with what to save instead
-    proc = _post_train(user / "p.pt2", tmp_path / "run", *data, check=2)
+    proc = _post_train(user / "p.pt2", tmp_path / "run", *data, check=2, cli=pof_main)
     assert "an exported program is a fixed graph" in proc.stderr
     assert "model.state_dict()" in proc.stderr and "--classifier" not in proc.stderr
     assert not (tmp_path / "run").exists()
@@ -196,10 +197,10 @@ def test_a_timm_state_dict_by_name_evaluates_measures_and_post_trains(tmp_path):
     assert config["model"] == "timm:resnet10t" and "fc" in config["split"]
 
 
-def test_timm_names_are_checked_and_a_missing_timm_says_how_to_install_it(tmp_path):
+def test_timm_names_are_checked_and_a_missing_timm_says_how_to_install_it(tmp_path, pof_main):
     torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "w.pt")
     common = ["evaluate", tmp_path / "w.pt", "--dataset", "digits", "--arch"]
-    proc = run_cli(*common, "timm:resnt10t", check=2)
+    proc = pof_main(*common, "timm:resnt10t", check=2)  # in this process (conftest)
     assert "timm has no model 'resnt10t'; did you mean resnet10t" in proc.stderr
     # a Python without timm: `import timm` fails, as it does where the extra is not installed
     code = "import sys; sys.modules['timm'] = None; import pof.cli as c; sys.exit(c.main())"

@@ -257,8 +257,9 @@ def test_post_train_resumes_after_a_kill_exactly(ckpts, tmp_path):
     assert list(wa) == list(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_a_checkpoint_for_another_dataset_is_refused(ckpts, tmp_path):
-    proc = run_cli(
+def test_a_checkpoint_for_another_dataset_is_refused(ckpts, tmp_path, pof_main):
+    # in this process (conftest.main_in_process): post-train's refusals run for real elsewhere
+    proc = pof_main(
         "post-train", ckpts["cnn"], "--dataset", "moons", "--out", tmp_path / "x", "--quiet"
     )
     assert proc.returncode == 2 and "10 output classes but moons has 2" in proc.stderr

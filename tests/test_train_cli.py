@@ -100,8 +100,11 @@ def test_divergence_stops_with_a_clear_status_and_keeps_the_last_good_checkpoint
     assert not (out / "checkpoints" / "final.safetensors").exists()
 
 
-def test_bad_input_exits_2_with_a_message(tmp_path):
-    proc = run_cli(
+def test_bad_input_exits_2_with_a_message(tmp_path, pof_main):
+    # the refusals that come after torch is imported run in this process (conftest.main_in_process);
+    # an unknown model and --help run for real, as do the pre-training and the refusals of
+    # test_faults_input.py
+    proc = pof_main(
         "pretrain",
         "--dataset",
         "cifar10",
@@ -123,11 +126,11 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
         "--quiet",
         check=0,
     )
-    proc = run_cli(
+    proc = pof_main(
         "pretrain", "--dataset", "digits", "--epochs", "1", "--out", tmp_path / "r", "--quiet"
     )
     assert proc.returncode == 2 and "already holds a run" in proc.stderr
-    proc = run_cli(
+    proc = pof_main(
         "evaluate", tmp_path / "r" / "checkpoints" / "final.safetensors", "--dataset", "moons"
     )
     assert proc.returncode == 2 and "10 output classes but moons has 2" in proc.stderr

@@ -61,7 +61,7 @@ def test_several_state_dicts_that_fit_are_named_and_one_is_chosen_by_key(tmp_pat
         load_checkpoint(path, dataset=digits, source=ModelSource("cnn-small", weights_key="ema"))
 
 
-def test_cli_says_which_key_and_which_prefix_it_used(tmp_path):
+def test_cli_says_which_key_and_which_prefix_it_used(tmp_path, pof_main):
     """...and takes --weights-key when several entries fit."""
     model, opt, other = _trained_pair()
     unusual, parallel = tmp_path / "unusual.pt", tmp_path / "parallel.pt"
@@ -79,7 +79,7 @@ def test_cli_says_which_key_and_which_prefix_it_used(tmp_path):
     assert json.loads(run_cli("evaluate", out, "--json", check=0).stdout)["test"]["acc"] > 0
     several = tmp_path / "several.pt"
     torch.save({"model_state": model.state_dict(), "ema_state": other.state_dict()}, several)
-    refused = run_cli("evaluate", several, *flags, check=2)
+    refused = pof_main("evaluate", several, *flags, check=2)  # in this process (conftest)
     assert "name the one to use with --weights-key model_state" in refused.stderr
     chosen = run_cli("evaluate", several, *flags, "--weights-key", "ema_state", check=0)
     assert "note: read the weights under the key 'ema_state'" in chosen.stderr
