@@ -91,12 +91,17 @@ def test_six_chapters_each_a_section_with_references_figures_and_the_way_on(chap
 def test_section_1_shows_each_networks_measured_curvature_and_the_slice_follows_the_width(chapter):
     page = chapter(1)
     table = page.table[0].value  # rows: the measures; columns: the two networks
-    values = list(table.loc["λ_max (Lanczos)"])
-    assert values == [_fmt(learn.recipe_curvature(r).top.eigenvalues[0]) for r in (SHARP, FLAT)]
+    values = list(table.loc["λ_max (Lanczos, ± residual)"])
+    tops = [learn.recipe_curvature(r).top for r in (SHARP, FLAT)]  # each with its uncertainty
+    assert values == [f"{_fmt(t.eigenvalues[0])} ± {t.residuals[0]:.1g}" for t in tops]
+    traces = [learn.recipe_curvature(r).trace for r in (SHARP, FLAT)]
+    assert list(table.loc["trace (Hutchinson, ± one s.e.)"]) == [
+        f"{_fmt(t.trace)} ± {t.stderr:.2g}" for t in traces
+    ]
     assert list(table.loc["adaptive sharpness (ρ = 0.05)"]) == [
         _fmt(learn.recipe_curvature(r).adaptive.increase) for r in (SHARP, FLAT)
     ]
-    assert float(values[0]) > 3 * float(values[1])  # the sharp one is sharper, measured
+    assert tops[0].eigenvalues[0] > 3 * tops[1].eigenvalues[0]  # the sharp one is sharper
     before = _chart(page, "s1-fig")
     page.slider(key="s1-width").set_value(3.0).run()
     after = _chart(page, "s1-fig")
@@ -164,7 +169,9 @@ def test_section_5_rescaling_moves_the_hessian_but_not_the_adaptive_sharpness(ch
     page.select_slider(key="s5-alpha").set_value(10.0).run()
     rows = page.table[-1].value
     orig, scaled = rows.columns
-    assert rows.loc["λ_max", scaled] != rows.loc["λ_max", orig]
+    top = "λ_max (Lanczos, ± residual)"
+    assert rows.loc[top, scaled] != rows.loc[top, orig]
+    assert all(" ± " in v for v in rows.loc[[top, "trace (Hutchinson, ± one s.e.)"]].values.flat)
     assert (
         rows.loc["adaptive worst-case sharpness (ρ = 0.05)", scaled]
         == rows.loc["adaptive worst-case sharpness (ρ = 0.05)", orig]

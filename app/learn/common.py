@@ -62,6 +62,20 @@ def fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+# A curvature's estimates with their uncertainty, as the tables show them: Lanczos' residual
+# ‖Hv − λv‖ bounds the distance from λ to a true eigenvalue; a Hutchinson trace has its standard
+# error.
+TOP, TRACE = "λ_max (Lanczos, ± residual)", "trace (Hutchinson, ± one s.e.)"
+
+
+def top_text(c) -> str:
+    return f"{fmt(c.top.eigenvalues[0])} ± {c.top.residuals[0]:.1g}"
+
+
+def trace_text(c) -> str:
+    return f"{fmt(c.trace.trace)} ± {c.trace.stderr:.2g}"
+
+
 # --- the disk store: shipped entries in assets/learn, computed ones in RUNS/.cache/learn -------
 
 _STORES: dict[Path, Store] = {}

@@ -5,7 +5,20 @@ import streamlit as st
 
 from analysis.learn_results import EigenSlice, Recipe
 from app.figures.learn import eigen_slices
-from app.learn.common import PAIR, TOY, curvature, engine, fmt, refs, stored, trained
+from app.learn.common import (
+    PAIR,
+    TOP,
+    TOY,
+    TRACE,
+    curvature,
+    engine,
+    fmt,
+    refs,
+    stored,
+    top_text,
+    trace_text,
+    trained,
+)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
@@ -57,9 +70,9 @@ def what_flatness_is() -> None:
         rows[label] = {
             "recipe": f"{r.describe()}, {t.steps} steps",
             "training loss": fmt(t.train_loss),
-            "λ_max (Lanczos)": fmt(c.top.eigenvalues[0]),
+            TOP: top_text(c),
             "L″(0) of the curve (central difference)": fmt(slices[label].second_derivative),
-            "trace (Hutchinson, ± one s.e.)": (f"{fmt(c.trace.trace)} ± {c.trace.stderr:.2g}"),
+            TRACE: trace_text(c),
             f"adaptive sharpness (ρ = {c.adaptive.radius:g})": fmt(c.adaptive.increase),
         }
     st.table(rows)

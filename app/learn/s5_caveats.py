@@ -6,7 +6,18 @@ import streamlit as st
 from analysis.learn_results import FlatnessTable, Recipe, RescalingReport
 from app.figures.landscapes import slices_1d
 from app.figures.spectra import hessian_bars
-from app.learn.common import SMALL_SAM, TOY, engine, fmt, refs, stored
+from app.learn.common import (
+    SMALL_SAM,
+    TOP,
+    TOY,
+    TRACE,
+    engine,
+    fmt,
+    refs,
+    stored,
+    top_text,
+    trace_text,
+)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)  # a classroom server must not grow without end
@@ -71,8 +82,8 @@ def caveats() -> None:
     )
     rows = {
         k: {
-            "λ_max": fmt(v.curvature.top.eigenvalues[0]),
-            "trace": fmt(v.curvature.trace.trace),
+            TOP: top_text(v.curvature),
+            TRACE: trace_text(v.curvature),
             f"worst-case sharpness (ρ = {v.sharpness.radius:g})": fmt(v.sharpness.increase),
             f"adaptive worst-case sharpness (ρ = {v.adaptive.radius:g})": fmt(v.adaptive.increase),
         }
