@@ -94,11 +94,9 @@ class Store:
         """(result, tensors or None) of the entry named by kind and about: read and verified, or
         computed by `compute()` and written."""
         name, about = self.name(kind, about)
-        for folder in (self.shipped, self.folder):
-            if folder is not None:
-                found = self._read(folder, name, about, cls)
-                if found is not None:
-                    return found
+        found = self._find(name, about, cls)
+        if found is not None:
+            return found
         result, tensors = compute()
         self.computed.append(name)
         self._write(name, about, result, tensors)
@@ -112,11 +110,16 @@ class Store:
         """The result of an entry that may hold tensors, read and verified without them (nor torch),
         or None when there is no such entry: a trained network's summary, say."""
         name, about = self.name(kind, about)
+        found = self._find(name, about, cls, tensors=False)
+        return found[0] if found is not None else None
+
+    def _find(self, name: str, about: dict, cls: type, tensors: bool = True):
+        """(result, tensors or None) of the shipped entry, else the written one; None if neither."""
         for folder in (self.shipped, self.folder):
             if folder is not None:
-                found = self._read(folder, name, about, cls, tensors=False)
+                found = self._read(folder, name, about, cls, tensors)
                 if found is not None:
-                    return found[0]
+                    return found
         return None
 
     def _read(self, folder: Path, name: str, about: dict, cls: type, tensors: bool = True):

@@ -62,6 +62,6 @@ def show(number: int, *sections) -> None:
         c = CHAPTERS[number]
         after.page_link(c.page, label=f"Next: {c.title}", icon=":material/arrow_forward:")
 
-    from app.learn.common import warm_up
+    from app.learn.common import warm_up  # here: app/main.py imports this module for every page
 
     warm_up()  # the first new slider value then finds its imports done
