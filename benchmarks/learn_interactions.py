@@ -387,7 +387,7 @@ def report(a, idle: dict, busy: dict | None, job_share: float | None, load: list
     )
     print(
         "| first visit from the app's start page: Post-train drawn, then the sidebar's "
-        "\"1. What flatness is\" clicked → chapter 1 drawn | "
+        '"1. What flatness is" clicked → chapter 1 drawn | '
         + " | ".join(spread(r["start"]) for r in phases.values())
         + " | < 3 s idle |"
     )
