@@ -46,6 +46,7 @@ thread when a page first imports torch, app/torch_threads.py, which takes preced
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -197,43 +198,41 @@ def press(page, slider: str, fig: str, seen: list[int]) -> tuple[float, bool, st
     return elapsed, cached, text
 
 
+@contextlib.contextmanager
+def fresh(pw, runs: Path, a):
+    """A fresh server on an empty runs folder and a fresh browser's page: (server, url, page)."""
+    runs.mkdir()
+    server, url = start_server(runs, a.server_omp_threads)
+    browser = None
+    try:
+        wait_healthy(url)
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield server, url, browser.new_page(viewport={"width": 1300, "height": 1200})
+    finally:
+        if browser:
+            browser.close()
+        stop(server)
+
+
 def phase(pw, tmp: Path, a, label: str) -> dict:
     """--cold-repeats first visits, each on a fresh server and runs folder, then the chapters in
     turn on the last of them."""
     colds, cpus, computed, torch, starts = [], [], [], [], []
+    name = label.replace(" ", "-")
     for i in range(a.cold_repeats):
         # the way in from the start page, on a fresh server and browser of its own
-        runs = tmp / f"runs-{label.replace(' ', '-')}-start-{i}"
-        runs.mkdir()
-        server, url = start_server(runs, a.server_omp_threads)
-        browser = None
-        try:
-            wait_healthy(url)
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-            )
-            page = browser.new_page(viewport={"width": 1300, "height": 1200})
+        with fresh(pw, tmp / f"runs-{name}-start-{i}", a) as (_, url, page):
             starts.append(from_start_page(page, url))
-            print(
-                f"[{label}] first visit {i + 1} from the start page: sidebar click -> chapter 1 "
-                f"drawn {starts[-1]:.2f} s",
-                flush=True,
-            )
-        finally:
-            if browser:
-                browser.close()
-            stop(server)
+        print(
+            f"[{label}] first visit {i + 1} from the start page: sidebar click -> chapter 1 "
+            f"drawn {starts[-1]:.2f} s",
+            flush=True,
+        )
     for i in range(a.cold_repeats):
-        runs = tmp / f"runs-{label.replace(' ', '-')}-{i}"
-        runs.mkdir()
-        server, url = start_server(runs, a.server_omp_threads)
-        browser = None
-        try:
-            wait_healthy(url)
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-            )
-            page = browser.new_page(viewport={"width": 1300, "height": 1200})
+        runs = tmp / f"runs-{name}-{i}"
+        with fresh(pw, runs, a) as (server, url, page):
             cpu0 = cpu_seconds(server.pid)
             colds.append(cold_load(page, url))
             cpus.append(cpu_seconds(server.pid) - cpu0)
@@ -247,10 +246,6 @@ def phase(pw, tmp: Path, a, label: str) -> dict:
             )
             if i == a.cold_repeats - 1:
                 times = chapters(page, a, label, server.pid)
-        finally:
-            if browser:
-                browser.close()
-            stop(server)
     return {
         "cold": colds,
         "start": starts,

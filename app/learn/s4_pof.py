@@ -15,8 +15,9 @@ def walkthrough(
     weak_size: int, weak_seed: int, gamma: float, steps: int, lr: float
 ) -> PoFWalkthrough:
     def compute():
-        model, d = engine().bundled(str(MOONS))
-        return engine().pof_walkthrough(model, d, weak_size, weak_seed, gamma, steps, lr)
+        learn = engine()
+        model, d = learn.bundled(str(MOONS))
+        return learn.pof_walkthrough(model, d, weak_size, weak_seed, gamma, steps, lr)
 
     args = dict(weak_size=weak_size, weak_seed=weak_seed, gamma=gamma, steps=steps, lr=lr)
     return stored("pof-walkthrough", PoFWalkthrough, compute, model=file_digest(MOONS), **args)
