@@ -86,8 +86,11 @@ def test_upload_own_model_and_compare_per_layer(server, page, tmp_path, monkeypa
     samples = page.get_by_role("spinbutton", name=re.compile("Training samples"))
     samples.fill("200")
     samples.press("Enter")
-    page.get_by_role("button", name="Compute 1 analysis").click()
+    page.get_by_role("button", name="Compute 1 analysis").click()  # while the page reruns, maybe
     t0 = time.time()
+    while not list(runs.glob("compare/*/layers/status.json")):  # the click started the job
+        assert time.time() - t0 < 60, f"no job started: {page.inner_text('body')[:2000]}"
+        time.sleep(0.5)
     while len(_plot_traces(page)) < 1:
         assert time.time() - t0 < 300, page.content()[:2000]
         assert not page.get_by_text(re.compile(r"failed:")).count(), page.content()[:3000]

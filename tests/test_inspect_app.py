@@ -209,13 +209,17 @@ def test_a_pickle_given_to_the_page_is_refused_and_never_run(runs_root, tmp_path
 
 def test_traces_only_for_a_large_model(runs_root):
     at = _inspect()
-    next(n for n in at.number_input if n.label.startswith("Training samples")).set_value(100).run()
-    next(c for c in at.checkbox if c.label == "Per layer: traces only").check().run()
+    # the settings changed and Compute clicked before the page has rerun with them (a quick user,
+    # a busy server): the click still counts, and the job computes with the new settings
+    next(n for n in at.number_input if n.label.startswith("Training samples")).set_value(100)
+    next(c for c in at.checkbox if c.label == "Per layer: traces only").check()
     next(b for b in at.button if b.label == "Compute 1 analysis").click().run()
     job = Run(next((runs_root / "compare").iterdir()) / "layers")
     assert wait_for_state(job, ("done", "failed"), timeout=300)["state"] == "done", (
         job.path / "log.txt"
     ).read_text()
+    config = json.loads((job.path / "config.json").read_text())["config"]
+    assert (config["samples"], config["layer_traces_only"]) == (100, True), config
     at.run()
     assert not at.exception
     assert _radio(at, "Along the depth").options == ["trace", "trace per param", "share of trace"]

@@ -136,6 +136,7 @@ if layer_runs:  # before Compute: how long the per-layer parts will take (before
     )
 if missing and st.button(
     f"Compute {len(missing)} analys{'is' if len(missing) == 1 else 'es'}",
+    key="compute",  # one button whatever is missing: a click sent as the page changes still counts
     type="primary",
     help="each analysis is a background job (they run one after another); results stay in "
     "RUN/analysis/ and show at once next time",
