@@ -12,6 +12,7 @@ import json
 
 import streamlit as st
 
+from analysis.configs import ReportConfig
 from analysis.results import to_dict
 from app.classroom import may_cancel
 from app.figures.landscapes import contours_2d, interpolation_figure, slices_1d, surfaces_3d
@@ -72,6 +73,22 @@ def watch_parts(jobs: dict, names: dict, done: set = frozenset()) -> None:
 
 
 LIGHT_PARAMETERS = 2_000_000  # above, timing a product here could take seconds: the job does it
+
+
+def sample_fields(left, right) -> dict:
+    """The two sample counts of a comparison, as fields in columns `left` and `right`: ReportConfig
+    keyword arguments (its defaults shown)."""
+    r = ReportConfig()
+    samples = left.number_input(
+        "Training samples (Hessian, per layer)",
+        50,
+        50_000,
+        r.samples,
+        step=50,
+        help="a seeded subset of the training split; more is slower and less noisy",
+    )
+    test = right.number_input("Test samples (landscapes)", 50, 50_000, r.eval_samples, step=50)
+    return {"samples": int(samples), "eval_samples": int(test)}
 
 
 @st.cache_data(max_entries=16, show_spinner="Timing a Hessian-vector product ...")

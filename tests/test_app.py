@@ -1,6 +1,7 @@
 """The app's pages through Streamlit's AppTest (no browser), with real run folders and jobs."""
 
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_cli, wait_for_state
@@ -342,6 +343,9 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(
     # before Compute: how long the per-layer part will take, timed on the run's own model
     (estimate,) = [c.value for c in at.caption if c.value.startswith("Per layer: about")]
     assert "for each of 2 checkpoints" in estimate and "measured here on 64 samples" in estimate
+    # the sample counts, changed as Compute is clicked (one rerun): the jobs are started with them
+    next(n for n in at.number_input if n.label.startswith("Training samples")).set_value(200)
+    next(n for n in at.number_input if n.label.startswith("Test samples")).set_value(300)
     next(b for b in at.button if b.label == "Compute 5 analyses").click().run()
     assert not at.exception
     jobs = [
@@ -349,6 +353,10 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(
         for p in ("layers", "hessian", "landscape-1d", "landscape-2d", "interpolation")
     ]
     assert all(j.status()["state"] in ("queued", "running", "done") for j in jobs)
+    for j in jobs:  # each job's own command line (its pid is the queue's, then the command's)
+        argv = Path(f"/proc/{j.status()['pid']}/cmdline").read_bytes().decode().split("\0")
+        assert argv[argv.index("--samples") + 1] == "200", argv
+        assert argv[argv.index("--eval-samples") + 1] == "300", argv
     texts = [p.proto.text for p in at.get("progress")]
     assert len(texts) == 5 and texts[0].startswith("Per-layer sharpness")
     for j in jobs:

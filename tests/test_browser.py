@@ -1,5 +1,6 @@
 """End to end in a real browser: Debian's Chromium driven by Playwright against `streamlit run`."""
 
+import json
 import os
 import re
 import shutil
@@ -66,6 +67,10 @@ def test_default_model_post_trained_watched_reloaded_and_compared(server, page, 
     _shot(page, tmp_path, "3-done")
 
     page.get_by_role("link", name="Compare before and after").click()
+    for field, value in (("Training samples", "200"), ("Test samples", "500")):  # fewer: faster
+        box = page.get_by_role("spinbutton", name=re.compile(field))
+        box.fill(value)
+        box.press("Enter")
     page.get_by_role("button", name="Compute 5 analyses").click()
     page.get_by_text(re.compile(r"Hessian spectra: ")).wait_for(timeout=30_000)
     _shot(page, tmp_path, "4-analysing")
@@ -80,6 +85,8 @@ def test_default_model_post_trained_watched_reloaded_and_compared(server, page, 
     assert len(traces) == 8 and all(n >= 2 for n in traces), traces
     for part in ("layers", "hessian", "landscape-1d", "landscape-2d", "interpolation"):
         assert (run / "analysis" / part / "result.json").exists()
+        config = json.loads((run / "analysis" / part / "config.json").read_text())["config"]
+        assert (config["samples"], config["eval_samples"]) == (200, 500), part
     _shot(page, tmp_path, "5-compare")
     page.reload()  # cached: every chart at once, nothing to compute
     page.get_by_text("Hessian", exact=True).wait_for(timeout=30_000)

@@ -12,7 +12,14 @@ from analysis.compare import PARTS, ReportConfig, load_report, part_dir
 from analysis.tracking import job_dir as track_dir
 from analysis.tracking import series as curvature_series
 from app.classroom import job_refusal
-from app.comparison import PART_TITLES, layers_estimate, show_figure, show_results, watch_parts
+from app.comparison import (
+    PART_TITLES,
+    layers_estimate,
+    sample_fields,
+    show_figure,
+    show_results,
+    watch_parts,
+)
 from app.figures.curvature_compare import (
     layer_ratio_panels,
     layer_trace_panels,
@@ -24,6 +31,7 @@ from app.jobs import read_config, runs_root, start_job
 from app.live import url_run
 from pof.models.formats import ModelSource
 from pof.models.metadata import dataset_of
+from pof.options import to_argv
 from pof.runs.run import Run, RunError, list_runs
 
 root = runs_root()
@@ -119,6 +127,10 @@ if len(finished) < len(compared):
         )
         + " has not finished yet."
     )
+settings = ReportConfig()  # what Compute computes with; a part already shown keeps its own
+if missing:
+    s1, s2, _ = st.columns([1, 1, 2])
+    settings = ReportConfig(**sample_fields(s1, s2))
 layer_runs = [Run(key[0]) for key, _ in missing if key[1] == "layers"]
 if layer_runs:  # before Compute: how long the per-layer parts will take (before and after each)
     first = layer_runs[0].checkpoint("initial")
@@ -130,7 +142,7 @@ if layer_runs:  # before Compute: how long the per-layer parts will take (before
             {},
             asdict(ModelSource()),
             False,
-            ReportConfig(),
+            settings,
             2 * len(layer_runs),
         )
     )
@@ -145,7 +157,8 @@ if missing and st.button(
         st.error(refused)
         st.stop()
     for (run_path, part), job in missing:
-        start_job(job.path, ["-m", "analysis", "report", run_path, "--part", part, "--quiet"], root)
+        args = ["-m", "analysis", "report", run_path, "--part", part, *to_argv(settings)]
+        start_job(job.path, [*args, "--quiet"], root)
     st.rerun()  # redraw without the button: the jobs are queued now
 
 

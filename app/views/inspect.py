@@ -21,7 +21,7 @@ from analysis.compare import (
     part_dir,
 )
 from app.classroom import job_refusal, shared, upload_refusal
-from app.comparison import PART_TITLES, layers_estimate, show_results, watch_parts
+from app.comparison import PART_TITLES, layers_estimate, sample_fields, show_results, watch_parts
 from app.crosscheck_view import show_crosscheck
 from app.jobs import runs_root, start_job
 from app.messages import human_size, say
@@ -528,17 +528,8 @@ if any("error" in c or c["meta"]["nonfinite"] for c in cards.values()):
 
 # --- what to compute ------------------------------------------------------------------------------
 
-r = ReportConfig()
 s1, s2, s3 = st.columns([1, 1, 2])
-samples = s1.number_input(
-    "Training samples (Hessian, per layer)",
-    50,
-    50_000,
-    r.samples,
-    step=50,
-    help="a seeded subset of the training split; more is slower and less noisy",
-)
-eval_samples = s2.number_input("Test samples (landscapes)", 50, 50_000, r.eval_samples, step=50)
+sizes = sample_fields(s1, s2)
 offered = [p for p in PARTS if p not in PAIR_ONLY or len(paths) == 2]
 wanted = s3.multiselect(
     "Analyses", offered, default=["layers"], format_func=lambda p: PART_TITLES[p], key="parts"
@@ -550,9 +541,7 @@ traces_only = "layers" in wanted and st.checkbox(
     "Hessian-vector products in all, where each block eigenvalue costs a few more (seconds each "
     "on a large model on a CPU)",
 )
-cfg = ReportConfig(
-    samples=int(samples), eval_samples=int(eval_samples), layer_traces_only=traces_only
-)
+cfg = ReportConfig(**sizes, layer_traces_only=traces_only)
 labels = labels_for(paths, [shown[p] for p in paths])
 subject = Subject(labels, dataset, data_options, source)
 
