@@ -83,10 +83,17 @@ control_choice = c2.selectbox(
     help="another post-training of the same checkpoint, e.g. finetune-frozen",
 )
 control = Run(control_choice) if control_choice else None
+
+
+def _number(x) -> str:
+    """A number as short as it reads (8e-05, not 8.000000000000002e-05); else as it is."""
+    return f"{x:g}" if isinstance(x, int | float) else str(x)
+
+
 st.caption(
     f"{cfg.get('method')} on {cfg.get('model')} / {cfg.get('dataset')}, {cfg.get('epochs')} "
     "epochs at lr "
-    f"{cfg.get('lr')} ({cfg.get('lr_reason')}); before = checkpoints/initial, after = "
+    f"{_number(cfg.get('lr'))} ({cfg.get('lr_reason')}); before = checkpoints/initial, after = "
     "checkpoints/final"
 )
 
@@ -150,8 +157,8 @@ if missing and st.button(
     f"Compute {len(missing)} analys{'is' if len(missing) == 1 else 'es'}",
     key="compute",  # one button whatever is missing: a click sent as the page changes still counts
     type="primary",
-    help="each analysis is a background job (they run one after another); results stay in "
-    "RUN/analysis/ and show at once next time",
+    help="each analysis is a background job (they run one after another); the results stay in "
+    "the run's folder and show at once next time",
 ):
     if refused := job_refusal(len(missing)):
         st.error(refused)
@@ -229,14 +236,15 @@ def curvature_over_time() -> None:
         st.caption(
             "No curvature series yet for "
             + ", ".join(r.path.name for r in untracked)
-            + ": it is recorded by a job started with --track, or computed afterwards from the "
-            "run's checkpoints (initial, every epoch-NNNN of --save-every, final)."
+            + ": it is recorded during a post-training started with “Track curvature” ticked "
+            "(Post-train page), or computed afterwards from the run's saved checkpoints (its "
+            "first, its last and any saved in between)."
         )
     if startable and st.button(
         f"Compute curvature over time ({len(startable)} run{'s' if len(startable) > 1 else ''})",
         key="compute-track",
-        help="python -m analysis track RUN, a background job per run: the top eigenvalue, every "
-        "layer's trace and the last layer's, at each saved checkpoint, into RUN/analysis/track/",
+        help="a background job per run: the top eigenvalue, every layer's trace and the last "
+        "layer's, at each saved checkpoint; kept in the run's folder",
     ):
         # the probe subset's size and probe count of a sibling's live series, so that the series
         # compare like for like (the subset itself follows from each run's seed)

@@ -587,8 +587,8 @@ if missing and st.button(
     f"Compute {len(missing)} analys{'is' if len(missing) == 1 else 'es'}",
     key="compute",  # one button whatever the settings: a click sent as they change still counts
     type="primary",
-    help="each is a background job (they run one after another); the results stay in "
-    f"{out} and show at once next time",
+    help="each is a background job (they run one after another); the results are kept and show "
+    "at once next time",
 ):
     if refused := job_refusal(len(missing)):
         st.error(refused)
