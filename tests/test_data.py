@@ -98,6 +98,29 @@ def test_image_folder_errors_are_specific(tmp_path):
         load_dataset(f"imagefolder:{folder}")
 
 
+def test_digits_from_the_shipped_file_are_scikit_learns_split_and_without_it_come_from_sklearn(
+    tmp_path, monkeypatch
+):
+    """assets/digits.safetensors (read to spare every command scikit-learn's import) holds exactly
+    scikit-learn's digits as split_digits splits them; a missing or damaged file falls back to
+    scikit-learn, with the same dataset."""
+    from safetensors.numpy import load_file
+
+    from pof.data import offline
+
+    shipped = load_file(offline.DIGITS_FILE)
+    for key, want in zip(offline.DIGITS_ARRAYS, offline.split_digits(), strict=True):
+        assert shipped[key].dtype == want.dtype and np.array_equal(shipped[key], want), key
+    fast = offline.digits()
+    (tmp_path / "damaged.safetensors").write_bytes(b"\x08" + bytes(20))
+    for stand_in in (tmp_path / "absent.safetensors", tmp_path / "damaged.safetensors"):
+        monkeypatch.setattr(offline, "DIGITS_FILE", stand_in)
+        slow = offline.digits()
+        for name in ("x_train", "y_train", "x_test", "y_test"):
+            assert torch.equal(getattr(fast, name), getattr(slow, name)), (stand_in, name)
+        assert (fast.mean, fast.std) == (slow.mean, slow.std)
+
+
 def _digits_batches(**kw):
     d = load_dataset("digits")
     return d, Batches(d.x_train, d.y_train, d.mean, d.std, 100, **kw)

@@ -5,14 +5,26 @@ the tests work offline.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
 
 from .dataset import Dataset, make
 
+# scikit-learn's digits, split as split_digits() splits them, are kept in assets/ (written by
+# assets/make_digits.py): importing scikit-learn pulls in scipy and pandas, 1.6 s at the start of
+# every command and job on this data, where reading the file takes milliseconds. tests/test_data.py
+# checks the file against scikit-learn's own; without it, scikit-learn is asked.
+DIGITS_FILE = Path(__file__).resolve().parents[2] / "assets" / "digits.safetensors"
+DIGITS_ARRAYS = ("x_train", "x_test", "y_train", "y_test")
 
-def digits() -> Dataset:
-    """scikit-learn's 8x8 digits as uint8 images, split 75/25, stratified."""
+
+def split_digits() -> list[np.ndarray]:
+    """scikit-learn's 8x8 digits as uint8 images, split 75/25, stratified (seed 0): x_train,
+    x_test, y_train, y_test."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -20,9 +32,16 @@ def digits() -> Dataset:
     # Pixel values are 0..16; scale to the full uint8 range so every image dataset shares one
     # format.
     images = np.rint(d.images * (255 / 16)).astype(np.uint8)[:, None]
-    xtr, xte, ytr, yte = train_test_split(
-        images, d.target, test_size=0.25, stratify=d.target, random_state=0
-    )
+    return train_test_split(images, d.target, test_size=0.25, stratify=d.target, random_state=0)
+
+
+def digits() -> Dataset:
+    """scikit-learn's 8x8 digits as uint8 images, split 75/25, stratified."""
+    try:
+        arrays = load_file(DIGITS_FILE)
+        xtr, xte, ytr, yte = (arrays[k] for k in DIGITS_ARRAYS)
+    except (OSError, KeyError, SafetensorError):  # absent or damaged: the slow way
+        xtr, xte, ytr, yte = split_digits()
     return make(
         "digits",
         torch.from_numpy(xtr),
