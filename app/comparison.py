@@ -91,6 +91,20 @@ def sample_fields(left, right) -> dict:
     return {"samples": int(samples), "eval_samples": int(test)}
 
 
+TRACES_ONLY = "Per layer: traces only"
+
+
+def traces_only_field() -> bool:
+    """The per-layer view without block eigenvalues, for a model where they would take long."""
+    return st.checkbox(
+        TRACES_ONLY,
+        key="traces-only",
+        help="leave out each layer's top eigenvalue: every layer's trace then costs one pass of 30 "
+        "Hessian-vector products in all, where each block eigenvalue costs a few more (seconds "
+        "each on a large model on a CPU)",
+    )
+
+
 @st.cache_data(max_entries=16, show_spinner="Timing a Hessian-vector product ...")
 def layers_estimate(
     path, digest, dataset, data_options, source, allow_code, cfg, models, field=""

@@ -346,6 +346,7 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(
     # the sample counts, changed as Compute is clicked (one rerun): the jobs are started with them
     next(n for n in at.number_input if n.label.startswith("Training samples")).set_value(200)
     next(n for n in at.number_input if n.label.startswith("Test samples")).set_value(300)
+    next(c for c in at.checkbox if c.label == "Per layer: traces only").check()
     next(b for b in at.button if b.label == "Compute 5 analyses").click().run()
     assert not at.exception
     jobs = [
@@ -357,6 +358,7 @@ def test_compare_page_starts_one_background_job_per_missing_analysis(
         argv = Path(f"/proc/{j.status()['pid']}/cmdline").read_bytes().decode().split("\0")
         assert argv[argv.index("--samples") + 1] == "200", argv
         assert argv[argv.index("--eval-samples") + 1] == "300", argv
+        assert "--layer-traces-only" in argv, argv
     texts = [p.proto.text for p in at.get("progress")]
     assert len(texts) == 5 and texts[0].startswith("Per-layer sharpness")
     for j in jobs:

@@ -71,6 +71,8 @@ def test_default_model_post_trained_watched_reloaded_and_compared(server, page, 
         box = page.get_by_role("spinbutton", name=re.compile(field))
         box.fill(value)
         box.press("Enter")
+    page.get_by_text(re.compile(r"Per layer: about .* for each of 2 checkpoints")).wait_for()
+    _shot(page, tmp_path, "4-settings")  # the fields, the per-layer estimate, the button
     page.get_by_role("button", name="Compute 5 analyses").click()
     page.get_by_text(re.compile(r"Hessian spectra: ")).wait_for(timeout=30_000)
     _shot(page, tmp_path, "4-analysing")

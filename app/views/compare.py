@@ -14,10 +14,12 @@ from analysis.tracking import series as curvature_series
 from app.classroom import job_refusal
 from app.comparison import (
     PART_TITLES,
+    TRACES_ONLY,
     layers_estimate,
     sample_fields,
     show_figure,
     show_results,
+    traces_only_field,
     watch_parts,
 )
 from app.figures.curvature_compare import (
@@ -135,10 +137,11 @@ if len(finished) < len(compared):
         + " has not finished yet."
     )
 settings = ReportConfig()  # what Compute computes with; a part already shown keeps its own
+layer_runs = [Run(key[0]) for key, _ in missing if key[1] == "layers"]
 if missing:
     s1, s2, _ = st.columns([1, 1, 2])
-    settings = ReportConfig(**sample_fields(s1, s2))
-layer_runs = [Run(key[0]) for key, _ in missing if key[1] == "layers"]
+    sizes = sample_fields(s1, s2)
+    settings = ReportConfig(**sizes, layer_traces_only=bool(layer_runs) and traces_only_field())
 if layer_runs:  # before Compute: how long the per-layer parts will take (before and after each)
     first = layer_runs[0].checkpoint("initial")
     st.caption(
@@ -151,6 +154,7 @@ if layer_runs:  # before Compute: how long the per-layer parts will take (before
             False,
             settings,
             2 * len(layer_runs),
+            TRACES_ONLY,
         )
     )
 if missing and st.button(

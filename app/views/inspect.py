@@ -21,7 +21,15 @@ from analysis.compare import (
     part_dir,
 )
 from app.classroom import job_refusal, shared, upload_refusal
-from app.comparison import PART_TITLES, layers_estimate, sample_fields, show_results, watch_parts
+from app.comparison import (
+    PART_TITLES,
+    TRACES_ONLY,
+    layers_estimate,
+    sample_fields,
+    show_results,
+    traces_only_field,
+    watch_parts,
+)
 from app.crosscheck_view import show_crosscheck
 from app.jobs import runs_root, start_job
 from app.messages import human_size, say
@@ -534,13 +542,7 @@ offered = [p for p in PARTS if p not in PAIR_ONLY or len(paths) == 2]
 wanted = s3.multiselect(
     "Analyses", offered, default=["layers"], format_func=lambda p: PART_TITLES[p], key="parts"
 )
-traces_only = "layers" in wanted and st.checkbox(
-    "Per layer: traces only",
-    key="traces-only",
-    help="leave out each layer's top eigenvalue: every layer's trace then costs one pass of 30 "
-    "Hessian-vector products in all, where each block eigenvalue costs a few more (seconds each "
-    "on a large model on a CPU)",
-)
+traces_only = "layers" in wanted and traces_only_field()
 cfg = ReportConfig(**sizes, layer_traces_only=traces_only)
 labels = labels_for(paths, [shown[p] for p in paths])
 subject = Subject(labels, dataset, data_options, source)
@@ -580,7 +582,7 @@ if "layers" in missing:
             allow_code or Path(paths[0]).parent == imported_dir(),
             cfg,
             len(paths),
-            "Per layer: traces only",
+            TRACES_ONLY,
         )
     )
 if missing and st.button(
