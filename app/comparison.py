@@ -87,7 +87,14 @@ def sample_fields(left, right) -> dict:
         step=50,
         help="a seeded subset of the training split; more is slower and less noisy",
     )
-    test = right.number_input("Test samples (landscapes)", 50, 50_000, r.eval_samples, step=50)
+    test = right.number_input(
+        "Test samples (landscapes)",
+        50,
+        50_000,
+        r.eval_samples,
+        step=50,
+        help="a seeded subset of the test split, for the loss slices, surfaces and interpolation",
+    )
     return {"samples": int(samples), "eval_samples": int(test)}
 
 
